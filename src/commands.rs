@@ -1,0 +1,271 @@
+//! What each subcommand does: the CLI edge, where errors get their context for a person.
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::index::{Index, ReplicaId};
+use crate::plan::{Op, Side};
+use crate::store::{AnyStore, LocalStore, LockInfo, StoreError};
+use crate::sync::{SyncOptions, SyncReport, human_bytes};
+use crate::target::Target;
+use anyhow::{Context, Result, bail};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Runs a parsed command line; the result is the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Index { root } => index(&root_of(root, &cfg)?, &cfg),
+        Command::Status { root } => status(&root_of(root, &cfg)?, &cfg),
+        Command::Sync {
+            a,
+            b,
+            dry_run,
+            accept_new,
+            no_progress,
+        } => runtime()?.block_on(sync(
+            &cfg,
+            &a,
+            b.as_deref(),
+            dry_run,
+            accept_new,
+            no_progress,
+        )),
+        Command::Serve { root, listen } => {
+            let root = root_of(root, &cfg)?;
+            runtime()?.block_on(serve(&cfg, &root, listen))
+        }
+        Command::Daemon { root } => {
+            let root = root_of(root, &cfg)?;
+            runtime()?.block_on(daemon(&cfg, &root))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn root_of(arg: Option<PathBuf>, cfg: &Config) -> Result<PathBuf> {
+    match arg.or_else(|| cfg.root.clone()) {
+        Some(r) => Ok(r),
+        None => bail!(
+            "no synced folder given: pass --root DIR or set `root` in ~/.config/filesync/config.toml"
+        ),
+    }
+}
+
+fn open_local(root: &Path, cfg: &Config) -> Result<LocalStore> {
+    Ok(LocalStore::open(root, cfg.lock_stale_secs)?)
+}
+
+/// `filesync index`: refresh the index, or set a corrupt one aside and rebuild it.
+fn index(root: &Path, cfg: &Config) -> Result<i32> {
+    let store = open_local(root, cfg)?;
+    store.lock_blocking(&LockInfo::here("filesync index"))?;
+    let res = (|| -> Result<i32> {
+        let mut idx = match store.load_index_blocking() {
+            Ok(Some(i)) => i,
+            Ok(None) => Index::new(ReplicaId::random()),
+            Err(StoreError::CorruptIndex { reason, .. }) => {
+                let aside = store.set_aside_index()?;
+                tracing::warn!(
+                    "the index was corrupt ({reason}); kept it as {} and rebuilding",
+                    aside.display()
+                );
+                Index::new(ReplicaId::random())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        idx.name = Some(cfg.replica_name());
+        let st = crate::scan::scan(store.root(), &mut idx, &crate::relpath::RelPath::root())
+            .with_context(|| format!("cannot scan {}", store.root().display()))?;
+        crate::store::local::remove_stale_temps(store.root(), &st.temps);
+        store.save_index_blocking(&idx)?;
+        let (files, dirs, tombs) = idx.counts();
+        println!(
+            "indexed {}: {files} files, {dirs} folders, {} ({tombs} deletions remembered); \
+             {} added, {} modified, {} deleted, {} hashed",
+            store.root().display(),
+            human_bytes(idx.live_bytes()),
+            st.added,
+            st.modified,
+            st.deleted,
+            st.hashed
+        );
+        for (p, why) in &st.unreadable {
+            eprintln!("filesync: warning: could not read {p}: {why}");
+        }
+        Ok(if st.unreadable.is_empty() { 0 } else { 1 })
+    })();
+    store.unlock_blocking()?;
+    res
+}
+
+fn status(root: &Path, cfg: &Config) -> Result<i32> {
+    let store = open_local(root, cfg)?;
+    let idx = store.load_index_blocking()?;
+    let Some(idx) = idx else {
+        println!(
+            "{} has no index yet; run `filesync index --root {}`",
+            store.root().display(),
+            store.root().display()
+        );
+        return Ok(0);
+    };
+    let mut fresh = idx.clone();
+    let st = crate::scan::scan(store.root(), &mut fresh, &crate::relpath::RelPath::root())
+        .with_context(|| format!("cannot scan {}", store.root().display()))?;
+    let (files, dirs, tombs) = idx.counts();
+    println!(
+        "replica {} ({}) at {}",
+        idx.replica,
+        idx.name.as_deref().unwrap_or("unnamed"),
+        store.root().display()
+    );
+    println!(
+        "indexed: {files} files, {dirs} folders, {} ({tombs} deletions remembered)",
+        human_bytes(idx.live_bytes())
+    );
+    println!(
+        "pending local changes: {} added, {} modified, {} deleted",
+        st.added, st.modified, st.deleted
+    );
+    if idx.peers.is_empty() {
+        println!("last syncs: none yet");
+    } else {
+        println!("last syncs:");
+        let now = crate::store::now_secs();
+        for (id, p) in &idx.peers {
+            println!(
+                "  {} ({id}): {} UTC ({} ago), {} files moved, {} conflicts",
+                if p.name.is_empty() { "?" } else { &p.name },
+                crate::plan::stamp(p.last_sync),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(p.last_sync).max(0) as u64
+                )),
+                p.transferred,
+                p.conflicts
+            );
+        }
+    }
+    Ok(0)
+}
+
+async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<AnyStore> {
+    match t {
+        Target::Local(p) => Ok(AnyStore::Local(open_local(p, cfg)?)),
+        Target::Remote(r) => crate::store::open_remote(r, cfg, accept_new)
+            .await
+            .with_context(|| format!("cannot open {}", r.describe())),
+    }
+}
+
+async fn sync(
+    cfg: &Config,
+    a: &str,
+    b: Option<&str>,
+    dry_run: bool,
+    accept_new: bool,
+    no_progress: bool,
+) -> Result<i32> {
+    let (ta, name_a) = Target::parse(a, cfg)?;
+    let (tb, name_b) = match b {
+        Some(b) => Target::parse(b, cfg)?,
+        None => match &cfg.root {
+            Some(r) => (Target::Local(r.clone()), cfg.replica_name()),
+            None => bail!(
+                "only one replica given and no `root` configured: run `filesync sync A B`, \
+                 or set `root` in ~/.config/filesync/config.toml"
+            ),
+        },
+    };
+    // The configured root (or the second argument) is the left side; the peer is the right.
+    let left = open_target(&tb, cfg, accept_new).await?;
+    let right = open_target(&ta, cfg, accept_new).await?;
+    let opts = SyncOptions {
+        concurrency: cfg.concurrency,
+        trash_days: cfg.trash_days,
+        progress: !no_progress && std::io::stderr().is_terminal(),
+        left_name: name_b,
+        right_name: name_a,
+        dry_run,
+    };
+    let started = std::time::Instant::now();
+    let report = tokio::select! {
+        r = crate::sync::sync(&left, &right, &opts) => r,
+        _ = tokio::signal::ctrl_c() => {
+            // The sync future is dropped here: nothing half-written is in place (temp files
+            // only), so releasing the locks is safe.
+            let _ = crate::store::Store::unlock(&left).await;
+            let _ = crate::store::Store::unlock(&right).await;
+            bail!("interrupted; nothing is torn, run the sync again to finish");
+        }
+    };
+    let report = report?;
+    print_report(&report, &left, &right, dry_run);
+    if !dry_run {
+        println!(
+            "{} in {:.1}s",
+            report.summary(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if report.errors.is_empty() {
+        Ok(0)
+    } else {
+        for e in &report.errors {
+            eprintln!("filesync: error: {e}");
+        }
+        eprintln!(
+            "filesync: {} items could not be synced; they are untouched and the next sync retries them",
+            report.errors.len()
+        );
+        Ok(1)
+    }
+}
+
+fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool) {
+    use crate::store::Store;
+    let name = |s: Side| {
+        if s == Side::Left {
+            left.describe()
+        } else {
+            right.describe()
+        }
+    };
+    if dry_run {
+        for s in &r.plan.steps {
+            let what = match &s.op {
+                Op::Record => continue,
+                Op::MoveAside { to } => format!("keep as {to}"),
+                Op::Fetch { source, .. } => format!("copy ({})", human_bytes(source.size)),
+                Op::MkDir { .. } => "create folder".into(),
+                Op::Trash { .. } => "delete (to trash)".into(),
+                Op::RmDir => "remove folder".into(),
+            };
+            println!("{}: {} {}", name(s.side), what, s.path);
+        }
+    }
+    for c in &r.conflicts {
+        println!(
+            "conflict: {} changed on both sides; {}'s version keeps the name, the other is kept as {}",
+            c.path,
+            name(c.winner),
+            c.copy
+        );
+    }
+}
+
+async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32> {
+    crate::server::serve_foreground(cfg, root, listen).await?;
+    Ok(0)
+}
+
+async fn daemon(cfg: &Config, root: &Path) -> Result<i32> {
+    crate::daemon::run(cfg, root).await?;
+    Ok(0)
+}

@@ -1,0 +1,229 @@
+//! Configuration: defaults < /etc/filesync < ~/.config/filesync < --config/FILESYNC_CONFIG <
+//! `FILESYNC_*` environment variables (nested keys with `__`, e.g. `FILESYNC_SERVER__LISTEN`).
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const SYSTEM_CONFIG: &str = "/etc/filesync/config.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The synced folder on this machine.
+    pub root: Option<PathBuf>,
+    /// This replica's name in logs and peers' status (defaults to the host name).
+    pub name: Option<String>,
+    /// Days to keep replaced and deleted files in `.sync-trash/` (0 keeps them forever).
+    pub trash_days: u64,
+    /// Seconds after which another machine's `.sync.lock` counts as abandoned.
+    pub lock_stale_secs: u64,
+    /// Transfers in flight at once during a sync.
+    pub concurrency: usize,
+    pub peers: BTreeMap<String, PeerConfig>,
+    pub server: Option<ServerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: None,
+            name: None,
+            trash_days: 30,
+            lock_stale_secs: 6 * 3600,
+            concurrency: 8,
+            peers: BTreeMap::new(),
+            server: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// `sftp://user@host:port/path`, `user@host:port/path`, or a local path.
+    pub url: String,
+    /// Private key file to use (after ssh-agent).
+    pub identity: Option<PathBuf>,
+    /// known_hosts file to check the peer's host key against (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Sync with this peer on a schedule from the daemon, e.g. `"15m"`.
+    pub every: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `"0.0.0.0:2222"`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// ed25519 host key (created with mode 0600 on first start).
+    pub host_key: Option<PathBuf>,
+    /// OpenSSH `authorized_keys` file of the clients allowed in.
+    pub authorized_keys: Option<PathBuf>,
+    /// Refuse every write.
+    #[serde(default)]
+    pub read_only: bool,
+    /// argon2 hash (PHC string) enabling password login; unset means keys only.
+    pub password_hash: Option<String>,
+    /// Seconds of silence after which a client is disconnected.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+    /// Clients connected at once.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:2222".into()
+}
+fn default_idle() -> u64 {
+    600
+}
+fn default_max_clients() -> usize {
+    64
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            host_key: None,
+            authorized_keys: None,
+            read_only: false,
+            password_hash: None,
+            idle_timeout_secs: default_idle(),
+            max_clients: default_max_clients(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// The per-user config file, `$XDG_CONFIG_HOME/filesync/config.toml` or `~/.config/...`.
+pub fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("filesync").join("config.toml"))
+}
+
+/// Expands a leading `~/` to the home folder.
+pub fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration. `explicit` is `--config` (or `FILESYNC_CONFIG`).
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(SYSTEM_CONFIG));
+        if let Some(user) = user_config_path() {
+            // Absolute paths: `Toml::file` does not search parents, and a missing file is empty.
+            fig = fig.merge(Toml::file(user));
+        }
+        let explicit = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("FILESYNC_CONFIG").map(PathBuf::from));
+        if let Some(p) = &explicit {
+            if !p.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist (given with --config or FILESYNC_CONFIG)",
+                    p.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(p));
+        }
+        fig = fig.merge(Env::prefixed("FILESYNC_").ignore(&["CONFIG"]).split("__"));
+        let mut cfg: Config = fig.extract().map_err(describe)?;
+        cfg.root = cfg.root.map(|r| expand_home(&r));
+        for (name, peer) in &cfg.peers {
+            if let Some(every) = &peer.every {
+                humantime::parse_duration(every).map_err(|e| {
+                    ConfigError(format!(
+                        "config key `peers.{name}.every`: {every:?} is not a duration ({e}); use e.g. \"15m\""
+                    ))
+                })?;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// This replica's display name.
+    pub fn replica_name(&self) -> String {
+        self.name.clone().unwrap_or_else(crate::store::hostname)
+    }
+}
+
+/// One line per problem: where it came from, which key, what is wrong.
+fn describe(e: figment::Error) -> ConfigError {
+    let lines: Vec<String> = e
+        .into_iter()
+        .map(|e| {
+            let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+                Some(other) => format!("config {other}"),
+                None => match &e.metadata {
+                    Some(m) => format!("config from {}", m.name),
+                    None => "config".to_string(),
+                },
+            };
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!(": key `{}`", e.path.join("."))
+            };
+            format!("{source}{key}: {}", e.kind)
+        })
+        .collect();
+    ConfigError(lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_config_names_file_key_and_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "trash_days = \"soon\"\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("trash_days"), "{e}");
+
+        std::fs::write(&f, "rooot = \"/x\"\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("rooot"), "{e}");
+
+        std::fs::write(&f, "[peers.pi]\nurl = \"sftp://pi/\"\nevery = \"often\"\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("peers.pi.every"), "{e}");
+
+        let e = Config::load(Some(&dir.path().join("missing.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn file_values_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "root = \"/srv/x\"\nname = \"pi\"\n[server]\nlisten = \"127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.root.as_deref(), Some(Path::new("/srv/x")));
+        assert_eq!(c.server.unwrap().listen, "127.0.0.1:2");
+    }
+}

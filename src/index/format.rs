@@ -1,0 +1,496 @@
+//! The `.sync` JSON format: the seed's nested objects plus our dot-keys.
+//!
+//! ```json
+//! {".": {".st": 1637981552, ".sd": 0,
+//!        "file1": {".st": 1637981552, ".sn": 5, ".sd": 1, ".ss": 3, ".sh": "…", ".sv": {"…": 1}}},
+//!  ".replica": "0123456789abcdef", ".format": 1}
+//! ```
+//! Inside an entry, keys of the form `.s<letter>` are metadata (unknown ones are kept); every
+//! other key is a child. A child whose name looks like metadata (or starts with `\`) is written
+//! with a leading `\`. Parsing streams into a flat map, so a million entries never exist as a
+//! `serde_json::Value` tree.
+
+use super::{ContentHash, Entry, Index, Kind, MTime, PeerRecord, ReplicaId, VersionVector};
+use crate::relpath::RelPath;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const FORMAT_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(String);
+
+fn is_meta_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    b.len() == 3 && b[0] == b'.' && b[1] == b's' && b[2].is_ascii_lowercase()
+}
+
+fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if is_meta_key(name) || name.starts_with('\\') {
+        format!("\\{name}").into()
+    } else {
+        name.into()
+    }
+}
+
+fn unescape_name(key: &str) -> &str {
+    key.strip_prefix('\\').unwrap_or(key)
+}
+
+/// Parses a `.sync` file. A missing replica id (an index from the original tool) gets a new one.
+pub fn from_json_slice(bytes: &[u8]) -> Result<Index, FormatError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let idx = TopSeed
+        .deserialize(&mut de)
+        .map_err(|e| FormatError(e.to_string()))?;
+    de.end().map_err(|e| FormatError(e.to_string()))?;
+    Ok(idx)
+}
+
+/// Renders an index as `.sync` JSON.
+pub fn to_json_vec(index: &Index) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + index.entries.len() * 160);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    // Writing into a Vec cannot fail, and every key is a string.
+    if let Err(e) = TopSer(index).serialize(&mut ser) {
+        unreachable!("serializing an index to memory failed: {e}");
+    }
+    out.push(b'\n');
+    out
+}
+
+struct TopSeed;
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Index;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Index, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Index;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a .sync index object with a \".\" entry")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Index, A::Error> {
+        let mut flat: Vec<(RelPath, Entry)> = Vec::new();
+        let mut root = None;
+        let mut replica = None;
+        let mut name = None;
+        let mut peers = BTreeMap::new();
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "." => {
+                    root = Some(map.next_value_seed(EntrySeed {
+                        path: RelPath::root(),
+                        out: &mut flat,
+                    })?)
+                }
+                ".replica" => {
+                    let s: String = map.next_value()?;
+                    replica = Some(s.parse::<ReplicaId>().map_err(de::Error::custom)?);
+                }
+                ".name" => name = map.next_value::<Option<String>>()?,
+                ".format" => {
+                    let v: u64 = map.next_value()?;
+                    if v > FORMAT_VERSION {
+                        return Err(de::Error::custom(format!(
+                            "index format {v} is newer than this filesync understands ({FORMAT_VERSION}); upgrade filesync"
+                        )));
+                    }
+                }
+                ".peers" => peers = parse_peers(map.next_value()?),
+                _ => {
+                    extra.insert(key, map.next_value()?);
+                }
+            }
+        }
+        let root = root.ok_or_else(|| de::Error::missing_field("."))?;
+        if root.kind != Kind::Dir {
+            return Err(de::Error::custom("the root entry \".\" is not a folder"));
+        }
+        // Parents are emitted after their children; a stable sort restores component order.
+        flat.sort_by(|a, b| a.0.cmp(&b.0));
+        let entries: BTreeMap<RelPath, Entry> = flat.into_iter().collect();
+        Ok(Index {
+            replica: replica.unwrap_or_else(ReplicaId::random),
+            name,
+            root,
+            entries,
+            peers,
+            extra,
+        })
+    }
+}
+
+fn parse_peers(v: Value) -> BTreeMap<ReplicaId, PeerRecord> {
+    // Peer records are informational: a malformed one is dropped rather than failing the load.
+    let mut out = BTreeMap::new();
+    if let Value::Object(m) = v {
+        for (k, v) in m {
+            let Ok(id) = k.parse::<ReplicaId>() else {
+                continue;
+            };
+            let get_u = |f: &str| v.get(f).and_then(Value::as_u64).unwrap_or(0);
+            out.insert(
+                id,
+                PeerRecord {
+                    name: v
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    last_sync: v.get("last_sync").and_then(Value::as_i64).unwrap_or(0),
+                    transferred: get_u("transferred"),
+                    conflicts: get_u("conflicts"),
+                },
+            );
+        }
+    }
+    out
+}
+
+struct EntrySeed<'a> {
+    path: RelPath,
+    out: &'a mut Vec<(RelPath, Entry)>,
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = Entry;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_> {
+    type Value = Entry;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an index entry object for {}", self.path)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        let mut secs: Option<f64> = None;
+        let mut secs_int: Option<i64> = None;
+        let mut nanos: Option<u32> = None;
+        let mut sd: Option<Option<u64>> = None;
+        let mut size = 0u64;
+        let mut hash = None;
+        let mut vv = VersionVector::new();
+        let mut extra: Option<Box<Map<String, Value>>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                ".st" => {
+                    let n: serde_json::Number = map.next_value()?;
+                    if let Some(i) = n.as_i64() {
+                        secs_int = Some(i);
+                    } else {
+                        secs = n.as_f64();
+                    }
+                }
+                ".sn" => nanos = Some(map.next_value()?),
+                ".sd" => sd = Some(map.next_value()?),
+                ".ss" => size = map.next_value()?,
+                ".sh" => {
+                    let s: String = map.next_value()?;
+                    hash = Some(ContentHash::from_hex(&s).ok_or_else(|| {
+                        de::Error::custom(format!("bad hash {s:?} at {}", self.path))
+                    })?);
+                }
+                ".sv" => {
+                    let m: BTreeMap<String, u64> = map.next_value()?;
+                    let mut pairs = Vec::with_capacity(m.len());
+                    for (k, n) in m {
+                        pairs.push((k.parse::<ReplicaId>().map_err(de::Error::custom)?, n));
+                    }
+                    vv = VersionVector::from_pairs(pairs);
+                }
+                k if is_meta_key(k) => {
+                    let v: Value = map.next_value()?;
+                    extra.get_or_insert_default().insert(key, v);
+                }
+                k => {
+                    let name = unescape_name(k);
+                    let child = self.path.join(name).map_err(|e| {
+                        de::Error::custom(format!("bad name in {}: {e}", self.path))
+                    })?;
+                    let entry = map.next_value_seed(EntrySeed {
+                        path: child.clone(),
+                        out: self.out,
+                    })?;
+                    self.out.push((child, entry));
+                }
+            }
+        }
+        let kind = match sd {
+            Some(Some(1)) => Kind::File,
+            Some(Some(0)) => Kind::Dir,
+            Some(None) => Kind::Deleted,
+            Some(Some(n)) => {
+                return Err(de::Error::custom(format!(
+                    "\".sd\" is {n} at {}; expected 1, 0 or null",
+                    self.path
+                )));
+            }
+            None => {
+                return Err(de::Error::custom(format!(
+                    "\".sd\" missing at {}",
+                    self.path
+                )));
+            }
+        };
+        let mtime = match (secs_int, secs) {
+            (Some(s), _) => MTime::new(s, nanos.unwrap_or(0).min(999_999_999)),
+            (None, Some(f)) if f.is_finite() => {
+                let s = f.floor();
+                MTime::new(s as i64, ((f - s) * 1e9) as u32)
+            }
+            _ => MTime::default(),
+        };
+        Ok(Entry {
+            kind,
+            mtime,
+            size: if kind == Kind::File { size } else { 0 },
+            hash: if kind == Kind::File { hash } else { None },
+            vv,
+            extra,
+        })
+    }
+}
+
+struct TopSer<'a>(&'a Index);
+
+impl Serialize for TopSer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let idx = self.0;
+        let flat: Vec<(&RelPath, &Entry)> = idx.entries.iter().collect();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(".format", &FORMAT_VERSION)?;
+        m.serialize_entry(".replica", &idx.replica.to_string())?;
+        if let Some(n) = &idx.name {
+            m.serialize_entry(".name", n)?;
+        }
+        if !idx.peers.is_empty() {
+            let mut peers = Map::new();
+            for (id, p) in &idx.peers {
+                peers.insert(
+                    id.to_string(),
+                    serde_json::json!({"name": p.name, "last_sync": p.last_sync,
+                        "transferred": p.transferred, "conflicts": p.conflicts}),
+                );
+            }
+            m.serialize_entry(".peers", &peers)?;
+        }
+        for (k, v) in &idx.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry(
+            ".",
+            &EntrySer {
+                entry: &idx.root,
+                desc: &flat,
+                depth: 0,
+            },
+        )?;
+        m.end()
+    }
+}
+
+/// An entry and all its descendants (a contiguous run of the component-ordered index).
+struct EntrySer<'a> {
+    entry: &'a Entry,
+    desc: &'a [(&'a RelPath, &'a Entry)],
+    depth: usize,
+}
+
+/// Stands in for a parent missing from the index, so its children still have a place.
+static MISSING_PARENT: Entry = Entry {
+    kind: Kind::Deleted,
+    mtime: MTime { secs: 0, nanos: 0 },
+    size: 0,
+    hash: None,
+    vv: VersionVector::EMPTY,
+    extra: None,
+};
+
+struct VvSer<'a>(&'a VersionVector);
+
+impl Serialize for VvSer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (r, n) in self.0.iter() {
+            m.serialize_entry(&r.to_string(), &n)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for EntrySer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.entry;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(".st", &e.mtime.secs)?;
+        if e.mtime.nanos != 0 {
+            m.serialize_entry(".sn", &e.mtime.nanos)?;
+        }
+        match e.kind {
+            Kind::File => m.serialize_entry(".sd", &1)?,
+            Kind::Dir => m.serialize_entry(".sd", &0)?,
+            Kind::Deleted => m.serialize_entry(".sd", &())?,
+        }
+        if e.kind == Kind::File {
+            m.serialize_entry(".ss", &e.size)?;
+            if let Some(h) = &e.hash {
+                m.serialize_entry(".sh", &h.to_hex())?;
+            }
+        }
+        if !e.vv.is_empty() {
+            m.serialize_entry(".sv", &VvSer(&e.vv))?;
+        }
+        if let Some(x) = &e.extra {
+            for (k, v) in x.iter() {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        let d = self.depth;
+        let mut i = 0;
+        while i < self.desc.len() {
+            let (p, pe) = self.desc[i];
+            let Some(name) = p.components().nth(d) else {
+                i += 1;
+                continue;
+            };
+            let (child, start) = if p.depth() == d + 1 {
+                (pe, i + 1)
+            } else {
+                (&MISSING_PARENT, i)
+            };
+            let mut j = start;
+            while j < self.desc.len()
+                && self.desc[j].0.depth() > d + 1
+                && self.desc[j].0.components().nth(d) == Some(name)
+            {
+                j += 1;
+            }
+            m.serialize_entry(
+                escape_name(name).as_ref(),
+                &EntrySer {
+                    entry: child,
+                    desc: &self.desc[start..j],
+                    depth: d + 1,
+                },
+            )?;
+            i = j;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn loads_the_seed_example() {
+        let seed = br#"{".": {".st": 1637981552, ".sd": 0,
+            "file1": {".st": 1637981552, ".sd": 1},
+            "file2": {".st": 1637981552.5, ".sd": 1},
+            "gone": {".st": 1637981552, ".sd": null}}}"#;
+        let idx = from_json_slice(seed).unwrap();
+        assert_eq!(idx.entries.len(), 3);
+        assert_eq!(idx.entries[&p("file1")].kind, Kind::File);
+        assert_eq!(
+            idx.entries[&p("file2")].mtime,
+            MTime::new(1637981552, 500_000_000)
+        );
+        assert_eq!(idx.entries[&p("gone")].kind, Kind::Deleted);
+    }
+
+    #[test]
+    fn roundtrip_keeps_everything() {
+        let mut idx = Index::new(ReplicaId(0xabc));
+        idx.name = Some("laptop".into());
+        let r = ReplicaId(7);
+        let vv = VersionVector::new().bumped(r);
+        idx.entries
+            .insert(p("d"), Entry::dir(MTime::new(5, 0), vv.clone()));
+        idx.entries.insert(
+            p("d/.st"),
+            Entry::file(
+                3,
+                MTime::new(9, 42),
+                Some(ContentHash::of(b"abc")),
+                vv.clone(),
+            ),
+        );
+        idx.entries.insert(
+            p("d/\\x"),
+            Entry::file(0, MTime::new(-3, 1), None, vv.clone()),
+        );
+        idx.entries.insert(
+            p("d/sub/deep file\nwith newline ü"),
+            Entry::tombstone(MTime::new(1, 0), vv.clone()),
+        );
+        let mut extra = Map::new();
+        extra.insert(".sq".into(), serde_json::json!({"future": true}));
+        idx.entries.get_mut(&p("d")).unwrap().extra = Some(Box::new(extra));
+        idx.extra
+            .insert(".future".into(), serde_json::json!([1, 2]));
+        idx.peers.insert(
+            ReplicaId(9),
+            PeerRecord {
+                name: "pi".into(),
+                last_sync: 77,
+                transferred: 3,
+                conflicts: 1,
+            },
+        );
+
+        let json = to_json_vec(&idx);
+        let back = from_json_slice(&json).unwrap();
+        assert_eq!(back.replica, idx.replica);
+        assert_eq!(back.name, idx.name);
+        assert_eq!(back.peers, idx.peers);
+        assert_eq!(back.extra, idx.extra);
+        // "d/sub" was missing: it comes back as a stand-in tombstone, everything else exact.
+        let mut want = idx.entries.clone();
+        want.insert(p("d/sub"), MISSING_PARENT.clone());
+        assert_eq!(back.entries, want);
+        assert_eq!(to_json_vec(&back), {
+            let mut i2 = idx.clone();
+            i2.entries = want;
+            to_json_vec(&i2)
+        });
+    }
+
+    #[test]
+    fn rejects_garbage_and_hostile_names() {
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            b"{\"x\": 1}",
+            br#"{".": {".sd": 0, "..": {".sd": 1}}}"#,
+            br#"{".": {".sd": 0, "a/b": {".sd": 1}}}"#,
+            br#"{".": {".sd": 0, "a": {".st": 1}}}"#,
+            br#"{".": {".sd": 1}}"#,
+            br#"{".": {".sd": 0}, ".format": 99}"#,
+        ] {
+            assert!(
+                from_json_slice(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

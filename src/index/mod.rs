@@ -1,0 +1,278 @@
+//! The index of one replica: what is in the folder, with each entry's version vector.
+//!
+//! Pure data; reading and writing the `.sync` JSON lives in `format`, disk walking in `scan`.
+
+mod format;
+mod vv;
+
+pub use format::{FormatError, from_json_slice, to_json_vec};
+pub use vv::{Causality, ReplicaId, VersionVector};
+
+use crate::relpath::RelPath;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The file name of the index at a replica root.
+pub const INDEX_FILE: &str = ".sync";
+/// The lock that makes one writer per replica.
+pub const LOCK_FILE: &str = ".sync.lock";
+/// Where overwritten and deleted files go.
+pub const TRASH_DIR: &str = ".sync-trash";
+/// Marks our temp files (`.<name>.sync-tmp.<random>`), so scans skip them and cleanups find them.
+pub const TMP_MARK: &str = ".sync-tmp.";
+/// Marks a conflict copy's name.
+pub const CONFLICT_MARK: &str = ".sync-conflict-";
+/// The user's ignore file.
+pub const IGNORE_FILE: &str = ".syncignore";
+
+/// True for the root-level names that are ours and never synced.
+pub fn is_reserved_root_name(name: &str) -> bool {
+    name == INDEX_FILE
+        || name == LOCK_FILE
+        || name == TRASH_DIR
+        || name.starts_with(".sync.")
+        || name.starts_with(".sync-")
+}
+
+/// True for our temp files anywhere in the tree.
+pub fn is_temp_name(name: &str) -> bool {
+    name.contains(TMP_MARK)
+}
+
+/// Whether a path is ours rather than the user's.
+pub fn is_internal(path: &RelPath) -> bool {
+    let mut comps = path.components();
+    match comps.next() {
+        None => false,
+        Some(first) if path.depth() == 1 => is_reserved_root_name(first) || is_temp_name(first),
+        Some(first) => is_reserved_root_name(first) || is_temp_name(path.name()),
+    }
+}
+
+/// A BLAKE3 digest of a file's content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| ContentHash(*h.as_bytes()))
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", &self.to_hex()[..12])
+    }
+}
+
+/// What a path holds: the seed's `".sd"` (1 file, 0 folder, null deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Deleted,
+}
+
+impl Kind {
+    pub fn is_live(self) -> bool {
+        self != Kind::Deleted
+    }
+}
+
+/// Modification time as seconds and nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MTime {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl MTime {
+    pub fn new(secs: i64, nanos: u32) -> Self {
+        MTime { secs, nanos }
+    }
+
+    pub fn from_system(t: std::time::SystemTime) -> Self {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => MTime::new(d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                if d.subsec_nanos() == 0 {
+                    MTime::new(-(d.as_secs() as i64), 0)
+                } else {
+                    MTime::new(-(d.as_secs() as i64) - 1, 1_000_000_000 - d.subsec_nanos())
+                }
+            }
+        }
+    }
+
+    pub fn to_system(self) -> std::time::SystemTime {
+        let base = if self.secs >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.secs as u64)
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::from_secs(self.secs.unsigned_abs())
+        };
+        base + std::time::Duration::from_nanos(u64::from(self.nanos))
+    }
+}
+
+/// One path's record in an index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub mtime: MTime,
+    /// File size in bytes (0 for folders and tombstones).
+    pub size: u64,
+    /// Content digest; `None` until hashed (or for folders and tombstones).
+    pub hash: Option<ContentHash>,
+    pub vv: VersionVector,
+    /// Dot-keys we do not know, kept so a newer version's data survives us.
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl Entry {
+    pub fn file(size: u64, mtime: MTime, hash: Option<ContentHash>, vv: VersionVector) -> Self {
+        Entry {
+            kind: Kind::File,
+            mtime,
+            size,
+            hash,
+            vv,
+            extra: None,
+        }
+    }
+
+    pub fn dir(mtime: MTime, vv: VersionVector) -> Self {
+        Entry {
+            kind: Kind::Dir,
+            mtime,
+            size: 0,
+            hash: None,
+            vv,
+            extra: None,
+        }
+    }
+
+    pub fn tombstone(mtime: MTime, vv: VersionVector) -> Self {
+        Entry {
+            kind: Kind::Deleted,
+            mtime,
+            size: 0,
+            hash: None,
+            vv,
+            extra: None,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.kind.is_live()
+    }
+
+    /// Same thing on disk: kind, and content for files. Metadata like mtime may differ.
+    pub fn same_content(&self, other: &Entry) -> bool {
+        match (self.kind, other.kind) {
+            (Kind::File, Kind::File) => {
+                self.size == other.size && self.hash.is_some() && self.hash == other.hash
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// When this replica last synced with another, kept for `filesync status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRecord {
+    pub name: String,
+    /// Unix seconds of the last completed sync.
+    pub last_sync: i64,
+    /// Files moved in that sync (both directions).
+    pub transferred: u64,
+    pub conflicts: u64,
+}
+
+/// A replica's index: every path (but the root) with its entry, in component order.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub replica: ReplicaId,
+    /// A human name for the replica (the configured `name`), for status and logs.
+    pub name: Option<String>,
+    /// The root folder's own entry (`"."`).
+    pub root: Entry,
+    pub entries: BTreeMap<RelPath, Entry>,
+    pub peers: BTreeMap<ReplicaId, PeerRecord>,
+    /// Top-level keys we do not know, kept on save.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Index {
+    pub fn new(replica: ReplicaId) -> Self {
+        Index {
+            replica,
+            name: None,
+            root: Entry::dir(MTime::default(), VersionVector::new()),
+            entries: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    pub fn get(&self, p: &RelPath) -> Option<&Entry> {
+        self.entries.get(p)
+    }
+
+    /// Live files and folders.
+    pub fn live(&self) -> impl Iterator<Item = (&RelPath, &Entry)> {
+        self.entries.iter().filter(|(_, e)| e.is_live())
+    }
+
+    /// Counts of (files, folders, tombstones).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for e in self.entries.values() {
+            match e.kind {
+                Kind::File => c.0 += 1,
+                Kind::Dir => c.1 += 1,
+                Kind::Deleted => c.2 += 1,
+            }
+        }
+        c
+    }
+
+    /// Total bytes in live files.
+    pub fn live_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| e.size)
+            .sum()
+    }
+
+    /// A digest of the entries (not peers): equal digests mean nothing to sync changed.
+    pub fn entries_digest(&self) -> ContentHash {
+        let mut h = blake3::Hasher::new();
+        for (p, e) in &self.entries {
+            h.update(p.as_str().as_bytes());
+            h.update(&[0, e.kind as u8]);
+            h.update(&e.mtime.secs.to_le_bytes());
+            h.update(&e.mtime.nanos.to_le_bytes());
+            h.update(&e.size.to_le_bytes());
+            if let Some(x) = e.hash {
+                h.update(&x.0);
+            }
+            for (r, n) in e.vv.iter() {
+                h.update(&r.0.to_le_bytes());
+                h.update(&n.to_le_bytes());
+            }
+        }
+        ContentHash(*h.finalize().as_bytes())
+    }
+}

@@ -1,0 +1,263 @@
+//! Version vectors and replica ids: the causal history of one index entry.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+/// A replica's random, stable id (64 bits, written as 16 hex digits).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ReplicaId(pub u64);
+
+impl ReplicaId {
+    pub fn random() -> Self {
+        // Zero is reserved as "unknown" so a fresh id is never confused with a missing one.
+        loop {
+            let v: u64 = rand::random();
+            if v != 0 {
+                return ReplicaId(v);
+            }
+        }
+    }
+
+    /// The first 8 hex digits: enough to tell replicas apart in a conflict file name.
+    pub fn short(&self) -> String {
+        format!("{:016x}", self.0)[..8].to_string()
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for ReplicaId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 16 {
+            return Err(format!("replica id {s:?} is not 1-16 hex digits"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(ReplicaId)
+            .map_err(|_| format!("replica id {s:?} is not hex"))
+    }
+}
+
+/// How two version vectors relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Causality {
+    Equal,
+    /// The left side has seen everything the right has, and more.
+    Dominates,
+    /// The right side has seen everything the left has, and more.
+    DominatedBy,
+    Concurrent,
+}
+
+/// `{replica: counter}`, kept sorted by replica; zero counters are never stored.
+#[derive(Clone, PartialEq, Eq, Default, Hash)]
+pub struct VersionVector(Vec<(ReplicaId, u64)>);
+
+impl VersionVector {
+    pub const EMPTY: VersionVector = VersionVector(Vec::new());
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, r: ReplicaId) -> u64 {
+        match self.0.binary_search_by_key(&r, |&(k, _)| k) {
+            Ok(i) => self.0[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    pub fn set(&mut self, r: ReplicaId, n: u64) {
+        match self.0.binary_search_by_key(&r, |&(k, _)| k) {
+            Ok(i) if n == 0 => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].1 = n,
+            Err(_) if n == 0 => {}
+            Err(i) => self.0.insert(i, (r, n)),
+        }
+    }
+
+    /// Records one more change made by replica `r`.
+    pub fn bump(&mut self, r: ReplicaId) {
+        let n = self.get(r).saturating_add(1);
+        self.set(r, n);
+    }
+
+    pub fn bumped(&self, r: ReplicaId) -> Self {
+        let mut v = self.clone();
+        v.bump(r);
+        v
+    }
+
+    /// Pointwise maximum: a history that includes both.
+    pub fn merged(&self, other: &Self) -> Self {
+        let mut out = Vec::with_capacity(self.0.len().max(other.0.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() || j < other.0.len() {
+            match (self.0.get(i), other.0.get(j)) {
+                (Some(&(a, x)), Some(&(b, y))) => match a.cmp(&b) {
+                    Ordering::Less => {
+                        out.push((a, x));
+                        i += 1;
+                    }
+                    Ordering::Greater => {
+                        out.push((b, y));
+                        j += 1;
+                    }
+                    Ordering::Equal => {
+                        out.push((a, x.max(y)));
+                        i += 1;
+                        j += 1;
+                    }
+                },
+                (Some(&p), None) => {
+                    out.push(p);
+                    i += 1;
+                }
+                (None, Some(&p)) => {
+                    out.push(p);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        VersionVector(out)
+    }
+
+    pub fn compare(&self, other: &Self) -> Causality {
+        let (mut greater, mut less) = (false, false);
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() || j < other.0.len() {
+            match (self.0.get(i), other.0.get(j)) {
+                (Some(&(a, x)), Some(&(b, y))) => match a.cmp(&b) {
+                    Ordering::Less => {
+                        greater = true;
+                        i += 1;
+                    }
+                    Ordering::Greater => {
+                        less = true;
+                        j += 1;
+                    }
+                    Ordering::Equal => {
+                        greater |= x > y;
+                        less |= x < y;
+                        i += 1;
+                        j += 1;
+                    }
+                },
+                (Some(_), None) => {
+                    greater = true;
+                    i += 1;
+                }
+                (None, Some(_)) => {
+                    less = true;
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        match (greater, less) {
+            (false, false) => Causality::Equal,
+            (true, false) => Causality::Dominates,
+            (false, true) => Causality::DominatedBy,
+            (true, true) => Causality::Concurrent,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ReplicaId, u64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (ReplicaId, u64)>) -> Self {
+        let mut v = VersionVector::new();
+        for (r, n) in pairs {
+            v.set(r, v.get(r).max(n));
+        }
+        v
+    }
+}
+
+impl fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(r, n)| (r.short(), n)))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn vv(p: &[(u64, u64)]) -> VersionVector {
+        VersionVector::from_pairs(p.iter().map(|&(r, n)| (ReplicaId(r), n)))
+    }
+
+    #[test]
+    fn compare_cases() {
+        assert_eq!(vv(&[]).compare(&vv(&[])), Causality::Equal);
+        assert_eq!(vv(&[(1, 1)]).compare(&vv(&[])), Causality::Dominates);
+        assert_eq!(vv(&[]).compare(&vv(&[(1, 1)])), Causality::DominatedBy);
+        assert_eq!(
+            vv(&[(1, 2), (2, 1)]).compare(&vv(&[(1, 1), (2, 1)])),
+            Causality::Dominates
+        );
+        assert_eq!(vv(&[(1, 1)]).compare(&vv(&[(2, 1)])), Causality::Concurrent);
+        assert_eq!(vv(&[(1, 0)]).compare(&vv(&[])), Causality::Equal);
+    }
+
+    #[test]
+    fn replica_id_roundtrip() {
+        let r = ReplicaId(0x00ab_cdef_0123_4567);
+        assert_eq!(r.to_string().parse::<ReplicaId>().unwrap(), r);
+        assert_eq!(r.short(), "00abcdef");
+        assert!("xyz".parse::<ReplicaId>().is_err());
+    }
+
+    fn arb_vv() -> impl Strategy<Value = VersionVector> {
+        proptest::collection::vec((1u64..5, 0u64..4), 0..5)
+            .prop_map(|p| VersionVector::from_pairs(p.into_iter().map(|(r, n)| (ReplicaId(r), n))))
+    }
+
+    proptest! {
+        #[test]
+        fn merge_dominates_both(a in arb_vv(), b in arb_vv()) {
+            let m = a.merged(&b);
+            prop_assert!(matches!(m.compare(&a), Causality::Equal | Causality::Dominates));
+            prop_assert!(matches!(m.compare(&b), Causality::Equal | Causality::Dominates));
+            prop_assert_eq!(m.clone(), b.merged(&a));
+        }
+
+        #[test]
+        fn compare_is_antisymmetric(a in arb_vv(), b in arb_vv()) {
+            let flip = match a.compare(&b) {
+                Causality::Dominates => Causality::DominatedBy,
+                Causality::DominatedBy => Causality::Dominates,
+                c => c,
+            };
+            prop_assert_eq!(b.compare(&a), flip);
+        }
+
+        #[test]
+        fn bump_dominates(a in arb_vv(), r in 1u64..6) {
+            prop_assert_eq!(a.bumped(ReplicaId(r)).compare(&a), Causality::Dominates);
+        }
+    }
+}

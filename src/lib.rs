@@ -1,0 +1,18 @@
+//! filesync: keep folders on several machines in sync over SSH/SFTP.
+//!
+//! Data flows one way: disk → `scan` → `index` → `plan` → `sync` → `store` → disk.
+//! `index` and `plan` are pure; the I/O lives in `scan`, `store` and the commands.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod index;
+pub mod logging;
+pub mod plan;
+pub mod relpath;
+pub mod scan;
+pub mod server;
+pub mod store;
+pub mod sync;
+pub mod target;

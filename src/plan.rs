@@ -1,0 +1,535 @@
+//! The planner: two indexes in, the steps that make both replicas agree out. No I/O here.
+//!
+//! Rules, per path, by version vectors: a dominating side wins; equal content merges; concurrent
+//! edits of a file conflict (the loser is kept as a `.sync-conflict-` copy on both sides);
+//! delete vs. modify keeps the modification; a folder stays while anything in it survives.
+
+use crate::index::{CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
+use crate::relpath::RelPath;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+}
+
+/// What a step does on disk at `Step::path` on `Step::side`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Renames the file here to `to` on the same side: a conflict's copy, kept.
+    MoveAside { to: RelPath },
+    /// Creates a folder; a dominated file in the way (`replace`) goes to the trash first.
+    MkDir { replace: Option<Entry> },
+    /// Copies the other side's file at `from` here; what is here (`replace`) goes to the trash.
+    Fetch {
+        from: RelPath,
+        source: Entry,
+        replace: Option<Entry>,
+    },
+    /// Moves the file here to the trash.
+    Trash { expect: Entry },
+    /// Removes the folder here; one with leftovers (ignored files) goes to the trash whole.
+    RmDir,
+    /// Nothing on disk: only the index entry changes.
+    Record,
+}
+
+impl Op {
+    /// Execution phase: renames, then folders (parents first), transfers, deletions
+    /// (children first), and index-only updates last.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Op::MoveAside { .. } => 0,
+            Op::MkDir { .. } => 1,
+            Op::Fetch { .. } => 2,
+            Op::Trash { .. } => 3,
+            Op::RmDir => 4,
+            Op::Record => 5,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::MoveAside { .. } => "move-aside",
+            Op::MkDir { .. } => "mkdir",
+            Op::Fetch { .. } => "fetch",
+            Op::Trash { .. } => "trash",
+            Op::RmDir => "rmdir",
+            Op::Record => "record",
+        }
+    }
+}
+
+/// One change on one side, and the index entry it leaves at `path` (for `MoveAside`: at `to`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub side: Side,
+    pub path: RelPath,
+    pub op: Op,
+    pub result: Entry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    pub path: RelPath,
+    /// Where the losing version is kept, on both sides.
+    pub copy: RelPath,
+    /// The side whose version keeps the name.
+    pub winner: Side,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Plan {
+    /// True when the plan changes nothing on disk (index-only records may remain).
+    pub fn touches_disk(&self) -> bool {
+        self.steps.iter().any(|s| s.op != Op::Record)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Files and bytes to move in each direction: `(to_left, to_right)` as (count, bytes).
+    pub fn transfer_totals(&self) -> ((u64, u64), (u64, u64)) {
+        let (mut l, mut r) = ((0, 0), (0, 0));
+        for s in &self.steps {
+            if let Op::Fetch { source, .. } = &s.op {
+                let t = if s.side == Side::Left { &mut l } else { &mut r };
+                t.0 += 1;
+                t.1 += source.size;
+            }
+        }
+        (l, r)
+    }
+}
+
+fn absent() -> Entry {
+    Entry::tombstone(MTime::default(), VersionVector::new())
+}
+
+/// What a path must hold on both sides after the sync.
+#[derive(Debug, Clone)]
+struct Target {
+    kind: Kind,
+    vv: VersionVector,
+    /// The side whose file content is wanted (files only).
+    content_from: Option<Side>,
+    /// Conflict: a side's file must be kept under `copy`; (side holding it, copy path).
+    aside: Option<(Side, RelPath)>,
+}
+
+/// Plans a two-way sync between two indexes (each already reflecting its disk).
+pub fn plan(left: &Index, right: &Index) -> Plan {
+    let paths: BTreeSet<&RelPath> = left.entries.keys().chain(right.entries.keys()).collect();
+    let mut taken: BTreeSet<RelPath> = paths.iter().map(|p| (*p).clone()).collect();
+    let get = |side: Side, p: &RelPath| -> Option<&Entry> {
+        match side {
+            Side::Left => left.entries.get(p),
+            Side::Right => right.entries.get(p),
+        }
+    };
+    let replica = |side: Side| match side {
+        Side::Left => left.replica,
+        Side::Right => right.replica,
+    };
+
+    let mut targets: BTreeMap<RelPath, Target> = BTreeMap::new();
+    for &p in &paths {
+        let a = get(Side::Left, p).cloned().unwrap_or_else(absent);
+        let b = get(Side::Right, p).cloned().unwrap_or_else(absent);
+        let mut causality = a.vv.compare(&b.vv);
+        if causality == Causality::Equal && !a.same_content(&b) {
+            // Same history but different content: an interrupted sync or an old index. Never
+            // pick a side silently; treat it as concurrent so nothing is lost.
+            causality = Causality::Concurrent;
+        }
+        let t = match causality {
+            Causality::Equal => Target {
+                kind: a.kind,
+                vv: a.vv.clone(),
+                content_from: None,
+                aside: None,
+            },
+            Causality::Dominates => take(Side::Left, &a, &b),
+            Causality::DominatedBy => take(Side::Right, &b, &a),
+            Causality::Concurrent => {
+                let vv = a.vv.merged(&b.vv);
+                match (a.kind, b.kind) {
+                    (Kind::File, Kind::File) if a.same_content(&b) => Target {
+                        kind: Kind::File,
+                        vv,
+                        content_from: None,
+                        aside: None,
+                    },
+                    (Kind::File, Kind::File) => {
+                        let left_wins = (a.mtime, left.replica) > (b.mtime, right.replica);
+                        let (winner, loser, lose_entry) = if left_wins {
+                            (Side::Left, Side::Right, &b)
+                        } else {
+                            (Side::Right, Side::Left, &a)
+                        };
+                        let copy = conflict_name(p, lose_entry.mtime, replica(loser), &mut taken);
+                        Target {
+                            kind: Kind::File,
+                            vv,
+                            content_from: Some(winner),
+                            aside: Some((loser, copy)),
+                        }
+                    }
+                    (Kind::File, Kind::Deleted) => Target {
+                        kind: Kind::File,
+                        vv,
+                        content_from: Some(Side::Left),
+                        aside: None,
+                    },
+                    (Kind::Deleted, Kind::File) => Target {
+                        kind: Kind::File,
+                        vv,
+                        content_from: Some(Side::Right),
+                        aside: None,
+                    },
+                    (Kind::File, Kind::Dir) | (Kind::Dir, Kind::File) => {
+                        let file_side = if a.kind == Kind::File {
+                            Side::Left
+                        } else {
+                            Side::Right
+                        };
+                        let fe = if file_side == Side::Left { &a } else { &b };
+                        let copy = conflict_name(p, fe.mtime, replica(file_side), &mut taken);
+                        Target {
+                            kind: Kind::Dir,
+                            vv,
+                            content_from: None,
+                            aside: Some((file_side, copy)),
+                        }
+                    }
+                    (Kind::Dir, _) | (_, Kind::Dir) => Target {
+                        kind: Kind::Dir,
+                        vv,
+                        content_from: None,
+                        aside: None,
+                    },
+                    (Kind::Deleted, Kind::Deleted) => Target {
+                        kind: Kind::Deleted,
+                        vv,
+                        content_from: None,
+                        aside: None,
+                    },
+                }
+            }
+        };
+        targets.insert(p.clone(), t);
+    }
+
+    // A folder stays while anything in it survives; it then needs a history newer than any
+    // deletion of it, or the next sync would delete it again.
+    let mut needed_dirs: BTreeSet<RelPath> = BTreeSet::new();
+    for (p, t) in &targets {
+        if t.kind.is_live() {
+            needed_dirs.extend(p.ancestors());
+        }
+        if let Some((_, copy)) = &t.aside {
+            needed_dirs.extend(copy.ancestors());
+        }
+    }
+    for d in needed_dirs {
+        let a = get(Side::Left, &d).cloned().unwrap_or_else(absent);
+        let b = get(Side::Right, &d).cloned().unwrap_or_else(absent);
+        let Some(t) = targets.get_mut(&d) else {
+            continue;
+        };
+        match t.kind {
+            Kind::Dir => {}
+            Kind::Deleted => {
+                t.kind = Kind::Dir;
+                t.vv = a.vv.merged(&b.vv).bumped(left.replica);
+                t.content_from = None;
+            }
+            Kind::File => {
+                // A file where a surviving folder must be: the folder keeps the name and the
+                // file is kept as a conflict copy.
+                let holder = if a.kind == Kind::File {
+                    Side::Left
+                } else {
+                    Side::Right
+                };
+                let fe = if holder == Side::Left { &a } else { &b };
+                if t.aside.is_none() {
+                    let copy = conflict_name(&d, fe.mtime, replica(holder), &mut taken);
+                    t.aside = Some((holder, copy));
+                }
+                t.kind = Kind::Dir;
+                t.vv = a.vv.merged(&b.vv).bumped(left.replica);
+                t.content_from = None;
+            }
+        }
+    }
+
+    let mut out = Plan::default();
+    for (p, t) in &targets {
+        let a = get(Side::Left, p);
+        let b = get(Side::Right, p);
+        emit(&mut out, p, t, a, b);
+    }
+    out.steps.sort_by(|x, y| {
+        let (px, py) = (x.op.phase(), y.op.phase());
+        px.cmp(&py).then_with(|| {
+            if px == 4 {
+                // Deepest folders first.
+                y.path.cmp(&x.path)
+            } else {
+                x.path.cmp(&y.path)
+            }
+        })
+    });
+    out
+}
+
+/// The dominating side's state, applied to both.
+fn take(side: Side, winner: &Entry, _loser: &Entry) -> Target {
+    Target {
+        kind: winner.kind,
+        vv: winner.vv.clone(),
+        content_from: (winner.kind == Kind::File).then_some(side),
+        aside: None,
+    }
+}
+
+fn with_vv(e: &Entry, vv: &VersionVector) -> Entry {
+    let mut e = e.clone();
+    e.vv = vv.clone();
+    e
+}
+
+fn emit(out: &mut Plan, p: &RelPath, t: &Target, a: Option<&Entry>, b: Option<&Entry>) {
+    let cur = |s: Side| if s == Side::Left { a } else { b };
+
+    // Conflict copies: the holder renames its file aside; the other side fetches that copy.
+    let mut moved_aside = None;
+    if let Some((holder, copy)) = &t.aside {
+        let held = cur(*holder).filter(|e| e.kind == Kind::File);
+        if let Some(fe) = held {
+            moved_aside = Some(*holder);
+            out.steps.push(Step {
+                side: *holder,
+                path: p.clone(),
+                op: Op::MoveAside { to: copy.clone() },
+                result: fe.clone(),
+            });
+            let other = holder.other();
+            out.steps.push(Step {
+                side: other,
+                path: copy.clone(),
+                op: Op::Fetch {
+                    from: copy.clone(),
+                    source: fe.clone(),
+                    replace: None,
+                },
+                result: fe.clone(),
+            });
+            out.conflicts.push(Conflict {
+                path: p.clone(),
+                copy: copy.clone(),
+                winner: other,
+            });
+        }
+    }
+
+    for side in [Side::Left, Side::Right] {
+        let c = if moved_aside == Some(side) {
+            None
+        } else {
+            cur(side)
+        };
+        let live_here = c.filter(|e| e.is_live()).cloned();
+        let unchanged_vv = c.is_some_and(|e| e.vv == t.vv);
+        match t.kind {
+            Kind::File => {
+                let from = t.content_from.unwrap_or(side);
+                let src = cur(from).filter(|e| e.kind == Kind::File);
+                match (c, src) {
+                    (Some(e), Some(s)) if e.kind == Kind::File && e.same_content(s) => {
+                        push_record(out, side, p, e, &t.vv, unchanged_vv);
+                    }
+                    (_, Some(s)) if from != side => out.steps.push(Step {
+                        side,
+                        path: p.clone(),
+                        op: Op::Fetch {
+                            from: p.clone(),
+                            source: s.clone(),
+                            replace: live_here,
+                        },
+                        result: with_vv(s, &t.vv),
+                    }),
+                    (Some(e), _) if e.kind == Kind::File => {
+                        push_record(out, side, p, e, &t.vv, unchanged_vv);
+                    }
+                    // Unreachable with consistent inputs (the content side holds a file).
+                    _ => {}
+                }
+            }
+            Kind::Dir => match c {
+                Some(e) if e.kind == Kind::Dir => {
+                    if !unchanged_vv {
+                        out.steps.push(record(side, p, with_vv(e, &t.vv)));
+                    }
+                }
+                _ => {
+                    let mtime = [a, b]
+                        .into_iter()
+                        .flatten()
+                        .find(|e| e.kind == Kind::Dir)
+                        .map(|e| e.mtime)
+                        .unwrap_or_default();
+                    out.steps.push(Step {
+                        side,
+                        path: p.clone(),
+                        op: Op::MkDir { replace: live_here },
+                        result: Entry::dir(mtime, t.vv.clone()),
+                    });
+                }
+            },
+            Kind::Deleted => {
+                let mtime = [a, b]
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.kind == Kind::Deleted)
+                    .map(|e| e.mtime)
+                    .max()
+                    .unwrap_or_default();
+                let tomb = Entry::tombstone(mtime, t.vv.clone());
+                match c {
+                    Some(e) if e.kind == Kind::File => out.steps.push(Step {
+                        side,
+                        path: p.clone(),
+                        op: Op::Trash { expect: e.clone() },
+                        result: tomb,
+                    }),
+                    Some(e) if e.kind == Kind::Dir => out.steps.push(Step {
+                        side,
+                        path: p.clone(),
+                        op: Op::RmDir,
+                        result: tomb,
+                    }),
+                    _ if !unchanged_vv => out.steps.push(record(side, p, tomb)),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Records `e` with the target history, unless it already has it.
+fn push_record(out: &mut Plan, side: Side, p: &RelPath, e: &Entry, vv: &VersionVector, same: bool) {
+    if !same {
+        out.steps.push(record(side, p, with_vv(e, vv)));
+    }
+}
+
+fn record(side: Side, p: &RelPath, result: Entry) -> Step {
+    Step {
+        side,
+        path: p.clone(),
+        op: Op::Record,
+        result,
+    }
+}
+
+/// `name.sync-conflict-YYYYMMDD-HHMMSS-<replica>.ext`, unique among `taken`.
+pub fn conflict_name(
+    p: &RelPath,
+    mtime: MTime,
+    replica: ReplicaId,
+    taken: &mut BTreeSet<RelPath>,
+) -> RelPath {
+    let name = p.name();
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let when = stamp(mtime.secs);
+    let parent = p.parent().unwrap_or_default();
+    for n in 0u32.. {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let candidate = format!(
+            "{stem}{CONFLICT_MARK}{when}-{}{suffix}{ext}",
+            replica.short()
+        );
+        let path = parent.join_unchecked(&candidate);
+        if taken.insert(path.clone()) {
+            return path;
+        }
+    }
+    unreachable!("u32 conflict suffixes exhausted")
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC: conflict copies, trash entries, set-aside indexes.
+pub fn stamp(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
+}
+
+/// UTC calendar fields of a Unix time (Howard Hinnant's days-from-civil, inverted).
+fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// Applies a plan to the two indexes as if every step succeeded (for tests and dry runs).
+pub fn simulate(plan: &Plan, left: &mut Index, right: &mut Index) {
+    for s in &plan.steps {
+        let idx = if s.side == Side::Left {
+            &mut *left
+        } else {
+            &mut *right
+        };
+        match &s.op {
+            Op::MoveAside { to } => {
+                idx.entries.remove(&s.path);
+                idx.entries.insert(to.clone(), s.result.clone());
+            }
+            _ => {
+                idx.entries.insert(s.path.clone(), s.result.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

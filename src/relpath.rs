@@ -1,0 +1,253 @@
+//! `RelPath`: a relative, normalized path that can only name something inside a replica root.
+//!
+//! Built once at the edge (scan, a remote index, an SFTP client) and trusted everywhere after.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A path below a replica root: `/`-separated UTF-8 components, none empty, `.` or `..`, no
+/// NUL, no backslash-free tricks needed because we never hand it to a shell. The empty path
+/// is the root itself.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct RelPath(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RelPathError {
+    #[error("path component {0:?} is not allowed (empty, `.`, `..`, or contains `/` or NUL)")]
+    BadComponent(String),
+    #[error("path is not valid UTF-8")]
+    NotUtf8,
+    #[error("path {0:?} is absolute")]
+    Absolute(String),
+}
+
+impl RelPath {
+    pub fn root() -> Self {
+        RelPath(String::new())
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Checks one file name: what a directory listing or an index key may contain.
+    pub fn check_name(name: &str) -> Result<(), RelPathError> {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
+            return Err(RelPathError::BadComponent(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Parses a strict relative path (`a/b/c`): what an index or a peer sends us.
+    pub fn parse(s: &str) -> Result<Self, RelPathError> {
+        if s.is_empty() {
+            return Ok(Self::root());
+        }
+        if s.starts_with('/') {
+            return Err(RelPathError::Absolute(s.to_string()));
+        }
+        for c in s.split('/') {
+            Self::check_name(c)?;
+        }
+        Ok(RelPath(s.to_string()))
+    }
+
+    /// Resolves a client-supplied path lexically against the root: leading `/`, `.`, empty
+    /// components and `..` are folded; `..` never climbs above the root (like `chroot`).
+    pub fn normalize_client(s: &str) -> Result<Self, RelPathError> {
+        if s.contains('\0') {
+            return Err(RelPathError::BadComponent(s.to_string()));
+        }
+        let mut parts: Vec<&str> = Vec::new();
+        for c in s.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        Ok(RelPath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> Result<Self, RelPathError> {
+        Self::check_name(name)?;
+        Ok(self.join_unchecked(name))
+    }
+
+    /// Joins a name already known to be valid (it came from a `RelPath` or was checked).
+    pub(crate) fn join_unchecked(&self, name: &str) -> Self {
+        if self.0.is_empty() {
+            RelPath(name.to_string())
+        } else {
+            RelPath(format!("{}/{}", self.0, name))
+        }
+    }
+
+    pub fn parent(&self) -> Option<RelPath> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(match self.0.rfind('/') {
+            Some(i) => RelPath(self.0[..i].to_string()),
+            None => RelPath::root(),
+        })
+    }
+
+    /// Last component; empty for the root.
+    pub fn name(&self) -> &str {
+        match self.0.rfind('/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    pub fn depth(&self) -> usize {
+        self.components().count()
+    }
+
+    /// True when `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &RelPath) -> bool {
+        other.0.is_empty()
+            || self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
+    }
+
+    /// All proper ancestors, nearest first, excluding the root.
+    pub fn ancestors(&self) -> impl Iterator<Item = RelPath> + '_ {
+        self.0
+            .char_indices()
+            .filter(|&(_, c)| c == '/')
+            .map(|(i, _)| RelPath(self.0[..i].to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+    }
+
+    /// The path on this machine below `root`. Safe because every component was checked.
+    pub fn to_path(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        for c in self.components() {
+            p.push(c);
+        }
+        p
+    }
+
+    /// Builds a `RelPath` from a path found under `root` on disk (scan, watcher).
+    pub fn from_fs(root: &Path, path: &Path) -> Result<Self, RelPathError> {
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| RelPathError::Absolute(path.display().to_string()))?;
+        let mut parts = Vec::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(os) => {
+                    let s = os.to_str().ok_or(RelPathError::NotUtf8)?;
+                    Self::check_name(s)?;
+                    parts.push(s);
+                }
+                std::path::Component::CurDir => {}
+                _ => return Err(RelPathError::BadComponent(rel.display().to_string())),
+            }
+        }
+        Ok(RelPath(parts.join("/")))
+    }
+}
+
+impl Ord for RelPath {
+    /// Component-wise, so a folder's descendants sort right after it (`a`, `a/b`, `a b`).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.components().cmp(other.components())
+    }
+}
+
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str(".")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_escapes() {
+        for bad in ["/a", "a/../b", "..", "a//b", "a/./b", "a/", "a\0b"] {
+            assert!(RelPath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(RelPath::parse("a/b c/ü\nx").unwrap().as_str(), "a/b c/ü\nx");
+    }
+
+    #[test]
+    fn client_paths_stay_inside() {
+        for (input, want) in [
+            ("/", ""),
+            ("", ""),
+            ("../../etc/passwd", "etc/passwd"),
+            ("/a/./b//c/..", "a/b"),
+            ("a/../../..", ""),
+            ("//x", "x"),
+        ] {
+            assert_eq!(RelPath::normalize_client(input).unwrap().as_str(), want);
+        }
+        assert!(RelPath::normalize_client("a\0").is_err());
+    }
+
+    #[test]
+    fn order_keeps_subtrees_together() {
+        let mut v: Vec<RelPath> = ["a b", "a/b", "a", "a.b", "a/b/c", "b"]
+            .iter()
+            .map(|s| RelPath::parse(s).unwrap())
+            .collect();
+        v.sort();
+        let s: Vec<&str> = v.iter().map(|p| p.as_str()).collect();
+        assert_eq!(s, ["a", "a/b", "a/b/c", "a b", "a.b", "b"]);
+    }
+
+    #[test]
+    fn parent_name_ancestors() {
+        let p = RelPath::parse("a/b/c").unwrap();
+        assert_eq!(p.parent().unwrap().as_str(), "a/b");
+        assert_eq!(p.name(), "c");
+        let anc: Vec<String> = p.ancestors().map(|a| a.0).collect();
+        assert_eq!(anc, ["a/b", "a"]);
+        assert!(p.starts_with(&RelPath::parse("a").unwrap()));
+        assert!(
+            !RelPath::parse("ab")
+                .unwrap()
+                .starts_with(&RelPath::parse("a").unwrap())
+        );
+    }
+}

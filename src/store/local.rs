@@ -1,0 +1,540 @@
+//! `LocalStore`: a replica folder on this machine.
+//!
+//! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
+//! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
+
+use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
+use crate::index::{
+    ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, from_json_slice,
+    to_json_vec,
+};
+use crate::relpath::RelPath;
+use crate::scan::{Observed, ScanStats};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Temp files older than this are leftovers of an interrupted sync.
+const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
+
+pub struct LocalStore {
+    root: PathBuf,
+    lock_stale_secs: u64,
+}
+
+impl LocalStore {
+    /// Opens an existing folder. A missing root is an error, never an empty replica.
+    pub fn open(root: &Path, lock_stale_secs: u64) -> Result<Self, StoreError> {
+        let meta = std::fs::metadata(root).map_err(|e| {
+            StoreError::io(
+                format!("cannot open the synced folder {}", root.display()),
+                e,
+            )
+        })?;
+        if !meta.is_dir() {
+            return Err(StoreError::Other(format!(
+                "{} is not a folder; point `root` (or the sync target) at a folder",
+                root.display()
+            )));
+        }
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| StoreError::io(format!("cannot resolve {}", root.display()), e))?;
+        Ok(LocalStore {
+            root,
+            lock_stale_secs,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, p: &RelPath) -> PathBuf {
+        p.to_path(&self.root)
+    }
+
+    /// Loads the index without the async machinery (for `index` and `status`).
+    pub fn load_index_blocking(&self) -> Result<Option<Index>, StoreError> {
+        let path = self.root.join(INDEX_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
+        };
+        from_json_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::CorruptIndex {
+                path: path.display().to_string(),
+                root: self.root.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {
+        let bytes = to_json_vec(index);
+        atomic_write(&self.root.join(INDEX_FILE), &bytes).map_err(|e| {
+            StoreError::io(
+                format!("cannot write {}/{INDEX_FILE}", self.root.display()),
+                e,
+            )
+        })
+    }
+
+    /// Moves a corrupt index aside as `.sync.corrupt-<stamp>`; returns where it went.
+    pub fn set_aside_index(&self) -> Result<PathBuf, StoreError> {
+        let from = self.root.join(INDEX_FILE);
+        let to = self
+            .root
+            .join(format!("{INDEX_FILE}.corrupt-{}", stamp(super::now_secs())));
+        std::fs::rename(&from, &to)
+            .map_err(|e| StoreError::io(format!("cannot move {} aside", from.display()), e))?;
+        Ok(to)
+    }
+
+    pub fn lock_blocking(&self, info: &LockInfo) -> Result<(), StoreError> {
+        let path = self.root.join(LOCK_FILE);
+        let body = serde_json::to_vec(info).unwrap_or_default();
+        for attempt in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| {
+                        StoreError::io(format!("cannot write {}", path.display()), e)
+                    })?;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
+                    let holder: Option<LockInfo> = std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let stale = match &holder {
+                        Some(h) => h.is_stale(self.lock_stale_secs),
+                        // Unreadable or half-written: judge by the file's age.
+                        None => std::fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .map(|t| {
+                                t.elapsed().unwrap_or_default()
+                                    > Duration::from_secs(self.lock_stale_secs.min(60))
+                            })
+                            .unwrap_or(false),
+                    };
+                    if !stale {
+                        return Err(StoreError::Locked {
+                            path: path.display().to_string(),
+                            holder: holder
+                                .map(|h| h.describe())
+                                .unwrap_or_else(|| "an unknown process".into()),
+                            stale_secs: self.lock_stale_secs,
+                        });
+                    }
+                    tracing::warn!(lock = %path.display(), "breaking a stale lock");
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => {
+                    return Err(StoreError::io(
+                        format!("cannot create {}", path.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(StoreError::Other(format!("cannot take {}", path.display())))
+    }
+
+    pub fn unlock_blocking(&self) -> Result<(), StoreError> {
+        let path = self.root.join(LOCK_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(
+                format!("cannot remove {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Where `p` goes in the trash: `.sync-trash/<p>~<stamp>`, never clobbering.
+    fn trash_slot(&self, p: &RelPath) -> io::Result<PathBuf> {
+        let base = format!("{}~{}", p.name(), stamp(super::now_secs()));
+        let dir = match p.parent() {
+            Some(parent) => parent.to_path(&self.root.join(TRASH_DIR)),
+            None => self.root.join(TRASH_DIR),
+        };
+        std::fs::create_dir_all(&dir)?;
+        for n in 0u32.. {
+            let name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let slot = dir.join(name);
+            if std::fs::symlink_metadata(&slot).is_err() {
+                return Ok(slot);
+            }
+        }
+        unreachable!("u32 trash suffixes exhausted")
+    }
+
+    fn trash_blocking(&self, p: &RelPath) -> Result<(), StoreError> {
+        let full = self.full(p);
+        if std::fs::symlink_metadata(&full).is_err() {
+            return Ok(());
+        }
+        let slot = self
+            .trash_slot(p)
+            .map_err(|e| StoreError::io(format!("cannot make room in the trash for {p}"), e))?;
+        match std::fs::rename(&full, &slot) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(format!("cannot move {p} to the trash"), e)),
+        }
+    }
+
+    fn temp_for(&self, p: &RelPath) -> PathBuf {
+        let name = format!(".{}{}{:08x}", p.name(), TMP_MARK, rand::random::<u32>());
+        match p.parent() {
+            Some(parent) => parent.to_path(&self.root).join(name),
+            None => self.root.join(name),
+        }
+    }
+
+    /// Puts a finished temp file at `p`, keeping whatever was there in the trash.
+    fn install(&self, tmp: &Path, p: &RelPath) -> Result<Observed, StoreError> {
+        let full = self.full(p);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() => {
+                let slot = self.trash_slot(p).map_err(|e| {
+                    StoreError::io(format!("cannot make room in the trash for {p}"), e)
+                })?;
+                // A hard link keeps the old version while the rename replaces it atomically;
+                // where links are unsupported, moving it first leaves a moment with no file.
+                if std::fs::hard_link(&full, &slot).is_err() {
+                    std::fs::rename(&full, &slot)
+                        .map_err(|e| StoreError::io(format!("cannot move {p} to the trash"), e))?;
+                }
+            }
+            Ok(_) => self.trash_blocking(p)?,
+            Err(_) => {}
+        }
+        std::fs::rename(tmp, &full)
+            .map_err(|e| StoreError::io(format!("cannot put {p} in place"), e))?;
+        if let Some(parent) = full.parent() {
+            sync_dir(parent);
+        }
+        let m = std::fs::symlink_metadata(&full)
+            .map_err(|e| StoreError::io(format!("cannot stat {p}"), e))?;
+        Observed::from_metadata(&m)
+            .ok_or_else(|| StoreError::Other(format!("{p} is not a regular file after writing")))
+    }
+
+    fn cleanup_blocking(&self, trash_days: u64) -> Result<(), StoreError> {
+        let trash = self.root.join(TRASH_DIR);
+        if trash_days > 0 && trash.is_dir() {
+            let max_age = Duration::from_secs(trash_days * 86_400);
+            for d in walk_all(&trash).into_iter().rev() {
+                let Ok(m) = std::fs::symlink_metadata(&d) else {
+                    continue;
+                };
+                if m.is_dir() {
+                    let _ = std::fs::remove_dir(&d);
+                } else if age_of_change(&m) > max_age {
+                    let _ = std::fs::remove_file(&d);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When the inode last changed (a move into the trash counts), as an age.
+fn age_of_change(m: &std::fs::Metadata) -> Duration {
+    use std::os::unix::fs::MetadataExt;
+    let changed = MTime::new(m.ctime(), m.ctime_nsec().clamp(0, 999_999_999) as u32).to_system();
+    SystemTime::now()
+        .duration_since(changed)
+        .unwrap_or_default()
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(p.clone());
+                }
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Removes temp files left by interrupted syncs anywhere below `root`.
+pub fn remove_stale_temps(root: &Path, temps: &[PathBuf]) {
+    for t in temps {
+        let old = std::fs::symlink_metadata(t)
+            .and_then(|m| m.modified())
+            .map(|m| m.elapsed().unwrap_or_default() > STALE_TEMP)
+            .unwrap_or(false);
+        if old && t.starts_with(root) {
+            tracing::info!(path = %t.display(), "removing a temp file left by an interrupted sync");
+            let _ = std::fs::remove_file(t);
+        }
+    }
+}
+
+/// Writes a whole file atomically: temp beside it, fsync, rename, fsync the folder.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}{TMP_MARK}{:08x}", rand::random::<u32>()));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir);
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes the rename durable; some file systems refuse to fsync folders, which is harmless.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Other(format!("a file system task failed: {e}")))?
+}
+
+impl LocalStore {
+    fn clone_handle(&self) -> LocalStore {
+        LocalStore {
+            root: self.root.clone(),
+            lock_stale_secs: self.lock_stale_secs,
+        }
+    }
+
+    async fn write_async(
+        &self,
+        p: &RelPath,
+        mut data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> Result<Observed, StoreError> {
+        if let Some(parent) = p.parent() {
+            let dir = self.full(&parent);
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| StoreError::io(format!("cannot create folder {parent}"), e))?;
+        }
+        let tmp = self.temp_for(p);
+        let res = async {
+            let mut f = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .await
+                .map_err(|e| StoreError::io(format!("cannot create a temp file for {p}"), e))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = data
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| StoreError::io(format!("reading the source of {p}"), e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .await
+                    .map_err(|e| StoreError::io(format!("writing {p}"), e))?;
+            }
+            f.flush()
+                .await
+                .map_err(|e| StoreError::io(format!("writing {p}"), e))?;
+            let got = ContentHash(*hasher.finalize().as_bytes());
+            if expect.is_some_and(|h| h != got) {
+                return Err(StoreError::SourceChanged {
+                    path: p.to_string(),
+                });
+            }
+            let f = f.into_std().await;
+            let tmp2 = tmp.clone();
+            let p2 = p.clone();
+            blocking(move || {
+                f.set_modified(mtime.to_system())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| StoreError::io(format!("finishing {p2} ({})", tmp2.display()), e))
+            })
+            .await?;
+            let this = self.clone_handle();
+            let (tmp3, p3) = (tmp.clone(), p.clone());
+            blocking(move || this.install(&tmp3, &p3)).await
+        }
+        .await;
+        if res.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        res
+    }
+}
+
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.lock_blocking(info) })
+    }
+
+    fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.unlock_blocking() })
+    }
+
+    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
+        let this = self.clone_handle();
+        Box::pin(blocking(move || this.load_index_blocking()))
+    }
+
+    fn refresh_index<'a>(
+        &'a self,
+        index: &'a mut Index,
+    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
+        Box::pin(async move {
+            let this = self.clone_handle();
+            let mut idx = std::mem::replace(index, Index::new(index.replica));
+            let (idx, res) = tokio::task::spawn_blocking(move || {
+                let r = crate::scan::scan(&this.root, &mut idx, &RelPath::root());
+                if let Ok(st) = &r {
+                    remove_stale_temps(&this.root, &st.temps);
+                }
+                (idx, r)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("the scan task failed: {e}")))?;
+            *index = idx;
+            res.map_err(|e| StoreError::Other(e.to_string()))
+        })
+    }
+
+    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let bytes = to_json_vec(index);
+            let path = self.root.join(INDEX_FILE);
+            blocking(move || {
+                atomic_write(&path, &bytes)
+                    .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
+            })
+            .await
+        })
+    }
+
+    fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
+        Box::pin(async move {
+            match tokio::fs::symlink_metadata(self.full(p)).await {
+                Ok(m) => Ok(Observed::from_metadata(&m)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io(format!("cannot stat {p}"), e)),
+            }
+        })
+    }
+
+    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
+        Box::pin(async move {
+            let f = tokio::fs::File::open(self.full(p))
+                .await
+                .map_err(|e| StoreError::io(format!("cannot read {p}"), e))?;
+            Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)) as Reader)
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        p: &'a RelPath,
+        data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> BoxFuture<'a, Result<Observed, StoreError>> {
+        Box::pin(self.write_async(p, data, mtime, expect))
+    }
+
+    fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            tokio::fs::create_dir_all(self.full(p))
+                .await
+                .map_err(|e| StoreError::io(format!("cannot create folder {p}"), e))
+        })
+    }
+
+    fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let this = self.clone_handle();
+        let p = p.clone();
+        Box::pin(blocking(move || this.trash_blocking(&p)))
+    }
+
+    fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let this = self.clone_handle();
+        let p = p.clone();
+        Box::pin(blocking(move || match std::fs::remove_dir(this.full(&p)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            // Still holds something (ignored files, or a late arrival): keep it in the trash.
+            Err(_) => this.trash_blocking(&p),
+        }))
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a RelPath,
+        to: &'a RelPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let this = self.clone_handle();
+        let (from, to) = (from.clone(), to.clone());
+        Box::pin(blocking(move || {
+            let dst = this.full(&to);
+            if std::fs::symlink_metadata(&dst).is_ok() {
+                return Err(StoreError::Other(format!(
+                    "cannot rename {from} to {to}: {to} already exists"
+                )));
+            }
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::io(format!("cannot create the folder of {to}"), e))?;
+            }
+            std::fs::rename(this.full(&from), &dst)
+                .map_err(|e| StoreError::io(format!("cannot rename {from} to {to}"), e))
+        }))
+    }
+
+    fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let this = self.clone_handle();
+        Box::pin(blocking(move || this.cleanup_blocking(trash_days)))
+    }
+}

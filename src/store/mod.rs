@@ -1,0 +1,246 @@
+//! `Store`: one replica's folder as the sync engine sees it, wherever it lives.
+//!
+//! Implementations: `local` (a folder on this machine). Everything here is the contract the
+//! engine relies on: atomic writes, replaced and deleted files kept in the trash, one lock.
+
+pub mod local;
+pub mod sftp;
+
+use crate::index::{ContentHash, Index, MTime};
+pub use crate::plan::stamp;
+use crate::relpath::RelPath;
+use crate::scan::{Observed, ScanStats};
+use std::future::Future;
+use std::pin::Pin;
+use tokio::io::AsyncRead;
+
+pub use local::LocalStore;
+pub use sftp::SftpStore;
+
+/// A byte stream from a store.
+pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is locked by {holder}; another sync is running (if not, remove {path} or wait {stale_secs}s for it to go stale)"
+    )]
+    Locked {
+        path: String,
+        holder: String,
+        stale_secs: u64,
+    },
+    #[error(
+        "the index {path} is corrupt ({reason}); nothing was changed. Run `filesync index --root {root}` to set it aside and rebuild it"
+    )]
+    CorruptIndex {
+        path: String,
+        root: String,
+        reason: String,
+    },
+    #[error("{path} changed while it was being copied; it will be synced next time")]
+    SourceChanged { path: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Who holds a lock: written into `.sync.lock` so a person (or a later run) can judge it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds when taken.
+    pub time: i64,
+    pub what: String,
+}
+
+impl LockInfo {
+    pub fn here(what: &str) -> Self {
+        LockInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            time: now_secs(),
+            what: what.to_string(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (pid {} on {}, since {})",
+            self.what, self.pid, self.host, self.time
+        )
+    }
+
+    /// A lock is stale when its process is gone (same host) or it is older than `stale_secs`.
+    pub fn is_stale(&self, stale_secs: u64) -> bool {
+        if self.host == hostname() && !pid_alive(self.pid) {
+            return true;
+        }
+        now_secs().saturating_sub(self.time) > stale_secs as i64
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+pub fn now_secs() -> i64 {
+    MTime::from_system(std::time::SystemTime::now()).secs
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A replica's folder. All paths are `RelPath`s below the replica root.
+pub trait Store: Send + Sync {
+    /// A human-readable location, for messages (`/home/a/docs`, `sftp://pi/srv/filesync`).
+    fn describe(&self) -> String;
+
+    /// Takes `.sync.lock` (exclusive create), breaking it only when stale.
+    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Reads `.sync`; `None` when there is none yet. A corrupt index is an error.
+    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>>;
+    /// Brings the index up to date with the folder (rescan: stat, hash what changed).
+    fn refresh_index<'a>(
+        &'a self,
+        index: &'a mut Index,
+    ) -> BoxFuture<'a, Result<ScanStats, StoreError>>;
+    /// Writes `.sync` atomically.
+    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// `lstat` of a path; `None` when nothing (or something unsyncable) is there.
+    fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>>;
+    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>>;
+    /// Writes a file atomically (temp, fsync, rename) with `mtime`. Whatever is at `p` goes
+    /// to the trash first. When `expect` is given and the bytes do not hash to it, nothing is
+    /// written and the error is `SourceChanged`. Returns the new file's stat.
+    fn write<'a>(
+        &'a self,
+        p: &'a RelPath,
+        data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> BoxFuture<'a, Result<Observed, StoreError>>;
+    /// Creates a folder (and missing parents); fine if it exists.
+    fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Moves a file or folder into `.sync-trash/`. Fine if it is already gone.
+    fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes an empty folder; one that still holds something goes to the trash whole.
+    fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Renames without replacing anything.
+    fn rename<'a>(
+        &'a self,
+        from: &'a RelPath,
+        to: &'a RelPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes leftovers of interrupted syncs and trash older than `trash_days`.
+    fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// Either kind of store, so commands can pick one at run time without `dyn`.
+pub enum AnyStore {
+    Local(LocalStore),
+    Sftp(SftpStore),
+}
+
+/// Opens a remote replica over SFTP.
+pub async fn open_remote(
+    r: &crate::target::Remote,
+    cfg: &crate::config::Config,
+    accept_new: bool,
+) -> Result<AnyStore, StoreError> {
+    Ok(AnyStore::Sftp(sftp::open(r, cfg, accept_new).await?))
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Local($s) => $e,
+            AnyStore::Sftp($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn describe(&self) -> String {
+        delegate!(self, s => s.describe())
+    }
+    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.lock(info))
+    }
+    fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(self, s => s.unlock())
+    }
+    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
+        delegate!(self, s => s.load_index())
+    }
+    fn refresh_index<'a>(
+        &'a self,
+        index: &'a mut Index,
+    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
+        delegate!(self, s => s.refresh_index(index))
+    }
+    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.save_index(index))
+    }
+    fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
+        delegate!(self, s => s.stat(p))
+    }
+    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
+        delegate!(self, s => s.read(p))
+    }
+    fn write<'a>(
+        &'a self,
+        p: &'a RelPath,
+        data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> BoxFuture<'a, Result<Observed, StoreError>> {
+        delegate!(self, s => s.write(p, data, mtime, expect))
+    }
+    fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.mkdir(p))
+    }
+    fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.trash(p))
+    }
+    fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.rmdir(p))
+    }
+    fn rename<'a>(
+        &'a self,
+        from: &'a RelPath,
+        to: &'a RelPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.rename(from, to))
+    }
+    fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(self, s => s.cleanup(trash_days))
+    }
+}

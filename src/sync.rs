@@ -1,0 +1,423 @@
+//! The sync engine: lock both replicas, refresh both indexes, plan, apply, save both indexes.
+//!
+//! Every disk change goes through a `Store`; a step whose inputs moved since the scan is skipped
+//! (and retried next time) rather than guessed at.
+
+use crate::index::{Entry, Index, Kind, PeerRecord, ReplicaId};
+use crate::plan::{self, Conflict, Op, Plan, Side, Step};
+use crate::relpath::RelPath;
+use crate::scan::{Observed, ScanStats};
+use crate::store::{LockInfo, Reader, Store, StoreError, now_secs};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Transfers and deletions in flight at once.
+    pub concurrency: usize,
+    pub trash_days: u64,
+    /// Show a progress bar (a terminal is attached).
+    pub progress: bool,
+    /// Names recorded in each side's peer list.
+    pub left_name: String,
+    pub right_name: String,
+    /// Plan only: print what would happen, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: 8,
+            trash_days: 30,
+            progress: false,
+            left_name: "left".into(),
+            right_name: "right".into(),
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Files and bytes copied to the right side.
+    pub sent: (u64, u64),
+    /// Files and bytes copied to the left side.
+    pub received: (u64, u64),
+    /// Files and folders deleted (moved to the trash) on either side.
+    pub deleted: u64,
+    /// Replaced files kept in the trash.
+    pub trashed: u64,
+    pub conflicts: Vec<Conflict>,
+    /// Steps that failed; their paths are retried by the next sync.
+    pub errors: Vec<String>,
+    pub scan_left: ScanStats,
+    pub scan_right: ScanStats,
+    /// The plan (kept for `--dry-run` output and tests).
+    pub plan: Plan,
+}
+
+impl SyncReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "sent {} files ({}), received {} files ({}), deleted {}, conflicts {}, trashed {}{}",
+            self.sent.0,
+            human_bytes(self.sent.1),
+            self.received.0,
+            human_bytes(self.received.1),
+            self.deleted,
+            self.conflicts.len(),
+            self.trashed,
+            if self.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} errors", self.errors.len())
+            }
+        )
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Syncs two replicas both ways. Locks are released on every path out, errors included.
+pub async fn sync<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    opts: &SyncOptions,
+) -> Result<SyncReport, StoreError> {
+    let info = LockInfo::here("filesync sync");
+    left.lock(&info).await?;
+    if let Err(e) = right.lock(&info).await {
+        let _ = left.unlock().await;
+        return Err(e);
+    }
+    let res = sync_locked(left, right, opts).await;
+    let ur = right.unlock().await;
+    let ul = left.unlock().await;
+    let report = res?;
+    ur?;
+    ul?;
+    Ok(report)
+}
+
+async fn load_or_new<S: Store>(s: &S) -> Result<Index, StoreError> {
+    Ok(s.load_index()
+        .await?
+        .unwrap_or_else(|| Index::new(ReplicaId::random())))
+}
+
+async fn sync_locked<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    opts: &SyncOptions,
+) -> Result<SyncReport, StoreError> {
+    let (li, ri) = tokio::join!(load_or_new(left), load_or_new(right));
+    let (mut li, mut ri) = (li?, ri?);
+    if li.replica == ri.replica {
+        return Err(StoreError::Other(format!(
+            "{} and {} have the same replica id {} (one folder was copied with its .sync); \
+             delete .sync in the copy and run `filesync index` there",
+            left.describe(),
+            right.describe(),
+            li.replica
+        )));
+    }
+    let (sl, sr) = tokio::join!(left.refresh_index(&mut li), right.refresh_index(&mut ri));
+    let mut report = SyncReport {
+        scan_left: sl?,
+        scan_right: sr?,
+        ..Default::default()
+    };
+
+    let plan = plan::plan(&li, &ri);
+    tracing::debug!(steps = plan.steps.len(), "planned");
+    if opts.dry_run {
+        report.plan = plan;
+        report.conflicts = report.plan.conflicts.clone();
+        return Ok(report);
+    }
+
+    let ((nl, bl), (nr, br)) = plan.transfer_totals();
+    let bar = opts.progress.then(|| {
+        let b = ProgressBar::new(bl + br);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(format!("{} files", nl + nr));
+        b
+    });
+
+    let mut failed: HashSet<RelPath> = HashSet::new();
+    let mut by_phase: Vec<Vec<&Step>> = vec![Vec::new(); 6];
+    for s in &plan.steps {
+        by_phase[usize::from(s.op.phase())].push(s);
+    }
+    // A conflict copy that failed to land blocks the index update of its original path.
+    let copy_of: std::collections::HashMap<&RelPath, &RelPath> =
+        plan.conflicts.iter().map(|c| (&c.copy, &c.path)).collect();
+
+    for (phase, steps) in by_phase.iter().enumerate() {
+        let parallel = matches!(phase, 2 | 3);
+        let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
+            futures::stream::iter(steps.iter().map(|s| {
+                let bar = bar.as_ref();
+                async move { (*s, run_step(s, left, right, bar).await) }
+            }))
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await
+        } else {
+            let mut v = Vec::with_capacity(steps.len());
+            for s in steps {
+                if s.op == Op::Record
+                    && (failed.contains(&s.path)
+                        || copy_of.get(&s.path).is_some_and(|o| failed.contains(*o)))
+                {
+                    continue;
+                }
+                // Children of a folder that could not be made are skipped, not attempted.
+                if s.path.ancestors().any(|a| failed.contains(&a)) && s.op != Op::Record {
+                    failed.insert(s.path.clone());
+                    report
+                        .errors
+                        .push(format!("{}: skipped, its folder failed", s.path));
+                    continue;
+                }
+                v.push((*s, run_step(s, left, right, bar.as_ref()).await));
+            }
+            v
+        };
+        for (s, r) in results {
+            match r {
+                Ok(result) => {
+                    let idx = if s.side == Side::Left {
+                        &mut li
+                    } else {
+                        &mut ri
+                    };
+                    match &s.op {
+                        Op::MoveAside { to } => {
+                            idx.entries.remove(&s.path);
+                            idx.entries.insert(to.clone(), result);
+                        }
+                        op => {
+                            match op {
+                                Op::Fetch {
+                                    source, replace, ..
+                                } => {
+                                    let t = if s.side == Side::Left {
+                                        &mut report.received
+                                    } else {
+                                        &mut report.sent
+                                    };
+                                    t.0 += 1;
+                                    t.1 += source.size;
+                                    if replace.is_some() {
+                                        report.trashed += 1;
+                                    }
+                                }
+                                Op::Trash { .. } | Op::RmDir => report.deleted += 1,
+                                Op::MkDir { replace: Some(_) } => report.trashed += 1,
+                                _ => {}
+                            }
+                            idx.entries.insert(s.path.clone(), result);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let side = if s.side == Side::Left {
+                        left.describe()
+                    } else {
+                        right.describe()
+                    };
+                    tracing::warn!(path = %s.path, op = s.op.name(), "on {side}: {e}");
+                    report
+                        .errors
+                        .push(format!("{} {} on {side}: {e}", s.op.name(), s.path));
+                    failed.insert(s.path.clone());
+                    if let Some(orig) = copy_of.get(&s.path) {
+                        failed.insert((*orig).clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    report.conflicts = plan.conflicts.clone();
+    report.plan = plan;
+
+    let now = now_secs();
+    let moved = report.sent.0 + report.received.0;
+    let conflicts = report.conflicts.len() as u64;
+    li.peers.insert(
+        ri.replica,
+        PeerRecord {
+            name: opts.right_name.clone(),
+            last_sync: now,
+            transferred: moved,
+            conflicts,
+        },
+    );
+    ri.peers.insert(
+        li.replica,
+        PeerRecord {
+            name: opts.left_name.clone(),
+            last_sync: now,
+            transferred: moved,
+            conflicts,
+        },
+    );
+    // Left first: any counter the planner bumped belongs to the left replica (see `plan`).
+    left.save_index(&li).await?;
+    right.save_index(&ri).await?;
+    for (s, name) in [
+        (left.cleanup(opts.trash_days).await, left.describe()),
+        (right.cleanup(opts.trash_days).await, right.describe()),
+    ] {
+        if let Err(e) = s {
+            tracing::warn!("trash cleanup on {name}: {e}");
+        }
+    }
+    Ok(report)
+}
+
+/// Whether the disk still holds what the index said when the plan was made.
+fn matches(o: Option<Observed>, e: Option<&Entry>) -> bool {
+    match (o, e.filter(|e| e.is_live())) {
+        (None, None) => true,
+        (Some(o), Some(e)) => match e.kind {
+            Kind::File => o.kind == Kind::File && o.size == e.size && o.mtime == e.mtime,
+            Kind::Dir => o.kind == Kind::Dir,
+            Kind::Deleted => false,
+        },
+        _ => false,
+    }
+}
+
+async fn check<S: Store>(s: &S, p: &RelPath, e: Option<&Entry>) -> Result<(), StoreError> {
+    let o = s.stat(p).await?;
+    if matches(o, e) {
+        Ok(())
+    } else {
+        Err(StoreError::Other(format!(
+            "{p} changed on {} since it was scanned; it will be synced next time",
+            s.describe()
+        )))
+    }
+}
+
+async fn run_step<L: Store, R: Store>(
+    s: &Step,
+    left: &L,
+    right: &R,
+    bar: Option<&ProgressBar>,
+) -> Result<Entry, StoreError> {
+    match s.side {
+        Side::Left => apply(s, left, right, bar).await,
+        Side::Right => apply(s, right, left, bar).await,
+    }
+}
+
+/// Runs one step on `here`, reading from `there` when it fetches.
+async fn apply<H: Store, T: Store>(
+    s: &Step,
+    here: &H,
+    there: &T,
+    bar: Option<&ProgressBar>,
+) -> Result<Entry, StoreError> {
+    let p = &s.path;
+    match &s.op {
+        Op::MoveAside { to } => {
+            here.rename(p, to).await?;
+            Ok(s.result.clone())
+        }
+        Op::MkDir { replace } => {
+            if let Some(e) = replace {
+                check(here, p, Some(e)).await?;
+                here.trash(p).await?;
+            }
+            here.mkdir(p).await?;
+            Ok(s.result.clone())
+        }
+        Op::Fetch {
+            from,
+            source,
+            replace,
+        } => {
+            check(here, p, replace.as_ref()).await?;
+            check(there, from, Some(source)).await?;
+            let reader = there.read(from).await?;
+            let reader: Reader = match bar {
+                Some(b) => Box::pin(Counting {
+                    inner: reader,
+                    bar: b.clone(),
+                }),
+                None => reader,
+            };
+            let o = here.write(p, reader, source.mtime, source.hash).await?;
+            let mut e = s.result.clone();
+            e.mtime = o.mtime;
+            e.size = o.size;
+            Ok(e)
+        }
+        Op::Trash { expect } => {
+            let o = here.stat(p).await?;
+            if o.is_some() && !matches(o, Some(expect)) {
+                return Err(StoreError::Other(format!(
+                    "{p} changed on {} since it was scanned; not deleting it",
+                    here.describe()
+                )));
+            }
+            here.trash(p).await?;
+            Ok(s.result.clone())
+        }
+        Op::RmDir => {
+            here.rmdir(p).await?;
+            Ok(s.result.clone())
+        }
+        Op::Record => Ok(s.result.clone()),
+    }
+}
+
+/// Counts bytes into the progress bar as they stream through.
+struct Counting {
+    inner: Reader,
+    bar: ProgressBar,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.bar.inc(n as u64);
+        r
+    }
+}
