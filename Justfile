@@ -1,0 +1,41 @@
+# filesync tasks. `just demo` shows a sync; `just test` is what CI runs.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+default:
+    @just --list
+
+# Build the release binary for this machine.
+build:
+    cargo build --release
+
+# Two folders, edits on both sides (including a conflict), one sync, and what happened.
+demo:
+    scripts/demo.sh
+
+# Everything CI checks: install test tools, fmt, clippy -D warnings, all tests.
+test:
+    scripts/install-test-deps.sh
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo test --all-targets
+
+# Speed against peers (rsync, unison, OpenSSH's sftp server) in one run.
+bench:
+    scripts/bench.sh
+
+# aarch64 binary: cross when a container engine runs, else the container-free path.
+build-pi:
+    cross/build-pi.sh
+
+# Debian packages (arm64 and amd64) into dist/.
+deb:
+    image/build-deb.sh
+
+# Flashable Raspberry Pi image into dist/.
+image:
+    image/build-image.sh
+
+# Boot the image under qemu-system-aarch64 and sync with it.
+image-test:
+    image/test-image.sh
