@@ -369,8 +369,14 @@ impl IndexWatcher {
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(root = %root.display(), "cannot update the index: {e}");
-                        last_error = Some(e.to_string());
+                        // Logged when it first happens (or changes), not on every retry.
+                        let msg = e.to_string();
+                        if last_error.as_deref() != Some(msg.as_str()) {
+                            tracing::warn!(root = %root.display(), "cannot update the index: {msg}");
+                        } else {
+                            tracing::debug!("index update still failing: {msg}");
+                        }
+                        last_error = Some(msg);
                         // Retry the whole tree later rather than lose the batch.
                         let mut inbox = self.shared.inbox();
                         inbox.mark_full(Instant::now());

@@ -153,6 +153,71 @@ fn a_burst_of_ten_thousand_files_coalesces() {
     );
     let live = live_entries(&root).unwrap();
     assert_eq!(live.len(), 10_000 + 100 + 1);
-    assert!(counters(&root).values().all(|&n| n == 1), "spurious bumps");
+    // A file the 2 s max-delay cut catches between its creation and its write really had two
+    // states (empty, then written) and counts two versions; anything more would be spurious.
+    let bumped: Vec<_> = counters(&root)
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    eprintln!("{} of 10,000 files caught mid-write", bumped.len());
+    assert!(
+        bumped.len() <= 100 && bumped.iter().all(|(_, n)| *n == 2),
+        "spurious bumps: {} {:?}",
+        bumped.len(),
+        &bumped[..bumped.len().min(10)]
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
+    let env = Env::new("name = \"a\"\n");
+    let root = env.folder("a");
+    write(&root, "f.txt", "1");
+    let d = env.daemon(&root, &[]);
+    assert!(
+        d.wait_log("index loaded", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+
+    // Play a sync: hold the lock, rewrite `.sync` (a peer record), then release.
+    let lock = serde_json::json!({
+        "host": filesync::store::hostname(),
+        "pid": std::process::id(),
+        "time": filesync::store::now_secs(),
+        "what": "test sync",
+    });
+    std::fs::write(root.join(".sync.lock"), lock.to_string()).unwrap();
+    write(&root, "while-locked.txt", "queued");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !live_entries(&root)
+            .unwrap()
+            .contains_key("while-locked.txt"),
+        "the index was written while locked"
+    );
+    let mut idx =
+        filesync::index::from_json_slice(&std::fs::read(root.join(".sync")).unwrap()).unwrap();
+    idx.peers.insert(
+        filesync::index::ReplicaId(42),
+        filesync::index::PeerRecord {
+            name: "the-sync".into(),
+            last_sync: 1,
+            transferred: 0,
+            conflicts: 0,
+        },
+    );
+    std::fs::write(root.join(".sync"), filesync::index::to_json_vec(&idx)).unwrap();
+    std::fs::remove_file(root.join(".sync.lock")).unwrap();
+
+    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    let idx =
+        filesync::index::from_json_slice(&std::fs::read(root.join(".sync")).unwrap()).unwrap();
+    assert!(
+        idx.peers.values().any(|p| p.name == "the-sync"),
+        "the update was applied to a stale index"
+    );
     assert!(d.stop().success());
 }

@@ -8,7 +8,7 @@ pub mod status;
 
 use crate::config::Config;
 use crate::index::{Index, ReplicaId};
-use crate::store::{LocalStore, now_secs};
+use crate::store::LocalStore;
 use crate::watch::{IndexState, IndexWatcher, WatchSettings, Watchdog};
 use anyhow::{Context, Result};
 use schedule::{PeerStates, Schedule};
@@ -69,7 +69,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     let stopper = watcher.stopper();
     let settings = watch_settings(cfg);
     let wd = watchdog.clone();
-    let indexer = tokio::task::spawn_blocking(move || watcher.run(store, index, settings, wd));
+    let mut indexer = tokio::task::spawn_blocking(move || watcher.run(store, index, settings, wd));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut server_task = None;
@@ -102,6 +102,17 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     };
     let status_task = match status::serve(&root, snapshot.clone(), shutdown_rx.clone()) {
         Ok(t) => Some(t),
+        Err(e @ status::StatusError::Running(_)) => {
+            // Two daemons on one folder would double every scheduled sync: refuse to start.
+            let _ = shutdown_tx.send(true);
+            sched.stop(STOP_GRACE).await;
+            stopper.stop();
+            let _ = indexer.await;
+            if let Some(t) = server_task {
+                let _ = t.await;
+            }
+            return Err(e.into());
+        }
         Err(e) => {
             tracing::warn!("`filesync status` cannot reach this daemon: {e}");
             None
@@ -161,6 +172,23 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
                     notify(&[NotifyState::Status(&line)]);
                     last_status = line;
                 }
+            }
+            res = &mut indexer => {
+                // Only a panic ends the indexer early; exit so systemd restarts us.
+                let e = match res {
+                    Ok(_) => anyhow::anyhow!("the indexing thread stopped unexpectedly"),
+                    Err(e) => anyhow::anyhow!("the indexing thread failed: {e}"),
+                };
+                tracing::error!("{e:#}");
+                let _ = shutdown_tx.send(true);
+                sched.stop(STOP_GRACE).await;
+                if let Some(t) = server_task {
+                    let _ = t.await;
+                }
+                if let Some(t) = status_task {
+                    let _ = t.await;
+                }
+                return Err(e);
             }
             res = async {
                 match server_task.as_mut() {
@@ -245,11 +273,11 @@ fn status_line(r: &status::Report) -> String {
     if i.degraded {
         s.push_str(", polling (watch limit)");
     }
-    let now = now_secs();
     for p in &r.peers {
         let state = match (p.online, p.last_sync) {
             (Some(false), _) => "offline".to_string(),
-            (_, Some(t)) => format!("synced {} ago", ago(now, t)),
+            // A clock time, not "ago": the line then changes only when something happens.
+            (_, Some(t)) => format!("synced {}", rfc3339(t)),
             _ => "not synced yet".to_string(),
         };
         s.push_str(&format!("; {}: {state}", p.name));
@@ -259,6 +287,11 @@ fn status_line(r: &status::Report) -> String {
         s.push_str(e);
     }
     s
+}
+
+fn rfc3339(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 fn ago(now: i64, t: i64) -> String {
