@@ -221,6 +221,11 @@ impl IndexWatcher {
         self.state.clone()
     }
 
+    /// A live view of what is waiting, for status (the published state lags a batch).
+    pub fn pending_probe(&self) -> PendingProbe {
+        PendingProbe(self.shared.clone())
+    }
+
     /// Asks for a full rescan (on start, after a reload).
     pub fn request_full(&self) {
         let mut inbox = self.shared.inbox();
@@ -408,6 +413,17 @@ impl Stopper {
         let mut inbox = self.0.inbox();
         inbox.stop = true;
         self.0.wake.notify_all();
+    }
+}
+
+/// Reads how many paths wait for the next batch, and whether a full rescan is queued.
+#[derive(Clone)]
+pub struct PendingProbe(Arc<Shared>);
+
+impl PendingProbe {
+    pub fn pending(&self) -> (usize, bool) {
+        let inbox = self.0.inbox();
+        (inbox.dirty.len(), inbox.full)
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     watchdog.every = sd_notify::watchdog_enabled().map(|d| d / 2);
     watchdog.beat();
     let index_state = watcher.state();
+    let pending = watcher.pending_probe();
     let stopper = watcher.stopper();
     let settings = watch_settings(cfg);
     let wd = watchdog.clone();
@@ -98,7 +99,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
             last_error.clone(),
             root.clone(),
         );
-        move || status::Report::build(&root, &index_state, &peers, &last_error)
+        move || status::Report::build(&root, &index_state, &pending, &peers, &last_error)
     };
     let status_task = match status::serve(&root, snapshot.clone(), shutdown_rx.clone()) {
         Ok(t) => Some(t),

@@ -214,7 +214,7 @@ impl PeerTask {
         };
         let right = match crate::commands::open_target(&target, &self.cfg, false).await {
             Ok(s) => s,
-            Err(e) => return Outcome::Unavailable(format!("{e:#}")),
+            Err(e) => return Outcome::Unavailable(chain(&e)),
         };
         let left = match LocalStore::open(&self.root, self.cfg.lock_stale_secs) {
             Ok(s) => AnyStore::Local(s),
@@ -271,6 +271,21 @@ async fn unlock_if_ours(s: &AnyStore) {
         }
     }
     let _ = s.unlock().await;
+}
+
+/// An error and its causes on one line, without repeating a cause its parent already quotes.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 /// `every` ±10%, so many daemons on one schedule do not all hit the hub at once.

@@ -2,7 +2,7 @@
 //! a client connects and reads one JSON report. No requests, so nothing to parse on our side.
 
 use super::schedule::{PeerState, PeerStates};
-use crate::watch::IndexState;
+use crate::watch::{IndexState, PendingProbe};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,13 +24,16 @@ impl Report {
     pub fn build(
         root: &Path,
         index: &Mutex<IndexState>,
+        pending: &PendingProbe,
         peers: &PeerStates,
         last_error: &Arc<Mutex<Option<String>>>,
     ) -> Report {
+        let mut index = super::lock(index).clone();
+        (index.pending, index.full_rescan_pending) = pending.pending();
         Report {
             pid: std::process::id(),
             root: root.display().to_string(),
-            index: super::lock(index).clone(),
+            index,
             peers: super::lock(peers).values().cloned().collect(),
             last_error: super::lock(last_error).clone(),
         }
