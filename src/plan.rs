@@ -4,7 +4,9 @@
 //! edits of a file conflict (the loser is kept as a `.sync-conflict-` copy on both sides);
 //! delete vs. modify keeps the modification; a folder stays while anything in it survives.
 
-use crate::index::{CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
+use crate::index::{
+    CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector, fit_name,
+};
 use crate::relpath::RelPath;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -459,9 +461,12 @@ pub fn conflict_name(
 ) -> RelPath {
     let name = p.name();
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        // A very long "extension" is not one; keep the name whole and shorten it instead.
+        Some(i) if i > 0 && name.len() - i <= 32 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
+    // Marker, stamp, replica, a possible `-N` and the extension must fit in a file name.
+    let stem = fit_name(stem, CONFLICT_MARK.len() + 15 + 1 + 8 + 11 + ext.len());
     let when = stamp(mtime.secs);
     let parent = p.parent().unwrap_or_default();
     for n in 0u32.. {

@@ -1,0 +1,5 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)]
+
+pub mod scenario;
