@@ -175,3 +175,33 @@ fn dry_run_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("copy"));
     assert!(!s.b.exists("x"));
 }
+
+#[test]
+fn rescanning_an_unchanged_tree_reads_no_content() {
+    let s = Scenario::new();
+    for i in 0..200 {
+        s.a.write(&format!("d{}/f{i}", i % 10), vec![i as u8; 1000]);
+    }
+    let index = |s: &Scenario| {
+        let out = s.run(&["index", "--root", path_str(&s.a.path)]);
+        assert_ok(&out, "index");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = index(&s);
+    assert!(
+        first.contains("210 added") && first.contains("200 hashed"),
+        "{first}"
+    );
+    let second = index(&s);
+    assert!(
+        second.contains("0 added, 0 modified, 0 deleted, 0 hashed"),
+        "{second}"
+    );
+    // Touched but not changed: hashed once, not a modification.
+    s.a.set_mtime_offset("d3/f3", -10);
+    let third = index(&s);
+    assert!(
+        third.contains("0 modified") && third.contains("1 hashed"),
+        "{third}"
+    );
+}
