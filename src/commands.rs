@@ -243,6 +243,7 @@ fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool
                 Op::Record => continue,
                 Op::MoveAside { to } => format!("keep as {to}"),
                 Op::Fetch { source, .. } => format!("copy ({})", human_bytes(source.size)),
+                Op::Move { from, .. } => format!("move {from} to"),
                 Op::MkDir { .. } => "create folder".into(),
                 Op::Trash { .. } => "delete (to trash)".into(),
                 Op::RmDir => "remove folder".into(),

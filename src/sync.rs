@@ -52,6 +52,8 @@ pub struct SyncReport {
     pub deleted: u64,
     /// Replaced files kept in the trash.
     pub trashed: u64,
+    /// Renames applied as moves instead of copies.
+    pub moved: u64,
     pub conflicts: Vec<Conflict>,
     /// Steps that failed; their paths are retried by the next sync.
     pub errors: Vec<String>,
@@ -64,11 +66,12 @@ pub struct SyncReport {
 impl SyncReport {
     pub fn summary(&self) -> String {
         format!(
-            "sent {} files ({}), received {} files ({}), deleted {}, conflicts {}, trashed {}{}",
+            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, trashed {}{}",
             self.sent.0,
             human_bytes(self.sent.1),
             self.received.0,
             human_bytes(self.received.1),
+            self.moved,
             self.deleted,
             self.conflicts.len(),
             self.trashed,
@@ -171,7 +174,7 @@ async fn sync_locked<L: Store, R: Store>(
     });
 
     let mut failed: HashSet<RelPath> = HashSet::new();
-    let mut by_phase: Vec<Vec<&Step>> = vec![Vec::new(); 6];
+    let mut by_phase: Vec<Vec<&Step>> = vec![Vec::new(); Op::PHASES];
     for s in &plan.steps {
         by_phase[usize::from(s.op.phase())].push(s);
     }
@@ -180,7 +183,7 @@ async fn sync_locked<L: Store, R: Store>(
         plan.conflicts.iter().map(|c| (&c.copy, &c.path)).collect();
 
     for (phase, steps) in by_phase.iter().enumerate() {
-        let parallel = matches!(phase, 2 | 3);
+        let parallel = matches!(phase, 2..=4);
         let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
             futures::stream::iter(steps.iter().map(|s| {
                 let bar = bar.as_ref();
@@ -222,6 +225,13 @@ async fn sync_locked<L: Store, R: Store>(
                         Op::MoveAside { to } => {
                             idx.entries.remove(&s.path);
                             idx.entries.insert(to.clone(), result);
+                        }
+                        Op::Move {
+                            from, from_result, ..
+                        } => {
+                            report.moved += 1;
+                            idx.entries.insert(from.clone(), from_result.clone());
+                            idx.entries.insert(s.path.clone(), result);
                         }
                         op => {
                             match op {
@@ -380,6 +390,18 @@ async fn apply<H: Store, T: Store>(
                 None => reader,
             };
             let o = here.write(p, reader, source.mtime, source.hash).await?;
+            let mut e = s.result.clone();
+            e.mtime = o.mtime;
+            e.size = o.size;
+            Ok(e)
+        }
+        Op::Move { from, expect, .. } => {
+            check(here, p, None).await?;
+            check(here, from, Some(expect)).await?;
+            here.rename(from, p).await?;
+            let o = here.stat(p).await?.ok_or_else(|| {
+                StoreError::Other(format!("{p} vanished right after moving it into place"))
+            })?;
             let mut e = s.result.clone();
             e.mtime = o.mtime;
             e.size = o.size;

@@ -189,7 +189,9 @@ impl Scenario {
         assert_eq!(self.a.tree(), self.b.tree(), "trees differ after sync");
         let second = self.sync();
         assert!(
-            second.contains("sent 0 files (0 B), received 0 files (0 B), deleted 0, conflicts 0"),
+            second.contains(
+                "sent 0 files (0 B), received 0 files (0 B), moved 0, deleted 0, conflicts 0"
+            ),
             "second sync was not a no-op: {second}"
         );
         first
