@@ -142,6 +142,8 @@ async fn sync_locked<L: Store, R: Store>(
             li.replica
         )));
     }
+    // What each index held on disk, to skip rewriting an index that did not change.
+    let (loaded_l, loaded_r) = (li.entries_digest(), ri.entries_digest());
     li.name.get_or_insert_with(|| opts.left_name.clone());
     ri.name.get_or_insert_with(|| opts.right_name.clone());
     let (sl, sr) = tokio::join!(left.refresh_index(&mut li), right.refresh_index(&mut ri));
@@ -282,29 +284,33 @@ async fn sync_locked<L: Store, R: Store>(
     report.plan = plan;
 
     let now = now_secs();
-    let moved = report.sent.0 + report.received.0;
+    let moved = report.sent.0 + report.received.0 + report.moved;
     let conflicts = report.conflicts.len() as u64;
-    li.peers.insert(
+    let save_l = note_peer(
+        &mut li,
+        loaded_l,
         ri.replica,
-        PeerRecord {
-            name: opts.right_name.clone(),
-            last_sync: now,
-            transferred: moved,
-            conflicts,
-        },
+        &opts.right_name,
+        now,
+        moved,
+        conflicts,
     );
-    ri.peers.insert(
+    let save_r = note_peer(
+        &mut ri,
+        loaded_r,
         li.replica,
-        PeerRecord {
-            name: opts.left_name.clone(),
-            last_sync: now,
-            transferred: moved,
-            conflicts,
-        },
+        &opts.left_name,
+        now,
+        moved,
+        conflicts,
     );
     // Left first: any counter the planner bumped belongs to the left replica (see `plan`).
-    left.save_index(&li).await?;
-    right.save_index(&ri).await?;
+    if save_l {
+        left.save_index(&li).await?;
+    }
+    if save_r {
+        right.save_index(&ri).await?;
+    }
     for (s, name) in [
         (left.cleanup(opts.trash_days).await, left.describe()),
         (right.cleanup(opts.trash_days).await, right.describe()),
@@ -314,6 +320,36 @@ async fn sync_locked<L: Store, R: Store>(
         }
     }
     Ok(report)
+}
+
+/// Records a sync with `peer`; true when the index must be written: its entries changed, or
+/// its record of this peer is missing or over an hour old. A no-op sync writes nothing.
+fn note_peer(
+    idx: &mut Index,
+    loaded: crate::index::ContentHash,
+    peer: ReplicaId,
+    name: &str,
+    now: i64,
+    transferred: u64,
+    conflicts: u64,
+) -> bool {
+    let changed = idx.entries_digest() != loaded;
+    let stale = idx
+        .peers
+        .get(&peer)
+        .is_none_or(|p| p.name != name || now - p.last_sync > 3600);
+    if changed || stale {
+        idx.peers.insert(
+            peer,
+            PeerRecord {
+                name: name.to_string(),
+                last_sync: now,
+                transferred,
+                conflicts,
+            },
+        );
+    }
+    changed || stale
 }
 
 /// Whether the disk still holds what the index said when the plan was made.
