@@ -13,10 +13,6 @@ def connect(port, key, user="tester", **kw):
 def extended(sftp, name, *strings):
     """Sends an SSH_FXP_EXTENDED request; returns (type, message) of the reply."""
     from paramiko.sftp import CMD_EXTENDED
-    from paramiko.message import Message
-    msg = Message()
-    msg.add_string(name)
-    for s in strings:
-        msg.add_string(s)
-    num = sftp._async_request(type(None), CMD_EXTENDED, msg)
+    # An error status raises IOError inside paramiko; an OK status comes back as type 101.
+    num = sftp._async_request(type(None), CMD_EXTENDED, name, *strings)
     return sftp._read_response(num)
