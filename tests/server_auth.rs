@@ -16,7 +16,10 @@ fn bad_logins_and_non_sftp_channels_are_refused() {
     let o = srv.sftp_as("nobody-here", &fx.other_key, "pwd\n");
     assert!(!o.status.success(), "wrong key accepted: {}", show(&o));
     let log = srv.log_text();
-    assert!(log.contains("login refused") && log.contains("127.0.0.1"), "{log}");
+    assert!(
+        log.contains("login refused") && log.contains("127.0.0.1"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -47,7 +50,10 @@ fn host_key_is_created_private_and_stable_across_restarts() {
         assert!(o.status.success(), "{}", show(&o));
         host_key_line(&o)
     };
-    let mode = std::fs::metadata(&fx.host_key).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&fx.host_key)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let srv = fx.start();
     let o = srv.paramiko("auth.py", &fx.key, &[fx.other_key.to_str().unwrap()]);
@@ -72,7 +78,9 @@ fn missing_authorized_keys_is_a_clear_error() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("authorized_keys") && err.contains(fx.authorized_keys.to_str().unwrap()) && err.contains("create it"),
+        err.contains("authorized_keys")
+            && err.contains(fx.authorized_keys.to_str().unwrap())
+            && err.contains("create it"),
         "{err}"
     );
 }
@@ -102,7 +110,10 @@ fn sigterm_stops_the_server_with_clients_connected() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    assert!(srv.terminate(Duration::from_secs(8)), "server did not stop on SIGTERM");
+    assert!(
+        srv.terminate(Duration::from_secs(8)),
+        "server did not stop on SIGTERM"
+    );
     let _ = client.kill();
     let _ = client.wait();
 }

@@ -41,13 +41,25 @@ fn openssh_sftp_basic_operations() {
     assert!(!d.join("other.txt").exists());
     assert!(!d.join("tmp.txt").exists());
     assert!(!fx.root.join("gone").exists());
-    assert_eq!(std::fs::read_link(d.join("link")).unwrap().to_str(), Some("big.bin"));
+    assert_eq!(
+        std::fs::read_link(d.join("link")).unwrap().to_str(),
+        Some("big.bin")
+    );
     assert!(out.contains("Remote working directory: /dir"), "{out}");
-    assert!(out.contains("big.bin") && out.contains("-rw"), "ls -l output: {out}");
-    assert!(out.contains("Size") || out.contains("Avail"), "df output: {out}");
+    assert!(
+        out.contains("big.bin") && out.contains("-rw"),
+        "ls -l output: {out}"
+    );
+    assert!(
+        out.contains("Size") || out.contains("Avail"),
+        "df output: {out}"
+    );
 
     // chmod and mtime on a fresh upload.
-    let o = srv.sftp(&fx.key, &format!("put -p {l}/small.txt keep.txt\nchmod 640 keep.txt\n"));
+    let o = srv.sftp(
+        &fx.key,
+        &format!("put -p {l}/small.txt keep.txt\nchmod 640 keep.txt\n"),
+    );
     assert!(o.status.success(), "{}", show(&o));
     let m = std::fs::metadata(fx.root.join("keep.txt")).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o640);
@@ -84,11 +96,18 @@ fn big_round_trip(mib: usize) {
     let back = fx.dir.path().join("back.bin");
     let o = srv.sftp(
         &fx.key,
-        &format!("put {} big.bin\nget big.bin {}\n", src.display(), back.display()),
+        &format!(
+            "put {} big.bin\nget big.bin {}\n",
+            src.display(),
+            back.display()
+        ),
     );
     assert!(o.status.success(), "{}", show(&o));
     let want = std::fs::read(&src).unwrap();
-    assert!(std::fs::read(fx.root.join("big.bin")).unwrap() == want, "upload differs");
+    assert!(
+        std::fs::read(fx.root.join("big.bin")).unwrap() == want,
+        "upload differs"
+    );
     assert!(std::fs::read(&back).unwrap() == want, "download differs");
 }
 
@@ -131,7 +150,10 @@ fn openssh_sftp_escapes_are_refused() {
         let _ = srv.sftp(&fx.key, &format!("{a}\n"));
     }
     for n in 1..=5 {
-        assert!(!local.join(format!("got{n}")).exists(), "attempt {n} read outside");
+        assert!(
+            !local.join(format!("got{n}")).exists(),
+            "attempt {n} read outside"
+        );
     }
     assert_eq!(snapshot(&fx.outside), before, "outside changed");
     assert!(fx.root.join("sub/inside.txt").exists());

@@ -93,7 +93,10 @@ pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
     })?;
     let (keys, bad) = parse_authorized_keys(&text);
     for line in &bad {
-        tracing::warn!("{}:{line}: not a public key this server understands; skipped", path.display());
+        tracing::warn!(
+            "{}:{line}: not a public key this server understands; skipped",
+            path.display()
+        );
     }
     if keys.is_empty() {
         return Err(format!(
@@ -108,7 +111,8 @@ pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq me@host";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq me@host";
 
     #[test]
     fn parses_keys_with_options_and_comments() {

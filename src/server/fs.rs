@@ -91,9 +91,9 @@ impl Root {
     /// The parent folder (resolved in the root) and the final name, for `*at` calls that must
     /// act on the entry itself, never on what a symlink there points to.
     fn parent(&self, p: &RelPath) -> FsResult<(OwnedFd, String)> {
-        let parent = p
-            .parent()
-            .ok_or(FsError::Denied("the root itself cannot be changed this way"))?;
+        let parent = p.parent().ok_or(FsError::Denied(
+            "the root itself cannot be changed this way",
+        ))?;
         let fd = self.resolve(&parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
         Ok((fd, p.name().to_string()))
     }
@@ -108,7 +108,11 @@ impl Root {
             return Ok(rustix::fs::fstat(&self.fd)?);
         }
         let (dir, name) = self.parent(p)?;
-        Ok(rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?)
+        Ok(rustix::fs::statat(
+            &dir,
+            name.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
     }
 
     /// Opens a file with SFTP `pflags`; `mode` applies when it is created.
@@ -158,7 +162,11 @@ impl Root {
 
     pub fn rmdir(&self, p: &RelPath) -> FsResult<()> {
         let (dir, name) = self.parent(p)?;
-        Ok(rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR)?)
+        Ok(rustix::fs::unlinkat(
+            &dir,
+            name.as_str(),
+            AtFlags::REMOVEDIR,
+        )?)
     }
 
     pub fn remove(&self, p: &RelPath) -> FsResult<()> {
@@ -175,13 +183,23 @@ impl Root {
         } else {
             RenameFlags::NOREPLACE
         };
-        Ok(rustix::fs::renameat_with(
-            &fdir,
-            fname.as_str(),
-            &tdir,
-            tname.as_str(),
-            flags,
-        )?)
+        match rustix::fs::renameat_with(&fdir, fname.as_str(), &tdir, tname.as_str(), flags) {
+            // Some file systems (FAT on a USB stick, FUSE) lack RENAME_NOREPLACE: check, then
+            // rename; the window between the two is the price of supporting them.
+            Err(Errno::INVAL) | Err(Errno::NOSYS) if !replace => {
+                match rustix::fs::statat(&tdir, tname.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(_) => Err(FsError::Io(std::io::Error::from_raw_os_error(libc::EEXIST))),
+                    Err(Errno::NOENT) => Ok(rustix::fs::renameat(
+                        &fdir,
+                        fname.as_str(),
+                        &tdir,
+                        tname.as_str(),
+                    )?),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            r => Ok(r?),
+        }
     }
 
     pub fn hardlink(&self, from: &RelPath, to: &RelPath) -> FsResult<()> {
@@ -205,7 +223,8 @@ impl Root {
     /// folder, stays inside the root. An absolute target is taken as root-relative and
     /// stored as a relative path, so the link also works for local programs.
     pub fn symlink(&self, target: &[u8], link: &RelPath) -> FsResult<()> {
-        let target = std::str::from_utf8(target).map_err(|_| FsError::Denied("target is not UTF-8"))?;
+        let target =
+            std::str::from_utf8(target).map_err(|_| FsError::Denied("target is not UTF-8"))?;
         if target.is_empty() || target.contains('\0') {
             return Err(FsError::Denied("symlink target not allowed"));
         }
@@ -338,7 +357,11 @@ pub fn long_name(name: &str, st: &rustix::fs::Stat, now: i64) -> String {
     };
     let mut perms = String::with_capacity(10);
     perms.push(kind);
-    for (shift, special, lower, upper) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
+    for (shift, special, lower, upper) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
         let bits = (mode >> shift) & 7;
         perms.push(if bits & 4 != 0 { 'r' } else { '-' });
         perms.push(if bits & 2 != 0 { 'w' } else { '-' });
@@ -406,10 +429,16 @@ mod tests {
 
     #[test]
     fn symlink_targets_must_stay_inside() {
-        assert_eq!(confined_link_target(&["a"], "../b").as_deref(), Some("../b"));
+        assert_eq!(
+            confined_link_target(&["a"], "../b").as_deref(),
+            Some("../b")
+        );
         assert_eq!(confined_link_target(&["a"], "../../b"), None);
         assert_eq!(confined_link_target(&[], "../x"), None);
-        assert_eq!(confined_link_target(&["a", "b"], "/a/c").as_deref(), Some("../c"));
+        assert_eq!(
+            confined_link_target(&["a", "b"], "/a/c").as_deref(),
+            Some("../c")
+        );
         assert_eq!(confined_link_target(&[], "/x/y").as_deref(), Some("x/y"));
         assert_eq!(confined_link_target(&["a"], "/..").as_deref(), None);
     }
@@ -426,7 +455,10 @@ mod tests {
         assert!(root.stat(&client_path(b"up").unwrap()).is_err());
         assert!(root.stat(&client_path(b"abs/secret").unwrap()).is_err());
         let f = root.open_file(&client_path(b"abs/new").unwrap(), 0x2 | 0x8, None);
-        assert!(f.is_err(), "creating through a symlink to outside must fail");
+        assert!(
+            f.is_err(),
+            "creating through a symlink to outside must fail"
+        );
         assert!(!outer.path().join("new").exists());
         assert!(root.lstat(&client_path(b"up").unwrap()).is_ok());
     }

@@ -32,9 +32,13 @@ pub enum ServerError {
     HostKey { path: String, reason: String },
     #[error("{0}")]
     AuthorizedKeys(String),
-    #[error("password_hash in [server] is not an argon2 PHC string ({0}); generate one with `argon2` or remove it")]
+    #[error(
+        "password_hash in [server] is not an argon2 PHC string ({0}); generate one with `argon2` or remove it"
+    )]
     PasswordHash(String),
-    #[error("cannot listen on {addr}: {reason}; pick another address with --listen or [server] listen")]
+    #[error(
+        "cannot listen on {addr}: {reason}; pick another address with --listen or [server] listen"
+    )]
     Bind { addr: String, reason: String },
     #[error("{0}")]
     Setup(String),
@@ -120,7 +124,9 @@ fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, ServerError> {
             tracing::info!(path = %path.display(), "generated a new ed25519 host key");
             Ok(key)
         }
-        Err(e) => Err(err(format!("cannot read: {e}; fix its permissions or path"))),
+        Err(e) => Err(err(format!(
+            "cannot read: {e}; fix its permissions or path"
+        ))),
     }
 }
 

@@ -36,10 +36,7 @@ pub struct Shared {
 }
 
 enum Handle {
-    File {
-        file: File,
-        append: bool,
-    },
+    File { file: File, append: bool },
     Dir(Mutex<DirState>),
 }
 
@@ -102,7 +99,8 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
             // Drain what is ready now so many small replies leave in one SSH packet.
             while let Some(b) = next.take() {
                 if b.len() >= COALESCE {
-                    if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err() {
+                    if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err()
+                    {
                         return;
                     }
                     if tx.data_bytes(b).await.is_err() {
@@ -248,7 +246,10 @@ impl Session {
     }
 
     fn is_append(&self, h: &[u8]) -> bool {
-        matches!(self.get(h).as_deref(), Some(Handle::File { append: true, .. }))
+        matches!(
+            self.get(h).as_deref(),
+            Some(Handle::File { append: true, .. })
+        )
     }
 
     fn insert(&self, id: u32, h: Handle) -> Bytes {
@@ -342,12 +343,14 @@ impl Session {
                 };
                 done(id, r.map_err(FsError::from))
             }
-            Request::Lstat { path } => {
-                attrs_reply(id, fs::client_path(&path).and_then(|p| self.root().lstat(&p)))
-            }
-            Request::Stat { path } => {
-                attrs_reply(id, fs::client_path(&path).and_then(|p| self.root().stat(&p)))
-            }
+            Request::Lstat { path } => attrs_reply(
+                id,
+                fs::client_path(&path).and_then(|p| self.root().lstat(&p)),
+            ),
+            Request::Stat { path } => attrs_reply(
+                id,
+                fs::client_path(&path).and_then(|p| self.root().stat(&p)),
+            ),
             Request::Fstat { handle } => {
                 let Some(h) = self.get(&handle) else {
                     return bad_handle();
@@ -379,7 +382,9 @@ impl Session {
                 };
                 match &*h {
                     Handle::File { file, .. } => done(id, fs::fsetstat(file, &attrs)),
-                    Handle::Dir(_) => wire::status(id, wire::FX_OP_UNSUPPORTED, "not on a folder handle"),
+                    Handle::Dir(_) => {
+                        wire::status(id, wire::FX_OP_UNSUPPORTED, "not on a folder handle")
+                    }
                 }
             }
             Request::OpenDir { path } => {
@@ -404,7 +409,10 @@ impl Session {
                 if ro {
                     return denied_read_only(id);
                 }
-                done(id, fs::client_path(&path).and_then(|p| self.root().remove(&p)))
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().remove(&p)),
+                )
             }
             Request::MkDir { path, attrs } => {
                 if ro {
@@ -419,7 +427,10 @@ impl Session {
                 if ro {
                     return denied_read_only(id);
                 }
-                done(id, fs::client_path(&path).and_then(|p| self.root().rmdir(&p)))
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().rmdir(&p)),
+                )
             }
             Request::RealPath { path } => match fs::client_path(&path) {
                 Ok(p) => {
@@ -437,7 +448,10 @@ impl Session {
                 if ro {
                     return denied_read_only(id);
                 }
-                done(id, self.two_paths(&from, &to, |a, b| self.root().rename(a, b, false)))
+                done(
+                    id,
+                    self.two_paths(&from, &to, |a, b| self.root().rename(a, b, false)),
+                )
             }
             Request::ReadLink { path } => {
                 match fs::client_path(&path).and_then(|p| self.root().readlink(&p)) {
@@ -620,8 +634,11 @@ fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
         if name == b"." || name == b".." {
             continue;
         }
-        let Ok(st) = rustix::fs::statat(&d.fd, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        else {
+        let Ok(st) = rustix::fs::statat(
+            &d.fd,
+            entry.file_name(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) else {
             continue; // removed since the listing began
         };
         let shown = String::from_utf8_lossy(name);

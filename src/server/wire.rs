@@ -71,28 +71,82 @@ pub struct Attrs {
 /// A request the client sent; strings and data are zero-copy slices of the packet.
 #[derive(Debug)]
 pub enum Request {
-    Init { version: u32 },
-    Open { path: Bytes, pflags: u32, attrs: Attrs },
-    Close { handle: Bytes },
-    Read { handle: Bytes, offset: u64, len: u32 },
-    Write { handle: Bytes, offset: u64, data: Bytes },
-    Lstat { path: Bytes },
-    Fstat { handle: Bytes },
-    SetStat { path: Bytes, attrs: Attrs },
-    FSetStat { handle: Bytes, attrs: Attrs },
-    OpenDir { path: Bytes },
-    ReadDir { handle: Bytes },
-    Remove { path: Bytes },
-    MkDir { path: Bytes, attrs: Attrs },
-    RmDir { path: Bytes },
-    RealPath { path: Bytes },
-    Stat { path: Bytes },
-    Rename { from: Bytes, to: Bytes },
-    ReadLink { path: Bytes },
+    Init {
+        version: u32,
+    },
+    Open {
+        path: Bytes,
+        pflags: u32,
+        attrs: Attrs,
+    },
+    Close {
+        handle: Bytes,
+    },
+    Read {
+        handle: Bytes,
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        handle: Bytes,
+        offset: u64,
+        data: Bytes,
+    },
+    Lstat {
+        path: Bytes,
+    },
+    Fstat {
+        handle: Bytes,
+    },
+    SetStat {
+        path: Bytes,
+        attrs: Attrs,
+    },
+    FSetStat {
+        handle: Bytes,
+        attrs: Attrs,
+    },
+    OpenDir {
+        path: Bytes,
+    },
+    ReadDir {
+        handle: Bytes,
+    },
+    Remove {
+        path: Bytes,
+    },
+    MkDir {
+        path: Bytes,
+        attrs: Attrs,
+    },
+    RmDir {
+        path: Bytes,
+    },
+    RealPath {
+        path: Bytes,
+    },
+    Stat {
+        path: Bytes,
+    },
+    Rename {
+        from: Bytes,
+        to: Bytes,
+    },
+    ReadLink {
+        path: Bytes,
+    },
     /// OpenSSH order (and paramiko's): the link's target first, then the link's own path.
-    Symlink { target: Bytes, link: Bytes },
-    Extended { name: Bytes, data: Bytes },
-    Unknown { kind: u8 },
+    Symlink {
+        target: Bytes,
+        link: Bytes,
+    },
+    Extended {
+        name: Bytes,
+        data: Bytes,
+    },
+    Unknown {
+        kind: u8,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -160,12 +214,7 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
     let mut r = Reader(body);
     let kind = r.u8()?;
     if kind == FXP_INIT {
-        return Ok((
-            0,
-            Request::Init {
-                version: r.u32()?,
-            },
-        ));
+        return Ok((0, Request::Init { version: r.u32()? }));
     }
     let id = r.u32()?;
     let req = match kind {
@@ -174,7 +223,9 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
             pflags: r.u32()?,
             attrs: r.attrs()?,
         },
-        FXP_CLOSE => Request::Close { handle: r.string()? },
+        FXP_CLOSE => Request::Close {
+            handle: r.string()?,
+        },
         FXP_READ => Request::Read {
             handle: r.string()?,
             offset: r.u64()?,
@@ -186,7 +237,9 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
             data: r.string()?,
         },
         FXP_LSTAT => Request::Lstat { path: r.string()? },
-        FXP_FSTAT => Request::Fstat { handle: r.string()? },
+        FXP_FSTAT => Request::Fstat {
+            handle: r.string()?,
+        },
         FXP_SETSTAT => Request::SetStat {
             path: r.string()?,
             attrs: r.attrs()?,
@@ -196,7 +249,9 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
             attrs: r.attrs()?,
         },
         FXP_OPENDIR => Request::OpenDir { path: r.string()? },
-        FXP_READDIR => Request::ReadDir { handle: r.string()? },
+        FXP_READDIR => Request::ReadDir {
+            handle: r.string()?,
+        },
         FXP_REMOVE => Request::Remove { path: r.string()? },
         FXP_MKDIR => Request::MkDir {
             path: r.string()?,
@@ -335,7 +390,10 @@ mod tests {
                 offset,
                 data,
             } => {
-                assert_eq!((&handle[..], offset, &data[..]), (&b"h1"[..], 4096, &b"abc"[..]));
+                assert_eq!(
+                    (&handle[..], offset, &data[..]),
+                    (&b"h1"[..], 4096, &b"abc"[..])
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -343,9 +401,15 @@ mod tests {
 
     #[test]
     fn truncated_packets_are_malformed() {
-        assert_eq!(decode(Bytes::from_static(&[FXP_OPEN, 0, 0])).unwrap_err(), Malformed);
         assert_eq!(
-            decode(Bytes::from_static(&[FXP_STAT, 0, 0, 0, 1, 0, 0, 0, 9, b'a'])).unwrap_err(),
+            decode(Bytes::from_static(&[FXP_OPEN, 0, 0])).unwrap_err(),
+            Malformed
+        );
+        assert_eq!(
+            decode(Bytes::from_static(&[
+                FXP_STAT, 0, 0, 0, 1, 0, 0, 0, 9, b'a'
+            ]))
+            .unwrap_err(),
             Malformed
         );
     }

@@ -26,7 +26,10 @@ pub fn require_paramiko() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "python paramiko is missing: install it with `pip install paramiko`");
+    assert!(
+        ok,
+        "python paramiko is missing: install it with `pip install paramiko`"
+    );
 }
 
 pub fn keygen(path: &Path) {
@@ -108,7 +111,10 @@ impl Fixture {
     }
 
     pub fn start(&self) -> Server {
-        let log = self.dir.path().join(format!("server-{}.log", rand_suffix()));
+        let log = self
+            .dir
+            .path()
+            .join(format!("server-{}.log", rand_suffix()));
         let mut child = self
             .serve_command()
             .stdout(Stdio::piped())
@@ -259,7 +265,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let ft = e.file_type().unwrap();
@@ -267,7 +275,13 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
                 stack.push(p.clone());
                 out.push((p, Vec::new()));
             } else if ft.is_symlink() {
-                out.push((p.clone(), std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()));
+                out.push((
+                    p.clone(),
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                ));
             } else {
                 out.push((p.clone(), std::fs::read(&p).unwrap()));
             }
