@@ -373,6 +373,7 @@ pub fn long_name(name: &str, st: &rustix::fs::Stat, now: i64) -> String {
             (false, false) => '-',
         });
     }
+    #[allow(clippy::unnecessary_cast)] // `st_mtime` is narrower on 32-bit targets
     let mtime = st.st_mtime as i64;
     let (y, m, d, hh, mm) = civil(mtime);
     const MONTHS: [&str; 12] = [
@@ -469,7 +470,7 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"hello").unwrap();
         let st = rustix::fs::stat(&f).unwrap();
-        let l = long_name("f", &st, st.st_mtime as i64 + 10);
+        let l = long_name("f", &st, st.st_mtime + 10);
         assert!(l.starts_with("-rw"), "{l}");
         assert!(l.ends_with(" f") && l.contains(" 5 "), "{l}");
         assert_eq!(civil(0), (1970, 1, 1, 0, 0));
