@@ -177,7 +177,15 @@ async fn sync_locked<L: Store, R: Store>(
     let copy_of: std::collections::HashMap<&RelPath, &RelPath> =
         plan.conflicts.iter().map(|c| (&c.copy, &c.path)).collect();
 
+    // A lost connection ends the sync with one error instead of one per remaining step.
+    let mut lost: Option<StoreError> = None;
     for (phase, steps) in by_phase.iter().enumerate() {
+        if let Some(e) = lost.take() {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Err(e);
+        }
         let parallel = matches!(phase, 2 | 3);
         let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
             futures::stream::iter(steps.iter().map(|s| {
@@ -188,8 +196,13 @@ async fn sync_locked<L: Store, R: Store>(
             .collect()
             .await
         } else {
-            let mut v = Vec::with_capacity(steps.len());
+            let mut v: Vec<(&Step, Result<Entry, StoreError>)> = Vec::with_capacity(steps.len());
             for s in steps {
+                if v.last()
+                    .is_some_and(|(_, r)| r.as_ref().is_err_and(StoreError::is_connection_lost))
+                {
+                    break;
+                }
                 if s.op == Op::Record
                     && (failed.contains(&s.path)
                         || copy_of.get(&s.path).is_some_and(|o| failed.contains(*o)))
@@ -245,6 +258,9 @@ async fn sync_locked<L: Store, R: Store>(
                         }
                     }
                 }
+                Err(e) if e.is_connection_lost() => {
+                    lost.get_or_insert(e);
+                }
                 Err(e) => {
                     let side = if s.side == Side::Left {
                         left.describe()
@@ -265,6 +281,9 @@ async fn sync_locked<L: Store, R: Store>(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Some(e) = lost {
+        return Err(e);
     }
     report.conflicts = plan.conflicts.clone();
     report.plan = plan;

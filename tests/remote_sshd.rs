@@ -334,8 +334,12 @@ fn killing_the_server_mid_sync_tears_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(delay));
         t.sshd.kill();
         let out = child.wait_with_output().expect("wait filesync");
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "round {round}: killed after {delay} ms: {:?}: {err}",
+            out.status
+        );
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
             assert!(!err.is_empty(), "a failed sync says why");
         }
         // Whatever made it across is whole: every remote file is some version we wrote.

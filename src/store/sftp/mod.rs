@@ -54,6 +54,8 @@ pub struct SftpStore {
     lock_stale_secs: u64,
     /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
     loaded: Mutex<Option<Vec<u8>>>,
+    /// Whether this store holds the remote `.sync.lock`.
+    locked: std::sync::atomic::AtomicBool,
     // Keeps the SSH connection open as long as the store lives.
     _ssh: connect::Handle,
 }
@@ -395,6 +397,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         describe: r.describe(),
         lock_stale_secs: cfg.lock_stale_secs,
         loaded: Mutex::new(None),
+        locked: std::sync::atomic::AtomicBool::new(false),
         _ssh: ssh,
     })
 }
@@ -429,6 +432,8 @@ impl SftpStore {
                 Ok(h) => {
                     let res = s.raw.write(h.handle.as_str(), 0, body.clone()).await;
                     let _ = s.raw.close(h.handle).await;
+                    self.locked
+                        .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
                     return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
                 }
                 Err(e) => {
@@ -517,7 +522,8 @@ impl SftpStore {
                 Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
             }
         }
-        walk::refresh(&self.s, index).await
+        let locked = self.locked.load(std::sync::atomic::Ordering::Relaxed);
+        walk::refresh(&self.s, index, locked).await
     }
 
     /// Asks our own server to bring its `.sync` up to date, then reloads it.
@@ -623,6 +629,8 @@ impl Store for SftpStore {
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let path = self.s.join(LOCK_FILE);
+            self.locked
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             match self.s.raw.remove(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),

@@ -152,7 +152,11 @@ async fn walk(s: &Sftp) -> Found {
 }
 
 /// Rescans the remote folder into `index` (which may be new: a remote without `.sync`).
-pub(crate) async fn refresh(s: &Sftp, index: &mut Index) -> Result<ScanStats, StoreError> {
+pub(crate) async fn refresh(
+    s: &Sftp,
+    index: &mut Index,
+    locked: bool,
+) -> Result<ScanStats, StoreError> {
     let f = walk(s).await;
     if f.unreadable.contains_key(&RelPath::root()) {
         return Err(StoreError::Other(format!(
@@ -215,7 +219,10 @@ pub(crate) async fn refresh(s: &Sftp, index: &mut Index) -> Result<ScanStats, St
     st.hashed_bytes = hashed_bytes;
     st.unreadable = unreadable;
     for (t, mtime) in f.temps {
-        if super::stale_temp(mtime) {
+        // A sync holds the remote lock while it scans, so no other sync is writing these: they
+        // are leftovers of an interrupted one, whatever their age. Without the lock, only old
+        // ones would be safe to remove.
+        if locked || super::stale_temp(mtime) {
             tracing::info!(path = %t, "removing a temp file left by an interrupted sync");
             let _ = s.raw.remove(t.as_str()).await;
         }
