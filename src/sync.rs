@@ -323,12 +323,18 @@ async fn sync_locked<L: Store, R: Store>(
     Ok(report)
 }
 
+/// Equal times, where a store with 1-second resolution (SFTP v3 reports no nanoseconds) agrees
+/// with an index that recorded the nanoseconds (one kept by the remote's own server).
+fn same_mtime(a: crate::index::MTime, b: crate::index::MTime) -> bool {
+    a == b || (a.secs == b.secs && (a.nanos == 0 || b.nanos == 0))
+}
+
 /// Whether the disk still holds what the index said when the plan was made.
 fn matches(o: Option<Observed>, e: Option<&Entry>) -> bool {
     match (o, e.filter(|e| e.is_live())) {
         (None, None) => true,
         (Some(o), Some(e)) => match e.kind {
-            Kind::File => o.kind == Kind::File && o.size == e.size && o.mtime == e.mtime,
+            Kind::File => o.kind == Kind::File && o.size == e.size && same_mtime(o.mtime, e.mtime),
             Kind::Dir => o.kind == Kind::Dir,
             Kind::Deleted => false,
         },

@@ -92,6 +92,45 @@ impl Sshd {
         panic!("sshd did not restart on port {}", self.port);
     }
 
+    /// Restarts the server with extra flags for its SFTP subsystem (e.g. `-R`: read-only).
+    pub fn restart_sftp_flags(&self, flags: &str) {
+        self.kill();
+        let cfg = self.dir.path().join("sshd_config");
+        let text = std::fs::read_to_string(&cfg).expect("sshd_config");
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("Subsystem sftp") {
+                    format!("Subsystem sftp internal-sftp {flags}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&cfg, text).expect("write sshd_config");
+        let sshd = if Path::new("/usr/sbin/sshd").exists() {
+            "/usr/sbin/sshd"
+        } else {
+            "sshd"
+        };
+        for _ in 0..50 {
+            let st = Command::new(sshd)
+                .arg("-f")
+                .arg(&cfg)
+                .arg("-E")
+                .arg(self.dir.path().join("sshd.log"))
+                .status()
+                .expect("run sshd");
+            for _ in 0..20 {
+                if st.success() && self.pid().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("sshd did not restart on port {}", self.port);
+    }
+
     pub fn url(&self, path: &Path) -> String {
         format!(
             "sftp://{}@127.0.0.1:{}{}",
