@@ -141,9 +141,9 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
         let now = crate::store::now_secs();
         for (id, p) in &idx.peers {
             println!(
-                "  {} ({id}): {} UTC ({} ago), {} files moved, {} conflicts",
+                "  {} ({id}): {} ({} ago), {} files moved, {} conflicts",
                 if p.name.is_empty() { "?" } else { &p.name },
-                crate::plan::stamp(p.last_sync),
+                readable_time(p.last_sync),
                 humantime::format_duration(std::time::Duration::from_secs(
                     now.saturating_sub(p.last_sync).max(0) as u64
                 )),
@@ -273,4 +273,18 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
 async fn daemon(cfg: &Config, root: &Path) -> Result<i32> {
     crate::daemon::run(cfg, root).await?;
     Ok(0)
+}
+
+/// `2026-11-24 19:04:50 UTC`.
+pub fn readable_time(secs: i64) -> String {
+    let s = crate::plan::stamp(secs);
+    format!(
+        "{}-{}-{} {}:{}:{} UTC",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    )
 }

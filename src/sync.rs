@@ -139,6 +139,8 @@ async fn sync_locked<L: Store, R: Store>(
             li.replica
         )));
     }
+    li.name.get_or_insert_with(|| opts.left_name.clone());
+    ri.name.get_or_insert_with(|| opts.right_name.clone());
     let (sl, sr) = tokio::join!(left.refresh_index(&mut li), right.refresh_index(&mut ri));
     let mut report = SyncReport {
         scan_left: sl?,

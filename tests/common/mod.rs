@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end tests.
+
 #![allow(dead_code)]
 
 pub mod remote;
+pub mod scenario;
