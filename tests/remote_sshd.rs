@@ -204,8 +204,14 @@ fn permission_denied_is_reported_and_retried() {
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("{err}");
     assert!(err.contains("permission denied"), "{err}");
-    assert!(err.contains(&t.r().display().to_string()), "names the remote path: {err}");
-    assert!(!t.l().join(".sync.lock").exists(), "the local lock is released");
+    assert!(
+        err.contains(&t.r().display().to_string()),
+        "names the remote path: {err}"
+    );
+    assert!(
+        !t.l().join(".sync.lock").exists(),
+        "the local lock is released"
+    );
     t.sshd.restart_sftp_flags("");
     t.sync();
     t.assert_same();

@@ -11,8 +11,8 @@ mod xfer;
 use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
 use crate::config::Config;
 use crate::index::{
-    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, from_json_slice,
-    to_json_vec,
+    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
+    from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -227,7 +227,8 @@ impl Sftp {
         }
         .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))?;
         self.mkdir_p(&dir).await?;
-        let base = format!("{}~{}", p.name(), stamp(super::now_secs()));
+        // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
+        let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
         for n in 0u32..1000 {
             let name = if n == 0 {
                 base.clone()
@@ -263,7 +264,12 @@ impl Sftp {
     }
 
     fn temp_for(&self, p: &RelPath) -> String {
-        let name = format!(".{}{}{:08x}", p.name(), TMP_MARK, rand::random::<u32>());
+        let name = format!(
+            ".{}{}{:08x}",
+            fit_name(p.name(), 1 + TMP_MARK.len() + 8),
+            TMP_MARK,
+            rand::random::<u32>()
+        );
         match p.parent() {
             Some(parent) if !parent.is_root() => format!("{}/{name}", self.path(&parent)),
             _ => self.join(&name),

@@ -216,6 +216,7 @@ pub(crate) async fn upload(
     mtime: Option<MTime>,
     expect: Option<ContentHash>,
 ) -> Result<u64, StoreError> {
+    let closed_ok = std::sync::atomic::AtomicBool::new(false);
     let res = async {
         let mut hasher = blake3::Hasher::new();
         let mut inflight = FuturesUnordered::new();
@@ -251,23 +252,32 @@ pub(crate) async fn upload(
                 break;
             }
         }
-        while let Some(r) = inflight.next().await {
-            r.map_err(|e| write_err(s, path, e))?;
-        }
         let got = ContentHash(*hasher.finalize().as_bytes());
         if expect.is_some_and(|h| h != got) {
             return Err(StoreError::SourceChanged {
                 path: path.to_string(),
             });
         }
-        if s.fsync {
+        // The server handles requests in order, so the last writes, the fsync, the new mtime
+        // and the close go out together: one round trip for the tail of the file.
+        let drain = async {
+            while let Some(r) = inflight.next().await {
+                r.map_err(|e| write_err(s, path, e))?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        let fsync = async {
+            if !s.fsync {
+                return Ok(());
+            }
             let mut d = Vec::new();
             super::put_str(&mut d, &handle);
             let r = s.raw.extended(super::FSYNC_EXT, d).await;
             r.and_then(super::status_ok)
-                .map_err(|e| s.err("cannot fsync", path, e))?;
-        }
-        if let Some(t) = mtime {
+                .map_err(|e| s.err("cannot fsync", path, e))
+        };
+        let times = async {
+            let Some(t) = mtime else { return Ok(()) };
             let attrs = FileAttributes {
                 atime: Some(sftp_time(t)),
                 mtime: Some(sftp_time(t)),
@@ -276,15 +286,29 @@ pub(crate) async fn upload(
             s.raw
                 .fsetstat(handle.as_str(), attrs)
                 .await
-                .map_err(|e| s.err("cannot set the time of", path, e))?;
-        }
+                .map(|_| ())
+                .map_err(|e| s.err("cannot set the time of", path, e))
+        };
+        let close = async {
+            s.raw
+                .close(handle.as_str())
+                .await
+                .map(|_| ())
+                .map_err(|e| s.err("cannot finish writing", path, e))
+        };
+        let (d, f, t, c) = futures::join!(drain, fsync, times, close);
+        closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+        d?;
+        f?;
+        t?;
+        c?;
         Ok(off)
     }
     .await;
-    let closed = s.raw.close(handle).await;
-    let n = res?;
-    closed.map_err(|e| s.err("cannot finish writing", path, e))?;
-    Ok(n)
+    if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = s.raw.close(handle.as_str()).await;
+    }
+    res
 }
 
 fn write_err(s: &Sftp, path: &str, e: SftpError) -> StoreError {
