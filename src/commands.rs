@@ -205,7 +205,12 @@ async fn sync(
             bail!("interrupted; nothing is torn, run the sync again to finish");
         }
     };
-    let report = report?;
+    let report = match report {
+        Err(e) if e.is_connection_lost() => {
+            bail!("{e}; nothing is torn, run the sync again to finish")
+        }
+        r => r?,
+    };
     print_report(&report, &left, &right, dry_run);
     if !dry_run {
         println!(

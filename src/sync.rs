@@ -184,7 +184,15 @@ async fn sync_locked<L: Store, R: Store>(
     let copy_of: std::collections::HashMap<&RelPath, &RelPath> =
         plan.conflicts.iter().map(|c| (&c.copy, &c.path)).collect();
 
+    // A lost connection ends the sync with one error instead of one per remaining step.
+    let mut lost: Option<StoreError> = None;
     for (phase, steps) in by_phase.iter().enumerate() {
+        if let Some(e) = lost.take() {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Err(e);
+        }
         let parallel = matches!(phase, 2..=4);
         let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
             futures::stream::iter(steps.iter().map(|s| {
@@ -195,8 +203,13 @@ async fn sync_locked<L: Store, R: Store>(
             .collect()
             .await
         } else {
-            let mut v = Vec::with_capacity(steps.len());
+            let mut v: Vec<(&Step, Result<Entry, StoreError>)> = Vec::with_capacity(steps.len());
             for s in steps {
+                if v.last()
+                    .is_some_and(|(_, r)| r.as_ref().is_err_and(StoreError::is_connection_lost))
+                {
+                    break;
+                }
                 if s.op == Op::Record
                     && (failed.contains(&s.path)
                         || copy_of.get(&s.path).is_some_and(|o| failed.contains(*o)))
@@ -259,6 +272,9 @@ async fn sync_locked<L: Store, R: Store>(
                         }
                     }
                 }
+                Err(e) if e.is_connection_lost() => {
+                    lost.get_or_insert(e);
+                }
                 Err(e) => {
                     let side = if s.side == Side::Left {
                         left.describe()
@@ -279,6 +295,9 @@ async fn sync_locked<L: Store, R: Store>(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Some(e) = lost {
+        return Err(e);
     }
     report.conflicts = plan.conflicts.clone();
     report.plan = plan;
@@ -352,12 +371,18 @@ fn note_peer(
     changed || stale
 }
 
+/// Equal times, where a store with 1-second resolution (SFTP v3 reports no nanoseconds) agrees
+/// with an index that recorded the nanoseconds (one kept by the remote's own server).
+fn same_mtime(a: crate::index::MTime, b: crate::index::MTime) -> bool {
+    a == b || (a.secs == b.secs && (a.nanos == 0 || b.nanos == 0))
+}
+
 /// Whether the disk still holds what the index said when the plan was made.
 fn matches(o: Option<Observed>, e: Option<&Entry>) -> bool {
     match (o, e.filter(|e| e.is_live())) {
         (None, None) => true,
         (Some(o), Some(e)) => match e.kind {
-            Kind::File => o.kind == Kind::File && o.size == e.size && o.mtime == e.mtime,
+            Kind::File => o.kind == Kind::File && o.size == e.size && same_mtime(o.mtime, e.mtime),
             Kind::Dir => o.kind == Kind::Dir,
             Kind::Deleted => false,
         },

@@ -58,6 +58,16 @@ impl StoreError {
         }
     }
 
+    /// The connection to a remote store is gone: every further step would fail the same way.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        ))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }

@@ -2,5 +2,6 @@
 
 #![allow(dead_code)]
 
+pub mod remote;
 pub mod scenario;
 pub mod server;
