@@ -2,14 +2,14 @@
 # filesync against rsync and unison over a throwaway loopback OpenSSH sshd, in one run:
 # initial sync, no-op sync, and a sync after `make-tree.py DIR mutate 1`, on the `small` and
 # `mixed` trees. Prints seconds and each tool's time relative to rsync.
-# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", FILESYNC_BIN=path to override)
+# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_BIN=path to override)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers=$repo/../shared/peers
 profiles=${BENCH_PROFILES:-small mixed}
 tools=${BENCH_TOOLS:-filesync rsync unison}
-bin=${FILESYNC_BIN:-$repo/target/release/filesync}
-if [ -z "${FILESYNC_BIN:-}" ]; then
+bin=${BENCH_BIN:-$repo/target/release/filesync}
+if [ -z "${BENCH_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet)
 fi
 for t in $tools; do
@@ -32,7 +32,7 @@ cp "$SSHD_KNOWN_HOSTS" "$home/.ssh/known_hosts"
 now() { date +%s.%N; }
 run_tool() { # tool local remote
     case $1 in
-        filesync) HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' FILESYNC_CONFIG='' \
+        filesync) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
                   "$bin" sync --no-progress --quiet "sftp://$SSHD_USER@127.0.0.1:$SSHD_PORT$3" "$2" >/dev/null ;;
         *) bash "$peers/peer-sync.sh" "$1" "$work/sshd" "$2" "$3" ;;
     esac

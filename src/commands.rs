@@ -186,8 +186,14 @@ async fn sync(
     // The configured root (or the second argument) is the left side; the peer is the right.
     let left = open_target(&tb, cfg, accept_new).await?;
     let right = open_target(&ta, cfg, accept_new).await?;
+    // Each SFTP step waits on round trips: more steps in flight hide that latency.
+    let remote = matches!(ta, Target::Remote(_)) || matches!(tb, Target::Remote(_));
     let opts = SyncOptions {
-        concurrency: cfg.concurrency,
+        concurrency: if remote {
+            cfg.concurrency.saturating_mul(4)
+        } else {
+            cfg.concurrency
+        },
         trash_days: cfg.trash_days,
         progress: !no_progress && std::io::stderr().is_terminal(),
         left_name: name_b,

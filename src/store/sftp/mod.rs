@@ -54,6 +54,9 @@ pub struct SftpStore {
     lock_stale_secs: u64,
     /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
     loaded: Mutex<Option<Vec<u8>>>,
+    /// Paths a recent `stat` found empty: an upload there first tries a plain (never
+    /// replacing) SFTP rename, which saves the round trips of the trash-and-replace path.
+    absent: Mutex<std::collections::HashSet<RelPath>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
     // Keeps the SSH connection open as long as the store lives.
@@ -403,6 +406,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         describe: r.describe(),
         lock_stale_secs: cfg.lock_stale_secs,
         loaded: Mutex::new(None),
+        absent: Mutex::new(Default::default()),
         locked: std::sync::atomic::AtomicBool::new(false),
         _ssh: ssh,
     })
@@ -587,6 +591,12 @@ impl SftpStore {
     async fn install(&self, tmp: &str, p: &RelPath) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.path(p);
+        let absent = self.absent.lock().map(|mut a| a.remove(p)).unwrap_or(false);
+        // SFTP's plain rename never replaces (OpenSSH links, then unlinks): when it fails,
+        // something arrived meanwhile and takes the careful path below.
+        if absent && s.raw.rename(tmp, path.as_str()).await.is_ok() {
+            return Ok(());
+        }
         match s.lstat(&path).await {
             Ok(Some(a)) if a.file_type().is_file() => {
                 let slot = s.trash_slot(p).await?;
@@ -663,7 +673,15 @@ impl Store for SftpStore {
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
         Box::pin(async move {
             let path = self.s.path(p);
-            match self.s.lstat(&path).await {
+            let res = self.s.lstat(&path).await;
+            if let Ok(mut absent) = self.absent.lock() {
+                if matches!(res, Ok(None)) {
+                    absent.insert(p.clone());
+                } else {
+                    absent.remove(p);
+                }
+            }
+            match res {
                 Ok(a) => Ok(a.as_ref().and_then(observed_of)),
                 Err(e) => Err(self.s.err("cannot stat", &path, e)),
             }

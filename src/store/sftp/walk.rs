@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Folders listed at once, and files hashed at once.
-const LIST_DEPTH: usize = 16;
+const LIST_DEPTH: usize = 64;
 const HASH_DEPTH: usize = 8;
 
 /// Ignore files met so far, by the folder holding them.
