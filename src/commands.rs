@@ -146,9 +146,9 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
         let now = crate::store::now_secs();
         for (id, p) in &idx.peers {
             println!(
-                "  {} ({id}): {} UTC ({} ago), {} files moved, {} conflicts",
+                "  {} ({id}): {} ({} ago), {} files moved, {} conflicts",
                 if p.name.is_empty() { "?" } else { &p.name },
-                crate::plan::stamp(p.last_sync),
+                readable_time(p.last_sync),
                 humantime::format_duration(std::time::Duration::from_secs(
                     now.saturating_sub(p.last_sync).max(0) as u64
                 )),
@@ -192,8 +192,14 @@ async fn sync(
     // The configured root (or the second argument) is the left side; the peer is the right.
     let left = open_target(&tb, cfg, accept_new).await?;
     let right = open_target(&ta, cfg, accept_new).await?;
+    // Each SFTP step waits on round trips: more steps in flight hide that latency.
+    let remote = matches!(ta, Target::Remote(_)) || matches!(tb, Target::Remote(_));
     let opts = SyncOptions {
-        concurrency: cfg.concurrency,
+        concurrency: if remote {
+            cfg.concurrency.saturating_mul(4)
+        } else {
+            cfg.concurrency
+        },
         trash_days: cfg.trash_days,
         progress: !no_progress && std::io::stderr().is_terminal(),
         left_name: name_b,
@@ -211,7 +217,12 @@ async fn sync(
             bail!("interrupted; nothing is torn, run the sync again to finish");
         }
     };
-    let report = report?;
+    let report = match report {
+        Err(e) if e.is_connection_lost() => {
+            bail!("{e}; nothing is torn, run the sync again to finish")
+        }
+        r => r?,
+    };
     print_report(&report, &left, &right, dry_run);
     if !dry_run {
         println!(
@@ -249,6 +260,7 @@ fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool
                 Op::Record => continue,
                 Op::MoveAside { to } => format!("keep as {to}"),
                 Op::Fetch { source, .. } => format!("copy ({})", human_bytes(source.size)),
+                Op::Move { from, .. } => format!("move {from} to"),
                 Op::MkDir { .. } => "create folder".into(),
                 Op::Trash { .. } => "delete (to trash)".into(),
                 Op::RmDir => "remove folder".into(),
@@ -274,4 +286,18 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
 async fn daemon(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<i32> {
     crate::daemon::run(cfg, root, config_file).await?;
     Ok(0)
+}
+
+/// `2026-11-24 19:04:50 UTC`.
+pub fn readable_time(secs: i64) -> String {
+    let s = crate::plan::stamp(secs);
+    format!(
+        "{}-{}-{} {}:{}:{} UTC",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    )
 }

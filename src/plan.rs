@@ -4,7 +4,9 @@
 //! edits of a file conflict (the loser is kept as a `.sync-conflict-` copy on both sides);
 //! delete vs. modify keeps the modification; a folder stays while anything in it survives.
 
-use crate::index::{CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
+use crate::index::{
+    CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector, fit_name,
+};
 use crate::relpath::RelPath;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +38,14 @@ pub enum Op {
         source: Entry,
         replace: Option<Entry>,
     },
+    /// A rename seen as delete + create: moves this side's file at `from` (which the plan
+    /// deletes, and which holds exactly the wanted content) to `path` instead of copying it.
+    /// `from_result` is the index entry `from` is left with.
+    Move {
+        from: RelPath,
+        expect: Entry,
+        from_result: Entry,
+    },
     /// Moves the file here to the trash.
     Trash { expect: Entry },
     /// Removes the folder here; one with leftovers (ignored files) goes to the trash whole.
@@ -45,24 +55,29 @@ pub enum Op {
 }
 
 impl Op {
-    /// Execution phase: renames, then folders (parents first), transfers, deletions
-    /// (children first), and index-only updates last.
+    /// Execution phase: conflict renames, folders (parents first), moves (before a transfer
+    /// can replace a folder holding a move's source), transfers, deletions (children first),
+    /// and index-only updates last.
     pub fn phase(&self) -> u8 {
         match self {
             Op::MoveAside { .. } => 0,
             Op::MkDir { .. } => 1,
-            Op::Fetch { .. } => 2,
-            Op::Trash { .. } => 3,
-            Op::RmDir => 4,
-            Op::Record => 5,
+            Op::Move { .. } => 2,
+            Op::Fetch { .. } => 3,
+            Op::Trash { .. } => 4,
+            Op::RmDir => 5,
+            Op::Record => 6,
         }
     }
+
+    pub const PHASES: usize = 7;
 
     pub fn name(&self) -> &'static str {
         match self {
             Op::MoveAside { .. } => "move-aside",
             Op::MkDir { .. } => "mkdir",
             Op::Fetch { .. } => "fetch",
+            Op::Move { .. } => "move",
             Op::Trash { .. } => "trash",
             Op::RmDir => "rmdir",
             Op::Record => "record",
@@ -104,7 +119,7 @@ impl Plan {
         self.steps.is_empty()
     }
 
-    /// Files and bytes to move in each direction: `(to_left, to_right)` as (count, bytes).
+    /// Files and bytes to copy in each direction: `(to_left, to_right)` as (count, bytes).
     pub fn transfer_totals(&self) -> ((u64, u64), (u64, u64)) {
         let (mut l, mut r) = ((0, 0), (0, 0));
         for s in &self.steps {
@@ -133,10 +148,37 @@ struct Target {
     aside: Option<(Side, RelPath)>,
 }
 
+/// Every path of either index in order, with its entry on each side (a merge join).
+fn union<'a>(
+    left: &'a BTreeMap<RelPath, Entry>,
+    right: &'a BTreeMap<RelPath, Entry>,
+) -> impl Iterator<Item = (&'a RelPath, Option<&'a Entry>, Option<&'a Entry>)> {
+    let mut l = left.iter().peekable();
+    let mut r = right.iter().peekable();
+    std::iter::from_fn(move || match (l.peek(), r.peek()) {
+        (Some((lp, _)), Some((rp, _))) => match lp.cmp(rp) {
+            std::cmp::Ordering::Less => l.next().map(|(p, e)| (p, Some(e), None)),
+            std::cmp::Ordering::Greater => r.next().map(|(p, e)| (p, None, Some(e))),
+            std::cmp::Ordering::Equal => {
+                let (p, a) = l.next()?;
+                let (_, b) = r.next()?;
+                Some((p, Some(a), Some(b)))
+            }
+        },
+        (Some(_), None) => l.next().map(|(p, e)| (p, Some(e), None)),
+        (None, Some(_)) => r.next().map(|(p, e)| (p, None, Some(e))),
+        (None, None) => None,
+    })
+}
+
 /// Plans a two-way sync between two indexes (each already reflecting its disk).
 pub fn plan(left: &Index, right: &Index) -> Plan {
-    let paths: BTreeSet<&RelPath> = left.entries.keys().chain(right.entries.keys()).collect();
-    let mut taken: BTreeSet<RelPath> = paths.iter().map(|p| (*p).clone()).collect();
+    // Conflict names must be new to both indexes and to this plan.
+    let mut taken = Taken {
+        left: &left.entries,
+        right: &right.entries,
+        chosen: BTreeSet::new(),
+    };
     let get = |side: Side, p: &RelPath| -> Option<&Entry> {
         match side {
             Side::Left => left.entries.get(p),
@@ -149,9 +191,16 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
     };
 
     let mut targets: BTreeMap<RelPath, Target> = BTreeMap::new();
-    for &p in &paths {
-        let a = get(Side::Left, p).cloned().unwrap_or_else(absent);
-        let b = get(Side::Right, p).cloned().unwrap_or_else(absent);
+    for (p, a, b) in union(&left.entries, &right.entries) {
+        // The common case, and all of a no-op sync: both sides already agree.
+        if let (Some(a), Some(b)) = (a, b)
+            && a.vv == b.vv
+            && a.same_content(b)
+        {
+            continue;
+        }
+        let a = a.cloned().unwrap_or_else(absent);
+        let b = b.cloned().unwrap_or_else(absent);
         let mut causality = a.vv.compare(&b.vv);
         if causality == Causality::Equal && !a.same_content(&b) {
             // Same history but different content: an interrupted sync or an old index. Never
@@ -183,7 +232,7 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
                         } else {
                             (Side::Right, Side::Left, &a)
                         };
-                        let copy = conflict_name(p, lose_entry.mtime, replica(loser), &mut taken);
+                        let copy = taken.conflict_name(p, lose_entry.mtime, replica(loser));
                         Target {
                             kind: Kind::File,
                             vv,
@@ -210,7 +259,7 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
                             Side::Right
                         };
                         let fe = if file_side == Side::Left { &a } else { &b };
-                        let copy = conflict_name(p, fe.mtime, replica(file_side), &mut taken);
+                        let copy = taken.conflict_name(p, fe.mtime, replica(file_side));
                         Target {
                             kind: Kind::Dir,
                             vv,
@@ -270,7 +319,7 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
                 };
                 let fe = if holder == Side::Left { &a } else { &b };
                 if t.aside.is_none() {
-                    let copy = conflict_name(&d, fe.mtime, replica(holder), &mut taken);
+                    let copy = taken.conflict_name(&d, fe.mtime, replica(holder));
                     t.aside = Some((holder, copy));
                 }
                 t.kind = Kind::Dir;
@@ -286,10 +335,11 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         let b = get(Side::Right, p);
         emit(&mut out, p, t, a, b);
     }
+    detect_moves(&mut out.steps);
     out.steps.sort_by(|x, y| {
         let (px, py) = (x.op.phase(), y.op.phase());
         px.cmp(&py).then_with(|| {
-            if px == 4 {
+            if px == 5 {
                 // Deepest folders first.
                 y.path.cmp(&x.path)
             } else {
@@ -298,6 +348,54 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         })
     });
     out
+}
+
+/// Turns a delete + fetch of the same content on one side into a local move (a rename on the
+/// other side), so renamed files are not sent again.
+fn detect_moves(steps: &mut Vec<Step>) {
+    let mut deleted: BTreeMap<(Side, [u8; 32]), Vec<usize>> = BTreeMap::new();
+    for (i, s) in steps.iter().enumerate() {
+        if let Op::Trash { expect } = &s.op
+            && let Some(h) = expect.hash
+        {
+            deleted.entry((s.side, h.0)).or_default().push(i);
+        }
+    }
+    if deleted.is_empty() {
+        return;
+    }
+    let mut consumed = BTreeSet::new();
+    for i in 0..steps.len() {
+        let Op::Fetch {
+            source,
+            replace: None,
+            ..
+        } = &steps[i].op
+        else {
+            continue;
+        };
+        let Some(h) = source.hash else { continue };
+        let Some(j) = deleted.get_mut(&(steps[i].side, h.0)).and_then(Vec::pop) else {
+            continue;
+        };
+        let Op::Trash { expect } = &steps[j].op else {
+            continue;
+        };
+        if expect.size != source.size {
+            continue;
+        }
+        steps[i].op = Op::Move {
+            from: steps[j].path.clone(),
+            expect: expect.clone(),
+            from_result: steps[j].result.clone(),
+        };
+        consumed.insert(j);
+    }
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !consumed.contains(&(k - 1))
+    });
 }
 
 /// The dominating side's state, applied to both.
@@ -450,6 +548,23 @@ fn record(side: Side, p: &RelPath, result: Entry) -> Step {
     }
 }
 
+/// Paths a new conflict copy must not use.
+struct Taken<'a> {
+    left: &'a BTreeMap<RelPath, Entry>,
+    right: &'a BTreeMap<RelPath, Entry>,
+    chosen: BTreeSet<RelPath>,
+}
+
+impl Taken<'_> {
+    fn conflict_name(&mut self, p: &RelPath, mtime: MTime, replica: ReplicaId) -> RelPath {
+        let (l, r) = (self.left, self.right);
+        let chosen = &mut self.chosen;
+        conflict_name_with(p, mtime, replica, |c| {
+            !l.contains_key(c) && !r.contains_key(c) && chosen.insert(c.clone())
+        })
+    }
+}
+
 /// `name.sync-conflict-YYYYMMDD-HHMMSS-<replica>.ext`, unique among `taken`.
 pub fn conflict_name(
     p: &RelPath,
@@ -457,11 +572,24 @@ pub fn conflict_name(
     replica: ReplicaId,
     taken: &mut BTreeSet<RelPath>,
 ) -> RelPath {
+    conflict_name_with(p, mtime, replica, |c| taken.insert(c.clone()))
+}
+
+/// Tries `name`, `name-1`, … until `claim` accepts one.
+fn conflict_name_with(
+    p: &RelPath,
+    mtime: MTime,
+    replica: ReplicaId,
+    mut claim: impl FnMut(&RelPath) -> bool,
+) -> RelPath {
     let name = p.name();
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        // A very long "extension" is not one; keep the name whole and shorten it instead.
+        Some(i) if i > 0 && name.len() - i <= 32 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
+    // Marker, stamp, replica, a possible `-N` and the extension must fit in a file name.
+    let stem = fit_name(stem, CONFLICT_MARK.len() + 15 + 1 + 8 + 11 + ext.len());
     let when = stamp(mtime.secs);
     let parent = p.parent().unwrap_or_default();
     for n in 0u32.. {
@@ -475,7 +603,7 @@ pub fn conflict_name(
             replica.short()
         );
         let path = parent.join_unchecked(&candidate);
-        if taken.insert(path.clone()) {
+        if claim(&path) {
             return path;
         }
     }
@@ -523,6 +651,12 @@ pub fn simulate(plan: &Plan, left: &mut Index, right: &mut Index) {
             Op::MoveAside { to } => {
                 idx.entries.remove(&s.path);
                 idx.entries.insert(to.clone(), s.result.clone());
+            }
+            Op::Move {
+                from, from_result, ..
+            } => {
+                idx.entries.insert(from.clone(), from_result.clone());
+                idx.entries.insert(s.path.clone(), s.result.clone());
             }
             _ => {
                 idx.entries.insert(s.path.clone(), s.result.clone());

@@ -171,8 +171,15 @@ impl RelPath {
 
 impl Ord for RelPath {
     /// Component-wise, so a folder's descendants sort right after it (`a`, `a/b`, `a b`).
+    /// Computed byte-wise with `/` ranked below every other byte: names hold neither `/` nor
+    /// NUL, so this is the same order without splitting strings on every comparison.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.components().cmp(other.components())
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        let rank = |c: u8| if c == b'/' { 0 } else { c };
+        match a.iter().zip(b).position(|(x, y)| x != y) {
+            Some(i) => rank(a[i]).cmp(&rank(b[i])),
+            None => a.len().cmp(&b.len()),
+        }
     }
 }
 
@@ -234,6 +241,21 @@ mod tests {
         v.sort();
         let s: Vec<&str> = v.iter().map(|p| p.as_str()).collect();
         assert_eq!(s, ["a", "a/b", "a/b/c", "a b", "a.b", "b"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_order_is_component_order(
+            a in proptest::collection::vec("[ a/.!-]{1,3}", 1..4),
+            b in proptest::collection::vec("[ a/.!-]{1,3}", 1..4),
+        ) {
+            let mk = |v: &Vec<String>| {
+                let parts: Vec<&str> = v.iter().flat_map(|s| s.split('/')).filter(|c| !c.is_empty() && *c != "." && *c != "..").collect();
+                RelPath(parts.join("/"))
+            };
+            let (a, b) = (mk(&a), mk(&b));
+            proptest::prop_assert_eq!(a.cmp(&b), a.components().cmp(b.components()));
+        }
     }
 
     #[test]

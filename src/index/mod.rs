@@ -25,6 +25,23 @@ pub const CONFLICT_MARK: &str = ".sync-conflict-";
 /// The user's ignore file.
 pub const IGNORE_FILE: &str = ".syncignore";
 
+/// The longest file name most file systems take (bytes).
+pub const NAME_MAX: usize = 255;
+
+/// The longest prefix of `name` (on a character boundary) that leaves `reserve` bytes free
+/// under `NAME_MAX`, so a temp, trash or conflict name built from it is still valid.
+pub fn fit_name(name: &str, reserve: usize) -> &str {
+    let max = NAME_MAX.saturating_sub(reserve);
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 /// True for the root-level names that are ours and never synced.
 pub fn is_reserved_root_name(name: &str) -> bool {
     name == INDEX_FILE

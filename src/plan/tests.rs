@@ -1,1 +1,504 @@
-//! Planner tests.
+//! Planner tests: hand-written cases, and property tests over random histories of two
+//! replicas modelled in memory (disk, index, trash), scanned with the real `reconcile`.
+
+use super::*;
+use crate::index::{ContentHash, Index, Kind, MTime, ReplicaId};
+use crate::scan::{Observed, needs_hash, reconcile};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+fn p(s: &str) -> RelPath {
+    RelPath::parse(s).unwrap()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    File { content: u32, mtime: i64 },
+    Dir,
+}
+
+/// One replica: a disk, its index, and its trash (contents only).
+#[derive(Debug, Clone)]
+struct Replica {
+    disk: BTreeMap<RelPath, Node>,
+    index: Index,
+    trash: Vec<u32>,
+    /// This replica's clock; the right one runs an hour behind.
+    clock: i64,
+}
+
+fn hash_of(content: u32) -> ContentHash {
+    ContentHash::of(&content.to_le_bytes())
+}
+
+impl Replica {
+    fn new(id: u64, clock: i64) -> Self {
+        Replica {
+            disk: BTreeMap::new(),
+            index: Index::new(ReplicaId(id)),
+            trash: Vec::new(),
+            clock,
+        }
+    }
+
+    fn tick(&mut self) -> i64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn scan(&mut self) {
+        let observed: BTreeMap<RelPath, Observed> = self
+            .disk
+            .iter()
+            .map(|(p, n)| {
+                let o = match *n {
+                    Node::File { mtime, .. } => Observed {
+                        kind: Kind::File,
+                        size: 4,
+                        mtime: MTime::new(mtime, 0),
+                    },
+                    Node::Dir => Observed {
+                        kind: Kind::Dir,
+                        size: 0,
+                        mtime: MTime::default(),
+                    },
+                };
+                (p.clone(), o)
+            })
+            .collect();
+        let mut hashes = HashMap::new();
+        for q in needs_hash(&self.index, &observed) {
+            if let Some(Node::File { content, .. }) = self.disk.get(&q) {
+                hashes.insert(q, hash_of(*content));
+            }
+        }
+        let now = MTime::new(self.tick(), 0);
+        reconcile(
+            &mut self.index,
+            &RelPath::root(),
+            &observed,
+            &hashes,
+            |_| true,
+            now,
+        );
+    }
+
+    fn remove_subtree(&mut self, at: &RelPath, to_trash: bool) {
+        let gone: Vec<RelPath> = self
+            .disk
+            .keys()
+            .filter(|k| k.starts_with(at))
+            .cloned()
+            .collect();
+        for g in gone {
+            if let Some(Node::File { content, .. }) = self.disk.remove(&g)
+                && to_trash
+            {
+                self.trash.push(content);
+            }
+        }
+    }
+
+    /// Makes `at`'s ancestors folders, as a user would (a file in the way is deleted).
+    fn make_parents(&mut self, at: &RelPath) {
+        let mut anc: Vec<RelPath> = at.ancestors().collect();
+        anc.reverse();
+        for a in anc {
+            if let Some(Node::File { .. }) = self.disk.get(&a) {
+                self.remove_subtree(&a, true);
+            }
+            self.disk.insert(a, Node::Dir);
+        }
+    }
+
+    fn write(&mut self, at: &RelPath, content: u32) {
+        self.make_parents(at);
+        if let Some(Node::Dir) = self.disk.get(at) {
+            self.remove_subtree(at, true);
+        }
+        let mtime = self.tick();
+        self.disk.insert(at.clone(), Node::File { content, mtime });
+    }
+
+    fn live_contents(&self) -> Vec<u32> {
+        self.disk
+            .values()
+            .filter_map(|n| match n {
+                Node::File { content, .. } => Some(*content),
+                Node::Dir => None,
+            })
+            .collect()
+    }
+}
+
+/// Runs a plan on the two model replicas the way `sync::apply` runs it on stores.
+fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
+    for s in &plan.steps {
+        let (here, there) = match s.side {
+            Side::Left => (&mut *l, &*r),
+            Side::Right => (&mut *r, &*l),
+        };
+        let mut result = s.result.clone();
+        match &s.op {
+            Op::MoveAside { to } => {
+                let n = here.disk.remove(&s.path).expect("move-aside source exists");
+                here.make_parents(to);
+                here.disk.insert(to.clone(), n);
+                here.index.entries.remove(&s.path);
+                here.index.entries.insert(to.clone(), result);
+                continue;
+            }
+            Op::MkDir { .. } => {
+                if let Some(Node::File { .. }) = here.disk.get(&s.path) {
+                    here.remove_subtree(&s.path.clone(), true);
+                }
+                here.make_parents(&s.path);
+                here.disk.insert(s.path.clone(), Node::Dir);
+            }
+            Op::Fetch { from, .. } => {
+                let Some(Node::File { content, mtime }) = there.disk.get(from).copied() else {
+                    panic!("fetch source {from} missing: {s:?}");
+                };
+                here.remove_subtree(&s.path.clone(), true);
+                here.make_parents(&s.path);
+                here.disk
+                    .insert(s.path.clone(), Node::File { content, mtime });
+                result.mtime = MTime::new(mtime, 0);
+            }
+            Op::Move {
+                from, from_result, ..
+            } => {
+                let n = here.disk.remove(from).expect("move source exists");
+                let Node::File { content, mtime } = n else {
+                    panic!("move of a folder: {s:?}");
+                };
+                assert_eq!(
+                    Some(hash_of(content)),
+                    s.result.hash,
+                    "move of other content"
+                );
+                here.make_parents(&s.path);
+                here.disk.insert(s.path.clone(), n);
+                here.index.entries.insert(from.clone(), from_result.clone());
+                result.mtime = MTime::new(mtime, 0);
+            }
+            Op::Trash { .. } | Op::RmDir => here.remove_subtree(&s.path.clone(), true),
+            Op::Record => {}
+        }
+        here.index.entries.insert(s.path.clone(), result);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Write(usize),
+    /// Writes what the other side has at that path (identical concurrent edits).
+    WriteSame(usize),
+    Delete(usize),
+    Mkdir(usize),
+    Rename(usize, usize),
+}
+
+const PATHS: [&str; 7] = ["a", "b", "a/x", "a/y", "b/x", "a/x/q", "c.txt"];
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    let i = 0..PATHS.len();
+    prop_oneof![
+        3 => i.clone().prop_map(Edit::Write),
+        1 => i.clone().prop_map(Edit::WriteSame),
+        2 => i.clone().prop_map(Edit::Delete),
+        1 => i.clone().prop_map(Edit::Mkdir),
+        2 => (i.clone(), i).prop_map(|(a, b)| Edit::Rename(a, b)),
+    ]
+}
+
+fn apply_edit(e: &Edit, me: &mut Replica, other: &Replica, next: &mut u32) {
+    match e {
+        Edit::Write(i) => {
+            *next += 1;
+            me.write(&p(PATHS[*i]), *next);
+        }
+        Edit::WriteSame(i) => {
+            if let Some(Node::File { content, .. }) = other.disk.get(&p(PATHS[*i])) {
+                me.write(&p(PATHS[*i]), *content);
+            }
+        }
+        Edit::Delete(i) => me.remove_subtree(&p(PATHS[*i]), false),
+        Edit::Rename(i, j) => {
+            let (from, to) = (p(PATHS[*i]), p(PATHS[*j]));
+            if to.starts_with(&from) || from.starts_with(&to) || me.disk.contains_key(&to) {
+                return;
+            }
+            if let Some(n @ Node::File { .. }) = me.disk.get(&from).copied() {
+                me.disk.remove(&from);
+                me.make_parents(&to);
+                me.disk.insert(to, n);
+            }
+        }
+        Edit::Mkdir(i) => {
+            let at = p(PATHS[*i]);
+            if !me.disk.contains_key(&at) {
+                me.make_parents(&at);
+                me.disk.insert(at, Node::Dir);
+            }
+        }
+    }
+}
+
+/// Runs one sync and checks the planner's promises; returns an error message on violation.
+fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
+    l.scan();
+    r.scan();
+    let before: Vec<u32> = l
+        .live_contents()
+        .into_iter()
+        .chain(r.live_contents())
+        .collect();
+    // Versions the other side has not superseded (edits it has not seen) must stay live.
+    let mut unsuperseded = Vec::new();
+    for (me, other) in [(&*l, &*r), (&*r, &*l)] {
+        for (q, n) in &me.disk {
+            let (Some(c), Some(e)) = (content(n), me.index.entries.get(q)) else {
+                continue;
+            };
+            let theirs = other
+                .index
+                .entries
+                .get(q)
+                .map(|o| o.vv.clone())
+                .unwrap_or_default();
+            if e.vv.compare(&theirs) != Causality::DominatedBy {
+                unsuperseded.push(c);
+            }
+        }
+    }
+    let pl = plan(&l.index, &r.index);
+    execute(&pl, l, r);
+    for c in &unsuperseded {
+        if !l.live_contents().contains(c) || !r.live_contents().contains(c) {
+            return Err(format!(
+                "unsuperseded content {c} is not live on both sides; plan {pl:#?}"
+            ));
+        }
+    }
+
+    // Nothing that was live is gone: it is live somewhere or in a trash.
+    let mut after: Vec<u32> = l.live_contents();
+    after.extend(r.live_contents());
+    after.extend(&l.trash);
+    after.extend(&r.trash);
+    for c in &before {
+        if !after.contains(c) {
+            return Err(format!("content {c} lost; plan {pl:#?}"));
+        }
+    }
+    // Both disks hold the same tree.
+    if l.disk
+        .iter()
+        .map(|(k, n)| (k, content(n)))
+        .collect::<Vec<_>>()
+        != r.disk
+            .iter()
+            .map(|(k, n)| (k, content(n)))
+            .collect::<Vec<_>>()
+    {
+        return Err(format!(
+            "disks differ after sync:\n{:?}\n{:?}\nplan {pl:#?}",
+            l.disk, r.disk
+        ));
+    }
+    // Each index describes its disk: a rescan finds nothing new.
+    for (name, rep) in [("left", &mut *l), ("right", &mut *r)] {
+        let idx = rep.index.clone();
+        let snapshot = rep.clone();
+        rep.scan();
+        let changed: Vec<_> = rep
+            .index
+            .entries
+            .iter()
+            .filter(|(k, e)| {
+                idx.entries
+                    .get(*k)
+                    .map(|x| x.vv != e.vv || x.kind != e.kind)
+                    != Some(false)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !changed.is_empty() {
+            return Err(format!(
+                "{name} index disagrees with its disk at {changed:?}; {snapshot:#?}"
+            ));
+        }
+    }
+    // Both indexes agree entry by entry.
+    let keys: BTreeSet<&RelPath> = l
+        .index
+        .entries
+        .keys()
+        .chain(r.index.entries.keys())
+        .collect();
+    for k in keys {
+        let (a, b) = (l.index.entries.get(k), r.index.entries.get(k));
+        let same = match (a, b) {
+            (Some(a), Some(b)) => a.vv == b.vv && a.kind == b.kind && a.same_content(b),
+            _ => false,
+        };
+        if !same {
+            return Err(format!("indexes disagree at {k}: {a:?} vs {b:?}"));
+        }
+    }
+    // A second sync has nothing to do.
+    let again = plan(&l.index, &r.index);
+    if !again.steps.is_empty() {
+        return Err(format!("second sync not a no-op: {again:#?}"));
+    }
+    Ok(())
+}
+
+fn content(n: &Node) -> Option<u32> {
+    match n {
+        Node::File { content, .. } => Some(*content),
+        Node::Dir => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_histories_converge_without_loss(
+        rounds in proptest::collection::vec(
+            (proptest::collection::vec(arb_edit(), 0..4), proptest::collection::vec(arb_edit(), 0..4)),
+            1..5,
+        )
+    ) {
+        let mut l = Replica::new(0x1111, 1_000_000);
+        let mut r = Replica::new(0x2222, 1_000_000 - 3600);
+        let mut next = 0u32;
+        for (le, re) in &rounds {
+            for e in le {
+                let other = r.clone();
+                apply_edit(e, &mut l, &other, &mut next);
+            }
+            for e in re {
+                let other = l.clone();
+                apply_edit(e, &mut r, &other, &mut next);
+            }
+            if let Err(m) = sync_and_check(&mut l, &mut r) {
+                prop_assert!(false, "{}", m);
+            }
+        }
+    }
+}
+
+/// Two replicas that synced `a` once.
+fn synced_pair() -> (Replica, Replica) {
+    let mut l = Replica::new(1, 1000);
+    let mut r = Replica::new(2, 1000 - 3600);
+    l.write(&p("a"), 1);
+    sync_and_check(&mut l, &mut r).unwrap();
+    (l, r)
+}
+
+#[test]
+fn dominating_edit_wins_despite_older_clock() {
+    let (mut l, mut r) = synced_pair();
+    // The right replica's clock is an hour behind: its later edit has an older mtime.
+    r.write(&p("a"), 2);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("a")]), Some(2));
+    assert!(l.trash.contains(&1));
+}
+
+#[test]
+fn concurrent_edits_keep_both() {
+    let (mut l, mut r) = synced_pair();
+    l.write(&p("a"), 2);
+    r.write(&p("a"), 3);
+    l.scan();
+    r.scan();
+    let pl = plan(&l.index, &r.index);
+    assert_eq!(pl.conflicts.len(), 1);
+    sync_and_check(&mut l, &mut r).unwrap();
+    let mut contents = l.live_contents();
+    contents.sort();
+    assert_eq!(contents, vec![2, 3]);
+    let names: Vec<String> = l.disk.keys().map(|k| k.to_string()).collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("a.sync-conflict-")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn delete_vs_edit_keeps_the_edit() {
+    let (mut l, mut r) = synced_pair();
+    l.remove_subtree(&p("a"), false);
+    r.write(&p("a"), 5);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("a")]), Some(5));
+}
+
+#[test]
+fn tombstones_do_not_resurrect() {
+    let (mut l, mut r) = synced_pair();
+    l.remove_subtree(&p("a"), false);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert!(!r.disk.contains_key(&p("a")));
+    assert_eq!(r.index.entries[&p("a")].kind, Kind::Deleted);
+}
+
+#[test]
+fn folder_with_new_content_survives_its_deletion() {
+    let mut l = Replica::new(1, 1000);
+    let mut r = Replica::new(2, 1000);
+    l.write(&p("d/old"), 1);
+    sync_and_check(&mut l, &mut r).unwrap();
+    l.remove_subtree(&p("d"), false);
+    r.write(&p("d/new"), 2);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("d/new")]), Some(2));
+    assert!(!l.disk.contains_key(&p("d/old")));
+}
+
+#[test]
+fn a_rename_is_a_move_not_a_copy() {
+    let (mut l, mut r) = synced_pair();
+    let n = l.disk.remove(&p("a")).unwrap();
+    l.make_parents(&p("moved/a2"));
+    l.disk.insert(p("moved/a2"), n);
+    l.scan();
+    r.scan();
+    let pl = plan(&l.index, &r.index);
+    assert!(
+        pl.steps.iter().any(|s| matches!(s.op, Op::Move { .. })),
+        "{pl:#?}"
+    );
+    assert!(
+        !pl.steps.iter().any(|s| matches!(s.op, Op::Fetch { .. })),
+        "{pl:#?}"
+    );
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&r.disk[&p("moved/a2")]), Some(1));
+}
+
+#[test]
+fn conflict_names() {
+    let mut taken = BTreeSet::new();
+    let t = MTime::new(1_795_546_644, 0); // 2026-11-24 18:57:24 UTC
+    let r = ReplicaId(0x2c33_502f_fc97_ff56);
+    assert_eq!(
+        conflict_name(&p("dir/report.txt"), t, r, &mut taken).as_str(),
+        "dir/report.sync-conflict-20261124-185724-2c33502f.txt"
+    );
+    assert_eq!(
+        conflict_name(&p("dir/report.txt"), t, r, &mut taken).as_str(),
+        "dir/report.sync-conflict-20261124-185724-2c33502f-1.txt"
+    );
+    assert_eq!(
+        conflict_name(&p(".bashrc"), t, r, &mut taken).as_str(),
+        ".bashrc.sync-conflict-20261124-185724-2c33502f"
+    );
+    assert_eq!(stamp(0), "19700101-000000");
+    assert_eq!(stamp(951_782_400), "20000229-000000");
+}

@@ -5,8 +5,8 @@
 
 use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
 use crate::index::{
-    ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, from_json_slice,
-    to_json_vec,
+    ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
+    from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -159,7 +159,8 @@ impl LocalStore {
 
     /// Where `p` goes in the trash: `.sync-trash/<p>~<stamp>`, never clobbering.
     fn trash_slot(&self, p: &RelPath) -> io::Result<PathBuf> {
-        let base = format!("{}~{}", p.name(), stamp(super::now_secs()));
+        // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
+        let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
         let dir = match p.parent() {
             Some(parent) => parent.to_path(&self.root.join(TRASH_DIR)),
             None => self.root.join(TRASH_DIR),
@@ -195,7 +196,12 @@ impl LocalStore {
     }
 
     fn temp_for(&self, p: &RelPath) -> PathBuf {
-        let name = format!(".{}{}{:08x}", p.name(), TMP_MARK, rand::random::<u32>());
+        let name = format!(
+            ".{}{}{:08x}",
+            fit_name(p.name(), 1 + TMP_MARK.len() + 8),
+            TMP_MARK,
+            rand::random::<u32>()
+        );
         match p.parent() {
             Some(parent) => parent.to_path(&self.root).join(name),
             None => self.root.join(name),
@@ -298,6 +304,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let name = fit_name(&name, 1 + TMP_MARK.len() + 8);
     let tmp = dir.join(format!(".{name}{TMP_MARK}{:08x}", rand::random::<u32>()));
     let res = (|| {
         let mut f = std::fs::OpenOptions::new()

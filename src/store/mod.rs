@@ -58,6 +58,16 @@ impl StoreError {
         }
     }
 
+    /// The connection to a remote store is gone: every further step would fail the same way.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        ))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
@@ -166,7 +176,8 @@ pub trait Store: Send + Sync {
 /// Either kind of store, so commands can pick one at run time without `dyn`.
 pub enum AnyStore {
     Local(LocalStore),
-    Sftp(SftpStore),
+    // Boxed: an SFTP session is much larger than a local path.
+    Sftp(Box<SftpStore>),
 }
 
 /// Opens a remote replica over SFTP.
@@ -175,7 +186,9 @@ pub async fn open_remote(
     cfg: &crate::config::Config,
     accept_new: bool,
 ) -> Result<AnyStore, StoreError> {
-    Ok(AnyStore::Sftp(sftp::open(r, cfg, accept_new).await?))
+    Ok(AnyStore::Sftp(Box::new(
+        sftp::open(r, cfg, accept_new).await?,
+    )))
 }
 
 macro_rules! delegate {

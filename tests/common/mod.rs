@@ -1,4 +1,8 @@
 //! Helpers shared by the end-to-end tests.
+
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod remote;
+pub mod scenario;
+pub mod server;

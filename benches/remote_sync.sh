@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# filesync against rsync and unison over a throwaway loopback OpenSSH sshd, in one run:
+# initial sync, no-op sync, and a sync after `make-tree.py DIR mutate 1`, on the `small` and
+# `mixed` trees. Prints seconds and each tool's time relative to rsync.
+# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_BIN=path to override)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+peers=$repo/../shared/peers
+profiles=${BENCH_PROFILES:-small mixed}
+tools=${BENCH_TOOLS:-filesync rsync unison}
+bin=${BENCH_BIN:-$repo/target/release/filesync}
+if [ -z "${BENCH_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet)
+fi
+for t in $tools; do
+    [ "$t" = filesync ] && continue
+    command -v "$t" >/dev/null || { echo "bench: $t is not installed (apt-get install $t)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+cleanup() {
+    [ -s "$work/sshd/sshd.pid" ] && kill "$(cat "$work/sshd/sshd.pid")" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+eval "$(bash "$peers/start-sshd.sh" "$work/sshd")"
+home=$work/home
+mkdir -p "$home/.ssh"
+cp "$SSHD_KEY" "$home/.ssh/id_ed25519"
+cp "$SSHD_KNOWN_HOSTS" "$home/.ssh/known_hosts"
+
+now() { date +%s.%N; }
+run_tool() { # tool local remote
+    case $1 in
+        filesync) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
+                  "$bin" sync --no-progress --quiet "sftp://$SSHD_USER@127.0.0.1:$SSHD_PORT$3" "$2" >/dev/null ;;
+        *) bash "$peers/peer-sync.sh" "$1" "$work/sshd" "$2" "$3" ;;
+    esac
+}
+timed() { local s; s=$(now); "$@"; awk -v a="$s" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
+
+declare -A T
+for p in $profiles; do
+    python3 "$peers/make-tree.py" "$work/$p-src" "$p" >/dev/null
+    for t in $tools; do
+        loc=$work/$p-$t-local dst=$work/$p-$t-remote
+        cp -a "$work/$p-src" "$loc"
+        mkdir -p "$dst"
+        sync
+        T[$p,$t,initial]=$(timed run_tool "$t" "$loc" "$dst")
+        T[$p,$t,noop]=$(timed run_tool "$t" "$loc" "$dst")
+        python3 "$peers/make-tree.py" "$loc" mutate 1 >/dev/null
+        T[$p,$t,mutate1]=$(timed run_tool "$t" "$loc" "$dst")
+        if ! diff -r -q -x '.sync*' "$loc" "$dst" >/dev/null; then
+            echo "bench: $t left $p trees different" >&2
+            exit 1
+        fi
+    done
+    rm -rf "$work/$p-"*
+done
+
+printf '%-7s %-8s' profile step
+for t in $tools; do printf ' %10s' "$t"; done
+for t in $tools; do [ "$t" = rsync ] || printf ' %14s' "$t/rsync"; done
+echo
+for p in $profiles; do
+    for s in initial noop mutate1; do
+        printf '%-7s %-8s' "$p" "$s"
+        for t in $tools; do printf ' %9ss' "${T[$p,$t,$s]}"; done
+        for t in $tools; do
+            [ "$t" = rsync ] && continue
+            awk -v a="${T[$p,$t,$s]}" -v b="${T[$p,rsync,$s]:-0}" 'BEGIN{ if (b>0) printf " %13.2fx", a/b; else printf " %14s", "-" }'
+        done
+        echo
+    done
+done

@@ -1,0 +1,338 @@
+//! Opening an SSH connection the way OpenSSH users expect: the host key checked against
+//! known_hosts (unknown → refuse unless `--accept-new`, changed → always refuse), then
+//! ssh-agent, the configured identity and the default key files.
+
+use crate::store::StoreError;
+use crate::target::Remote;
+use russh::client;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What `check_server_key` decided, kept so the caller can say why a connection failed.
+#[derive(Debug, Clone)]
+enum HostKeyVerdict {
+    Known,
+    Learned,
+    Unknown(String),
+    Changed(String),
+    Unreadable(String),
+}
+
+pub struct Client {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error("host key check failed")]
+    HostKey,
+}
+
+impl From<russh::keys::Error> for ConnectError {
+    fn from(e: russh::keys::Error) -> Self {
+        ConnectError::Ssh(russh::Error::from(e))
+    }
+}
+
+fn host_label(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+impl Client {
+    fn judge(&self, key: &PublicKey) -> HostKeyVerdict {
+        let label = host_label(&self.host, self.port);
+        let fp = key.fingerprint(HashAlg::Sha256);
+        let kh = self.known_hosts.display();
+        let known = match russh::keys::known_hosts::known_host_keys_path(
+            &self.host,
+            self.port,
+            &self.known_hosts,
+        ) {
+            Ok(k) => k,
+            Err(e) => return HostKeyVerdict::Unreadable(format!("cannot read {kh}: {e}")),
+        };
+        if known.iter().any(|(_, k)| k.key_data() == key.key_data()) {
+            return HostKeyVerdict::Known;
+        }
+        if let Some((line, old)) = known.first() {
+            return HostKeyVerdict::Changed(format!(
+                "WARNING: the host key of {label} has CHANGED (now {} {fp}; {kh} line {line} has {} {}). \
+                 Someone may be intercepting the connection, or the server was reinstalled. \
+                 Nothing was synced. If the change is expected, remove the old key with \
+                 `ssh-keygen -R '{label}' -f {kh}` and run again with --accept-new",
+                key.algorithm(),
+                old.algorithm(),
+                old.fingerprint(HashAlg::Sha256),
+            ));
+        }
+        if !self.accept_new {
+            return HostKeyVerdict::Unknown(format!(
+                "the host {label} is not in {kh}; its {} key fingerprint is {fp}. \
+                 If that is right, run again with --accept-new to trust it",
+                key.algorithm()
+            ));
+        }
+        match russh::keys::known_hosts::learn_known_hosts_path(
+            &self.host,
+            self.port,
+            key,
+            &self.known_hosts,
+        ) {
+            Ok(()) => {
+                tracing::warn!("added {label} ({} {fp}) to {kh}", key.algorithm());
+                HostKeyVerdict::Learned
+            }
+            Err(e) => HostKeyVerdict::Unreadable(format!("cannot add {label} to {kh}: {e}")),
+        }
+    }
+}
+
+impl client::Handler for Client {
+    type Error = ConnectError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let verdict = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.judge(key),
+            PublicKeyOrCertificate::Certificate(c) => {
+                self.judge(&PublicKey::new(c.public_key().clone(), ""))
+            }
+        };
+        let ok = matches!(verdict, HostKeyVerdict::Known | HostKeyVerdict::Learned);
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = Some(verdict);
+        }
+        if ok {
+            Ok(true)
+        } else {
+            Err(ConnectError::HostKey)
+        }
+    }
+}
+
+pub type Handle = client::Handle<Client>;
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The user to log in as: the target's, else `$USER`.
+pub fn user_of(r: &Remote) -> String {
+    r.user
+        .clone()
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "root".into())
+}
+
+/// Connects and authenticates; every failure names the host and what to do.
+pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError> {
+    let port = r.port.unwrap_or(22);
+    let user = user_of(r);
+    let label = format!("{user}@{}", host_label(&r.host, port));
+    let known_hosts = match &r.known_hosts {
+        Some(p) => crate::config::expand_home(p),
+        None => home()
+            .map(|h| h.join(".ssh").join("known_hosts"))
+            .ok_or_else(|| {
+                StoreError::Other(
+                    "HOME is not set, so ~/.ssh/known_hosts cannot be found; set HOME or \
+                     configure `known_hosts` for the peer"
+                        .into(),
+                )
+            })?,
+    };
+    let config = client::Config {
+        window_size: 8 << 20,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 256,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(10)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    };
+    let verdict = Arc::new(Mutex::new(None));
+    let handler = Client {
+        host: r.host.clone(),
+        port,
+        known_hosts,
+        accept_new,
+        verdict: verdict.clone(),
+    };
+    let addr = (r.host.as_str(), port);
+    let connecting = client::connect(Arc::new(config), addr, handler);
+    let res = match tokio::time::timeout(Duration::from_secs(30), connecting).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(StoreError::Other(format!(
+                "cannot connect to {label}: no answer within 30s"
+            )));
+        }
+    };
+    let mut handle = match res {
+        Ok(h) => h,
+        Err(e) => {
+            let v = verdict.lock().ok().and_then(|v| v.clone());
+            return Err(match v {
+                Some(HostKeyVerdict::Unknown(m))
+                | Some(HostKeyVerdict::Changed(m))
+                | Some(HostKeyVerdict::Unreadable(m)) => StoreError::Other(m),
+                _ => StoreError::Other(format!("cannot connect to {label}: {}", ssh_msg(&e))),
+            });
+        }
+    };
+    authenticate(&mut handle, r, &user, &label).await?;
+    Ok(handle)
+}
+
+fn ssh_msg(e: &ConnectError) -> String {
+    match e {
+        ConnectError::Ssh(russh::Error::IO(io)) => io.to_string(),
+        ConnectError::Ssh(e) => e.to_string(),
+        ConnectError::HostKey => "host key refused".into(),
+    }
+}
+
+async fn authenticate(
+    handle: &mut Handle,
+    r: &Remote,
+    user: &str,
+    label: &str,
+) -> Result<(), StoreError> {
+    let fail = |e: russh::Error| StoreError::Other(format!("authenticating to {label}: {e}"));
+    let mut tried: Vec<String> = Vec::new();
+
+    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+        match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
+            Ok(mut agent) => {
+                let ids = agent.request_identities().await.unwrap_or_default();
+                for id in ids {
+                    let key = match id {
+                        russh::keys::agent::AgentIdentity::PublicKey { key, .. } => key,
+                        _ => continue,
+                    };
+                    let hash = if key.algorithm().is_rsa() {
+                        rsa_hash(handle).await
+                    } else {
+                        None
+                    };
+                    match handle
+                        .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                        .await
+                    {
+                        Ok(res) if res.success() => return Ok(()),
+                        Ok(_) => tried.push(format!("agent key {}", key.algorithm())),
+                        Err(e) => tracing::debug!("agent signing failed: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("ssh-agent not usable: {e}"),
+        }
+    }
+
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(id) = &r.identity {
+        files.push(crate::config::expand_home(id));
+    }
+    if let Some(h) = home() {
+        for n in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            files.push(h.join(".ssh").join(n));
+        }
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        if !f.is_file() {
+            if i == 0 && r.identity.is_some() {
+                problems.push(format!("identity {} does not exist", f.display()));
+            }
+            continue;
+        }
+        let key = match load_key(f).await {
+            Ok(k) => k,
+            Err(m) => {
+                problems.push(m);
+                continue;
+            }
+        };
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash(handle).await
+        } else {
+            None
+        };
+        let res = handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(fail)?;
+        if res.success() {
+            return Ok(());
+        }
+        tried.push(f.display().to_string());
+    }
+    let mut msg = format!("{label} refused every key");
+    if tried.is_empty() {
+        msg = format!(
+            "no SSH key to log in to {label}: none in ssh-agent and no ~/.ssh/id_ed25519, \
+             id_ecdsa or id_rsa; create one with ssh-keygen and add it to the server's \
+             authorized_keys, or set `identity` for the peer"
+        );
+    } else {
+        msg.push_str(&format!(" (tried {})", tried.join(", ")));
+        msg.push_str("; add your public key to the server's ~/.ssh/authorized_keys");
+    }
+    if !problems.is_empty() {
+        msg.push_str(&format!("; also: {}", problems.join("; ")));
+    }
+    Err(StoreError::Other(msg))
+}
+
+/// rsa-sha2-512/256 as the server allows; rsa-sha2-256 when it does not say.
+async fn rsa_hash(handle: &Handle) -> Option<HashAlg> {
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(h)) => h,
+        _ => Some(HashAlg::Sha256),
+    }
+}
+
+/// Loads a private key, asking for its passphrase on the terminal when it is encrypted.
+async fn load_key(path: &Path) -> Result<PrivateKey, String> {
+    let p = path.to_path_buf();
+    let res = tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&p, None) {
+        Ok(k) => Ok(k),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            let prompt = format!("Enter passphrase for key {}: ", p.display());
+            let pass = rpassword::prompt_password(prompt).map_err(|e| {
+                format!(
+                    "key {} is encrypted and no passphrase could be read from a terminal ({e}); \
+                         add it to ssh-agent with `ssh-add {}` or run on a terminal",
+                    p.display(),
+                    p.display()
+                )
+            })?;
+            russh::keys::load_secret_key(&p, Some(&pass))
+                .map_err(|e| format!("cannot decrypt key {}: {e}", p.display()))
+        }
+        Err(e) => Err(format!("cannot read key {}: {e}", p.display())),
+    })
+    .await;
+    match res {
+        Ok(r) => r,
+        Err(e) => Err(format!("reading key {}: {e}", path.display())),
+    }
+}

@@ -1,0 +1,769 @@
+//! `SftpStore`: a replica folder behind SFTP (russh client), reached without any remote shell.
+//!
+//! Uploads go to a temp name beside the target, are fsynced (`fsync@openssh.com`) and get their
+//! mtime before `posix-rename@openssh.com` puts them in place; what they replace is kept in the
+//! remote `.sync-trash/`. Transfers keep many READ/WRITE requests in flight (`xfer`).
+
+mod connect;
+mod walk;
+mod xfer;
+
+use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
+use crate::config::Config;
+use crate::index::{
+    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
+    from_json_slice, to_json_vec,
+};
+use crate::relpath::RelPath;
+use crate::scan::{Observed, ScanStats};
+use crate::target::Remote;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// The SFTP extension our own server offers to bring its `.sync` up to date in place.
+pub const INDEX_REFRESH_EXT: &str = "index-refresh@filesync";
+const POSIX_RENAME_EXT: &str = "posix-rename@openssh.com";
+const HARDLINK_EXT: &str = "hardlink@openssh.com";
+const FSYNC_EXT: &str = "fsync@openssh.com";
+const LIMITS_EXT: &str = "limits@openssh.com";
+
+/// Temp files older than this are leftovers of an interrupted sync.
+const STALE_TEMP_SECS: i64 = 15 * 60;
+
+/// One SFTP session and what the server said it can do.
+pub(crate) struct Sftp {
+    raw: Arc<RawSftpSession>,
+    /// `user@host:port`, for messages.
+    host: String,
+    /// Absolute remote path of the replica root, without a trailing slash (unless `/`).
+    root: String,
+    posix_rename: bool,
+    hardlink: bool,
+    fsync: bool,
+    index_refresh: bool,
+    read_len: u32,
+    write_len: u32,
+}
+
+pub struct SftpStore {
+    s: Arc<Sftp>,
+    describe: String,
+    lock_stale_secs: u64,
+    /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
+    loaded: Mutex<Option<Vec<u8>>>,
+    /// Paths a recent `stat` found empty: an upload there first tries a plain (never
+    /// replacing) SFTP rename, which saves the round trips of the trash-and-replace path.
+    absent: Mutex<std::collections::HashSet<RelPath>>,
+    /// Whether this store holds the remote `.sync.lock`.
+    locked: std::sync::atomic::AtomicBool,
+    // Keeps the SSH connection open as long as the store lives.
+    _ssh: connect::Handle,
+}
+
+/// Turns an SFTP client error into an `io::Error` whose kind callers can branch on.
+pub(crate) fn to_io(e: SftpError) -> io::Error {
+    use io::ErrorKind as K;
+    match e {
+        SftpError::Status(s) => {
+            let kind = match s.status_code {
+                StatusCode::NoSuchFile => K::NotFound,
+                StatusCode::PermissionDenied => K::PermissionDenied,
+                StatusCode::Eof => K::UnexpectedEof,
+                StatusCode::NoConnection | StatusCode::ConnectionLost => K::ConnectionAborted,
+                StatusCode::OpUnsupported => K::Unsupported,
+                _ => K::Other,
+            };
+            let msg = if s.error_message.is_empty() {
+                s.status_code.to_string()
+            } else {
+                s.error_message
+            };
+            io::Error::new(kind, msg.to_lowercase())
+        }
+        SftpError::Timeout => io::Error::new(K::TimedOut, "the server did not answer in time"),
+        SftpError::IO(m) => io::Error::new(K::ConnectionAborted, format!("connection lost ({m})")),
+        SftpError::UnexpectedBehavior(m)
+            if m.contains("sender dropped") || m.contains("session closed") =>
+        {
+            io::Error::new(K::ConnectionAborted, "connection lost")
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn is_status(e: &SftpError, code: StatusCode) -> bool {
+    matches!(e, SftpError::Status(s) if s.status_code == code)
+}
+
+fn observed_of(a: &FileAttributes) -> Option<Observed> {
+    let t = a.file_type();
+    let kind = if t.is_file() {
+        Kind::File
+    } else if t.is_dir() {
+        Kind::Dir
+    } else {
+        return None;
+    };
+    Some(Observed {
+        kind,
+        size: if kind == Kind::File { a.len() } else { 0 },
+        mtime: MTime::new(i64::from(a.mtime.unwrap_or(0)), 0),
+    })
+}
+
+/// SFTP v3 times are unsigned 32-bit seconds.
+fn sftp_time(t: MTime) -> u32 {
+    t.secs.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// An SSH string: u32 length, then the bytes.
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn status_ok(p: Packet) -> Result<(), SftpError> {
+    match p {
+        Packet::Status(s) if s.status_code == StatusCode::Ok => Ok(()),
+        Packet::Status(s) => Err(SftpError::Status(s)),
+        _ => Err(SftpError::UnexpectedPacket),
+    }
+}
+
+impl Sftp {
+    /// The remote path of `p`.
+    fn path(&self, p: &RelPath) -> String {
+        self.join(p.as_str())
+    }
+
+    fn join(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.root.clone()
+        } else if self.root == "/" {
+            format!("/{rel}")
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+
+    fn err(&self, what: &str, path: &str, e: SftpError) -> StoreError {
+        StoreError::io(format!("{what} {}:{path}", self.host), to_io(e))
+    }
+
+    /// `lstat`; `None` when nothing is there.
+    async fn lstat(&self, path: &str) -> Result<Option<FileAttributes>, SftpError> {
+        match self.raw.lstat(path).await {
+            Ok(a) => Ok(Some(a.attrs)),
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renames, replacing `to` atomically when the server has `posix-rename@openssh.com`.
+    async fn rename_over(&self, from: &str, to: &str) -> Result<(), SftpError> {
+        if self.posix_rename {
+            let mut data = Vec::with_capacity(from.len() + to.len() + 8);
+            put_str(&mut data, from);
+            put_str(&mut data, to);
+            return status_ok(self.raw.extended(POSIX_RENAME_EXT, data).await?);
+        }
+        match self.raw.rename(from, to).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Plain SFTP rename refuses to replace: remove the old one, then rename.
+                if self.lstat(to).await?.is_some() {
+                    self.raw.remove(to).await?;
+                    self.raw.rename(from, to).await.map(|_| ())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn hardlink(&self, from: &str, to: &str) -> Result<(), SftpError> {
+        let mut data = Vec::new();
+        put_str(&mut data, from);
+        put_str(&mut data, to);
+        status_ok(self.raw.extended(HARDLINK_EXT, data).await?)
+    }
+
+    /// Creates `p` and its missing parents.
+    async fn mkdir_p(&self, p: &RelPath) -> Result<(), StoreError> {
+        let mut missing = Vec::new();
+        let mut cur = Some(p.clone());
+        while let Some(d) = cur.filter(|d| !d.is_root()) {
+            let path = self.path(&d);
+            match self.lstat(&path).await {
+                Ok(Some(a)) if a.file_type().is_dir() => break,
+                Ok(Some(_)) => {
+                    return Err(StoreError::Other(format!(
+                        "cannot create folder {}:{path}: a file is in the way",
+                        self.host
+                    )));
+                }
+                Ok(None) => missing.push(path),
+                Err(e) => return Err(self.err("cannot stat", &path, e)),
+            }
+            cur = d.parent();
+        }
+        for path in missing.into_iter().rev() {
+            if let Err(e) = self.raw.mkdir(path.as_str(), FileAttributes::empty()).await {
+                // Someone else (a concurrent step) may have made it meanwhile.
+                match self.lstat(&path).await {
+                    Ok(Some(a)) if a.file_type().is_dir() => {}
+                    _ => return Err(self.err("cannot create folder", &path, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
+    async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
+        let dir = match p.parent().filter(|d| !d.is_root()) {
+            Some(parent) => RelPath::parse(&format!("{TRASH_DIR}/{parent}")),
+            None => RelPath::parse(TRASH_DIR),
+        }
+        .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))?;
+        self.mkdir_p(&dir).await?;
+        // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
+        let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
+        for n in 0u32..1000 {
+            let name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let slot = format!("{}/{name}", self.path(&dir));
+            match self.lstat(&slot).await {
+                Ok(None) => return Ok(slot),
+                Ok(Some(_)) => continue,
+                Err(e) => return Err(self.err("cannot stat", &slot, e)),
+            }
+        }
+        Err(StoreError::Other(format!(
+            "no free name for {p} in the trash on {}",
+            self.host
+        )))
+    }
+
+    async fn trash(&self, p: &RelPath) -> Result<(), StoreError> {
+        let path = self.path(p);
+        match self.lstat(&path).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(self.err("cannot stat", &path, e)),
+        }
+        let slot = self.trash_slot(p).await?;
+        match self.raw.rename(path.as_str(), slot.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
+            Err(e) => Err(self.err("cannot move to the trash", &path, e)),
+        }
+    }
+
+    fn temp_for(&self, p: &RelPath) -> String {
+        let name = format!(
+            ".{}{}{:08x}",
+            fit_name(p.name(), 1 + TMP_MARK.len() + 8),
+            TMP_MARK,
+            rand::random::<u32>()
+        );
+        match p.parent() {
+            Some(parent) if !parent.is_root() => format!("{}/{name}", self.path(&parent)),
+            _ => self.join(&name),
+        }
+    }
+
+    /// Reads a whole (small) file, `None` when it does not exist.
+    async fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        let mut r = match xfer::open_read(self, path).await {
+            Ok(r) => r,
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(None),
+            Err(e) => return Err(self.err("cannot read", path, e)),
+        };
+        while let Some(chunk) = r.next_chunk().await {
+            out.extend_from_slice(&chunk.map_err(|e| self.err("cannot read", path, e))?);
+        }
+        Ok(Some(out))
+    }
+
+    /// Writes a whole file atomically at `path` (temp, fsync, rename over).
+    async fn write_all(&self, path: &str, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let data: Reader = Box::pin(io::Cursor::new(bytes));
+        let res = async {
+            let h = xfer::create(self, tmp)
+                .await
+                .map_err(|e| self.err("cannot create", tmp, e))?;
+            xfer::upload(self, tmp, h, data, None, None).await?;
+            self.rename_over(tmp, path)
+                .await
+                .map_err(|e| self.err("cannot put in place", path, e))
+        }
+        .await;
+        if res.is_err() {
+            let _ = self.raw.remove(tmp).await;
+        }
+        res
+    }
+}
+
+/// Connects to a remote replica (host key checked against known_hosts).
+pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStore, StoreError> {
+    let ssh = connect::connect(r, accept_new).await?;
+    let port = r.port.unwrap_or(22);
+    let host = format!("{}@{}:{port}", connect::user_of(r), r.host);
+    let fail = |what: &str, e: russh::Error| StoreError::Other(format!("{what} on {host}: {e}"));
+    let channel = ssh
+        .channel_open_session()
+        .await
+        .map_err(|e| fail("cannot open an SSH session", e))?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| fail("the SFTP subsystem is not available", e))?;
+    let sftp_cfg = russh_sftp::client::Config {
+        max_packet_len: 4 << 20,
+        request_timeout_secs: 120,
+        ..Default::default()
+    };
+    let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg);
+    let version = raw.init().await.map_err(|e| {
+        StoreError::Other(format!(
+            "the SFTP server on {host} did not start: {}",
+            to_io(e)
+        ))
+    })?;
+    let ext = |n: &str| version.extensions.contains_key(n);
+    let (mut read_len, mut write_len) = (32 * 1024u32, 32 * 1024u32);
+    if ext(LIMITS_EXT) {
+        if let Ok(l) = raw.limits().await {
+            let cap = |v: u64| -> u32 { v.clamp(32 * 1024, 256 * 1024) as u32 };
+            if l.max_read_len > 0 {
+                read_len = cap(l.max_read_len);
+            }
+            if l.max_write_len > 0 {
+                write_len = cap(l.max_write_len);
+            }
+        }
+    } else {
+        // No limits advertised: 64 KiB requests are what every server accepts in practice.
+        read_len = 64 * 1024;
+        write_len = 64 * 1024;
+    }
+    let wanted = if r.path.is_empty() { "." } else { &r.path };
+    let root = match raw.realpath(wanted).await {
+        Ok(n) => n.files.into_iter().next().map(|f| f.filename),
+        Err(e) => {
+            return Err(StoreError::io(
+                format!("cannot open the synced folder {host}:{wanted}"),
+                to_io(e),
+            ));
+        }
+    }
+    .ok_or_else(|| StoreError::Other(format!("{host}: the server could not resolve {wanted}")))?;
+    let root = if root.len() > 1 {
+        root.trim_end_matches('/').to_string()
+    } else {
+        root
+    };
+    match raw.stat(root.as_str()).await {
+        Ok(a) if a.attrs.file_type().is_dir() => {}
+        Ok(_) => {
+            return Err(StoreError::Other(format!(
+                "{host}:{root} is not a folder; point the target at a folder"
+            )));
+        }
+        Err(e) => {
+            return Err(StoreError::io(
+                format!("cannot open the synced folder {host}:{root} (create it first)"),
+                to_io(e),
+            ));
+        }
+    }
+    let s = Sftp {
+        raw: Arc::new(raw),
+        host,
+        root,
+        posix_rename: ext(POSIX_RENAME_EXT),
+        hardlink: ext(HARDLINK_EXT),
+        fsync: ext(FSYNC_EXT),
+        index_refresh: ext(INDEX_REFRESH_EXT),
+        read_len,
+        write_len,
+    };
+    tracing::debug!(
+        root = %s.root, read_len, write_len, posix_rename = s.posix_rename,
+        index_refresh = s.index_refresh, "SFTP session open"
+    );
+    Ok(SftpStore {
+        s: Arc::new(s),
+        describe: r.describe(),
+        lock_stale_secs: cfg.lock_stale_secs,
+        loaded: Mutex::new(None),
+        absent: Mutex::new(Default::default()),
+        locked: std::sync::atomic::AtomicBool::new(false),
+        _ssh: ssh,
+    })
+}
+
+/// The index with its peer records' counters zeroed: equal bytes mean an upload is needless.
+fn normalized(index: &Index) -> Vec<u8> {
+    let mut i = index.clone();
+    for p in i.peers.values_mut() {
+        p.last_sync = 0;
+        p.transferred = 0;
+        p.conflicts = 0;
+    }
+    to_json_vec(&i)
+}
+
+impl SftpStore {
+    fn index_path(&self) -> String {
+        self.s.join(INDEX_FILE)
+    }
+
+    async fn lock_async(&self, info: &LockInfo) -> Result<(), StoreError> {
+        let s = &self.s;
+        let path = s.join(LOCK_FILE);
+        let body = serde_json::to_vec(info).unwrap_or_default();
+        for attempt in 0..2 {
+            let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+            match s
+                .raw
+                .open(path.as_str(), flags, FileAttributes::empty())
+                .await
+            {
+                Ok(h) => {
+                    let res = s.raw.write(h.handle.as_str(), 0, body.clone()).await;
+                    let _ = s.raw.close(h.handle).await;
+                    self.locked
+                        .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
+                    return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
+                }
+                Err(e) => {
+                    let attrs = s.lstat(&path).await.ok().flatten();
+                    let Some(attrs) = attrs else {
+                        return Err(s.err("cannot create", &path, e));
+                    };
+                    if attempt > 0 {
+                        return Err(s.err("cannot create", &path, e));
+                    }
+                    let holder: Option<LockInfo> = s
+                        .read_all(&path)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let stale = match &holder {
+                        Some(h) => h.is_stale(self.lock_stale_secs),
+                        // Unreadable or half-written: judge by the file's age.
+                        None => {
+                            let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
+                            age > self.lock_stale_secs.min(60) as i64
+                        }
+                    };
+                    if !stale {
+                        return Err(StoreError::Locked {
+                            path: format!("{}:{path}", s.host),
+                            holder: holder
+                                .map(|h| h.describe())
+                                .unwrap_or_else(|| "an unknown process".into()),
+                            stale_secs: self.lock_stale_secs,
+                        });
+                    }
+                    tracing::warn!(lock = %path, host = %s.host, "breaking a stale lock");
+                    let _ = s.raw.remove(path.as_str()).await;
+                }
+            }
+        }
+        Err(StoreError::Other(format!("cannot take {}:{path}", s.host)))
+    }
+
+    async fn load_index_async(&self) -> Result<Option<Index>, StoreError> {
+        let path = self.index_path();
+        let Some(bytes) = self.s.read_all(&path).await? else {
+            return Ok(None);
+        };
+        let idx = from_json_slice(&bytes).map_err(|e| StoreError::CorruptIndex {
+            path: format!("{}:{path}", self.s.host),
+            root: self.describe.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Ok(mut l) = self.loaded.lock() {
+            *l = Some(normalized(&idx));
+        }
+        Ok(Some(idx))
+    }
+
+    async fn save_index_async(&self, index: &Index) -> Result<(), StoreError> {
+        let norm = normalized(index);
+        let same = self
+            .loaded
+            .lock()
+            .map(|l| l.as_deref() == Some(norm.as_slice()))
+            .unwrap_or(false);
+        if same {
+            tracing::debug!("remote index unchanged; not uploading it");
+            return Ok(());
+        }
+        let path = self.index_path();
+        let tmp = self.s.join(&format!(
+            ".{INDEX_FILE}{TMP_MARK}{:08x}",
+            rand::random::<u32>()
+        ));
+        self.s.write_all(&path, &tmp, to_json_vec(index)).await?;
+        if let Ok(mut l) = self.loaded.lock() {
+            *l = Some(norm);
+        }
+        Ok(())
+    }
+
+    async fn refresh_async(&self, index: &mut Index) -> Result<ScanStats, StoreError> {
+        if self.s.index_refresh {
+            match self.server_refresh(index).await {
+                Ok(Some(st)) => return Ok(st),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
+            }
+        }
+        let locked = self.locked.load(std::sync::atomic::Ordering::Relaxed);
+        walk::refresh(&self.s, index, locked).await
+    }
+
+    /// Asks our own server to bring its `.sync` up to date, then reloads it.
+    async fn server_refresh(&self, index: &mut Index) -> Result<Option<ScanStats>, StoreError> {
+        let s = &self.s;
+        s.raw.set_timeout(3600);
+        let res = s.raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
+        s.raw.set_timeout(120);
+        let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
+        status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))?;
+        match self.load_index_async().await? {
+            Some(i) => {
+                *index = i;
+                Ok(Some(ScanStats::default()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn write_async(
+        &self,
+        p: &RelPath,
+        data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> Result<Observed, StoreError> {
+        let s = &self.s;
+        let tmp = s.temp_for(p);
+        let res = async {
+            let handle = match xfer::create(s, &tmp).await {
+                Err(e) if is_status(&e, StatusCode::NoSuchFile) && p.parent().is_some() => {
+                    // The folder is missing (a first upload into it): make it, then retry once.
+                    s.mkdir_p(&p.parent().unwrap_or_else(RelPath::root)).await?;
+                    xfer::create(s, &tmp).await
+                }
+                r => r,
+            }
+            .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
+            let size = xfer::upload(s, &tmp, handle, data, Some(mtime), expect).await?;
+            self.install(&tmp, p).await?;
+            Ok(Observed {
+                kind: Kind::File,
+                size,
+                mtime: MTime::new(i64::from(sftp_time(mtime)), 0),
+            })
+        }
+        .await;
+        if res.is_err() {
+            let _ = s.raw.remove(tmp.as_str()).await;
+        }
+        res
+    }
+
+    /// Puts the finished temp file at `p`, keeping whatever was there in the trash.
+    async fn install(&self, tmp: &str, p: &RelPath) -> Result<(), StoreError> {
+        let s = &self.s;
+        let path = s.path(p);
+        let absent = self.absent.lock().map(|mut a| a.remove(p)).unwrap_or(false);
+        // SFTP's plain rename never replaces (OpenSSH links, then unlinks): when it fails,
+        // something arrived meanwhile and takes the careful path below.
+        if absent && s.raw.rename(tmp, path.as_str()).await.is_ok() {
+            return Ok(());
+        }
+        match s.lstat(&path).await {
+            Ok(Some(a)) if a.file_type().is_file() => {
+                let slot = s.trash_slot(p).await?;
+                // A hard link keeps the old version while the rename replaces it atomically.
+                let linked = s.hardlink && s.hardlink(&path, &slot).await.is_ok();
+                if !linked {
+                    s.raw
+                        .rename(path.as_str(), slot.as_str())
+                        .await
+                        .map_err(|e| s.err("cannot move to the trash", &path, e))?;
+                }
+            }
+            Ok(Some(_)) => s.trash(p).await?,
+            Ok(None) => {}
+            Err(e) => return Err(s.err("cannot stat", &path, e)),
+        }
+        s.rename_over(tmp, &path)
+            .await
+            .map_err(|e| s.err("cannot put in place", &path, e))
+    }
+
+    async fn cleanup_async(&self, trash_days: u64) -> Result<(), StoreError> {
+        if trash_days == 0 {
+            return Ok(());
+        }
+        let s = &self.s;
+        let trash = s.join(TRASH_DIR);
+        if s.lstat(&trash).await.ok().flatten().is_none() {
+            return Ok(());
+        }
+        let cutoff = super::now_secs() - (trash_days as i64) * 86_400;
+        walk::expire_trash(s, &trash, cutoff).await;
+        Ok(())
+    }
+}
+
+impl Store for SftpStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.lock_async(info))
+    }
+
+    fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let path = self.s.join(LOCK_FILE);
+            self.locked
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            match self.s.raw.remove(path.as_str()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
+                Err(e) => Err(self.s.err("cannot remove", &path, e)),
+            }
+        })
+    }
+
+    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
+        Box::pin(self.load_index_async())
+    }
+
+    fn refresh_index<'a>(
+        &'a self,
+        index: &'a mut Index,
+    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
+        Box::pin(self.refresh_async(index))
+    }
+
+    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.save_index_async(index))
+    }
+
+    fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
+        Box::pin(async move {
+            let path = self.s.path(p);
+            let res = self.s.lstat(&path).await;
+            if let Ok(mut absent) = self.absent.lock() {
+                if matches!(res, Ok(None)) {
+                    absent.insert(p.clone());
+                } else {
+                    absent.remove(p);
+                }
+            }
+            match res {
+                Ok(a) => Ok(a.as_ref().and_then(observed_of)),
+                Err(e) => Err(self.s.err("cannot stat", &path, e)),
+            }
+        })
+    }
+
+    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
+        Box::pin(async move {
+            let path = self.s.path(p);
+            let r = xfer::open_read(&self.s, &path)
+                .await
+                .map_err(|e| self.s.err("cannot read", &path, e))?;
+            Ok(Box::pin(xfer::ChunkReader::new(r, self.s.host.clone(), path)) as Reader)
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        p: &'a RelPath,
+        data: Reader,
+        mtime: MTime,
+        expect: Option<ContentHash>,
+    ) -> BoxFuture<'a, Result<Observed, StoreError>> {
+        Box::pin(self.write_async(p, data, mtime, expect))
+    }
+
+    fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.s.mkdir_p(p))
+    }
+
+    fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.s.trash(p))
+    }
+
+    fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let path = self.s.path(p);
+            match self.s.raw.rmdir(path.as_str()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
+                // Still holds something (ignored files, or a late arrival): keep it in the trash.
+                Err(_) => self.s.trash(p).await,
+            }
+        })
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a RelPath,
+        to: &'a RelPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let s = &self.s;
+            let (src, dst) = (s.path(from), s.path(to));
+            match s.lstat(&dst).await {
+                Ok(Some(_)) => {
+                    return Err(StoreError::Other(format!(
+                        "cannot rename {from} to {to} on {}: {to} already exists",
+                        s.host
+                    )));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(s.err("cannot stat", &dst, e)),
+            }
+            if let Some(parent) = to.parent() {
+                s.mkdir_p(&parent).await?;
+            }
+            s.raw
+                .rename(src.as_str(), dst.as_str())
+                .await
+                .map(|_| ())
+                .map_err(|e| s.err(&format!("cannot rename {from} to"), &dst, e))
+        })
+    }
+
+    fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.cleanup_async(trash_days))
+    }
+}
+
+/// Whether a temp file met on a walk is a leftover of an interrupted sync.
+pub(crate) fn stale_temp(mtime: Option<u32>) -> bool {
+    let age = super::now_secs() - i64::from(mtime.unwrap_or(0));
+    age > STALE_TEMP_SECS
+}

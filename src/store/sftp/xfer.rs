@@ -1,0 +1,333 @@
+//! Pipelined file transfers: many SFTP READ/WRITE requests in flight per file, as OpenSSH's
+//! sftp does, instead of one request per round trip.
+
+use super::{Sftp, SftpError, sftp_time, to_io};
+use crate::index::{ContentHash, MTime};
+use crate::store::{Reader, StoreError};
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::{FutureExt, StreamExt};
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+/// Requests in flight per file.
+const READ_DEPTH: usize = 32;
+const WRITE_DEPTH: usize = 32;
+
+type ReadFut = Pin<Box<dyn Future<Output = (u64, u32, Result<Vec<u8>, SftpError>)> + Send>>;
+
+/// An open remote file read front to back with up to `READ_DEPTH` requests outstanding.
+pub(crate) struct ChunkStream {
+    raw: Arc<RawSftpSession>,
+    handle: Option<String>,
+    size: u64,
+    chunk: u32,
+    /// Next offset to request.
+    next: u64,
+    /// Next offset to hand out (all bytes before it were returned).
+    pos: u64,
+    inflight: FuturesOrdered<ReadFut>,
+}
+
+pub(crate) async fn open_read(s: &Sftp, path: &str) -> Result<ChunkStream, SftpError> {
+    let h = s
+        .raw
+        .open(path, OpenFlags::READ, FileAttributes::empty())
+        .await?
+        .handle;
+    let size = match s.raw.fstat(h.as_str()).await {
+        Ok(a) => a.attrs.size.unwrap_or(u64::MAX),
+        Err(e) => {
+            let _ = s.raw.close(h).await;
+            return Err(e);
+        }
+    };
+    Ok(ChunkStream {
+        raw: s.raw.clone(),
+        handle: Some(h),
+        size,
+        chunk: s.read_len,
+        next: 0,
+        pos: 0,
+        inflight: FuturesOrdered::new(),
+    })
+}
+
+impl ChunkStream {
+    fn top_up(&mut self) {
+        let Some(h) = &self.handle else { return };
+        while self.inflight.len() < READ_DEPTH && self.next < self.size {
+            let (raw, h, off) = (self.raw.clone(), h.clone(), self.next);
+            let len = self.chunk;
+            self.inflight.push_back(Box::pin(async move {
+                let r = raw.read(h, off, len).await.map(|d| d.data);
+                (off, len, r)
+            }));
+            self.next += u64::from(len);
+        }
+    }
+
+    async fn finish(&mut self) {
+        self.inflight = FuturesOrdered::new();
+        if let Some(h) = self.handle.take() {
+            let _ = self.raw.close(h).await;
+        }
+    }
+
+    /// The next piece of the file, in order; `None` at the end.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, SftpError>> {
+        self.handle.as_ref()?;
+        self.top_up();
+        let Some((off, len, res)) = self.inflight.next().await else {
+            self.finish().await;
+            return None;
+        };
+        match res {
+            Ok(data) if data.is_empty() => {
+                self.finish().await;
+                None
+            }
+            Ok(data) => {
+                debug_assert_eq!(off, self.pos);
+                let n = data.len() as u64;
+                self.pos = off + n;
+                if n < u64::from(len) && self.pos < self.size {
+                    // A short read: everything requested after it starts at the wrong
+                    // offset. Drop those and go on from where this one ended.
+                    self.inflight = FuturesOrdered::new();
+                    self.next = self.pos;
+                }
+                Some(Ok(data))
+            }
+            Err(e) if super::is_status(&e, StatusCode::Eof) => {
+                self.finish().await;
+                None
+            }
+            Err(e) => {
+                self.finish().await;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// A `ChunkStream` dropped half-way keeps its handle open until the session ends; that only
+// happens when a transfer failed, and the session ends with the sync.
+
+type NextFut =
+    Pin<Box<dyn Future<Output = (ChunkStream, Option<Result<Vec<u8>, SftpError>>)> + Send>>;
+
+/// `AsyncRead` over a `ChunkStream`, for the engine's copy loop.
+pub(crate) struct ChunkReader {
+    stream: Option<ChunkStream>,
+    pending: Option<NextFut>,
+    buf: Vec<u8>,
+    at: usize,
+    host: String,
+    path: String,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(stream: ChunkStream, host: String, path: String) -> Self {
+        ChunkReader {
+            stream: Some(stream),
+            pending: None,
+            buf: Vec::new(),
+            at: 0,
+            host,
+            path,
+        }
+    }
+}
+
+impl AsyncRead for ChunkReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.at < self.buf.len() {
+                let n = out.remaining().min(self.buf.len() - self.at);
+                let at = self.at;
+                out.put_slice(&self.buf[at..at + n]);
+                self.at += n;
+                return Poll::Ready(Ok(()));
+            }
+            if self.pending.is_none() {
+                let Some(mut s) = self.stream.take() else {
+                    return Poll::Ready(Ok(()));
+                };
+                self.pending = Some(Box::pin(async move {
+                    let r = s.next_chunk().await;
+                    (s, r)
+                }));
+            }
+            let Some(fut) = self.pending.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let (s, r) = match fut.poll_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(x) => x,
+            };
+            self.pending = None;
+            match r {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(data)) => {
+                    self.stream = Some(s);
+                    self.buf = data;
+                    self.at = 0;
+                }
+                Some(Err(e)) => {
+                    let e = to_io(e);
+                    return Poll::Ready(Err(io::Error::new(
+                        e.kind(),
+                        format!("reading {}:{}: {e}", self.host, self.path),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Creates a new remote file (never replacing one) for writing; returns its handle.
+pub(crate) async fn create(s: &Sftp, path: &str) -> Result<String, SftpError> {
+    let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
+    Ok(s.raw
+        .open(path, flags, FileAttributes::empty())
+        .await?
+        .handle)
+}
+
+/// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
+/// mtime and closes it. Checks the content against `expect`. Returns the bytes written.
+pub(crate) async fn upload(
+    s: &Sftp,
+    path: &str,
+    handle: String,
+    mut data: Reader,
+    mtime: Option<MTime>,
+    expect: Option<ContentHash>,
+) -> Result<u64, StoreError> {
+    let closed_ok = std::sync::atomic::AtomicBool::new(false);
+    let res = async {
+        let mut hasher = blake3::Hasher::new();
+        let mut inflight = FuturesUnordered::new();
+        let mut off = 0u64;
+        let chunk = s.write_len as usize;
+        loop {
+            let mut buf = vec![0u8; chunk];
+            let mut n = 0;
+            while n < chunk {
+                let got = data
+                    .read(&mut buf[n..])
+                    .await
+                    .map_err(|e| StoreError::io(format!("reading the source of {path}"), e))?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            let (raw, h, at) = (s.raw.clone(), handle.clone(), off);
+            inflight.push(async move { raw.write(h, at, buf).await });
+            off += n as u64;
+            if inflight.len() >= WRITE_DEPTH
+                && let Some(r) = inflight.next().await
+            {
+                r.map_err(|e| write_err(s, path, e))?;
+            }
+            if n < chunk {
+                break;
+            }
+        }
+        let got = ContentHash(*hasher.finalize().as_bytes());
+        if expect.is_some_and(|h| h != got) {
+            return Err(StoreError::SourceChanged {
+                path: path.to_string(),
+            });
+        }
+        // The server handles requests in order, so the last writes, the fsync, the new mtime
+        // and the close go out together: one round trip for the tail of the file.
+        let drain = async {
+            while let Some(r) = inflight.next().await {
+                r.map_err(|e| write_err(s, path, e))?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        let fsync = async {
+            if !s.fsync {
+                return Ok(());
+            }
+            let mut d = Vec::new();
+            super::put_str(&mut d, &handle);
+            let r = s.raw.extended(super::FSYNC_EXT, d).await;
+            r.and_then(super::status_ok)
+                .map_err(|e| s.err("cannot fsync", path, e))
+        };
+        let times = async {
+            let Some(t) = mtime else { return Ok(()) };
+            let attrs = FileAttributes {
+                atime: Some(sftp_time(t)),
+                mtime: Some(sftp_time(t)),
+                ..FileAttributes::empty()
+            };
+            s.raw
+                .fsetstat(handle.as_str(), attrs)
+                .await
+                .map(|_| ())
+                .map_err(|e| s.err("cannot set the time of", path, e))
+        };
+        let close = async {
+            s.raw
+                .close(handle.as_str())
+                .await
+                .map(|_| ())
+                .map_err(|e| s.err("cannot finish writing", path, e))
+        };
+        let (d, f, t, c) = futures::join!(drain, fsync, times, close);
+        closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+        d?;
+        f?;
+        t?;
+        c?;
+        Ok(off)
+    }
+    .await;
+    if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = s.raw.close(handle.as_str()).await;
+    }
+    res
+}
+
+fn write_err(s: &Sftp, path: &str, e: SftpError) -> StoreError {
+    let generic = matches!(&e, SftpError::Status(st) if st.status_code == StatusCode::Failure);
+    let mut err = s.err("cannot write", path, e);
+    if generic && let StoreError::Io { what, .. } = &mut err {
+        // OpenSSH reports ENOSPC and EDQUOT as a bare "failure".
+        what.push_str(" (is the remote disk full?)");
+    }
+    err
+}
+
+/// BLAKE3 of a remote file, read pipelined. Returns the digest and the bytes read.
+pub(crate) async fn hash_remote(s: &Sftp, path: &str) -> Result<(ContentHash, u64), SftpError> {
+    let mut r = open_read(s, path).await?;
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    while let Some(c) = r.next_chunk().await {
+        let c = c?;
+        n += c.len() as u64;
+        h.update(&c);
+    }
+    Ok((ContentHash(*h.finalize().as_bytes()), n))
+}
