@@ -122,11 +122,8 @@ fn corrupt_index_exits_with_a_clear_error_and_no_ready() {
     assert!(n.wait_for("READY=1", Duration::from_millis(300)).is_none());
 }
 
-/// With `[server]`, READY must wait until the SFTP port accepts connections.
-///
-/// NOTE: until the server branch is merged, `server::bind` is a stub that refuses; the test
-/// then checks only that the daemon fails cleanly without READY and says why. After the merge
-/// it checks the real ordering with no change needed.
+/// With `[server]`, READY must wait until the SFTP port accepts connections, and SIGTERM
+/// stops the server with the rest.
 #[test]
 fn ready_comes_after_the_server_port_accepts() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -135,8 +132,10 @@ fn ready_comes_after_the_server_port_accepts() {
         .unwrap()
         .port();
     let env = Env::new("");
+    let client_key = env.path().join("client_key");
+    common::server::keygen(&client_key);
     let keys = env.path().join("authorized_keys");
-    std::fs::write(&keys, "").unwrap();
+    std::fs::copy(client_key.with_extension("pub"), &keys).unwrap();
     std::fs::write(
         &env.config,
         format!(
@@ -163,19 +162,15 @@ fn ready_comes_after_the_server_port_accepts() {
             break;
         }
     }
-    if !ready {
-        let log = d.log();
-        assert!(
-            log.contains("not built yet"),
-            "no READY and not the stub's refusal:\n{log}"
-        );
-        assert!(!d.try_exit().is_some_and(|s| s.success()));
-        eprintln!("NOTE: SFTP server stub in place; READY-after-bind is checked once it is merged");
-        return;
-    }
+    assert!(ready, "no READY with [server]; log:\n{}", d.log());
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "READY before the port accepts connections"
     );
-    assert!(d.stop().success());
+    let log = d.log();
+    assert!(d.stop().success(), "{log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the server still listens after the daemon stopped"
+    );
 }
