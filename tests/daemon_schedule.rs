@@ -58,13 +58,16 @@ fn pulls_on_a_schedule_backs_off_and_resumes() {
     );
     eprintln!("edits arrived after {:?}", t1.elapsed());
 
-    // The daemon answers `filesync status`.
-    let out = env.run(&["status", "--root", a.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    // The daemon answers `filesync status` (the sync's own writes settle within a debounce).
+    let mut text = String::new();
+    let settled = wait_until(Duration::from_secs(5), || {
+        let out = env.run(&["status", "--root", a.to_str().unwrap()]);
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && text.contains("pending changes: 0")
+    });
+    assert!(settled, "{text}");
     assert!(text.contains("daemon pid"), "{text}");
     assert!(text.contains("b every 1s: online, last sync"), "{text}");
-    assert!(text.contains("pending changes: 0"), "{text}");
 
     // The peer goes away: one warning, a few backed-off attempts, no flood.
     let away = env.path().join("b-away");
