@@ -24,6 +24,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs until SIGTERM/SIGINT. `config_file` is what `--config` named, re-read on SIGHUP.
 pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<()> {
+    // First, so a signal sent right after READY (or during start-up) is ours, not fatal.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let store = LocalStore::open(root, cfg.lock_stale_secs)?;
     let root = store.root().to_path_buf();
     // A corrupt index stops the daemon with the store's explanation (how to rebuild it).
@@ -123,9 +127,6 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     let mut last_status = status_line(&snapshot());
     notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
 
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let tick_every = watchdog
         .every
         .map(|d| (d / 4).max(Duration::from_millis(50)))

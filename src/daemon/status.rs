@@ -73,8 +73,8 @@ impl Report {
             for p in &self.peers {
                 let last = match p.last_sync {
                     Some(t) => format!(
-                        "last sync {} UTC ({} ago)",
-                        crate::plan::stamp(t),
+                        "last sync {} ({} ago)",
+                        crate::commands::readable_time(t),
                         super::ago(now, t)
                     ),
                     None => "not synced yet".into(),
