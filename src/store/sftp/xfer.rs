@@ -81,38 +81,36 @@ impl ChunkStream {
 
     /// The next piece of the file, in order; `None` at the end.
     pub(crate) async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, SftpError>> {
-        loop {
-            self.handle.as_ref()?;
-            self.top_up();
-            let Some((off, len, res)) = self.inflight.next().await else {
+        self.handle.as_ref()?;
+        self.top_up();
+        let Some((off, len, res)) = self.inflight.next().await else {
+            self.finish().await;
+            return None;
+        };
+        match res {
+            Ok(data) if data.is_empty() => {
                 self.finish().await;
-                return None;
-            };
-            match res {
-                Ok(data) if data.is_empty() => {
-                    self.finish().await;
-                    return None;
+                None
+            }
+            Ok(data) => {
+                debug_assert_eq!(off, self.pos);
+                let n = data.len() as u64;
+                self.pos = off + n;
+                if n < u64::from(len) && self.pos < self.size {
+                    // A short read: everything requested after it starts at the wrong
+                    // offset. Drop those and go on from where this one ended.
+                    self.inflight = FuturesOrdered::new();
+                    self.next = self.pos;
                 }
-                Ok(data) => {
-                    debug_assert_eq!(off, self.pos);
-                    let n = data.len() as u64;
-                    self.pos = off + n;
-                    if n < u64::from(len) && self.pos < self.size {
-                        // A short read: everything requested after it starts at the wrong
-                        // offset. Drop those and go on from where this one ended.
-                        self.inflight = FuturesOrdered::new();
-                        self.next = self.pos;
-                    }
-                    return Some(Ok(data));
-                }
-                Err(e) if super::is_status(&e, StatusCode::Eof) => {
-                    self.finish().await;
-                    return None;
-                }
-                Err(e) => {
-                    self.finish().await;
-                    return Some(Err(e));
-                }
+                Some(Ok(data))
+            }
+            Err(e) if super::is_status(&e, StatusCode::Eof) => {
+                self.finish().await;
+                None
+            }
+            Err(e) => {
+                self.finish().await;
+                Some(Err(e))
             }
         }
     }
