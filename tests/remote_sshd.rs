@@ -408,3 +408,21 @@ fn remote_disk_full_fails_cleanly_then_completes() {
     t.sync();
     t.assert_same();
 }
+
+#[test]
+fn remote_syncignore_is_honoured() {
+    let Some(t) = Pair::new() else { return };
+    write(t.r(), ".syncignore", b"*.log\nbuild/\n");
+    write(t.r(), "keep.txt", b"keep");
+    write(t.r(), "noise.log", b"ignored");
+    write(t.r(), "sub/deeper.log", b"ignored too");
+    write(t.r(), "build/out.bin", b"ignored folder");
+    t.sync();
+    let l = tree(t.l());
+    assert!(l.contains_key("keep.txt") && l.contains_key(".syncignore"), "{:?}", l.keys());
+    assert!(!l.contains_key("noise.log") && !l.contains_key("sub/deeper.log"));
+    assert!(!l.contains_key("build/out.bin"));
+    // Ignored remote files are left alone, never deleted.
+    t.sync();
+    assert!(t.r().join("noise.log").exists() && t.r().join("build/out.bin").exists());
+}
