@@ -419,7 +419,11 @@ fn remote_syncignore_is_honoured() {
     write(t.r(), "build/out.bin", b"ignored folder");
     t.sync();
     let l = tree(t.l());
-    assert!(l.contains_key("keep.txt") && l.contains_key(".syncignore"), "{:?}", l.keys());
+    assert!(
+        l.contains_key("keep.txt") && l.contains_key(".syncignore"),
+        "{:?}",
+        l.keys()
+    );
     assert!(!l.contains_key("noise.log") && !l.contains_key("sub/deeper.log"));
     assert!(!l.contains_key("build/out.bin"));
     // Ignored remote files are left alone, never deleted.

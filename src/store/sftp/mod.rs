@@ -198,6 +198,16 @@ impl Sftp {
 
     /// Creates `p` and its missing parents.
     async fn mkdir_p(&self, p: &RelPath) -> Result<(), StoreError> {
+        // Usually the parent exists (the engine makes folders top-down): one round trip.
+        if !p.is_root()
+            && self
+                .raw
+                .mkdir(self.path(p).as_str(), FileAttributes::empty())
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
         let mut missing = Vec::new();
         let mut cur = Some(p.clone());
         while let Some(d) = cur.filter(|d| !d.is_root()) {
