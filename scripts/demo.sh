@@ -1,15 +1,42 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: a "laptop" folder and a "pi" folder, edits on both
-# sides (one of them a conflict), one sync, and what happened.
+# The main job on an embedded default: a "pi" hub served by `filesync serve` on a loopback
+# port, a "phone" that edits it with OpenSSH's sftp client, and a "laptop" folder that syncs
+# with the hub over SFTP — edits on both sides, one conflict, nothing lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for tool in ssh-keygen sftp; do
+    if ! command -v "$tool" >/dev/null; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq openssh-client >/dev/null
+        else
+            echo "the demo needs OpenSSH's $tool: install openssh-client" >&2
+            exit 1
+        fi
+    fi
+done
 cargo build --quiet
 BIN="$PWD/target/debug/filesync"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=""
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export HOME="$work/home" RUST_LOG=warn
-mkdir -p "$HOME" "$work/laptop" "$work/pi"
+mkdir -p "$HOME/.ssh" "$work/laptop" "$work/pi"
 laptop="$work/laptop" pi="$work/pi"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+cat >"$work/pi.toml" <<TOML
+root = "$pi"
+name = "pi"
+[server]
+listen = "127.0.0.1:$port"
+host_key = "$work/pi-host-key"
+authorized_keys = "$HOME/.ssh/id_ed25519.pub"
+TOML
+hub="sftp://demo@127.0.0.1:$port/"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() {
@@ -19,34 +46,42 @@ show() {
             while read -r f; do printf '   %-58s %s\n' "$f" "$(head -c 40 "$f" | tr '\n' ' ')"; done)
     done
 }
+phone() { # an SFTP app on a phone, talking to the hub
+    sftp -q -b - -P "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o LogLevel=ERROR -i "$HOME/.ssh/id_ed25519" demo@127.0.0.1 >/dev/null
+}
 
-say "Two replicas: a laptop and the pi"
-mkdir -p "$laptop/docs" "$pi/music"
+say "The hub: filesync serve on 127.0.0.1:$port, serving $pi"
+"$BIN" --config "$work/pi.toml" serve &
+server_pid=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+say "A laptop and a phone put files on their side"
+mkdir -p "$laptop/docs"
 echo "shopping: milk" >"$laptop/docs/notes.md"
 echo "draft 1" >"$laptop/docs/report.txt"
-echo "la la la" >"$pi/music/song.txt"
+echo "la la la" >"$work/song" && printf "mkdir music\nput %s music/song.txt\n" "$work/song" | phone
 show
 
-say "First sync: each side gets the other's files"
-"$BIN" sync "$laptop" "$pi"
+say "First sync, laptop <-> hub over SFTP (the hub's host key is new: --accept-new)"
+"$BIN" sync --accept-new "$hub" "$laptop"
 show
 
-say "Edits on both sides: the same note changed on both, a delete, a rename, a new folder"
+say "Edits: the same note on laptop and phone, a delete on the laptop, a rename on the phone"
 echo "shopping: milk, eggs (laptop)" >"$laptop/docs/notes.md"
-echo "shopping: milk, bread (phone via pi)" >"$pi/docs/notes.md"
+echo "shopping: milk, bread (phone)" >"$work/note" && printf 'put %s docs/notes.md\n' "$work/note" | phone
 rm "$laptop/docs/report.txt"
-mv "$pi/music/song.txt" "$pi/music/chorus.txt"
-mkdir -p "$pi/photos" && echo "jpeg bytes" >"$pi/photos/cat.jpg"
+printf 'mkdir photos\nrename music/song.txt music/chorus.txt\n' | phone
 
 say "Sync again"
-"$BIN" sync "$laptop" "$pi"
+"$BIN" sync "$hub" "$laptop"
 show
 
-say "Nothing lost: replaced and deleted files are in .sync-trash/"
-(cd "$work" && find laptop/.sync-trash pi/.sync-trash -type f 2>/dev/null | sort | sed 's/^/   /')
+say "Nothing lost: what was replaced or deleted is in .sync-trash/ on each side"
+(cd "$work" && find laptop/.sync-trash pi/.sync-trash -type f 2>/dev/null || true) | sort | sed "s/^/   /"
 
 say "A third sync has nothing to do"
-"$BIN" sync "$laptop" "$pi"
+"$BIN" sync "$hub" "$laptop"
 
 say "Status of the laptop replica"
 "$BIN" status --root "$laptop"

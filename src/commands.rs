@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Daemon { root } => {
             let root = root_of(root, &cfg)?;
-            runtime()?.block_on(daemon(&cfg, &root))
+            runtime()?.block_on(daemon(&cfg, &root, cli.config.as_deref()))
         }
     }
 }
@@ -107,6 +107,11 @@ fn index(root: &Path, cfg: &Config) -> Result<i32> {
 
 fn status(root: &Path, cfg: &Config) -> Result<i32> {
     let store = open_local(root, cfg)?;
+    // A running daemon knows more (and more cheaply) than a scan.
+    if let Some(report) = crate::daemon::status::query(store.root()) {
+        print!("{}", report.render());
+        return Ok(0);
+    }
     let idx = store.load_index_blocking()?;
     let Some(idx) = idx else {
         println!(
@@ -155,7 +160,8 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
     Ok(0)
 }
 
-async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<AnyStore> {
+/// Opens a sync target (a local folder or an SFTP replica); the daemon's schedule uses it too.
+pub async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<AnyStore> {
     match t {
         Target::Local(p) => Ok(AnyStore::Local(open_local(p, cfg)?)),
         Target::Remote(r) => crate::store::open_remote(r, cfg, accept_new)
@@ -254,6 +260,7 @@ fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool
                 Op::Record => continue,
                 Op::MoveAside { to } => format!("keep as {to}"),
                 Op::Fetch { source, .. } => format!("copy ({})", human_bytes(source.size)),
+                Op::Move { from, .. } => format!("move {from} to"),
                 Op::MkDir { .. } => "create folder".into(),
                 Op::Trash { .. } => "delete (to trash)".into(),
                 Op::RmDir => "remove folder".into(),
@@ -276,8 +283,8 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
     Ok(0)
 }
 
-async fn daemon(cfg: &Config, root: &Path) -> Result<i32> {
-    crate::daemon::run(cfg, root).await?;
+async fn daemon(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<i32> {
+    crate::daemon::run(cfg, root, config_file).await?;
     Ok(0)
 }
 

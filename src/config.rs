@@ -24,6 +24,26 @@ pub struct Config {
     pub concurrency: usize,
     pub peers: BTreeMap<String, PeerConfig>,
     pub server: Option<ServerConfig>,
+    /// How `filesync daemon` watches the folder.
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Full rescan as a safety net for changes the file events missed, e.g. `"1h"`.
+    pub rescan_every: String,
+    /// Quiet time after file events before the index is updated, in milliseconds.
+    pub debounce_ms: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            rescan_every: "1h".into(),
+            debounce_ms: 300,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +56,7 @@ impl Default for Config {
             concurrency: 8,
             peers: BTreeMap::new(),
             server: None,
+            daemon: DaemonConfig::default(),
         }
     }
 }
@@ -154,6 +175,12 @@ impl Config {
                 })?;
             }
         }
+        humantime::parse_duration(&cfg.daemon.rescan_every).map_err(|e| {
+            ConfigError(format!(
+                "config key `daemon.rescan_every`: {:?} is not a duration ({e}); use e.g. \"1h\"",
+                cfg.daemon.rescan_every
+            ))
+        })?;
         Ok(cfg)
     }
 

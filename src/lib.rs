@@ -16,3 +16,4 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod target;
+pub mod watch;

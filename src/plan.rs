@@ -38,6 +38,14 @@ pub enum Op {
         source: Entry,
         replace: Option<Entry>,
     },
+    /// A rename seen as delete + create: moves this side's file at `from` (which the plan
+    /// deletes, and which holds exactly the wanted content) to `path` instead of copying it.
+    /// `from_result` is the index entry `from` is left with.
+    Move {
+        from: RelPath,
+        expect: Entry,
+        from_result: Entry,
+    },
     /// Moves the file here to the trash.
     Trash { expect: Entry },
     /// Removes the folder here; one with leftovers (ignored files) goes to the trash whole.
@@ -47,24 +55,29 @@ pub enum Op {
 }
 
 impl Op {
-    /// Execution phase: renames, then folders (parents first), transfers, deletions
-    /// (children first), and index-only updates last.
+    /// Execution phase: conflict renames, folders (parents first), moves (before a transfer
+    /// can replace a folder holding a move's source), transfers, deletions (children first),
+    /// and index-only updates last.
     pub fn phase(&self) -> u8 {
         match self {
             Op::MoveAside { .. } => 0,
             Op::MkDir { .. } => 1,
-            Op::Fetch { .. } => 2,
-            Op::Trash { .. } => 3,
-            Op::RmDir => 4,
-            Op::Record => 5,
+            Op::Move { .. } => 2,
+            Op::Fetch { .. } => 3,
+            Op::Trash { .. } => 4,
+            Op::RmDir => 5,
+            Op::Record => 6,
         }
     }
+
+    pub const PHASES: usize = 7;
 
     pub fn name(&self) -> &'static str {
         match self {
             Op::MoveAside { .. } => "move-aside",
             Op::MkDir { .. } => "mkdir",
             Op::Fetch { .. } => "fetch",
+            Op::Move { .. } => "move",
             Op::Trash { .. } => "trash",
             Op::RmDir => "rmdir",
             Op::Record => "record",
@@ -106,7 +119,7 @@ impl Plan {
         self.steps.is_empty()
     }
 
-    /// Files and bytes to move in each direction: `(to_left, to_right)` as (count, bytes).
+    /// Files and bytes to copy in each direction: `(to_left, to_right)` as (count, bytes).
     pub fn transfer_totals(&self) -> ((u64, u64), (u64, u64)) {
         let (mut l, mut r) = ((0, 0), (0, 0));
         for s in &self.steps {
@@ -322,10 +335,11 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         let b = get(Side::Right, p);
         emit(&mut out, p, t, a, b);
     }
+    detect_moves(&mut out.steps);
     out.steps.sort_by(|x, y| {
         let (px, py) = (x.op.phase(), y.op.phase());
         px.cmp(&py).then_with(|| {
-            if px == 4 {
+            if px == 5 {
                 // Deepest folders first.
                 y.path.cmp(&x.path)
             } else {
@@ -334,6 +348,54 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         })
     });
     out
+}
+
+/// Turns a delete + fetch of the same content on one side into a local move (a rename on the
+/// other side), so renamed files are not sent again.
+fn detect_moves(steps: &mut Vec<Step>) {
+    let mut deleted: BTreeMap<(Side, [u8; 32]), Vec<usize>> = BTreeMap::new();
+    for (i, s) in steps.iter().enumerate() {
+        if let Op::Trash { expect } = &s.op
+            && let Some(h) = expect.hash
+        {
+            deleted.entry((s.side, h.0)).or_default().push(i);
+        }
+    }
+    if deleted.is_empty() {
+        return;
+    }
+    let mut consumed = BTreeSet::new();
+    for i in 0..steps.len() {
+        let Op::Fetch {
+            source,
+            replace: None,
+            ..
+        } = &steps[i].op
+        else {
+            continue;
+        };
+        let Some(h) = source.hash else { continue };
+        let Some(j) = deleted.get_mut(&(steps[i].side, h.0)).and_then(Vec::pop) else {
+            continue;
+        };
+        let Op::Trash { expect } = &steps[j].op else {
+            continue;
+        };
+        if expect.size != source.size {
+            continue;
+        }
+        steps[i].op = Op::Move {
+            from: steps[j].path.clone(),
+            expect: expect.clone(),
+            from_result: steps[j].result.clone(),
+        };
+        consumed.insert(j);
+    }
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !consumed.contains(&(k - 1))
+    });
 }
 
 /// The dominating side's state, applied to both.
@@ -589,6 +651,12 @@ pub fn simulate(plan: &Plan, left: &mut Index, right: &mut Index) {
             Op::MoveAside { to } => {
                 idx.entries.remove(&s.path);
                 idx.entries.insert(to.clone(), s.result.clone());
+            }
+            Op::Move {
+                from, from_result, ..
+            } => {
+                idx.entries.insert(from.clone(), from_result.clone());
+                idx.entries.insert(s.path.clone(), s.result.clone());
             }
             _ => {
                 idx.entries.insert(s.path.clone(), s.result.clone());

@@ -52,6 +52,8 @@ pub struct SyncReport {
     pub deleted: u64,
     /// Replaced files kept in the trash.
     pub trashed: u64,
+    /// Renames applied as moves instead of copies.
+    pub moved: u64,
     pub conflicts: Vec<Conflict>,
     /// Steps that failed; their paths are retried by the next sync.
     pub errors: Vec<String>,
@@ -64,11 +66,12 @@ pub struct SyncReport {
 impl SyncReport {
     pub fn summary(&self) -> String {
         format!(
-            "sent {} files ({}), received {} files ({}), deleted {}, conflicts {}, trashed {}{}",
+            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, trashed {}{}",
             self.sent.0,
             human_bytes(self.sent.1),
             self.received.0,
             human_bytes(self.received.1),
+            self.moved,
             self.deleted,
             self.conflicts.len(),
             self.trashed,
@@ -139,6 +142,8 @@ async fn sync_locked<L: Store, R: Store>(
             li.replica
         )));
     }
+    // What each index held on disk, to skip rewriting an index that did not change.
+    let (loaded_l, loaded_r) = (li.entries_digest(), ri.entries_digest());
     li.name.get_or_insert_with(|| opts.left_name.clone());
     ri.name.get_or_insert_with(|| opts.right_name.clone());
     let (sl, sr) = tokio::join!(left.refresh_index(&mut li), right.refresh_index(&mut ri));
@@ -171,7 +176,7 @@ async fn sync_locked<L: Store, R: Store>(
     });
 
     let mut failed: HashSet<RelPath> = HashSet::new();
-    let mut by_phase: Vec<Vec<&Step>> = vec![Vec::new(); 6];
+    let mut by_phase: Vec<Vec<&Step>> = vec![Vec::new(); Op::PHASES];
     for s in &plan.steps {
         by_phase[usize::from(s.op.phase())].push(s);
     }
@@ -188,7 +193,7 @@ async fn sync_locked<L: Store, R: Store>(
             }
             return Err(e);
         }
-        let parallel = matches!(phase, 2 | 3);
+        let parallel = matches!(phase, 2..=4);
         let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
             futures::stream::iter(steps.iter().map(|s| {
                 let bar = bar.as_ref();
@@ -235,6 +240,13 @@ async fn sync_locked<L: Store, R: Store>(
                         Op::MoveAside { to } => {
                             idx.entries.remove(&s.path);
                             idx.entries.insert(to.clone(), result);
+                        }
+                        Op::Move {
+                            from, from_result, ..
+                        } => {
+                            report.moved += 1;
+                            idx.entries.insert(from.clone(), from_result.clone());
+                            idx.entries.insert(s.path.clone(), result);
                         }
                         op => {
                             match op {
@@ -291,29 +303,33 @@ async fn sync_locked<L: Store, R: Store>(
     report.plan = plan;
 
     let now = now_secs();
-    let moved = report.sent.0 + report.received.0;
+    let moved = report.sent.0 + report.received.0 + report.moved;
     let conflicts = report.conflicts.len() as u64;
-    li.peers.insert(
+    let save_l = note_peer(
+        &mut li,
+        loaded_l,
         ri.replica,
-        PeerRecord {
-            name: opts.right_name.clone(),
-            last_sync: now,
-            transferred: moved,
-            conflicts,
-        },
+        &opts.right_name,
+        now,
+        moved,
+        conflicts,
     );
-    ri.peers.insert(
+    let save_r = note_peer(
+        &mut ri,
+        loaded_r,
         li.replica,
-        PeerRecord {
-            name: opts.left_name.clone(),
-            last_sync: now,
-            transferred: moved,
-            conflicts,
-        },
+        &opts.left_name,
+        now,
+        moved,
+        conflicts,
     );
     // Left first: any counter the planner bumped belongs to the left replica (see `plan`).
-    left.save_index(&li).await?;
-    right.save_index(&ri).await?;
+    if save_l {
+        left.save_index(&li).await?;
+    }
+    if save_r {
+        right.save_index(&ri).await?;
+    }
     for (s, name) in [
         (left.cleanup(opts.trash_days).await, left.describe()),
         (right.cleanup(opts.trash_days).await, right.describe()),
@@ -323,6 +339,36 @@ async fn sync_locked<L: Store, R: Store>(
         }
     }
     Ok(report)
+}
+
+/// Records a sync with `peer`; true when the index must be written: its entries changed, or
+/// its record of this peer is missing or over an hour old. A no-op sync writes nothing.
+fn note_peer(
+    idx: &mut Index,
+    loaded: crate::index::ContentHash,
+    peer: ReplicaId,
+    name: &str,
+    now: i64,
+    transferred: u64,
+    conflicts: u64,
+) -> bool {
+    let changed = idx.entries_digest() != loaded;
+    let stale = idx
+        .peers
+        .get(&peer)
+        .is_none_or(|p| p.name != name || now - p.last_sync > 3600);
+    if changed || stale {
+        idx.peers.insert(
+            peer,
+            PeerRecord {
+                name: name.to_string(),
+                last_sync: now,
+                transferred,
+                conflicts,
+            },
+        );
+    }
+    changed || stale
 }
 
 /// Equal times, where a store with 1-second resolution (SFTP v3 reports no nanoseconds) agrees
@@ -405,6 +451,18 @@ async fn apply<H: Store, T: Store>(
                 None => reader,
             };
             let o = here.write(p, reader, source.mtime, source.hash).await?;
+            let mut e = s.result.clone();
+            e.mtime = o.mtime;
+            e.size = o.size;
+            Ok(e)
+        }
+        Op::Move { from, expect, .. } => {
+            check(here, p, None).await?;
+            check(here, from, Some(expect)).await?;
+            here.rename(from, p).await?;
+            let o = here.stat(p).await?.ok_or_else(|| {
+                StoreError::Other(format!("{p} vanished right after moving it into place"))
+            })?;
             let mut e = s.result.clone();
             e.mtime = o.mtime;
             e.size = o.size;

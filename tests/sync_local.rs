@@ -205,3 +205,19 @@ fn rescanning_an_unchanged_tree_reads_no_content() {
         "{third}"
     );
 }
+
+#[test]
+fn a_renamed_file_is_moved_not_sent_again() {
+    let s = Scenario::new();
+    s.a.write("photos/2024/img.jpg", vec![9u8; 2 << 20]);
+    s.sync_and_settle();
+    s.a.mkdir("archive")
+        .rename("photos/2024/img.jpg", "archive/img-renamed.jpg");
+    let out = s.sync_and_settle();
+    assert!(
+        out.contains("sent 0 files (0 B)") && out.contains("moved 1"),
+        "{out}"
+    );
+    assert_eq!(s.b.read("archive/img-renamed.jpg"), vec![9u8; 2 << 20]);
+    assert!(!s.b.exists("photos/2024/img.jpg"));
+}

@@ -165,6 +165,23 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
                     .insert(s.path.clone(), Node::File { content, mtime });
                 result.mtime = MTime::new(mtime, 0);
             }
+            Op::Move {
+                from, from_result, ..
+            } => {
+                let n = here.disk.remove(from).expect("move source exists");
+                let Node::File { content, mtime } = n else {
+                    panic!("move of a folder: {s:?}");
+                };
+                assert_eq!(
+                    Some(hash_of(content)),
+                    s.result.hash,
+                    "move of other content"
+                );
+                here.make_parents(&s.path);
+                here.disk.insert(s.path.clone(), n);
+                here.index.entries.insert(from.clone(), from_result.clone());
+                result.mtime = MTime::new(mtime, 0);
+            }
             Op::Trash { .. } | Op::RmDir => here.remove_subtree(&s.path.clone(), true),
             Op::Record => {}
         }
@@ -179,6 +196,7 @@ enum Edit {
     WriteSame(usize),
     Delete(usize),
     Mkdir(usize),
+    Rename(usize, usize),
 }
 
 const PATHS: [&str; 7] = ["a", "b", "a/x", "a/y", "b/x", "a/x/q", "c.txt"];
@@ -189,7 +207,8 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
         3 => i.clone().prop_map(Edit::Write),
         1 => i.clone().prop_map(Edit::WriteSame),
         2 => i.clone().prop_map(Edit::Delete),
-        1 => i.prop_map(Edit::Mkdir),
+        1 => i.clone().prop_map(Edit::Mkdir),
+        2 => (i.clone(), i).prop_map(|(a, b)| Edit::Rename(a, b)),
     ]
 }
 
@@ -205,6 +224,17 @@ fn apply_edit(e: &Edit, me: &mut Replica, other: &Replica, next: &mut u32) {
             }
         }
         Edit::Delete(i) => me.remove_subtree(&p(PATHS[*i]), false),
+        Edit::Rename(i, j) => {
+            let (from, to) = (p(PATHS[*i]), p(PATHS[*j]));
+            if to.starts_with(&from) || from.starts_with(&to) || me.disk.contains_key(&to) {
+                return;
+            }
+            if let Some(n @ Node::File { .. }) = me.disk.get(&from).copied() {
+                me.disk.remove(&from);
+                me.make_parents(&to);
+                me.disk.insert(to, n);
+            }
+        }
         Edit::Mkdir(i) => {
             let at = p(PATHS[*i]);
             if !me.disk.contains_key(&at) {
@@ -429,6 +459,27 @@ fn folder_with_new_content_survives_its_deletion() {
     sync_and_check(&mut l, &mut r).unwrap();
     assert_eq!(content(&l.disk[&p("d/new")]), Some(2));
     assert!(!l.disk.contains_key(&p("d/old")));
+}
+
+#[test]
+fn a_rename_is_a_move_not_a_copy() {
+    let (mut l, mut r) = synced_pair();
+    let n = l.disk.remove(&p("a")).unwrap();
+    l.make_parents(&p("moved/a2"));
+    l.disk.insert(p("moved/a2"), n);
+    l.scan();
+    r.scan();
+    let pl = plan(&l.index, &r.index);
+    assert!(
+        pl.steps.iter().any(|s| matches!(s.op, Op::Move { .. })),
+        "{pl:#?}"
+    );
+    assert!(
+        !pl.steps.iter().any(|s| matches!(s.op, Op::Fetch { .. })),
+        "{pl:#?}"
+    );
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&r.disk[&p("moved/a2")]), Some(1));
 }
 
 #[test]

@@ -176,7 +176,8 @@ pub trait Store: Send + Sync {
 /// Either kind of store, so commands can pick one at run time without `dyn`.
 pub enum AnyStore {
     Local(LocalStore),
-    Sftp(SftpStore),
+    // Boxed: an SFTP session is much larger than a local path.
+    Sftp(Box<SftpStore>),
 }
 
 /// Opens a remote replica over SFTP.
@@ -185,7 +186,9 @@ pub async fn open_remote(
     cfg: &crate::config::Config,
     accept_new: bool,
 ) -> Result<AnyStore, StoreError> {
-    Ok(AnyStore::Sftp(sftp::open(r, cfg, accept_new).await?))
+    Ok(AnyStore::Sftp(Box::new(
+        sftp::open(r, cfg, accept_new).await?,
+    )))
 }
 
 macro_rules! delegate {

@@ -2,5 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod remote;
 pub mod scenario;
+pub mod server;

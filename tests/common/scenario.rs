@@ -187,9 +187,22 @@ impl Scenario {
     pub fn sync_and_settle(&self) -> String {
         let first = self.sync();
         assert_eq!(self.a.tree(), self.b.tree(), "trees differ after sync");
+        let stamp = |f: &Folder| {
+            std::fs::metadata(f.p(".sync"))
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        let before = (stamp(&self.a), stamp(&self.b));
         let second = self.sync();
+        assert_eq!(
+            before,
+            (stamp(&self.a), stamp(&self.b)),
+            "a no-op sync rewrote an index"
+        );
         assert!(
-            second.contains("sent 0 files (0 B), received 0 files (0 B), deleted 0, conflicts 0"),
+            second.contains(
+                "sent 0 files (0 B), received 0 files (0 B), moved 0, deleted 0, conflicts 0"
+            ),
             "second sync was not a no-op: {second}"
         );
         first

@@ -1,0 +1,661 @@
+//! The SFTP request loop of one channel: a reader task decodes packets into a bounded queue,
+//! READ/WRITE requests run concurrently (bounded per session), every other request waits for
+//! those in flight and runs alone, so clients see the effects in the order they asked.
+//! Replies are written as they complete, small ones coalesced into one SSH packet.
+
+use super::fs::{self, FsError, FsResult, Root};
+use super::wire::{self, Request};
+use crate::index::{Index, ReplicaId};
+use crate::relpath::RelPath;
+use crate::store::{LocalStore, StoreError};
+use bytes::{Bytes, BytesMut};
+use russh::ChannelMsg;
+use russh::server::Msg;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, mpsc};
+
+/// READ/WRITE requests of one session running at once (OpenSSH's client keeps 64 outstanding).
+const MAX_IN_FLIGHT: u32 = 64;
+/// Decoded requests waiting for a slot.
+const QUEUE: usize = 128;
+const MAX_HANDLES: usize = 1024;
+const READDIR_BATCH: usize = 128;
+/// Replies smaller than this are gathered into one channel write.
+const COALESCE: usize = 64 * 1024;
+pub const INDEX_REFRESH: &str = "index-refresh@filesync";
+
+/// What every session of the server shares.
+pub struct Shared {
+    pub root: Root,
+    pub read_only: bool,
+}
+
+enum Handle {
+    File { file: File, append: bool },
+    Dir(Mutex<DirState>),
+}
+
+struct DirState {
+    fd: rustix::fd::OwnedFd,
+    dir: rustix::fs::Dir,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    handles: Mutex<HashMap<u32, Arc<Handle>>>,
+    next_handle: AtomicU32,
+}
+
+/// Serves SFTP on `channel` until the client closes it.
+pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: String) {
+    let (mut rx, tx) = channel.split();
+    let (req_tx, mut req_rx) = mpsc::channel::<(u32, Request)>(QUEUE);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+
+    let reader_peer = peer.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(512 * 1024);
+        while let Some(msg) = rx.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => buf.extend_from_slice(&data),
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => continue,
+            }
+            while buf.len() >= 4 {
+                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                if len == 0 || len > wire::MAX_PACKET + 1024 {
+                    tracing::warn!(peer = %reader_peer, len, "SFTP packet too large or empty; closing the session");
+                    return;
+                }
+                if buf.len() < 4 + len as usize {
+                    break;
+                }
+                let _ = buf.split_to(4);
+                let body = buf.split_to(len as usize).freeze();
+                match wire::decode(body) {
+                    Ok(req) => {
+                        if req_tx.send(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %reader_peer, "{e}; closing the session");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let writer = tokio::spawn(async move {
+        let mut pending = BytesMut::new();
+        while let Some(first) = out_rx.recv().await {
+            let mut next = Some(first);
+            // Drain what is ready now so many small replies leave in one SSH packet.
+            while let Some(b) = next.take() {
+                if b.len() >= COALESCE {
+                    if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err()
+                    {
+                        return;
+                    }
+                    if tx.data_bytes(b).await.is_err() {
+                        return;
+                    }
+                } else {
+                    pending.extend_from_slice(&b);
+                }
+                if pending.len() >= COALESCE {
+                    break;
+                }
+                next = out_rx.try_recv().ok();
+            }
+            if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.eof().await;
+        let _ = tx.close().await;
+    });
+
+    let session = Arc::new(Session {
+        shared,
+        handles: Mutex::new(HashMap::new()),
+        next_handle: AtomicU32::new(1),
+    });
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+    while let Some((id, req)) = req_rx.recv().await {
+        let concurrent = match &req {
+            Request::Read { .. } => true,
+            // Appends land at the end in arrival order only if they run one at a time.
+            Request::Write { handle, .. } => !session.is_append(handle),
+            _ => false,
+        };
+        if concurrent {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let s = session.clone();
+            let out = out_tx.clone();
+            // Awaited through the semaphore: the loop's end takes every permit back.
+            drop(tokio::task::spawn_blocking(move || {
+                let _ = out.send(s.handle(id, req));
+                drop(permit);
+            }));
+        } else {
+            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
+                break;
+            };
+            let s = session.clone();
+            match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
+                Ok(reply) => {
+                    let _ = out_tx.send(reply);
+                }
+                Err(e) => {
+                    tracing::error!(peer = %peer, "SFTP request {id} failed: {e}");
+                    let _ = out_tx.send(wire::status(id, wire::FX_FAILURE, "internal error"));
+                }
+            }
+            drop(all);
+        }
+    }
+    let _ = slots.acquire_many(MAX_IN_FLIGHT).await;
+    drop(out_tx);
+    reader.abort();
+    let _ = reader.await;
+    let _ = writer.await;
+    tracing::debug!(peer = %peer, "SFTP session ended");
+}
+
+fn status_of(id: u32, e: FsError) -> Bytes {
+    match e {
+        FsError::Denied(why) => wire::status(id, wire::FX_PERMISSION_DENIED, why),
+        FsError::Io(e) => {
+            let code = match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => wire::FX_NO_SUCH_FILE,
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::ELOOP)
+                | Some(libc::EROFS) => wire::FX_PERMISSION_DENIED,
+                _ => wire::FX_FAILURE,
+            };
+            wire::status(id, code, &e.to_string())
+        }
+    }
+}
+
+fn ok(id: u32) -> Bytes {
+    wire::status(id, wire::FX_OK, "OK")
+}
+
+fn done(id: u32, r: FsResult<()>) -> Bytes {
+    match r {
+        Ok(()) => ok(id),
+        Err(e) => status_of(id, e),
+    }
+}
+
+fn denied_read_only(id: u32) -> Bytes {
+    wire::status(id, wire::FX_PERMISSION_DENIED, "the server is read-only")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn version_reply() -> Bytes {
+    let mut r = wire::Reply::new(wire::FXP_VERSION, 0).u32(3);
+    for (name, data) in [
+        ("posix-rename@openssh.com", "1"),
+        ("statvfs@openssh.com", "2"),
+        ("fstatvfs@openssh.com", "2"),
+        ("hardlink@openssh.com", "1"),
+        ("fsync@openssh.com", "1"),
+        ("limits@openssh.com", "1"),
+        (INDEX_REFRESH, "1"),
+    ] {
+        r = r.string(name.as_bytes()).string(data.as_bytes());
+    }
+    r.finish()
+}
+
+fn statvfs_reply(id: u32, v: &rustix::fs::StatVfs) -> Bytes {
+    wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
+        .u64(v.f_bsize)
+        .u64(v.f_frsize)
+        .u64(v.f_blocks)
+        .u64(v.f_bfree)
+        .u64(v.f_bavail)
+        .u64(v.f_files)
+        .u64(v.f_ffree)
+        .u64(v.f_favail)
+        .u64(v.f_fsid)
+        .u64(v.f_flag.bits())
+        .u64(v.f_namemax)
+        .finish()
+}
+
+impl Session {
+    fn get(&self, h: &[u8]) -> Option<Arc<Handle>> {
+        let key = u32::from_be_bytes(h.try_into().ok()?);
+        self.handles.lock().ok()?.get(&key).cloned()
+    }
+
+    fn is_append(&self, h: &[u8]) -> bool {
+        matches!(
+            self.get(h).as_deref(),
+            Some(Handle::File { append: true, .. })
+        )
+    }
+
+    fn insert(&self, id: u32, h: Handle) -> Bytes {
+        let Ok(mut handles) = self.handles.lock() else {
+            return wire::status(id, wire::FX_FAILURE, "internal error");
+        };
+        if handles.len() >= MAX_HANDLES {
+            return wire::status(id, wire::FX_FAILURE, "too many open handles");
+        }
+        let key = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        handles.insert(key, Arc::new(h));
+        wire::Reply::new(wire::FXP_HANDLE, id)
+            .string(&key.to_be_bytes())
+            .finish()
+    }
+
+    fn root(&self) -> &Root {
+        &self.shared.root
+    }
+
+    /// Runs one request to completion (blocking I/O; called on the blocking pool).
+    fn handle(&self, id: u32, req: Request) -> Bytes {
+        let ro = self.shared.read_only;
+        let bad_handle = || wire::status(id, wire::FX_FAILURE, "invalid handle");
+        match req {
+            Request::Init { version } => {
+                tracing::debug!(version, "client speaks SFTP version");
+                version_reply()
+            }
+            Request::Open {
+                path,
+                pflags,
+                attrs,
+            } => {
+                use wire::{PF_APPEND, PF_CREAT, PF_TRUNC, PF_WRITE};
+                if ro && pflags & (PF_WRITE | PF_APPEND | PF_CREAT | PF_TRUNC) != 0 {
+                    return denied_read_only(id);
+                }
+                let r = fs::client_path(&path)
+                    .and_then(|p| self.root().open_file(&p, pflags, attrs.permissions));
+                match r {
+                    Ok(file) => self.insert(
+                        id,
+                        Handle::File {
+                            file,
+                            append: pflags & PF_APPEND != 0,
+                        },
+                    ),
+                    Err(e) => status_of(id, e),
+                }
+            }
+            Request::Close { handle } => {
+                let key = handle[..].try_into().ok().map(u32::from_be_bytes);
+                let removed = match (key, self.handles.lock()) {
+                    (Some(k), Ok(mut hs)) => hs.remove(&k),
+                    _ => None,
+                };
+                match removed {
+                    Some(_) => ok(id),
+                    None => bad_handle(),
+                }
+            }
+            Request::Read {
+                handle,
+                offset,
+                len,
+            } => {
+                let Some(h) = self.get(&handle) else {
+                    return bad_handle();
+                };
+                let Handle::File { file, .. } = &*h else {
+                    return bad_handle();
+                };
+                read_reply(id, file, offset, len.min(wire::MAX_IO))
+            }
+            Request::Write {
+                handle,
+                offset,
+                data,
+            } => {
+                let Some(h) = self.get(&handle) else {
+                    return bad_handle();
+                };
+                let Handle::File { file, append } = &*h else {
+                    return bad_handle();
+                };
+                let r = if *append {
+                    (&*file).write_all(&data)
+                } else {
+                    file.write_all_at(&data, offset)
+                };
+                done(id, r.map_err(FsError::from))
+            }
+            Request::Lstat { path } => attrs_reply(
+                id,
+                fs::client_path(&path).and_then(|p| self.root().lstat(&p)),
+            ),
+            Request::Stat { path } => attrs_reply(
+                id,
+                fs::client_path(&path).and_then(|p| self.root().stat(&p)),
+            ),
+            Request::Fstat { handle } => {
+                let Some(h) = self.get(&handle) else {
+                    return bad_handle();
+                };
+                let st = match &*h {
+                    Handle::File { file, .. } => rustix::fs::fstat(file),
+                    Handle::Dir(d) => match d.lock() {
+                        Ok(d) => rustix::fs::fstat(&d.fd),
+                        Err(_) => return bad_handle(),
+                    },
+                };
+                attrs_reply(id, st.map_err(FsError::from))
+            }
+            Request::SetStat { path, attrs } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().setstat(&p, &attrs)),
+                )
+            }
+            Request::FSetStat { handle, attrs } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                let Some(h) = self.get(&handle) else {
+                    return bad_handle();
+                };
+                match &*h {
+                    Handle::File { file, .. } => done(id, fs::fsetstat(file, &attrs)),
+                    Handle::Dir(_) => {
+                        wire::status(id, wire::FX_OP_UNSUPPORTED, "not on a folder handle")
+                    }
+                }
+            }
+            Request::OpenDir { path } => {
+                match fs::client_path(&path).and_then(|p| self.root().open_dir(&p)) {
+                    Ok((fd, dir)) => self.insert(id, Handle::Dir(Mutex::new(DirState { fd, dir }))),
+                    Err(e) => status_of(id, e),
+                }
+            }
+            Request::ReadDir { handle } => {
+                let Some(h) = self.get(&handle) else {
+                    return bad_handle();
+                };
+                let Handle::Dir(d) = &*h else {
+                    return bad_handle();
+                };
+                let Ok(mut d) = d.lock() else {
+                    return bad_handle();
+                };
+                readdir_reply(id, &mut d)
+            }
+            Request::Remove { path } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().remove(&p)),
+                )
+            }
+            Request::MkDir { path, attrs } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().mkdir(&p, attrs.permissions)),
+                )
+            }
+            Request::RmDir { path } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    fs::client_path(&path).and_then(|p| self.root().rmdir(&p)),
+                )
+            }
+            Request::RealPath { path } => match fs::client_path(&path) {
+                Ok(p) => {
+                    let shown = format!("/{}", p.as_str());
+                    wire::Reply::new(wire::FXP_NAME, id)
+                        .u32(1)
+                        .string(shown.as_bytes())
+                        .string(shown.as_bytes())
+                        .attrs(&wire::Attrs::default())
+                        .finish()
+                }
+                Err(e) => status_of(id, e),
+            },
+            Request::Rename { from, to } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    self.two_paths(&from, &to, |a, b| self.root().rename(a, b, false)),
+                )
+            }
+            Request::ReadLink { path } => {
+                match fs::client_path(&path).and_then(|p| self.root().readlink(&p)) {
+                    Ok(target) => wire::Reply::new(wire::FXP_NAME, id)
+                        .u32(1)
+                        .string(&target)
+                        .string(&target)
+                        .attrs(&wire::Attrs::default())
+                        .finish(),
+                    Err(e) => status_of(id, e),
+                }
+            }
+            Request::Symlink { target, link } => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                done(
+                    id,
+                    fs::client_path(&link).and_then(|l| self.root().symlink(&target, &l)),
+                )
+            }
+            Request::Extended { name, data } => self.extended(id, &name, &data),
+            Request::Unknown { kind } => wire::status(
+                id,
+                wire::FX_OP_UNSUPPORTED,
+                &format!("request type {kind} is not supported"),
+            ),
+        }
+    }
+
+    fn two_paths(
+        &self,
+        a: &[u8],
+        b: &[u8],
+        f: impl FnOnce(&RelPath, &RelPath) -> FsResult<()>,
+    ) -> FsResult<()> {
+        let a = fs::client_path(a)?;
+        let b = fs::client_path(b)?;
+        f(&a, &b)
+    }
+
+    fn extended(&self, id: u32, name: &[u8], data: &Bytes) -> Bytes {
+        let ro = self.shared.read_only;
+        let malformed = || wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
+        match name {
+            b"posix-rename@openssh.com" | b"hardlink@openssh.com" => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                let Ok(s) = wire::ext_strings(data, 2) else {
+                    return malformed();
+                };
+                let replace = name == b"posix-rename@openssh.com";
+                done(
+                    id,
+                    self.two_paths(&s[0], &s[1], |a, b| {
+                        if replace {
+                            self.root().rename(a, b, true)
+                        } else {
+                            self.root().hardlink(a, b)
+                        }
+                    }),
+                )
+            }
+            b"statvfs@openssh.com" => {
+                let Ok(s) = wire::ext_strings(data, 1) else {
+                    return malformed();
+                };
+                match fs::client_path(&s[0]).and_then(|p| self.root().statvfs(&p)) {
+                    Ok(v) => statvfs_reply(id, &v),
+                    Err(e) => status_of(id, e),
+                }
+            }
+            b"fstatvfs@openssh.com" | b"fsync@openssh.com" => {
+                let Ok(s) = wire::ext_strings(data, 1) else {
+                    return malformed();
+                };
+                let Some(h) = self.get(&s[0]) else {
+                    return wire::status(id, wire::FX_FAILURE, "invalid handle");
+                };
+                let Handle::File { file, .. } = &*h else {
+                    return wire::status(id, wire::FX_FAILURE, "not a file handle");
+                };
+                if name == b"fsync@openssh.com" {
+                    done(id, file.sync_all().map_err(FsError::from))
+                } else {
+                    match rustix::fs::fstatvfs(file) {
+                        Ok(v) => statvfs_reply(id, &v),
+                        Err(e) => status_of(id, e.into()),
+                    }
+                }
+            }
+            b"limits@openssh.com" => wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
+                .u64(u64::from(wire::MAX_PACKET))
+                .u64(u64::from(wire::MAX_IO))
+                .u64(u64::from(wire::MAX_IO))
+                .u64(MAX_HANDLES as u64)
+                .finish(),
+            n if n == INDEX_REFRESH.as_bytes() => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                match refresh_index(self.root().path()) {
+                    Ok(()) => ok(id),
+                    Err(e) => wire::status(id, wire::FX_FAILURE, &e),
+                }
+            }
+            other => wire::status(
+                id,
+                wire::FX_OP_UNSUPPORTED,
+                &format!(
+                    "extension {} is not supported",
+                    String::from_utf8_lossy(other)
+                ),
+            ),
+        }
+    }
+}
+
+/// Rescans the root into its `.sync` index. No `.sync.lock`: the client asking holds it.
+fn refresh_index(root: &std::path::Path) -> Result<(), String> {
+    let store = LocalStore::open(root, 0).map_err(|e| e.to_string())?;
+    let mut index = match store.load_index_blocking() {
+        Ok(Some(i)) => i,
+        Ok(None) => Index::new(ReplicaId::random()),
+        Err(e @ StoreError::CorruptIndex { .. }) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let stats = crate::scan::scan(store.root(), &mut index, &RelPath::root())
+        .map_err(|e| format!("cannot scan {}: {e}", root.display()))?;
+    store
+        .save_index_blocking(&index)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
+    Ok(())
+}
+
+fn attrs_reply(id: u32, st: FsResult<rustix::fs::Stat>) -> Bytes {
+    match st {
+        Ok(st) => wire::Reply::new(wire::FXP_ATTRS, id)
+            .attrs(&fs::attrs_of(&st))
+            .finish(),
+        Err(e) => status_of(id, e),
+    }
+}
+
+/// One `pread` straight into the reply buffer; never more than the client asked for.
+fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Bytes {
+    let mut r = wire::Reply::with_capacity(wire::FXP_DATA, id, len as usize + 4);
+    let b = r.buf();
+    let at = b.len();
+    b.resize(at + 4 + len as usize, 0);
+    let n = loop {
+        match file.read_at(&mut b[at + 4..], offset) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return status_of(id, e.into()),
+        }
+    };
+    if n == 0 && len > 0 {
+        return wire::status(id, wire::FX_EOF, "end of file");
+    }
+    b.truncate(at + 4 + n);
+    b[at..at + 4].copy_from_slice(&(n as u32).to_be_bytes());
+    r.finish()
+}
+
+fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
+    let now = now();
+    let mut names = BytesMut::new();
+    let mut count = 0u32;
+    while (count as usize) < READDIR_BATCH {
+        let entry = match d.dir.next() {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(e)) => return status_of(id, e.into()),
+        };
+        let name = entry.file_name().to_bytes();
+        // `..` of the root would describe a folder outside it; `.` adds nothing.
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(
+            &d.fd,
+            entry.file_name(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) else {
+            continue; // removed since the listing began
+        };
+        let shown = String::from_utf8_lossy(name);
+        let long = fs::long_name(&shown, &st, now);
+        let mut put = |s: &[u8]| {
+            names.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            names.extend_from_slice(s);
+        };
+        put(name);
+        put(long.as_bytes());
+        wire::put_attrs(&mut names, &fs::attrs_of(&st));
+        count += 1;
+    }
+    if count == 0 {
+        return wire::status(id, wire::FX_EOF, "end of folder");
+    }
+    let mut r = wire::Reply::with_capacity(wire::FXP_NAME, id, names.len() + 4).u32(count);
+    r.buf().extend_from_slice(&names);
+    r.finish()
+}

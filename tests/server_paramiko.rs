@@ -1,0 +1,34 @@
+//! The SFTP server driven by Python paramiko (scripts in `tests/clients/`).
+
+mod common;
+
+use common::server::{Fixture, show, snapshot};
+
+#[test]
+fn paramiko_basic_operations() {
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let o = srv.paramiko("basic.py", &fx.key, &[]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+}
+
+#[test]
+fn paramiko_escapes_are_refused() {
+    let fx = Fixture::new();
+    std::fs::write(fx.root.join("inside.txt"), b"in").unwrap();
+    std::os::unix::fs::symlink(&fx.outside, fx.root.join("link_out")).unwrap();
+    let srv = fx.start();
+    let before = snapshot(&fx.outside);
+    let outside = fx.outside.to_str().unwrap();
+    let o = srv.paramiko("escapes.py", &fx.key, &[outside]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert_eq!(snapshot(&fx.outside), before, "outside changed");
+}
+
+#[test]
+fn twenty_clients_each_move_a_hundred_files() {
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let o = srv.paramiko("parallel.py", &fx.key, &["20", "100"]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+}
