@@ -30,6 +30,10 @@ const HARDLINK_EXT: &str = "hardlink@openssh.com";
 const FSYNC_EXT: &str = "fsync@openssh.com";
 const LIMITS_EXT: &str = "limits@openssh.com";
 
+/// How long one SFTP request may take (an fsync of a large file on a slow card included)
+/// before the connection counts as lost.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
 /// Temp files older than this are leftovers of an interrupted sync.
 const STALE_TEMP_SECS: i64 = 15 * 60;
 
@@ -344,7 +348,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         .map_err(|e| fail("the SFTP subsystem is not available", e))?;
     let sftp_cfg = russh_sftp::client::Config {
         max_packet_len: 4 << 20,
-        request_timeout_secs: 120,
+        request_timeout_secs: REQUEST_TIMEOUT_SECS,
         ..Default::default()
     };
     let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg);
@@ -560,7 +564,7 @@ impl SftpStore {
         let s = &self.s;
         s.raw.set_timeout(3600);
         let res = s.raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
-        s.raw.set_timeout(120);
+        s.raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))?;
         match self.load_index_async().await? {
