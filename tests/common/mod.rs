@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod pair;
 pub mod remote;
 pub mod scenario;
 pub mod server;

@@ -230,6 +230,10 @@ pub fn command(home: &Path, remote: &str, local: &Path, extra: &[&str]) -> Comma
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("FILESYNC_CONFIG")
         .env_remove("RUST_LOG");
+    // Client logs for debugging a test: TEST_CLIENT_LOG=filesync=debug cargo test ...
+    if let Ok(v) = std::env::var("TEST_CLIENT_LOG") {
+        c.env("RUST_LOG", v);
+    }
     c
 }
 

@@ -286,6 +286,12 @@ async fn authenticate(
         tried.push(f.display().to_string());
     }
     let mut msg = format!("{label} refused every key");
+    if tried.is_empty() && !problems.is_empty() {
+        return Err(StoreError::Other(format!(
+            "cannot log in to {label}: {}",
+            problems.join("; ")
+        )));
+    }
     if tried.is_empty() {
         msg = format!(
             "no SSH key to log in to {label}: none in ssh-agent and no ~/.ssh/id_ed25519, \

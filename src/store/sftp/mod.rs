@@ -30,6 +30,10 @@ const HARDLINK_EXT: &str = "hardlink@openssh.com";
 const FSYNC_EXT: &str = "fsync@openssh.com";
 const LIMITS_EXT: &str = "limits@openssh.com";
 
+/// How long one SFTP request may take (an fsync of a large file on a slow card included)
+/// before the connection counts as lost.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
 /// Temp files older than this are leftovers of an interrupted sync.
 const STALE_TEMP_SECS: i64 = 15 * 60;
 
@@ -52,6 +56,11 @@ pub struct SftpStore {
     s: Arc<Sftp>,
     describe: String,
     lock_stale_secs: u64,
+    st: Box<State>,
+}
+
+/// What a store remembers between calls during one sync.
+struct State {
     /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
     loaded: Mutex<Option<Vec<u8>>>,
     /// Paths a recent `stat` found empty: an upload there first tries a plain (never
@@ -193,6 +202,16 @@ impl Sftp {
 
     /// Creates `p` and its missing parents.
     async fn mkdir_p(&self, p: &RelPath) -> Result<(), StoreError> {
+        // Usually the parent exists (the engine makes folders top-down): one round trip.
+        if !p.is_root()
+            && self
+                .raw
+                .mkdir(self.path(p).as_str(), FileAttributes::empty())
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
         let mut missing = Vec::new();
         let mut cur = Some(p.clone());
         while let Some(d) = cur.filter(|d| !d.is_root()) {
@@ -329,7 +348,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         .map_err(|e| fail("the SFTP subsystem is not available", e))?;
     let sftp_cfg = russh_sftp::client::Config {
         max_packet_len: 4 << 20,
-        request_timeout_secs: 120,
+        request_timeout_secs: REQUEST_TIMEOUT_SECS,
         ..Default::default()
     };
     let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg);
@@ -405,10 +424,12 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         s: Arc::new(s),
         describe: r.describe(),
         lock_stale_secs: cfg.lock_stale_secs,
-        loaded: Mutex::new(None),
-        absent: Mutex::new(Default::default()),
-        locked: std::sync::atomic::AtomicBool::new(false),
-        _ssh: ssh,
+        st: Box::new(State {
+            loaded: Mutex::new(None),
+            absent: Mutex::new(Default::default()),
+            locked: std::sync::atomic::AtomicBool::new(false),
+            _ssh: ssh,
+        }),
     })
 }
 
@@ -442,7 +463,8 @@ impl SftpStore {
                 Ok(h) => {
                     let res = s.raw.write(h.handle.as_str(), 0, body.clone()).await;
                     let _ = s.raw.close(h.handle).await;
-                    self.locked
+                    self.st
+                        .locked
                         .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
                     return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
                 }
@@ -495,7 +517,7 @@ impl SftpStore {
             root: self.describe.clone(),
             reason: e.to_string(),
         })?;
-        if let Ok(mut l) = self.loaded.lock() {
+        if let Ok(mut l) = self.st.loaded.lock() {
             *l = Some(normalized(&idx));
         }
         Ok(Some(idx))
@@ -504,6 +526,7 @@ impl SftpStore {
     async fn save_index_async(&self, index: &Index) -> Result<(), StoreError> {
         let norm = normalized(index);
         let same = self
+            .st
             .loaded
             .lock()
             .map(|l| l.as_deref() == Some(norm.as_slice()))
@@ -518,7 +541,7 @@ impl SftpStore {
             rand::random::<u32>()
         ));
         self.s.write_all(&path, &tmp, to_json_vec(index)).await?;
-        if let Ok(mut l) = self.loaded.lock() {
+        if let Ok(mut l) = self.st.loaded.lock() {
             *l = Some(norm);
         }
         Ok(())
@@ -532,7 +555,7 @@ impl SftpStore {
                 Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
             }
         }
-        let locked = self.locked.load(std::sync::atomic::Ordering::Relaxed);
+        let locked = self.st.locked.load(std::sync::atomic::Ordering::Relaxed);
         walk::refresh(&self.s, index, locked).await
     }
 
@@ -541,7 +564,7 @@ impl SftpStore {
         let s = &self.s;
         s.raw.set_timeout(3600);
         let res = s.raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
-        s.raw.set_timeout(120);
+        s.raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))?;
         match self.load_index_async().await? {
@@ -591,7 +614,12 @@ impl SftpStore {
     async fn install(&self, tmp: &str, p: &RelPath) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.path(p);
-        let absent = self.absent.lock().map(|mut a| a.remove(p)).unwrap_or(false);
+        let absent = self
+            .st
+            .absent
+            .lock()
+            .map(|mut a| a.remove(p))
+            .unwrap_or(false);
         // SFTP's plain rename never replaces (OpenSSH links, then unlinks): when it fails,
         // something arrived meanwhile and takes the careful path below.
         if absent && s.raw.rename(tmp, path.as_str()).await.is_ok() {
@@ -645,7 +673,8 @@ impl Store for SftpStore {
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let path = self.s.join(LOCK_FILE);
-            self.locked
+            self.st
+                .locked
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             match self.s.raw.remove(path.as_str()).await {
                 Ok(_) => Ok(()),
@@ -674,7 +703,7 @@ impl Store for SftpStore {
         Box::pin(async move {
             let path = self.s.path(p);
             let res = self.s.lstat(&path).await;
-            if let Ok(mut absent) = self.absent.lock() {
+            if let Ok(mut absent) = self.st.absent.lock() {
                 if matches!(res, Ok(None)) {
                     absent.insert(p.clone());
                 } else {

@@ -93,7 +93,6 @@ impl ChunkStream {
                 None
             }
             Ok(data) => {
-                debug_assert_eq!(off, self.pos);
                 let n = data.len() as u64;
                 self.pos = off + n;
                 if n < u64::from(len) && self.pos < self.size {
