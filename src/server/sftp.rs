@@ -146,6 +146,14 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
                 let _ = out.send(s.handle(id, req));
                 drop(permit);
             }));
+        } else if is_quick(&req) {
+            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
+                break;
+            };
+            // Inline: a thread hop would cost more than these few syscalls, and a tree of
+            // small files is a long chain of them (open, write, close per file).
+            let _ = out_tx.send(session.handle(id, req));
+            drop(all);
         } else {
             let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
                 break;
@@ -169,6 +177,18 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
     let _ = reader.await;
     let _ = writer.await;
     tracing::debug!(peer = %peer, "SFTP session ended");
+}
+
+/// Requests that are a syscall or two on metadata; everything that may take long (reading a
+/// folder, fsync, an index refresh) goes to the blocking pool instead.
+fn is_quick(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::ReadDir { .. }
+            | Request::Extended { .. }
+            | Request::Write { .. }
+            | Request::Read { .. }
+    )
 }
 
 fn status_of(id: u32, e: FsError) -> Bytes {
