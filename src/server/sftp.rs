@@ -1,5 +1,6 @@
 //! The SFTP request loop of one channel: a reader task decodes packets into a bounded queue,
-//! READ/WRITE requests run concurrently (bounded per session), every other request waits for
+//! READ/WRITE requests run concurrently when the client pipelines them (bounded per session;
+//! inline when nothing is queued behind them), every other request waits for
 //! those in flight and runs alone, so clients see the effects in the order they asked.
 //! Replies are written as they complete, small ones coalesced into one SSH packet.
 
@@ -135,7 +136,11 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
             Request::Write { handle, .. } => !session.is_append(handle),
             _ => false,
         };
-        if concurrent {
+        if concurrent && req_rx.is_empty() {
+            // Nothing queued behind it: the client is waiting on this reply (one small file
+            // after another), so a thread hop would only add latency.
+            let _ = out_tx.send(session.handle(id, req));
+        } else if concurrent {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
