@@ -43,3 +43,11 @@ fn read_only_server_refuses_every_change() {
     assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
     assert_eq!(snapshot(&fx.root), before, "the read-only root changed");
 }
+
+#[test]
+fn several_clients_move_big_files_at_once() {
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let o = srv.paramiko("bigmulti.py", &fx.key, &["4", "16"]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+}
