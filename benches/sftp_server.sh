@@ -37,7 +37,8 @@ host_key = "$work/ours_host_key"
 authorized_keys = "$work/ours_authorized_keys"
 CFG
 FILESYNC_CONFIG="$work/ours.toml" RUST_LOG=warn "$bin" serve --root "$work/ours" --listen 127.0.0.1:0 >"$work/ours.out" 2>"$work/ours.log" &
-pids+=($!)
+our_pid=$!
+pids+=("$our_pid")
 for _ in $(seq 100); do grep -q "listening on" "$work/ours.out" 2>/dev/null && break; sleep 0.1; done
 our_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/ours.out")
 [ -n "$our_port" ] || { echo "bench: our server did not start:" >&2; cat "$work/ours.log" >&2; exit 1; }
@@ -81,3 +82,4 @@ for k in up_big down_big up_small down_small; do
     ratio=$(python3 -c "print(f'{${R[filesync,$k]}/${R[openssh,$k]}:.2f}')")
     printf '%-22s %12s %12s %8s\n' "$k" "${R[filesync,$k]}" "${R[openssh,$k]}" "$ratio"
 done
+printf 'filesync server peak RSS: %s\n' "$(awk '/VmHWM/ {print $2, $3}' "/proc/$our_pid/status" 2>/dev/null || echo unknown)"

@@ -117,3 +117,11 @@ fn sigterm_stops_the_server_with_clients_connected() {
     let _ = client.kill();
     let _ = client.wait();
 }
+
+#[test]
+fn idle_clients_are_disconnected() {
+    let fx = Fixture::with_config("idle_timeout_secs = 1\n");
+    let srv = fx.start();
+    let o = srv.paramiko("idle.py", &fx.key, &["3"]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+}

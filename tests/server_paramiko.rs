@@ -32,3 +32,22 @@ fn twenty_clients_each_move_a_hundred_files() {
     let o = srv.paramiko("parallel.py", &fx.key, &["20", "100"]);
     assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
 }
+
+#[test]
+fn read_only_server_refuses_every_change() {
+    let fx = Fixture::with_config("read_only = true\n");
+    std::fs::write(fx.root.join("present.txt"), b"here").unwrap();
+    let srv = fx.start();
+    let before = snapshot(&fx.root);
+    let o = srv.paramiko("readonly.py", &fx.key, &[]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert_eq!(snapshot(&fx.root), before, "the read-only root changed");
+}
+
+#[test]
+fn several_clients_move_big_files_at_once() {
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let o = srv.paramiko("bigmulti.py", &fx.key, &["4", "16"]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+}

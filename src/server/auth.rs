@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures from one address within `WINDOW` after which it is turned away until the window ends.
-const MAX_FAILURES: u32 = 20;
+/// Each key a client offers that is not authorized counts, so leave room for agents with a few keys.
+const MAX_FAILURES: u32 = 30;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Parses an OpenSSH `authorized_keys` file. Lines with options before the key type are

@@ -135,6 +135,9 @@ impl Root {
         if pflags & PF_EXCL != 0 {
             flags |= OFlags::EXCL;
         }
+        // A FIFO someone left in the root must not hang the session on open; regular files
+        // ignore the flag.
+        flags |= OFlags::NONBLOCK;
         if p.is_root() && flags.intersects(OFlags::WRONLY | OFlags::RDWR) {
             return Err(FsError::Denied("the root is a folder"));
         }

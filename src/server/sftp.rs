@@ -1,7 +1,9 @@
 //! The SFTP request loop of one channel: a reader task decodes packets into a bounded queue,
-//! READ/WRITE requests run concurrently (bounded per session), every other request waits for
+//! READ/WRITE requests run concurrently when the client pipelines them (bounded per session;
+//! inline when nothing is queued behind them), every other request waits for
 //! those in flight and runs alone, so clients see the effects in the order they asked.
-//! Replies are written as they complete, small ones coalesced into one SSH packet.
+//! Replies leave in request order (paramiko needs that), small ones coalesced into one SSH
+//! packet.
 
 use super::fs::{self, FsError, FsResult, Root};
 use super::wire::{self, Request};
@@ -11,7 +13,7 @@ use crate::store::{LocalStore, StoreError};
 use bytes::{Bytes, BytesMut};
 use russh::ChannelMsg;
 use russh::server::Msg;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -55,7 +57,9 @@ struct Session {
 pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: String) {
     let (mut rx, tx) = channel.split();
     let (req_tx, mut req_rx) = mpsc::channel::<(u32, Request)>(QUEUE);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+    // Replies carry their request's sequence number: the writer sends them in request
+    // order, because paramiko's pipelined writes lose track of out-of-order replies.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u64, Bytes)>();
 
     let reader_peer = peer.clone();
     let reader = tokio::spawn(async move {
@@ -94,10 +98,19 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
 
     let writer = tokio::spawn(async move {
         let mut pending = BytesMut::new();
-        while let Some(first) = out_rx.recv().await {
-            let mut next = Some(first);
-            // Drain what is ready now so many small replies leave in one SSH packet.
-            while let Some(b) = next.take() {
+        let mut early: BTreeMap<u64, Bytes> = BTreeMap::new();
+        let mut next_seq = 0u64;
+        let mut open = true;
+        loop {
+            // Send every reply that is next in order; gather small ones into one SSH packet.
+            loop {
+                while let Ok((seq, b)) = out_rx.try_recv() {
+                    early.insert(seq, b);
+                }
+                let Some(b) = early.remove(&next_seq) else {
+                    break;
+                };
+                next_seq += 1;
                 if b.len() >= COALESCE {
                     if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err()
                     {
@@ -108,14 +121,24 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
                     }
                 } else {
                     pending.extend_from_slice(&b);
+                    if pending.len() >= COALESCE
+                        && tx.data_bytes(pending.split().freeze()).await.is_err()
+                    {
+                        return;
+                    }
                 }
-                if pending.len() >= COALESCE {
-                    break;
-                }
-                next = out_rx.try_recv().ok();
             }
             if !pending.is_empty() && tx.data_bytes(pending.split().freeze()).await.is_err() {
                 return;
+            }
+            if !open {
+                break;
+            }
+            match out_rx.recv().await {
+                Some((seq, b)) => {
+                    early.insert(seq, b);
+                }
+                None => open = false,
             }
         }
         let _ = tx.eof().await;
@@ -128,14 +151,21 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
         next_handle: AtomicU32::new(1),
     });
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+    let mut seq = 0u64;
     while let Some((id, req)) = req_rx.recv().await {
+        let this = seq;
+        seq += 1;
         let concurrent = match &req {
             Request::Read { .. } => true,
             // Appends land at the end in arrival order only if they run one at a time.
             Request::Write { handle, .. } => !session.is_append(handle),
             _ => false,
         };
-        if concurrent {
+        if concurrent && req_rx.is_empty() {
+            // Nothing queued behind it: the client is waiting on this reply (one small file
+            // after another), so a thread hop would only add latency.
+            let _ = out_tx.send((this, session.handle(id, req)));
+        } else if concurrent {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
@@ -143,9 +173,21 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
             let out = out_tx.clone();
             // Awaited through the semaphore: the loop's end takes every permit back.
             drop(tokio::task::spawn_blocking(move || {
-                let _ = out.send(s.handle(id, req));
+                // Every request must get its reply, or the in-order writer waits forever.
+                let reply =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.handle(id, req)))
+                        .unwrap_or_else(|_| wire::status(id, wire::FX_FAILURE, "internal error"));
+                let _ = out.send((this, reply));
                 drop(permit);
             }));
+        } else if is_quick(&req) {
+            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
+                break;
+            };
+            // Inline: a thread hop would cost more than these few syscalls, and a tree of
+            // small files is a long chain of them (open, write, close per file).
+            let _ = out_tx.send((this, session.handle(id, req)));
+            drop(all);
         } else {
             let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
                 break;
@@ -153,11 +195,12 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
             let s = session.clone();
             match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
                 Ok(reply) => {
-                    let _ = out_tx.send(reply);
+                    let _ = out_tx.send((this, reply));
                 }
                 Err(e) => {
                     tracing::error!(peer = %peer, "SFTP request {id} failed: {e}");
-                    let _ = out_tx.send(wire::status(id, wire::FX_FAILURE, "internal error"));
+                    let _ =
+                        out_tx.send((this, wire::status(id, wire::FX_FAILURE, "internal error")));
                 }
             }
             drop(all);
@@ -169,6 +212,18 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
     let _ = reader.await;
     let _ = writer.await;
     tracing::debug!(peer = %peer, "SFTP session ended");
+}
+
+/// Requests that are a syscall or two on metadata; everything that may take long (reading a
+/// folder, fsync, an index refresh) goes to the blocking pool instead.
+fn is_quick(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::ReadDir { .. }
+            | Request::Extended { .. }
+            | Request::Write { .. }
+            | Request::Read { .. }
+    )
 }
 
 fn status_of(id: u32, e: FsError) -> Bytes {
@@ -598,24 +653,38 @@ fn attrs_reply(id: u32, st: FsResult<rustix::fs::Stat>) -> Bytes {
     }
 }
 
-/// One `pread` straight into the reply buffer; never more than the client asked for.
+/// `pread` straight into the reply buffer; never more than the client asked for. The buffer
+/// starts small: clients ask for up to 255 KiB even of a 2 KiB file, and allocating and
+/// zeroing that much per request dominated downloads of many small files.
 fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Bytes {
-    let mut r = wire::Reply::with_capacity(wire::FXP_DATA, id, len as usize + 4);
+    const FIRST: usize = 64 * 1024;
+    let len = len as usize;
+    let mut cap = len.min(FIRST);
+    let mut r = wire::Reply::with_capacity(wire::FXP_DATA, id, cap + 4);
     let b = r.buf();
-    let at = b.len();
-    b.resize(at + 4 + len as usize, 0);
-    let n = loop {
-        match file.read_at(&mut b[at + 4..], offset) {
-            Ok(n) => break n,
+    let at = b.len() + 4;
+    b.resize(at + cap, 0);
+    let mut filled = 0;
+    while filled < cap {
+        match file.read_at(&mut b[at + filled..at + cap], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == cap && cap < len {
+                    cap = len;
+                    b.resize(at + cap, 0);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) if filled > 0 => break,
             Err(e) => return status_of(id, e.into()),
         }
-    };
-    if n == 0 && len > 0 {
+    }
+    if filled == 0 && len > 0 {
         return wire::status(id, wire::FX_EOF, "end of file");
     }
-    b.truncate(at + 4 + n);
-    b[at..at + 4].copy_from_slice(&(n as u32).to_be_bytes());
+    b.truncate(at + filled);
+    b[at - 4..at].copy_from_slice(&(filled as u32).to_be_bytes());
     r.finish()
 }
 
