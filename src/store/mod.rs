@@ -22,12 +22,9 @@ pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: anyhow's `{:#}` would print it twice.
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
     #[error(
         "{path} is locked by {holder}; another sync is running (if not, remove {path} or wait {stale_secs}s for it to go stale)"
     )]
@@ -54,14 +51,14 @@ impl StoreError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         StoreError::Io {
             what: what.into(),
-            source,
+            err: source,
         }
     }
 
     /// The connection to a remote store is gone: every further step would fail the same way.
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if matches!(
-            source.kind(),
+        matches!(self, StoreError::Io { err, .. } if matches!(
+            err.kind(),
             std::io::ErrorKind::ConnectionAborted
                 | std::io::ErrorKind::ConnectionReset
                 | std::io::ErrorKind::BrokenPipe
@@ -69,7 +66,7 @@ impl StoreError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, StoreError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound)
     }
 }
 
