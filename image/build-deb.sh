@@ -24,6 +24,7 @@ apt_install() {
 apt_install dpkg-dev binutils file
 [ "${FILESYNC_LINTIAN:-1}" = 1 ] && { apt_install lintian || true; }
 
+SDE=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 [ -n "$VERSION" ] || die "no version in Cargo.toml"
 ARCHES=${ARCHES:-"arm64 amd64"}
@@ -48,6 +49,8 @@ for arch in $ARCHES; do
     log "assembling $pkg"
     rm -rf "$pkg"; mkdir -p "$pkg/DEBIAN"
     install -D -m 0755 "$bin" "$pkg/usr/bin/filesync"
+    # Symbols off (Cargo's strip = "debuginfo" keeps them): smaller, and Debian policy.
+    "${objdump%objdump}strip" --strip-unneeded --remove-section=.comment "$pkg/usr/bin/filesync"
     install -D -m 0644 systemd/filesync.service "$pkg/usr/lib/systemd/system/filesync.service"
     install -D -m 0644 systemd/filesync-user.service "$pkg/usr/lib/systemd/user/filesync.service"
     install -D -m 0644 systemd/filesync.sysusers "$pkg/usr/lib/sysusers.d/filesync.conf"
@@ -57,7 +60,7 @@ for arch in $ARCHES; do
     gzip -9n "$pkg/usr/share/man/man1/filesync.1"
     install -D -m 0644 image/copyright "$pkg/usr/share/doc/filesync/copyright"
     printf 'filesync (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- filesync developers <filesync@example.invalid>  %s\n' \
-        "$VERSION" "$VERSION" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
+        "$VERSION" "$VERSION" "$(date -R -u -d "@$SDE")" \
         | gzip -9n > "$pkg/usr/share/doc/filesync/changelog.gz"; chmod 0644 "$pkg/usr/share/doc/filesync/changelog.gz"
 
     # Dependencies: the newest glibc symbol version the binary uses, and its other libraries.
@@ -89,6 +92,8 @@ CONTROL
     echo /etc/filesync/config.toml > "$pkg/DEBIAN/conffiles"
     for s in postinst prerm postrm; do install -m 0755 "image/deb/$s" "$pkg/DEBIAN/$s"; done
 
+    # Reproducible: every mtime is the last commit's time.
+    find "$pkg" -exec touch -h -d "@$SDE" {} +
     out="dist/filesync_${VERSION}_$arch.deb"
     dpkg-deb --root-owner-group -Zxz --build "$pkg" "$out" >/dev/null
     log "built $out ($(du -h "$out" | cut -f1))"
@@ -96,6 +101,6 @@ CONTROL
     dpkg-deb --contents "$out"
     if command -v lintian >/dev/null && [ "${FILESYNC_LINTIAN:-1}" = 1 ]; then
         log "lintian $out (kept tags are explained in image/README.md)"
-        lintian --no-tag-display-limit "$out" || true
+        lintian --tag-display-limit 0 "$out" || true
     fi
 done

@@ -72,14 +72,15 @@ mmdebstrap --arch=arm64 --variant=minbase --mode="$MODE" \
     --aptopt='APT::Install-Recommends "false"' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --essential-hook='mkdir -p "$1/etc/default" && printf "ROOTPART=LABEL=RASPIROOT\nCONSOLES=\"ttyS1,115200 tty0\"\n" > "$1/etc/default/raspi-firmware-custom"' \
     --customize-hook="sync-in $W/overlay /" \
     --customize-hook='chroot "$1" dpkg -i /tmp/filesync.deb && rm -f "$1/tmp/filesync.deb"' \
     --customize-hook='chroot "$1" systemctl enable filesync-firstboot.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service ssh.service filesync.service' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
     --customize-hook='ln -sf /run/systemd/resolve/stub-resolv.conf "$1/etc/resolv.conf"' \
+    --customize-hook='printf "\n# filesync image\nROOTPART=LABEL=RASPIROOT\nCONSOLES=\"ttyS1,115200 tty0\"\n" >> "$1/etc/default/raspi-firmware"' \
+    --customize-hook='chroot "$1" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware' \
     --customize-hook="sync-out /boot/firmware $W/boot" \
-    --customize-hook='rm -rf "$1"/boot/firmware/* && cp "$1/etc/hostname" /dev/null' \
+    --customize-hook='rm -rf "$1"/boot/firmware/*' \
     bookworm "$W/rootfs.tar" \
     "deb $MIRROR bookworm main contrib non-free-firmware" \
     "deb $MIRROR bookworm-updates main contrib non-free-firmware" \
