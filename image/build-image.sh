@@ -41,7 +41,7 @@ BOOT_MB=${BOOT_MB:-256}
 [ -f "$DEB" ] || die "$DEB was not built"
 
 # arm64 maintainer scripts run under qemu-aarch64 through binfmt_misc.
-if [ "$(dpkg --print-architecture)" != arm64 ] && ! arch-test -n arm64 >/dev/null 2>&1; then
+if [ "$(dpkg --print-architecture)" != arm64 ] && ! arch-test arm64 >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ]; then
         mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
         if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
@@ -50,7 +50,7 @@ if [ "$(dpkg --print-architecture)" != arm64 ] && ! arch-test -n arm64 >/dev/nul
             grep -v '^#' "$conf" > /proc/sys/fs/binfmt_misc/register
         fi
     fi
-    arch-test -n arm64 >/dev/null || die "this host cannot run arm64 binaries: install qemu-user-static and enable binfmt_misc (update-binfmts --enable qemu-aarch64)"
+    arch-test arm64 >/dev/null || die "this host cannot run arm64 binaries: install qemu-user-static and enable binfmt_misc (update-binfmts --enable qemu-aarch64)"
 fi
 if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 
