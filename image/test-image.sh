@@ -15,6 +15,9 @@
 # 5. checks the service over ssh, then from the host: an OpenSSH sftp session against the
 #    filesync SFTP server and `filesync sync` with the VM as the peer, files on both sides.
 # The VM is always stopped on exit. TIMEOUT (default 900 s) bounds the wait for READY.
+# IMAGE_TEST_BIN_ARM=FILE replaces /usr/bin/filesync in the test copy (debugfs, no mount),
+# e.g. to test a newer aarch64 build without rebuilding the image; IMAGE_TEST_BIN_HOST=FILE
+# is the host's filesync used for `filesync sync` (default target/release/filesync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
@@ -67,6 +70,17 @@ mmd -D s -i "$FAT" ::/ssh 2>/dev/null || true
 mcopy -o -i "$FAT" "$T/authorized_keys" ::/filesync/authorized_keys
 mcopy -o -i "$FAT" "$T/authorized_keys" ::/ssh/authorized_keys
 mcopy -o -i "$FAT" "$T/hostname" ::/hostname
+if [ -n "${IMAGE_TEST_BIN_ARM:-}" ]; then
+    root_off=$(( $(sfdisk -d "$T/disk.img" | sed -n 's/.*start= *\([0-9]*\).*type=83.*/\1/p' | head -n1) * 512 ))
+    debugfs -w -f - "$T/disk.img?offset=$root_off" >/dev/null 2>"$T/debugfs.err" <<DEBUGFS
+rm /usr/bin/filesync
+write $IMAGE_TEST_BIN_ARM /usr/bin/filesync
+set_inode_field /usr/bin/filesync mode 0100755
+set_inode_field /usr/bin/filesync uid 0
+set_inode_field /usr/bin/filesync gid 0
+DEBUGFS
+    log "replaced /usr/bin/filesync in the test copy with $IMAGE_TEST_BIN_ARM"
+fi
 kernel=$(mdir -b -i "$FAT" ::/ | sed 's#^::/##' | grep -m1 '^vmlinuz-') || die "no vmlinuz-* on the boot partition"
 initrd=$(mdir -b -i "$FAT" ::/ | sed 's#^::/##' | grep -m1 '^initrd.img-') || die "no initrd.img-* on the boot partition"
 mcopy -o -i "$FAT" "::/$kernel" "$T/vmlinuz"; mcopy -o -i "$FAT" "::/$initrd" "$T/initrd.img"
@@ -144,7 +158,7 @@ else
     fail_soft "OpenSSH sftp session (see $T/sftp.out)"
 fi
 
-BIN_HOST=target/release/filesync
+BIN_HOST=${IMAGE_TEST_BIN_HOST:-target/release/filesync}
 if [ -x "$BIN_HOST" ]; then
     L="$T/laptop"; mkdir -p "$L/root"
     echo "from the laptop" > "$L/root/from-laptop.txt"
