@@ -11,7 +11,8 @@
 # Needs: root (mmdebstrap --mode=root) or unprivileged user namespaces (--mode=unshare),
 # and binfmt_misc with qemu-aarch64 (qemu-user-static) on a non-arm64 host.
 # Environment: MIRROR (default http://deb.debian.org/debian), FILESYNC_IMAGE_KEEP=1 keeps
-# the intermediate files in dist/image-build/.
+# the intermediate files in dist/image-build/, FILESYNC_IMAGE_REUSE=1 reuses a kept
+# dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
@@ -54,7 +55,12 @@ if [ "$(dpkg --print-architecture)" != arm64 ] && ! arch-test arm64 >/dev/null 2
 fi
 if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 
-rm -rf "$W"; mkdir -p "$W/overlay" "$W/boot"
+reuse=0
+if [ "${FILESYNC_IMAGE_REUSE:-0}" = 1 ] && [ -s "$W/rootfs.tar" ] && [ -d "$W/boot" ]; then
+    reuse=1; log "reusing $W/rootfs.tar and $W/boot"
+else
+    rm -rf "$W"; mkdir -p "$W/overlay" "$W/boot"
+fi
 # Files added to the root file system.
 cp -a image/rootfs/. "$W/overlay/"
 install -D -m 0755 image/firstboot.sh "$W/overlay/usr/lib/filesync/firstboot"
@@ -65,6 +71,7 @@ PACKAGES=(systemd-sysv udev kmod linux-image-arm64 raspi-firmware firmware-brcm8
     wireless-regdb openssh-server systemd-resolved systemd-timesyncd wpasupplicant iproute2
     iputils-ping cloud-guest-utils e2fsprogs dosfstools fdisk ca-certificates less procps)
 
+[ "$reuse" = 1 ] || {
 log "mmdebstrap bookworm arm64 ($MODE mode) from $MIRROR"
 mmdebstrap --arch=arm64 --variant=minbase --mode="$MODE" \
     --components="main contrib non-free-firmware" \
@@ -85,13 +92,14 @@ mmdebstrap --arch=arm64 --variant=minbase --mode="$MODE" \
     "deb $MIRROR bookworm main contrib non-free-firmware" \
     "deb $MIRROR bookworm-updates main contrib non-free-firmware" \
     "deb $SECURITY_MIRROR bookworm-security main contrib non-free-firmware"
+}
 t1=$(date +%s)
 log "root file system: $(du -h "$W/rootfs.tar" | cut -f1) tarball in $((t1 - t0))s"
 ls "$W/boot"/vmlinuz* "$W/boot"/initrd.img* >/dev/null 2>&1 || die "raspi-firmware put no kernel/initrd into /boot/firmware"
 
 # Boot (FAT32) partition: the firmware, kernel, initrd, config.txt, cmdline.txt from
 # raspi-firmware, and the first-boot folder.
-mkdir -p "$W/boot/filesync"
+rm -rf "$W/boot/filesync"; mkdir -p "$W/boot/filesync"
 cp image/boot-template/filesync/README.txt "$W/boot/filesync/README.txt"
 cp image/config.toml "$W/boot/filesync/config.toml.example"
 rm -f "$W/boot.vfat"
@@ -101,7 +109,12 @@ mcopy -s -p -m -i "$W/boot.vfat" "$W/boot"/* ::/
 tar_mb=$(( $(stat -c %s "$W/rootfs.tar") / 1048576 ))
 ROOT_MB=${ROOT_MB:-$(( tar_mb * 13 / 10 + 256 ))}
 rm -f "$W/root.ext4"
-mke2fs -q -t ext4 -L RASPIROOT -m 1 -E root_owner=0:0 -d "$W/rootfs.tar" "$W/root.ext4" "${ROOT_MB}M"
+# mke2fs -d takes a tarball only from e2fsprogs 1.47.1 (bookworm has 1.47.0): unpack it,
+# under fakeroot when not root so that owners and device nodes stay right.
+rm -rf "$W/rootfs"; mkdir "$W/rootfs"
+mkfs_root="tar -xpf $W/rootfs.tar -C $W/rootfs --numeric-owner && mke2fs -q -t ext4 -L RASPIROOT -m 1 -d $W/rootfs $W/root.ext4 ${ROOT_MB}M"
+if [ "$(id -u)" -eq 0 ]; then sh -c "$mkfs_root"; else apt_install fakeroot; fakeroot sh -c "$mkfs_root"; fi
+rm -rf "$W/rootfs"
 
 # Assemble: MBR (the Pi firmware reads MBR), 4 MiB aligned.
 boot_start=8192; boot_sectors=$((BOOT_MB * 2048))
