@@ -49,7 +49,8 @@ rm -rf "$T"; mkdir -p "$T"
 if [ -x "$BIN_ARM" ]; then
     log "qemu-aarch64: $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN_ARM" --version)"
     mkdir -p "$T/user-emu"; echo hello > "$T/user-emu/a.txt"
-    qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN_ARM" --config /dev/null index --root "$T/user-emu" >&2 &&
+    : > "$T/user-emu.toml"
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN_ARM" --config "$T/user-emu.toml" index --root "$T/user-emu" >&2 &&
         [ -f "$T/user-emu/.sync" ] && log "qemu-aarch64: filesync index wrote .sync" ||
         fail_soft "filesync index under qemu-aarch64"
 else
@@ -113,8 +114,10 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel "$accel" \
 ready=""
 while :; do
     el=$(( $(date +%s) - start ))
-    if grep -aq 'Started filesync.service' "$T/serial.log" 2>/dev/null; then ready=$el; break; fi
-    if grep -aq 'Failed to start filesync.service' "$T/serial.log" 2>/dev/null; then break; fi
+    # The console has colour codes around the unit name: strip them.
+    sed 's/\x1b\[[0-9;]*m//g' "$T/serial.log" 2>/dev/null > "$T/serial.txt" || true
+    if grep -aq 'Started filesync.service' "$T/serial.txt"; then ready=$el; break; fi
+    if grep -aq 'Failed to start filesync.service' "$T/serial.txt"; then break; fi
     if grep -aqi 'Kernel panic' "$T/serial.log" 2>/dev/null; then break; fi
     [ "$el" -lt "$TIMEOUT" ] || break
     kill -0 "$(cat "$T/qemu.pid")" 2>/dev/null || die "qemu exited early; see $T/serial.log"
