@@ -39,3 +39,7 @@ image:
 # Boot the image under qemu-system-aarch64 and sync with it.
 image-test:
     image/test-image.sh
+
+# systemd-analyze verify on the unit files and the hub unit's security score.
+verify-units:
+    systemd/verify.sh

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Build the release binary for the Raspberry Pi (aarch64-unknown-linux-gnu).
+#
+#   cross/build-pi.sh            # -> target/aarch64-unknown-linux-gnu/release/filesync
+#
+# With a running container engine (docker info / podman info succeed) this uses cross-rs.
+# Otherwise it uses the container-free path that works on Debian/Ubuntu: rustup's aarch64
+# std plus Debian's gcc-aarch64-linux-gnu as linker and C compiler (ring and blake3 build C
+# and assembly). Debian bookworm's cross toolchain links against glibc 2.36, the glibc of
+# Raspberry Pi OS bookworm, which is therefore the minimum.
+#
+# Environment: FILESYNC_BUILD_PI_MODE=cross|native forces a path;
+# CARGO_PROFILE_RELEASE_LTO=thin speeds up development builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=aarch64-unknown-linux-gnu
+BIN="target/$TARGET/release/filesync"
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+engine_runs() {
+    { command -v docker >/dev/null && docker info >/dev/null 2>&1; } ||
+    { command -v podman >/dev/null && podman info >/dev/null 2>&1; }
+}
+
+apt_install() { # install Debian packages if missing (as root), else say what to install
+    local missing=()
+    for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        die "missing packages; run: sudo apt-get install ${missing[*]}"
+    fi
+}
+
+mode=${FILESYNC_BUILD_PI_MODE:-}
+if [ -z "$mode" ]; then
+    if engine_runs && command -v cross >/dev/null; then mode=cross; else mode=native; fi
+fi
+
+start=$(date +%s)
+case "$mode" in
+cross)
+    log "container engine found: cross build --release --target $TARGET"
+    export CROSS_CONFIG=${CROSS_CONFIG:-cross/Cross.toml}
+    cross build --release --locked --target "$TARGET"
+    ;;
+native)
+    log "no container engine (or cross not installed): container-free build with Debian's aarch64 gcc"
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    if command -v rustup >/dev/null; then
+        rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+    fi
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    cargo build --release --locked --target "$TARGET"
+    ;;
+*) die "FILESYNC_BUILD_PI_MODE must be cross or native, not $mode" ;;
+esac
+log "built $BIN in $(( $(date +%s) - start ))s ($(du -h "$BIN" | cut -f1))"
+
+# Check: an aarch64 ELF that runs under user-mode emulation.
+command -v file >/dev/null || apt_install file
+file -b "$BIN" | tee /dev/stderr | grep -q 'ARM aarch64' || die "$BIN is not an aarch64 ELF"
+maxglibc=$(aarch64-linux-gnu-objdump -T "$BIN" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 || true)
+[ -n "$maxglibc" ] && log "newest glibc symbol version needed: $maxglibc"
+if ! command -v qemu-aarch64 >/dev/null; then
+    apt_install qemu-user || true
+fi
+if command -v qemu-aarch64 >/dev/null; then
+    log "qemu-aarch64: $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN" --version)"
+else
+    log "qemu-aarch64 not available (apt-get install qemu-user): skipped the --version check"
+fi

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Boot test of the Raspberry Pi image under emulation (slow; not part of `just test`).
+#
+#   image/test-image.sh [dist/filesync-pi-<version>-arm64.img.xz]
+#
+# 1. runs the cross-built binary under qemu-aarch64 user emulation (--version, index, status);
+# 2. copies the image, puts first-boot files on its FAT partition with mtools (a generated
+#    client key as filesync/authorized_keys and ssh/authorized_keys, a hostname), grows the
+#    copy by 1 GiB to exercise the first-boot resize;
+# 3. boots it in qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG) with the image's own
+#    kernel and initrd, a virtio disk, user networking forwarding 127.0.0.1:$PORT to the SFTP
+#    port 2222 and 127.0.0.1:$SSH_PORT to ssh, serial console to dist/image-test/serial.log;
+# 4. waits for filesync.service to report READY (systemd prints "Started filesync.service"
+#    on the console only once a Type=notify service sent READY=1) and reports boot-to-READY;
+# 5. checks the service over ssh, then from the host: an OpenSSH sftp session against the
+#    filesync SFTP server and `filesync sync` with the VM as the peer, files on both sides.
+# The VM is always stopped on exit. TIMEOUT (default 900 s) bounds the wait for READY.
+# IMAGE_TEST_BIN_ARM=FILE replaces /usr/bin/filesync in the test copy (debugfs, no mount),
+# e.g. to test a newer aarch64 build without rebuilding the image; IMAGE_TEST_BIN_HOST=FILE
+# is the host's filesync used for `filesync sync` (default target/release/filesync).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+apt_install() {
+    local missing=()
+    for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]}"; apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else die "missing packages; run: sudo apt-get install ${missing[*]}"; fi
+}
+apt_install qemu-system-arm qemu-user mtools xz-utils openssh-client libc6-dev-arm64-cross
+
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+IMG=${1:-dist/filesync-pi-${VERSION}-arm64.img.xz}
+[ -f "$IMG" ] || [ -f "${IMG%.xz}" ] || die "no image $IMG: run image/build-image.sh first"
+T=dist/image-test
+PORT=${PORT:-22222}; SSH_PORT=${SSH_PORT:-22022}
+TIMEOUT=${TIMEOUT:-900}
+BIN_ARM=target/aarch64-unknown-linux-gnu/release/filesync
+failures=()
+fail_soft() { printf 'FAIL: %s\n' "$*" >&2; failures+=("$*"); }
+
+rm -rf "$T"; mkdir -p "$T"
+
+# 1. The cross-built binary under user-mode emulation.
+if [ -x "$BIN_ARM" ]; then
+    log "qemu-aarch64: $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN_ARM" --version)"
+    mkdir -p "$T/user-emu"; echo hello > "$T/user-emu/a.txt"
+    : > "$T/user-emu.toml"
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN_ARM" --config "$T/user-emu.toml" index --root "$T/user-emu" >&2 &&
+        [ -f "$T/user-emu/.sync" ] && log "qemu-aarch64: filesync index wrote .sync" ||
+        fail_soft "filesync index under qemu-aarch64"
+else
+    log "skipped qemu-aarch64 user emulation: $BIN_ARM not built (cross/build-pi.sh)"
+fi
+
+# 2. A working copy of the image with first-boot files on its boot partition.
+log "preparing $T/disk.img from $IMG"
+if [ -f "$IMG" ] && [ "${IMG%.xz}" != "$IMG" ]; then xz -dc -T0 "$IMG" > "$T/disk.img"; else cp --sparse=always "${IMG%.xz}" "$T/disk.img"; fi
+truncate -s +1G "$T/disk.img"
+boot_off=$(( $(sfdisk -d "$T/disk.img" | sed -n 's/.*start= *\([0-9]*\).*type=c.*/\1/p' | head -n1) * 512 ))
+[ "$boot_off" -gt 0 ] || die "no FAT partition in the image"
+FAT="$T/disk.img@@$boot_off"
+ssh-keygen -q -t ed25519 -N '' -C filesync-image-test -f "$T/id_ed25519"
+cp "$T/id_ed25519.pub" "$T/authorized_keys"
+echo filesync-test > "$T/hostname"
+mmd -D s -i "$FAT" ::/ssh 2>/dev/null || true
+mcopy -o -i "$FAT" "$T/authorized_keys" ::/filesync/authorized_keys
+mcopy -o -i "$FAT" "$T/authorized_keys" ::/ssh/authorized_keys
+mcopy -o -i "$FAT" "$T/hostname" ::/hostname
+if [ -n "${IMAGE_TEST_BIN_ARM:-}" ]; then
+    root_off=$(( $(sfdisk -d "$T/disk.img" | sed -n 's/.*start= *\([0-9]*\).*type=83.*/\1/p' | head -n1) * 512 ))
+    debugfs -w -f - "$T/disk.img?offset=$root_off" >/dev/null 2>"$T/debugfs.err" <<DEBUGFS
+rm /usr/bin/filesync
+write $IMAGE_TEST_BIN_ARM /usr/bin/filesync
+set_inode_field /usr/bin/filesync mode 0100755
+set_inode_field /usr/bin/filesync uid 0
+set_inode_field /usr/bin/filesync gid 0
+DEBUGFS
+    log "replaced /usr/bin/filesync in the test copy with $IMAGE_TEST_BIN_ARM"
+fi
+kernel=$(mdir -b -i "$FAT" ::/ | sed 's#^::/##' | grep -m1 '^vmlinuz-') || die "no vmlinuz-* on the boot partition"
+initrd=$(mdir -b -i "$FAT" ::/ | sed 's#^::/##' | grep -m1 '^initrd.img-') || die "no initrd.img-* on the boot partition"
+mcopy -o -i "$FAT" "::/$kernel" "$T/vmlinuz"; mcopy -o -i "$FAT" "::/$initrd" "$T/initrd.img"
+log "kernel $kernel, initrd $initrd (from the image's boot partition)"
+
+# 3. Boot.
+SSH=(ssh -p "$SSH_PORT" -i "$T/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+     -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes root@127.0.0.1)
+cleanup() {
+    if [ -f "$T/qemu.pid" ]; then
+        pid=$(cat "$T/qemu.pid"); kill "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -9 "$pid" 2>/dev/null || true; rm -f "$T/qemu.pid"
+    fi
+}
+trap cleanup EXIT
+accel=tcg
+log "booting qemu-system-aarch64 -M virt -cpu cortex-a72 -m 1024 ($accel); console: $T/serial.log"
+start=$(date +%s)
+qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel "$accel" \
+    -kernel "$T/vmlinuz" -initrd "$T/initrd.img" \
+    -append "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 net.ifnames=0 systemd.show_status=1" \
+    -drive "file=$T/disk.img,format=raw,if=none,id=hd0,cache=unsafe" -device virtio-blk-pci,drive=hd0 \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:2222,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" \
+    -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
+    -display none -monitor none -serial "file:$T/serial.log" \
+    -pidfile "$T/qemu.pid" -daemonize
+
+# 4. Wait for READY.
+ready=""
+while :; do
+    el=$(( $(date +%s) - start ))
+    # The console has colour codes around the unit name: strip them.
+    sed 's/\x1b\[[0-9;]*m//g' "$T/serial.log" 2>/dev/null > "$T/serial.txt" || true
+    if grep -aq 'Started filesync.service' "$T/serial.txt"; then ready=$el; break; fi
+    if grep -aq 'Failed to start filesync.service' "$T/serial.txt"; then break; fi
+    if grep -aqi 'Kernel panic' "$T/serial.log" 2>/dev/null; then break; fi
+    [ "$el" -lt "$TIMEOUT" ] || break
+    kill -0 "$(cat "$T/qemu.pid")" 2>/dev/null || die "qemu exited early; see $T/serial.log"
+    sleep 1
+done
+grep -a 'filesync-firstboot:' "$T/serial.log" | sed 's/^/    console: /' >&2 || true
+
+# Over ssh: what systemd says about the service (also when it failed).
+ssh_ok=""
+for _ in $(seq 60); do "${SSH[@]}" true 2>/dev/null && { ssh_ok=1; break; }; sleep 2; done
+if [ -n "$ssh_ok" ]; then
+    log "ssh root@VM: hostname $("${SSH[@]}" hostname), root fs $("${SSH[@]}" "df -h / | awk 'NR==2{print \$2}'")"
+    "${SSH[@]}" "systemctl --no-pager status filesync.service; journalctl --no-pager -b -u filesync.service | tail -n 20; systemd-analyze" > "$T/service.txt" 2>&1 || true
+    sed 's/^/    vm: /' "$T/service.txt" | head -n 40 >&2
+    state=$("${SSH[@]}" systemctl is-active filesync.service 2>/dev/null || true)
+    log "filesync.service is $state"
+else
+    fail_soft "no ssh to the VM on 127.0.0.1:$SSH_PORT"
+fi
+if [ -z "$ready" ]; then
+    tail -n 30 "$T/serial.log" | sed 's/^/    console: /' >&2
+    die "filesync.service did not become READY within ${TIMEOUT}s (see $T/serial.log, $T/service.txt)"
+fi
+log "boot-to-READY: ${ready}s (qemu start to READY=1, TCG emulation)"
+echo "$ready" > "$T/boot-to-ready.txt"
+
+# 5. Talk to the hub from the host.
+SFTP_OPTS=(-P "$PORT" -i "$T/id_ed25519" -o StrictHostKeyChecking=accept-new
+           -o UserKnownHostsFile="$T/known_hosts" -o BatchMode=yes -o LogLevel=ERROR)
+echo "from sftp $(date)" > "$T/from-sftp.txt"
+cat > "$T/sftp.batch" <<BATCH
+put $T/from-sftp.txt from-sftp.txt
+ls -l
+get from-sftp.txt $T/from-sftp.back
+BATCH
+if sftp "${SFTP_OPTS[@]}" -b "$T/sftp.batch" filesync@127.0.0.1 > "$T/sftp.out" 2>&1 &&
+   cmp -s "$T/from-sftp.txt" "$T/from-sftp.back" &&
+   "${SSH[@]}" test -f /srv/filesync/from-sftp.txt; then
+    log "OpenSSH sftp: put/ls/get against the filesync server OK"
+else
+    fail_soft "OpenSSH sftp session (see $T/sftp.out)"
+fi
+
+BIN_HOST=${IMAGE_TEST_BIN_HOST:-target/release/filesync}
+if [ -x "$BIN_HOST" ]; then
+    L="$T/laptop"; mkdir -p "$L/root"
+    echo "from the laptop" > "$L/root/from-laptop.txt"
+    "${SSH[@]}" "runuser -u filesync -- sh -c 'echo from the pi > /srv/filesync/from-pi.txt'" || true
+    cat > "$L/config.toml" <<TOML
+root = "$PWD/$L/root"
+name = "laptop"
+[peers.pi]
+url = "sftp://filesync@127.0.0.1:$PORT/"
+identity = "$PWD/$T/id_ed25519"
+known_hosts = "$PWD/$T/known_hosts"
+TOML
+    if "$BIN_HOST" --config "$L/config.toml" sync pi --accept-new --no-progress > "$T/sync.out" 2>&1 &&
+       [ -f "$L/root/from-pi.txt" ] && [ -f "$L/root/from-sftp.txt" ] &&
+       "${SSH[@]}" test -f /srv/filesync/from-laptop.txt; then
+        log "filesync sync with the VM: files arrived on both sides"
+    else
+        fail_soft "filesync sync pi (see $T/sync.out)"
+    fi
+else
+    fail_soft "no host binary $BIN_HOST (cargo build --release) for filesync sync"
+fi
+
+if [ ${#failures[@]} -gt 0 ]; then
+    printf 'FAIL: %s\n' "${failures[@]}" >&2; exit 1
+fi
+log "image test passed (boot-to-READY ${ready}s)"
