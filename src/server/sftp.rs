@@ -236,6 +236,10 @@ fn status_of(id: u32, e: FsError) -> Bytes {
                 | Some(libc::EROFS) => wire::FX_PERMISSION_DENIED,
                 _ => wire::FX_FAILURE,
             };
+            if code == wire::FX_FAILURE {
+                // Clients often show only "Failure": the server log is where the cause is read.
+                tracing::warn!(request = id, "SFTP request failed: {e}");
+            }
             wire::status(id, code, &e.to_string())
         }
     }
