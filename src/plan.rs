@@ -214,8 +214,8 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
                 content_from: None,
                 aside: None,
             },
-            Causality::Dominates => take(Side::Left, &a, &b),
-            Causality::DominatedBy => take(Side::Right, &b, &a),
+            Causality::Dominates => take(Side::Left, &a),
+            Causality::DominatedBy => take(Side::Right, &b),
             Causality::Concurrent => {
                 let vv = a.vv.merged(&b.vv);
                 match (a.kind, b.kind) {
@@ -399,7 +399,7 @@ fn detect_moves(steps: &mut Vec<Step>) {
 }
 
 /// The dominating side's state, applied to both.
-fn take(side: Side, winner: &Entry, _loser: &Entry) -> Target {
+fn take(side: Side, winner: &Entry) -> Target {
     Target {
         kind: winner.kind,
         vv: winner.vv.clone(),

@@ -437,31 +437,6 @@ impl IgnoreRules {
         IgnoreRules { by_dir }
     }
 
-    /// Reads every ignore file below `root` (for callers without a fresh walk).
-    pub fn load(root: &Path) -> Self {
-        let mut by_dir = Vec::new();
-        let mut b = ignore::WalkBuilder::new(root);
-        b.hidden(false)
-            .git_ignore(false)
-            .git_global(false)
-            .git_exclude(false)
-            .ignore(false)
-            .parents(false)
-            .follow_links(false)
-            .add_custom_ignore_filename(IGNORE_FILE);
-        for d in b.build().flatten() {
-            if d.file_name() == IGNORE_FILE {
-                let dir = d.path().parent().unwrap_or(root);
-                let Ok(rel) = RelPath::from_fs(root, dir) else {
-                    continue;
-                };
-                let (gi, _) = ignore::gitignore::Gitignore::new(d.path());
-                by_dir.push((rel, gi));
-            }
-        }
-        IgnoreRules { by_dir }
-    }
-
     /// True when a `.syncignore` excludes `p` (or one of its parents).
     pub fn is_ignored(&self, root: &Path, p: &RelPath) -> bool {
         if is_internal(p) {

@@ -58,10 +58,8 @@ pub fn is_temp_name(name: &str) -> bool {
 
 /// Whether a path is ours rather than the user's.
 pub fn is_internal(path: &RelPath) -> bool {
-    let mut comps = path.components();
-    match comps.next() {
+    match path.components().next() {
         None => false,
-        Some(first) if path.depth() == 1 => is_reserved_root_name(first) || is_temp_name(first),
         Some(first) => is_reserved_root_name(first) || is_temp_name(path.name()),
     }
 }
