@@ -16,25 +16,11 @@ cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
 BIN="target/$TARGET/release/filesync"
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+. scripts/lib.sh
 
 engine_runs() {
     { command -v docker >/dev/null && docker info >/dev/null 2>&1; } ||
     { command -v podman >/dev/null && podman info >/dev/null 2>&1; }
-}
-
-apt_install() { # install Debian packages if missing (as root), else say what to install
-    local missing=()
-    for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p"); done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-        die "missing packages; run: sudo apt-get install ${missing[*]}"
-    fi
 }
 
 mode=${FILESYNC_BUILD_PI_MODE:-}

@@ -20,17 +20,8 @@
 # is the host's filesync used for `filesync sync` (default target/release/filesync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-log() { printf '==> %s\n' "$*" >&2; }
+. scripts/lib.sh
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-apt_install() {
-    local missing=()
-    for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p"); done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"; apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else die "missing packages; run: sudo apt-get install ${missing[*]}"; fi
-}
 apt_install qemu-system-arm qemu-user mtools xz-utils openssh-client libc6-dev-arm64-cross
 
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
