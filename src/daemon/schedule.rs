@@ -3,11 +3,11 @@
 //! once per state change rather than once per attempt.
 
 use crate::config::Config;
-use crate::store::{AnyStore, LocalStore, LockInfo, Store, StoreError, now_secs};
+use crate::store::{AnyStore, LocalStore, Store, StoreError, now_secs};
 use crate::sync::{SyncOptions, SyncReport};
 use crate::target::Target;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -237,8 +237,9 @@ impl PeerTask {
                 tokio::select! {
                     r = crate::sync::sync(&left, &right, &opts) => Some(r),
                     _ = super::raised(&mut abandon) => {
-                        unlock_if_ours(&left).await;
-                        unlock_if_ours(&right).await;
+                        // Each store releases only a lock it took itself.
+                        let _ = left.unlock().await;
+                        let _ = right.unlock().await;
                         None
                     }
                 }
@@ -256,21 +257,6 @@ impl PeerTask {
             Err(e) => Outcome::Unavailable(e.to_string()),
         }
     }
-}
-
-/// Releases a lock the abandoned sync took; a local lock held by anyone else is left alone.
-async fn unlock_if_ours(s: &AnyStore) {
-    if let AnyStore::Local(l) = s {
-        let me = LockInfo::here("filesync sync");
-        let holder: Option<LockInfo> =
-            std::fs::read(Path::new(l.root()).join(crate::index::LOCK_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-        if !holder.is_some_and(|h| h.pid == me.pid && h.host == me.host && h.what == me.what) {
-            return;
-        }
-    }
-    let _ = s.unlock().await;
 }
 
 /// An error and its causes on one line, without repeating a cause its parent already quotes.

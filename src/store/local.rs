@@ -10,8 +10,12 @@ use crate::index::{
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,6 +25,24 @@ const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
 pub struct LocalStore {
     root: PathBuf,
     lock_stale_secs: u64,
+    held: Mutex<Option<HeldLock>>,
+}
+
+/// `.sync.lock` as this store took it: the folder it was made in and what was written.
+struct HeldLock {
+    dir: OwnedFd,
+    body: Vec<u8>,
+}
+
+fn held_lock(m: &Mutex<Option<HeldLock>>) -> std::sync::MutexGuard<'_, Option<HeldLock>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_at(dir: &OwnedFd, name: &str) -> io::Result<Vec<u8>> {
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf)?;
+    Ok(buf)
 }
 
 impl LocalStore {
@@ -43,6 +65,7 @@ impl LocalStore {
         Ok(LocalStore {
             root,
             lock_stale_secs,
+            held: Mutex::new(None),
         })
     }
 
@@ -92,23 +115,44 @@ impl LocalStore {
         Ok(to)
     }
 
+    /// Takes `.sync.lock` by exclusive create. The lock is made through a handle on the
+    /// folder itself and released through the same handle, so a folder renamed while we
+    /// hold it does not keep an orphaned lock that names a live process (ours).
     pub fn lock_blocking(&self, info: &LockInfo) -> Result<(), StoreError> {
         let path = self.root.join(LOCK_FILE);
         let body = serde_json::to_vec(info).unwrap_or_default();
+        let dir = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            StoreError::io(
+                format!("cannot open the synced folder {}", self.root.display()),
+                e.into(),
+            )
+        })?;
         for attempt in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| {
-                        StoreError::io(format!("cannot write {}", path.display()), e)
-                    })?;
+            match rustix::fs::openat(
+                &dir,
+                LOCK_FILE,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                Ok(fd) => {
+                    let mut f = std::fs::File::from(fd);
+                    if let Err(e) = f.write_all(&body).and_then(|_| f.sync_all()) {
+                        let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+                        return Err(StoreError::io(
+                            format!("cannot write {}", path.display()),
+                            e,
+                        ));
+                    }
+                    *held_lock(&self.held) = Some(HeldLock { dir, body });
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
-                    let holder: Option<LockInfo> = std::fs::read(&path)
+                Err(Errno::EXIST) if attempt == 0 => {
+                    let holder: Option<LockInfo> = read_at(&dir, LOCK_FILE)
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
                     let stale = match &holder {
@@ -132,12 +176,12 @@ impl LocalStore {
                         });
                     }
                     tracing::warn!(lock = %path.display(), "breaking a stale lock");
-                    let _ = std::fs::remove_file(&path);
+                    let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
                 }
                 Err(e) => {
                     return Err(StoreError::io(
                         format!("cannot create {}", path.display()),
-                        e,
+                        e.into(),
                     ));
                 }
             }
@@ -145,14 +189,23 @@ impl LocalStore {
         Err(StoreError::Other(format!("cannot take {}", path.display())))
     }
 
+    /// Releases the lock this store took. A lock file that is no longer ours (broken as
+    /// stale and retaken by someone else) is left alone.
     pub fn unlock_blocking(&self) -> Result<(), StoreError> {
-        let path = self.root.join(LOCK_FILE);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        let Some(held) = held_lock(&self.held).take() else {
+            return Ok(());
+        };
+        match read_at(&held.dir, LOCK_FILE) {
+            Ok(b) if b == held.body => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
+        match rustix::fs::unlinkat(&held.dir, LOCK_FILE, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(StoreError::io(
-                format!("cannot remove {}", path.display()),
-                e,
+                format!("cannot remove {}", self.root.join(LOCK_FILE).display()),
+                e.into(),
             )),
         }
     }
@@ -343,6 +396,7 @@ impl LocalStore {
         LocalStore {
             root: self.root.clone(),
             lock_stale_secs: self.lock_stale_secs,
+            held: Mutex::new(None),
         }
     }
 
@@ -543,5 +597,54 @@ impl Store for LocalStore {
     fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
         let this = self.clone_handle();
         Box::pin(blocking(move || this.cleanup_blocking(trash_days)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_file(dir: &Path) -> PathBuf {
+        dir.join(LOCK_FILE)
+    }
+
+    #[test]
+    fn a_lock_is_released_even_when_the_folder_was_renamed_meanwhile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let store = LocalStore::open(&a, 3600).unwrap();
+        store.lock_blocking(&LockInfo::here("test")).unwrap();
+        let moved = tmp.path().join("moved");
+        std::fs::rename(&a, &moved).unwrap();
+        store.unlock_blocking().unwrap();
+        assert!(!lock_file(&moved).exists(), "orphaned lock left behind");
+    }
+
+    #[test]
+    fn unlock_leaves_a_lock_it_did_not_take() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = LocalStore::open(tmp.path(), 3600).unwrap();
+        let second = LocalStore::open(tmp.path(), 3600).unwrap();
+        first.lock_blocking(&LockInfo::here("first")).unwrap();
+        assert!(matches!(
+            second.lock_blocking(&LockInfo::here("second")),
+            Err(StoreError::Locked { .. })
+        ));
+        second.unlock_blocking().unwrap();
+        assert!(lock_file(tmp.path()).exists());
+        first.unlock_blocking().unwrap();
+        assert!(!lock_file(tmp.path()).exists());
+    }
+
+    #[test]
+    fn unlock_leaves_a_lock_retaken_by_someone_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path(), 3600).unwrap();
+        store.lock_blocking(&LockInfo::here("mine")).unwrap();
+        // Someone judged ours stale, broke it and took their own.
+        std::fs::write(lock_file(tmp.path()), b"{\"theirs\":1}").unwrap();
+        store.unlock_blocking().unwrap();
+        assert!(lock_file(tmp.path()).exists());
     }
 }

@@ -673,9 +673,14 @@ impl Store for SftpStore {
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let path = self.s.join(LOCK_FILE);
-            self.st
+            // Only a lock this store took is released; someone else's stays.
+            if !self
+                .st
                 .locked
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                return Ok(());
+            }
             match self.s.raw.remove(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
