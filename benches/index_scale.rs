@@ -9,7 +9,7 @@ use std::time::Instant;
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("FILESYNC_BENCH_ENTRIES")
+    let n: usize = std::env::var("BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 20_000 });

@@ -9,7 +9,7 @@
 # and assembly). Debian bookworm's cross toolchain links against glibc 2.36, the glibc of
 # Raspberry Pi OS bookworm, which is therefore the minimum.
 #
-# Environment: FILESYNC_BUILD_PI_MODE=cross|native forces a path;
+# Environment: BUILD_PI_MODE=cross|native forces a path;
 # CARGO_PROFILE_RELEASE_LTO=thin speeds up development builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ engine_runs() {
     { command -v podman >/dev/null && podman info >/dev/null 2>&1; }
 }
 
-mode=${FILESYNC_BUILD_PI_MODE:-}
+mode=${BUILD_PI_MODE:-}
 if [ -z "$mode" ]; then
     if engine_runs && command -v cross >/dev/null; then mode=cross; else mode=native; fi
 fi
@@ -47,7 +47,7 @@ native)
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     cargo build --release --locked --target "$TARGET"
     ;;
-*) die "FILESYNC_BUILD_PI_MODE must be cross or native, not $mode" ;;
+*) die "BUILD_PI_MODE must be cross or native, not $mode" ;;
 esac
 log "built $BIN in $(( $(date +%s) - start ))s ($(du -h "$BIN" | cut -f1))"
 

@@ -5,14 +5,14 @@
 #   image/build-deb.sh             # both; ARCHES="arm64" image/build-deb.sh for one
 #
 # arm64 uses the cross-built binary (cross/build-pi.sh, run if missing or older than the
-# sources), amd64 `cargo build --release`. FILESYNC_SKIP_BUILD=1 packages whatever binaries
+# sources), amd64 `cargo build --release`. DEB_SKIP_BUILD=1 packages whatever binaries
 # exist. Then dpkg-deb --info/--contents and lintian (if installed) check the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . scripts/lib.sh
 apt_install dpkg-dev binutils file
-[ "${FILESYNC_LINTIAN:-1}" = 1 ] && { apt_install lintian || true; }
+[ "${DEB_LINTIAN:-1}" = 1 ] && { apt_install lintian || true; }
 
 SDE=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -27,9 +27,9 @@ stale() { # binary missing or older than any source file
 for arch in $ARCHES; do
     case $arch in
     arm64) bin=target/aarch64-unknown-linux-gnu/release/filesync; objdump=aarch64-linux-gnu-objdump
-           if [ "${FILESYNC_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then cross/build-pi.sh; fi ;;
+           if [ "${DEB_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then cross/build-pi.sh; fi ;;
     amd64) bin=target/release/filesync; objdump=objdump
-           if [ "${FILESYNC_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then log "cargo build --release"; cargo build --release --locked; fi ;;
+           if [ "${DEB_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then log "cargo build --release"; cargo build --release --locked; fi ;;
     *) die "unknown architecture $arch" ;;
     esac
     [ -x "$bin" ] || die "$bin missing"
@@ -89,7 +89,7 @@ CONTROL
     log "built $out ($(du -h "$out" | cut -f1))"
     dpkg-deb --info "$out"
     dpkg-deb --contents "$out"
-    if command -v lintian >/dev/null && [ "${FILESYNC_LINTIAN:-1}" = 1 ]; then
+    if command -v lintian >/dev/null && [ "${DEB_LINTIAN:-1}" = 1 ]; then
         log "lintian $out (kept tags are explained in image/README.md)"
         lintian --tag-display-limit 0 "$out" || true
     fi

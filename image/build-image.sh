@@ -10,8 +10,8 @@
 #
 # Needs: root (mmdebstrap --mode=root) or unprivileged user namespaces (--mode=unshare),
 # and binfmt_misc with qemu-aarch64 (qemu-user-static) on a non-arm64 host.
-# Environment: MIRROR (default http://deb.debian.org/debian), FILESYNC_IMAGE_KEEP=1 keeps
-# the intermediate files in dist/image-build/, FILESYNC_IMAGE_REUSE=1 reuses a kept
+# Environment: MIRROR (default http://deb.debian.org/debian), IMAGE_KEEP=1 keeps
+# the intermediate files in dist/image-build/, IMAGE_REUSE=1 reuses a kept
 # dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +46,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 
 reuse=0
-if [ "${FILESYNC_IMAGE_REUSE:-0}" = 1 ] && [ -s "$W/rootfs.tar" ] && [ -d "$W/boot" ]; then
+if [ "${IMAGE_REUSE:-0}" = 1 ] && [ -s "$W/rootfs.tar" ] && [ -d "$W/boot" ]; then
     reuse=1; log "reusing $W/rootfs.tar and $W/boot"
 else
     rm -rf "$W"; mkdir -p "$W/overlay" "$W/boot"
@@ -129,6 +129,6 @@ xz -T0 -6 -k -f "$OUT"
 (cd dist && sha256sum "$(basename "$OUT").xz" > "$(basename "$OUT").xz.sha256")
 t3=$(date +%s)
 log "compressed in $((t3 - t2))s"
-[ "${FILESYNC_IMAGE_KEEP:-0}" = 1 ] || rm -f "$W/rootfs.tar" "$W/root.ext4" "$W/boot.vfat"
+[ "${IMAGE_KEEP:-0}" = 1 ] || rm -f "$W/rootfs.tar" "$W/root.ext4" "$W/boot.vfat"
 log "done in $((t3 - t0))s: $OUT.xz ($(du -h "$OUT.xz" | cut -f1); raw $(du -h --apparent-size "$OUT" | cut -f1))"
 cat "$OUT.xz.sha256"

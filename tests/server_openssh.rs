@@ -67,10 +67,10 @@ fn openssh_sftp_basic_operations() {
 }
 
 #[test]
-#[ignore = "slow: set FILESYNC_BIG_MIB or run with --ignored"]
+#[ignore = "slow: set TEST_BIG_MIB or run with --ignored"]
 fn openssh_sftp_big_file_round_trip() {
     big_round_trip(
-        std::env::var("FILESYNC_BIG_MIB")
+        std::env::var("TEST_BIG_MIB")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1024),

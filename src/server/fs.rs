@@ -38,6 +38,11 @@ pub fn client_path(raw: &[u8]) -> FsResult<RelPath> {
     RelPath::normalize_client(s).map_err(|_| FsError::Denied("path not allowed"))
 }
 
+/// Permission bits a client may set. Set-user-ID, set-group-ID and sticky bits are
+/// dropped: files on the hub are the service user's, and a client must not make them
+/// executable as that user by anyone who runs them.
+const MODE_BITS: u32 = 0o777;
+
 /// The root folder, held open so later renames of its path do not move the jail.
 pub struct Root {
     fd: OwnedFd,
@@ -68,6 +73,25 @@ impl Root {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        // Every client path is resolved with openat2; find out now, not on the first request,
+        // when the system refuses it.
+        match rustix::fs::openat2(
+            &fd,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        ) {
+            Err(Errno::NOSYS) => {
+                return Err(std::io::Error::other(
+                    "the openat2 system call is unavailable (Linux older than 5.6, or a seccomp \
+                     filter such as systemd's RestrictSUIDSGID=yes); the SFTP server needs it to \
+                     keep clients inside the folder",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
         Ok(Root {
             fd,
             path: path.to_path_buf(),
@@ -143,7 +167,7 @@ impl Root {
         }
         // openat2 insists on a zero mode unless it may create the file.
         let mode = if flags.contains(OFlags::CREATE) {
-            Mode::from_raw_mode(mode.map_or(0o666, |m| m & 0o7777))
+            Mode::from_raw_mode(mode.map_or(0o666, |m| m & MODE_BITS))
         } else {
             Mode::empty()
         };
@@ -159,7 +183,7 @@ impl Root {
 
     pub fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> FsResult<()> {
         let (dir, name) = self.parent(p)?;
-        let mode = Mode::from_raw_mode(mode.map_or(0o777, |m| m & 0o7777));
+        let mode = Mode::from_raw_mode(mode.map_or(0o777, |m| m & MODE_BITS));
         Ok(rustix::fs::mkdirat(&dir, name.as_str(), mode)?)
     }
 
@@ -259,7 +283,7 @@ impl Root {
             std::os::unix::fs::chown(&proc, Some(uid), Some(gid))?;
         }
         if let Some(perm) = a.permissions {
-            rustix::fs::chmod(&proc, Mode::from_raw_mode(perm & 0o7777))?;
+            rustix::fs::chmod(&proc, Mode::from_raw_mode(perm & MODE_BITS))?;
         }
         if let Some((atime, mtime)) = a.atime_mtime {
             rustix::fs::utimensat(
@@ -294,7 +318,7 @@ pub fn fsetstat(f: &File, a: &Attrs) -> FsResult<()> {
         std::os::unix::fs::fchown(fd, Some(uid), Some(gid))?;
     }
     if let Some(perm) = a.permissions {
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm & 0o7777))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm & MODE_BITS))?;
     }
     if let Some((atime, mtime)) = a.atime_mtime {
         rustix::fs::futimens(fd, &timestamps(atime, mtime))?;

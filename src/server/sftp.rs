@@ -61,8 +61,11 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
     // order, because paramiko's pipelined writes lose track of out-of-order replies.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u64, Bytes)>();
 
+    // The reader, the dispatcher and the writer are three futures of this one task, not three
+    // tasks: each request passes through all three, and a wake-up between tasks can mean a
+    // hop between threads, which dominated the time of a chain of small requests.
     let reader_peer = peer.clone();
-    let reader = tokio::spawn(async move {
+    let reader = async move {
         let mut buf = BytesMut::with_capacity(512 * 1024);
         while let Some(msg) = rx.wait().await {
             match msg {
@@ -94,9 +97,9 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
                 }
             }
         }
-    });
+    };
 
-    let writer = tokio::spawn(async move {
+    let writer = async move {
         let mut pending = BytesMut::new();
         let mut early: BTreeMap<u64, Bytes> = BTreeMap::new();
         let mut next_seq = 0u64;
@@ -143,74 +146,78 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
         }
         let _ = tx.eof().await;
         let _ = tx.close().await;
-    });
+    };
 
-    let session = Arc::new(Session {
-        shared,
-        handles: Mutex::new(HashMap::new()),
-        next_handle: AtomicU32::new(1),
-    });
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
-    let mut seq = 0u64;
-    while let Some((id, req)) = req_rx.recv().await {
-        let this = seq;
-        seq += 1;
-        let concurrent = match &req {
-            Request::Read { .. } => true,
-            // Appends land at the end in arrival order only if they run one at a time.
-            Request::Write { handle, .. } => !session.is_append(handle),
-            _ => false,
-        };
-        if concurrent && req_rx.is_empty() {
-            // Nothing queued behind it: the client is waiting on this reply (one small file
-            // after another), so a thread hop would only add latency.
-            let _ = out_tx.send((this, session.handle(id, req)));
-        } else if concurrent {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
+    let dispatch_peer = peer.clone();
+    let dispatcher = async move {
+        let session = Arc::new(Session {
+            shared,
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU32::new(1),
+        });
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+        let mut seq = 0u64;
+        while let Some((id, req)) = req_rx.recv().await {
+            let this = seq;
+            seq += 1;
+            let concurrent = match &req {
+                Request::Read { .. } => true,
+                // Appends land at the end in arrival order only if they run one at a time.
+                Request::Write { handle, .. } => !session.is_append(handle),
+                _ => false,
             };
-            let s = session.clone();
-            let out = out_tx.clone();
-            // Awaited through the semaphore: the loop's end takes every permit back.
-            drop(tokio::task::spawn_blocking(move || {
-                // Every request must get its reply, or the in-order writer waits forever.
-                let reply =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.handle(id, req)))
-                        .unwrap_or_else(|_| wire::status(id, wire::FX_FAILURE, "internal error"));
-                let _ = out.send((this, reply));
-                drop(permit);
-            }));
-        } else if is_quick(&req) {
-            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
-                break;
-            };
-            // Inline: a thread hop would cost more than these few syscalls, and a tree of
-            // small files is a long chain of them (open, write, close per file).
-            let _ = out_tx.send((this, session.handle(id, req)));
-            drop(all);
-        } else {
-            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
-                break;
-            };
-            let s = session.clone();
-            match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
-                Ok(reply) => {
-                    let _ = out_tx.send((this, reply));
+            if concurrent && req_rx.is_empty() {
+                // Nothing queued behind it: the client is waiting on this reply (one small file
+                // after another), so a thread hop would only add latency.
+                let _ = out_tx.send((this, session.handle(id, req)));
+            } else if concurrent {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let s = session.clone();
+                let out = out_tx.clone();
+                // Awaited through the semaphore: the loop's end takes every permit back.
+                drop(tokio::task::spawn_blocking(move || {
+                    // Every request must get its reply, or the in-order writer waits forever.
+                    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        s.handle(id, req)
+                    }))
+                    .unwrap_or_else(|_| wire::status(id, wire::FX_FAILURE, "internal error"));
+                    let _ = out.send((this, reply));
+                    drop(permit);
+                }));
+            } else if is_quick(&req) {
+                let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
+                    break;
+                };
+                // Inline: a thread hop would cost more than these few syscalls, and a tree of
+                // small files is a long chain of them (open, write, close per file).
+                let _ = out_tx.send((this, session.handle(id, req)));
+                drop(all);
+            } else {
+                let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
+                    break;
+                };
+                let s = session.clone();
+                match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
+                    Ok(reply) => {
+                        let _ = out_tx.send((this, reply));
+                    }
+                    Err(e) => {
+                        tracing::error!(peer = %dispatch_peer, "SFTP request {id} failed: {e}");
+                        let _ = out_tx
+                            .send((this, wire::status(id, wire::FX_FAILURE, "internal error")));
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(peer = %peer, "SFTP request {id} failed: {e}");
-                    let _ =
-                        out_tx.send((this, wire::status(id, wire::FX_FAILURE, "internal error")));
-                }
+                drop(all);
             }
-            drop(all);
         }
-    }
-    let _ = slots.acquire_many(MAX_IN_FLIGHT).await;
-    drop(out_tx);
-    reader.abort();
-    let _ = reader.await;
-    let _ = writer.await;
+        let _ = slots.acquire_many(MAX_IN_FLIGHT).await;
+        drop(out_tx);
+    };
+    // The reader ends at the client's EOF, which ends the dispatcher's queue, whose end
+    // closes the writer's.
+    tokio::join!(reader, dispatcher, writer);
     tracing::debug!(peer = %peer, "SFTP session ended");
 }
 
