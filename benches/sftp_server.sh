@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput of our SFTP server against OpenSSH's sshd (internal-sftp), same run, same client
 # (OpenSSH sftp), same cipher: upload and download of one big file and of the `small` tree.
-# usage: benches/sftp_server.sh [BIG_MIB]   (default 1024; env CIPHER, KEEP=1 keeps the temp dir)
+# usage: benches/sftp_server.sh [BIG_MIB]   (default 1024; env CIPHER, KEEP=1 keeps the temp dir,
+#        BENCH_BIN=path to a filesync binary instead of building one)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers="$repo/../shared/peers"
@@ -17,9 +18,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building release binary..." >&2
-(cd "$repo" && cargo build --release --quiet)
-bin="$repo/target/release/filesync"
+bin=${BENCH_BIN:-$repo/target/release/filesync}
+if [ -z "${BENCH_BIN:-}" ]; then
+    echo "building release binary..." >&2
+    (cd "$repo" && cargo build --release --quiet)
+fi
 
 # Payloads.
 mkdir -p "$work/src" "$work/ours" "$work/theirs" "$work/back"

@@ -7,7 +7,7 @@ use crate::index::{Entry, Index, Kind, PeerRecord, ReplicaId};
 use crate::plan::{self, Conflict, Op, Plan, Side, Step};
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
-use crate::store::{LockInfo, Reader, Store, StoreError, now_secs};
+use crate::store::{LockInfo, Put, Reader, Store, StoreError, now_secs};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
@@ -440,9 +440,18 @@ async fn apply<H: Store, T: Store>(
             source,
             replace,
         } => {
-            check(here, p, replace.as_ref()).await?;
-            check(there, from, Some(source)).await?;
-            let reader = there.read(from).await?;
+            // Nothing expected at `p`: the store refuses to replace whatever appeared there
+            // since the scan, so no need to look first (a round trip on a remote).
+            let fresh = !replace.as_ref().is_some_and(Entry::is_live);
+            if !fresh {
+                check(here, p, replace.as_ref()).await?;
+            }
+            // The bytes are checked against the source's hash on arrival; only a source
+            // without one needs a look before it is read.
+            if source.hash.is_none() {
+                check(there, from, Some(source)).await?;
+            }
+            let reader = there.read(from, Some(source.size)).await?;
             let reader: Reader = match bar {
                 Some(b) => Box::pin(Counting {
                     inner: reader,
@@ -450,7 +459,12 @@ async fn apply<H: Store, T: Store>(
                 }),
                 None => reader,
             };
-            let o = here.write(p, reader, source.mtime, source.hash).await?;
+            let put = Put {
+                mtime: source.mtime,
+                expect: source.hash,
+                fresh,
+            };
+            let o = here.write(p, reader, put).await?;
             let mut e = s.result.clone();
             e.mtime = o.mtime;
             e.size = o.size;

@@ -3,7 +3,7 @@
 //! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
 //! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
 
-use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
+use super::{BoxFuture, LockInfo, Put, Reader, Store, StoreError, stamp};
 use crate::index::{
     ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
     from_json_slice, to_json_vec,
@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn appeared(p: &RelPath, root: &Path) -> StoreError {
+    StoreError::Other(format!(
+        "{p} appeared in {} since it was scanned; it will be synced next time",
+        root.display()
+    ))
+}
 
 /// Temp files older than this are leftovers of an interrupted sync.
 const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
@@ -262,9 +269,10 @@ impl LocalStore {
     }
 
     /// Puts a finished temp file at `p`, keeping whatever was there in the trash.
-    fn install(&self, tmp: &Path, p: &RelPath) -> Result<Observed, StoreError> {
+    fn install(&self, tmp: &Path, p: &RelPath, fresh: bool) -> Result<Observed, StoreError> {
         let full = self.full(p);
         match std::fs::symlink_metadata(&full) {
+            Ok(_) if fresh => return Err(appeared(p, &self.root)),
             Ok(m) if m.is_file() => {
                 let slot = self.trash_slot(p).map_err(|e| {
                     StoreError::io(format!("cannot make room in the trash for {p}"), e)
@@ -279,8 +287,24 @@ impl LocalStore {
             Ok(_) => self.trash_blocking(p)?,
             Err(_) => {}
         }
-        std::fs::rename(tmp, &full)
-            .map_err(|e| StoreError::io(format!("cannot put {p} in place"), e))?;
+        let placed = if fresh {
+            // No replacing what may have arrived since the look above.
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                tmp,
+                rustix::fs::CWD,
+                &full,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Err(Errno::EXIST) => return Err(appeared(p, &self.root)),
+                // A file system without RENAME_NOREPLACE: the look above has to do.
+                Err(Errno::INVAL) | Err(Errno::NOSYS) => std::fs::rename(tmp, &full),
+                r => r.map_err(io::Error::from),
+            }
+        } else {
+            std::fs::rename(tmp, &full)
+        };
+        placed.map_err(|e| StoreError::io(format!("cannot put {p} in place"), e))?;
         if let Some(parent) = full.parent() {
             sync_dir(parent);
         }
@@ -404,9 +428,13 @@ impl LocalStore {
         &self,
         p: &RelPath,
         mut data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> Result<Observed, StoreError> {
+        let Put {
+            mtime,
+            expect,
+            fresh,
+        } = put;
         if let Some(parent) = p.parent() {
             let dir = self.full(&parent);
             tokio::fs::create_dir_all(&dir)
@@ -456,7 +484,7 @@ impl LocalStore {
             .await?;
             let this = self.clone_handle();
             let (tmp3, p3) = (tmp.clone(), p.clone());
-            blocking(move || this.install(&tmp3, &p3)).await
+            blocking(move || this.install(&tmp3, &p3, fresh)).await
         }
         .await;
         if res.is_err() {
@@ -527,7 +555,11 @@ impl Store for LocalStore {
         })
     }
 
-    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
+    fn read<'a>(
+        &'a self,
+        p: &'a RelPath,
+        _size: Option<u64>,
+    ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         Box::pin(async move {
             let f = tokio::fs::File::open(self.full(p))
                 .await
@@ -540,10 +572,9 @@ impl Store for LocalStore {
         &'a self,
         p: &'a RelPath,
         data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        Box::pin(self.write_async(p, data, mtime, expect))
+        Box::pin(self.write_async(p, data, put))
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {

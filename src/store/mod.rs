@@ -70,6 +70,15 @@ impl StoreError {
     }
 }
 
+/// How a file is written: its mtime, the hash its bytes must have, and whether the path
+/// must still be empty (the index saw nothing there).
+#[derive(Debug, Clone, Copy)]
+pub struct Put {
+    pub mtime: MTime,
+    pub expect: Option<ContentHash>,
+    pub fresh: bool,
+}
+
 /// Who holds a lock: written into `.sync.lock` so a person (or a later run) can judge it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LockInfo {
@@ -143,16 +152,22 @@ pub trait Store: Send + Sync {
 
     /// `lstat` of a path; `None` when nothing (or something unsyncable) is there.
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>>;
-    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>>;
-    /// Writes a file atomically (temp, fsync, rename) with `mtime`. Whatever is at `p` goes
-    /// to the trash first. When `expect` is given and the bytes do not hash to it, nothing is
-    /// written and the error is `SourceChanged`. Returns the new file's stat.
+    /// Opens a file for reading. `size` is what the index says it holds (saves asking the
+    /// server); a reader may stop there, so a file that grew fails its hash check.
+    fn read<'a>(
+        &'a self,
+        p: &'a RelPath,
+        size: Option<u64>,
+    ) -> BoxFuture<'a, Result<Reader, StoreError>>;
+    /// Writes a file atomically (temp, fsync, rename) with `put.mtime`. Whatever is at `p`
+    /// goes to the trash first, or, with `put.fresh`, the write fails if anything is there.
+    /// When `put.expect` is given and the bytes do not hash to it, nothing is written and the
+    /// error is `SourceChanged`. Returns the new file's stat.
     fn write<'a>(
         &'a self,
         p: &'a RelPath,
         data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>>;
     /// Creates a folder (and missing parents); fine if it exists.
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -222,17 +237,20 @@ impl Store for AnyStore {
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
         delegate!(self, s => s.stat(p))
     }
-    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
-        delegate!(self, s => s.read(p))
+    fn read<'a>(
+        &'a self,
+        p: &'a RelPath,
+        size: Option<u64>,
+    ) -> BoxFuture<'a, Result<Reader, StoreError>> {
+        delegate!(self, s => s.read(p, size))
     }
     fn write<'a>(
         &'a self,
         p: &'a RelPath,
         data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        delegate!(self, s => s.write(p, data, mtime, expect))
+        delegate!(self, s => s.write(p, data, put))
     }
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         delegate!(self, s => s.mkdir(p))

@@ -2,17 +2,19 @@
 //!
 //! Uploads go to a temp name beside the target, are fsynced (`fsync@openssh.com`) and get their
 //! mtime before `posix-rename@openssh.com` puts them in place; what they replace is kept in the
-//! remote `.sync-trash/`. Transfers keep many READ/WRITE requests in flight (`xfer`).
+//! remote `.sync-trash/`. Transfers keep many READ/WRITE requests in flight (`xfer`) and are
+//! spread over several SFTP channels of one connection, so a server that handles each
+//! channel's requests in turn (fsyncs included) works on several files at once.
 
 mod connect;
 mod walk;
 mod xfer;
 
-use super::{BoxFuture, LockInfo, Reader, Store, StoreError, stamp};
+use super::{BoxFuture, LockInfo, Put, Reader, Store, StoreError, stamp};
 use crate::config::Config;
 use crate::index::{
-    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
-    from_json_slice, to_json_vec,
+    INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name, from_json_slice,
+    to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -37,9 +39,16 @@ const REQUEST_TIMEOUT_SECS: u64 = 60;
 /// Temp files older than this are leftovers of an interrupted sync.
 const STALE_TEMP_SECS: i64 = 15 * 60;
 
-/// One SFTP session and what the server said it can do.
+/// SFTP channels opened on one SSH connection. A server runs each channel's requests one
+/// after another (OpenSSH's sftp-server is one process per channel), so several channels let
+/// its fsyncs and file system calls overlap; transfers are spread over them.
+const CHANNELS: usize = 4;
+
+/// The SFTP sessions on one connection and what the server said it can do.
 pub(crate) struct Sftp {
-    raw: Arc<RawSftpSession>,
+    /// At least one; requests on a handle stay on the session that opened it.
+    sessions: Vec<Arc<RawSftpSession>>,
+    next: std::sync::atomic::AtomicUsize,
     /// `user@host:port`, for messages.
     host: String,
     /// Absolute remote path of the replica root, without a trailing slash (unless `/`).
@@ -63,9 +72,6 @@ pub struct SftpStore {
 struct State {
     /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
     loaded: Mutex<Option<Vec<u8>>>,
-    /// Paths a recent `stat` found empty: an upload there first tries a plain (never
-    /// replacing) SFTP rename, which saves the round trips of the trash-and-replace path.
-    absent: Mutex<std::collections::HashSet<RelPath>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
     // Keeps the SSH connection open as long as the store lives.
@@ -143,6 +149,13 @@ fn status_ok(p: Packet) -> Result<(), SftpError> {
 }
 
 impl Sftp {
+    /// A session for the next operation, in turn. Path-based requests may use any session;
+    /// everything done through one handle must keep the session it got here.
+    fn raw(&self) -> &Arc<RawSftpSession> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.sessions[i % self.sessions.len()]
+    }
+
     /// The remote path of `p`.
     fn path(&self, p: &RelPath) -> String {
         self.join(p.as_str())
@@ -164,7 +177,7 @@ impl Sftp {
 
     /// `lstat`; `None` when nothing is there.
     async fn lstat(&self, path: &str) -> Result<Option<FileAttributes>, SftpError> {
-        match self.raw.lstat(path).await {
+        match self.raw().lstat(path).await {
             Ok(a) => Ok(Some(a.attrs)),
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(None),
             Err(e) => Err(e),
@@ -177,15 +190,15 @@ impl Sftp {
             let mut data = Vec::with_capacity(from.len() + to.len() + 8);
             put_str(&mut data, from);
             put_str(&mut data, to);
-            return status_ok(self.raw.extended(POSIX_RENAME_EXT, data).await?);
+            return status_ok(self.raw().extended(POSIX_RENAME_EXT, data).await?);
         }
-        match self.raw.rename(from, to).await {
+        match self.raw().rename(from, to).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 // Plain SFTP rename refuses to replace: remove the old one, then rename.
                 if self.lstat(to).await?.is_some() {
-                    self.raw.remove(to).await?;
-                    self.raw.rename(from, to).await.map(|_| ())
+                    self.raw().remove(to).await?;
+                    self.raw().rename(from, to).await.map(|_| ())
                 } else {
                     Err(e)
                 }
@@ -197,7 +210,7 @@ impl Sftp {
         let mut data = Vec::new();
         put_str(&mut data, from);
         put_str(&mut data, to);
-        status_ok(self.raw.extended(HARDLINK_EXT, data).await?)
+        status_ok(self.raw().extended(HARDLINK_EXT, data).await?)
     }
 
     /// Creates `p` and its missing parents.
@@ -205,7 +218,7 @@ impl Sftp {
         // Usually the parent exists (the engine makes folders top-down): one round trip.
         if !p.is_root()
             && self
-                .raw
+                .raw()
                 .mkdir(self.path(p).as_str(), FileAttributes::empty())
                 .await
                 .is_ok()
@@ -230,7 +243,11 @@ impl Sftp {
             cur = d.parent();
         }
         for path in missing.into_iter().rev() {
-            if let Err(e) = self.raw.mkdir(path.as_str(), FileAttributes::empty()).await {
+            if let Err(e) = self
+                .raw()
+                .mkdir(path.as_str(), FileAttributes::empty())
+                .await
+            {
                 // Someone else (a concurrent step) may have made it meanwhile.
                 match self.lstat(&path).await {
                     Ok(Some(a)) if a.file_type().is_dir() => {}
@@ -278,7 +295,7 @@ impl Sftp {
             Err(e) => return Err(self.err("cannot stat", &path, e)),
         }
         let slot = self.trash_slot(p).await?;
-        match self.raw.rename(path.as_str(), slot.as_str()).await {
+        match self.raw().rename(path.as_str(), slot.as_str()).await {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
             Err(e) => Err(self.err("cannot move to the trash", &path, e)),
@@ -301,7 +318,7 @@ impl Sftp {
     /// Reads a whole (small) file, `None` when it does not exist.
     async fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        let mut r = match xfer::open_read(self, path).await {
+        let mut r = match xfer::open_read(self, path, None).await {
             Ok(r) => r,
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(None),
             Err(e) => return Err(self.err("cannot read", path, e)),
@@ -326,7 +343,7 @@ impl Sftp {
         }
         .await;
         if res.is_err() {
-            let _ = self.raw.remove(tmp).await;
+            let _ = self.raw().remove(tmp).await;
         }
         res
     }
@@ -351,7 +368,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         request_timeout_secs: REQUEST_TIMEOUT_SECS,
         ..Default::default()
     };
-    let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg);
+    let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg.clone());
     let version = raw.init().await.map_err(|e| {
         StoreError::Other(format!(
             "the SFTP server on {host} did not start: {}",
@@ -405,8 +422,11 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
             ));
         }
     }
+    let mut sessions = vec![Arc::new(raw)];
+    sessions.extend(more_sessions(&ssh, &host, &sftp_cfg, CHANNELS - 1).await);
     let s = Sftp {
-        raw: Arc::new(raw),
+        sessions,
+        next: std::sync::atomic::AtomicUsize::new(0),
         host,
         root,
         posix_rename: ext(POSIX_RENAME_EXT),
@@ -418,7 +438,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     };
     tracing::debug!(
         root = %s.root, read_len, write_len, posix_rename = s.posix_rename,
-        index_refresh = s.index_refresh, "SFTP session open"
+        index_refresh = s.index_refresh, channels = s.sessions.len(), "SFTP session open"
     );
     Ok(SftpStore {
         s: Arc::new(s),
@@ -426,11 +446,40 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         lock_stale_secs: cfg.lock_stale_secs,
         st: Box::new(State {
             loaded: Mutex::new(None),
-            absent: Mutex::new(Default::default()),
             locked: std::sync::atomic::AtomicBool::new(false),
             _ssh: ssh,
         }),
     })
+}
+
+/// Up to `n` more SFTP channels on the connection; a server that allows fewer gets fewer.
+async fn more_sessions(
+    ssh: &connect::Handle,
+    host: &str,
+    cfg: &russh_sftp::client::Config,
+    n: usize,
+) -> Vec<Arc<RawSftpSession>> {
+    let one = || async {
+        let channel = ssh.channel_open_session().await.ok()?;
+        channel.request_subsystem(true, "sftp").await.ok()?;
+        let raw = RawSftpSession::new_with_config(channel.into_stream(), cfg.clone());
+        raw.init().await.ok()?;
+        Some(Arc::new(raw))
+    };
+    let got: Vec<_> = futures::future::join_all((0..n).map(|_| one()))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if got.len() < n {
+        tracing::debug!(
+            host,
+            opened = got.len(),
+            wanted = n,
+            "fewer extra SFTP channels"
+        );
+    }
+    got
 }
 
 /// The index with its peer records' counters zeroed: equal bytes mean an upload is needless.
@@ -455,14 +504,14 @@ impl SftpStore {
         let body = serde_json::to_vec(info).unwrap_or_default();
         for attempt in 0..2 {
             let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
-            match s
-                .raw
+            let raw = s.raw();
+            match raw
                 .open(path.as_str(), flags, FileAttributes::empty())
                 .await
             {
                 Ok(h) => {
-                    let res = s.raw.write(h.handle.as_str(), 0, body.clone()).await;
-                    let _ = s.raw.close(h.handle).await;
+                    let res = raw.write(h.handle.as_str(), 0, body.clone()).await;
+                    let _ = raw.close(h.handle).await;
                     self.st
                         .locked
                         .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
@@ -500,7 +549,7 @@ impl SftpStore {
                         });
                     }
                     tracing::warn!(lock = %path, host = %s.host, "breaking a stale lock");
-                    let _ = s.raw.remove(path.as_str()).await;
+                    let _ = s.raw().remove(path.as_str()).await;
                 }
             }
         }
@@ -562,9 +611,10 @@ impl SftpStore {
     /// Asks our own server to bring its `.sync` up to date, then reloads it.
     async fn server_refresh(&self, index: &mut Index) -> Result<Option<ScanStats>, StoreError> {
         let s = &self.s;
-        s.raw.set_timeout(3600);
-        let res = s.raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
-        s.raw.set_timeout(REQUEST_TIMEOUT_SECS);
+        let raw = s.raw();
+        raw.set_timeout(3600);
+        let res = raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
+        raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))?;
         match self.load_index_async().await? {
@@ -580,9 +630,13 @@ impl SftpStore {
         &self,
         p: &RelPath,
         data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> Result<Observed, StoreError> {
+        let Put {
+            mtime,
+            expect,
+            fresh,
+        } = put;
         let s = &self.s;
         let tmp = s.temp_for(p);
         let res = async {
@@ -596,7 +650,7 @@ impl SftpStore {
             }
             .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
             let size = xfer::upload(s, &tmp, handle, data, Some(mtime), expect).await?;
-            self.install(&tmp, p).await?;
+            self.install(&tmp, p, fresh).await?;
             Ok(Observed {
                 kind: Kind::File,
                 size,
@@ -605,25 +659,28 @@ impl SftpStore {
         }
         .await;
         if res.is_err() {
-            let _ = s.raw.remove(tmp.as_str()).await;
+            let _ = s.raw().remove(tmp.as_str()).await;
         }
         res
     }
 
     /// Puts the finished temp file at `p`, keeping whatever was there in the trash.
-    async fn install(&self, tmp: &str, p: &RelPath) -> Result<(), StoreError> {
+    async fn install(&self, tmp: &str, p: &RelPath, fresh: bool) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.path(p);
-        let absent = self
-            .st
-            .absent
-            .lock()
-            .map(|mut a| a.remove(p))
-            .unwrap_or(false);
-        // SFTP's plain rename never replaces (OpenSSH links, then unlinks): when it fails,
-        // something arrived meanwhile and takes the careful path below.
-        if absent && s.raw.rename(tmp, path.as_str()).await.is_ok() {
-            return Ok(());
+        if fresh {
+            // SFTP's plain rename never replaces (OpenSSH links, then unlinks; ours uses
+            // RENAME_NOREPLACE), so a file that arrived since the scan is left alone.
+            return match s.raw().rename(tmp, path.as_str()).await {
+                Ok(_) => Ok(()),
+                Err(e) => match s.lstat(&path).await {
+                    Ok(Some(_)) => Err(StoreError::Other(format!(
+                        "{p} appeared on {} since it was scanned; it will be synced next time",
+                        s.host
+                    ))),
+                    _ => Err(s.err("cannot put in place", &path, e)),
+                },
+            };
         }
         match s.lstat(&path).await {
             Ok(Some(a)) if a.file_type().is_file() => {
@@ -631,7 +688,7 @@ impl SftpStore {
                 // A hard link keeps the old version while the rename replaces it atomically.
                 let linked = s.hardlink && s.hardlink(&path, &slot).await.is_ok();
                 if !linked {
-                    s.raw
+                    s.raw()
                         .rename(path.as_str(), slot.as_str())
                         .await
                         .map_err(|e| s.err("cannot move to the trash", &path, e))?;
@@ -681,7 +738,7 @@ impl Store for SftpStore {
             {
                 return Ok(());
             }
-            match self.s.raw.remove(path.as_str()).await {
+            match self.s.raw().remove(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
                 Err(e) => Err(self.s.err("cannot remove", &path, e)),
@@ -707,25 +764,21 @@ impl Store for SftpStore {
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
         Box::pin(async move {
             let path = self.s.path(p);
-            let res = self.s.lstat(&path).await;
-            if let Ok(mut absent) = self.st.absent.lock() {
-                if matches!(res, Ok(None)) {
-                    absent.insert(p.clone());
-                } else {
-                    absent.remove(p);
-                }
-            }
-            match res {
+            match self.s.lstat(&path).await {
                 Ok(a) => Ok(a.as_ref().and_then(observed_of)),
                 Err(e) => Err(self.s.err("cannot stat", &path, e)),
             }
         })
     }
 
-    fn read<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Reader, StoreError>> {
+    fn read<'a>(
+        &'a self,
+        p: &'a RelPath,
+        size: Option<u64>,
+    ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         Box::pin(async move {
             let path = self.s.path(p);
-            let r = xfer::open_read(&self.s, &path)
+            let r = xfer::open_read(&self.s, &path, size)
                 .await
                 .map_err(|e| self.s.err("cannot read", &path, e))?;
             Ok(Box::pin(xfer::ChunkReader::new(r, self.s.host.clone(), path)) as Reader)
@@ -736,10 +789,9 @@ impl Store for SftpStore {
         &'a self,
         p: &'a RelPath,
         data: Reader,
-        mtime: MTime,
-        expect: Option<ContentHash>,
+        put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        Box::pin(self.write_async(p, data, mtime, expect))
+        Box::pin(self.write_async(p, data, put))
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -753,7 +805,7 @@ impl Store for SftpStore {
     fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let path = self.s.path(p);
-            match self.s.raw.rmdir(path.as_str()).await {
+            match self.s.raw().rmdir(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
                 // Still holds something (ignored files, or a late arrival): keep it in the trash.
@@ -783,7 +835,7 @@ impl Store for SftpStore {
             if let Some(parent) = to.parent() {
                 s.mkdir_p(&parent).await?;
             }
-            s.raw
+            s.raw()
                 .rename(src.as_str(), dst.as_str())
                 .await
                 .map(|_| ())

@@ -36,16 +36,17 @@ fn ignored(rules: &[(RelPath, Arc<Gitignore>)], p: &RelPath, is_dir: bool) -> bo
 
 /// Lists a whole remote folder.
 async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
-    let h = s.raw.opendir(path).await?.handle;
+    let raw = s.raw();
+    let h = raw.opendir(path).await?.handle;
     let mut out = Vec::new();
     let res = loop {
-        match s.raw.readdir(h.as_str()).await {
+        match raw.readdir(h.as_str()).await {
             Ok(n) => out.extend(n.files),
             Err(e) if is_status(&e, StatusCode::Eof) => break Ok(()),
             Err(e) => break Err(e),
         }
     };
-    let _ = s.raw.close(h).await;
+    let _ = raw.close(h).await;
     res.map(|_| out)
 }
 
@@ -224,7 +225,7 @@ pub(crate) async fn refresh(
         // ones would be safe to remove.
         if locked || super::stale_temp(mtime) {
             tracing::info!(path = %t, "removing a temp file left by an interrupted sync");
-            let _ = s.raw.remove(t.as_str()).await;
+            let _ = s.raw().remove(t.as_str()).await;
         }
         st.temps.push(PathBuf::from(t));
     }
@@ -264,14 +265,14 @@ pub(crate) async fn expire_trash(s: &Sftp, trash: &str, cutoff: i64) {
                     all_dirs.push(full);
                 }
             } else if old {
-                let _ = s.raw.remove(full.as_str()).await;
+                let _ = s.raw().remove(full.as_str()).await;
             }
         }
     }
     // Deepest first; rmdir fails harmlessly on folders that still hold something.
     all_dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
     for d in all_dirs {
-        let _ = s.raw.rmdir(d.as_str()).await;
+        let _ = s.raw().rmdir(d.as_str()).await;
     }
 }
 
@@ -288,13 +289,13 @@ async fn remove_tree(s: &Sftp, top: &str) {
                 if e.attrs.file_type().is_dir() {
                     stack.push(full);
                 } else {
-                    let _ = s.raw.remove(full.as_str()).await;
+                    let _ = s.raw().remove(full.as_str()).await;
                 }
             }
         }
         dirs.push(d);
     }
     for d in dirs.into_iter().rev() {
-        let _ = s.raw.rmdir(d.as_str()).await;
+        let _ = s.raw().rmdir(d.as_str()).await;
     }
 }

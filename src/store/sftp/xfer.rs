@@ -34,21 +34,30 @@ pub(crate) struct ChunkStream {
     inflight: FuturesOrdered<ReadFut>,
 }
 
-pub(crate) async fn open_read(s: &Sftp, path: &str) -> Result<ChunkStream, SftpError> {
-    let h = s
-        .raw
+/// Opens `path` for reading. With `known_size` (from the index) the reads go out right after
+/// the open and stop there; without, the server is asked for the size first.
+pub(crate) async fn open_read(
+    s: &Sftp,
+    path: &str,
+    known_size: Option<u64>,
+) -> Result<ChunkStream, SftpError> {
+    let raw = s.raw().clone();
+    let h = raw
         .open(path, OpenFlags::READ, FileAttributes::empty())
         .await?
         .handle;
-    let size = match s.raw.fstat(h.as_str()).await {
-        Ok(a) => a.attrs.size.unwrap_or(u64::MAX),
-        Err(e) => {
-            let _ = s.raw.close(h).await;
-            return Err(e);
-        }
+    let size = match known_size {
+        Some(n) => n,
+        None => match raw.fstat(h.as_str()).await {
+            Ok(a) => a.attrs.size.unwrap_or(u64::MAX),
+            Err(e) => {
+                let _ = raw.close(h).await;
+                return Err(e);
+            }
+        },
     };
     Ok(ChunkStream {
-        raw: s.raw.clone(),
+        raw,
         handle: Some(h),
         size,
         chunk: s.read_len,
@@ -75,7 +84,11 @@ impl ChunkStream {
     async fn finish(&mut self) {
         self.inflight = FuturesOrdered::new();
         if let Some(h) = self.handle.take() {
-            let _ = self.raw.close(h).await;
+            // Nothing waits on a read handle's close: the reply would only cost a round trip.
+            let raw = self.raw.clone();
+            drop(tokio::spawn(async move {
+                let _ = raw.close(h).await;
+            }));
         }
     }
 
@@ -195,12 +208,17 @@ impl AsyncRead for ChunkReader {
 }
 
 /// Creates a new remote file (never replacing one) for writing; returns its handle.
-pub(crate) async fn create(s: &Sftp, path: &str) -> Result<String, SftpError> {
+/// A file created for writing: its handle and the session it belongs to.
+pub(crate) struct Created {
+    raw: Arc<RawSftpSession>,
+    handle: String,
+}
+
+pub(crate) async fn create(s: &Sftp, path: &str) -> Result<Created, SftpError> {
     let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
-    Ok(s.raw
-        .open(path, flags, FileAttributes::empty())
-        .await?
-        .handle)
+    let raw = s.raw().clone();
+    let handle = raw.open(path, flags, FileAttributes::empty()).await?.handle;
+    Ok(Created { raw, handle })
 }
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
@@ -208,11 +226,12 @@ pub(crate) async fn create(s: &Sftp, path: &str) -> Result<String, SftpError> {
 pub(crate) async fn upload(
     s: &Sftp,
     path: &str,
-    handle: String,
+    created: Created,
     mut data: Reader,
     mtime: Option<MTime>,
     expect: Option<ContentHash>,
 ) -> Result<u64, StoreError> {
+    let Created { raw, handle } = created;
     let closed_ok = std::sync::atomic::AtomicBool::new(false);
     let res = async {
         let mut hasher = blake3::Hasher::new();
@@ -237,7 +256,7 @@ pub(crate) async fn upload(
             }
             buf.truncate(n);
             hasher.update(&buf);
-            let (raw, h, at) = (s.raw.clone(), handle.clone(), off);
+            let (raw, h, at) = (raw.clone(), handle.clone(), off);
             inflight.push(async move { raw.write(h, at, buf).await });
             off += n as u64;
             if inflight.len() >= WRITE_DEPTH
@@ -269,7 +288,7 @@ pub(crate) async fn upload(
             }
             let mut d = Vec::new();
             super::put_str(&mut d, &handle);
-            let r = s.raw.extended(super::FSYNC_EXT, d).await;
+            let r = raw.extended(super::FSYNC_EXT, d).await;
             r.and_then(super::status_ok)
                 .map_err(|e| s.err("cannot fsync", path, e))
         };
@@ -280,15 +299,13 @@ pub(crate) async fn upload(
                 mtime: Some(sftp_time(t)),
                 ..FileAttributes::empty()
             };
-            s.raw
-                .fsetstat(handle.as_str(), attrs)
+            raw.fsetstat(handle.as_str(), attrs)
                 .await
                 .map(|_| ())
                 .map_err(|e| s.err("cannot set the time of", path, e))
         };
         let close = async {
-            s.raw
-                .close(handle.as_str())
+            raw.close(handle.as_str())
                 .await
                 .map(|_| ())
                 .map_err(|e| s.err("cannot finish writing", path, e))
@@ -303,7 +320,7 @@ pub(crate) async fn upload(
     }
     .await;
     if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
-        let _ = s.raw.close(handle.as_str()).await;
+        let _ = raw.close(handle.as_str()).await;
     }
     res
 }
@@ -320,7 +337,7 @@ fn write_err(s: &Sftp, path: &str, e: SftpError) -> StoreError {
 
 /// BLAKE3 of a remote file, read pipelined. Returns the digest and the bytes read.
 pub(crate) async fn hash_remote(s: &Sftp, path: &str) -> Result<(ContentHash, u64), SftpError> {
-    let mut r = open_read(s, path).await?;
+    let mut r = open_read(s, path, None).await?;
     let mut h = blake3::Hasher::new();
     let mut n = 0u64;
     while let Some(c) = r.next_chunk().await {
