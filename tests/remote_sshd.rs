@@ -215,3 +215,75 @@ fn remote_syncignore_is_honoured() {
         pair::remote_syncignore_is_honoured(&mut t);
     }
 }
+
+/// A write the index calls fresh (nothing was at the path when scanned) never replaces a file
+/// that appeared there since: through SFTP as on the local disk, the newcomer stays as it is.
+#[test]
+fn a_fresh_write_never_replaces_a_newcomer() {
+    use filesync::index::MTime;
+    use filesync::store::{Put, Reader, Store};
+    if !sshd_available() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let remote_dir = tmp.path().join("remote");
+    let local_dir = tmp.path().join("local");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    std::fs::create_dir_all(&local_dir).unwrap();
+    let cfg_path = tmp.path().join("config.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "root = {:?}\n[peers.r]\nurl = \"sftp://{}@127.0.0.1:{}{}\"\nidentity = {:?}\nknown_hosts = {:?}\n",
+            local_dir,
+            sshd.user,
+            sshd.port,
+            remote_dir.display(),
+            sshd.key,
+            sshd.known_hosts
+        ),
+    )
+    .unwrap();
+    let cfg = filesync::config::Config::load(Some(&cfg_path)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (target, _) = filesync::target::Target::parse("r", &cfg).unwrap();
+        let remote = filesync::commands::open_target(&target, &cfg, false)
+            .await
+            .unwrap();
+        let local = filesync::store::LocalStore::open(&local_dir, 3600).unwrap();
+        let p = filesync::relpath::RelPath::parse("sub/new.txt").unwrap();
+        let put = Put {
+            mtime: MTime::new(1_700_000_000, 0),
+            expect: None,
+            fresh: true,
+        };
+        let data = || -> Reader { Box::pin(std::io::Cursor::new(b"from the sync".to_vec())) };
+        for (store, dir) in [
+            (&remote as &dyn Store, &remote_dir),
+            (&local as &dyn Store, &local_dir),
+        ] {
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            std::fs::write(dir.join("sub/new.txt"), "arrived meanwhile").unwrap();
+            let err = store.write(&p, data(), put).await.unwrap_err().to_string();
+            assert!(err.contains("appeared"), "{err}");
+            assert_eq!(
+                std::fs::read_to_string(dir.join("sub/new.txt")).unwrap(),
+                "arrived meanwhile"
+            );
+            // Once it is gone, the same fresh write lands.
+            std::fs::remove_file(dir.join("sub/new.txt")).unwrap();
+            store.write(&p, data(), put).await.unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.join("sub/new.txt")).unwrap(),
+                "from the sync"
+            );
+            let leftovers: Vec<_> = std::fs::read_dir(dir.join("sub"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
+        }
+    });
+}
