@@ -1,7 +1,9 @@
 //! File system operations confined to the SFTP root: every path is resolved by the kernel
 //! with `openat2(RESOLVE_IN_ROOT)` on a descriptor of the root, and every change is an
 //! `*at` call on a descriptor of the parent, so no string path (and no symlink swapped in
-//! mid-request) can reach outside the root. Nothing here knows about the SFTP wire format.
+//! mid-request) can reach outside the root. Where openat2 is missing (Linux before 5.6, some
+//! emulators and seccomp filters) the same rules are applied one component at a time, never
+//! letting the kernel follow a symlink. Nothing here knows about the SFTP wire format.
 
 use super::wire::Attrs;
 use crate::relpath::RelPath;
@@ -47,7 +49,12 @@ const MODE_BITS: u32 = 0o777;
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// No openat2 here: resolve component by component (`resolve_walk`).
+    walk: bool,
 }
+
+/// Symlinks followed while resolving one path before giving up, as the kernel's limit.
+const MAX_LINKS: u32 = 40;
 
 fn resolve_flags() -> ResolveFlags {
     // IN_ROOT: `/` and `..` in the path or in any symlink stop at the root.
@@ -68,33 +75,41 @@ fn proc_path(fd: &OwnedFd) -> PathBuf {
 
 impl Root {
     pub fn open(path: &Path) -> std::io::Result<Root> {
+        Self::open_with(path, false)
+    }
+
+    /// `force_walk` resolves without openat2 even where it exists (tests of the fallback).
+    pub fn open_with(path: &Path, force_walk: bool) -> std::io::Result<Root> {
         let fd = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        // Every client path is resolved with openat2; find out now, not on the first request,
-        // when the system refuses it.
-        match rustix::fs::openat2(
-            &fd,
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve_flags(),
-        ) {
-            Err(Errno::NOSYS) => {
-                return Err(std::io::Error::other(
-                    "the openat2 system call is unavailable (Linux older than 5.6, or a seccomp \
-                     filter such as systemd's RestrictSUIDSGID=yes); the SFTP server needs it to \
-                     keep clients inside the folder",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        // Find out now, not on the first request, whether the kernel resolves for us.
+        let walk = force_walk
+            || match rustix::fs::openat2(
+                &fd,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve_flags(),
+            ) {
+                Err(Errno::NOSYS) | Err(Errno::PERM) => {
+                    tracing::warn!(
+                        "openat2 is unavailable (Linux before 5.6, an emulator, or a seccomp \
+                         filter such as systemd's RestrictSUIDSGID=yes): client paths are \
+                         confined one component at a time instead, which a local user who can \
+                         move folders out of the root while a request runs could race"
+                    );
+                    true
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => false,
+            };
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            walk,
         })
     }
 
@@ -103,6 +118,9 @@ impl Root {
     }
 
     fn resolve(&self, p: &RelPath, flags: OFlags, mode: Mode) -> FsResult<OwnedFd> {
+        if self.walk {
+            return Ok(self.resolve_walk(p, flags, mode)?);
+        }
         Ok(rustix::fs::openat2(
             &self.fd,
             rel_str(p),
@@ -110,6 +128,90 @@ impl Root {
             mode,
             resolve_flags(),
         )?)
+    }
+
+    /// `openat2(RESOLVE_IN_ROOT)` by hand: every component is opened with `O_NOFOLLOW` from
+    /// the folder before it; a symlink is read and its target resolved the same way (an
+    /// absolute target from the root, `..` never above the root), so the kernel never follows
+    /// a link and never walks `..` itself.
+    fn resolve_walk(&self, p: &RelPath, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+        // Folders entered below the root; the last one is where the next name is looked up.
+        let mut dirs: Vec<OwnedFd> = Vec::new();
+        let mut todo: std::collections::VecDeque<String> = if p.is_root() {
+            Default::default()
+        } else {
+            p.as_str().split('/').map(str::to_string).collect()
+        };
+        let mut links = 0u32;
+        let follow_last = !flags.contains(OFlags::NOFOLLOW);
+        while let Some(name) = todo.pop_front() {
+            match name.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    dirs.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let here = dirs.last().unwrap_or(&self.fd);
+            let last = todo.is_empty();
+            let opened = if last {
+                rustix::fs::openat(
+                    here,
+                    name.as_str(),
+                    flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    mode,
+                )
+            } else {
+                rustix::fs::openat(
+                    here,
+                    name.as_str(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            // A symlink shows up as ELOOP/ENOTDIR, or (O_PATH|O_NOFOLLOW) as the link itself.
+            let is_link = match &opened {
+                Ok(fd) => {
+                    flags.contains(OFlags::PATH)
+                        && last
+                        && rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode)
+                            == rustix::fs::FileType::Symlink
+                }
+                Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                    rustix::fs::statat(here, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::Symlink
+                        })
+                        .unwrap_or(false)
+                }
+                Err(_) => false,
+            };
+            if !is_link || (last && !follow_last) {
+                let fd = opened?;
+                if last {
+                    return Ok(fd);
+                }
+                dirs.push(fd);
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Errno::LOOP);
+            }
+            let target = rustix::fs::readlinkat(here, name.as_str(), Vec::new())?;
+            let target = target.to_str().map_err(|_| Errno::NOENT)?;
+            if target.starts_with('/') {
+                dirs.clear();
+            }
+            for part in target.split('/').rev() {
+                todo.push_front(part.to_string());
+            }
+        }
+        // The path ended at a folder already entered (or the root).
+        let here = dirs.last().unwrap_or(&self.fd);
+        rustix::fs::openat(here, ".", flags | OFlags::CLOEXEC, mode)
     }
 
     /// The parent folder (resolved in the root) and the final name, for `*at` calls that must
@@ -479,16 +581,130 @@ mod tests {
         std::fs::write(outer.path().join("secret"), b"x").unwrap();
         std::os::unix::fs::symlink("../secret", root_dir.join("up")).unwrap();
         std::os::unix::fs::symlink(outer.path(), root_dir.join("abs")).unwrap();
-        let root = Root::open(&root_dir).unwrap();
-        assert!(root.stat(&client_path(b"up").unwrap()).is_err());
-        assert!(root.stat(&client_path(b"abs/secret").unwrap()).is_err());
-        let f = root.open_file(&client_path(b"abs/new").unwrap(), 0x2 | 0x8, None);
-        assert!(
-            f.is_err(),
-            "creating through a symlink to outside must fail"
-        );
-        assert!(!outer.path().join("new").exists());
-        assert!(root.lstat(&client_path(b"up").unwrap()).is_ok());
+        // Both resolvers: the kernel's openat2 and the component walk used without it.
+        for walk in [false, true] {
+            let root = Root::open_with(&root_dir, walk).unwrap();
+            assert!(root.stat(&client_path(b"up").unwrap()).is_err());
+            assert!(root.stat(&client_path(b"abs/secret").unwrap()).is_err());
+            let f = root.open_file(&client_path(b"abs/new").unwrap(), 0x2 | 0x8, None);
+            assert!(
+                f.is_err(),
+                "creating through a symlink to outside must fail"
+            );
+            assert!(!outer.path().join("new").exists());
+            assert!(root.lstat(&client_path(b"up").unwrap()).is_ok());
+        }
+    }
+
+    /// The component-by-component resolver agrees with the kernel's openat2(RESOLVE_IN_ROOT)
+    /// on every path and flag combination of a tree full of awkward symlinks.
+    #[test]
+    fn walking_resolver_matches_openat2() {
+        let outer = tempfile::tempdir().unwrap();
+        let r = outer.path().join("root");
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(outer.path().join("secret"), b"x").unwrap();
+        std::fs::write(r.join("a/b/f"), b"f").unwrap();
+        std::fs::write(r.join("top"), b"t").unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, r.join(at)).unwrap();
+        link("../secret", "up");
+        link(outer.path().to_str().unwrap(), "abs");
+        link("/a/b", "rootabs");
+        link("b/f", "a/rel");
+        link("../../../../top", "a/b/climb");
+        link("loop2", "loop1");
+        link("loop1", "loop2");
+        link("a/b/nothing", "dangling");
+        link("/", "slash");
+        link("a", "chain1");
+        link("chain1/b", "chain2");
+        link("/top", "a/b/abstop");
+        link("/a/b", "a/toab");
+        let kernel = Root::open(&r).unwrap();
+        if kernel.walk {
+            eprintln!("no openat2 here: nothing to compare against");
+            return;
+        }
+        let walker = Root::open_with(&r, true).unwrap();
+        let paths = [
+            "",
+            "top",
+            "a",
+            "a/b",
+            "a/b/f",
+            "up",
+            "abs",
+            "abs/secret",
+            "rootabs",
+            "rootabs/f",
+            "a/rel",
+            "a/b/climb",
+            "loop1",
+            "loop1/x",
+            "dangling",
+            "slash",
+            "slash/top",
+            "slash/a/b/f",
+            "chain2/f",
+            "chain2",
+            "a/b/f/x",
+            "missing",
+            "missing/x",
+            "top/x",
+            "a/../top",
+            "a/b/../../top",
+            "../../top",
+            "a/b/abstop",
+            "a/toab/f",
+            "a/toab",
+        ];
+        let flag_sets = [
+            OFlags::PATH,
+            OFlags::PATH | OFlags::NOFOLLOW,
+            OFlags::PATH | OFlags::DIRECTORY,
+            OFlags::RDONLY,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            OFlags::RDONLY | OFlags::NOFOLLOW,
+        ];
+        let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).map(|s| (s.st_dev, s.st_ino)).ok();
+        for raw in paths {
+            let p = client_path(raw.as_bytes()).unwrap();
+            for flags in flag_sets {
+                let a = kernel.resolve(&p, flags, Mode::empty());
+                let b = walker.resolve_walk(&p, flags, Mode::empty());
+                match (&a, &b) {
+                    (Ok(x), Ok(y)) => assert_eq!(ino(x), ino(y), "{raw:?} {flags:?}"),
+                    (Err(FsError::Io(x)), Err(y)) => {
+                        assert_eq!(
+                            x.raw_os_error(),
+                            Some(y.raw_os_error()),
+                            "{raw:?} {flags:?}"
+                        )
+                    }
+                    _ => panic!("{raw:?} {flags:?}: kernel {a:?}, walker {b:?}"),
+                }
+            }
+        }
+        // Creating through links lands inside the root, as with openat2, or not at all.
+        for raw in ["dangling", "abs/new", "up/../new2", "rootabs/new3"] {
+            let p = client_path(raw.as_bytes()).unwrap();
+            let flags = OFlags::WRONLY | OFlags::CREATE;
+            let b = walker.resolve_walk(&p, flags, Mode::from_raw_mode(0o600));
+            let a = kernel.resolve(&p, flags | OFlags::EXCL, Mode::from_raw_mode(0o600));
+            // The walker made it first; the kernel resolving the same path must find it there.
+            match (&a, &b) {
+                (Err(FsError::Io(x)), Ok(_)) => {
+                    assert_eq!(x.raw_os_error(), Some(Errno::EXIST.raw_os_error()), "{raw}")
+                }
+                (Err(FsError::Io(x)), Err(y)) => {
+                    assert_eq!(x.raw_os_error(), Some(y.raw_os_error()), "{raw}")
+                }
+                _ => panic!("{raw}: kernel {a:?}, walker {b:?}"),
+            }
+        }
+        assert!(r.join("a/b/nothing").exists());
+        assert!(r.join("a/b/new3").exists());
+        assert!(!outer.path().join("new").exists() && !outer.path().join("new2").exists());
     }
 
     #[test]
