@@ -156,6 +156,7 @@ impl LocalStore {
                         ));
                     }
                     *held_lock(&self.held) = Some(HeldLock { dir, body });
+                    super::note_held(&path.to_string_lossy(), true);
                     return Ok(());
                 }
                 Err(Errno::EXIST) if attempt == 0 => {
@@ -163,7 +164,7 @@ impl LocalStore {
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
                     let stale = match &holder {
-                        Some(h) => h.is_stale(self.lock_stale_secs),
+                        Some(h) => h.is_stale(self.lock_stale_secs, &path.to_string_lossy()),
                         // Unreadable or half-written: judge by the file's age.
                         None => std::fs::metadata(&path)
                             .and_then(|m| m.modified())
@@ -202,6 +203,7 @@ impl LocalStore {
         let Some(held) = held_lock(&self.held).take() else {
             return Ok(());
         };
+        super::note_held(&self.root.join(LOCK_FILE).to_string_lossy(), false);
         match read_at(&held.dir, LOCK_FILE) {
             Ok(b) if b == held.body => {}
             Ok(_) => return Ok(()),
@@ -666,6 +668,25 @@ mod tests {
         assert!(lock_file(tmp.path()).exists());
         first.unlock_blocking().unwrap();
         assert!(!lock_file(tmp.path()).exists());
+    }
+
+    #[test]
+    fn a_leftover_lock_of_this_process_is_broken_but_a_held_one_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path(), 3600).unwrap();
+        // As a sync of this process leaves it when its connection drops before the unlock.
+        let leftover = serde_json::to_vec(&LockInfo::here("filesync sync")).unwrap();
+        std::fs::write(lock_file(tmp.path()), leftover).unwrap();
+        store.lock_blocking(&LockInfo::here("next sync")).unwrap();
+        // Held now: another store of this same process must wait.
+        let other = LocalStore::open(tmp.path(), 3600).unwrap();
+        assert!(matches!(
+            other.lock_blocking(&LockInfo::here("index update")),
+            Err(StoreError::Locked { .. })
+        ));
+        store.unlock_blocking().unwrap();
+        other.lock_blocking(&LockInfo::here("index update")).unwrap();
+        other.unlock_blocking().unwrap();
     }
 
     #[test]

@@ -106,12 +106,39 @@ impl LockInfo {
         )
     }
 
-    /// A lock is stale when its process is gone (same host) or it is older than `stale_secs`.
-    pub fn is_stale(&self, stale_secs: u64) -> bool {
-        if self.host == hostname() && !pid_alive(self.pid) {
-            return true;
+    /// A lock at `place` is stale when its process is gone (same host), when it names this
+    /// very process but this process does not hold it (left behind when a connection dropped
+    /// before the lock could be removed), or when it is older than `stale_secs`.
+    pub fn is_stale(&self, stale_secs: u64, place: &str) -> bool {
+        if self.host == hostname() {
+            if !pid_alive(self.pid) {
+                return true;
+            }
+            if self.pid == std::process::id() && !holding(place) {
+                return true;
+            }
         }
         now_secs().saturating_sub(self.time) > stale_secs as i64
+    }
+}
+
+/// Locks this process holds now, by place (`/root/.sync.lock`, `user@host:port:/p/.sync.lock`).
+static HELD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn holding(place: &str) -> bool {
+    HELD.lock()
+        .map(|h| h.iter().any(|p| p == place))
+        .unwrap_or(true)
+}
+
+/// Records that this process took (`true`) or gave up (`false`) the lock at `place`.
+pub(crate) fn note_held(place: &str, held: bool) {
+    if let Ok(mut h) = HELD.lock() {
+        if held {
+            h.push(place.to_string());
+        } else if let Some(i) = h.iter().position(|p| p == place) {
+            h.swap_remove(i);
+        }
     }
 }
 

@@ -501,6 +501,7 @@ impl SftpStore {
     async fn lock_async(&self, info: &LockInfo) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.join(LOCK_FILE);
+        let place = format!("{}:{path}", s.host);
         let body = serde_json::to_vec(info).unwrap_or_default();
         for attempt in 0..2 {
             let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
@@ -515,6 +516,9 @@ impl SftpStore {
                     self.st
                         .locked
                         .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
+                    if res.is_ok() {
+                        super::note_held(&place, true);
+                    }
                     return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
                 }
                 Err(e) => {
@@ -532,7 +536,7 @@ impl SftpStore {
                         .flatten()
                         .and_then(|b| serde_json::from_slice(&b).ok());
                     let stale = match &holder {
-                        Some(h) => h.is_stale(self.lock_stale_secs),
+                        Some(h) => h.is_stale(self.lock_stale_secs, &place),
                         // Unreadable or half-written: judge by the file's age.
                         None => {
                             let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
@@ -738,6 +742,9 @@ impl Store for SftpStore {
             {
                 return Ok(());
             }
+            // Given up even if the remove fails (a lost connection): what is left there is
+            // then a leftover of this process, which the next attempt may break.
+            super::note_held(&format!("{}:{path}", self.s.host), false);
             match self.s.raw().remove(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
