@@ -323,22 +323,48 @@ async fn sync_locked<L: Store, R: Store>(
         moved,
         conflicts,
     );
+    // Expiring the trash walks it (many round trips on a remote): a few times a day is enough
+    // for an age counted in days.
+    let sweep_l = sweep_due(&mut li, now);
+    let sweep_r = sweep_due(&mut ri, now);
     // Left first: any counter the planner bumped belongs to the left replica (see `plan`).
-    if save_l {
+    if save_l || sweep_l {
         left.save_index(&li).await?;
     }
-    if save_r {
+    if save_r || sweep_r {
         right.save_index(&ri).await?;
     }
-    for (s, name) in [
-        (left.cleanup(opts.trash_days).await, left.describe()),
-        (right.cleanup(opts.trash_days).await, right.describe()),
-    ] {
+    let sweep = |due: bool, days: u64| if due { days } else { 0 };
+    // `cleanup(0)` keeps everything and returns at once.
+    let (cl, cr) = tokio::join!(
+        left.cleanup(sweep(sweep_l, opts.trash_days)),
+        right.cleanup(sweep(sweep_r, opts.trash_days)),
+    );
+    for (s, name) in [(cl, left.describe()), (cr, right.describe())] {
         if let Err(e) = s {
             tracing::warn!("trash cleanup on {name}: {e}");
         }
     }
     Ok(report)
+}
+
+/// Index key (top level) holding when this replica's trash was last swept, unix seconds.
+const SWEPT_KEY: &str = ".swept";
+const SWEEP_EVERY_SECS: i64 = 6 * 3600;
+
+/// Whether the trash of `idx`'s replica is due for expiry; if so, records `now` as its sweep.
+fn sweep_due(idx: &mut Index, now: i64) -> bool {
+    let last = idx
+        .extra
+        .get(SWEPT_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    // A clock that went backwards would otherwise postpone the sweep for as long.
+    if (0..SWEEP_EVERY_SECS).contains(&(now - last)) {
+        return false;
+    }
+    idx.extra.insert(SWEPT_KEY.into(), now.into());
+    true
 }
 
 /// Records a sync with `peer`; true when the index must be written: its entries changed, or

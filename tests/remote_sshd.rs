@@ -287,3 +287,10 @@ fn a_fresh_write_never_replaces_a_newcomer() {
         }
     });
 }
+
+#[test]
+fn remote_trash_expires_now_and_then() {
+    if let Some(mut t) = Pair::sshd() {
+        pair::remote_trash_expires_now_and_then(&mut t);
+    }
+}

@@ -685,7 +685,9 @@ mod tests {
             Err(StoreError::Locked { .. })
         ));
         store.unlock_blocking().unwrap();
-        other.lock_blocking(&LockInfo::here("index update")).unwrap();
+        other
+            .lock_blocking(&LockInfo::here("index update"))
+            .unwrap();
         other.unlock_blocking().unwrap();
     }
 

@@ -339,3 +339,26 @@ pub fn remote_syncignore_is_honoured(t: &mut Pair) {
     t.sync();
     assert!(t.r().join("noise.log").exists() && t.r().join("build/out.bin").exists());
 }
+
+/// The remote trash is expired by age (the stamp in each name), at most every few hours: an
+/// old entry goes at the first sync, a recent one stays, and a sync soon after does not walk
+/// the trash again.
+pub fn remote_trash_expires_now_and_then(t: &mut Pair) {
+    write(t.r(), "keep.txt", b"k");
+    write(t.r(), ".sync-trash/old.txt~20200101-000000", b"old");
+    write(t.r(), ".sync-trash/sub/older.txt~20190101-000000", b"older");
+    let recent = format!(
+        "recent.txt~{}",
+        filesync::store::stamp(filesync::store::now_secs())
+    );
+    write(t.r(), &format!(".sync-trash/{recent}"), b"recent");
+    t.sync();
+    let trash = t.r().join(".sync-trash");
+    assert!(!trash.join("old.txt~20200101-000000").exists());
+    assert!(!trash.join("sub").exists(), "emptied trash folders go too");
+    assert!(trash.join(&recent).exists());
+    // Swept a moment ago: the next sync leaves even an old entry for the next sweep.
+    write(t.r(), ".sync-trash/late.txt~20200101-000000", b"late");
+    t.sync();
+    assert!(trash.join("late.txt~20200101-000000").exists());
+}
