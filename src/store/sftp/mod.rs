@@ -259,15 +259,21 @@ impl Sftp {
     }
 
     /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
-    async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
+    /// Where `p` goes in the trash (its folder there, and the name without a `-N` suffix).
+    fn trash_name(&self, p: &RelPath) -> Result<(RelPath, String), StoreError> {
         let dir = match p.parent().filter(|d| !d.is_root()) {
             Some(parent) => RelPath::parse(&format!("{TRASH_DIR}/{parent}")),
             None => RelPath::parse(TRASH_DIR),
         }
         .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))?;
-        self.mkdir_p(&dir).await?;
         // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
         let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
+        Ok((dir, base))
+    }
+
+    async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
+        let (dir, base) = self.trash_name(p)?;
+        self.mkdir_p(&dir).await?;
         for n in 0u32..1000 {
             let name = if n == 0 {
                 base.clone()
@@ -685,6 +691,18 @@ impl SftpStore {
                     _ => Err(s.err("cannot put in place", &path, e)),
                 },
             };
+        }
+        // Usually the trash folder exists and the slot is free: keep the old version with one
+        // hard link (which never replaces anything), then rename over it.
+        if s.hardlink {
+            let (dir, base) = s.trash_name(p)?;
+            let slot = format!("{}/{base}", s.path(&dir));
+            if s.hardlink(&path, &slot).await.is_ok() {
+                return s
+                    .rename_over(tmp, &path)
+                    .await
+                    .map_err(|e| s.err("cannot put in place", &path, e));
+            }
         }
         match s.lstat(&path).await {
             Ok(Some(a)) if a.file_type().is_file() => {
