@@ -489,6 +489,7 @@ async fn apply<H: Store, T: Store>(
                 mtime: source.mtime,
                 expect: source.hash,
                 fresh,
+                size: source.size,
             };
             let o = here.write(p, reader, put).await?;
             let mut e = s.result.clone();

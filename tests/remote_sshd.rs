@@ -258,6 +258,7 @@ fn a_fresh_write_never_replaces_a_newcomer() {
             mtime: MTime::new(1_700_000_000, 0),
             expect: None,
             fresh: true,
+            size: 13,
         };
         let data = || -> Reader { Box::pin(std::io::Cursor::new(b"from the sync".to_vec())) };
         for (store, dir) in [
@@ -279,6 +280,16 @@ fn a_fresh_write_never_replaces_a_newcomer() {
                 std::fs::read_to_string(dir.join("sub/new.txt")).unwrap(),
                 "from the sync"
             );
+            // A source longer than the index said is written whole, never cut at the hint.
+            let q = filesync::relpath::RelPath::parse("sub/grew.txt").unwrap();
+            let long = vec![b'x'; 300_000];
+            let short_hint = Put { size: 2, ..put };
+            store
+                .write(&q, Box::pin(std::io::Cursor::new(long.clone())), short_hint)
+                .await
+                .unwrap();
+            assert_eq!(std::fs::read(dir.join("sub/grew.txt")).unwrap(), long);
+            std::fs::remove_file(dir.join("sub/grew.txt")).unwrap();
             let leftovers: Vec<_> = std::fs::read_dir(dir.join("sub"))
                 .unwrap()
                 .map(|e| e.unwrap().file_name())

@@ -3,7 +3,7 @@
 //! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
 //! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
 
-use super::{BoxFuture, LockInfo, Put, Reader, Store, StoreError, stamp};
+use super::{BoxFuture, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp};
 use crate::index::{
     ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
     from_json_slice, to_json_vec,
@@ -436,7 +436,26 @@ impl LocalStore {
             mtime,
             expect,
             fresh,
+            size,
         } = put;
+        if size <= SMALL_FILE {
+            // All of it in memory, then one trip to a blocking thread for the file system.
+            let mut bytes = Vec::with_capacity(size as usize);
+            (&mut data)
+                .take(SMALL_FILE + 1)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| StoreError::io(format!("reading the source of {p}"), e))?;
+            if bytes.len() as u64 > SMALL_FILE {
+                // Much bigger than when it was scanned: it changed.
+                return Err(StoreError::SourceChanged {
+                    path: p.to_string(),
+                });
+            }
+            let this = self.clone_handle();
+            let p = p.clone();
+            return blocking(move || this.write_small(&p, &bytes, mtime, expect, fresh)).await;
+        }
         if let Some(parent) = p.parent() {
             let dir = self.full(&parent);
             tokio::fs::create_dir_all(&dir)
@@ -491,6 +510,46 @@ impl LocalStore {
         .await;
         if res.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        res
+    }
+}
+
+impl LocalStore {
+    /// `write` of a file held in memory: temp, fsync, mtime, install, all on this thread.
+    fn write_small(
+        &self,
+        p: &RelPath,
+        bytes: &[u8],
+        mtime: MTime,
+        expect: Option<ContentHash>,
+        fresh: bool,
+    ) -> Result<Observed, StoreError> {
+        if expect.is_some_and(|h| h.0 != *blake3::hash(bytes).as_bytes()) {
+            return Err(StoreError::SourceChanged {
+                path: p.to_string(),
+            });
+        }
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(self.full(&parent))
+                .map_err(|e| StoreError::io(format!("cannot create folder {parent}"), e))?;
+        }
+        let tmp = self.temp_for(p);
+        let res = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| StoreError::io(format!("cannot create a temp file for {p}"), e))?;
+            f.write_all(bytes)
+                .and_then(|_| f.set_modified(mtime.to_system()))
+                .and_then(|_| f.sync_all())
+                .map_err(|e| StoreError::io(format!("writing {p} ({})", tmp.display()), e))?;
+            drop(f);
+            self.install(&tmp, p, fresh)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
         res
     }
@@ -560,9 +619,26 @@ impl Store for LocalStore {
     fn read<'a>(
         &'a self,
         p: &'a RelPath,
-        _size: Option<u64>,
+        size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         Box::pin(async move {
+            if size.is_some_and(|n| n <= SMALL_FILE) {
+                // A small file: read whole in one trip to a blocking thread. If it grew past
+                // the limit meanwhile, the reader sees the first part and the hash check fails.
+                let full = self.full(p);
+                let bytes = blocking(move || {
+                    let mut v = Vec::new();
+                    std::fs::File::open(&full)
+                        .and_then(|f| {
+                            let mut f = std::io::Read::take(f, SMALL_FILE + 1);
+                            std::io::Read::read_to_end(&mut f, &mut v)
+                        })
+                        .map(|_| v)
+                        .map_err(|e| StoreError::io(format!("cannot read {}", full.display()), e))
+                })
+                .await?;
+                return Ok(Box::pin(std::io::Cursor::new(bytes)) as Reader);
+            }
             let f = tokio::fs::File::open(self.full(p))
                 .await
                 .map_err(|e| StoreError::io(format!("cannot read {p}"), e))?;

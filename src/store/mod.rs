@@ -77,7 +77,13 @@ pub struct Put {
     pub mtime: MTime,
     pub expect: Option<ContentHash>,
     pub fresh: bool,
+    /// The size the index expects: small files are written in one go from memory.
+    pub size: u64,
 }
+
+/// Files up to this size move through memory in one piece (one thread hop, one buffer)
+/// instead of being streamed.
+pub const SMALL_FILE: u64 = 1 << 20;
 
 /// Who holds a lock: written into `.sync.lock` so a person (or a later run) can judge it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -337,12 +337,13 @@ impl Sftp {
 
     /// Writes a whole file atomically at `path` (temp, fsync, rename over).
     async fn write_all(&self, path: &str, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let len = bytes.len() as u64;
         let data: Reader = Box::pin(io::Cursor::new(bytes));
         let res = async {
             let h = xfer::create(self, tmp)
                 .await
                 .map_err(|e| self.err("cannot create", tmp, e))?;
-            xfer::upload(self, tmp, h, data, None, None).await?;
+            xfer::upload(self, tmp, h, data, None, None, Some(len)).await?;
             self.rename_over(tmp, path)
                 .await
                 .map_err(|e| self.err("cannot put in place", path, e))
@@ -646,6 +647,7 @@ impl SftpStore {
             mtime,
             expect,
             fresh,
+            size,
         } = put;
         let s = &self.s;
         let tmp = s.temp_for(p);
@@ -659,7 +661,7 @@ impl SftpStore {
                 r => r,
             }
             .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
-            let size = xfer::upload(s, &tmp, handle, data, Some(mtime), expect).await?;
+            let size = xfer::upload(s, &tmp, handle, data, Some(mtime), expect, Some(size)).await?;
             self.install(&tmp, p, fresh).await?;
             Ok(Observed {
                 kind: Kind::File,

@@ -230,6 +230,7 @@ pub(crate) async fn upload(
     mut data: Reader,
     mtime: Option<MTime>,
     expect: Option<ContentHash>,
+    size_hint: Option<u64>,
 ) -> Result<u64, StoreError> {
     let Created { raw, handle } = created;
     let closed_ok = std::sync::atomic::AtomicBool::new(false);
@@ -238,23 +239,30 @@ pub(crate) async fn upload(
         let mut inflight = FuturesUnordered::new();
         let mut off = 0u64;
         let chunk = s.write_len as usize;
-        loop {
-            let mut buf = vec![0u8; chunk];
-            let mut n = 0;
-            while n < chunk {
+        let mut eof = false;
+        while !eof {
+            // Sized to what is left of the expected size (plus one byte, to see the end),
+            // and never zero-filled: a small file costs a small buffer.
+            let want = size_hint
+                .map_or(chunk, |n| {
+                    (n.saturating_sub(off) as usize).saturating_add(1)
+                })
+                .clamp(1, chunk);
+            let mut buf = Vec::with_capacity(want);
+            while buf.len() < want {
                 let got = data
-                    .read(&mut buf[n..])
+                    .read_buf(&mut buf)
                     .await
                     .map_err(|e| StoreError::io(format!("reading the source of {path}"), e))?;
                 if got == 0 {
+                    eof = true;
                     break;
                 }
-                n += got;
             }
+            let n = buf.len();
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
             hasher.update(&buf);
             let (raw, h, at) = (raw.clone(), handle.clone(), off);
             inflight.push(async move { raw.write(h, at, buf).await });
@@ -263,9 +271,6 @@ pub(crate) async fn upload(
                 && let Some(r) = inflight.next().await
             {
                 r.map_err(|e| write_err(s, path, e))?;
-            }
-            if n < chunk {
-                break;
             }
         }
         let got = ContentHash(*hasher.finalize().as_bytes());
