@@ -12,7 +12,8 @@
 # and binfmt_misc with qemu-aarch64 (qemu-user-static) on a non-arm64 host.
 # Environment: MIRROR (default http://deb.debian.org/debian), IMAGE_KEEP=1 keeps
 # the intermediate files in dist/image-build/, IMAGE_REUSE=1 reuses a kept
-# dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part).
+# dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part) and lays the
+# current .deb's files over it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -102,7 +103,11 @@ rm -f "$W/root.ext4"
 # mke2fs -d takes a tarball only from e2fsprogs 1.47.1 (bookworm has 1.47.0): unpack it,
 # under fakeroot when not root so that owners and device nodes stay right.
 rm -rf "$W/rootfs"; mkdir "$W/rootfs"
-mkfs_root="tar -xpf $W/rootfs.tar -C $W/rootfs --numeric-owner && mke2fs -q -t ext4 -L RASPIROOT -m 1 -d $W/rootfs $W/root.ext4 ${ROOT_MB}M"
+# A reused root file system gets the current package's files laid over it (same version: the
+# dpkg database stays right), so a rebuild with a new binary takes minutes, not an hour.
+refresh=""
+[ "$reuse" = 1 ] && refresh="dpkg-deb -x $DEB $W/rootfs && "
+mkfs_root="tar -xpf $W/rootfs.tar -C $W/rootfs --numeric-owner && $refresh mke2fs -q -t ext4 -L RASPIROOT -m 1 -d $W/rootfs $W/root.ext4 ${ROOT_MB}M"
 if [ "$(id -u)" -eq 0 ]; then sh -c "$mkfs_root"; else apt_install fakeroot; fakeroot sh -c "$mkfs_root"; fi
 rm -rf "$W/rootfs"
 

@@ -153,7 +153,7 @@ else
 fi
 
 BIN_HOST=${IMAGE_TEST_BIN_HOST:-target/release/filesync}
-if [ -z "${IMAGE_TEST_BIN_HOST:-}" ] && [ ! -x "$BIN_HOST" ]; then
+if [ -z "${IMAGE_TEST_BIN_HOST:-}" ]; then
     log "cargo build --release (the host side of filesync sync)"; cargo build --release --locked >&2
 fi
 if [ -x "$BIN_HOST" ]; then
