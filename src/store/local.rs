@@ -14,6 +14,7 @@ use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -622,27 +623,41 @@ impl Store for LocalStore {
         size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         Box::pin(async move {
-            if size.is_some_and(|n| n <= SMALL_FILE) {
-                // A small file: read whole in one trip to a blocking thread. If it grew past
-                // the limit meanwhile, the reader sees the first part and the hash check fails.
-                let full = self.full(p);
-                let bytes = blocking(move || {
-                    let mut v = Vec::new();
-                    std::fs::File::open(&full)
-                        .and_then(|f| {
-                            let mut f = std::io::Read::take(f, SMALL_FILE + 1);
-                            std::io::Read::read_to_end(&mut f, &mut v)
-                        })
-                        .map(|_| v)
-                        .map_err(|e| StoreError::io(format!("cannot read {}", full.display()), e))
-                })
-                .await?;
-                return Ok(Box::pin(std::io::Cursor::new(bytes)) as Reader);
+            let full = self.full(p);
+            let small = size.is_some_and(|n| n <= SMALL_FILE);
+            // Opened here, not through a path later: only a regular file (no symlink, and no
+            // FIFO that would block the open) that stands where the index says.
+            let (f, bytes) = blocking(move || {
+                let what = |e| StoreError::io(format!("cannot read {}", full.display()), e);
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+                    .open(&full)
+                    .map_err(what)?;
+                if !f.metadata().map_err(what)?.is_file() {
+                    return Err(StoreError::Other(format!(
+                        "{} is no longer a regular file",
+                        full.display()
+                    )));
+                }
+                if !small {
+                    return Ok((Some(f), Vec::new()));
+                }
+                // A small file: all of it in this one trip to a blocking thread. If it grew
+                // past the limit meanwhile, the reader sees the first part and the hash fails.
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, SMALL_FILE + 1), &mut v)
+                    .map_err(what)?;
+                Ok((None, v))
+            })
+            .await?;
+            match f {
+                Some(f) => Ok(Box::pin(tokio::io::BufReader::with_capacity(
+                    256 * 1024,
+                    tokio::fs::File::from_std(f),
+                )) as Reader),
+                None => Ok(Box::pin(std::io::Cursor::new(bytes)) as Reader),
             }
-            let f = tokio::fs::File::open(self.full(p))
-                .await
-                .map_err(|e| StoreError::io(format!("cannot read {p}"), e))?;
-            Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)) as Reader)
         })
     }
 
@@ -765,6 +780,38 @@ mod tests {
             .lock_blocking(&LockInfo::here("index update"))
             .unwrap();
         other.unlock_blocking().unwrap();
+    }
+
+    /// What stands at a path now is checked on open: a FIFO must not hang the sync, and a
+    /// symlink is not followed, whatever size the index expects.
+    #[tokio::test]
+    async fn read_opens_only_a_regular_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path(), 3600).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &tmp.path().join("fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("real"), b"data").unwrap();
+        std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
+        for size in [Some(4), None] {
+            for name in ["fifo", "link"] {
+                let p = RelPath::parse(name).unwrap();
+                let r = tokio::time::timeout(Duration::from_secs(5), store.read(&p, size)).await;
+                assert!(matches!(r, Ok(Err(_))), "{name} {size:?}");
+            }
+            let mut out = Vec::new();
+            let mut r = store
+                .read(&RelPath::parse("real").unwrap(), size)
+                .await
+                .unwrap();
+            r.read_to_end(&mut out).await.unwrap();
+            assert_eq!(out, b"data");
+        }
     }
 
     #[test]
