@@ -790,7 +790,7 @@ mod tests {
         let store = LocalStore::open(tmp.path(), 3600).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &tmp.path().join("fifo"),
+            tmp.path().join("fifo"),
             rustix::fs::FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
