@@ -36,6 +36,13 @@ pub struct LocalStore {
     held: Mutex<Option<HeldLock>>,
 }
 
+impl Drop for LocalStore {
+    /// A store dropped with its lock still taken (a sync abandoned half-way) releases it.
+    fn drop(&mut self) {
+        let _ = self.unlock_blocking();
+    }
+}
+
 /// `.sync.lock` as this store took it: the folder it was made in and what was written.
 struct HeldLock {
     dir: OwnedFd,

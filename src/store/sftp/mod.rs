@@ -68,6 +68,20 @@ pub struct SftpStore {
     st: Box<State>,
 }
 
+impl Drop for SftpStore {
+    /// Dropped with the remote lock taken (a sync abandoned half-way): the lock file cannot be
+    /// removed from here, but it is no longer held, so a later attempt of this process may
+    /// break it.
+    fn drop(&mut self) {
+        if self.st.locked.load(std::sync::atomic::Ordering::Relaxed) {
+            super::note_held(
+                &format!("{}:{}", self.s.host, self.s.join(LOCK_FILE)),
+                false,
+            );
+        }
+    }
+}
+
 /// What a store remembers between calls during one sync.
 struct State {
     /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
