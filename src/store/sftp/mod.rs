@@ -48,6 +48,8 @@ const CHANNELS: usize = 4;
 pub(crate) struct Sftp {
     /// At least one; requests on a handle stay on the session that opened it.
     sessions: Vec<Arc<RawSftpSession>>,
+    /// The SSH connection; keeps it open as long as the sessions live.
+    ssh: Arc<connect::Handle>,
     next: std::sync::atomic::AtomicUsize,
     /// `user@host:port`, for messages.
     host: String,
@@ -88,8 +90,6 @@ struct State {
     loaded: Mutex<Option<Vec<u8>>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
-    // Keeps the SSH connection open as long as the store lives.
-    _ssh: connect::Handle,
 }
 
 /// Turns an SFTP client error into an `io::Error` whose kind callers can branch on.
@@ -447,6 +447,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     sessions.extend(more_sessions(&ssh, &host, &sftp_cfg, CHANNELS - 1).await);
     let s = Sftp {
         sessions,
+        ssh: Arc::new(ssh),
         next: std::sync::atomic::AtomicUsize::new(0),
         host,
         root,
@@ -468,9 +469,38 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         st: Box::new(State {
             loaded: Mutex::new(None),
             locked: std::sync::atomic::AtomicBool::new(false),
-            _ssh: ssh,
         }),
     })
+}
+
+impl SftpStore {
+    /// Runs a store call, failing it at once when the SSH connection is gone: russh-sftp
+    /// leaves the requests in flight at that moment waiting for their timeout.
+    fn guard<'a, T: Send + 'a>(
+        &'a self,
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+    ) -> BoxFuture<'a, Result<T, StoreError>> {
+        Box::pin(async move {
+            tokio::select! {
+                r = f => r,
+                _ = closed(&self.s.ssh) => Err(connection_lost(&self.s.host)),
+            }
+        })
+    }
+}
+
+/// Resolves once the SSH connection has ended.
+pub(crate) async fn closed(ssh: &connect::Handle) {
+    while !ssh.is_closed() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn connection_lost(host: &str) -> StoreError {
+    StoreError::io(
+        host.to_string(),
+        io::Error::new(io::ErrorKind::ConnectionAborted, "connection lost"),
+    )
 }
 
 /// Up to `n` more SFTP channels on the connection; a server that allows fewer gets fewer.
@@ -762,11 +792,11 @@ impl Store for SftpStore {
     }
 
     fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.lock_async(info))
+        self.guard(self.lock_async(info))
     }
 
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
+        self.guard(async move {
             let path = self.s.join(LOCK_FILE);
             // Only a lock this store took is released; someone else's stays.
             if !self
@@ -788,22 +818,22 @@ impl Store for SftpStore {
     }
 
     fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
-        Box::pin(self.load_index_async())
+        self.guard(self.load_index_async())
     }
 
     fn refresh_index<'a>(
         &'a self,
         index: &'a mut Index,
     ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
-        Box::pin(self.refresh_async(index))
+        self.guard(self.refresh_async(index))
     }
 
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.save_index_async(index))
+        self.guard(self.save_index_async(index))
     }
 
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
-        Box::pin(async move {
+        self.guard(async move {
             let path = self.s.path(p);
             match self.s.lstat(&path).await {
                 Ok(a) => Ok(a.as_ref().and_then(observed_of)),
@@ -817,7 +847,7 @@ impl Store for SftpStore {
         p: &'a RelPath,
         size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
-        Box::pin(async move {
+        self.guard(async move {
             let path = self.s.path(p);
             let r = xfer::open_read(&self.s, &path, size)
                 .await
@@ -832,19 +862,19 @@ impl Store for SftpStore {
         data: Reader,
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        Box::pin(self.write_async(p, data, put))
+        self.guard(self.write_async(p, data, put))
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.s.mkdir_p(p))
+        self.guard(self.s.mkdir_p(p))
     }
 
     fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.s.trash(p))
+        self.guard(self.s.trash(p))
     }
 
     fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
+        self.guard(async move {
             let path = self.s.path(p);
             match self.s.raw().rmdir(path.as_str()).await {
                 Ok(_) => Ok(()),
@@ -860,7 +890,7 @@ impl Store for SftpStore {
         from: &'a RelPath,
         to: &'a RelPath,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
+        self.guard(async move {
             let s = &self.s;
             let (src, dst) = (s.path(from), s.path(to));
             match s.lstat(&dst).await {
@@ -885,7 +915,7 @@ impl Store for SftpStore {
     }
 
     fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.cleanup_async(trash_days))
+        self.guard(self.cleanup_async(trash_days))
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct ChunkStream {
     /// Next offset to hand out (all bytes before it were returned).
     pos: u64,
     inflight: FuturesOrdered<ReadFut>,
+    /// The connection, to stop waiting on replies that will never come once it is gone.
+    ssh: Arc<super::connect::Handle>,
 }
 
 /// Opens `path` for reading. With `known_size` (from the index) the reads go out right after
@@ -64,6 +66,7 @@ pub(crate) async fn open_read(
         next: 0,
         pos: 0,
         inflight: FuturesOrdered::new(),
+        ssh: s.ssh.clone(),
     })
 }
 
@@ -96,7 +99,15 @@ impl ChunkStream {
     pub(crate) async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, SftpError>> {
         self.handle.as_ref()?;
         self.top_up();
-        let Some((off, len, res)) = self.inflight.next().await else {
+        let next = tokio::select! {
+            n = self.inflight.next() => n,
+            _ = super::closed(&self.ssh) => {
+                self.inflight = FuturesOrdered::new();
+                self.handle = None;
+                return Some(Err(SftpError::UnexpectedBehavior("session closed".into())));
+            }
+        };
+        let Some((off, len, res)) = next else {
             self.finish().await;
             return None;
         };
