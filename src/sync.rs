@@ -99,6 +99,47 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// What a daemon's watcher writes into `.sync.lock` while it updates the index.
+pub const INDEX_UPDATE_LOCK: &str = "filesync daemon (index update)";
+
+/// Takes both locks. A lock held for an index update (a daemon saving what its watcher saw,
+/// seconds at most) is waited for, up to half a minute; any other holder is an error at once.
+async fn lock_both<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    info: &LockInfo,
+) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        let res = match left.lock(info).await {
+            Ok(()) => match right.lock(info).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = left.unlock().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match res {
+            Err(StoreError::Locked { ref holder, .. })
+                if holder.starts_with(INDEX_UPDATE_LOCK)
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    tracing::info!("waiting for an index update to finish ({holder})");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Syncs two replicas both ways. Locks are released on every path out, errors included.
 pub async fn sync<L: Store, R: Store>(
     left: &L,
@@ -106,11 +147,7 @@ pub async fn sync<L: Store, R: Store>(
     opts: &SyncOptions,
 ) -> Result<SyncReport, StoreError> {
     let info = LockInfo::here("filesync sync");
-    left.lock(&info).await?;
-    if let Err(e) = right.lock(&info).await {
-        let _ = left.unlock().await;
-        return Err(e);
-    }
+    lock_both(left, right, &info).await?;
     let res = sync_locked(left, right, opts).await;
     let ur = right.unlock().await;
     let ul = left.unlock().await;

@@ -536,7 +536,7 @@ fn apply_locked(
     batch: &Batch,
     disk_id: &mut Option<(u64, i64, i64, u64)>,
 ) -> Result<Applied, WatchError> {
-    match store.lock_blocking(&LockInfo::here("filesync daemon (index update)")) {
+    match store.lock_blocking(&LockInfo::here(crate::sync::INDEX_UPDATE_LOCK)) {
         Ok(()) => {}
         Err(StoreError::Locked { .. }) => return Ok(Applied::Locked),
         Err(e) => return Err(e.into()),

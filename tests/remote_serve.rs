@@ -39,3 +39,8 @@ fn killing_the_server_mid_sync_tears_nothing() {
 fn remote_syncignore_is_honoured() {
     pair::remote_syncignore_is_honoured(&mut Pair::serve());
 }
+
+#[test]
+fn an_index_update_lock_is_waited_for() {
+    pair::an_index_update_lock_is_waited_for(&mut Pair::serve());
+}

@@ -305,3 +305,10 @@ fn remote_trash_expires_now_and_then() {
         pair::remote_trash_expires_now_and_then(&mut t);
     }
 }
+
+#[test]
+fn an_index_update_lock_is_waited_for() {
+    if let Some(mut t) = Pair::sshd() {
+        pair::an_index_update_lock_is_waited_for(&mut t);
+    }
+}

@@ -362,3 +362,30 @@ pub fn remote_trash_expires_now_and_then(t: &mut Pair) {
     t.sync();
     assert!(trash.join("late.txt~20200101-000000").exists());
 }
+
+/// A remote lock held for a daemon's index update (seconds at most) is waited for, not an
+/// error: the sync goes through once it is released.
+pub fn an_index_update_lock_is_waited_for(t: &mut Pair) {
+    write(t.l(), "a.txt", b"a");
+    let info = format!(
+        r#"{{"host":"elsewhere","pid":1,"time":{},"what":"filesync daemon (index update)"}}"#,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    write(t.r(), ".sync.lock", info.as_bytes());
+    let lock = t.r().join(".sync.lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::fs::remove_file(lock).expect("rm lock");
+    });
+    let out = sync(t.home.path(), &t.url(), t.l(), &[]);
+    release.join().expect("release thread");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.assert_same();
+}
