@@ -148,10 +148,19 @@ pub(crate) fn note_held(place: &str, held: bool) {
     }
 }
 
+/// This machine's name, from uname(2): /proc/sys is hidden inside the hardened unit
+/// (ProcSubset=pid), and a lock must name its host the same way inside and outside it.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "unknown-host".into()
+    } else {
+        name
+    }
 }
 
 fn pid_alive(pid: u32) -> bool {
