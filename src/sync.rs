@@ -103,7 +103,8 @@ pub fn human_bytes(n: u64) -> String {
 pub const INDEX_UPDATE_LOCK: &str = "filesync daemon (index update)";
 
 /// Takes both locks. A lock held for an index update (a daemon saving what its watcher saw,
-/// seconds at most) is waited for, up to half a minute; any other holder is an error at once.
+/// seconds at most), or one not readable yet (being written), is waited for, up to half a
+/// minute; any other holder is an error at once.
 async fn lock_both<L: Store, R: Store>(
     left: &L,
     right: &R,
@@ -125,7 +126,8 @@ async fn lock_both<L: Store, R: Store>(
         };
         match res {
             Err(StoreError::Locked { ref holder, .. })
-                if holder.starts_with(INDEX_UPDATE_LOCK)
+                if (holder.starts_with(INDEX_UPDATE_LOCK)
+                    || holder == crate::store::UNKNOWN_HOLDER)
                     && std::time::Instant::now() < deadline =>
             {
                 if !said {

@@ -147,7 +147,8 @@ impl LocalStore {
                 e.into(),
             )
         })?;
-        for attempt in 0..2 {
+        // A few rounds: a lock released between our create and our look is tried again.
+        for _ in 0..5 {
             match rustix::fs::openat(
                 &dir,
                 LOCK_FILE,
@@ -167,10 +168,11 @@ impl LocalStore {
                     super::note_held(&path.to_string_lossy(), true);
                     return Ok(());
                 }
-                Err(Errno::EXIST) if attempt == 0 => {
-                    let holder: Option<LockInfo> = read_at(&dir, LOCK_FILE)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok());
+                Err(Errno::EXIST) => {
+                    let holder: Option<LockInfo> = match read_at(&dir, LOCK_FILE) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        r => r.ok().and_then(|b| serde_json::from_slice(&b).ok()),
+                    };
                     let stale = match &holder {
                         Some(h) => h.is_stale(self.lock_stale_secs, &path.to_string_lossy()),
                         // Unreadable or half-written: judge by the file's age.
@@ -187,7 +189,7 @@ impl LocalStore {
                             path: path.display().to_string(),
                             holder: holder
                                 .map(|h| h.describe())
-                                .unwrap_or_else(|| "an unknown process".into()),
+                                .unwrap_or_else(|| super::UNKNOWN_HOLDER.into()),
                             stale_secs: self.lock_stale_secs,
                         });
                     }

@@ -85,6 +85,9 @@ pub struct Put {
 /// instead of being streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
 
+/// The holder named for a lock file that cannot be read (yet): one being written just now.
+pub const UNKNOWN_HOLDER: &str = "an unknown process";
+
 /// Who holds a lock: written into `.sync.lock` so a person (or a later run) can judge it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LockInfo {

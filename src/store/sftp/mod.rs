@@ -554,7 +554,10 @@ impl SftpStore {
         let path = s.join(LOCK_FILE);
         let place = format!("{}:{path}", s.host);
         let body = serde_json::to_vec(info).unwrap_or_default();
-        for attempt in 0..2 {
+        // A few rounds: a lock released between our create and our look (a daemon's index
+        // update takes moments) is simply tried again.
+        let mut last = None;
+        for _ in 0..5 {
             let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
             let raw = s.raw();
             match raw
@@ -573,19 +576,22 @@ impl SftpStore {
                     return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
                 }
                 Err(e) => {
-                    let attrs = s.lstat(&path).await.ok().flatten();
-                    let Some(attrs) = attrs else {
-                        return Err(s.err("cannot create", &path, e));
+                    // Nothing there: released meanwhile, or a real error (a folder we may not
+                    // write to); the next round tells which.
+                    let Some(attrs) = s.lstat(&path).await.ok().flatten() else {
+                        last = Some(e);
+                        continue;
                     };
-                    if attempt > 0 {
-                        return Err(s.err("cannot create", &path, e));
-                    }
-                    let holder: Option<LockInfo> = s
-                        .read_all(&path)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let bytes = match s.read_all(&path).await {
+                        Ok(None) => {
+                            last = Some(e);
+                            continue;
+                        }
+                        Ok(Some(b)) => Some(b),
+                        Err(_) => None,
+                    };
+                    let holder: Option<LockInfo> =
+                        bytes.and_then(|b| serde_json::from_slice(&b).ok());
                     let stale = match &holder {
                         Some(h) => h.is_stale(self.lock_stale_secs, &place),
                         // Unreadable or half-written: judge by the file's age.
@@ -599,16 +605,20 @@ impl SftpStore {
                             path: format!("{}:{path}", s.host),
                             holder: holder
                                 .map(|h| h.describe())
-                                .unwrap_or_else(|| "an unknown process".into()),
+                                .unwrap_or_else(|| super::UNKNOWN_HOLDER.into()),
                             stale_secs: self.lock_stale_secs,
                         });
                     }
                     tracing::warn!(lock = %path, host = %s.host, "breaking a stale lock");
                     let _ = s.raw().remove(path.as_str()).await;
+                    last = Some(e);
                 }
             }
         }
-        Err(StoreError::Other(format!("cannot take {}:{path}", s.host)))
+        Err(match last {
+            Some(e) => s.err("cannot create", &path, e),
+            None => StoreError::Other(format!("cannot take {}:{path}", s.host)),
+        })
     }
 
     async fn load_index_async(&self) -> Result<Option<Index>, StoreError> {
