@@ -175,12 +175,15 @@ impl LocalStore {
                     };
                     let stale = match &holder {
                         Some(h) => h.is_stale(self.lock_stale_secs, &path.to_string_lossy()),
-                        // Unreadable or half-written: judge by the file's age.
+                        // Unreadable or half-written: judge by the file's age. An empty one is
+                        // written within moments of its creation, so after a few seconds its
+                        // creator died in between (a sync killed right after taking it).
                         None => std::fs::metadata(&path)
-                            .and_then(|m| m.modified())
-                            .map(|t| {
+                            .and_then(|m| Ok((m.len(), m.modified()?)))
+                            .map(|(len, t)| {
+                                let limit = if len == 0 { 3 } else { 60 };
                                 t.elapsed().unwrap_or_default()
-                                    > Duration::from_secs(self.lock_stale_secs.min(60))
+                                    > Duration::from_secs(self.lock_stale_secs.min(limit))
                             })
                             .unwrap_or(false),
                     };

@@ -594,10 +594,12 @@ impl SftpStore {
                         bytes.and_then(|b| serde_json::from_slice(&b).ok());
                     let stale = match &holder {
                         Some(h) => h.is_stale(self.lock_stale_secs, &place),
-                        // Unreadable or half-written: judge by the file's age.
+                        // Unreadable or half-written: judge by the file's age (an empty one
+                        // after a few seconds: its creator died before writing it).
                         None => {
                             let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
-                            age > self.lock_stale_secs.min(60) as i64
+                            let limit = if attrs.size == Some(0) { 3 } else { 60 };
+                            age > self.lock_stale_secs.min(limit) as i64
                         }
                     };
                     if !stale {
