@@ -88,6 +88,11 @@ impl LocalStore {
         &self.root
     }
 
+    /// This store's `.sync.lock`, as the process-wide record of held locks names it.
+    fn lock_place(&self) -> String {
+        self.root.join(LOCK_FILE).to_string_lossy().into_owned()
+    }
+
     fn full(&self, p: &RelPath) -> PathBuf {
         p.to_path(&self.root)
     }
@@ -165,37 +170,27 @@ impl LocalStore {
                         ));
                     }
                     *held_lock(&self.held) = Some(HeldLock { dir, body });
-                    super::note_held(&path.to_string_lossy(), true);
+                    super::note_held(&self.lock_place(), true);
                     return Ok(());
                 }
                 Err(Errno::EXIST) => {
-                    let holder: Option<LockInfo> = match read_at(&dir, LOCK_FILE) {
+                    let bytes = match read_at(&dir, LOCK_FILE) {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        r => r.ok().and_then(|b| serde_json::from_slice(&b).ok()),
+                        r => r.ok(),
                     };
-                    let stale = match &holder {
-                        Some(h) => h.is_stale(self.lock_stale_secs, &path.to_string_lossy()),
-                        // Unreadable or half-written: judge by the file's age. An empty one is
-                        // written within moments of its creation, so after a few seconds its
-                        // creator died in between (a sync killed right after taking it).
-                        None => std::fs::metadata(&path)
-                            .and_then(|m| Ok((m.len(), m.modified()?)))
-                            .map(|(len, t)| {
-                                let limit = if len == 0 { 3 } else { 60 };
-                                t.elapsed().unwrap_or_default()
-                                    > Duration::from_secs(self.lock_stale_secs.min(limit))
-                            })
-                            .unwrap_or(false),
-                    };
-                    if !stale {
-                        return Err(StoreError::Locked {
-                            path: path.display().to_string(),
-                            holder: holder
-                                .map(|h| h.describe())
-                                .unwrap_or_else(|| super::UNKNOWN_HOLDER.into()),
-                            stale_secs: self.lock_stale_secs,
-                        });
-                    }
+                    // Size and age only matter for a lock that does not parse; one we cannot
+                    // stat is judged young.
+                    let (len, age) = std::fs::metadata(&path)
+                        .and_then(|m| Ok((m.len(), m.modified()?.elapsed().unwrap_or_default())))
+                        .unwrap_or((1, Duration::ZERO));
+                    super::judge_lock(
+                        bytes.as_deref(),
+                        len,
+                        age,
+                        self.lock_stale_secs,
+                        &self.lock_place(),
+                        path.display().to_string(),
+                    )?;
                     tracing::warn!(lock = %path.display(), "breaking a stale lock");
                     let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
                 }
@@ -216,7 +211,7 @@ impl LocalStore {
         let Some(held) = held_lock(&self.held).take() else {
             return Ok(());
         };
-        super::note_held(&self.root.join(LOCK_FILE).to_string_lossy(), false);
+        super::note_held(&self.lock_place(), false);
         match read_at(&held.dir, LOCK_FILE) {
             Ok(b) if b == held.body => {}
             Ok(_) => return Ok(()),

@@ -131,6 +131,39 @@ impl LockInfo {
     }
 }
 
+/// Judges a `.sync.lock` someone else made, found at `place` (`shown` in messages): `Ok` when
+/// it may be broken, else the `Locked` error naming its holder. It may be broken when its
+/// holder is gone (`LockInfo::is_stale`), or when it does not parse (`bytes` unreadable or
+/// half-written) and is old: an empty one after 3 s (its creator died between creating and
+/// writing it), anything else after 60 s.
+pub(crate) fn judge_lock(
+    bytes: Option<&[u8]>,
+    len: u64,
+    age: std::time::Duration,
+    stale_secs: u64,
+    place: &str,
+    shown: String,
+) -> Result<(), StoreError> {
+    let holder: Option<LockInfo> = bytes.and_then(|b| serde_json::from_slice(b).ok());
+    let stale = match &holder {
+        Some(h) => h.is_stale(stale_secs, place),
+        None => {
+            let limit = if len == 0 { 3 } else { 60 };
+            age > std::time::Duration::from_secs(stale_secs.min(limit))
+        }
+    };
+    if stale {
+        return Ok(());
+    }
+    Err(StoreError::Locked {
+        path: shown,
+        holder: holder
+            .map(|h| h.describe())
+            .unwrap_or_else(|| UNKNOWN_HOLDER.into()),
+        stale_secs,
+    })
+}
+
 /// Locks this process holds now, by place (`/root/.sync.lock`, `user@host:port:/p/.sync.lock`).
 static HELD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 

@@ -76,10 +76,7 @@ impl Drop for SftpStore {
     /// break it.
     fn drop(&mut self) {
         if self.st.locked.load(std::sync::atomic::Ordering::Relaxed) {
-            super::note_held(
-                &format!("{}:{}", self.s.host, self.s.join(LOCK_FILE)),
-                false,
-            );
+            super::note_held(&self.s.lock_place(), false);
         }
     }
 }
@@ -163,6 +160,11 @@ fn status_ok(p: Packet) -> Result<(), SftpError> {
 }
 
 impl Sftp {
+    /// The remote `.sync.lock`, as messages and the process-wide record of held locks name it.
+    fn lock_place(&self) -> String {
+        format!("{}:{}", self.host, self.join(LOCK_FILE))
+    }
+
     /// A session for the next operation, in turn. Path-based requests may use any session;
     /// everything done through one handle must keep the session it got here.
     fn raw(&self) -> &Arc<RawSftpSession> {
@@ -552,7 +554,7 @@ impl SftpStore {
     async fn lock_async(&self, info: &LockInfo) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.join(LOCK_FILE);
-        let place = format!("{}:{path}", s.host);
+        let place = s.lock_place();
         let body = serde_json::to_vec(info).unwrap_or_default();
         // A few rounds: a lock released between our create and our look (a daemon's index
         // update takes moments) is simply tried again.
@@ -590,27 +592,15 @@ impl SftpStore {
                         Ok(Some(b)) => Some(b),
                         Err(_) => None,
                     };
-                    let holder: Option<LockInfo> =
-                        bytes.and_then(|b| serde_json::from_slice(&b).ok());
-                    let stale = match &holder {
-                        Some(h) => h.is_stale(self.lock_stale_secs, &place),
-                        // Unreadable or half-written: judge by the file's age (an empty one
-                        // after a few seconds: its creator died before writing it).
-                        None => {
-                            let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
-                            let limit = if attrs.size == Some(0) { 3 } else { 60 };
-                            age > self.lock_stale_secs.min(limit) as i64
-                        }
-                    };
-                    if !stale {
-                        return Err(StoreError::Locked {
-                            path: format!("{}:{path}", s.host),
-                            holder: holder
-                                .map(|h| h.describe())
-                                .unwrap_or_else(|| super::UNKNOWN_HOLDER.into()),
-                            stale_secs: self.lock_stale_secs,
-                        });
-                    }
+                    let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
+                    super::judge_lock(
+                        bytes.as_deref(),
+                        attrs.size.unwrap_or(1),
+                        std::time::Duration::from_secs(age.max(0) as u64),
+                        self.lock_stale_secs,
+                        &place,
+                        place.clone(),
+                    )?;
                     tracing::warn!(lock = %path, host = %s.host, "breaking a stale lock");
                     let _ = s.raw().remove(path.as_str()).await;
                     last = Some(e);
@@ -820,7 +810,7 @@ impl Store for SftpStore {
             }
             // Given up even if the remove fails (a lost connection): what is left there is
             // then a leftover of this process, which the next attempt may break.
-            super::note_held(&format!("{}:{path}", self.s.host), false);
+            super::note_held(&self.s.lock_place(), false);
             match self.s.raw().remove(path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
