@@ -1,35 +1,28 @@
 """paramiko: N clients at once, each uploading and moving M files.
 usage: parallel.py PORT KEY ROOT N M"""
-import io, os, sys, threading
-from common import connect
+import io, os, sys
+from common import connect, in_parallel
 
 port, key, root, n, m = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 errors = []
 
 
 def client(i):
-    try:
-        t, sftp = connect(port, key)
-        sftp.mkdir(f"c{i}")
-        sftp.mkdir(f"c{i}/moved")
-        for j in range(m):
-            sftp.putfo(io.BytesIO(f"client {i} file {j}\n".encode()), f"c{i}/f{j}")
-        for j in range(m):
-            sftp.posix_rename(f"c{i}/f{j}", f"c{i}/moved/f{j}")
-        got = sorted(sftp.listdir(f"c{i}/moved"))
-        if len(got) != m or sftp.listdir(f"c{i}") != ["moved"]:
-            errors.append(f"client {i}: {len(got)} moved files")
-        sftp.close()
-        t.close()
-    except Exception as e:  # report every client's failure, not just the first
-        errors.append(f"client {i}: {e!r}")
+    t, sftp = connect(port, key)
+    sftp.mkdir(f"c{i}")
+    sftp.mkdir(f"c{i}/moved")
+    for j in range(m):
+        sftp.putfo(io.BytesIO(f"client {i} file {j}\n".encode()), f"c{i}/f{j}")
+    for j in range(m):
+        sftp.posix_rename(f"c{i}/f{j}", f"c{i}/moved/f{j}")
+    got = sorted(sftp.listdir(f"c{i}/moved"))
+    if len(got) != m or sftp.listdir(f"c{i}") != ["moved"]:
+        errors.append(f"client {i}: {len(got)} moved files")
+    sftp.close()
+    t.close()
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-for th in threads:
-    th.start()
-for th in threads:
-    th.join()
+in_parallel(n, client, errors)
 for i in range(n):
     for j in range(m):
         p = os.path.join(root, f"c{i}", "moved", f"f{j}")
