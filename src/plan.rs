@@ -616,8 +616,9 @@ pub fn stamp(secs: i64) -> String {
     format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
 }
 
-/// UTC calendar fields of a Unix time (Howard Hinnant's days-from-civil, inverted).
-fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+/// UTC calendar fields of a Unix time (Howard Hinnant's days-from-civil, inverted):
+/// (year, month, day, hour, minute, second). Also the date in the SFTP server's `ls -l` names.
+pub(crate) fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;

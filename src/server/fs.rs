@@ -504,7 +504,7 @@ pub fn long_name(name: &str, st: &rustix::fs::Stat, now: i64) -> String {
     }
     #[allow(clippy::unnecessary_cast)] // `st_mtime` is narrower on 32-bit targets
     let mtime = st.st_mtime as i64;
-    let (y, m, d, hh, mm) = civil(mtime);
+    let (y, m, d, hh, mm, _) = crate::plan::civil(mtime);
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -519,22 +519,6 @@ pub fn long_name(name: &str, st: &rustix::fs::Stat, now: i64) -> String {
         "{perms} {:>4} {:<8} {:<8} {:>8} {when} {name}",
         st.st_nlink, st.st_uid, st.st_gid, st.st_size
     )
-}
-
-/// UTC calendar fields of a Unix time (Howard Hinnant's days-to-civil algorithm).
-fn civil(t: i64) -> (i64, u32, u32, u32, u32) {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (secs / 3600) as u32, ((secs % 3600) / 60) as u32)
 }
 
 #[cfg(test)]
@@ -716,7 +700,7 @@ mod tests {
         let l = long_name("f", &st, st.st_mtime + 10);
         assert!(l.starts_with("-rw"), "{l}");
         assert!(l.ends_with(" f") && l.contains(" 5 "), "{l}");
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0));
-        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0));
+        assert_eq!(crate::plan::civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(crate::plan::civil(951_782_400), (2000, 2, 29, 0, 0, 0));
     }
 }
