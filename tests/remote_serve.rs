@@ -44,3 +44,8 @@ fn remote_syncignore_is_honoured() {
 fn an_index_update_lock_is_waited_for() {
     pair::an_index_update_lock_is_waited_for(&mut Pair::serve());
 }
+
+#[test]
+fn many_files_in_one_sync() {
+    pair::many_files_in_one_sync(&mut Pair::serve());
+}

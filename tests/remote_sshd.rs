@@ -312,3 +312,10 @@ fn an_index_update_lock_is_waited_for() {
         pair::an_index_update_lock_is_waited_for(&mut t);
     }
 }
+
+#[test]
+fn many_files_in_one_sync() {
+    if let Some(mut t) = Pair::sshd() {
+        pair::many_files_in_one_sync(&mut t);
+    }
+}

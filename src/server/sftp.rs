@@ -305,9 +305,22 @@ fn statvfs_reply(id: u32, v: &rustix::fs::StatVfs) -> Bytes {
         .finish()
 }
 
+/// A handle's name on the wire: hex text, because some clients keep handles as UTF-8 strings
+/// (russh-sftp decodes them lossily) and raw bytes past 0x7f came back mangled.
+fn handle_name(key: u32) -> String {
+    format!("{key:x}")
+}
+
+fn handle_key(h: &[u8]) -> Option<u32> {
+    if h.is_empty() || h.len() > 8 || !h.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+}
+
 impl Session {
     fn get(&self, h: &[u8]) -> Option<Arc<Handle>> {
-        let key = u32::from_be_bytes(h.try_into().ok()?);
+        let key = handle_key(h)?;
         self.handles.lock().ok()?.get(&key).cloned()
     }
 
@@ -328,7 +341,7 @@ impl Session {
         let key = self.next_handle.fetch_add(1, Ordering::Relaxed);
         handles.insert(key, Arc::new(h));
         wire::Reply::new(wire::FXP_HANDLE, id)
-            .string(&key.to_be_bytes())
+            .string(handle_name(key).as_bytes())
             .finish()
     }
 
@@ -368,7 +381,7 @@ impl Session {
                 }
             }
             Request::Close { handle } => {
-                let key = handle[..].try_into().ok().map(u32::from_be_bytes);
+                let key = handle_key(&handle);
                 let removed = match (key, self.handles.lock()) {
                     (Some(k), Ok(mut hs)) => hs.remove(&k),
                     _ => None,
@@ -738,4 +751,21 @@ fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
     let mut r = wire::Reply::with_capacity(wire::FXP_NAME, id, names.len() + 4).u32(count);
     r.buf().extend_from_slice(&names);
     r.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{handle_key, handle_name};
+
+    #[test]
+    fn handle_names_are_ascii_and_round_trip() {
+        for key in [1u32, 0x7f, 0x80, 0xff, 0x100, 0x8080, u32::MAX] {
+            let name = handle_name(key);
+            assert!(name.is_ascii(), "{name:?}");
+            assert_eq!(handle_key(name.as_bytes()), Some(key));
+        }
+        for bad in [&b""[..], b"+1", b"-1", b"1 ", b"123456789", b"\x00\x00\x00\x80", b"zz"] {
+            assert_eq!(handle_key(bad), None, "{bad:?}");
+        }
+    }
 }
