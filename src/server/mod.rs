@@ -277,6 +277,11 @@ impl BoundServer {
                             continue;
                         }
                     };
+                    // russh sets TCP_NODELAY only on sockets it accepts itself; without it,
+                    // Nagle holds each small reply until the client's delayed ACK (40 ms).
+                    if let Err(e) = sock.set_nodelay(true) {
+                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+                    }
                     if self.gate.failures.blocked(peer.ip()) {
                         tracing::warn!(%peer, "connection refused: too many failed logins from this address");
                         continue;
