@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# filesync against rsync and unison over a throwaway loopback OpenSSH sshd, in one run:
-# initial sync, no-op sync, and a sync after `make-tree.py DIR mutate 1`, on the `small` and
-# `mixed` trees. Prints seconds and each tool's time relative to rsync.
-# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_BIN=path to override)
+# filesync against rsync and unison in one run: initial sync, no-op sync, and a sync after
+# `make-tree.py DIR mutate 1`, on the `small` and `mixed` trees. Prints seconds and each tool's
+# time relative to rsync.
+#   rsync, unison  over a throwaway loopback OpenSSH sshd (each runs its own program there)
+#   filesync       against that same sshd with nothing installed there (remote stat walk)
+#   fs-serve       against `filesync serve` on loopback: our program at the far end, as on the hub
+# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_TOOLS, BENCH_BIN)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers=$repo/../shared/peers
 profiles=${BENCH_PROFILES:-small mixed}
-tools=${BENCH_TOOLS:-filesync rsync unison}
+tools=${BENCH_TOOLS:-fs-serve filesync rsync unison}
 bin=${BENCH_BIN:-$repo/target/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet)
 fi
 for t in $tools; do
-    [ "$t" = filesync ] && continue
+    case $t in filesync|fs-serve) continue ;; esac
     command -v "$t" >/dev/null || { echo "bench: $t is not installed (apt-get install $t)" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
+serve_pid=
 cleanup() {
     [ -s "$work/sshd/sshd.pid" ] && kill "$(cat "$work/sshd/sshd.pid")" 2>/dev/null || true
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -29,11 +34,31 @@ mkdir -p "$home/.ssh"
 cp "$SSHD_KEY" "$home/.ssh/id_ed25519"
 cp "$SSHD_KNOWN_HOSTS" "$home/.ssh/known_hosts"
 
+# Our server, same client key; started for each remote folder (it serves one root).
+cp "$SSHD_KEY.pub" "$work/serve_authorized_keys"
+cat > "$work/serve.toml" <<CFG
+[server]
+host_key = "$work/serve_host_key"
+authorized_keys = "$work/serve_authorized_keys"
+CFG
+serve_port=
+start_serve() { # root
+    [ -n "$serve_pid" ] && { kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; }
+    FILESYNC_CONFIG="$work/serve.toml" RUST_LOG=warn "$bin" serve --root "$1" --listen 127.0.0.1:0 \
+        >"$work/serve.out" 2>"$work/serve.log" &
+    serve_pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+    serve_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
+    [ -n "$serve_port" ] || { echo "bench: filesync serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+}
+
 now() { date +%s.%N; }
 run_tool() { # tool local remote
     case $1 in
         filesync) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
                   "$bin" sync --no-progress --quiet "sftp://$SSHD_USER@127.0.0.1:$SSHD_PORT$3" "$2" >/dev/null ;;
+        fs-serve) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
+                  "$bin" sync --no-progress --quiet --accept-new "sftp://$SSHD_USER@127.0.0.1:$serve_port/" "$2" >/dev/null ;;
         *) bash "$peers/peer-sync.sh" "$1" "$work/sshd" "$2" "$3" ;;
     esac
 }
@@ -46,6 +71,7 @@ for p in $profiles; do
         loc=$work/$p-$t-local dst=$work/$p-$t-remote
         cp -a "$work/$p-src" "$loc"
         mkdir -p "$dst"
+        [ "$t" = fs-serve ] && start_serve "$dst"
         sync
         T[$p,$t,initial]=$(timed run_tool "$t" "$loc" "$dst")
         T[$p,$t,noop]=$(timed run_tool "$t" "$loc" "$dst")
@@ -57,6 +83,9 @@ for p in $profiles; do
         fi
     done
     rm -rf "$work/$p-"*
+    # ext4 passes over inodes freed in the last minute when it allocates new ones: the next
+    # profile's first tool would pay for this profile's deletions.
+    [ "$p" = "${profiles##* }" ] || sleep 65
 done
 
 printf '%-7s %-8s' profile step

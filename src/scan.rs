@@ -347,6 +347,16 @@ pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
 /// Rescans `scope` of the folder at `root` into `index`: the one entry point for a full scan.
 pub fn scan(root: &Path, index: &mut Index, scope: &RelPath) -> Result<ScanStats, ScanError> {
     let w = walk(root, scope)?;
+    scan_walked(root, index, scope, w)
+}
+
+/// The rest of `scan` after its walk: hash what changed and fold it into `index`.
+pub fn scan_walked(
+    root: &Path,
+    index: &mut Index,
+    scope: &RelPath,
+    w: Walk,
+) -> Result<ScanStats, ScanError> {
     let todo = needs_hash(index, &w.observed);
     type Hashed = Result<(ContentHash, u64), String>;
     let results: Vec<(RelPath, Hashed)> = todo

@@ -149,7 +149,9 @@ pub async fn sync<L: Store, R: Store>(
     opts: &SyncOptions,
 ) -> Result<SyncReport, StoreError> {
     let info = LockInfo::here("filesync sync");
+    let t0 = std::time::Instant::now();
     lock_both(left, right, &info).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "locked both");
     let res = sync_locked(left, right, opts).await;
     let ur = right.unlock().await;
     let ul = left.unlock().await;
@@ -159,19 +161,16 @@ pub async fn sync<L: Store, R: Store>(
     Ok(report)
 }
 
-async fn load_or_new<S: Store>(s: &S) -> Result<Index, StoreError> {
-    Ok(s.load_index()
-        .await?
-        .unwrap_or_else(|| Index::new(ReplicaId::random())))
-}
-
 async fn sync_locked<L: Store, R: Store>(
     left: &L,
     right: &R,
     opts: &SyncOptions,
 ) -> Result<SyncReport, StoreError> {
-    let (li, ri) = tokio::join!(load_or_new(left), load_or_new(right));
-    let (mut li, mut ri) = (li?, ri?);
+    let t0 = std::time::Instant::now();
+    let (cl, cr) = tokio::join!(left.current_index(), right.current_index());
+    let (cl, cr) = (cl?, cr?);
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
+    let (mut li, mut ri) = (cl.index, cr.index);
     if li.replica == ri.replica {
         return Err(StoreError::Other(format!(
             "{} and {} have the same replica id {} (one folder was copied with its .sync); \
@@ -182,13 +181,12 @@ async fn sync_locked<L: Store, R: Store>(
         )));
     }
     // What each index held on disk, to skip rewriting an index that did not change.
-    let (loaded_l, loaded_r) = (li.entries_digest(), ri.entries_digest());
+    let (loaded_l, loaded_r) = (cl.loaded, cr.loaded);
     li.name.get_or_insert_with(|| opts.left_name.clone());
     ri.name.get_or_insert_with(|| opts.right_name.clone());
-    let (sl, sr) = tokio::join!(left.refresh_index(&mut li), right.refresh_index(&mut ri));
     let mut report = SyncReport {
-        scan_left: sl?,
-        scan_right: sr?,
+        scan_left: cl.stats,
+        scan_right: cr.stats,
         ..Default::default()
     };
 

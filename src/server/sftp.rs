@@ -9,7 +9,7 @@ use super::fs::{self, FsError, FsResult, Root};
 use super::wire::{self, Request};
 use crate::index::{Index, ReplicaId};
 use crate::relpath::RelPath;
-use crate::store::{LocalStore, StoreError};
+use crate::store::LocalStore;
 use bytes::{Bytes, BytesMut};
 use russh::ChannelMsg;
 use russh::server::Msg;
@@ -653,14 +653,20 @@ impl Session {
 /// Rescans the root into its `.sync` index. No `.sync.lock`: the client asking holds it.
 fn refresh_index(root: &std::path::Path) -> Result<(), String> {
     let store = LocalStore::open(root, 0).map_err(|e| e.to_string())?;
-    let mut index = match store.load_index_blocking() {
-        Ok(Some(i)) => i,
-        Ok(None) => Index::new(ReplicaId::random()),
-        Err(e @ StoreError::CorruptIndex { .. }) => return Err(e.to_string()),
+    let (mut index, before) = match store.load_index_blocking() {
+        Ok(Some(i)) => {
+            let d = i.entries_digest();
+            (i, Some(d))
+        }
+        Ok(None) => (Index::new(ReplicaId::random()), None),
         Err(e) => return Err(e.to_string()),
     };
     let stats = crate::scan::scan(store.root(), &mut index, &RelPath::root())
         .map_err(|e| format!("cannot scan {}: {e}", root.display()))?;
+    // Nothing moved: the index on disk is already current (and a write would cost an fsync).
+    if before == Some(index.entries_digest()) {
+        return Ok(());
+    }
     store
         .save_index_blocking(&index)
         .map_err(|e| e.to_string())?;
@@ -764,7 +770,15 @@ mod tests {
             assert!(name.is_ascii(), "{name:?}");
             assert_eq!(handle_key(name.as_bytes()), Some(key));
         }
-        for bad in [&b""[..], b"+1", b"-1", b"1 ", b"123456789", b"\x00\x00\x00\x80", b"zz"] {
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"-1",
+            b"1 ",
+            b"123456789",
+            b"\x00\x00\x00\x80",
+            b"zz",
+        ] {
             assert_eq!(handle_key(bad), None, "{bad:?}");
         }
     }

@@ -3,13 +3,13 @@
 //! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
 //! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
 
-use super::{BoxFuture, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp};
+use super::{BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp};
 use crate::index::{
-    ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name,
+    ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR, fit_name,
     from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
-use crate::scan::{Observed, ScanStats};
+use crate::scan::Observed;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -581,25 +581,27 @@ impl Store for LocalStore {
         Box::pin(blocking(move || this.load_index_blocking()))
     }
 
-    fn refresh_index<'a>(
-        &'a self,
-        index: &'a mut Index,
-    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
-        Box::pin(async move {
-            let this = self.clone_handle();
-            let mut idx = std::mem::replace(index, Index::new(index.replica));
-            let (idx, res) = tokio::task::spawn_blocking(move || {
-                let r = crate::scan::scan(&this.root, &mut idx, &RelPath::root());
-                if let Ok(st) = &r {
-                    remove_stale_temps(&this.root, &st.temps);
-                }
-                (idx, r)
+    fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
+        let this = self.clone_handle();
+        Box::pin(blocking(move || {
+            // Parsing `.sync` and walking the folder do not depend on each other.
+            let root = RelPath::root();
+            let (loaded, walked) = rayon::join(
+                || this.load_index_blocking(),
+                || crate::scan::walk(&this.root, &root),
+            );
+            let mut index = loaded?.unwrap_or_else(|| Index::new(ReplicaId::random()));
+            let loaded = index.entries_digest();
+            let stats = walked
+                .and_then(|w| crate::scan::scan_walked(&this.root, &mut index, &root, w))
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+            remove_stale_temps(&this.root, &stats.temps);
+            Ok(Current {
+                index,
+                loaded,
+                stats,
             })
-            .await
-            .map_err(|e| StoreError::Other(format!("the scan task failed: {e}")))?;
-            *index = idx;
-            res.map_err(|e| StoreError::Other(e.to_string()))
-        })
+        }))
     }
 
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {

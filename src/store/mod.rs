@@ -207,6 +207,16 @@ pub fn now_secs() -> i64 {
     MTime::from_system(std::time::SystemTime::now()).secs
 }
 
+/// A replica's index as the sync starts: loaded, then brought up to date with its folder.
+#[derive(Debug)]
+pub struct Current {
+    pub index: Index,
+    /// `entries_digest` of the index as it was on disk (of the new one when there was none):
+    /// a sync that leaves the digest alone need not rewrite it.
+    pub loaded: ContentHash,
+    pub stats: ScanStats,
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A replica's folder. All paths are `RelPath`s below the replica root.
@@ -220,11 +230,9 @@ pub trait Store: Send + Sync {
 
     /// Reads `.sync`; `None` when there is none yet. A corrupt index is an error.
     fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>>;
-    /// Brings the index up to date with the folder (rescan: stat, hash what changed).
-    fn refresh_index<'a>(
-        &'a self,
-        index: &'a mut Index,
-    ) -> BoxFuture<'a, Result<ScanStats, StoreError>>;
+    /// `.sync` brought up to date with the folder (rescan: stat, hash what changed); a new
+    /// index when there is no `.sync` yet. One call, so a store can overlap the two halves.
+    fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>>;
     /// Writes `.sync` atomically.
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -303,11 +311,8 @@ impl Store for AnyStore {
     fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
         delegate!(self, s => s.load_index())
     }
-    fn refresh_index<'a>(
-        &'a self,
-        index: &'a mut Index,
-    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
-        delegate!(self, s => s.refresh_index(index))
+    fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
+        delegate!(self, s => s.current_index())
     }
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
         delegate!(self, s => s.save_index(index))

@@ -10,11 +10,11 @@ mod connect;
 mod walk;
 mod xfer;
 
-use super::{BoxFuture, LockInfo, Put, Reader, Store, StoreError, stamp};
+use super::{BoxFuture, Current, LockInfo, Put, Reader, Store, StoreError, stamp};
 use crate::config::Config;
 use crate::index::{
-    INDEX_FILE, Index, Kind, LOCK_FILE, MTime, TMP_MARK, TRASH_DIR, fit_name, from_json_slice,
-    to_json_vec,
+    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
+    fit_name, from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -83,8 +83,8 @@ impl Drop for SftpStore {
 
 /// What a store remembers between calls during one sync.
 struct State {
-    /// The remote `.sync` as loaded, normalized (see `normalized`), to skip a needless upload.
-    loaded: Mutex<Option<Vec<u8>>>,
+    /// The remote `.sync` as loaded (see `Fingerprint`), to skip a needless upload.
+    loaded: Mutex<Option<Fingerprint>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
 }
@@ -535,15 +535,31 @@ async fn more_sessions(
     got
 }
 
-/// The index with its peer records' counters zeroed: equal bytes mean an upload is needless.
-fn normalized(index: &Index) -> Vec<u8> {
-    let mut i = index.clone();
-    for p in i.peers.values_mut() {
-        p.last_sync = 0;
-        p.transferred = 0;
-        p.conflicts = 0;
+/// What an upload of the index would change: its entries (by digest) and everything else
+/// with the peer records' counters zeroed. Equal fingerprints mean the upload is needless.
+#[derive(PartialEq)]
+struct Fingerprint {
+    entries: ContentHash,
+    rest: Vec<u8>,
+}
+
+impl Fingerprint {
+    fn of(index: &Index, entries: ContentHash) -> Fingerprint {
+        let mut rest = Index::new(index.replica);
+        rest.name = index.name.clone();
+        rest.root = index.root.clone();
+        rest.extra = index.extra.clone();
+        rest.peers = index.peers.clone();
+        for p in rest.peers.values_mut() {
+            p.last_sync = 0;
+            p.transferred = 0;
+            p.conflicts = 0;
+        }
+        Fingerprint {
+            entries,
+            rest: to_json_vec(&rest),
+        }
     }
-    to_json_vec(&i)
 }
 
 impl SftpStore {
@@ -614,28 +630,41 @@ impl SftpStore {
     }
 
     async fn load_index_async(&self) -> Result<Option<Index>, StoreError> {
+        Ok(self.load_digested().await?.map(|(idx, _)| idx))
+    }
+
+    /// The remote `.sync` and its entries digest; `None` when there is none.
+    async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
         let path = self.index_path();
         let Some(bytes) = self.s.read_all(&path).await? else {
             return Ok(None);
         };
-        let idx = from_json_slice(&bytes).map_err(|e| StoreError::CorruptIndex {
+        // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let idx = from_json_slice(&bytes)?;
+            let digest = idx.entries_digest();
+            Ok::<_, crate::index::FormatError>((idx, digest))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("the index parse task failed: {e}")))?;
+        let (idx, digest) = parsed.map_err(|e| StoreError::CorruptIndex {
             path: format!("{}:{path}", self.s.host),
             root: self.describe.clone(),
             reason: e.to_string(),
         })?;
         if let Ok(mut l) = self.st.loaded.lock() {
-            *l = Some(normalized(&idx));
+            *l = Some(Fingerprint::of(&idx, digest));
         }
-        Ok(Some(idx))
+        Ok(Some((idx, digest)))
     }
 
     async fn save_index_async(&self, index: &Index) -> Result<(), StoreError> {
-        let norm = normalized(index);
+        let norm = Fingerprint::of(index, index.entries_digest());
         let same = self
             .st
             .loaded
             .lock()
-            .map(|l| l.as_deref() == Some(norm.as_slice()))
+            .map(|l| l.as_ref() == Some(&norm))
             .unwrap_or(false);
         if same {
             tracing::debug!("remote index unchanged; not uploading it");
@@ -653,34 +682,49 @@ impl SftpStore {
         Ok(())
     }
 
-    async fn refresh_async(&self, index: &mut Index) -> Result<ScanStats, StoreError> {
+    async fn current_async(&self) -> Result<Current, StoreError> {
         if self.s.index_refresh {
-            match self.server_refresh(index).await {
-                Ok(Some(st)) => return Ok(st),
-                Ok(None) => {}
+            match self.server_refresh().await {
+                Ok(()) => {
+                    if let Some((index, loaded)) = self.load_digested().await? {
+                        return Ok(Current {
+                            index,
+                            loaded,
+                            stats: ScanStats::default(),
+                        });
+                    }
+                }
                 Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
             }
         }
+        // The listing does not need the index: walk the folder while `.sync` downloads.
+        let (loaded, found) = tokio::join!(self.load_digested(), walk::walk(&self.s));
+        let (mut index, loaded) = match loaded? {
+            Some(x) => x,
+            None => {
+                let i = Index::new(ReplicaId::random());
+                let d = i.entries_digest();
+                (i, d)
+            }
+        };
         let locked = self.st.locked.load(std::sync::atomic::Ordering::Relaxed);
-        walk::refresh(&self.s, index, locked).await
+        let stats = walk::refresh(&self.s, &mut index, found, locked).await?;
+        Ok(Current {
+            index,
+            loaded,
+            stats,
+        })
     }
 
-    /// Asks our own server to bring its `.sync` up to date, then reloads it.
-    async fn server_refresh(&self, index: &mut Index) -> Result<Option<ScanStats>, StoreError> {
+    /// Asks our own server to bring its `.sync` up to date.
+    async fn server_refresh(&self) -> Result<(), StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
         let res = raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
-        status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))?;
-        match self.load_index_async().await? {
-            Some(i) => {
-                *index = i;
-                Ok(Some(ScanStats::default()))
-            }
-            None => Ok(None),
-        }
+        status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))
     }
 
     async fn write_async(
@@ -823,11 +867,8 @@ impl Store for SftpStore {
         self.guard(self.load_index_async())
     }
 
-    fn refresh_index<'a>(
-        &'a self,
-        index: &'a mut Index,
-    ) -> BoxFuture<'a, Result<ScanStats, StoreError>> {
-        self.guard(self.refresh_async(index))
+    fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
+        self.guard(self.current_async())
     }
 
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {

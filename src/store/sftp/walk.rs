@@ -50,14 +50,15 @@ async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
     res.map(|_| out)
 }
 
-struct Found {
+pub(crate) struct Found {
     observed: BTreeMap<RelPath, Observed>,
     unreadable: BTreeMap<RelPath, String>,
     temps: Vec<(String, Option<u32>)>,
     rules: Vec<(RelPath, Arc<Gitignore>)>,
 }
 
-async fn walk(s: &Sftp) -> Found {
+/// Lists the whole remote folder (what `refresh` folds into an index).
+pub(crate) async fn walk(s: &Sftp) -> Found {
     let mut f = Found {
         observed: BTreeMap::new(),
         unreadable: BTreeMap::new(),
@@ -152,13 +153,14 @@ async fn walk(s: &Sftp) -> Found {
     f
 }
 
-/// Rescans the remote folder into `index` (which may be new: a remote without `.sync`).
+/// Folds a listing of the remote folder into `index` (which may be new: a remote without
+/// `.sync`), hashing what changed.
 pub(crate) async fn refresh(
     s: &Sftp,
     index: &mut Index,
+    f: Found,
     locked: bool,
 ) -> Result<ScanStats, StoreError> {
-    let f = walk(s).await;
     if f.unreadable.contains_key(&RelPath::root()) {
         return Err(StoreError::Other(format!(
             "cannot list the synced folder {}:{}; check that it exists and is readable",
