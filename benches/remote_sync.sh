@@ -50,6 +50,8 @@ start_serve() { # root
     for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
     serve_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
     [ -n "$serve_port" ] || { echo "bench: filesync serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+    # Known like a configured peer's: no --accept-new on the first sync.
+    echo "[127.0.0.1]:$serve_port $(ssh-keygen -y -f "$work/serve_host_key")" >>"$home/.ssh/known_hosts"
 }
 
 now() { date +%s.%N; }
@@ -58,7 +60,7 @@ run_tool() { # tool local remote
         filesync) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
                   "$bin" sync --no-progress --quiet "sftp://$SSHD_USER@127.0.0.1:$SSHD_PORT$3" "$2" >/dev/null ;;
         fs-serve) env -u FILESYNC_CONFIG HOME=$home XDG_CONFIG_HOME=$home/.config SSH_AUTH_SOCK='' \
-                  "$bin" sync --no-progress --quiet --accept-new "sftp://$SSHD_USER@127.0.0.1:$serve_port/" "$2" >/dev/null ;;
+                  "$bin" sync --no-progress --quiet "sftp://$SSHD_USER@127.0.0.1:$serve_port/" "$2" >/dev/null ;;
         *) bash "$peers/peer-sync.sh" "$1" "$work/sshd" "$2" "$3" ;;
     esac
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the test suite runs against: OpenSSH (client + server), rsync, unison,
-# util-linux's setpriv, Python's paramiko, and rustfmt/clippy. On Debian/Ubuntu as root (or
+# Installs what the test suite runs against: OpenSSH (client + server), curl (libssh2) and
+# rclone (Go's SSH) as more SFTP clients, rsync, unison, util-linux's setpriv, Python's
+# paramiko, and rustfmt/clippy. On Debian/Ubuntu as root (or
 # with sudo) it installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ need() { command -v "$1" >/dev/null 2>&1 || missing_apt+=("$2"); }
 need sftp openssh-client
 need ssh-keygen openssh-client
 [[ -x /usr/sbin/sshd ]] || command -v sshd >/dev/null 2>&1 || missing_apt+=(openssh-server)
+need curl curl
+need rclone rclone
 need rsync rsync
 need unison unison
 need setpriv util-linux

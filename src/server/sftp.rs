@@ -25,6 +25,8 @@ use tokio::sync::{Semaphore, mpsc};
 const MAX_IN_FLIGHT: u32 = 64;
 /// Decoded requests waiting for a slot.
 const QUEUE: usize = 128;
+/// Writes up to this size run on the connection's thread (see the dispatcher).
+const SMALL_WRITE: usize = 64 * 1024;
 const MAX_HANDLES: usize = 1024;
 const READDIR_BATCH: usize = 128;
 /// Replies smaller than this are gathered into one channel write.
@@ -166,7 +168,11 @@ pub async fn serve(channel: russh::Channel<Msg>, shared: Arc<Shared>, peer: Stri
                 Request::Write { handle, .. } => !session.is_append(handle),
                 _ => false,
             };
-            if concurrent && req_rx.is_empty() {
+            // A small write is a copy into the page cache: cheaper here than the two thread
+            // wake-ups a hop to the blocking pool costs (a tree of small files is all these).
+            let small_write =
+                matches!(&req, Request::Write { data, .. } if data.len() <= SMALL_WRITE);
+            if concurrent && (req_rx.is_empty() || small_write) {
                 // Nothing queued behind it: the client is waiting on this reply (one small file
                 // after another), so a thread hop would only add latency.
                 let _ = out_tx.send((this, session.handle(id, req)));

@@ -395,10 +395,18 @@ pub fn an_index_update_lock_is_waited_for(t: &mut Pair) {
 /// syncing a 10,000-file tree with our server: handles past 0x7f came back mangled.
 pub fn many_files_in_one_sync(t: &mut Pair) {
     for i in 0..1300 {
-        write(t.l(), &format!("up{}/f{i}.txt", i % 7), format!("up {i}").as_bytes());
+        write(
+            t.l(),
+            &format!("up{}/f{i}.txt", i % 7),
+            format!("up {i}").as_bytes(),
+        );
     }
     for i in 0..700 {
-        write(t.r(), &format!("down/f{i}.txt"), format!("down {i}").as_bytes());
+        write(
+            t.r(),
+            &format!("down/f{i}.txt"),
+            format!("down {i}").as_bytes(),
+        );
     }
     let out = t.sync();
     assert!(

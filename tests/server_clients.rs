@@ -1,0 +1,122 @@
+//! Big files through our server with SFTP clients built on other SSH stacks than OpenSSH's and
+//! paramiko's: curl (libssh2) and rclone (Go's x/crypto/ssh with pkg/sftp). Window and packet
+//! handling differ between stacks, and some GUI clients tripped over russh's with big files.
+
+mod common;
+
+use common::server::{Fixture, Server, pattern, require, show};
+use std::path::Path;
+use std::process::Command;
+
+const MIB: usize = 48;
+
+/// A file of `MIB` MiB with a pattern that differs in every MiB.
+fn big_source(fx: &Fixture) -> std::path::PathBuf {
+    use std::io::Write;
+    let src = fx.dir.path().join("src.bin");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&src).expect("create src"));
+    for i in 0..MIB {
+        f.write_all(&pattern(1 << 20, i as u64 + 7))
+            .expect("write src");
+    }
+    f.flush().expect("flush src");
+    src
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).expect("read a") == std::fs::read(b).expect("read b")
+}
+
+/// curl (libssh2) with the fixture's key; `path` is below the served root.
+fn curl(srv: &Server, fx: &Fixture, args: &[&str], path: &str) -> std::process::Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--insecure"])
+        .arg("--key")
+        .arg(&fx.key)
+        .arg("--pubkey")
+        .arg(fx.key.with_extension("pub"))
+        .args(["--user", "tester:"])
+        .args(args)
+        .arg(format!("sftp://127.0.0.1:{}/{path}", srv.port))
+        .output()
+        .expect("run curl")
+}
+
+#[test]
+fn curl_libssh2_big_file_round_trip() {
+    require("curl", "apt-get install -y curl");
+    let v = Command::new("curl").arg("-V").output().expect("curl -V");
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains(" sftp"),
+        "this curl has no SFTP support (it needs libssh2 or libssh)"
+    );
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let src = big_source(&fx);
+    let src_s = src.to_str().expect("utf-8 path");
+    // --ftp-create-dirs makes the missing folder (curl applies it to SFTP too).
+    let o = curl(
+        &srv,
+        &fx,
+        &["--ftp-create-dirs", "--upload-file", src_s],
+        "up/big.bin",
+    );
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(
+        same_bytes(&src, &fx.root.join("up/big.bin")),
+        "curl upload differs"
+    );
+    let back = fx.dir.path().join("back.bin");
+    let back_s = back.to_str().expect("utf-8 path");
+    let o = curl(&srv, &fx, &["--output", back_s], "up/big.bin");
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(same_bytes(&src, &back), "curl download differs");
+}
+
+#[test]
+fn rclone_go_sftp_big_file_round_trip() {
+    require("rclone", "apt-get install -y rclone");
+    let fx = Fixture::new();
+    let srv = fx.start();
+    let src = big_source(&fx);
+    // An on-the-fly remote: no shell commands (our server grants none) and no config file.
+    let remote = format!(
+        ":sftp,host=127.0.0.1,port={},user=tester,key_file={},shell_type=none,disable_hashcheck=true:",
+        srv.port,
+        fx.key.display()
+    );
+    let rclone = |args: &[&str]| {
+        Command::new("rclone")
+            .args(args)
+            .args([
+                "--config",
+                "/dev/null",
+                "--retries",
+                "1",
+                "--low-level-retries",
+                "1",
+            ])
+            .output()
+            .expect("run rclone")
+    };
+    let src_s = src.to_str().expect("utf-8 path");
+    let o = rclone(&["copyto", src_s, &format!("{remote}up/big.bin")]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(
+        same_bytes(&src, &fx.root.join("up/big.bin")),
+        "rclone upload differs"
+    );
+    let back = fx.dir.path().join("back.bin");
+    let back_s = back.to_str().expect("utf-8 path");
+    let o = rclone(&["copyto", &format!("{remote}up/big.bin"), back_s]);
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(same_bytes(&src, &back), "rclone download differs");
+    // Its listing parses our attributes: the size it reports is the file's.
+    let o = rclone(&["size", "--json", &format!("{remote}up")]);
+    assert!(o.status.success(), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("\"bytes\":{}", MIB << 20)),
+        "rclone size: {text}"
+    );
+}
