@@ -576,11 +576,6 @@ impl Store for LocalStore {
         Box::pin(async move { self.unlock_blocking() })
     }
 
-    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
-        let this = self.clone_handle();
-        Box::pin(blocking(move || this.load_index_blocking()))
-    }
-
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
         let this = self.clone_handle();
         Box::pin(blocking(move || {

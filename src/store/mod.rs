@@ -228,8 +228,6 @@ pub trait Store: Send + Sync {
     fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>>;
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Reads `.sync`; `None` when there is none yet. A corrupt index is an error.
-    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>>;
     /// `.sync` brought up to date with the folder (rescan: stat, hash what changed); a new
     /// index when there is no `.sync` yet. One call, so a store can overlap the two halves.
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>>;
@@ -307,9 +305,6 @@ impl Store for AnyStore {
     }
     fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         delegate!(self, s => s.unlock())
-    }
-    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
-        delegate!(self, s => s.load_index())
     }
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
         delegate!(self, s => s.current_index())

@@ -274,7 +274,6 @@ impl Sftp {
         Ok(())
     }
 
-    /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
     /// Where `p` goes in the trash (its folder there, and the name without a `-N` suffix).
     fn trash_name(&self, p: &RelPath) -> Result<(RelPath, String), StoreError> {
         let dir = match p.parent().filter(|d| !d.is_root()) {
@@ -287,6 +286,7 @@ impl Sftp {
         Ok((dir, base))
     }
 
+    /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
     async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
         let (dir, base) = self.trash_name(p)?;
         self.mkdir_p(&dir).await?;
@@ -629,10 +629,6 @@ impl SftpStore {
         })
     }
 
-    async fn load_index_async(&self) -> Result<Option<Index>, StoreError> {
-        Ok(self.load_digested().await?.map(|(idx, _)| idx))
-    }
-
     /// The remote `.sync` and its entries digest; `None` when there is none.
     async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
         let path = self.index_path();
@@ -861,10 +857,6 @@ impl Store for SftpStore {
                 Err(e) => Err(self.s.err("cannot remove", &path, e)),
             }
         })
-    }
-
-    fn load_index(&self) -> BoxFuture<'_, Result<Option<Index>, StoreError>> {
-        self.guard(self.load_index_async())
     }
 
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
