@@ -6,7 +6,7 @@ mod common;
 
 use common::server::{Fixture, Server, pattern, require, show};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 const MIB: usize = 48;
 
@@ -27,8 +27,30 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
     std::fs::read(a).expect("read a") == std::fs::read(b).expect("read b")
 }
 
+/// Uploads a big file to `up/big.bin` with `upload(local source)`, downloads it back with
+/// `download(local target)`, and checks both copies byte for byte.
+fn round_trip(
+    client: &str,
+    fx: &Fixture,
+    srv: &Server,
+    upload: impl FnOnce(&str) -> Output,
+    download: impl FnOnce(&str) -> Output,
+) {
+    let src = big_source(fx);
+    let o = upload(src.to_str().expect("utf-8 path"));
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(
+        same_bytes(&src, &fx.root.join("up/big.bin")),
+        "{client} upload differs"
+    );
+    let back = fx.dir.path().join("back.bin");
+    let o = download(back.to_str().expect("utf-8 path"));
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(same_bytes(&src, &back), "{client} download differs");
+}
+
 /// curl (libssh2) with the fixture's key; `path` is below the served root.
-fn curl(srv: &Server, fx: &Fixture, args: &[&str], path: &str) -> std::process::Output {
+fn curl(srv: &Server, fx: &Fixture, args: &[&str], path: &str) -> Output {
     Command::new("curl")
         .args(["--silent", "--show-error", "--fail", "--insecure"])
         .arg("--key")
@@ -52,25 +74,21 @@ fn curl_libssh2_big_file_round_trip() {
     );
     let fx = Fixture::new();
     let srv = fx.start();
-    let src = big_source(&fx);
-    let src_s = src.to_str().expect("utf-8 path");
-    // --ftp-create-dirs makes the missing folder (curl applies it to SFTP too).
-    let o = curl(
-        &srv,
+    round_trip(
+        "curl",
         &fx,
-        &["--ftp-create-dirs", "--upload-file", src_s],
-        "up/big.bin",
+        &srv,
+        // --ftp-create-dirs makes the missing folder (curl applies it to SFTP too).
+        |src| {
+            curl(
+                &srv,
+                &fx,
+                &["--ftp-create-dirs", "--upload-file", src],
+                "up/big.bin",
+            )
+        },
+        |back| curl(&srv, &fx, &["--output", back], "up/big.bin"),
     );
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
-    assert!(
-        same_bytes(&src, &fx.root.join("up/big.bin")),
-        "curl upload differs"
-    );
-    let back = fx.dir.path().join("back.bin");
-    let back_s = back.to_str().expect("utf-8 path");
-    let o = curl(&srv, &fx, &["--output", back_s], "up/big.bin");
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
-    assert!(same_bytes(&src, &back), "curl download differs");
 }
 
 #[test]
@@ -78,7 +96,6 @@ fn rclone_go_sftp_big_file_round_trip() {
     require("rclone", "apt-get install -y rclone");
     let fx = Fixture::new();
     let srv = fx.start();
-    let src = big_source(&fx);
     // An on-the-fly remote: no shell commands (our server grants none) and no config file.
     let remote = format!(
         ":sftp,host=127.0.0.1,port={},user=tester,key_file={},shell_type=none,disable_hashcheck=true:",
@@ -99,18 +116,14 @@ fn rclone_go_sftp_big_file_round_trip() {
             .output()
             .expect("run rclone")
     };
-    let src_s = src.to_str().expect("utf-8 path");
-    let o = rclone(&["copyto", src_s, &format!("{remote}up/big.bin")]);
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
-    assert!(
-        same_bytes(&src, &fx.root.join("up/big.bin")),
-        "rclone upload differs"
+    let big = format!("{remote}up/big.bin");
+    round_trip(
+        "rclone",
+        &fx,
+        &srv,
+        |src| rclone(&["copyto", src, &big]),
+        |back| rclone(&["copyto", &big, back]),
     );
-    let back = fx.dir.path().join("back.bin");
-    let back_s = back.to_str().expect("utf-8 path");
-    let o = rclone(&["copyto", &format!("{remote}up/big.bin"), back_s]);
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
-    assert!(same_bytes(&src, &back), "rclone download differs");
     // Its listing parses our attributes: the size it reports is the file's.
     let o = rclone(&["size", "--json", &format!("{remote}up")]);
     assert!(o.status.success(), "{}", show(&o));
