@@ -7,7 +7,10 @@ use crate::index::{Entry, Index, Kind, PeerRecord, ReplicaId};
 use crate::plan::{self, Conflict, Op, Plan, Side, Step};
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
-use crate::store::{LockInfo, Put, Reader, Store, StoreError, now_secs};
+use crate::store::{
+    BATCH_BYTES, BATCH_FILE, BATCH_FILES, BatchFile, LockInfo, Put, Reader, Store, StoreError,
+    now_secs,
+};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
@@ -232,13 +235,22 @@ async fn sync_locked<L: Store, R: Store>(
         }
         let parallel = matches!(phase, 2..=4);
         let results: Vec<(&Step, Result<Entry, StoreError>)> = if parallel {
-            futures::stream::iter(steps.iter().map(|s| {
+            let units = units(steps, left.batches(), right.batches());
+            futures::stream::iter(units.into_iter().map(|u| {
                 let bar = bar.as_ref();
-                async move { (*s, run_step(s, left, right, bar).await) }
+                async move {
+                    match u {
+                        Unit::One(s) => vec![(s, run_step(s, left, right, bar).await)],
+                        Unit::Batch(v) => run_batch(v, left, right, bar).await,
+                    }
+                }
             }))
             .buffer_unordered(opts.concurrency.max(1))
-            .collect()
+            .collect::<Vec<_>>()
             .await
+            .into_iter()
+            .flatten()
+            .collect()
         } else {
             let mut v: Vec<(&Step, Result<Entry, StoreError>)> = Vec::with_capacity(steps.len());
             for s in steps {
@@ -477,6 +489,160 @@ async fn run_step<L: Store, R: Store>(
     }
 }
 
+/// What the engine runs as one piece of work: a step, or a batch of small fetches into one
+/// replica (one durability barrier for all of them instead of one per file).
+#[derive(Debug)]
+enum Unit<'a> {
+    One(&'a Step),
+    Batch(Vec<&'a Step>),
+}
+
+/// A fetch small enough to travel in a batch: small, and with a hash to check it by (a source
+/// without one needs a look before it is read; see `apply`).
+fn batchable(s: &Step) -> bool {
+    matches!(&s.op, Op::Fetch { source, .. } if source.size <= BATCH_FILE && source.hash.is_some())
+}
+
+/// The steps of a phase as units: small fetches into a replica whose store `batches` grouped
+/// into batches of at most `BATCH_FILES` files and about `BATCH_BYTES`, first (they finish
+/// quickly); every other step on its own.
+fn units<'a>(steps: &[&'a Step], batch_left: bool, batch_right: bool) -> Vec<Unit<'a>> {
+    let mut out = Vec::new();
+    let mut singles = Vec::new();
+    let mut open: [(Vec<&Step>, u64); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
+    for s in steps {
+        let batches = match s.side {
+            Side::Left => batch_left,
+            Side::Right => batch_right,
+        };
+        if !(batches && batchable(s)) {
+            singles.push(Unit::One(s));
+            continue;
+        }
+        let size = match &s.op {
+            Op::Fetch { source, .. } => source.size,
+            _ => 0,
+        };
+        let (batch, bytes) = &mut open[usize::from(s.side == Side::Right)];
+        if !batch.is_empty() && (batch.len() >= BATCH_FILES || *bytes + size > BATCH_BYTES) {
+            out.push(Unit::Batch(std::mem::take(batch)));
+            *bytes = 0;
+        }
+        batch.push(*s);
+        *bytes += size;
+    }
+    for (batch, _) in open {
+        if !batch.is_empty() {
+            out.push(Unit::Batch(batch));
+        }
+    }
+    out.extend(singles);
+    out
+}
+
+async fn run_batch<'s, L: Store, R: Store>(
+    steps: Vec<&'s Step>,
+    left: &L,
+    right: &R,
+    bar: Option<&ProgressBar>,
+) -> Vec<(&'s Step, Result<Entry, StoreError>)> {
+    match steps.first().map(|s| s.side) {
+        Some(Side::Left) => apply_batch(steps, left, right, bar).await,
+        Some(Side::Right) => apply_batch(steps, right, left, bar).await,
+        None => Vec::new(),
+    }
+}
+
+/// Runs a batch of small fetches into `here`: what they replace looked at (as `apply` does),
+/// the sources read together, then written together.
+async fn apply_batch<'s, H: Store, T: Store>(
+    steps: Vec<&'s Step>,
+    here: &H,
+    there: &T,
+    bar: Option<&ProgressBar>,
+) -> Vec<(&'s Step, Result<Entry, StoreError>)> {
+    let fetch = |s: &'s Step| match &s.op {
+        Op::Fetch {
+            from,
+            source,
+            replace,
+        } => Some((from, source, replace.as_ref())),
+        _ => None,
+    };
+    let mut results: Vec<Option<Result<Entry, StoreError>>> = steps.iter().map(|_| None).collect();
+    let checks = futures::future::join_all(steps.iter().map(|s| async move {
+        match fetch(s) {
+            Some((_, _, replace)) if replace.is_some_and(Entry::is_live) => {
+                check(here, &s.path, replace).await
+            }
+            Some(_) => Ok(()),
+            None => Err(StoreError::Other(format!("{}: not a fetch", s.path))),
+        }
+    }))
+    .await;
+    let mut wanted = Vec::new();
+    let mut sources = Vec::new();
+    for (i, c) in checks.into_iter().enumerate() {
+        match (c, fetch(steps[i])) {
+            (Ok(()), Some((from, source, _))) => {
+                wanted.push(i);
+                sources.push((from.clone(), source.size));
+            }
+            (Err(e), _) => results[i] = Some(Err(e)),
+            (Ok(()), None) => {}
+        }
+    }
+    let read = there.read_batch(&sources).await;
+    let mut files = Vec::new();
+    let mut written_idx = Vec::new();
+    for (i, r) in wanted.into_iter().zip(read) {
+        let Some((_, source, replace)) = fetch(steps[i]) else {
+            continue;
+        };
+        match r {
+            Ok(bytes) => {
+                if let Some(b) = bar {
+                    b.inc(bytes.len() as u64);
+                }
+                files.push(BatchFile {
+                    path: steps[i].path.clone(),
+                    bytes,
+                    put: Put {
+                        mtime: source.mtime,
+                        expect: source.hash,
+                        fresh: !replace.is_some_and(Entry::is_live),
+                        size: source.size,
+                    },
+                });
+                written_idx.push(i);
+            }
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    let written = here.write_batch(files).await;
+    for (i, r) in written_idx.into_iter().zip(written) {
+        results[i] = Some(r.map(|o| {
+            let mut e = steps[i].result.clone();
+            e.mtime = o.mtime;
+            e.size = o.size;
+            e
+        }));
+    }
+    steps
+        .into_iter()
+        .zip(results)
+        .map(|(s, r)| {
+            let r = r.unwrap_or_else(|| {
+                Err(StoreError::Other(format!(
+                    "{}: the batch lost track of it",
+                    s.path
+                )))
+            });
+            (s, r)
+        })
+        .collect()
+}
+
 /// Runs one step on `here`, reading from `there` when it fetches.
 async fn apply<H: Store, T: Store>(
     s: &Step,
@@ -582,5 +748,86 @@ impl AsyncRead for Counting {
         let n = buf.filled().len() - before;
         self.bar.inc(n as u64);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{ContentHash, MTime, VersionVector};
+
+    fn fetch(side: Side, i: usize, size: u64, hashed: bool) -> Step {
+        let e = Entry::file(
+            size,
+            MTime::new(1, 0),
+            hashed.then_some(ContentHash([1; 32])),
+            VersionVector::new(),
+        );
+        let path = RelPath::parse(&format!("f{i}")).unwrap();
+        Step {
+            side,
+            path: path.clone(),
+            op: Op::Fetch {
+                from: path,
+                source: e.clone(),
+                replace: None,
+            },
+            result: e,
+        }
+    }
+
+    fn shape(units: &[Unit]) -> Vec<(char, usize)> {
+        units
+            .iter()
+            .map(|u| match u {
+                Unit::One(_) => ('1', 1),
+                Unit::Batch(v) => ('B', v.len()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_hashed_fetches_are_batched_per_side_within_the_limits() {
+        let mut steps = Vec::new();
+        for i in 0..(BATCH_FILES + 10) {
+            steps.push(fetch(Side::Right, i, 10, true));
+        }
+        steps.push(fetch(Side::Right, 9000, BATCH_FILE + 1, true)); // too big
+        steps.push(fetch(Side::Right, 9001, 10, false)); // no hash to check it by
+        for i in 0..3 {
+            steps.push(fetch(Side::Left, 10_000 + i, 10, true));
+        }
+        let refs: Vec<&Step> = steps.iter().collect();
+        let u = units(&refs, true, true);
+        assert_eq!(
+            shape(&u),
+            vec![('B', BATCH_FILES), ('B', 3), ('B', 10), ('1', 1), ('1', 1)]
+        );
+        // Every step is in exactly one unit, and a batch holds one side only.
+        let mut seen = 0;
+        for unit in &u {
+            if let Unit::Batch(v) = unit {
+                assert!(v.iter().all(|s| s.side == v[0].side));
+                seen += v.len();
+            } else {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, steps.len());
+        // A side whose store does not batch gets single steps.
+        let u = units(&refs, true, false);
+        assert_eq!(shape(&u).iter().filter(|s| s.0 == 'B').count(), 1);
+        assert_eq!(u.len(), 1 + BATCH_FILES + 10 + 2);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_byte_budget() {
+        let big = BATCH_FILE; // the largest batchable file
+        let n = (BATCH_BYTES / big) as usize;
+        let steps: Vec<Step> = (0..n + 1)
+            .map(|i| fetch(Side::Left, i, big, true))
+            .collect();
+        let refs: Vec<&Step> = steps.iter().collect();
+        assert_eq!(shape(&units(&refs, true, true)), vec![('B', n), ('B', 1)]);
     }
 }

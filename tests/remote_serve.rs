@@ -49,3 +49,8 @@ fn an_index_update_lock_is_waited_for() {
 fn many_files_in_one_sync() {
     pair::many_files_in_one_sync(&mut Pair::serve());
 }
+
+#[test]
+fn replaced_small_files_keep_their_old_versions() {
+    pair::replaced_small_files_keep_their_old_versions(&mut Pair::serve());
+}

@@ -319,3 +319,10 @@ fn many_files_in_one_sync() {
         pair::many_files_in_one_sync(&mut t);
     }
 }
+
+#[test]
+fn replaced_small_files_keep_their_old_versions() {
+    if let Some(mut t) = Pair::sshd() {
+        pair::replaced_small_files_keep_their_old_versions(&mut t);
+    }
+}

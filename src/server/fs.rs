@@ -365,6 +365,21 @@ impl Root {
         Ok(rustix::fs::symlinkat(stored.as_str(), &dir, name.as_str())?)
     }
 
+    /// `syncfs` of the file system holding `p` (`whole_fs`), or `fsync` of `p` itself.
+    pub fn sync(&self, p: &RelPath, whole_fs: bool) -> FsResult<()> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let fd = if p.is_root() {
+            self.resolve(p, flags | OFlags::DIRECTORY, Mode::empty())?
+        } else {
+            self.resolve(p, flags, Mode::empty())?
+        };
+        if whole_fs {
+            Ok(rustix::fs::syncfs(&fd)?)
+        } else {
+            Ok(rustix::fs::fsync(&fd)?)
+        }
+    }
+
     pub fn statvfs(&self, p: &RelPath) -> FsResult<rustix::fs::StatVfs> {
         let fd = self.resolve(p, OFlags::PATH, Mode::empty())?;
         Ok(rustix::fs::fstatvfs(&fd)?)

@@ -2,10 +2,11 @@
 //! Every client path is confined to the replica root (see `fs`).
 
 mod auth;
+mod batch;
 mod connection;
 mod fs;
 mod sftp;
-mod wire;
+pub(crate) mod wire;
 
 pub use sftp::INDEX_REFRESH;
 

@@ -5,6 +5,7 @@
 //! Replies leave in request order (paramiko needs that), small ones coalesced into one SSH
 //! packet.
 
+use super::batch;
 use super::fs::{self, FsError, FsResult, Root};
 use super::wire::{self, Request};
 use crate::index::{Index, ReplicaId};
@@ -289,6 +290,8 @@ fn version_reply() -> Bytes {
         ("fsync@openssh.com", "1"),
         ("limits@openssh.com", "1"),
         (INDEX_REFRESH, "1"),
+        (batch::WRITE_FILES, "1"),
+        (batch::INSTALL_FILES, "1"),
     ] {
         r = r.string(name.as_bytes()).string(data.as_bytes());
     }
@@ -635,6 +638,18 @@ impl Session {
                 .u64(u64::from(wire::MAX_IO))
                 .u64(MAX_HANDLES as u64)
                 .finish(),
+            n if n == batch::WRITE_FILES.as_bytes() => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                batch::write_files(self.root(), id, data)
+            }
+            n if n == batch::INSTALL_FILES.as_bytes() => {
+                if ro {
+                    return denied_read_only(id);
+                }
+                batch::install_files(self.root(), id, data, now())
+            }
             n if n == INDEX_REFRESH.as_bytes() => {
                 if ro {
                     return denied_read_only(id);

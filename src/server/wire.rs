@@ -40,6 +40,8 @@ pub const FX_PERMISSION_DENIED: u32 = 3;
 pub const FX_FAILURE: u32 = 4;
 pub const FX_BAD_MESSAGE: u32 = 5;
 pub const FX_OP_UNSUPPORTED: u32 = 8;
+/// SFTP version 6's code, used only in our batch replies: a fresh install found a file there.
+pub const FX_FILE_ALREADY_EXISTS: u32 = 11;
 
 pub const ATTR_SIZE: u32 = 0x1;
 pub const ATTR_UIDGID: u32 = 0x2;
@@ -278,6 +280,128 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
     Ok((id, req))
 }
 
+/// One file of a `write-files@filesync` request: a new temp file, its mtime and its bytes.
+#[derive(Debug, PartialEq)]
+pub struct PutFile {
+    pub path: Bytes,
+    pub mtime: u64,
+    pub data: Bytes,
+}
+
+/// One file of an `install-files@filesync` request: the temp to put at `path`; `fresh`
+/// means nothing may be there, else what is there goes to the trash.
+#[derive(Debug, PartialEq)]
+pub struct InstallFile {
+    pub tmp: Bytes,
+    pub path: Bytes,
+    pub fresh: bool,
+}
+
+/// Reads a batch request's `u32 count` and that many items; nothing may follow them.
+fn batch<T>(
+    data: &Bytes,
+    item: impl Fn(&mut Reader) -> Result<T, Malformed>,
+) -> Result<Vec<T>, Malformed> {
+    let mut r = Reader(data.clone());
+    let n = r.u32()? as usize;
+    // Every item takes at least 8 bytes: a count past that is a lie, not an allocation.
+    if n > r.0.remaining() / 8 {
+        return Err(Malformed);
+    }
+    let items = (0..n)
+        .map(|_| item(&mut r))
+        .collect::<Result<Vec<_>, _>>()?;
+    if r.0.has_remaining() {
+        return Err(Malformed);
+    }
+    Ok(items)
+}
+
+/// `u32 count`, then per file: string path, u64 mtime (Unix seconds), string data.
+pub fn decode_write_files(data: &Bytes) -> Result<Vec<PutFile>, Malformed> {
+    batch(data, |r| {
+        Ok(PutFile {
+            path: r.string()?,
+            mtime: r.u64()?,
+            data: r.string()?,
+        })
+    })
+}
+
+/// `u32 count`, then per file: string temp, string path, u32 flags (bit 0: fresh).
+pub fn decode_install_files(data: &Bytes) -> Result<Vec<InstallFile>, Malformed> {
+    batch(data, |r| {
+        Ok(InstallFile {
+            tmp: r.string()?,
+            path: r.string()?,
+            fresh: r.u32()? & 1 != 0,
+        })
+    })
+}
+
+/// The reply to a batch request: `u32 count`, then per file a status code and message.
+pub fn batch_reply(id: u32, statuses: &[(u32, String)]) -> Bytes {
+    let mut r = Reply::new(FXP_EXTENDED_REPLY, id).u32(statuses.len() as u32);
+    for (code, msg) in statuses {
+        r = r.u32(*code).string(msg.as_bytes());
+    }
+    r.finish()
+}
+
+/// Builds the payload of a batch request (the client's side of the two decoders above).
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        BatchBuilder {
+            buf: vec![0; 4],
+            count: 0,
+        }
+    }
+}
+
+impl BatchBuilder {
+    fn string(&mut self, s: &[u8]) {
+        self.buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(s);
+    }
+    /// Adds a file to a `write-files@filesync` payload.
+    pub fn put_file(&mut self, path: &str, mtime: u64, data: &[u8]) {
+        self.string(path.as_bytes());
+        self.buf.extend_from_slice(&mtime.to_be_bytes());
+        self.string(data);
+        self.count += 1;
+    }
+    /// Adds a file to an `install-files@filesync` payload.
+    pub fn install(&mut self, tmp: &str, path: &str, fresh: bool) {
+        self.string(tmp.as_bytes());
+        self.string(path.as_bytes());
+        self.buf.extend_from_slice(&u32::from(fresh).to_be_bytes());
+        self.count += 1;
+    }
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[..4].copy_from_slice(&self.count.to_be_bytes());
+        self.buf
+    }
+}
+
+/// What `put_file` adds for a file: the payload size a request must leave room for.
+pub fn put_file_len(path: &str, data_len: usize) -> usize {
+    4 + path.len() + 8 + 4 + data_len
+}
+
+/// The statuses of a batch reply's payload (after the request id), one per file.
+pub fn decode_batch_reply(data: &Bytes) -> Result<Vec<(u32, String)>, Malformed> {
+    batch(data, |r| {
+        let code = r.u32()?;
+        let msg = r.string()?;
+        Ok((code, String::from_utf8_lossy(&msg).into_owned()))
+    })
+}
+
 /// Splits request-specific payload of an EXTENDED request into its strings.
 pub fn ext_strings(data: &Bytes, n: usize) -> Result<Vec<Bytes>, Malformed> {
     let mut r = Reader(data.clone());
@@ -371,6 +495,71 @@ pub fn status(id: u32, code: u32, msg: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_requests_round_trip() {
+        let mut w = BatchBuilder::default();
+        w.put_file("/a/.x.sync-tmp.1", 1_700_000_000, b"hello");
+        w.put_file("/b", 0, b"");
+        let data = Bytes::from(w.finish());
+        assert_eq!(
+            decode_write_files(&data).unwrap(),
+            vec![
+                PutFile {
+                    path: Bytes::from_static(b"/a/.x.sync-tmp.1"),
+                    mtime: 1_700_000_000,
+                    data: Bytes::from_static(b"hello"),
+                },
+                PutFile {
+                    path: Bytes::from_static(b"/b"),
+                    mtime: 0,
+                    data: Bytes::new(),
+                },
+            ]
+        );
+        assert_eq!(
+            put_file_len("/b", 0) + put_file_len("/a/.x.sync-tmp.1", 5) + 4,
+            data.len()
+        );
+        let mut i = BatchBuilder::default();
+        i.install("t1", "p1", true);
+        i.install("t2", "p2", false);
+        let data = Bytes::from(i.finish());
+        let got = decode_install_files(&data).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].fresh && !got[1].fresh);
+        assert_eq!(&got[1].path[..], b"p2");
+        // The reply: count, then code and message per file (after type and id).
+        let reply = batch_reply(9, &[(FX_OK, String::new()), (FX_FAILURE, "no".into())]);
+        let statuses = decode_batch_reply(&reply.slice(9..)).unwrap();
+        assert_eq!(
+            statuses,
+            vec![(FX_OK, String::new()), (FX_FAILURE, "no".into())]
+        );
+    }
+
+    #[test]
+    fn batch_requests_refuse_lies_and_leftovers() {
+        let mut w = BatchBuilder::default();
+        w.put_file("p", 1, b"abc");
+        let good = w.finish();
+        // A count larger than the payload could hold.
+        let mut lie = good.clone();
+        lie[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode_write_files(&Bytes::from(lie)), Err(Malformed));
+        // Trailing bytes after the last file.
+        let mut extra = good.clone();
+        extra.push(0);
+        assert_eq!(decode_write_files(&Bytes::from(extra)), Err(Malformed));
+        // Cut short.
+        let short = Bytes::from(good[..good.len() - 1].to_vec());
+        assert_eq!(decode_write_files(&short), Err(Malformed));
+        assert_eq!(decode_install_files(&Bytes::new()), Err(Malformed));
+        assert_eq!(
+            decode_install_files(&Bytes::from_static(&[0, 0, 0, 0])),
+            Ok(vec![])
+        );
+    }
 
     #[test]
     fn write_request_round_trips_without_copy() {

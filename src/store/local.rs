@@ -3,7 +3,9 @@
 //! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
 //! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
 
-use super::{BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp};
+use super::{
+    BatchFile, BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp,
+};
 use crate::index::{
     ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR, fit_name,
     from_json_slice, to_json_vec,
@@ -229,12 +231,8 @@ impl LocalStore {
 
     /// Where `p` goes in the trash: `.sync-trash/<p>~<stamp>`, never clobbering.
     fn trash_slot(&self, p: &RelPath) -> io::Result<PathBuf> {
-        // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
-        let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
-        let dir = match p.parent() {
-            Some(parent) => parent.to_path(&self.root.join(TRASH_DIR)),
-            None => self.root.join(TRASH_DIR),
-        };
+        let (dir, base) = super::trash_name(p, super::now_secs()).map_err(io::Error::other)?;
+        let dir = dir.to_path(&self.root);
         std::fs::create_dir_all(&dir)?;
         for n in 0u32.. {
             let name = if n == 0 {
@@ -278,8 +276,15 @@ impl LocalStore {
         }
     }
 
-    /// Puts a finished temp file at `p`, keeping whatever was there in the trash.
-    fn install(&self, tmp: &Path, p: &RelPath, fresh: bool) -> Result<Observed, StoreError> {
+    /// Puts a finished temp file at `p`, keeping whatever was there in the trash. With
+    /// `sync_parent` the rename is made durable here; else the caller's barrier does it.
+    fn install(
+        &self,
+        tmp: &Path,
+        p: &RelPath,
+        fresh: bool,
+        sync_parent: bool,
+    ) -> Result<Observed, StoreError> {
         let full = self.full(p);
         match std::fs::symlink_metadata(&full) {
             Ok(_) if fresh => return Err(appeared(p, &self.root)),
@@ -315,7 +320,7 @@ impl LocalStore {
             std::fs::rename(tmp, &full)
         };
         placed.map_err(|e| StoreError::io(format!("cannot put {p} in place"), e))?;
-        if let Some(parent) = full.parent() {
+        if sync_parent && let Some(parent) = full.parent() {
             sync_dir(parent);
         }
         let m = std::fs::symlink_metadata(&full)
@@ -513,7 +518,7 @@ impl LocalStore {
             .await?;
             let this = self.clone_handle();
             let (tmp3, p3) = (tmp.clone(), p.clone());
-            blocking(move || this.install(&tmp3, &p3, fresh)).await
+            blocking(move || this.install(&tmp3, &p3, fresh, true)).await
         }
         .await;
         if res.is_err() {
@@ -533,6 +538,24 @@ impl LocalStore {
         expect: Option<ContentHash>,
         fresh: bool,
     ) -> Result<Observed, StoreError> {
+        let tmp = self.stage(p, bytes, mtime, expect, true)?;
+        let res = self.install(&tmp, p, fresh, true);
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Writes `bytes` to a new temp file beside `p` with `mtime` (fsynced if `durable`),
+    /// after checking them against `expect`. Returns the temp's path.
+    fn stage(
+        &self,
+        p: &RelPath,
+        bytes: &[u8],
+        mtime: MTime,
+        expect: Option<ContentHash>,
+        durable: bool,
+    ) -> Result<PathBuf, StoreError> {
         if expect.is_some_and(|h| h.0 != *blake3::hash(bytes).as_bytes()) {
             return Err(StoreError::SourceChanged {
                 path: p.to_string(),
@@ -551,16 +574,121 @@ impl LocalStore {
                 .map_err(|e| StoreError::io(format!("cannot create a temp file for {p}"), e))?;
             f.write_all(bytes)
                 .and_then(|_| f.set_modified(mtime.to_system()))
-                .and_then(|_| f.sync_all())
-                .map_err(|e| StoreError::io(format!("writing {p} ({})", tmp.display()), e))?;
-            drop(f);
-            self.install(&tmp, p, fresh)
+                .and_then(|_| if durable { f.sync_all() } else { Ok(()) })
+                .map_err(|e| StoreError::io(format!("writing {p} ({})", tmp.display()), e))
         })();
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        match res {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        res
     }
+
+    /// `write_batch` on this thread: every temp written, one barrier, every rename, one more.
+    fn write_batch_blocking(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
+        let staged: Vec<Result<PathBuf, StoreError>> = files
+            .iter()
+            .map(|f| self.stage(&f.path, &f.bytes, f.put.mtime, f.put.expect, false))
+            .collect();
+        let temps: Vec<PathBuf> = staged.iter().flatten().cloned().collect();
+        if let Err(e) = barrier(&temps) {
+            for t in &temps {
+                let _ = std::fs::remove_file(t);
+            }
+            return files
+                .iter()
+                .map(|f| {
+                    Err(StoreError::Other(format!(
+                        "cannot make {} durable: {e}",
+                        f.path
+                    )))
+                })
+                .collect();
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut out: Vec<Result<Observed, StoreError>> = files
+            .iter()
+            .zip(staged)
+            .map(|(f, t)| {
+                let tmp = t?;
+                let r = self.install(&tmp, &f.path, f.put.fresh, false);
+                match &r {
+                    Err(_) => {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    Ok(_) => {
+                        if let Some(d) = tmp.parent().filter(|d| !dirs.iter().any(|x| x == d)) {
+                            dirs.push(d.to_path_buf());
+                        }
+                    }
+                }
+                r
+            })
+            .collect();
+        if let Err(e) = barrier(&dirs) {
+            for (r, f) in out.iter_mut().zip(&files) {
+                if r.is_ok() {
+                    *r = Err(StoreError::Other(format!(
+                        "{} was put in place but may not be durable: {e}",
+                        f.path
+                    )));
+                }
+            }
+        }
+        out
+    }
+
+    /// A regular file at `p` opened for reading: no symlink followed, no FIFO waited on.
+    fn open_regular(full: &Path) -> Result<std::fs::File, StoreError> {
+        let what = |e| StoreError::io(format!("cannot read {}", full.display()), e);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+            .open(full)
+            .map_err(what)?;
+        if !f.metadata().map_err(what)?.is_file() {
+            return Err(StoreError::Other(format!(
+                "{} is no longer a regular file",
+                full.display()
+            )));
+        }
+        Ok(f)
+    }
+
+    /// A whole small file: up to `limit` bytes.
+    fn read_whole(full: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let f = Self::open_regular(full)?;
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, limit), &mut v)
+            .map_err(|e| StoreError::io(format!("cannot read {}", full.display()), e))?;
+        Ok(v)
+    }
+}
+
+/// Makes what was written at `paths` durable: one `syncfs` per file system they are on
+/// instead of one fsync each; where syncfs is refused (a seccomp filter), one fsync each.
+fn barrier(paths: &[PathBuf]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut devs: Vec<u64> = Vec::new();
+    for p in paths {
+        let dev = std::fs::symlink_metadata(p)?.dev();
+        if devs.contains(&dev) {
+            continue;
+        }
+        devs.push(dev);
+        match rustix::fs::syncfs(std::fs::File::open(p)?) {
+            Err(Errno::NOSYS) | Err(Errno::PERM) => {
+                for q in paths {
+                    std::fs::File::open(q)?.sync_all()?;
+                }
+                return Ok(());
+            }
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 impl Store for LocalStore {
@@ -632,27 +760,12 @@ impl Store for LocalStore {
             // Opened here, not through a path later: only a regular file (no symlink, and no
             // FIFO that would block the open) that stands where the index says.
             let (f, bytes) = blocking(move || {
-                let what = |e| StoreError::io(format!("cannot read {}", full.display()), e);
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
-                    .open(&full)
-                    .map_err(what)?;
-                if !f.metadata().map_err(what)?.is_file() {
-                    return Err(StoreError::Other(format!(
-                        "{} is no longer a regular file",
-                        full.display()
-                    )));
-                }
                 if !small {
-                    return Ok((Some(f), Vec::new()));
+                    return Ok((Some(Self::open_regular(&full)?), Vec::new()));
                 }
                 // A small file: all of it in this one trip to a blocking thread. If it grew
                 // past the limit meanwhile, the reader sees the first part and the hash fails.
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::Read::take(f, SMALL_FILE + 1), &mut v)
-                    .map_err(what)?;
-                Ok((None, v))
+                Ok((None, Self::read_whole(&full, SMALL_FILE + 1)?))
             })
             .await?;
             match f {
@@ -672,6 +785,51 @@ impl Store for LocalStore {
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
         Box::pin(self.write_async(p, data, put))
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn read_batch<'a>(
+        &'a self,
+        files: &'a [(RelPath, u64)],
+    ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>> {
+        let full: Vec<(PathBuf, u64)> = files.iter().map(|(p, n)| (self.full(p), *n)).collect();
+        Box::pin(async move {
+            let n = full.len();
+            blocking(move || {
+                Ok(full
+                    .iter()
+                    .map(|(p, size)| Self::read_whole(p, size.saturating_add(1)))
+                    .collect())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                let msg = e.to_string();
+                (0..n)
+                    .map(|_| Err(StoreError::Other(msg.clone())))
+                    .collect()
+            })
+        })
+    }
+
+    fn write_batch(
+        &self,
+        files: Vec<BatchFile>,
+    ) -> BoxFuture<'_, Vec<Result<Observed, StoreError>>> {
+        let this = self.clone_handle();
+        Box::pin(async move {
+            let n = files.len();
+            blocking(move || Ok(this.write_batch_blocking(files)))
+                .await
+                .unwrap_or_else(|e| {
+                    let msg = e.to_string();
+                    (0..n)
+                        .map(|_| Err(StoreError::Other(msg.clone())))
+                        .collect()
+                })
+        })
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -816,6 +974,73 @@ mod tests {
             r.read_to_end(&mut out).await.unwrap();
             assert_eq!(out, b"data");
         }
+    }
+
+    /// A batch goes in as single writes would: a fresh file never replaces one that appeared,
+    /// bytes that do not match their hash are not written, a replaced file goes to the trash,
+    /// and a batch read refuses what is not a regular file.
+    #[tokio::test]
+    async fn a_batch_writes_each_file_as_a_single_write_would() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path(), 3600).unwrap();
+        std::fs::write(tmp.path().join("appeared"), b"theirs").unwrap();
+        std::fs::write(tmp.path().join("old"), b"old").unwrap();
+        std::os::unix::fs::symlink("old", tmp.path().join("link")).unwrap();
+        let mtime = MTime::new(1_600_000_000, 0);
+        let file = |name: &str, bytes: &[u8], fresh: bool, hash: Option<&[u8]>| BatchFile {
+            path: RelPath::parse(name).unwrap(),
+            bytes: bytes.to_vec(),
+            put: Put {
+                mtime,
+                expect: hash.map(|h| ContentHash(*blake3::hash(h).as_bytes())),
+                fresh,
+                size: bytes.len() as u64,
+            },
+        };
+        let got = store
+            .write_batch(vec![
+                file("new/a", b"a", true, Some(b"a")),
+                file("appeared", b"ours", true, None),
+                file("changed", b"now", true, Some(b"then")),
+                file("old", b"new", false, Some(b"new")),
+            ])
+            .await;
+        assert!(
+            got[0]
+                .as_ref()
+                .is_ok_and(|o| o.size == 1 && o.mtime.secs == mtime.secs)
+        );
+        assert!(matches!(&got[1], Err(StoreError::Other(m)) if m.contains("appeared")));
+        assert!(matches!(&got[2], Err(StoreError::SourceChanged { .. })));
+        assert!(got[3].is_ok());
+        assert_eq!(std::fs::read(tmp.path().join("new/a")).unwrap(), b"a");
+        assert_eq!(
+            std::fs::read(tmp.path().join("appeared")).unwrap(),
+            b"theirs"
+        );
+        assert!(!tmp.path().join("changed").exists());
+        assert_eq!(std::fs::read(tmp.path().join("old")).unwrap(), b"new");
+        let trash: Vec<_> = std::fs::read_dir(tmp.path().join(TRASH_DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read(e.path()).unwrap())
+            .collect();
+        assert_eq!(trash, vec![b"old".to_vec()]);
+        let names: Vec<String> = walk_all(tmp.path())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(TMP_MARK)), "{names:?}");
+
+        let read = store
+            .read_batch(&[
+                (RelPath::parse("new/a").unwrap(), 1),
+                (RelPath::parse("link").unwrap(), 3),
+                (RelPath::parse("missing").unwrap(), 3),
+            ])
+            .await;
+        assert_eq!(read[0].as_ref().unwrap(), b"a");
+        assert!(read[1].is_err() && read[2].is_err());
     }
 
     #[test]

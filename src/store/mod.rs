@@ -85,6 +85,36 @@ pub struct Put {
 /// instead of being streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
 
+/// Where `p` goes in the trash: the folder `.sync-trash/<parent of p>` and the base name
+/// `<name>~YYYYMMDD-HHMMSS` (a `-N` suffix is added while that is taken).
+pub(crate) fn trash_name(
+    p: &RelPath,
+    now: i64,
+) -> Result<(RelPath, String), crate::relpath::RelPathError> {
+    let dir = match p.parent().filter(|d| !d.is_root()) {
+        Some(parent) => RelPath::parse(&format!("{}/{parent}", crate::index::TRASH_DIR)),
+        None => RelPath::parse(crate::index::TRASH_DIR),
+    }?;
+    // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
+    let base = format!("{}~{}", crate::index::fit_name(p.name(), 24), stamp(now));
+    Ok((dir, base))
+}
+
+/// Files up to this size are moved in batches (`Store::write_batch`) where the store can.
+pub const BATCH_FILE: u64 = 128 * 1024;
+/// A batch holds at most this many bytes and files: big enough that its one durability barrier
+/// is shared by hundreds of files, small enough that several batches keep both ends busy.
+pub const BATCH_BYTES: u64 = 2 << 20;
+pub const BATCH_FILES: usize = 512;
+
+/// One file of a batch write: its bytes, already in memory, and how to put it.
+#[derive(Debug)]
+pub struct BatchFile {
+    pub path: RelPath,
+    pub bytes: Vec<u8>,
+    pub put: Put,
+}
+
 /// The holder named for a lock file that cannot be read (yet): one being written just now.
 pub const UNKNOWN_HOLDER: &str = "an unknown process";
 
@@ -253,6 +283,20 @@ pub trait Store: Send + Sync {
         data: Reader,
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>>;
+    /// Whether `write_batch` is cheaper here than one `write` per file.
+    fn batches(&self) -> bool;
+    /// Reads small files whole, each expected to hold `size` bytes (more are read only to
+    /// see that it grew, which its hash check then catches). One result per file, in order.
+    fn read_batch<'a>(
+        &'a self,
+        files: &'a [(RelPath, u64)],
+    ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>>;
+    /// `write` for many small files at once, with one durability barrier for all of them
+    /// instead of one per file. One result per file, in order, each as `write` would give it.
+    fn write_batch(
+        &self,
+        files: Vec<BatchFile>,
+    ) -> BoxFuture<'_, Vec<Result<Observed, StoreError>>>;
     /// Creates a folder (and missing parents); fine if it exists.
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Moves a file or folder into `.sync-trash/`. Fine if it is already gone.
@@ -329,6 +373,21 @@ impl Store for AnyStore {
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
         delegate!(self, s => s.write(p, data, put))
+    }
+    fn batches(&self) -> bool {
+        delegate!(self, s => s.batches())
+    }
+    fn read_batch<'a>(
+        &'a self,
+        files: &'a [(RelPath, u64)],
+    ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>> {
+        delegate!(self, s => s.read_batch(files))
+    }
+    fn write_batch(
+        &self,
+        files: Vec<BatchFile>,
+    ) -> BoxFuture<'_, Vec<Result<Observed, StoreError>>> {
+        delegate!(self, s => s.write_batch(files))
     }
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         delegate!(self, s => s.mkdir(p))

@@ -420,3 +420,83 @@ pub fn many_files_in_one_sync(t: &mut Pair) {
         "{out}"
     );
 }
+
+/// Small files travel in batches (several hundred per durability barrier, on our server one
+/// request for many): replacing them on either side still keeps every old version in that
+/// side's trash, sets the source's mtime, and leaves no temp file behind.
+pub fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
+    let name = |i: usize| format!("s{}/f{i:04}.txt", i % 5);
+    let v1 = |i: usize| {
+        format!("first version of {i} ")
+            .repeat(1 + i % 40)
+            .into_bytes()
+    };
+    for i in 0..700 {
+        write(t.l(), &name(i), &v1(i));
+    }
+    let out = t.sync();
+    assert!(out.contains("sent 700 files"), "{out}");
+    t.assert_same();
+    // Local edits of 400 files (more than one batch), remote edits of 100 others.
+    let v2 = |i: usize| format!("second version of {i}").into_bytes();
+    for i in 0..400 {
+        write(t.l(), &name(i), &v2(i));
+        set_mtime(&t.l().join(name(i)), -3600 - i as i64);
+    }
+    for i in 500..600 {
+        write(t.r(), &name(i), &v2(i));
+    }
+    let out = t.sync();
+    assert!(
+        out.contains("sent 400 files") && out.contains("received 100 files"),
+        "{out}"
+    );
+    t.assert_same();
+    let (l, r) = (tree(t.l()), tree(t.r()));
+    for i in (0..400).chain(500..600) {
+        assert_eq!(r[&name(i)], v2(i), "{}", name(i));
+        assert_eq!(l[&name(i)], v2(i), "{}", name(i));
+    }
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("stat")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    };
+    for i in [0, 123, 399] {
+        assert_eq!(mtime(&t.r().join(name(i))), mtime(&t.l().join(name(i))));
+    }
+    let trashed = |root: &Path| {
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        let mut stack = vec![root.join(".sync-trash")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                } else {
+                    v.push(std::fs::read(e.path()).expect("read trash"));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let mut want_r: Vec<Vec<u8>> = (0..400).map(v1).collect();
+    want_r.sort();
+    assert_eq!(
+        trashed(t.r()),
+        want_r,
+        "every replaced remote file is in its trash"
+    );
+    let mut want_l: Vec<Vec<u8>> = (500..600).map(v1).collect();
+    want_l.sort();
+    assert_eq!(
+        trashed(t.l()),
+        want_l,
+        "every replaced local file is in its trash"
+    );
+    assert_eq!(temps(t.r()), Vec::<String>::new());
+    assert_eq!(temps(t.l()), Vec::<String>::new());
+}

@@ -6,11 +6,12 @@
 //! spread over several SFTP channels of one connection, so a server that handles each
 //! channel's requests in turn (fsyncs included) works on several files at once.
 
+mod batch;
 mod connect;
 mod walk;
 mod xfer;
 
-use super::{BoxFuture, Current, LockInfo, Put, Reader, Store, StoreError, stamp};
+use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, Store, StoreError};
 use crate::config::Config;
 use crate::index::{
     ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
@@ -59,6 +60,8 @@ pub(crate) struct Sftp {
     hardlink: bool,
     fsync: bool,
     index_refresh: bool,
+    /// Our own server's batch extensions (`batch`).
+    batch: bool,
     read_len: u32,
     write_len: u32,
 }
@@ -276,14 +279,8 @@ impl Sftp {
 
     /// Where `p` goes in the trash (its folder there, and the name without a `-N` suffix).
     fn trash_name(&self, p: &RelPath) -> Result<(RelPath, String), StoreError> {
-        let dir = match p.parent().filter(|d| !d.is_root()) {
-            Some(parent) => RelPath::parse(&format!("{TRASH_DIR}/{parent}")),
-            None => RelPath::parse(TRASH_DIR),
-        }
-        .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))?;
-        // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
-        let base = format!("{}~{}", fit_name(p.name(), 24), stamp(super::now_secs()));
-        Ok((dir, base))
+        super::trash_name(p, super::now_secs())
+            .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))
     }
 
     /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
@@ -457,6 +454,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         hardlink: ext(HARDLINK_EXT),
         fsync: ext(FSYNC_EXT),
         index_refresh: ext(INDEX_REFRESH_EXT),
+        batch: ext(batch::WRITE_FILES_EXT) && ext(batch::INSTALL_FILES_EXT),
         read_len,
         write_len,
     };
@@ -486,6 +484,22 @@ impl SftpStore {
             tokio::select! {
                 r = f => r,
                 _ = closed(&self.s.ssh) => Err(connection_lost(&self.s.host)),
+            }
+        })
+    }
+}
+
+impl SftpStore {
+    /// `guard` for a call with one result per file: all of them fail when the connection goes.
+    fn guard_all<'a, T: Send + 'a>(
+        &'a self,
+        n: usize,
+        f: impl Future<Output = Vec<Result<T, StoreError>>> + Send + 'a,
+    ) -> BoxFuture<'a, Vec<Result<T, StoreError>>> {
+        Box::pin(async move {
+            tokio::select! {
+                r = f => r,
+                _ = closed(&self.s.ssh) => (0..n).map(|_| Err(connection_lost(&self.s.host))).collect(),
             }
         })
     }
@@ -898,6 +912,38 @@ impl Store for SftpStore {
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
         self.guard(self.write_async(p, data, put))
+    }
+
+    fn batches(&self) -> bool {
+        self.s.batch
+    }
+
+    fn read_batch<'a>(
+        &'a self,
+        files: &'a [(RelPath, u64)],
+    ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>> {
+        self.guard_all(files.len(), self.read_batch_async(files))
+    }
+
+    fn write_batch(
+        &self,
+        files: Vec<BatchFile>,
+    ) -> BoxFuture<'_, Vec<Result<Observed, StoreError>>> {
+        let n = files.len();
+        if !self.s.batch {
+            // Not our server: one write per file, a few at a time, as the engine would.
+            return self.guard_all(
+                n,
+                futures::StreamExt::collect(futures::StreamExt::buffered(
+                    futures::stream::iter(files.into_iter().map(move |f| async move {
+                        let data: Reader = Box::pin(io::Cursor::new(f.bytes));
+                        self.write_async(&f.path, data, f.put).await
+                    })),
+                    8,
+                )),
+            );
+        }
+        self.guard_all(n, self.write_batch_async(files))
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -1,0 +1,402 @@
+//! Our SFTP extensions for trees of small files. `write-files@filesync` writes many files to
+//! new temp names in one request (no fsync); `install-files@filesync` makes a set of such
+//! temps durable with one `syncfs` and renames each into place, keeping what it replaces in
+//! the trash, then makes the renames durable with another. A 10,000-file upload is then a
+//! few hundred requests and a few dozen barriers instead of 60,000 requests and 10,000 fsyncs.
+
+use super::fs::{self, FsError, FsResult, Root};
+use super::wire;
+use crate::index::is_temp_name;
+use crate::relpath::RelPath;
+use bytes::Bytes;
+use rustix::io::Errno;
+use std::io::Write;
+
+pub const WRITE_FILES: &str = "write-files@filesync";
+pub const INSTALL_FILES: &str = "install-files@filesync";
+
+/// A batch path: inside the root (as every client path), and for temps, one of our temp names
+/// (so a batch can only ever create files the scans know to skip and clean up).
+fn batch_path(raw: &[u8], temp: bool) -> FsResult<RelPath> {
+    let p = fs::client_path(raw)?;
+    if p.is_root() {
+        return Err(FsError::Denied("the root is a folder"));
+    }
+    if temp && !is_temp_name(p.name()) {
+        return Err(FsError::Denied("not a temp file name"));
+    }
+    Ok(p)
+}
+
+fn status(r: FsResult<()>) -> (u32, String) {
+    match r {
+        Ok(()) => (wire::FX_OK, String::new()),
+        Err(FsError::Denied(why)) => (wire::FX_PERMISSION_DENIED, why.to_string()),
+        Err(FsError::Io(e)) => {
+            let code = match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => wire::FX_NO_SUCH_FILE,
+                Some(libc::EEXIST) => wire::FX_FILE_ALREADY_EXISTS,
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                    wire::FX_PERMISSION_DENIED
+                }
+                _ => wire::FX_FAILURE,
+            };
+            if code == wire::FX_FAILURE {
+                tracing::warn!("batch file failed: {e}");
+            }
+            (code, e.to_string())
+        }
+    }
+}
+
+/// `write-files@filesync`: each file to a new temp (never replacing anything), with its mtime.
+pub fn write_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
+    let Ok(files) = wire::decode_write_files(data) else {
+        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
+    };
+    let statuses: Vec<_> = files.iter().map(|f| status(write_one(root, f))).collect();
+    wire::batch_reply(id, &statuses)
+}
+
+fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
+    let p = batch_path(&f.path, true)?;
+    let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, None)?;
+    let mtime = u32::try_from(f.mtime).unwrap_or(u32::MAX);
+    let attrs = wire::Attrs {
+        atime_mtime: Some((mtime, mtime)),
+        ..Default::default()
+    };
+    let r = (&file)
+        .write_all(&f.data)
+        .map_err(FsError::from)
+        .and_then(|()| fs::fsetstat(&file, &attrs));
+    if r.is_err() {
+        drop(file);
+        let _ = root.remove(&p);
+    }
+    r
+}
+
+/// `install-files@filesync`: one barrier for all the temps, each into place, one barrier for
+/// the renames. A temp whose install fails is removed; the others still go in.
+pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
+    let Ok(files) = wire::decode_install_files(data) else {
+        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
+    };
+    let mut todo: Vec<FsResult<(RelPath, RelPath, bool)>> = files
+        .iter()
+        .map(|f| {
+            let tmp = batch_path(&f.tmp, true)?;
+            let path = batch_path(&f.path, false)?;
+            // Only a regular file goes in: not a folder, nor a symlink someone put there.
+            if root.lstat(&tmp)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(FsError::Denied("the temp is not a regular file"));
+            }
+            Ok((tmp, path, f.fresh))
+        })
+        .collect();
+    // The bytes reach the disk before any name points at them.
+    let temps: Vec<RelPath> = todo.iter().flatten().map(|(t, _, _)| t.clone()).collect();
+    if let Err(e) = barrier(root, &temps) {
+        for t in &temps {
+            let _ = root.remove(t);
+        }
+        let (code, msg) = status(Err(e));
+        let statuses = vec![(code, format!("cannot make the files durable: {msg}")); files.len()];
+        return wire::batch_reply(id, &statuses);
+    }
+    let mut dirs: Vec<RelPath> = Vec::new();
+    for t in todo.iter_mut() {
+        let Ok((tmp, path, fresh)) = t else { continue };
+        if let Err(e) = install_one(root, tmp, path, *fresh, now) {
+            let _ = root.remove(tmp);
+            *t = Err(e);
+            continue;
+        }
+        let dir = path.parent().unwrap_or_else(RelPath::root);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    // The renames reach the disk before the client records them in its index.
+    let after = barrier(root, &dirs);
+    let statuses: Vec<_> = todo
+        .into_iter()
+        .map(|t| match (t, &after) {
+            (Err(e), _) => status(Err(e)),
+            (Ok(_), Ok(())) => status(Ok(())),
+            (Ok(_), Err(e)) => {
+                let (code, msg) = status(Err(FsError::Io(std::io::Error::other(e.to_string()))));
+                (
+                    code,
+                    format!("put in place, but not known to be durable: {msg}"),
+                )
+            }
+        })
+        .collect();
+    wire::batch_reply(id, &statuses)
+}
+
+fn install_one(root: &Root, tmp: &RelPath, path: &RelPath, fresh: bool, now: i64) -> FsResult<()> {
+    if fresh {
+        // RENAME_NOREPLACE: a file that arrived since the client's scan is left alone.
+        return root.rename(tmp, path, false);
+    }
+    match root.lstat(path) {
+        Ok(st) => {
+            let slot = trash_slot(root, path, now)?;
+            // A hard link keeps the old version while the rename replaces it atomically; a
+            // folder (or anything else) in the way moves to the trash whole.
+            let is_file = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if !is_file || root.hardlink(path, &slot).is_err() {
+                root.rename(path, &slot, false)?;
+            }
+        }
+        Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    root.rename(tmp, path, true)
+}
+
+/// A free name for `p` in the trash, its folder created.
+fn trash_slot(root: &Root, p: &RelPath, now: i64) -> FsResult<RelPath> {
+    let (dir, base) = crate::store::trash_name(p, now)
+        .map_err(|_| FsError::Denied("no trash name for this path"))?;
+    for d in dir
+        .ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .chain([dir.clone()])
+    {
+        match root.mkdir(&d, None) {
+            Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            r => r?,
+        }
+    }
+    for n in 0u32..1000 {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let slot = dir
+            .join(&name)
+            .map_err(|_| FsError::Denied("no trash name for this path"))?;
+        match root.lstat(&slot) {
+            Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(slot),
+            Err(e) => return Err(e),
+            Ok(_) => continue,
+        }
+    }
+    Err(FsError::Io(std::io::Error::other(
+        "no free name in the trash",
+    )))
+}
+
+/// Makes everything written at `paths` durable: one `syncfs` per file system they are on
+/// (a folder in the root may be a mount point); where a seccomp filter refuses syncfs, one
+/// fsync per path, as the per-file route does.
+fn barrier(root: &Root, paths: &[RelPath]) -> FsResult<()> {
+    let mut devs: Vec<u64> = Vec::new();
+    for p in paths {
+        let dev = root.lstat(p)?.st_dev;
+        if devs.contains(&dev) {
+            continue;
+        }
+        devs.push(dev);
+        match root.sync(p, true) {
+            Err(FsError::Io(e))
+                if matches!(
+                    e.raw_os_error().map(Errno::from_raw_os_error),
+                    Some(Errno::NOSYS) | Some(Errno::PERM)
+                ) =>
+            {
+                for q in paths {
+                    root.sync(q, false)?;
+                }
+                return Ok(());
+            }
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn statuses(reply: &Bytes) -> Vec<u32> {
+        assert_eq!(reply[4], wire::FXP_EXTENDED_REPLY, "{reply:?}");
+        wire::decode_batch_reply(&reply.slice(9..))
+            .unwrap()
+            .into_iter()
+            .map(|(code, _)| code)
+            .collect()
+    }
+
+    fn write(root: &Root, files: &[(&str, &[u8])]) -> Vec<u32> {
+        let mut b = wire::BatchBuilder::default();
+        for (p, data) in files {
+            b.put_file(p, 1_600_000_000, data);
+        }
+        statuses(&write_files(root, 1, &Bytes::from(b.finish())))
+    }
+
+    fn install(root: &Root, files: &[(&str, &str, bool)]) -> Vec<u32> {
+        let mut b = wire::BatchBuilder::default();
+        for (tmp, p, fresh) in files {
+            b.install(tmp, p, *fresh);
+        }
+        statuses(&install_files(
+            root,
+            2,
+            &Bytes::from(b.finish()),
+            1_700_000_000,
+        ))
+    }
+
+    fn temps_in(dir: &Path) -> Vec<String> {
+        walkdir_names(dir)
+            .into_iter()
+            .filter(|n| is_temp_name(n))
+            .collect()
+    }
+
+    fn walkdir_names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walkdir_names(&e.path()));
+            }
+            out.push(name);
+        }
+        out
+    }
+
+    #[test]
+    fn files_go_in_with_their_mtime_and_replaced_ones_go_to_the_trash() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), "old a").unwrap();
+        std::fs::create_dir(d.path().join("d")).unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let got = write(
+            &root,
+            &[("/.a.sync-tmp.1", b"new a"), ("d/.b.sync-tmp.2", b"b")],
+        );
+        assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
+        // Written, but not in place until installed.
+        assert_eq!(std::fs::read(d.path().join("a")).unwrap(), b"old a");
+        let got = install(
+            &root,
+            &[
+                ("/.a.sync-tmp.1", "/a", false),
+                ("d/.b.sync-tmp.2", "d/b", true),
+            ],
+        );
+        assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
+        assert_eq!(std::fs::read(d.path().join("a")).unwrap(), b"new a");
+        assert_eq!(std::fs::read(d.path().join("d/b")).unwrap(), b"b");
+        let m = std::fs::metadata(d.path().join("d/b")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(m.mtime(), 1_600_000_000);
+        let trash: Vec<_> = std::fs::read_dir(d.path().join(".sync-trash"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(trash.len(), 1);
+        assert!(trash[0].file_name().to_string_lossy().starts_with("a~"));
+        assert_eq!(std::fs::read(trash[0].path()).unwrap(), b"old a");
+        assert_eq!(temps_in(d.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_fresh_file_never_replaces_one_that_appeared() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        assert_eq!(
+            write(&root, &[(".c.sync-tmp.3", b"ours")]),
+            vec![wire::FX_OK]
+        );
+        std::fs::write(d.path().join("c"), "theirs").unwrap();
+        assert_eq!(
+            install(&root, &[(".c.sync-tmp.3", "c", true)]),
+            vec![wire::FX_FILE_ALREADY_EXISTS]
+        );
+        assert_eq!(std::fs::read(d.path().join("c")).unwrap(), b"theirs");
+        assert_eq!(temps_in(d.path()), Vec::<String>::new());
+        // And a second write to the same temp name does not clobber an existing temp.
+        assert_eq!(write(&root, &[(".e.sync-tmp.4", b"1")]), vec![wire::FX_OK]);
+        assert_eq!(
+            write(&root, &[(".e.sync-tmp.4", b"2")]),
+            vec![wire::FX_FILE_ALREADY_EXISTS]
+        );
+        assert_eq!(std::fs::read(d.path().join(".e.sync-tmp.4")).unwrap(), b"1");
+    }
+
+    #[test]
+    fn batch_paths_stay_inside_the_root_and_only_temps_are_written() {
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        std::fs::write(outside.path().join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("victim"),
+            d.path().join(".v.sync-tmp.5"),
+        )
+        .unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let got = write(
+            &root,
+            &[
+                ("plain", b"x"),
+                ("/../../.p.sync-tmp.6", b"x"),
+                ("out/.q.sync-tmp.7", b"x"),
+                (".sync-trash/.r.sync-tmp.8", b"x"),
+            ],
+        );
+        // Not a temp name; `..` folds at the root (so this one lands inside it); a symlink
+        // to outside resolves inside the root, where no such folder is; a missing folder.
+        assert_eq!(
+            got,
+            vec![
+                wire::FX_PERMISSION_DENIED,
+                wire::FX_OK,
+                wire::FX_NO_SUCH_FILE,
+                wire::FX_NO_SUCH_FILE,
+            ]
+        );
+        assert!(d.path().join(".p.sync-tmp.6").exists());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        // A "temp" that is a symlink to a file outside is not put in place, and the file it
+        // points at is untouched.
+        assert_eq!(
+            install(
+                &root,
+                &[(".v.sync-tmp.5", "v", true), (".p.sync-tmp.6", "", true)]
+            ),
+            vec![wire::FX_PERMISSION_DENIED, wire::FX_PERMISSION_DENIED]
+        );
+        assert!(!d.path().join("v").exists());
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).unwrap(),
+            b"keep"
+        );
+    }
+
+    #[test]
+    fn a_malformed_batch_is_refused_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        for reply in [
+            write_files(&root, 3, &Bytes::from_static(&[0, 0, 0, 9, 1])),
+            install_files(&root, 4, &Bytes::from_static(&[1]), 0),
+        ] {
+            assert_eq!(reply[4], wire::FXP_STATUS);
+        }
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+}
