@@ -277,6 +277,16 @@ impl Root {
         Ok(File::from(fd))
     }
 
+    /// A regular file opened for reading; a symlink at `p` is not followed, nor a FIFO waited on.
+    pub fn open_regular(&self, p: &RelPath) -> FsResult<File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let file = File::from(self.resolve(p, flags, Mode::empty())?);
+        if !file.metadata()?.is_file() {
+            return Err(FsError::Denied("not a regular file"));
+        }
+        Ok(file)
+    }
+
     pub fn open_dir(&self, p: &RelPath) -> FsResult<(OwnedFd, rustix::fs::Dir)> {
         let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
         let dir = rustix::fs::Dir::read_from(&fd)?;

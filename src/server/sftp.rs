@@ -8,7 +8,6 @@
 use super::batch;
 use super::fs::{self, FsError, FsResult, Root};
 use super::wire::{self, Request};
-use crate::index::{Index, ReplicaId};
 use crate::relpath::RelPath;
 use crate::store::LocalStore;
 use bytes::{Bytes, BytesMut};
@@ -292,6 +291,7 @@ fn version_reply() -> Bytes {
         (INDEX_REFRESH, "1"),
         (batch::WRITE_FILES, "1"),
         (batch::INSTALL_FILES, "1"),
+        (batch::READ_FILES, "1"),
     ] {
         r = r.string(name.as_bytes()).string(data.as_bytes());
     }
@@ -644,6 +644,7 @@ impl Session {
                 }
                 batch::write_files(self.root(), id, data)
             }
+            n if n == batch::READ_FILES.as_bytes() => batch::read_files(self.root(), id, data),
             n if n == batch::INSTALL_FILES.as_bytes() => {
                 if ro {
                     return denied_read_only(id);
@@ -674,24 +675,15 @@ impl Session {
 /// Rescans the root into its `.sync` index. No `.sync.lock`: the client asking holds it.
 fn refresh_index(root: &std::path::Path) -> Result<(), String> {
     let store = LocalStore::open(root, 0).map_err(|e| e.to_string())?;
-    let (mut index, before) = match store.load_index_blocking() {
-        Ok(Some(i)) => {
-            let d = i.entries_digest();
-            (i, Some(d))
-        }
-        Ok(None) => (Index::new(ReplicaId::random()), None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let stats = crate::scan::scan(store.root(), &mut index, &RelPath::root())
-        .map_err(|e| format!("cannot scan {}: {e}", root.display()))?;
+    let (current, existed) = store.current_blocking().map_err(|e| e.to_string())?;
     // Nothing moved: the index on disk is already current (and a write would cost an fsync).
-    if before == Some(index.entries_digest()) {
+    if existed && current.loaded == current.index.entries_digest() {
         return Ok(());
     }
     store
-        .save_index_blocking(&index)
+        .save_index_blocking(&current.index)
         .map_err(|e| e.to_string())?;
-    tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
+    tracing::info!(root = %root.display(), changes = current.stats.changes(), "index refreshed for a client");
     Ok(())
 }
 

@@ -339,11 +339,59 @@ pub fn decode_install_files(data: &Bytes) -> Result<Vec<InstallFile>, Malformed>
     })
 }
 
-/// The reply to a batch request: `u32 count`, then per file a status code and message.
-pub fn batch_reply(id: u32, statuses: &[(u32, String)]) -> Bytes {
-    let mut r = Reply::new(FXP_EXTENDED_REPLY, id).u32(statuses.len() as u32);
-    for (code, msg) in statuses {
-        r = r.u32(*code).string(msg.as_bytes());
+/// One file of a `read-files@filesync` request: read at most `max` bytes of `path`.
+#[derive(Debug, PartialEq)]
+pub struct ReadFile {
+    pub path: Bytes,
+    pub max: u64,
+}
+
+/// `u32 count`, then per file: string path, u64 max bytes.
+pub fn decode_read_files(data: &Bytes) -> Result<Vec<ReadFile>, Malformed> {
+    batch(data, |r| {
+        Ok(ReadFile {
+            path: r.string()?,
+            max: r.u64()?,
+        })
+    })
+}
+
+/// What a batch request did to one file: an SFTP status code, a message, and for a read the
+/// bytes.
+#[derive(Debug, PartialEq)]
+pub struct Outcome {
+    pub code: u32,
+    pub msg: String,
+    pub data: Bytes,
+}
+
+impl Outcome {
+    pub fn ok(data: Bytes) -> Outcome {
+        Outcome {
+            code: FX_OK,
+            msg: String::new(),
+            data,
+        }
+    }
+    pub fn err(code: u32, msg: String) -> Outcome {
+        Outcome {
+            code,
+            msg,
+            data: Bytes::new(),
+        }
+    }
+}
+
+/// The reply to a batch request: `u32 count`, then per file a status code, a message and
+/// the data (empty but for reads).
+pub fn batch_reply(id: u32, outcomes: &[Outcome]) -> Bytes {
+    let len: usize = outcomes
+        .iter()
+        .map(|o| 12 + o.msg.len() + o.data.len())
+        .sum();
+    let mut r = Reply::with_capacity(FXP_EXTENDED_REPLY, id, len + 4).u32(outcomes.len() as u32);
+    for o in outcomes {
+        r = r.u32(o.code).string(o.msg.as_bytes()).string(&o.data);
     }
     r.finish()
 }
@@ -375,6 +423,12 @@ impl BatchBuilder {
         self.string(data);
         self.count += 1;
     }
+    /// Adds a file to a `read-files@filesync` payload.
+    pub fn read_file(&mut self, path: &str, max: u64) {
+        self.string(path.as_bytes());
+        self.buf.extend_from_slice(&max.to_be_bytes());
+        self.count += 1;
+    }
     /// Adds a file to an `install-files@filesync` payload.
     pub fn install(&mut self, tmp: &str, path: &str, fresh: bool) {
         self.string(tmp.as_bytes());
@@ -393,12 +447,16 @@ pub fn put_file_len(path: &str, data_len: usize) -> usize {
     4 + path.len() + 8 + 4 + data_len
 }
 
-/// The statuses of a batch reply's payload (after the request id), one per file.
-pub fn decode_batch_reply(data: &Bytes) -> Result<Vec<(u32, String)>, Malformed> {
+/// The outcomes of a batch reply's payload (after the request id), one per file.
+pub fn decode_batch_reply(data: &Bytes) -> Result<Vec<Outcome>, Malformed> {
     batch(data, |r| {
         let code = r.u32()?;
         let msg = r.string()?;
-        Ok((code, String::from_utf8_lossy(&msg).into_owned()))
+        Ok(Outcome {
+            code,
+            msg: String::from_utf8_lossy(&msg).into_owned(),
+            data: r.string()?,
+        })
     })
 }
 
@@ -529,13 +587,22 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[0].fresh && !got[1].fresh);
         assert_eq!(&got[1].path[..], b"p2");
-        // The reply: count, then code and message per file (after type and id).
-        let reply = batch_reply(9, &[(FX_OK, String::new()), (FX_FAILURE, "no".into())]);
-        let statuses = decode_batch_reply(&reply.slice(9..)).unwrap();
+        let mut r = BatchBuilder::default();
+        r.read_file("/x", 17);
         assert_eq!(
-            statuses,
-            vec![(FX_OK, String::new()), (FX_FAILURE, "no".into())]
+            decode_read_files(&Bytes::from(r.finish())).unwrap(),
+            vec![ReadFile {
+                path: Bytes::from_static(b"/x"),
+                max: 17
+            }]
         );
+        // The reply: count, then code, message and data per file (after type and id).
+        let outcomes = vec![
+            Outcome::ok(Bytes::from_static(b"bytes")),
+            Outcome::err(FX_FAILURE, "no".into()),
+        ];
+        let reply = batch_reply(9, &outcomes);
+        assert_eq!(decode_batch_reply(&reply.slice(9..)).unwrap(), outcomes);
     }
 
     #[test]

@@ -378,9 +378,9 @@ fn walk_all(dir: &Path) -> Vec<PathBuf> {
 /// Removes temp files left by interrupted syncs anywhere below `root`.
 pub fn remove_stale_temps(root: &Path, temps: &[PathBuf]) {
     for t in temps {
+        // By ctime: a temp gets its source's (old) mtime before it is renamed into place.
         let old = std::fs::symlink_metadata(t)
-            .and_then(|m| m.modified())
-            .map(|m| m.elapsed().unwrap_or_default() > STALE_TEMP)
+            .map(|m| age_of_change(&m) > STALE_TEMP)
             .unwrap_or(false);
         if old && t.starts_with(root) {
             tracing::info!(path = %t.display(), "removing a temp file left by an interrupted sync");
@@ -586,6 +586,31 @@ impl LocalStore {
         }
     }
 
+    /// `current_index` on this thread, and whether `.sync` was there (a new one is not yet
+    /// on disk, even for an empty folder).
+    pub fn current_blocking(&self) -> Result<(Current, bool), StoreError> {
+        // Parsing `.sync` and walking the folder do not depend on each other.
+        let root = RelPath::root();
+        let (loaded, walked) = rayon::join(
+            || self.load_index_blocking(),
+            || crate::scan::walk(&self.root, &root),
+        );
+        let loaded = loaded?;
+        let existed = loaded.is_some();
+        let mut index = loaded.unwrap_or_else(|| Index::new(ReplicaId::random()));
+        let digest = index.entries_digest();
+        let stats = walked
+            .and_then(|w| crate::scan::scan_walked(&self.root, &mut index, &root, w))
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        remove_stale_temps(&self.root, &stats.temps);
+        let current = Current {
+            index,
+            loaded: digest,
+            stats,
+        };
+        Ok((current, existed))
+    }
+
     /// `write_batch` on this thread: every temp written, one barrier, every rename, one more.
     fn write_batch_blocking(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
         let staged: Vec<Result<PathBuf, StoreError>> = files
@@ -706,25 +731,7 @@ impl Store for LocalStore {
 
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
         let this = self.clone_handle();
-        Box::pin(blocking(move || {
-            // Parsing `.sync` and walking the folder do not depend on each other.
-            let root = RelPath::root();
-            let (loaded, walked) = rayon::join(
-                || this.load_index_blocking(),
-                || crate::scan::walk(&this.root, &root),
-            );
-            let mut index = loaded?.unwrap_or_else(|| Index::new(ReplicaId::random()));
-            let loaded = index.entries_digest();
-            let stats = walked
-                .and_then(|w| crate::scan::scan_walked(&this.root, &mut index, &root, w))
-                .map_err(|e| StoreError::Other(e.to_string()))?;
-            remove_stale_temps(&this.root, &stats.temps);
-            Ok(Current {
-                index,
-                loaded,
-                stats,
-            })
-        }))
+        Box::pin(blocking(move || this.current_blocking().map(|(c, _)| c)))
     }
 
     fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -1,6 +1,6 @@
 //! Batches of small files over SFTP: against our own server, many files per request
-//! (`write-files@filesync`, then one `install-files@filesync` with one durability barrier);
-//! reads from any server, several files at once.
+//! (`read-files@filesync`; `write-files@filesync`, then one `install-files@filesync` with one
+//! durability barrier); from any other server, several files at once.
 
 use super::{Sftp, SftpStore, sftp_time, to_io};
 use crate::index::Kind;
@@ -16,6 +16,7 @@ use std::io;
 
 pub const WRITE_FILES_EXT: &str = "write-files@filesync";
 pub const INSTALL_FILES_EXT: &str = "install-files@filesync";
+pub const READ_FILES_EXT: &str = "read-files@filesync";
 
 /// Payload of one batch request: inside the server's 256 KiB packet limit with room to spare.
 const REQUEST_BYTES: usize = 240 * 1024;
@@ -52,7 +53,7 @@ impl Sftp {
         ext: &str,
         payload: Vec<u8>,
         count: usize,
-    ) -> Result<Vec<(u32, String)>, io::Error> {
+    ) -> Result<Vec<wire::Outcome>, io::Error> {
         let raw = self.raw();
         // An install waits on barriers of a slow card: give it the index refresh's patience.
         raw.set_timeout(600);
@@ -108,11 +109,11 @@ impl Sftp {
                     Ok(st) => g
                         .iter()
                         .zip(st)
-                        .map(|((i, _), (code, msg))| {
-                            let r = if code == wire::FX_OK {
+                        .map(|((i, _), o)| {
+                            let r = if o.code == wire::FX_OK {
                                 Ok(())
                             } else {
-                                Err(to_io(status_err(code, msg)))
+                                Err(to_io(status_err(o.code, o.msg)))
                             };
                             (*i, r)
                         })
@@ -129,17 +130,76 @@ impl Sftp {
 }
 
 impl SftpStore {
-    /// Reads small files whole, several at once, through the usual pipelined reads.
+    /// Reads small files whole: from our server many per request, elsewhere several at once
+    /// through the usual pipelined reads.
     pub(super) async fn read_batch_async(
         &self,
         files: &[(RelPath, u64)],
     ) -> Vec<Result<Vec<u8>, StoreError>> {
-        // By index: a closure over `&(RelPath, u64)` trips the compiler's Send inference.
-        futures::stream::iter(0..files.len())
-            .map(|i| self.read_whole(&files[i].0, files[i].1))
-            .buffered(READS_AT_ONCE)
+        // What a file takes of a reply: its bytes, one more to see that it grew, and framing.
+        let reply_len = |n: u64| (n as usize).saturating_add(1 + 16);
+        if !self.s.batch || files.iter().any(|(_, n)| reply_len(*n) > REQUEST_BYTES) {
+            // By index: a closure over `&(RelPath, u64)` trips the compiler's Send inference.
+            return futures::stream::iter(0..files.len())
+                .map(|i| self.read_whole(&files[i].0, files[i].1))
+                .buffered(READS_AT_ONCE)
+                .collect()
+                .await;
+        }
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut size = 0;
+        for (i, (_, n)) in files.iter().enumerate() {
+            let len = reply_len(*n);
+            if size + len > REQUEST_BYTES && groups.last().is_some_and(|g| !g.is_empty()) {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            if let Some(g) = groups.last_mut() {
+                g.push(i);
+            }
+        }
+        let s = &self.s;
+        let replies = futures::future::join_all(groups.into_iter().filter(|g| !g.is_empty()).map(
+            |g| async move {
+                let mut b = BatchBuilder::default();
+                for &i in &g {
+                    b.read_file(&s.path(&files[i].0), files[i].1.saturating_add(1));
+                }
+                let r = s.batch_request(READ_FILES_EXT, b.finish(), g.len()).await;
+                (g, r)
+            },
+        ))
+        .await;
+        let mut out: Vec<Option<Result<Vec<u8>, StoreError>>> =
+            files.iter().map(|_| None).collect();
+        for (g, r) in replies {
+            match r {
+                Ok(outcomes) => {
+                    for (i, o) in g.into_iter().zip(outcomes) {
+                        out[i] = Some(if o.code == wire::FX_OK {
+                            Ok(o.data.to_vec())
+                        } else {
+                            let path = s.path(&files[i].0);
+                            Err(s.err("cannot read", &path, status_err(o.code, o.msg)))
+                        });
+                    }
+                }
+                Err(e) => {
+                    for i in g {
+                        let what = format!("cannot read {}:{}", s.host, s.path(&files[i].0));
+                        out[i] = Some(Err(StoreError::io(what, share(&e))));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Other("batch read lost track of a file".into()))
+                })
+            })
             .collect()
-            .await
     }
 
     async fn read_whole(&self, p: &RelPath, size: u64) -> Result<Vec<u8>, StoreError> {
@@ -244,9 +304,9 @@ impl SftpStore {
                 .await
             {
                 Ok(st) => {
-                    for ((i, _), (code, msg)) in g.iter().zip(st) {
+                    for ((i, _), o) in g.iter().zip(st) {
                         let f = &files[*i];
-                        out[*i] = Some(match code {
+                        out[*i] = Some(match o.code {
                             wire::FX_OK => Ok(Observed {
                                 kind: Kind::File,
                                 size: f.bytes.len() as u64,
@@ -264,7 +324,7 @@ impl SftpStore {
                             _ => Err(s.err(
                                 "cannot put in place",
                                 &s.path(&f.path),
-                                status_err(code, msg),
+                                status_err(o.code, o.msg),
                             )),
                         });
                     }

@@ -454,7 +454,9 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         hardlink: ext(HARDLINK_EXT),
         fsync: ext(FSYNC_EXT),
         index_refresh: ext(INDEX_REFRESH_EXT),
-        batch: ext(batch::WRITE_FILES_EXT) && ext(batch::INSTALL_FILES_EXT),
+        batch: ext(batch::WRITE_FILES_EXT)
+            && ext(batch::INSTALL_FILES_EXT)
+            && ext(batch::READ_FILES_EXT),
         read_len,
         write_len,
     };
@@ -694,9 +696,17 @@ impl SftpStore {
 
     async fn current_async(&self) -> Result<Current, StoreError> {
         if self.s.index_refresh {
+            let t0 = std::time::Instant::now();
             match self.server_refresh().await {
                 Ok(()) => {
-                    if let Some((index, loaded)) = self.load_digested().await? {
+                    let refreshed = t0.elapsed().as_millis() as u64;
+                    let loaded = self.load_digested().await?;
+                    tracing::debug!(
+                        refreshed,
+                        loaded = t0.elapsed().as_millis() as u64,
+                        "remote index current (ms)"
+                    );
+                    if let Some((index, loaded)) = loaded {
                         return Ok(Current {
                             index,
                             loaded,
