@@ -1050,6 +1050,19 @@ mod tests {
         assert!(read[1].is_err() && read[2].is_err());
     }
 
+    /// A temp gets its source's mtime (often years old) before it is renamed into place; a
+    /// scan meanwhile must not take it for a leftover.
+    #[test]
+    fn a_temp_being_written_is_not_stale_whatever_its_mtime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join(format!(".a{TMP_MARK}0000abcd"));
+        let f = std::fs::File::create(&t).unwrap();
+        f.set_modified(MTime::new(1_000_000_000, 0).to_system())
+            .unwrap();
+        remove_stale_temps(tmp.path(), std::slice::from_ref(&t));
+        assert!(t.exists());
+    }
+
     #[test]
     fn unlock_leaves_a_lock_retaken_by_someone_else() {
         let tmp = tempfile::tempdir().unwrap();
