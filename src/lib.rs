@@ -3,6 +3,7 @@
 //! Data flows one way: disk → `scan` → `index` → `plan` → `sync` → `store` → disk.
 //! `index` and `plan` are pure; the I/O lives in `scan`, `store` and the commands.
 
+pub mod ciphers;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -13,7 +13,7 @@ pub use sftp::INDEX_REFRESH;
 use crate::config::{Config, ServerConfig, expand_home};
 use connection::{Connection, Gate};
 use russh::keys::{HashAlg, PrivateKey};
-use russh::{MethodKind, MethodSet, cipher};
+use russh::{MethodKind, MethodSet};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -138,15 +138,7 @@ fn russh_config(cfg: &ServerConfig, host_key: PrivateKey) -> russh::server::Conf
         methods.push(MethodKind::Password);
     }
     let preferred = russh::Preferred {
-        // aes128-gcm is what OpenSSH picks on CPUs with AES instructions; russh omits it by default.
-        cipher: Cow::Borrowed(&[
-            cipher::CHACHA20_POLY1305,
-            cipher::AES_128_GCM,
-            cipher::AES_256_GCM,
-            cipher::AES_256_CTR,
-            cipher::AES_192_CTR,
-            cipher::AES_128_CTR,
-        ]),
+        cipher: Cow::Borrowed(crate::ciphers::server_offer()),
         ..Default::default()
     };
     russh::server::Config {

@@ -652,6 +652,8 @@ impl LocalStore {
                 r
             })
             .collect();
+        // The renames, durable before the index names them: one more syncfs (an fsync per
+        // folder would be hundreds of journal commits for a batch spread over many folders).
         if let Err(e) = barrier(&dirs) {
             for (r, f) in out.iter_mut().zip(&files) {
                 if r.is_ok() {

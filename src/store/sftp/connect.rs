@@ -166,6 +166,10 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
         keepalive_interval: Some(Duration::from_secs(10)),
         keepalive_max: 3,
         nodelay: true,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(crate::ciphers::client_order()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let verdict = Arc::new(Mutex::new(None));
