@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # filesync against rsync and unison in one run: initial sync, no-op sync, and a sync after
-# `make-tree.py DIR mutate 1`, on the `small` and `mixed` trees. Prints seconds and each tool's
-# time relative to rsync.
+# `make-tree.py DIR mutate 1`, on the `small` and `mixed` trees. Prints seconds (best of
+# BENCH_ROUNDS rounds, the tool order reversed every other round: on this VM whichever tool runs
+# first after a tree is made pays for it, by up to 50 %) and each tool's time relative to rsync.
 #   rsync, unison  over a throwaway loopback OpenSSH sshd (each runs its own program there)
 #   filesync       against that same sshd with nothing installed there (remote stat walk)
 #   fs-serve       against `filesync serve` on loopback: our program at the far end, as on the hub
-# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_TOOLS, BENCH_BIN)
+# usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_TOOLS, BENCH_BIN,
+#                                  BENCH_ROUNDS=2)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers=$repo/../shared/peers
 profiles=${BENCH_PROFILES:-small mixed}
 tools=${BENCH_TOOLS:-fs-serve filesync rsync unison}
+rounds=${BENCH_ROUNDS:-2}
 bin=${BENCH_BIN:-$repo/target/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet)
@@ -67,27 +70,37 @@ run_tool() { # tool local remote
 timed() { local s; s=$(now); "$@"; awk -v a="$s" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 declare -A T
+keep_best() { # key seconds
+    if [ -z "${T[$1]:-}" ] || awk -v a="$2" -v b="${T[$1]}" 'BEGIN{exit !(a<b)}'; then T[$1]=$2; fi
+}
+reversed() { local out=; for t in "$@"; do out="$t $out"; done; echo $out; }
 for p in $profiles; do
     python3 "$peers/make-tree.py" "$work/$p-src" "$p" >/dev/null
-    for t in $tools; do
-        loc=$work/$p-$t-local dst=$work/$p-$t-remote
-        cp -a "$work/$p-src" "$loc"
-        mkdir -p "$dst"
-        [ "$t" = fs-serve ] && start_serve "$dst"
-        sync
-        T[$p,$t,initial]=$(timed run_tool "$t" "$loc" "$dst")
-        T[$p,$t,noop]=$(timed run_tool "$t" "$loc" "$dst")
-        python3 "$peers/make-tree.py" "$loc" mutate 1 >/dev/null
-        T[$p,$t,mutate1]=$(timed run_tool "$t" "$loc" "$dst")
-        if ! diff -r -q -x '.sync*' "$loc" "$dst" >/dev/null; then
-            echo "bench: $t left $p trees different" >&2
-            exit 1
-        fi
+    for round in $(seq "$rounds"); do
+        order=$tools
+        [ $((round % 2)) -eq 0 ] && order=$(reversed $tools)
+        for t in $order; do
+            # Fresh paths each round: unison remembers a pair of roots it has synced.
+            loc=$work/$p-$t-local-$round dst=$work/$p-$t-remote-$round
+            cp -a "$work/$p-src" "$loc"
+            mkdir -p "$dst"
+            [ "$t" = fs-serve ] && start_serve "$dst"
+            sync
+            keep_best "$p,$t,initial" "$(timed run_tool "$t" "$loc" "$dst")"
+            keep_best "$p,$t,noop" "$(timed run_tool "$t" "$loc" "$dst")"
+            python3 "$peers/make-tree.py" "$loc" mutate 1 >/dev/null
+            keep_best "$p,$t,mutate1" "$(timed run_tool "$t" "$loc" "$dst")"
+            if ! diff -r -q -x '.sync*' "$loc" "$dst" >/dev/null; then
+                echo "bench: $t left $p trees different" >&2
+                exit 1
+            fi
+        done
+        rm -rf "$work/$p-"*-local-"$round" "$work/$p-"*-remote-"$round"
+        [ "$round" = "$rounds" ] && rm -rf "$work/$p-src"
+        # ext4 passes over inodes freed in the last minute when it allocates new ones: the next
+        # round (or profile) would pay for these deletions.
+        [ "$round" = "$rounds" ] && [ "$p" = "${profiles##* }" ] || sleep 65
     done
-    rm -rf "$work/$p-"*
-    # ext4 passes over inodes freed in the last minute when it allocates new ones: the next
-    # profile's first tool would pay for this profile's deletions.
-    [ "$p" = "${profiles##* }" ] || sleep 65
 done
 
 printf '%-7s %-8s' profile step
