@@ -1,7 +1,8 @@
 //! `LocalStore`: a replica folder on this machine.
 //!
-//! Writes go to a temp file beside the target, are fsynced, get their mtime, and are renamed
-//! into place; what they replace is hard-linked (or moved) into `.sync-trash/` first.
+//! Writes go to a temp file beside the target, are fsynced (a batch of small files: one
+//! syncfs for all), get their mtime, and are renamed into place; what they replace is
+//! hard-linked (or moved) into `.sync-trash/` first.
 
 use super::{
     BatchFile, BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp,

@@ -4,7 +4,8 @@
 //! mtime before `posix-rename@openssh.com` puts them in place; what they replace is kept in the
 //! remote `.sync-trash/`. Transfers keep many READ/WRITE requests in flight (`xfer`) and are
 //! spread over several SFTP channels of one connection, so a server that handles each
-//! channel's requests in turn (fsyncs included) works on several files at once.
+//! channel's requests in turn (fsyncs included) works on several files at once. Against our
+//! own server small files go many per request (`batch`).
 
 mod batch;
 mod connect;
