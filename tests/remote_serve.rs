@@ -54,3 +54,8 @@ fn many_files_in_one_sync() {
 fn replaced_small_files_keep_their_old_versions() {
     pair::replaced_small_files_keep_their_old_versions(&mut Pair::serve());
 }
+
+#[test]
+fn remote_disk_full_fails_cleanly_then_completes() {
+    pair::remote_disk_full_fails_cleanly_then_completes(&mut Pair::serve());
+}

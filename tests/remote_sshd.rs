@@ -5,7 +5,6 @@ mod common;
 
 use common::pair::{self, Pair};
 use common::remote::*;
-use std::path::Path;
 
 #[test]
 fn propagation_both_ways_and_noop() {
@@ -152,61 +151,11 @@ fn killing_the_server_mid_sync_tears_nothing() {
     }
 }
 
-/// A small tmpfs as the remote folder (needs root and mount rights; skipped otherwise).
-struct SmallFs(std::path::PathBuf);
-
-impl SmallFs {
-    fn mount(dir: &Path, size: &str) -> Option<SmallFs> {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !ok {
-            eprintln!("skipping: cannot mount a tmpfs here");
-            return None;
-        }
-        Some(SmallFs(dir.to_path_buf()))
-    }
-    fn resize(&self, size: &str) {
-        let st = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .expect("remount");
-        assert!(st.success());
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn remote_disk_full_fails_cleanly_then_completes() {
-    let Some(t) = Pair::sshd() else { return };
-    let Some(fs) = SmallFs::mount(t.r(), "3m") else {
-        return;
-    };
-    for i in 0..6 {
-        write(t.l(), &format!("big{i}.bin"), &bytes(i, 1 << 20));
+    if let Some(mut t) = Pair::sshd() {
+        pair::remote_disk_full_fails_cleanly_then_completes(&mut t);
     }
-    write(t.l(), "small.txt", b"small");
-    let out = sync(t.home.path(), &t.url(), t.l(), &[]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("disk full"), "{err}");
-    // Nothing torn: whatever arrived is whole.
-    let l = tree(t.l());
-    for (rel, content) in tree(t.r()) {
-        assert_eq!(l.get(&rel), Some(&content), "torn {rel}");
-    }
-    fs.resize("32m");
-    t.sync();
-    t.assert_same();
 }
 
 #[test]

@@ -695,6 +695,13 @@ impl LocalStore {
     }
 }
 
+/// One failure per file of a batch that failed as a whole.
+fn failed_all<T>(n: usize, e: &StoreError) -> Vec<Result<T, StoreError>> {
+    (0..n)
+        .map(|_| Err(StoreError::Other(e.to_string())))
+        .collect()
+}
+
 /// Makes what was written at `paths` durable: one `syncfs` per file system they are on
 /// instead of one fsync each; where syncfs is refused (a seccomp filter), one fsync each.
 fn barrier(paths: &[PathBuf]) -> io::Result<()> {
@@ -815,12 +822,7 @@ impl Store for LocalStore {
                     .collect())
             })
             .await
-            .unwrap_or_else(|e| {
-                let msg = e.to_string();
-                (0..n)
-                    .map(|_| Err(StoreError::Other(msg.clone())))
-                    .collect()
-            })
+            .unwrap_or_else(|e| failed_all(n, &e))
         })
     }
 
@@ -833,12 +835,7 @@ impl Store for LocalStore {
             let n = files.len();
             blocking(move || Ok(this.write_batch_blocking(files)))
                 .await
-                .unwrap_or_else(|e| {
-                    let msg = e.to_string();
-                    (0..n)
-                        .map(|_| Err(StoreError::Other(msg.clone())))
-                        .collect()
-                })
+                .unwrap_or_else(|e| failed_all(n, &e))
         })
     }
 

@@ -437,8 +437,10 @@ pub fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
     let out = t.sync();
     assert!(out.contains("sent 700 files"), "{out}");
     t.assert_same();
-    // Local edits of 400 files (more than one batch), remote edits of 100 others.
-    let v2 = |i: usize| format!("second version of {i}").into_bytes();
+    // Local edits of 400 files (more than one batch), remote edits of 100 others. Each edit
+    // changes the size: a remote edit within the second of the last sync is seen by size only
+    // through plain SFTP (its times are whole seconds).
+    let v2 = |i: usize| format!("second version of {i}, edited").into_bytes();
     for i in 0..400 {
         write(t.l(), &name(i), &v2(i));
         set_mtime(&t.l().join(name(i)), -3600 - i as i64);
@@ -499,4 +501,81 @@ pub fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
     );
     assert_eq!(temps(t.r()), Vec::<String>::new());
     assert_eq!(temps(t.l()), Vec::<String>::new());
+}
+
+/// A small tmpfs over the remote folder (needs root and mount rights; skipped otherwise).
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, size: &str) -> Option<SmallFs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("skipping: cannot mount a tmpfs here");
+            return None;
+        }
+        Some(SmallFs(dir.to_path_buf()))
+    }
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("remount");
+        assert!(st.success());
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        // Lazily: a server may still hold the folder open until its test ends.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The remote disk fills up mid-sync, with big files (one at a time) and small ones (in
+/// batches) under way: the sync fails saying so, nothing torn or half-written is left, and
+/// once there is room the next sync completes.
+pub fn remote_disk_full_fails_cleanly_then_completes(t: &mut Pair) {
+    let Some(fs) = SmallFs::mount(t.r(), "3m") else {
+        return;
+    };
+    if matches!(t.backend, Backend::Serve { .. }) {
+        // Our server holds the folder it serves open: serve the tmpfs, not what it covers.
+        t.restart_server();
+    }
+    for i in 0..6 {
+        write(t.l(), &format!("big{i}.bin"), &bytes(i, 1 << 20));
+    }
+    for i in 0..300 {
+        write(
+            t.l(),
+            &format!("small/f{i:03}.txt"),
+            &bytes(100 + i, 8 << 10),
+        );
+    }
+    let out = sync(t.home.path(), &t.url(), t.l(), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    eprintln!("the full disk, as reported: {err}");
+    assert!(
+        err.contains("disk full") || err.contains("no space left"),
+        "{err}"
+    );
+    // Nothing torn, no temp file left: whatever arrived is whole.
+    let l = tree(t.l());
+    for (rel, content) in tree(t.r()) {
+        assert_eq!(l.get(&rel), Some(&content), "torn {rel}");
+    }
+    assert_eq!(temps(t.r()), Vec::<String>::new());
+    fs.resize("32m");
+    t.sync();
+    t.assert_same();
 }

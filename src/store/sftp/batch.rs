@@ -41,6 +41,27 @@ fn status_err(code: u32, msg: String) -> SftpError {
     })
 }
 
+/// Splits `items` into requests: consecutive groups whose sizes (`len` of each) add up to at
+/// most `REQUEST_BYTES` (an item bigger than that goes alone).
+fn pack<T>(items: impl IntoIterator<Item = T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        let n = len(&item);
+        match groups.last_mut() {
+            Some(g) if size + n <= REQUEST_BYTES => {
+                g.push(item);
+                size += n;
+            }
+            _ => {
+                groups.push(vec![item]);
+                size = n;
+            }
+        }
+    }
+    groups
+}
+
 /// A copy of an error for each file it hit (a failed request fails all its files).
 fn share(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
@@ -80,47 +101,32 @@ impl Sftp {
         files: &[BatchFile],
         temps: &[(usize, String)],
     ) -> Vec<(usize, Result<(), io::Error>)> {
-        let mut groups: Vec<Vec<&(usize, String)>> = vec![Vec::new()];
-        let mut size = 4;
-        for t in temps {
-            let len = wire::put_file_len(&t.1, files[t.0].bytes.len());
-            if size + len > REQUEST_BYTES && groups.last().is_some_and(|g| !g.is_empty()) {
-                groups.push(Vec::new());
-                size = 4;
+        let groups = pack(temps, |t| wire::put_file_len(&t.1, files[t.0].bytes.len()));
+        let sent = groups.into_iter().map(|g| async move {
+            let mut b = BatchBuilder::default();
+            for (i, tmp) in &g {
+                let f = &files[*i];
+                b.put_file(tmp, u64::from(sftp_time(f.put.mtime)), &f.bytes);
             }
-            size += len;
-            if let Some(g) = groups.last_mut() {
-                g.push(t);
+            let r = self
+                .batch_request(WRITE_FILES_EXT, b.finish(), g.len())
+                .await;
+            match r {
+                Ok(st) => g
+                    .iter()
+                    .zip(st)
+                    .map(|((i, _), o)| {
+                        let r = if o.code == wire::FX_OK {
+                            Ok(())
+                        } else {
+                            Err(to_io(status_err(o.code, o.msg)))
+                        };
+                        (*i, r)
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => g.iter().map(|(i, _)| (*i, Err(share(&e)))).collect(),
             }
-        }
-        let sent = groups
-            .into_iter()
-            .filter(|g| !g.is_empty())
-            .map(|g| async move {
-                let mut b = BatchBuilder::default();
-                for (i, tmp) in &g {
-                    let f = &files[*i];
-                    b.put_file(tmp, u64::from(sftp_time(f.put.mtime)), &f.bytes);
-                }
-                let r = self
-                    .batch_request(WRITE_FILES_EXT, b.finish(), g.len())
-                    .await;
-                match r {
-                    Ok(st) => g
-                        .iter()
-                        .zip(st)
-                        .map(|((i, _), o)| {
-                            let r = if o.code == wire::FX_OK {
-                                Ok(())
-                            } else {
-                                Err(to_io(status_err(o.code, o.msg)))
-                            };
-                            (*i, r)
-                        })
-                        .collect::<Vec<_>>(),
-                    Err(e) => g.iter().map(|(i, _)| (*i, Err(share(&e)))).collect(),
-                }
-            });
+        });
         futures::future::join_all(sent)
             .await
             .into_iter()
@@ -146,30 +152,16 @@ impl SftpStore {
                 .collect()
                 .await;
         }
-        let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
-        let mut size = 0;
-        for (i, (_, n)) in files.iter().enumerate() {
-            let len = reply_len(*n);
-            if size + len > REQUEST_BYTES && groups.last().is_some_and(|g| !g.is_empty()) {
-                groups.push(Vec::new());
-                size = 0;
-            }
-            size += len;
-            if let Some(g) = groups.last_mut() {
-                g.push(i);
-            }
-        }
+        let groups = pack(0..files.len(), |&i| reply_len(files[i].1));
         let s = &self.s;
-        let replies = futures::future::join_all(groups.into_iter().filter(|g| !g.is_empty()).map(
-            |g| async move {
-                let mut b = BatchBuilder::default();
-                for &i in &g {
-                    b.read_file(&s.path(&files[i].0), files[i].1.saturating_add(1));
-                }
-                let r = s.batch_request(READ_FILES_EXT, b.finish(), g.len()).await;
-                (g, r)
-            },
-        ))
+        let replies = futures::future::join_all(groups.into_iter().map(|g| async move {
+            let mut b = BatchBuilder::default();
+            for &i in &g {
+                b.read_file(&s.path(&files[i].0), files[i].1.saturating_add(1));
+            }
+            let r = s.batch_request(READ_FILES_EXT, b.finish(), g.len()).await;
+            (g, r)
+        }))
         .await;
         let mut out: Vec<Option<Result<Vec<u8>, StoreError>>> =
             files.iter().map(|_| None).collect();
@@ -238,6 +230,13 @@ impl SftpStore {
                 temps.push((i, s.temp_for(&f.path)));
             }
         }
+        // `temps` is in file order: a file's temp is found by binary search.
+        let temp_of = |i: usize| {
+            temps
+                .binary_search_by_key(&i, |t| t.0)
+                .ok()
+                .map(|k| &temps[k].1)
+        };
         let mut written = s.write_temps(&files, &temps).await;
         // A folder that is not there yet (made by another batch's sync, or gone): make it,
         // then send those files again.
@@ -247,7 +246,7 @@ impl SftpStore {
                 r.as_ref()
                     .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             })
-            .filter_map(|(i, _)| temps.iter().find(|t| t.0 == *i).cloned())
+            .filter_map(|(i, _)| temp_of(*i).map(|t| (*i, t.clone())))
             .collect();
         if !missing.is_empty() {
             for (i, _) in &missing {
@@ -265,14 +264,13 @@ impl SftpStore {
         for (i, r) in written {
             match r {
                 Ok(()) => {
-                    if let Some(t) = temps.iter().find(|t| t.0 == i) {
-                        staged.push((i, &t.1));
+                    if let Some(t) = temp_of(i) {
+                        staged.push((i, t));
                     }
                 }
                 Err(e) => {
-                    let tmp = temps.iter().find(|t| t.0 == i).map_or("", |t| t.1.as_str());
                     out[i] = Some(Err(StoreError::io(
-                        format!("cannot write {}:{tmp}", s.host),
+                        format!("cannot write {}:{}", s.host, s.path(&files[i].path)),
                         e,
                     )));
                 }
@@ -280,21 +278,10 @@ impl SftpStore {
         }
         staged.sort_unstable_by_key(|(i, _)| *i);
         // One install for all (split only if the names alone overflow a request).
-        let mut groups: Vec<Vec<(usize, &String)>> = vec![Vec::new()];
-        let mut size = 4;
-        for (i, tmp) in staged {
-            let path = s.path(&files[i].path);
-            let len = 12 + tmp.len() + path.len();
-            if size + len > REQUEST_BYTES && groups.last().is_some_and(|g| !g.is_empty()) {
-                groups.push(Vec::new());
-                size = 4;
-            }
-            size += len;
-            if let Some(g) = groups.last_mut() {
-                g.push((i, tmp));
-            }
-        }
-        for g in groups.into_iter().filter(|g| !g.is_empty()) {
+        let groups = pack(staged, |(i, tmp)| {
+            12 + tmp.len() + s.path(&files[*i].path).len()
+        });
+        for g in groups {
             let mut b = BatchBuilder::default();
             for (i, tmp) in &g {
                 b.install(tmp, &s.path(&files[*i].path), files[*i].put.fresh);
@@ -341,7 +328,32 @@ impl SftpStore {
             }
         }
         out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("batch file lost track of".into()))))
+            .zip(&files)
+            .map(|(r, f)| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Other(format!(
+                        "{}: no result from its batch",
+                        f.path
+                    )))
+                })
+            })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REQUEST_BYTES, pack};
+
+    #[test]
+    fn requests_stay_within_their_budget_and_keep_the_order() {
+        let sizes = [100, REQUEST_BYTES - 100, 1, REQUEST_BYTES + 5, 7, 8];
+        let groups = pack(sizes.iter().copied().enumerate(), |&(_, n)| n);
+        let ids: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(i, _)| *i).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![0, 1], vec![2], vec![3], vec![4, 5]]);
+        assert!(pack(Vec::<usize>::new(), |&n| n).is_empty());
     }
 }
