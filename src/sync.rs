@@ -350,6 +350,7 @@ async fn sync_locked<L: Store, R: Store>(
     }
     report.conflicts = plan.conflicts.clone();
     report.plan = plan;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
 
     let now = now_secs();
     let moved = report.sent.0 + report.received.0 + report.moved;
@@ -383,6 +384,7 @@ async fn sync_locked<L: Store, R: Store>(
     if save_r || sweep_r {
         right.save_index(&ri).await?;
     }
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     let sweep = |due: bool, days: u64| if due { days } else { 0 };
     // `cleanup(0)` keeps everything and returns at once.
     let (cl, cr) = tokio::join!(
