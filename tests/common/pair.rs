@@ -401,16 +401,17 @@ pub fn many_files_in_one_sync(t: &mut Pair) {
             format!("up {i}").as_bytes(),
         );
     }
-    for i in 0..700 {
+    // Downloads enough to keep all of the engine's batch slots busy at once.
+    for i in 0..5000 {
         write(
             t.r(),
-            &format!("down/f{i}.txt"),
+            &format!("down{}/f{i}.txt", i % 11),
             format!("down {i}").as_bytes(),
         );
     }
     let out = t.sync();
     assert!(
-        out.contains("sent 1300 files") && out.contains("received 700 files"),
+        out.contains("sent 1300 files") && out.contains("received 5000 files"),
         "{out}"
     );
     t.assert_same();

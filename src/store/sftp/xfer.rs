@@ -34,6 +34,8 @@ pub(crate) struct ChunkStream {
     inflight: FuturesOrdered<ReadFut>,
     /// The connection, to stop waiting on replies that will never come once it is gone.
     ssh: Arc<super::connect::Handle>,
+    /// Wait for the server to confirm the close (see `wait_for_close`).
+    wait_close: bool,
 }
 
 /// Opens `path` for reading. With `known_size` (from the index) the reads go out right after
@@ -67,6 +69,7 @@ pub(crate) async fn open_read(
         pos: 0,
         inflight: FuturesOrdered::new(),
         ssh: s.ssh.clone(),
+        wait_close: false,
     })
 }
 
@@ -84,8 +87,22 @@ impl ChunkStream {
         }
     }
 
+    /// Makes the end of the stream wait for the server to close the handle. Many files read
+    /// at once otherwise run ahead of their closes, and the server's open handles pile up:
+    /// past 128 on one channel an OpenSSH server's binary handle ids get a byte over 0x7f,
+    /// which russh-sftp mangles (it keeps handles as UTF-8 strings) — reads then fail.
+    pub(crate) fn wait_for_close(&mut self) {
+        self.wait_close = true;
+    }
+
     async fn finish(&mut self) {
         self.inflight = FuturesOrdered::new();
+        if self.wait_close
+            && let Some(h) = self.handle.take()
+        {
+            let _ = self.raw.close(h).await;
+            return;
+        }
         if let Some(h) = self.handle.take() {
             // Nothing waits on a read handle's close: the reply would only cost a round trip.
             let raw = self.raw.clone();
