@@ -499,10 +499,15 @@ enum Unit<'a> {
     Batch(Vec<&'a Step>),
 }
 
-/// A fetch small enough to travel in a batch: small, and with a hash to check it by (a source
-/// without one needs a look before it is read; see `apply`).
-fn batchable(s: &Step) -> bool {
-    matches!(&s.op, Op::Fetch { source, .. } if source.size <= BATCH_FILE && source.hash.is_some())
+/// The size of a fetch small enough to travel in a batch: small, and with a hash to check it
+/// by (a source without one needs a look before it is read; see `apply`).
+fn batchable(s: &Step) -> Option<u64> {
+    match &s.op {
+        Op::Fetch { source, .. } if source.size <= BATCH_FILE && source.hash.is_some() => {
+            Some(source.size)
+        }
+        _ => None,
+    }
 }
 
 /// The steps of a phase as units: small fetches into a replica whose store `batches` grouped
@@ -517,13 +522,9 @@ fn units<'a>(steps: &[&'a Step], batch_left: bool, batch_right: bool) -> Vec<Uni
             Side::Left => batch_left,
             Side::Right => batch_right,
         };
-        if !(batches && batchable(s)) {
+        let Some(size) = batchable(s).filter(|_| batches) else {
             singles.push(Unit::One(s));
             continue;
-        }
-        let size = match &s.op {
-            Op::Fetch { source, .. } => source.size,
-            _ => 0,
         };
         let (batch, bytes) = &mut open[usize::from(s.side == Side::Right)];
         if !batch.is_empty() && (batch.len() >= BATCH_FILES || *bytes + size > BATCH_BYTES) {

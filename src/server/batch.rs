@@ -10,7 +10,6 @@ use super::wire;
 use crate::index::is_temp_name;
 use crate::relpath::RelPath;
 use bytes::Bytes;
-use rustix::io::Errno;
 use std::io::Write;
 
 pub const WRITE_FILES: &str = "write-files@filesync";
@@ -238,33 +237,19 @@ fn trash_slot(root: &Root, p: &RelPath, now: i64) -> FsResult<RelPath> {
     )))
 }
 
-/// Makes everything written at `paths` durable: one `syncfs` per file system they are on
-/// (a folder in the root may be a mount point); where a seccomp filter refuses syncfs, one
-/// fsync per path, as the per-file route does.
+/// Makes everything written at `paths` durable (`LocalStore`'s barrier: one `syncfs` per
+/// file system, an fsync each where syncfs is refused), through the confined root.
 fn barrier(root: &Root, paths: &[RelPath]) -> FsResult<()> {
-    let mut devs: Vec<u64> = Vec::new();
-    for p in paths {
-        let dev = root.lstat(p)?.st_dev;
-        if devs.contains(&dev) {
-            continue;
-        }
-        devs.push(dev);
-        match root.sync(p, true) {
-            Err(FsError::Io(e))
-                if matches!(
-                    e.raw_os_error().map(Errno::from_raw_os_error),
-                    Some(Errno::NOSYS) | Some(Errno::PERM)
-                ) =>
-            {
-                for q in paths {
-                    root.sync(q, false)?;
-                }
-                return Ok(());
-            }
-            r => r?,
-        }
-    }
-    Ok(())
+    let io = |e: FsError| match e {
+        FsError::Io(e) => e,
+        FsError::Denied(why) => std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+    };
+    crate::store::local::barrier_by(
+        paths,
+        |p| root.lstat(p).map(|st| st.st_dev).map_err(io),
+        |p, whole_fs| root.sync(p, whole_fs).map_err(io),
+    )
+    .map_err(FsError::Io)
 }
 
 #[cfg(test)]

@@ -378,11 +378,7 @@ impl Root {
     /// `syncfs` of the file system holding `p` (`whole_fs`), or `fsync` of `p` itself.
     pub fn sync(&self, p: &RelPath, whole_fs: bool) -> FsResult<()> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-        let fd = if p.is_root() {
-            self.resolve(p, flags | OFlags::DIRECTORY, Mode::empty())?
-        } else {
-            self.resolve(p, flags, Mode::empty())?
-        };
+        let fd = self.resolve(p, flags, Mode::empty())?;
         if whole_fs {
             Ok(rustix::fs::syncfs(&fd)?)
         } else {

@@ -703,27 +703,46 @@ fn failed_all<T>(n: usize, e: &StoreError) -> Vec<Result<T, StoreError>> {
 }
 
 /// Makes what was written at `paths` durable: one `syncfs` per file system they are on
-/// instead of one fsync each; where syncfs is refused (a seccomp filter), one fsync each.
-fn barrier(paths: &[PathBuf]) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+/// (`dev` tells which) instead of one fsync each; where syncfs is refused (a seccomp filter),
+/// one fsync each. `sync(p, true)` is a syncfs of `p`'s file system, `sync(p, false)` an
+/// fsync of `p`. Shared with the server, which reaches its paths through its confined root.
+pub(crate) fn barrier_by<P>(
+    paths: &[P],
+    dev: impl Fn(&P) -> io::Result<u64>,
+    sync: impl Fn(&P, bool) -> io::Result<()>,
+) -> io::Result<()> {
     let mut devs: Vec<u64> = Vec::new();
     for p in paths {
-        let dev = std::fs::symlink_metadata(p)?.dev();
-        if devs.contains(&dev) {
+        let d = dev(p)?;
+        if devs.contains(&d) {
             continue;
         }
-        devs.push(dev);
-        match rustix::fs::syncfs(std::fs::File::open(p)?) {
-            Err(Errno::NOSYS) | Err(Errno::PERM) => {
-                for q in paths {
-                    std::fs::File::open(q)?.sync_all()?;
-                }
-                return Ok(());
+        devs.push(d);
+        match sync(p, true) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+                return paths.iter().try_for_each(|q| sync(q, false));
             }
             r => r?,
         }
     }
     Ok(())
+}
+
+/// `barrier_by` for paths on this machine.
+fn barrier(paths: &[PathBuf]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    barrier_by(
+        paths,
+        |p| Ok(std::fs::symlink_metadata(p)?.dev()),
+        |p, whole_fs| {
+            let f = std::fs::File::open(p)?;
+            if whole_fs {
+                Ok(rustix::fs::syncfs(&f)?)
+            } else {
+                f.sync_all()
+            }
+        },
+    )
 }
 
 impl Store for LocalStore {

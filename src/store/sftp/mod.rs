@@ -490,9 +490,7 @@ impl SftpStore {
             }
         })
     }
-}
 
-impl SftpStore {
     /// `guard` for a call with one result per file: all of them fail when the connection goes.
     fn guard_all<'a, T: Send + 'a>(
         &'a self,
