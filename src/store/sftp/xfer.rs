@@ -293,7 +293,8 @@ pub(crate) async fn upload(
             }
             hasher.update(&buf);
             let (raw, h, at) = (raw.clone(), handle.clone(), off);
-            inflight.push(async move { raw.write(h, at, buf).await });
+            let w = started(async move { raw.write(h, at, buf).await }).await;
+            inflight.push(w);
             off += n as u64;
             if inflight.len() >= WRITE_DEPTH
                 && let Some(r) = inflight.next().await
@@ -308,7 +309,8 @@ pub(crate) async fn upload(
             });
         }
         // The server handles requests in order, so the last writes, the fsync, the new mtime
-        // and the close go out together: one round trip for the tail of the file.
+        // and the close go out together: one round trip for the tail of the file. Every
+        // write was sent when it was made (`started`), and these go out in this order.
         let drain = async {
             while let Some(r) = inflight.next().await {
                 r.map_err(|e| write_err(s, path, e))?;
@@ -343,6 +345,11 @@ pub(crate) async fn upload(
                 .map(|_| ())
                 .map_err(|e| s.err("cannot finish writing", path, e))
         };
+        let (fsync, times, close) = (
+            started(fsync).await,
+            started(times).await,
+            started(close).await,
+        );
         let (d, f, t, c) = futures::join!(drain, fsync, times, close);
         closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
         d?;
@@ -356,6 +363,23 @@ pub(crate) async fn upload(
         let _ = raw.close(handle.as_str()).await;
     }
     res
+}
+
+/// A request future already polled once, so its request is on the wire.
+type Started<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls a request future once, which sends its request (russh-sftp sends on the first
+/// poll), and returns the rest of it to await. Requests started one after another go out in
+/// that order. Futures merely pushed into a `FuturesUnordered` have no such promise: it stops
+/// polling new ones early once two wake themselves (as tokio's budget makes them do), so a
+/// close made after them could overtake writes not yet sent — the server then closes the
+/// file first and refuses the writes.
+async fn started<'a, T: Send + 'a>(f: impl Future<Output = T> + Send + 'a) -> Started<'a, T> {
+    let mut f: Started<'a, T> = Box::pin(f);
+    match futures::poll!(f.as_mut()) {
+        Poll::Ready(v) => Box::pin(std::future::ready(v)),
+        Poll::Pending => f,
+    }
 }
 
 fn write_err(s: &Sftp, path: &str, e: SftpError) -> StoreError {
@@ -379,4 +403,57 @@ pub(crate) async fn hash_remote(s: &Sftp, path: &str) -> Result<(ContentHash, u6
         h.update(&c);
     }
     Ok((ContentHash(*h.finalize().as_bytes()), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Wakes its task from inside its first poll, as a tokio resource does once the task's
+    /// budget is spent; that is what makes a `FuturesUnordered` stop polling early.
+    struct WakesItself(bool);
+
+    impl Future for WakesItself {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    /// A stand-in request: notes that it went out (its first poll), then awaits its reply.
+    fn request(i: usize, sent: &Arc<Mutex<Vec<usize>>>) -> impl Future<Output = usize> + Send {
+        let sent = sent.clone();
+        async move {
+            sent.lock().unwrap().push(i);
+            WakesItself(false).await;
+            i
+        }
+    }
+
+    #[tokio::test]
+    async fn started_requests_go_out_in_the_order_they_were_made() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut writes = FuturesUnordered::new();
+        for i in 0..8 {
+            let w = started(request(i, &sent)).await;
+            writes.push(w);
+        }
+        let close = started(request(8, &sent)).await;
+        let drain = async {
+            let mut n = 0;
+            while writes.next().await.is_some() {
+                n += 1;
+            }
+            n
+        };
+        let (n, _) = futures::join!(drain, close);
+        assert_eq!(n, 8);
+        assert_eq!(*sent.lock().unwrap(), (0..=8).collect::<Vec<_>>());
+    }
 }
