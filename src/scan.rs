@@ -8,10 +8,13 @@ use crate::index::{
 };
 use crate::relpath::RelPath;
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 /// Deeper paths are skipped: the nested `.sync` JSON must stay within parser recursion limits.
 pub const MAX_DEPTH: usize = 120;
@@ -40,6 +43,25 @@ impl Observed {
             kind,
             size: if kind == Kind::File { m.len() } else { 0 },
             mtime,
+        })
+    }
+
+    /// The same from an `fstatat` (what the walk reads).
+    #[allow(clippy::unnecessary_cast)] // `st_mtime` is narrower on 32-bit targets
+    pub fn from_stat(st: &rustix::fs::Stat) -> Option<Observed> {
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            _ => return None,
+        };
+        Some(Observed {
+            kind,
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime: MTime::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
         })
     }
 }
@@ -200,140 +222,222 @@ pub struct Walk {
 }
 
 /// Walks `root/scope` without following symlinks, honouring `.syncignore` files.
+///
+/// Folders are read through descriptors (`openat`, `getdents`, `fstatat` by name), so no
+/// entry costs a lookup of its full path; sibling folders are walked in parallel on rayon's
+/// pool (no threads are started per walk, which matters for the watcher's many small ones).
 pub fn walk(root: &Path, scope: &RelPath) -> Result<Walk, ScanError> {
-    let start = scope.to_path(root);
-    std::fs::symlink_metadata(root).map_err(|source| ScanError::Root {
+    let root_err = |e: rustix::io::Errno| ScanError::Root {
         path: root.to_path_buf(),
-        source,
-    })?;
-    let mut builder = ignore::WalkBuilder::new(&start);
-    builder
-        .hidden(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .ignore(false)
-        .parents(false)
-        .require_git(false)
-        .follow_links(false)
-        .add_custom_ignore_filename(IGNORE_FILE);
-    // Ignore files between the root and the scope still apply to a partial walk.
-    if !scope.is_root() {
-        for anc in scope.ancestors().chain(std::iter::once(RelPath::root())) {
-            let f = anc.to_path(root).join(IGNORE_FILE);
-            if f.is_file() {
-                builder.add_ignore(f);
+        source: e.into(),
+    };
+    let root_fd = rustix::fs::open(root, dir_flags(), Mode::empty()).map_err(root_err)?;
+    let found = if scope.is_root() {
+        visit(root, root_fd, scope, &Rules::default())
+    } else {
+        walk_scope(root, root_fd, scope)
+    };
+    let mut unreadable = BTreeMap::new();
+    for (p, m) in found.unreadable {
+        unreadable.entry(p).or_insert(m);
+    }
+    Ok(Walk {
+        observed: found.observed.into_iter().collect(),
+        unreadable,
+        temps: found.temps,
+    })
+}
+
+/// A folder below the root, or a single file: its ancestors' ignore files still apply.
+fn walk_scope(root: &Path, root_fd: OwnedFd, scope: &RelPath) -> Found {
+    let unreadable = |e: rustix::io::Errno| Found {
+        unreadable: vec![(scope.clone(), io::Error::from(e).to_string())],
+        ..Found::default()
+    };
+    let mut rules = Rules::default();
+    let mut ancestors: Vec<RelPath> = scope.ancestors().collect();
+    ancestors.push(RelPath::root());
+    ancestors.reverse();
+    for a in &ancestors {
+        let f = a.to_path(root).join(IGNORE_FILE);
+        if f.is_file() {
+            rules.push(Arc::new(ignore::gitignore::Gitignore::new(&f).0));
+        }
+    }
+    let mut parent = root_fd;
+    for c in scope.components().take(scope.depth() - 1) {
+        parent = match rustix::fs::openat(&parent, c, dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) => return unreadable(e),
+        };
+    }
+    let st = match rustix::fs::statat(&parent, scope.name(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(e) => return unreadable(e),
+    };
+    let Some(o) = Observed::from_stat(&st) else {
+        return Found::default();
+    };
+    let mut found = Found::default();
+    found.observed.push((scope.clone(), o));
+    if o.kind == Kind::Dir {
+        match rustix::fs::openat(&parent, scope.name(), dir_flags(), Mode::empty()) {
+            Ok(fd) => found.append(visit(root, fd, scope, &rules)),
+            Err(e) => found.append(unreadable(e)),
+        }
+    }
+    found
+}
+
+/// What part of a walk found; the parts of a walk are gathered, then sorted once.
+#[derive(Default)]
+struct Found {
+    observed: Vec<(RelPath, Observed)>,
+    unreadable: Vec<(RelPath, String)>,
+    temps: Vec<PathBuf>,
+}
+
+impl Found {
+    fn append(&mut self, mut other: Found) {
+        self.observed.append(&mut other.observed);
+        self.unreadable.append(&mut other.unreadable);
+        self.temps.append(&mut other.temps);
+    }
+}
+
+/// The ignore files in force in a folder, outermost first.
+type Rules = Vec<Arc<ignore::gitignore::Gitignore>>;
+
+/// Gitignore precedence: the deepest file that says anything about a path decides.
+fn ignored(rules: &Rules, full: &Path, is_dir: bool) -> bool {
+    for gi in rules.iter().rev() {
+        match gi.matched(full, is_dir) {
+            ignore::Match::Ignore(_) => return true,
+            ignore::Match::Whitelist(_) => return false,
+            ignore::Match::None => {}
+        }
+    }
+    false
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Reads the folder `dir` (open as `fd`) and everything below it.
+fn visit(root: &Path, fd: OwnedFd, dir: &RelPath, rules: &Rules) -> Found {
+    let mut found = Found::default();
+    let failed = |found: &mut Found, e: rustix::io::Errno| {
+        found
+            .unreadable
+            .push((dir.clone(), io::Error::from(e).to_string()));
+    };
+    let mut listing = match rustix::fs::Dir::new(fd) {
+        Ok(d) => d,
+        Err(e) => {
+            failed(&mut found, e);
+            return found;
+        }
+    };
+    let mut names: Vec<(String, FileType)> = Vec::new();
+    while let Some(ent) = listing.read() {
+        match ent {
+            Ok(ent) => {
+                let bytes = ent.file_name().to_bytes();
+                if bytes == b"." || bytes == b".." {
+                    continue;
+                }
+                match std::str::from_utf8(bytes) {
+                    Ok(name) => names.push((name.to_owned(), ent.file_type())),
+                    Err(_) => tracing::warn!(
+                        path = %dir.to_path(root).join(std::ffi::OsStr::from_bytes(bytes)).display(),
+                        "skipping unsyncable name: not UTF-8"
+                    ),
+                }
+            }
+            Err(e) => {
+                // What was listed is still judged; the folder's missing part is not.
+                failed(&mut found, e);
+                break;
             }
         }
     }
-    let root_owned = root.to_path_buf();
-    let temps = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let temps_seen = temps.clone();
-    builder.filter_entry(move |d| {
-        if d.file_name().to_str().is_some_and(is_temp_name) {
-            lock(&temps_seen).push(d.path().to_path_buf());
-            return false;
+    let dfd = match listing.fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            failed(&mut found, e);
+            return found;
         }
-        match RelPath::from_fs(&root_owned, d.path()) {
-            Ok(p) => !is_internal(&p),
-            Err(_) => true,
+    };
+    // A folder's own ignore file governs its entries, so it is read before they are judged.
+    let mut here = rules.clone();
+    if names.iter().any(|(n, _)| n == IGNORE_FILE) {
+        let f = dir.to_path(root).join(IGNORE_FILE);
+        here.push(Arc::new(ignore::gitignore::Gitignore::new(&f).0));
+    }
+    let mut subdirs = Vec::new();
+    for (name, ft) in names {
+        if is_temp_name(&name) {
+            found.temps.push(dir.to_path(root).join(&name));
+            continue;
         }
-    });
-
-    let found: Mutex<Walk> = Mutex::new(Walk {
-        observed: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-        temps: Vec::new(),
-    });
-    let fatal: Mutex<Option<ScanError>> = Mutex::new(None);
-    builder.threads(2).build_parallel().run(|| {
-        Box::new(|res| {
-            use ignore::WalkState;
-            match res {
-                Ok(d) => {
-                    let path = d.path();
-                    let rel = match RelPath::from_fs(root, path) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), "skipping unsyncable name: {e}");
-                            return WalkState::Skip;
-                        }
-                    };
-                    if rel.is_root() {
-                        return WalkState::Continue;
-                    }
-                    if rel.depth() > MAX_DEPTH {
-                        tracing::warn!(path = %rel, "skipping: deeper than {MAX_DEPTH} levels");
-                        return WalkState::Skip;
-                    }
-                    match d.metadata() {
-                        Ok(m) => {
-                            if let Some(o) = Observed::from_metadata(&m) {
-                                lock(&found).observed.insert(rel, o);
-                            }
-                        }
-                        Err(e) => {
-                            lock(&found).unreadable.insert(rel, e.to_string());
-                        }
-                    }
-                    WalkState::Continue
-                }
-                Err(e) => {
-                    match error_path(&e) {
-                        Some(p) => match RelPath::from_fs(root, &p) {
-                            Ok(rel) => {
-                                lock(&found).unreadable.insert(rel, io_message(&e));
-                            }
-                            Err(_) => {
-                                lock(&found)
-                                    .unreadable
-                                    .insert(RelPath::root(), io_message(&e));
-                            }
-                        },
-                        None => {
-                            *lock(&fatal) = Some(ScanError::Walk {
-                                path: root.to_path_buf(),
-                                message: e.to_string(),
-                            });
-                            return WalkState::Quit;
-                        }
-                    }
-                    WalkState::Continue
-                }
+        let rel = match dir.join(&name) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(path = %dir.to_path(root).join(&name).display(), "skipping unsyncable name: {e}");
+                continue;
             }
-        })
-    });
-    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let mut w = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    w.temps = std::mem::take(&mut *lock(&temps));
-    if !scope.is_root() {
-        w.observed.retain(|p, _| p.starts_with(scope));
-    }
-    Ok(w)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn error_path(e: &ignore::Error) -> Option<PathBuf> {
-    match e {
-        ignore::Error::WithPath { path, .. } => Some(path.clone()),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
+        };
+        if is_internal(&rel) {
+            continue;
         }
-        ignore::Error::Loop { child, .. } => Some(child.clone()),
-        _ => None,
+        // Symlinks, sockets, devices: never synced, never followed, not even looked at.
+        if !matches!(
+            ft,
+            FileType::RegularFile | FileType::Directory | FileType::Unknown
+        ) {
+            continue;
+        }
+        if rel.depth() > MAX_DEPTH {
+            tracing::warn!(path = %rel, "skipping: deeper than {MAX_DEPTH} levels");
+            continue;
+        }
+        let o = match rustix::fs::statat(dfd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match Observed::from_stat(&st) {
+                Some(o) => o,
+                None => continue,
+            },
+            // Deleted since it was listed: it is simply not there.
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => {
+                found.unreadable.push((rel, io::Error::from(e).to_string()));
+                continue;
+            }
+        };
+        if !here.is_empty() && ignored(&here, &rel.to_path(root), o.kind == Kind::Dir) {
+            continue;
+        }
+        if o.kind == Kind::Dir {
+            subdirs.push(rel.clone());
+        }
+        found.observed.push((rel, o));
     }
-}
-
-fn io_message(e: &ignore::Error) -> String {
-    match e.io_error() {
-        Some(io) => io.to_string(),
-        None => e.to_string(),
+    let below: Vec<Found> = subdirs
+        .par_iter()
+        .map(
+            |sub| match rustix::fs::openat(dfd, sub.name(), dir_flags(), Mode::empty()) {
+                Ok(fd) => visit(root, fd, sub, &here),
+                Err(e) => Found {
+                    unreadable: vec![(sub.clone(), io::Error::from(e).to_string())],
+                    ..Found::default()
+                },
+            },
+        )
+        .collect();
+    for b in below {
+        found.append(b);
     }
+    found
 }
 
 /// BLAKE3 of a file's content, streamed.
@@ -477,6 +581,158 @@ mod tests {
             kind,
             size,
             mtime: MTime::new(t, 0),
+        }
+    }
+
+    /// The walk as the `ignore` crate's walker sees it (what `walk` used before): the oracle.
+    fn oracle(root: &Path) -> (Vec<(RelPath, Observed)>, Vec<PathBuf>) {
+        let temps = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, t) = (root.to_path_buf(), temps.clone());
+        let mut b = ignore::WalkBuilder::new(root);
+        b.standard_filters(false)
+            .follow_links(false)
+            .add_custom_ignore_filename(IGNORE_FILE)
+            .filter_entry(move |d| {
+                if d.file_name().to_str().is_some_and(is_temp_name) {
+                    t.lock().unwrap().push(d.path().to_path_buf());
+                    return false;
+                }
+                !is_internal(&RelPath::from_fs(&r, d.path()).unwrap())
+            });
+        let mut seen = Vec::new();
+        for d in b.build() {
+            let d = d.unwrap();
+            let rel = RelPath::from_fs(root, d.path()).unwrap();
+            if let Some(o) = Observed::from_metadata(&d.metadata().unwrap())
+                && !rel.is_root()
+            {
+                seen.push((rel, o));
+            }
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut temps = std::mem::take(&mut *temps.lock().unwrap());
+        temps.sort();
+        (seen, temps)
+    }
+
+    fn walked(root: &Path, scope: &RelPath) -> (Vec<(RelPath, Observed)>, Vec<PathBuf>) {
+        let w = walk(root, scope).unwrap();
+        assert!(w.unreadable.is_empty(), "{:?}", w.unreadable);
+        let mut temps = w.temps;
+        temps.sort();
+        (w.observed.into_iter().collect(), temps)
+    }
+
+    #[test]
+    fn walk_agrees_with_the_ignore_crate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let files = [
+            "a/b/c.txt",
+            "a/b/keep.log",
+            "a/x.log",
+            "a/deep/er/file",
+            "build/out.bin",
+            "src/build/kept",
+            "src/main.rs",
+            "notes/.hidden",
+            "notes/ünïcode name",
+            "top.log",
+            "d/.f.sync-tmp.1234",
+            "x/y/z/.syncignore",
+            "x/y/z/w.tmp",
+            "x/y/z/v.txt",
+        ];
+        for f in files {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, f.as_bytes()).unwrap();
+        }
+        std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+        std::fs::write(root.join(".syncignore"), "*.log\n/build/\n").unwrap();
+        std::fs::write(root.join("a/b/.syncignore"), "!keep.log\n").unwrap();
+        std::fs::write(root.join("x/y/z/w.tmp"), b"w").unwrap();
+        std::fs::write(root.join("x/.syncignore"), "*.tmp\nz/v.txt\n").unwrap();
+        std::os::unix::fs::symlink("a", root.join("link-to-dir")).unwrap();
+        std::os::unix::fs::symlink("top.log", root.join("a/link-to-file")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("a/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Ours, at the root: never walked.
+        std::fs::create_dir_all(root.join(".sync-trash/a")).unwrap();
+        std::fs::write(root.join(".sync-trash/a/old"), b"1").unwrap();
+        std::fs::write(root.join(".sync"), b"{}").unwrap();
+
+        let (seen, temps) = walked(&root, &RelPath::root());
+        assert_eq!((seen.clone(), temps), oracle(&root));
+        let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        for present in ["a/b/keep.log", "src/build/kept", "x/y/z/v.txt", "empty/dir"] {
+            assert!(names.contains(&present), "{present} missing from {names:?}");
+        }
+        for absent in [
+            "a/x.log",
+            "build",
+            "x/y/z/w.tmp",
+            "link-to-dir",
+            "a/fifo",
+            ".sync",
+        ] {
+            assert!(!names.contains(&absent), "{absent} walked: {names:?}");
+        }
+
+        // A walk below the root keeps the rules above it, and sees only its own subtree.
+        for scope in ["a", "a/b", "x/y", "src/main.rs"] {
+            let scope = RelPath::parse(scope).unwrap();
+            let (part, _) = walked(&root, &scope);
+            let whole: Vec<_> = seen
+                .iter()
+                .filter(|(p, _)| p.starts_with(&scope))
+                .cloned()
+                .collect();
+            assert_eq!(part, whole, "scope {scope}");
+        }
+        // A scope that is gone is reported, not walked.
+        let w = walk(&root, &RelPath::parse("no/such").unwrap()).unwrap();
+        assert!(w.observed.is_empty());
+        assert!(
+            w.unreadable
+                .contains_key(&RelPath::parse("no/such").unwrap())
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Random trees and ignore files (negations, anchors, folder patterns): same as the oracle.
+        #[test]
+        fn walk_agrees_with_the_ignore_crate_on_random_trees(
+            files in proptest::collection::vec("[abc]{1,2}(/[abc.]{1,2}){0,3}", 1..24),
+            rules in proptest::collection::vec(
+                (0usize..3, proptest::collection::vec("!?/?[abc*]{1,2}/?", 1..4)),
+                0..4,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = std::fs::canonicalize(dir.path()).unwrap();
+            for f in &files {
+                let p = root.join(f);
+                // A name used both as a file and as a folder: first one wins.
+                if std::fs::create_dir_all(p.parent().unwrap()).is_ok() && !p.exists() {
+                    let _ = std::fs::write(&p, f.as_bytes());
+                }
+            }
+            let dirs = ["", "a", "a/b"];
+            for (d, lines) in &rules {
+                let d = root.join(dirs[*d]);
+                if std::fs::create_dir_all(&d).is_ok() {
+                    std::fs::write(d.join(IGNORE_FILE), lines.join("\n")).unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(walked(&root, &RelPath::root()), oracle(&root));
         }
     }
 
