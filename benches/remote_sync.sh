@@ -5,7 +5,8 @@
 # first after a tree is made pays for it, by up to 50 %) and each tool's time relative to rsync.
 #   rsync, unison  over a throwaway loopback OpenSSH sshd (each runs its own program there)
 #   filesync       against that same sshd with nothing installed there (remote stat walk)
-#   fs-serve       against `filesync serve` on loopback: our program at the far end, as on the hub
+#   fs-serve       against `filesync daemon` on loopback (its SFTP server and watcher): our
+#                  program at the far end, as on the hub
 # usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_TOOLS, BENCH_BIN,
 #                                  BENCH_ROUNDS=2)
 set -euo pipefail
@@ -37,22 +38,33 @@ mkdir -p "$home/.ssh"
 cp "$SSHD_KEY" "$home/.ssh/id_ed25519"
 cp "$SSHD_KNOWN_HOSTS" "$home/.ssh/known_hosts"
 
-# Our server, same client key; started for each remote folder (it serves one root).
+# Our hub, same client key: `filesync daemon` (watcher + SFTP server in one process, as the
+# Pi runs it), started for each remote folder (it serves one root).
 cp "$SSHD_KEY.pub" "$work/serve_authorized_keys"
-cat > "$work/serve.toml" <<CFG
+serve_port=
+stop_serve() {
+    [ -n "$serve_pid" ] && { kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; }
+    serve_pid=
+}
+start_serve() { # root
+    stop_serve
+    serve_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat > "$work/serve.toml" <<CFG
+root = "$1"
 [server]
+listen = "127.0.0.1:$serve_port"
 host_key = "$work/serve_host_key"
 authorized_keys = "$work/serve_authorized_keys"
 CFG
-serve_port=
-start_serve() { # root
-    [ -n "$serve_pid" ] && { kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; }
-    FILESYNC_CONFIG="$work/serve.toml" RUST_LOG=warn "$bin" serve --root "$1" --listen 127.0.0.1:0 \
+    FILESYNC_CONFIG="$work/serve.toml" XDG_RUNTIME_DIR=$work RUST_LOG=warn "$bin" daemon \
         >"$work/serve.out" 2>"$work/serve.log" &
     serve_pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-    serve_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
-    [ -n "$serve_port" ] || { echo "bench: filesync serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+    local up=
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$serve_port") 2>/dev/null && { up=1; break; }
+        sleep 0.1
+    done
+    [ -n "$up" ] || { echo "bench: filesync daemon did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
     # Known like a configured peer's: no --accept-new on the first sync.
     echo "[127.0.0.1]:$serve_port $(ssh-keygen -y -f "$work/serve_host_key")" >>"$home/.ssh/known_hosts"
 }
@@ -94,6 +106,8 @@ for p in $profiles; do
                 echo "bench: $t left $p trees different" >&2
                 exit 1
             fi
+            # Stopped before its folder is deleted: a running watcher would be writing there.
+            [ "$t" = fs-serve ] && stop_serve
         done
         rm -rf "$work/$p-"*-local-"$round" "$work/$p-"*-remote-"$round"
         [ "$round" = "$rounds" ] && rm -rf "$work/$p-src"

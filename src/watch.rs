@@ -25,6 +25,8 @@ const COARSEN_CHILDREN: usize = 32;
 const MAX_SCOPES: usize = 2_000;
 /// How often a held `.sync.lock` is tried again (its removal also wakes us).
 const LOCK_RETRY: Duration = Duration::from_millis(250);
+/// Names of the fence files `FreshnessProbe` creates (and removes at once) in the root.
+const COOKIE_PREFIX: &str = ".sync-cookie.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -73,6 +75,10 @@ struct Inbox {
     trouble: Option<String>,
     /// The watch limit was reached: events no longer cover the whole tree.
     degraded: bool,
+    /// The indexing loop has taken a batch out and not yet written (or requeued) it.
+    applying: bool,
+    /// Fence cookies seen, waited for by `FreshnessProbe::check`.
+    cookies: BTreeSet<u64>,
     stop: bool,
 }
 
@@ -168,6 +174,7 @@ impl Watchdog {
 pub struct IndexWatcher {
     shared: Arc<Shared>,
     state: Arc<Mutex<IndexState>>,
+    root: PathBuf,
     // Dropping the backend stops its thread; kept until the indexer has finished.
     backend: Option<notify::RecommendedWatcher>,
 }
@@ -208,6 +215,7 @@ impl IndexWatcher {
         Ok(IndexWatcher {
             shared,
             state: Arc::new(Mutex::new(IndexState::default())),
+            root: root.to_path_buf(),
             backend: Some(backend),
         })
     }
@@ -224,6 +232,15 @@ impl IndexWatcher {
     /// A live view of what is waiting, for status (the published state lags a batch).
     pub fn pending_probe(&self) -> PendingProbe {
         PendingProbe(self.shared.clone())
+    }
+
+    /// A handle that tells an index refresh whether `.sync` on disk is already current.
+    pub fn freshness_probe(&self) -> FreshnessProbe {
+        FreshnessProbe {
+            shared: self.shared.clone(),
+            root: self.root.clone(),
+            next: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Asks for a full rescan (on start, after a reload).
@@ -307,6 +324,7 @@ impl IndexWatcher {
                     };
                     inbox.first_event = None;
                     inbox.last_event = None;
+                    inbox.applying = true;
                     (Some(b), stopping)
                 } else if stopping {
                     (None, true)
@@ -339,7 +357,26 @@ impl IndexWatcher {
             };
 
             if let Some(batch) = batch {
-                match apply_locked(&store, &mut index, &batch, &mut disk_id) {
+                let outcome = apply_locked(&store, &mut index, &batch, &mut disk_id);
+                {
+                    // Put back what was not written and clear `applying` under one lock, so a
+                    // freshness check never sees an empty inbox with work still unwritten.
+                    let mut inbox = self.shared.inbox();
+                    match &outcome {
+                        Ok(Applied::Done { .. }) => {}
+                        Ok(Applied::Locked) if batch.full => inbox.mark_full(Instant::now()),
+                        Ok(Applied::Locked) => {
+                            for p in &batch.dirty {
+                                inbox.mark(p.clone(), Instant::now());
+                            }
+                        }
+                        // Retry the whole tree later rather than lose the batch.
+                        Err(_) => inbox.mark_full(Instant::now()),
+                    }
+                    inbox.applying = false;
+                    self.shared.wake.notify_all();
+                }
+                match outcome {
                     Ok(Applied::Done { changed, stats }) => {
                         lock_retry_at = None;
                         last_error = None;
@@ -354,16 +391,8 @@ impl IndexWatcher {
                         }
                     }
                     Ok(Applied::Locked) => {
-                        // A sync holds the lock: keep the batch; apply it after, against the
-                        // index the sync wrote.
-                        let mut inbox = self.shared.inbox();
-                        if batch.full {
-                            inbox.mark_full(Instant::now());
-                        } else {
-                            for p in batch.dirty {
-                                inbox.mark(p, Instant::now());
-                            }
-                        }
+                        // A sync holds the lock: the batch waits in the inbox, to be applied
+                        // after, against the index the sync wrote.
                         lock_retry_at = Some(Instant::now() + LOCK_RETRY);
                         if stopping {
                             tracing::info!(
@@ -382,9 +411,6 @@ impl IndexWatcher {
                             tracing::debug!("index update still failing: {msg}");
                         }
                         last_error = Some(msg);
-                        // Retry the whole tree later rather than lose the batch.
-                        let mut inbox = self.shared.inbox();
-                        inbox.mark_full(Instant::now());
                         lock_retry_at = Some(Instant::now() + Duration::from_secs(5));
                         if stopping {
                             break;
@@ -402,6 +428,85 @@ impl IndexWatcher {
         self.backend.take();
         index
     }
+}
+
+/// What the watcher can vouch for about `.sync` on disk, asked by a client's index refresh.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Every change made before the question is in `.sync`.
+    Current,
+    /// `.sync` may miss changes at or under these paths, and nowhere else.
+    Dirty(BTreeSet<RelPath>),
+    /// The watcher cannot tell (a full rescan is due, the watch limit was hit, no answer).
+    Unknown,
+}
+
+/// Tells whether `.sync` on disk is current without walking the folder.
+///
+/// Events only arrive after the change that caused them, so the check first creates a fence
+/// file in the root and waits for its event: inotify reports in order, so by then every
+/// change made before the check is in the inbox (or already written by the loop).
+#[derive(Clone)]
+pub struct FreshnessProbe {
+    shared: Arc<Shared>,
+    root: PathBuf,
+    next: Arc<AtomicU64>,
+}
+
+impl FreshnessProbe {
+    pub fn check(&self, wait: Duration) -> Freshness {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .root
+            .join(format!("{COOKIE_PREFIX}{}.{n}", std::process::id()));
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            tracing::debug!(path = %path.display(), "no fence for the freshness check: {e}");
+            return Freshness::Unknown;
+        }
+        let _ = std::fs::remove_file(&path);
+        let deadline = Instant::now() + wait;
+        let mut inbox = self.shared.inbox();
+        let mut seen = false;
+        loop {
+            seen = seen || inbox.cookies.remove(&n);
+            if seen && !inbox.applying {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || inbox.stop {
+                // A late cookie would stay in the set; keep it from growing without bound.
+                if inbox.cookies.len() > 64 {
+                    inbox.cookies.clear();
+                }
+                return Freshness::Unknown;
+            }
+            inbox = match self.shared.wake.wait_timeout(inbox, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        if inbox.full || inbox.degraded {
+            Freshness::Unknown
+        } else if inbox.dirty.is_empty() {
+            Freshness::Current
+        } else {
+            Freshness::Dirty(inbox.dirty.clone())
+        }
+    }
+}
+
+/// The number in one of this process's fence file names.
+fn cookie_number(rel: &str) -> Option<u64> {
+    let rest = rel.strip_prefix(COOKIE_PREFIX)?;
+    let (pid, n) = rest.split_once('.')?;
+    if pid != std::process::id().to_string() {
+        return None;
+    }
+    n.parse().ok()
 }
 
 /// Wakes the indexing loop and tells it to finish.
@@ -476,6 +581,11 @@ fn on_event(shared: &Shared, root: &Path, res: notify::Result<notify::Event>) {
                     }
                     if rel.as_str() == INDEX_FILE {
                         inbox.index_touched = true;
+                        any = true;
+                        continue;
+                    }
+                    if let Some(n) = cookie_number(rel.as_str()) {
+                        inbox.cookies.insert(n);
                         any = true;
                         continue;
                     }
@@ -698,6 +808,46 @@ mod tests {
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn freshness_sees_every_change_made_before_it_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let w = IndexWatcher::start(&root).unwrap();
+        let probe = w.freshness_probe();
+        let wait = Duration::from_secs(5);
+        assert_eq!(probe.check(wait), Freshness::Current);
+        // No pause between the change and the question: the fence makes the event count.
+        for i in 0..20 {
+            let name = format!("d/f{i}");
+            std::fs::write(root.join(&name), b"x").unwrap();
+            match probe.check(wait) {
+                Freshness::Dirty(d) => assert!(d.contains(&p(&name)), "{name} not in {d:?}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // The fence files are gone, and never marked anything.
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("d")]);
+        assert!(
+            w.shared
+                .inbox()
+                .dirty
+                .iter()
+                .all(|q| q.as_str().starts_with("d/"))
+        );
+
+        // A full rescan due, or a batch taken out and not yet written: nothing is vouched for.
+        w.shared.inbox().applying = true;
+        assert_eq!(probe.check(Duration::from_millis(300)), Freshness::Unknown);
+        w.shared.inbox().applying = false;
+        w.request_full();
+        assert_eq!(probe.check(wait), Freshness::Unknown);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::daemon::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn read(p: &Path) -> Option<String> {
@@ -119,19 +119,21 @@ fn status_without_a_daemon_scans() {
     assert!(!text.contains("daemon pid"), "{text}");
 }
 
-/// The hub setup: B's daemon serves its folder over SFTP, A's daemon pulls from it every
-/// second. Stopping B (its server with it) gives A one log line and backoff; starting B again
-/// resumes the exchange.
-#[test]
-fn pulls_over_sftp_from_a_serving_daemon() {
+/// B's side of the hub setup: keys, a known_hosts entry for A, and a config that serves B's
+/// folder on a free loopback port.
+struct Hub {
+    port: u16,
+    client_key: PathBuf,
+    known_hosts: PathBuf,
+    config: PathBuf,
+}
+
+fn hub(env: &Env) -> Hub {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let env = Env::new("");
-    let a = env.folder("a");
-    let b = env.folder("b");
     let client_key = env.path().join("client_key");
     let host_key = env.path().join("host_key");
     common::server::keygen(&client_key);
@@ -150,15 +152,37 @@ fn pulls_over_sftp_from_a_serving_daemon() {
         ),
     )
     .unwrap();
-    let cfg_b = env.path().join("config-b.toml");
+    let config = env.path().join("config-b.toml");
     std::fs::write(
-        &cfg_b,
+        &config,
         format!(
             "name = \"b\"\n[server]\nlisten = \"127.0.0.1:{port}\"\nhost_key = {:?}\nauthorized_keys = {:?}\n",
             host_key, keys
         ),
     )
     .unwrap();
+    Hub {
+        port,
+        client_key,
+        known_hosts,
+        config,
+    }
+}
+
+/// The hub setup: B's daemon serves its folder over SFTP, A's daemon pulls from it every
+/// second. Stopping B (its server with it) gives A one log line and backoff; starting B again
+/// resumes the exchange.
+#[test]
+fn pulls_over_sftp_from_a_serving_daemon() {
+    let env = Env::new("");
+    let a = env.folder("a");
+    let b = env.folder("b");
+    let Hub {
+        port,
+        client_key,
+        known_hosts,
+        config: cfg_b,
+    } = hub(&env);
     std::fs::write(
         &env.config,
         format!(
@@ -216,5 +240,78 @@ fn pulls_over_sftp_from_a_serving_daemon() {
     assert!(da.wait_log("reachable again", Duration::from_secs(5)));
     let log_a = da.log();
     assert!(da.stop().success(), "{log_a}");
+    assert!(db.stop().success());
+}
+
+/// A sync from a laptop right after edits on the hub carries them. The hub's watcher answers
+/// the index refresh: what it has seen but not yet written is rescanned, and once it has
+/// caught up, nothing is (the log says so).
+#[test]
+fn a_sync_right_after_an_edit_on_the_hub_carries_it() {
+    let env = Env::new("");
+    let a = env.folder("a");
+    let b = env.folder("b");
+    let h = hub(&env);
+    std::fs::write(
+        &env.config,
+        format!(
+            "name = \"a\"\n[peers.hub]\nurl = \"sftp://tester@127.0.0.1:{}/\"\nidentity = {:?}\nknown_hosts = {:?}\n",
+            h.port, h.client_key, h.known_hosts
+        ),
+    )
+    .unwrap();
+    for i in 0..30 {
+        let p = b.join(format!("d{}/f{i}.txt", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("first {i:03}")).unwrap();
+    }
+    let db = env.daemon_with(&b, &h.config, &[]);
+    assert!(
+        db.wait_log("serving SFTP", Duration::from_secs(20)),
+        "{}",
+        db.log()
+    );
+    let sync = || {
+        let out = env.run(&["sync", "--no-progress", "hub", a.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}{}\nhub log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            db.log()
+        );
+    };
+    sync();
+    assert_eq!(read(&a.join("d1/f1.txt")).as_deref(), Some("first 001"));
+
+    // Each round: edit (same size), create and delete on the hub, then sync at once.
+    for round in 0..10 {
+        let edited = format!("d{}/f{round}.txt", round % 3);
+        std::fs::write(b.join(&edited), format!("again {round:03}")).unwrap();
+        std::fs::write(b.join(format!("new{round}.txt")), "new").unwrap();
+        let gone = format!("d{}/f{}.txt", (round + 10) % 3, round + 10);
+        std::fs::remove_file(b.join(&gone)).unwrap();
+        sync();
+        assert_eq!(
+            read(&a.join(&edited)).as_deref(),
+            Some(format!("again {round:03}").as_str()),
+            "round {round}: {edited}\nhub log:\n{}",
+            db.log()
+        );
+        assert_eq!(
+            read(&a.join(format!("new{round}.txt"))).as_deref(),
+            Some("new")
+        );
+        assert!(!a.join(&gone).exists(), "round {round}: {gone} still there");
+    }
+
+    // Quiet for longer than the watcher's debounce: the refresh rescans nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    sync();
+    assert!(
+        db.log().contains("index current by the watcher"),
+        "{}",
+        db.log()
+    );
     assert!(db.stop().success());
 }

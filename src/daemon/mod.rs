@@ -72,6 +72,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     let index_state = watcher.state();
     let pending = watcher.pending_probe();
     let stopper = watcher.stopper();
+    let freshness = watcher.freshness_probe();
     let settings = watch_settings(cfg);
     let wd = watchdog.clone();
     let mut indexer = tokio::task::spawn_blocking(move || watcher.run(store, index, settings, wd));
@@ -81,6 +82,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     if let Some(sc) = &cfg.server {
         match crate::server::bind(sc, &root).await {
             Ok(bound) => {
+                let bound = bound.with_freshness(freshness);
                 tracing::info!(addr = %bound.local_addr(), "serving SFTP");
                 server_task = Some(tokio::spawn(bound.run(shutdown_rx.clone())));
             }

@@ -11,6 +11,7 @@ pub(crate) mod wire;
 pub use sftp::INDEX_REFRESH;
 
 use crate::config::{Config, ServerConfig, expand_home};
+use crate::watch::FreshnessProbe;
 use connection::{Connection, Gate};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet};
@@ -51,7 +52,7 @@ pub struct BoundServer {
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     gate: Arc<Gate>,
-    shared: Arc<sftp::Shared>,
+    shared: sftp::Shared,
     max_clients: usize,
 }
 
@@ -227,10 +228,11 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
             password_hash: cfg.password_hash.clone(),
             failures: Default::default(),
         }),
-        shared: Arc::new(sftp::Shared {
+        shared: sftp::Shared {
             root: root_fd,
             read_only: cfg.read_only,
-        }),
+            freshness: None,
+        },
         max_clients: cfg.max_clients.max(1),
     })
 }
@@ -242,13 +244,20 @@ impl BoundServer {
         self.addr
     }
 
+    /// Lets index refreshes ask the daemon's watcher instead of rescanning the folder.
+    pub fn with_freshness(mut self, probe: FreshnessProbe) -> Self {
+        self.shared.freshness = Some(probe);
+        self
+    }
+
     /// Serves until `shutdown` turns true (or its sender goes away), then closes sessions cleanly.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
         let slots = Arc::new(Semaphore::new(self.max_clients));
         let handles: Handles = Arc::default();
         let mut conns = JoinSet::new();
         let mut next_id = 0u64;
-        tracing::info!(addr = %self.addr, root = %self.shared.root.path().display(), read_only = self.shared.read_only, "SFTP server listening");
+        let shared = Arc::new(self.shared);
+        tracing::info!(addr = %self.addr, root = %shared.root.path().display(), read_only = shared.read_only, "SFTP server listening");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -288,7 +297,7 @@ impl BoundServer {
                     let handler = Connection {
                         peer,
                         gate: self.gate.clone(),
-                        shared: self.shared.clone(),
+                        shared: shared.clone(),
                         channels: HashMap::new(),
                         sftp: JoinSet::new(),
                     };

@@ -8,8 +8,10 @@
 use super::batch;
 use super::fs::{self, FsError, FsResult, Root};
 use super::wire::{self, Request};
+use crate::index::INDEX_FILE;
 use crate::relpath::RelPath;
 use crate::store::LocalStore;
+use crate::watch::{Freshness, FreshnessProbe};
 use bytes::{Bytes, BytesMut};
 use russh::ChannelMsg;
 use russh::server::Msg;
@@ -19,6 +21,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 /// READ/WRITE requests of one session running at once (OpenSSH's client keeps 64 outstanding).
@@ -37,6 +40,8 @@ pub const INDEX_REFRESH: &str = "index-refresh@filesync";
 pub struct Shared {
     pub root: Root,
     pub read_only: bool,
+    /// The daemon's watcher, when it keeps `.sync` current: index refreshes ask it first.
+    pub freshness: Option<FreshnessProbe>,
 }
 
 enum Handle {
@@ -655,7 +660,7 @@ impl Session {
                 if ro {
                     return denied_read_only(id);
                 }
-                match refresh_index(self.root().path()) {
+                match refresh_index(self.root().path(), self.shared.freshness.as_ref()) {
                     Ok(()) => ok(id),
                     Err(e) => wire::status(id, wire::FX_FAILURE, &e),
                 }
@@ -672,18 +677,45 @@ impl Session {
     }
 }
 
-/// Rescans the root into its `.sync` index. No `.sync.lock`: the client asking holds it.
-fn refresh_index(root: &std::path::Path) -> Result<(), String> {
+/// How long an index refresh waits for the watcher's answer before rescanning everything.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
+
+/// Brings the root's `.sync` up to date. No `.sync.lock`: the client asking holds it.
+///
+/// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
+/// without it, or when it cannot vouch for the index, the whole folder is.
+fn refresh_index(root: &std::path::Path, watch: Option<&FreshnessProbe>) -> Result<(), String> {
     let store = LocalStore::open(root, 0).map_err(|e| e.to_string())?;
-    let (current, existed) = store.current_blocking().map_err(|e| e.to_string())?;
-    // Nothing moved: the index on disk is already current (and a write would cost an fsync).
-    if existed && current.loaded == current.index.entries_digest() {
-        return Ok(());
+    let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
+    // Parsed only when there is something to rescan: a big index takes a while to read.
+    let loaded = match &freshness {
+        Freshness::Dirty(_) => store.load_index_blocking().map_err(|e| e.to_string())?,
+        _ => None,
+    };
+    let (changed, stats) = match (freshness, loaded) {
+        (Freshness::Current, _) if root.join(INDEX_FILE).is_file() => {
+            tracing::debug!("index current by the watcher");
+            return Ok(());
+        }
+        (Freshness::Dirty(dirty), Some(mut index)) => {
+            let before = index.entries_digest();
+            let batch = crate::watch::Batch { dirty, full: false };
+            let stats = crate::watch::apply(root, &mut index, &batch).map_err(|e| e.to_string())?;
+            ((index.entries_digest() != before).then_some(index), stats)
+        }
+        _ => {
+            let (current, existed) = store.current_blocking().map_err(|e| e.to_string())?;
+            // Nothing moved: the index on disk is current (and a write would cost an fsync).
+            let moved = !existed || current.loaded != current.index.entries_digest();
+            (moved.then_some(current.index), current.stats)
+        }
+    };
+    if let Some(index) = changed {
+        store
+            .save_index_blocking(&index)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
     }
-    store
-        .save_index_blocking(&current.index)
-        .map_err(|e| e.to_string())?;
-    tracing::info!(root = %root.display(), changes = current.stats.changes(), "index refreshed for a client");
     Ok(())
 }
 
