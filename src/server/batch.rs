@@ -10,6 +10,7 @@ use super::wire;
 use crate::index::is_temp_name;
 use crate::relpath::RelPath;
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::io::Write;
 
 pub const WRITE_FILES: &str = "write-files@filesync";
@@ -117,9 +118,11 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
         return wire::batch_reply(id, &outcomes);
     }
     let mut dirs: Vec<RelPath> = Vec::new();
+    // Trash folders made (or found) for this batch: files of one folder share theirs.
+    let mut made = HashSet::new();
     for t in todo.iter_mut() {
         let Ok((tmp, path, fresh)) = t else { continue };
-        if let Err(e) = install_one(root, tmp, path, *fresh, now) {
+        if let Err(e) = install_one(root, tmp, path, *fresh, now, &mut made) {
             let _ = root.remove(tmp);
             *t = Err(e);
             continue;
@@ -180,14 +183,21 @@ fn read_one(root: &Root, f: &wire::ReadFile, want: u64) -> FsResult<Bytes> {
     Ok(Bytes::from(v))
 }
 
-fn install_one(root: &Root, tmp: &RelPath, path: &RelPath, fresh: bool, now: i64) -> FsResult<()> {
+fn install_one(
+    root: &Root,
+    tmp: &RelPath,
+    path: &RelPath,
+    fresh: bool,
+    now: i64,
+    made: &mut HashSet<RelPath>,
+) -> FsResult<()> {
     if fresh {
         // RENAME_NOREPLACE: a file that arrived since the client's scan is left alone.
         return root.rename(tmp, path, false);
     }
     match root.lstat(path) {
         Ok(st) => {
-            let slot = trash_slot(root, path, now)?;
+            let slot = trash_slot(root, path, now, made)?;
             // A hard link keeps the old version while the rename replaces it atomically; a
             // folder (or anything else) in the way moves to the trash whole.
             let is_file = st.st_mode & libc::S_IFMT == libc::S_IFREG;
@@ -201,20 +211,31 @@ fn install_one(root: &Root, tmp: &RelPath, path: &RelPath, fresh: bool, now: i64
     root.rename(tmp, path, true)
 }
 
-/// A free name for `p` in the trash, its folder created.
-fn trash_slot(root: &Root, p: &RelPath, now: i64) -> FsResult<RelPath> {
+/// A free name for `p` in the trash, its folder created (unless `made` says it was already).
+fn trash_slot(
+    root: &Root,
+    p: &RelPath,
+    now: i64,
+    made: &mut HashSet<RelPath>,
+) -> FsResult<RelPath> {
     let (dir, base) = crate::store::trash_name(p, now)
         .map_err(|_| FsError::Denied("no trash name for this path"))?;
-    for d in dir
-        .ancestors()
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .chain([dir.clone()])
-    {
-        match root.mkdir(&d, None) {
-            Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            r => r?,
+    if !made.contains(&dir) {
+        for d in dir
+            .ancestors()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .chain([dir.clone()])
+        {
+            if made.contains(&d) {
+                continue;
+            }
+            match root.mkdir(&d, None) {
+                Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                r => r?,
+            }
+            made.insert(d);
         }
     }
     for n in 0u32..1000 {
