@@ -326,9 +326,18 @@ impl Serialize for VvSer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         for (r, n) in self.0.iter() {
-            m.serialize_entry(&r.to_string(), &n)?;
+            m.serialize_entry(&IdKey(r), &n)?;
         }
         m.end()
+    }
+}
+
+/// A replica id as a map key, formatted straight into the output (no `String` per entry).
+struct IdKey(ReplicaId);
+
+impl Serialize for IdKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
@@ -348,7 +357,7 @@ impl Serialize for EntrySer<'_> {
         if e.kind == Kind::File {
             m.serialize_entry(".ss", &e.size)?;
             if let Some(h) = &e.hash {
-                m.serialize_entry(".sh", &h.to_hex())?;
+                m.serialize_entry(".sh", blake3::Hash::from_bytes(h.0).to_hex().as_str())?;
             }
         }
         if !e.vv.is_empty() {
