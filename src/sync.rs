@@ -377,12 +377,38 @@ async fn sync_locked<L: Store, R: Store>(
     // for an age counted in days.
     let sweep_l = sweep_due(&mut li, now);
     let sweep_r = sweep_due(&mut ri, now);
-    // Left first: any counter the planner bumped belongs to the left replica (see `plan`).
-    if save_l || sweep_l {
-        left.save_index(&li).await?;
-    }
-    if save_r || sweep_r {
-        right.save_index(&ri).await?;
+    // Both written at once, put in place left first: any counter the planner bumped belongs to
+    // the left replica (see `plan`), so the right must never name one the left has not kept.
+    let (sl, sr) = tokio::join!(
+        async {
+            if save_l || sweep_l {
+                left.stage_index(&li).await
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if save_r || sweep_r {
+                right.stage_index(&ri).await
+            } else {
+                Ok(None)
+            }
+        },
+    );
+    let committed_l = match sl {
+        Ok(Some(s)) => left.commit_index(s).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match (committed_l, sr) {
+        (Ok(()), Ok(Some(s))) => right.commit_index(s).await?,
+        (Ok(()), r) => r.map(|_| ())?,
+        (Err(e), r) => {
+            if let Ok(Some(s)) = r {
+                right.discard_index(s).await;
+            }
+            return Err(e);
+        }
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     let sweep = |due: bool, days: u64| if due { days } else { 0 };

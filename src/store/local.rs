@@ -5,7 +5,8 @@
 //! hard-linked (or moved) into `.sync-trash/` first.
 
 use super::{
-    BatchFile, BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, Store, StoreError, stamp,
+    BatchFile, BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, StagedIndex, Store,
+    StoreError, stamp,
 };
 use crate::index::{
     ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR, fit_name,
@@ -392,6 +393,12 @@ pub fn remove_stale_temps(root: &Path, temps: &[PathBuf]) {
 
 /// Writes a whole file atomically: temp beside it, fsync, rename, fsync the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = stage_file(path, bytes)?;
+    commit_file(&tmp, path)
+}
+
+/// The first half of `atomic_write`: `bytes` in a new temp beside `path`, fsynced.
+fn stage_file(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -405,15 +412,25 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .create_new(true)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir);
-        Ok(())
+        f.sync_all()
     })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match res {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    res
+}
+
+/// The second half: the staged temp renamed over `path`, and the rename made durable.
+fn commit_file(tmp: &Path, path: &Path) -> io::Result<()> {
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) {
@@ -763,15 +780,33 @@ impl Store for LocalStore {
         Box::pin(blocking(move || this.current_blocking().map(|(c, _)| c)))
     }
 
-    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn stage_index<'a>(
+        &'a self,
+        index: &'a Index,
+    ) -> BoxFuture<'a, Result<Option<StagedIndex>, StoreError>> {
         Box::pin(async move {
             let bytes = to_json_vec(index);
             let path = self.root.join(INDEX_FILE);
             blocking(move || {
-                atomic_write(&path, &bytes)
+                stage_file(&path, &bytes)
+                    .map(|tmp| Some(StagedIndex { tmp: tmp.into() }))
                     .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
             })
             .await
+        })
+    }
+
+    fn commit_index(&self, staged: StagedIndex) -> BoxFuture<'_, Result<(), StoreError>> {
+        let path = self.root.join(INDEX_FILE);
+        Box::pin(blocking(move || {
+            commit_file(Path::new(&staged.tmp), &path)
+                .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
+        }))
+    }
+
+    fn discard_index(&self, staged: StagedIndex) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tokio::fs::remove_file(&staged.tmp).await;
         })
     }
 

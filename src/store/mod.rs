@@ -249,6 +249,12 @@ pub struct Current {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// An index written under a temp name (a local path or a remote one), not yet in place.
+#[derive(Debug)]
+pub struct StagedIndex {
+    pub(crate) tmp: std::ffi::OsString,
+}
+
 /// A replica's folder. All paths are `RelPath`s below the replica root.
 pub trait Store: Send + Sync {
     /// A human-readable location, for messages (`/home/a/docs`, `sftp://pi/srv/filesync`).
@@ -261,8 +267,26 @@ pub trait Store: Send + Sync {
     /// `.sync` brought up to date with the folder (rescan: stat, hash what changed); a new
     /// index when there is no `.sync` yet. One call, so a store can overlap the two halves.
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>>;
+    /// Writes `index` durably under a temp name, to be put in place by `commit_index`; `None`
+    /// when the stored `.sync` already says the same. Two replicas stage at once while their
+    /// commits keep a fixed order.
+    fn stage_index<'a>(
+        &'a self,
+        index: &'a Index,
+    ) -> BoxFuture<'a, Result<Option<StagedIndex>, StoreError>>;
+    /// Renames a staged index over `.sync`, durably.
+    fn commit_index(&self, staged: StagedIndex) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Removes a staged index that will not be committed.
+    fn discard_index(&self, staged: StagedIndex) -> BoxFuture<'_, ()>;
     /// Writes `.sync` atomically.
-    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self.stage_index(index).await? {
+                Some(s) => self.commit_index(s).await,
+                None => Ok(()),
+            }
+        })
+    }
 
     /// `lstat` of a path; `None` when nothing (or something unsyncable) is there.
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>>;
@@ -353,8 +377,17 @@ impl Store for AnyStore {
     fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
         delegate!(self, s => s.current_index())
     }
-    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
-        delegate!(self, s => s.save_index(index))
+    fn stage_index<'a>(
+        &'a self,
+        index: &'a Index,
+    ) -> BoxFuture<'a, Result<Option<StagedIndex>, StoreError>> {
+        delegate!(self, s => s.stage_index(index))
+    }
+    fn commit_index(&self, staged: StagedIndex) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(self, s => s.commit_index(staged))
+    }
+    fn discard_index(&self, staged: StagedIndex) -> BoxFuture<'_, ()> {
+        delegate!(self, s => s.discard_index(staged))
     }
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
         delegate!(self, s => s.stat(p))

@@ -12,7 +12,7 @@ mod connect;
 mod walk;
 mod xfer;
 
-use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, Store, StoreError};
+use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, StagedIndex, Store, StoreError};
 use crate::config::Config;
 use crate::index::{
     ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
@@ -89,6 +89,8 @@ impl Drop for SftpStore {
 struct State {
     /// The remote `.sync` as loaded (see `Fingerprint`), to skip a needless upload.
     loaded: Mutex<Option<Fingerprint>>,
+    /// The fingerprint of a staged index, `loaded` once it is committed.
+    staged: Mutex<Option<Fingerprint>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
 }
@@ -350,23 +352,21 @@ impl Sftp {
     }
 
     /// Writes a whole file atomically at `path` (temp, fsync, rename over).
-    async fn write_all(&self, path: &str, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+    /// `bytes` into a new file at `tmp`, fsynced; nothing left behind on failure.
+    async fn write_temp(&self, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let len = bytes.len() as u64;
         let data: Reader = Box::pin(io::Cursor::new(bytes));
         let res = async {
             let h = xfer::create(self, tmp)
                 .await
                 .map_err(|e| self.err("cannot create", tmp, e))?;
-            xfer::upload(self, tmp, h, data, None, None, Some(len)).await?;
-            self.rename_over(tmp, path)
-                .await
-                .map_err(|e| self.err("cannot put in place", path, e))
+            xfer::upload(self, tmp, h, data, None, None, Some(len)).await
         }
         .await;
         if res.is_err() {
             let _ = self.raw().remove(tmp).await;
         }
-        res
+        res.map(|_| ())
     }
 }
 
@@ -471,6 +471,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         lock_stale_secs: cfg.lock_stale_secs,
         st: Box::new(State {
             loaded: Mutex::new(None),
+            staged: Mutex::new(None),
             locked: std::sync::atomic::AtomicBool::new(false),
         }),
     })
@@ -669,7 +670,7 @@ impl SftpStore {
         Ok(Some((idx, digest)))
     }
 
-    async fn save_index_async(&self, index: &Index) -> Result<(), StoreError> {
+    async fn stage_index_async(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {
         let norm = Fingerprint::of(index, index.entries_digest());
         let same = self
             .st
@@ -679,16 +680,29 @@ impl SftpStore {
             .unwrap_or(false);
         if same {
             tracing::debug!("remote index unchanged; not uploading it");
-            return Ok(());
+            return Ok(None);
         }
-        let path = self.index_path();
         let tmp = self.s.join(&format!(
             ".{INDEX_FILE}{TMP_MARK}{:08x}",
             rand::random::<u32>()
         ));
-        self.s.write_all(&path, &tmp, to_json_vec(index)).await?;
+        self.s.write_temp(&tmp, to_json_vec(index)).await?;
+        if let Ok(mut st) = self.st.staged.lock() {
+            *st = Some(norm);
+        }
+        Ok(Some(StagedIndex { tmp: tmp.into() }))
+    }
+
+    async fn commit_index_async(&self, staged: StagedIndex) -> Result<(), StoreError> {
+        let tmp = staged.tmp.to_string_lossy();
+        let path = self.index_path();
+        if let Err(e) = self.s.rename_over(&tmp, &path).await {
+            let _ = self.s.raw().remove(tmp.as_ref()).await;
+            return Err(self.s.err("cannot put in place", &path, e));
+        }
+        let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
-            *l = Some(norm);
+            *l = staged;
         }
         Ok(())
     }
@@ -886,8 +900,21 @@ impl Store for SftpStore {
         self.guard(self.current_async())
     }
 
-    fn save_index<'a>(&'a self, index: &'a Index) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(self.save_index_async(index))
+    fn stage_index<'a>(
+        &'a self,
+        index: &'a Index,
+    ) -> BoxFuture<'a, Result<Option<StagedIndex>, StoreError>> {
+        self.guard(self.stage_index_async(index))
+    }
+
+    fn commit_index(&self, staged: StagedIndex) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.guard(self.commit_index_async(staged))
+    }
+
+    fn discard_index(&self, staged: StagedIndex) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.s.raw().remove(staged.tmp.to_string_lossy()).await;
+        })
     }
 
     fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
