@@ -79,6 +79,10 @@ run_tool() { # tool local remote
         *) bash "$peers/peer-sync.sh" "$1" "$work/sshd" "$2" "$3" ;;
     esac
 }
+# Before each timed step: the kernel's writeback of the last step done, and a second for any
+# tool's background work after it (our hub's watcher reading what the last sync wrote) — the
+# same pause for every tool; a person's syncs are minutes apart, not back to back.
+settle() { sync; sleep 1; }
 timed() { local s; s=$(now); "$@"; awk -v a="$s" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 declare -A T
@@ -97,10 +101,12 @@ for p in $profiles; do
             cp -a "$work/$p-src" "$loc"
             mkdir -p "$dst"
             [ "$t" = fs-serve ] && start_serve "$dst"
-            sync
+            settle
             keep_best "$p,$t,initial" "$(timed run_tool "$t" "$loc" "$dst")"
+            settle
             keep_best "$p,$t,noop" "$(timed run_tool "$t" "$loc" "$dst")"
             python3 "$peers/make-tree.py" "$loc" mutate 1 >/dev/null
+            settle
             keep_best "$p,$t,mutate1" "$(timed run_tool "$t" "$loc" "$dst")"
             if ! diff -r -q -x '.sync*' "$loc" "$dst" >/dev/null; then
                 echo "bench: $t left $p trees different" >&2
