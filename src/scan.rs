@@ -208,8 +208,6 @@ pub fn reconcile(
 pub enum ScanError {
     #[error("cannot read folder {path}: {source}")]
     Root { path: PathBuf, source: io::Error },
-    #[error("scanning {path}: {message}")]
-    Walk { path: PathBuf, message: String },
 }
 
 /// Everything found under `scope` of the folder at `root`, minus ignored and internal paths.
@@ -231,7 +229,9 @@ pub fn walk(root: &Path, scope: &RelPath) -> Result<Walk, ScanError> {
         path: root.to_path_buf(),
         source: e.into(),
     };
-    let root_fd = rustix::fs::open(root, dir_flags(), Mode::empty()).map_err(root_err)?;
+    // The root itself may be a symlink the user chose; nothing below it is followed.
+    let root_flags = dir_flags() - OFlags::NOFOLLOW;
+    let root_fd = rustix::fs::open(root, root_flags, Mode::empty()).map_err(root_err)?;
     let found = if scope.is_root() {
         visit(root, root_fd, scope, &Rules::default())
     } else {
@@ -696,6 +696,17 @@ mod tests {
                 .collect();
             assert_eq!(part, whole, "scope {scope}");
         }
+        // A root reached through a symlink is walked like the folder itself.
+        let link = dir.path().with_extension("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        let through: Vec<_> = walk(&link, &RelPath::root())
+            .unwrap()
+            .observed
+            .into_iter()
+            .collect();
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(through, seen);
+
         // A scope that is gone is reported, not walked.
         let w = walk(&root, &RelPath::parse("no/such").unwrap()).unwrap();
         assert!(w.observed.is_empty());
