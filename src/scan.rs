@@ -7,6 +7,7 @@ use crate::index::{
     ContentHash, Entry, IGNORE_FILE, Index, Kind, MTime, VersionVector, is_internal, is_temp_name,
 };
 use crate::relpath::RelPath;
+use ignore::gitignore::Gitignore;
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::{BTreeMap, HashMap};
@@ -217,6 +218,8 @@ pub struct Walk {
     pub unreadable: BTreeMap<RelPath, String>,
     /// Our temp files met on the walk.
     pub temps: Vec<PathBuf>,
+    /// Folders whose `.syncignore` the walk applied (even one that ignores itself).
+    pub ignore_dirs: Vec<RelPath>,
 }
 
 /// Walks `root/scope` without following symlinks, honouring `.syncignore` files.
@@ -245,6 +248,7 @@ pub fn walk(root: &Path, scope: &RelPath) -> Result<Walk, ScanError> {
         observed: found.observed.into_iter().collect(),
         unreadable,
         temps: found.temps,
+        ignore_dirs: found.ignore_dirs,
     })
 }
 
@@ -254,16 +258,10 @@ fn walk_scope(root: &Path, root_fd: OwnedFd, scope: &RelPath) -> Found {
         unreadable: vec![(scope.clone(), io::Error::from(e).to_string())],
         ..Found::default()
     };
-    let mut rules = Rules::default();
-    let mut ancestors: Vec<RelPath> = scope.ancestors().collect();
-    ancestors.push(RelPath::root());
-    ancestors.reverse();
-    for a in &ancestors {
-        let f = a.to_path(root).join(IGNORE_FILE);
-        if f.is_file() {
-            rules.push(Arc::new(ignore::gitignore::Gitignore::new(&f).0));
-        }
-    }
+    let rules: Rules = rules_above(root, scope)
+        .into_iter()
+        .map(|(_, gi)| Arc::new(gi))
+        .collect();
     let mut parent = root_fd;
     for c in scope.components().take(scope.depth() - 1) {
         parent = match rustix::fs::openat(&parent, c, dir_flags(), Mode::empty()) {
@@ -295,6 +293,7 @@ struct Found {
     observed: Vec<(RelPath, Observed)>,
     unreadable: Vec<(RelPath, String)>,
     temps: Vec<PathBuf>,
+    ignore_dirs: Vec<RelPath>,
 }
 
 impl Found {
@@ -302,15 +301,21 @@ impl Found {
         self.observed.append(&mut other.observed);
         self.unreadable.append(&mut other.unreadable);
         self.temps.append(&mut other.temps);
+        self.ignore_dirs.append(&mut other.ignore_dirs);
     }
 }
 
 /// The ignore files in force in a folder, outermost first.
-type Rules = Vec<Arc<ignore::gitignore::Gitignore>>;
+type Rules = Vec<Arc<Gitignore>>;
 
-/// Gitignore precedence: the deepest file that says anything about a path decides.
-fn ignored(rules: &Rules, full: &Path, is_dir: bool) -> bool {
-    for gi in rules.iter().rev() {
+/// Gitignore precedence: of the ignore files in force (outermost first), the deepest that
+/// says anything about a path decides.
+fn ignored<'a>(
+    rules: impl DoubleEndedIterator<Item = &'a Gitignore>,
+    full: &Path,
+    is_dir: bool,
+) -> bool {
+    for gi in rules.rev() {
         match gi.matched(full, is_dir) {
             ignore::Match::Ignore(_) => return true,
             ignore::Match::Whitelist(_) => return false,
@@ -373,7 +378,8 @@ fn visit(root: &Path, fd: OwnedFd, dir: &RelPath, rules: &Rules) -> Found {
     let mut here = rules.clone();
     if names.iter().any(|(n, _)| n == IGNORE_FILE) {
         let f = dir.to_path(root).join(IGNORE_FILE);
-        here.push(Arc::new(ignore::gitignore::Gitignore::new(&f).0));
+        here.push(Arc::new(Gitignore::new(&f).0));
+        found.ignore_dirs.push(dir.clone());
     }
     let mut subdirs = Vec::new();
     for (name, ft) in names {
@@ -414,7 +420,8 @@ fn visit(root: &Path, fd: OwnedFd, dir: &RelPath, rules: &Rules) -> Found {
                 continue;
             }
         };
-        if !here.is_empty() && ignored(&here, &rel.to_path(root), o.kind == Kind::Dir) {
+        let is_dir = o.kind == Kind::Dir;
+        if !here.is_empty() && ignored(here.iter().map(|g| &**g), &rel.to_path(root), is_dir) {
             continue;
         }
         if o.kind == Kind::Dir {
@@ -522,49 +529,70 @@ pub fn scan_walked(
 
 /// The `.syncignore` rules of a folder, asked about paths the walk did not visit.
 pub struct IgnoreRules {
-    // One matcher per folder that has an ignore file, keyed by that folder.
-    by_dir: Vec<(RelPath, ignore::gitignore::Gitignore)>,
+    // One matcher per folder that has an ignore file, keyed by that folder, outermost first.
+    by_dir: Vec<(RelPath, Gitignore)>,
 }
 
 impl IgnoreRules {
+    /// The rules from the ignore files above `scope` (what governs `scope` itself).
+    pub fn above(root: &Path, scope: &RelPath) -> Self {
+        IgnoreRules {
+            by_dir: rules_above(root, scope),
+        }
+    }
+
     /// The rules from the ignore files a walk met, plus those above its scope.
     pub fn from_walk(root: &Path, scope: &RelPath, w: &Walk) -> Self {
-        let mut by_dir = Vec::new();
-        let above = scope.ancestors().chain(std::iter::once(RelPath::root()));
-        let dirs = w
-            .observed
-            .keys()
-            .filter(|p| p.name() == IGNORE_FILE)
-            .filter_map(|p| p.parent())
-            .chain(
-                if scope.is_root() { None } else { Some(above) }
-                    .into_iter()
-                    .flatten(),
-            );
-        for dir in dirs {
-            let f = dir.to_path(root).join(IGNORE_FILE);
-            if f.is_file() {
-                let (gi, _) = ignore::gitignore::Gitignore::new(&f);
-                by_dir.push((dir, gi));
-            }
-        }
+        let mut by_dir = rules_above(root, scope);
+        let met = w.ignore_dirs.iter().cloned();
+        by_dir.extend(met.filter_map(|dir| load_rules(root, dir)));
+        by_dir.sort_by_key(|(dir, _)| dir.depth());
         IgnoreRules { by_dir }
     }
 
-    /// True when a `.syncignore` excludes `p` (or one of its parents).
+    /// True when the walk would leave `p` out: a `.syncignore` excludes it or one of its
+    /// folders, judged as the walk judges (each folder on the way down by the rules above it,
+    /// the deepest file that says anything deciding; an excluded folder hides all below it).
     pub fn is_ignored(&self, root: &Path, p: &RelPath) -> bool {
         if is_internal(p) {
             return true;
         }
-        let full = p.to_path(root);
-        self.by_dir.iter().any(|(dir, gi)| {
-            p.starts_with(dir)
-                && p != dir
-                && gi
-                    .matched_path_or_any_parents(&full, full.is_dir())
-                    .is_ignore()
+        if self.by_dir.is_empty() {
+            return false;
+        }
+        let mut way: Vec<RelPath> = p.ancestors().collect();
+        way.reverse();
+        way.push(p.clone());
+        let last = way.len() - 1;
+        way.iter().enumerate().any(|(k, q)| {
+            let full = q.to_path(root);
+            let in_force = self
+                .by_dir
+                .iter()
+                .filter(|(dir, _)| q.starts_with(dir) && q != dir)
+                .map(|(_, gi)| gi);
+            ignored(in_force, &full, k < last || full.is_dir())
         })
     }
+}
+
+/// The ignore file of the folder `dir`, if it has one.
+fn load_rules(root: &Path, dir: RelPath) -> Option<(RelPath, Gitignore)> {
+    let f = dir.to_path(root).join(IGNORE_FILE);
+    f.is_file().then(|| (dir, Gitignore::new(&f).0))
+}
+
+/// The ignore files from the root down to `scope`'s folder (not `scope`'s own), outermost first.
+fn rules_above(root: &Path, scope: &RelPath) -> Vec<(RelPath, Gitignore)> {
+    if scope.is_root() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<RelPath> = scope.ancestors().collect();
+    dirs.push(RelPath::root());
+    dirs.reverse();
+    dirs.into_iter()
+        .filter_map(|d| load_rules(root, d))
+        .collect()
 }
 
 #[cfg(test)]
@@ -696,6 +724,22 @@ mod tests {
                 .collect();
             assert_eq!(part, whole, "scope {scope}");
         }
+        // What the walk left out is what the rules say is ignored (asked of paths it did not
+        // visit: vanished entries, the watcher's rescans), and nothing else.
+        let rules = IgnoreRules::from_walk(
+            &root,
+            &RelPath::root(),
+            &walk(&root, &RelPath::root()).unwrap(),
+        );
+        for f in files.iter().copied().chain(["build", "a/b", "x/y/z"]) {
+            let q = RelPath::parse(f).unwrap();
+            assert_eq!(
+                rules.is_ignored(&root, &q),
+                !names.contains(&f),
+                "{f}: rules and walk disagree"
+            );
+        }
+
         // A root reached through a symlink is walked like the folder itself.
         let link = dir.path().with_extension("link");
         std::os::unix::fs::symlink(&root, &link).unwrap();
@@ -744,6 +788,22 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(walked(&root, &RelPath::root()), oracle(&root));
+            // The rules say "ignored" of exactly what the walk left out.
+            let w = walk(&root, &RelPath::root()).unwrap();
+            let rules = IgnoreRules::from_walk(&root, &RelPath::root(), &w);
+            for f in &files {
+                // Names like `.` or `..` made no file of their own.
+                let Ok(q) = RelPath::parse(f) else { continue };
+                for q in q.ancestors().chain([q.clone()]) {
+                    if q.to_path(&root).exists() {
+                        proptest::prop_assert_eq!(
+                            rules.is_ignored(&root, &q),
+                            !w.observed.contains_key(&q),
+                            "{}", q
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 use crate::index::{INDEX_FILE, Index, LOCK_FILE, MTime, is_internal};
 use crate::relpath::RelPath;
-use crate::scan::{self, IgnoreRules, ScanError, ScanStats, Walk};
+use crate::scan::{self, IgnoreRules, ScanError, ScanStats};
 use crate::store::{LocalStore, LockInfo, StoreError};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
@@ -764,12 +764,7 @@ pub fn rescan_path(root: &Path, index: &mut Index, p: &RelPath) -> Result<ScanSt
             }
         }
     }
-    let empty = Walk {
-        observed: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-        temps: Vec::new(),
-    };
-    let rules = IgnoreRules::from_walk(root, &scope, &empty);
+    let rules = IgnoreRules::above(root, &scope);
     if rules.is_ignored(root, &scope) {
         return Ok(ScanStats::default());
     }
