@@ -660,9 +660,8 @@ fn apply_locked(
         {
             *index = fresh;
         }
-        let before = index.entries_digest();
-        let stats = apply(root, index, batch)?;
-        let changed = index.entries_digest() != before || now_id.is_none();
+        let (stats, changed) = apply_changed(root, index, batch)?;
+        let changed = changed || now_id.is_none();
         if changed {
             store.save_index_blocking(index)?;
         }
@@ -711,6 +710,17 @@ pub fn apply(root: &Path, index: &mut Index, batch: &Batch) -> Result<ScanStats,
         total.unreadable.extend(st.unreadable);
     }
     Ok(total)
+}
+
+/// `apply`, and whether the entries moved (a touched file's new mtime counts: it is saved).
+pub fn apply_changed(
+    root: &Path,
+    index: &mut Index,
+    batch: &Batch,
+) -> Result<(ScanStats, bool), ScanError> {
+    let before = index.entries_digest();
+    let stats = apply(root, index, batch)?;
+    Ok((stats, index.entries_digest() != before))
 }
 
 /// The scopes to rescan for a set of dirty paths: busy folders whole, descendants of another

@@ -698,10 +698,10 @@ fn refresh_index(root: &std::path::Path, watch: Option<&FreshnessProbe>) -> Resu
             return Ok(());
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
-            let before = index.entries_digest();
             let batch = crate::watch::Batch { dirty, full: false };
-            let stats = crate::watch::apply(root, &mut index, &batch).map_err(|e| e.to_string())?;
-            ((index.entries_digest() != before).then_some(index), stats)
+            let (stats, moved) =
+                crate::watch::apply_changed(root, &mut index, &batch).map_err(|e| e.to_string())?;
+            (moved.then_some(index), stats)
         }
         _ => {
             let (current, existed) = store.current_blocking().map_err(|e| e.to_string())?;
