@@ -260,7 +260,7 @@ fn walk_scope(root: &Path, root_fd: OwnedFd, scope: &RelPath) -> Found {
     };
     let rules: Rules = rules_above(root, scope)
         .into_iter()
-        .map(|(_, gi)| Arc::new(gi))
+        .map(|(_, gi)| gi)
         .collect();
     let mut parent = root_fd;
     for c in scope.components().take(scope.depth() - 1) {
@@ -309,8 +309,9 @@ impl Found {
 type Rules = Vec<Arc<Gitignore>>;
 
 /// Gitignore precedence: of the ignore files in force (outermost first), the deepest that
-/// says anything about a path decides.
-fn ignored<'a>(
+/// says anything about a path decides. The local walk and the remote (SFTP) walk both judge
+/// by this.
+pub(crate) fn ignored<'a>(
     rules: impl DoubleEndedIterator<Item = &'a Gitignore>,
     full: &Path,
     is_dir: bool,
@@ -530,15 +531,19 @@ pub fn scan_walked(
 /// The `.syncignore` rules of a folder, asked about paths the walk did not visit.
 pub struct IgnoreRules {
     // One matcher per folder that has an ignore file, keyed by that folder, outermost first.
-    by_dir: Vec<(RelPath, Gitignore)>,
+    by_dir: Vec<(RelPath, Arc<Gitignore>)>,
 }
 
 impl IgnoreRules {
+    /// The rules of these ignore files, keyed by the folder holding each (any order).
+    pub fn new(mut by_dir: Vec<(RelPath, Arc<Gitignore>)>) -> Self {
+        by_dir.sort_by_key(|(dir, _)| dir.depth());
+        IgnoreRules { by_dir }
+    }
+
     /// The rules from the ignore files above `scope` (what governs `scope` itself).
     pub fn above(root: &Path, scope: &RelPath) -> Self {
-        IgnoreRules {
-            by_dir: rules_above(root, scope),
-        }
+        IgnoreRules::new(rules_above(root, scope))
     }
 
     /// The rules from the ignore files a walk met, plus those above its scope.
@@ -546,14 +551,21 @@ impl IgnoreRules {
         let mut by_dir = rules_above(root, scope);
         let met = w.ignore_dirs.iter().cloned();
         by_dir.extend(met.filter_map(|dir| load_rules(root, dir)));
-        by_dir.sort_by_key(|(dir, _)| dir.depth());
-        IgnoreRules { by_dir }
+        IgnoreRules::new(by_dir)
     }
 
-    /// True when the walk would leave `p` out: a `.syncignore` excludes it or one of its
+    /// True when the walk would leave `p` out (see `leaves_out`); whether `p` is a folder is
+    /// read from the disk under `root`.
+    pub fn is_ignored(&self, root: &Path, p: &RelPath) -> bool {
+        self.leaves_out(root, p, &|| p.to_path(root).is_dir())
+    }
+
+    /// True when a walk would leave `p` out: a `.syncignore` excludes it or one of its
     /// folders, judged as the walk judges (each folder on the way down by the rules above it,
     /// the deepest file that says anything deciding; an excluded folder hides all below it).
-    pub fn is_ignored(&self, root: &Path, p: &RelPath) -> bool {
+    /// The matchers were built for ignore files under `base`; `is_dir` tells whether `p` itself
+    /// is a folder (asked only when it matters).
+    pub fn leaves_out(&self, base: &Path, p: &RelPath, is_dir: &dyn Fn() -> bool) -> bool {
         if is_internal(p) {
             return true;
         }
@@ -565,25 +577,24 @@ impl IgnoreRules {
         way.push(p.clone());
         let last = way.len() - 1;
         way.iter().enumerate().any(|(k, q)| {
-            let full = q.to_path(root);
             let in_force = self
                 .by_dir
                 .iter()
                 .filter(|(dir, _)| q.starts_with(dir) && q != dir)
-                .map(|(_, gi)| gi);
-            ignored(in_force, &full, k < last || full.is_dir())
+                .map(|(_, gi)| &**gi);
+            ignored(in_force, &q.to_path(base), k < last || is_dir())
         })
     }
 }
 
 /// The ignore file of the folder `dir`, if it has one.
-fn load_rules(root: &Path, dir: RelPath) -> Option<(RelPath, Gitignore)> {
+fn load_rules(root: &Path, dir: RelPath) -> Option<(RelPath, Arc<Gitignore>)> {
     let f = dir.to_path(root).join(IGNORE_FILE);
-    f.is_file().then(|| (dir, Gitignore::new(&f).0))
+    f.is_file().then(|| (dir, Arc::new(Gitignore::new(&f).0)))
 }
 
 /// The ignore files from the root down to `scope`'s folder (not `scope`'s own), outermost first.
-fn rules_above(root: &Path, scope: &RelPath) -> Vec<(RelPath, Gitignore)> {
+fn rules_above(root: &Path, scope: &RelPath) -> Vec<(RelPath, Arc<Gitignore>)> {
     if scope.is_root() {
         return Vec::new();
     }

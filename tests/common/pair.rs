@@ -326,6 +326,10 @@ pub fn remote_syncignore_is_honoured(t: &mut Pair) {
     write(t.r(), "noise.log", b"ignored");
     write(t.r(), "sub/deeper.log", b"ignored too");
     write(t.r(), "build/out.bin", b"ignored folder");
+    // A deeper ignore file re-includes what the root's excludes (gitignore precedence).
+    write(t.r(), "a/b/.syncignore", b"!keep.log\n");
+    write(t.r(), "a/b/keep.log", b"re-included");
+    write(t.r(), "a/b/other.log", b"still ignored");
     t.sync();
     let l = tree(t.l());
     assert!(
@@ -335,9 +339,21 @@ pub fn remote_syncignore_is_honoured(t: &mut Pair) {
     );
     assert!(!l.contains_key("noise.log") && !l.contains_key("sub/deeper.log"));
     assert!(!l.contains_key("build/out.bin"));
+    assert_eq!(
+        l.get("a/b/keep.log").map(Vec::as_slice),
+        Some(&b"re-included"[..]),
+        "{:?}",
+        l.keys()
+    );
+    assert!(!l.contains_key("a/b/other.log"));
     // Ignored remote files are left alone, never deleted.
     t.sync();
     assert!(t.r().join("noise.log").exists() && t.r().join("build/out.bin").exists());
+    // The re-included file's deletion reaches the other side like any other.
+    std::fs::remove_file(t.r().join("a/b/keep.log")).expect("rm keep.log");
+    t.sync();
+    assert!(!t.l().join("a/b/keep.log").exists());
+    assert!(t.r().join("a/b/other.log").exists());
 }
 
 /// The remote trash is expired by age (the stamp in each name), at most every few hours: an

@@ -5,7 +5,7 @@
 use super::{Sftp, SftpError, StoreError, is_status, observed_of, xfer};
 use crate::index::{ContentHash, IGNORE_FILE, Index, Kind, MTime, is_internal, is_temp_name};
 use crate::relpath::RelPath;
-use crate::scan::{MAX_DEPTH, Observed, ScanStats, needs_hash, reconcile};
+use crate::scan::{self, IgnoreRules, MAX_DEPTH, Observed, ScanStats, needs_hash, reconcile};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -26,12 +26,10 @@ fn virt(p: &RelPath) -> PathBuf {
     p.to_path(Path::new("/r"))
 }
 
+/// Judged as the local walk judges: the rules of the folders on the way down to `p`
+/// (outermost first), the deepest that says anything deciding.
 fn ignored(rules: &[(RelPath, Arc<Gitignore>)], p: &RelPath, is_dir: bool) -> bool {
-    rules.iter().any(|(dir, gi)| {
-        p.starts_with(dir)
-            && p != dir
-            && gi.matched_path_or_any_parents(virt(p), is_dir).is_ignore()
-    })
+    scan::ignored(rules.iter().map(|(_, gi)| &**gi), &virt(p), is_dir)
 }
 
 /// Lists a whole remote folder.
@@ -201,7 +199,8 @@ pub(crate) async fn refresh(
         tracing::warn!(path = %p, "cannot read on {}, left as it was: {m}", s.host);
     }
     let bad: Vec<RelPath> = f.unreadable.keys().cloned().collect();
-    let rules = f.rules;
+    let rules = IgnoreRules::new(f.rules);
+    let base = virt(&RelPath::root());
     let kinds: HashMap<RelPath, bool> = index
         .entries
         .iter()
@@ -214,7 +213,7 @@ pub(crate) async fn refresh(
         &hashes,
         |p| {
             !bad.iter().any(|b| p.starts_with(b))
-                && !ignored(&rules, p, kinds.get(p).copied().unwrap_or(false))
+                && !rules.leaves_out(&base, p, &|| kinds.get(p).copied().unwrap_or(false))
         },
         MTime::from_system(std::time::SystemTime::now()),
     );
