@@ -554,36 +554,47 @@ impl IgnoreRules {
         IgnoreRules::new(by_dir)
     }
 
-    /// True when the walk would leave `p` out (see `leaves_out`); whether `p` is a folder is
-    /// read from the disk under `root`.
+    /// True when the walk would leave `p` out (see `leaves_out`), judged by the disk under
+    /// `root`.
     pub fn is_ignored(&self, root: &Path, p: &RelPath) -> bool {
-        self.leaves_out(root, p, &|| p.to_path(root).is_dir())
+        let is_dir =
+            |q: &RelPath| std::fs::symlink_metadata(q.to_path(root)).is_ok_and(|m| m.is_dir());
+        self.leaves_out(root, p, &is_dir)
     }
 
     /// True when a walk would leave `p` out: a `.syncignore` excludes it or one of its
     /// folders, judged as the walk judges (each folder on the way down by the rules above it,
     /// the deepest file that says anything deciding; an excluded folder hides all below it).
-    /// The matchers were built for ignore files under `base`; `is_dir` tells whether `p` itself
-    /// is a folder (asked only when it matters).
-    pub fn leaves_out(&self, base: &Path, p: &RelPath, is_dir: &dyn Fn() -> bool) -> bool {
+    /// The matchers were built for ignore files under `base`. `is_dir` tells whether a path is
+    /// a folder now: asked of `p` (`build/` matches folders only) and of the folders on the way
+    /// down. A folder that is gone hides nothing: what was below it is gone with it, even where
+    /// an ignore file that went with it had re-included it (asked only when rules exist).
+    pub fn leaves_out(&self, base: &Path, p: &RelPath, is_dir: &dyn Fn(&RelPath) -> bool) -> bool {
         if is_internal(p) {
             return true;
         }
         if self.by_dir.is_empty() {
             return false;
         }
-        let mut way: Vec<RelPath> = p.ancestors().collect();
-        way.reverse();
-        way.push(p.clone());
-        let last = way.len() - 1;
-        way.iter().enumerate().any(|(k, q)| {
+        let judged = |q: &RelPath, q_is_dir: bool| {
             let in_force = self
                 .by_dir
                 .iter()
                 .filter(|(dir, _)| q.starts_with(dir) && q != dir)
                 .map(|(_, gi)| &**gi);
-            ignored(in_force, &q.to_path(base), k < last || is_dir())
-        })
+            ignored(in_force, &q.to_path(base), q_is_dir)
+        };
+        let mut way: Vec<RelPath> = p.ancestors().collect();
+        way.reverse();
+        for q in &way {
+            if judged(q, true) {
+                return true;
+            }
+            if !is_dir(q) {
+                return false;
+            }
+        }
+        judged(p, is_dir(p))
     }
 }
 

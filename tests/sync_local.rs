@@ -148,6 +148,28 @@ fn syncignore_and_internal_files_stay_local() {
 }
 
 #[test]
+fn a_reincluded_file_goes_with_its_deleted_folder() {
+    let s = Scenario::new();
+    s.a.write(".syncignore", "*.log\n")
+        .write("a/b/.syncignore", "!keep.log\n")
+        .write("a/b/keep.log", "kept")
+        .write("a/b/note.txt", "n");
+    s.sync_and_settle();
+    assert_eq!(s.b.read("a/b/keep.log"), b"kept");
+    // The ignore file that re-included keep.log goes with the folder: keep.log is gone, not
+    // ignored, and its deletion reaches the other side like its neighbours'.
+    s.a.remove("a");
+    s.sync_and_settle();
+    assert!(!s.b.exists("a"), "{:?}", s.b.tree());
+    assert!(s.b.trash_contents().contains(&b"kept".to_vec()));
+    // A's index agrees with its disk: made again on B, the file comes back to A.
+    s.b.write("a/b/.syncignore", "!keep.log\n")
+        .write("a/b/keep.log", "again");
+    s.sync_and_settle();
+    assert_eq!(s.a.read("a/b/keep.log"), b"again");
+}
+
+#[test]
 fn an_index_from_the_original_tool_loads() {
     let s = Scenario::new();
     s.a.write("file1", "one");

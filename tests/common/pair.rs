@@ -354,6 +354,25 @@ pub fn remote_syncignore_is_honoured(t: &mut Pair) {
     t.sync();
     assert!(!t.l().join("a/b/keep.log").exists());
     assert!(t.r().join("a/b/other.log").exists());
+    // So does its folder's, even though the ignore file that re-included it went too.
+    write(t.r(), "a/b/keep.log", b"back");
+    t.sync();
+    assert!(t.l().join("a/b/keep.log").exists());
+    std::fs::remove_dir_all(t.r().join("a")).expect("rm a");
+    t.sync();
+    assert!(
+        !t.l().join("a/b/keep.log").exists(),
+        "{:?}",
+        tree(t.l()).keys()
+    );
+    // The remote index agrees with its disk: made again here, the file reaches the remote.
+    write(t.l(), "a/b/.syncignore", b"!keep.log\n");
+    write(t.l(), "a/b/keep.log", b"again");
+    t.sync();
+    assert_eq!(
+        std::fs::read(t.r().join("a/b/keep.log")).ok().as_deref(),
+        Some(&b"again"[..])
+    );
 }
 
 /// The remote trash is expired by age (the stamp in each name), at most every few hours: an

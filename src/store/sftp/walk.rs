@@ -201,6 +201,12 @@ pub(crate) async fn refresh(
     let bad: Vec<RelPath> = f.unreadable.keys().cloned().collect();
     let rules = IgnoreRules::new(f.rules);
     let base = virt(&RelPath::root());
+    let dirs_now: std::collections::HashSet<RelPath> = f
+        .observed
+        .iter()
+        .filter(|(_, o)| o.kind == Kind::Dir)
+        .map(|(p, _)| p.clone())
+        .collect();
     let kinds: HashMap<RelPath, bool> = index
         .entries
         .iter()
@@ -213,7 +219,10 @@ pub(crate) async fn refresh(
         &hashes,
         |p| {
             !bad.iter().any(|b| p.starts_with(b))
-                && !rules.leaves_out(&base, p, &|| kinds.get(p).copied().unwrap_or(false))
+                && !rules.leaves_out(&base, p, &|q| {
+                    // `p` is not on the remote any more: what it was, the index says.
+                    dirs_now.contains(q) || (q == p && kinds.get(p).copied().unwrap_or(false))
+                })
         },
         MTime::from_system(std::time::SystemTime::now()),
     );
