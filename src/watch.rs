@@ -5,7 +5,7 @@
 //! editor, a sync or the SFTP server is judged by exactly the scan's rules. Events only say
 //! *where* to look; what changed is always read from the disk.
 
-use crate::index::{INDEX_FILE, Index, LOCK_FILE, MTime, is_internal};
+use crate::index::{IGNORE_FILE, INDEX_FILE, Index, LOCK_FILE, MTime, is_internal};
 use crate::relpath::RelPath;
 use crate::scan::{self, IgnoreRules, ScanError, ScanStats};
 use crate::store::{LocalStore, LockInfo, StoreError};
@@ -113,6 +113,10 @@ impl Inbox {
 struct Shared {
     inbox: Mutex<Inbox>,
     wake: Condvar,
+    /// In this watcher's fence file names, so no other watcher's (another daemon's on the same
+    /// folder, perhaps with the same pid in another namespace) passes for one of ours.
+    cookie_tag: u64,
+    next_cookie: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +190,8 @@ impl IndexWatcher {
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
             wake: Condvar::new(),
+            cookie_tag: rand::random(),
+            next_cookie: AtomicU64::new(0),
         });
         let handler_shared = shared.clone();
         let handler_root = root.to_path_buf();
@@ -239,7 +245,6 @@ impl IndexWatcher {
         FreshnessProbe {
             shared: self.shared.clone(),
             root: self.root.clone(),
-            next: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -450,15 +455,15 @@ pub enum Freshness {
 pub struct FreshnessProbe {
     shared: Arc<Shared>,
     root: PathBuf,
-    next: Arc<AtomicU64>,
 }
 
 impl FreshnessProbe {
     pub fn check(&self, wait: Duration) -> Freshness {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .root
-            .join(format!("{COOKIE_PREFIX}{}.{n}", std::process::id()));
+        let n = self.shared.next_cookie.fetch_add(1, Ordering::Relaxed);
+        let path = self.root.join(format!(
+            "{COOKIE_PREFIX}{:016x}.{n}",
+            self.shared.cookie_tag
+        ));
         if let Err(e) = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -499,11 +504,11 @@ impl FreshnessProbe {
     }
 }
 
-/// The number in one of this process's fence file names.
-fn cookie_number(rel: &str) -> Option<u64> {
+/// The number in one of this watcher's fence file names.
+fn cookie_number(tag: u64, rel: &str) -> Option<u64> {
     let rest = rel.strip_prefix(COOKIE_PREFIX)?;
-    let (pid, n) = rest.split_once('.')?;
-    if pid != std::process::id().to_string() {
+    let (t, n) = rest.split_once('.')?;
+    if u64::from_str_radix(t, 16).ok()? != tag {
         return None;
     }
     n.parse().ok()
@@ -584,9 +589,13 @@ fn on_event(shared: &Shared, root: &Path, res: notify::Result<notify::Event>) {
                         any = true;
                         continue;
                     }
-                    if let Some(n) = cookie_number(rel.as_str()) {
-                        inbox.cookies.insert(n);
-                        any = true;
+                    if let Some(n) = cookie_number(shared.cookie_tag, rel.as_str()) {
+                        // Its creation is the fence; its close and removal that follow would
+                        // only put back a number the check already took.
+                        if matches!(ev.kind, EventKind::Create(_)) {
+                            inbox.cookies.insert(n);
+                            any = true;
+                        }
                         continue;
                     }
                     if rel.as_str() == LOCK_FILE {
@@ -596,6 +605,15 @@ fn on_event(shared: &Shared, root: &Path, res: notify::Result<notify::Event>) {
                     }
                     // Our own index writes, the trash and temp files: no feedback loop.
                     if is_internal(&rel) {
+                        continue;
+                    }
+                    // An ignore file decides what is synced in its whole folder.
+                    if rel.name() == IGNORE_FILE {
+                        match rel.parent().filter(|d| !d.is_root()) {
+                            Some(dir) => inbox.mark(dir, now),
+                            None => inbox.mark_full(now),
+                        }
+                        any = true;
                         continue;
                     }
                     inbox.mark(rel, now);
@@ -663,6 +681,9 @@ fn apply_locked(
         let (stats, changed) = apply_changed(root, index, batch)?;
         let changed = changed || now_id.is_none();
         if changed {
+            // Until the save lands, memory is ahead of `.sync`: if it fails, the retry must
+            // reload and rescan rather than find nothing new and vouch for the old file.
+            *disk_id = None;
             store.save_index_blocking(index)?;
         }
         *disk_id = index_file_id(root);
@@ -846,6 +867,15 @@ mod tests {
                 .iter()
                 .all(|q| q.as_str().starts_with("d/"))
         );
+        // Each check took its own cookie and left none behind (a daemon answers many).
+        assert!(w.shared.inbox().cookies.is_empty());
+
+        // An ignore file decides for its whole folder: editing it dirties the folder.
+        std::fs::write(root.join("d/.syncignore"), b"*.log\n").unwrap();
+        match probe.check(wait) {
+            Freshness::Dirty(d) => assert!(d.contains(&p("d")), "d not in {d:?}"),
+            other => panic!(".syncignore: {other:?}"),
+        }
 
         // A full rescan due, or a batch taken out and not yet written: nothing is vouched for.
         w.shared.inbox().applying = true;
