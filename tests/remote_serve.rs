@@ -59,3 +59,8 @@ fn replaced_small_files_keep_their_old_versions() {
 fn remote_disk_full_fails_cleanly_then_completes() {
     pair::remote_disk_full_fails_cleanly_then_completes(&mut Pair::serve());
 }
+
+#[test]
+fn a_remote_symlink_is_never_written_through() {
+    pair::a_remote_symlink_is_never_written_through(&mut Pair::serve());
+}

@@ -275,3 +275,10 @@ fn replaced_small_files_keep_their_old_versions() {
         pair::replaced_small_files_keep_their_old_versions(&mut t);
     }
 }
+
+#[test]
+fn a_remote_symlink_is_never_written_through() {
+    if let Some(mut t) = Pair::sshd() {
+        pair::a_remote_symlink_is_never_written_through(&mut t);
+    }
+}

@@ -170,6 +170,30 @@ fn a_reincluded_file_goes_with_its_deleted_folder() {
 }
 
 #[test]
+fn a_symlink_is_never_written_through() {
+    let s = Scenario::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(outside.path(), s.b.p("evil")).expect("symlink");
+    s.a.write("evil/new.txt", "mine").write("plain.txt", "fine");
+    for round in 0..2 {
+        let out = s.run(&["sync", path_str(&s.a.path), path_str(&s.b.path)]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "round {round}: sync passed\n{err}");
+        assert!(
+            err.contains("evil") && err.contains("symbolic link"),
+            "{err}"
+        );
+        let written: Vec<_> = std::fs::read_dir(outside.path()).expect("ls").collect();
+        assert!(
+            written.is_empty(),
+            "round {round}: written outside: {written:?}"
+        );
+        assert_eq!(s.a.read("evil/new.txt"), b"mine");
+        assert_eq!(s.b.read("plain.txt"), b"fine");
+    }
+}
+
+#[test]
 fn an_index_from_the_original_tool_loads() {
     let s = Scenario::new();
     s.a.write("file1", "one");

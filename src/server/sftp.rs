@@ -18,6 +18,7 @@ use russh::server::Msg;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -625,15 +626,23 @@ impl Session {
                 let Some(h) = self.get(&s[0]) else {
                     return wire::status(id, wire::FX_FAILURE, "invalid handle");
                 };
-                let Handle::File { file, .. } = &*h else {
-                    return wire::status(id, wire::FX_FAILURE, "not a file handle");
+                // A folder handle works too: its fsync makes renames into it durable (a
+                // client puts its `.sync` in place and needs that before it goes on).
+                let with_fd = |fd: rustix::fd::BorrowedFd<'_>| {
+                    if name == b"fsync@openssh.com" {
+                        done(id, rustix::fs::fsync(fd).map_err(FsError::from))
+                    } else {
+                        match rustix::fs::fstatvfs(fd) {
+                            Ok(v) => statvfs_reply(id, &v),
+                            Err(e) => status_of(id, e.into()),
+                        }
+                    }
                 };
-                if name == b"fsync@openssh.com" {
-                    done(id, file.sync_all().map_err(FsError::from))
-                } else {
-                    match rustix::fs::fstatvfs(file) {
-                        Ok(v) => statvfs_reply(id, &v),
-                        Err(e) => status_of(id, e.into()),
+                match &*h {
+                    Handle::File { file, .. } => with_fd(file.as_fd()),
+                    Handle::Dir(d) => {
+                        let d = d.lock().unwrap_or_else(|p| p.into_inner());
+                        with_fd(d.fd.as_fd())
                     }
                 }
             }

@@ -101,6 +101,65 @@ impl LocalStore {
         p.to_path(&self.root)
     }
 
+    /// The folder `d` below the root, once every folder from the root down to it is known to
+    /// be a real folder, not a symlink (missing ones are made when `create`; without it, a
+    /// missing one ends the look and the caller's own call meets the absence). The scan never
+    /// follows a link, so neither does a write: a link in the way is an error naming it, never
+    /// a write somewhere else.
+    fn real_dir(&self, d: &RelPath, create: bool) -> Result<PathBuf, StoreError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let io_err = |what: &str, at: &RelPath, e: Errno| {
+            StoreError::io(format!("{what} {at} in {}", self.root.display()), e.into())
+        };
+        let mut fd = rustix::fs::open(&self.root, flags, Mode::empty())
+            .map_err(|e| io_err("cannot open", &RelPath::root(), e))?;
+        let mut at = RelPath::root();
+        for c in d.components() {
+            at = at
+                .join(c)
+                .map_err(|e| StoreError::Other(format!("{d}: {e}")))?;
+            let mut opened = rustix::fs::openat(&fd, c, flags, Mode::empty());
+            if matches!(opened, Err(Errno::NOENT)) && create {
+                match rustix::fs::mkdirat(&fd, c, Mode::from_raw_mode(0o777)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io_err("cannot create folder", &at, e)),
+                }
+                opened = rustix::fs::openat(&fd, c, flags, Mode::empty());
+            }
+            fd = match opened {
+                Ok(next) => next,
+                Err(Errno::NOENT) if !create => break,
+                Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                    let link =
+                        rustix::fs::statat(&fd, c, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink()
+                        });
+                    return Err(StoreError::Other(if link {
+                        format!(
+                            "{at} in {} is a symbolic link; filesync never writes through links: make it a real folder, or add it to .syncignore",
+                            self.root.display()
+                        )
+                    } else {
+                        format!(
+                            "cannot use folder {at} in {}: a file is in the way",
+                            self.root.display()
+                        )
+                    }));
+                }
+                Err(e) => return Err(io_err("cannot open folder", &at, e)),
+            };
+        }
+        Ok(self.full(d))
+    }
+
+    /// `real_dir` of the folder holding `p`.
+    fn real_parent(&self, p: &RelPath, create: bool) -> Result<(), StoreError> {
+        match p.parent() {
+            Some(parent) => self.real_dir(&parent, create).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Loads the index without the async machinery (for `index` and `status`).
     pub fn load_index_blocking(&self) -> Result<Option<Index>, StoreError> {
         let path = self.root.join(INDEX_FILE);
@@ -234,8 +293,9 @@ impl LocalStore {
     /// Where `p` goes in the trash: `.sync-trash/<p>~<stamp>`, never clobbering.
     fn trash_slot(&self, p: &RelPath) -> io::Result<PathBuf> {
         let (dir, base) = super::trash_name(p, super::now_secs()).map_err(io::Error::other)?;
-        let dir = dir.to_path(&self.root);
-        std::fs::create_dir_all(&dir)?;
+        let dir = self
+            .real_dir(&dir, true)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         for n in 0u32.. {
             let name = if n == 0 {
                 base.clone()
@@ -251,6 +311,7 @@ impl LocalStore {
     }
 
     fn trash_blocking(&self, p: &RelPath) -> Result<(), StoreError> {
+        self.real_parent(p, false)?;
         let full = self.full(p);
         if std::fs::symlink_metadata(&full).is_err() {
             return Ok(());
@@ -487,12 +548,9 @@ impl LocalStore {
             let p = p.clone();
             return blocking(move || this.write_small(&p, &bytes, mtime, expect, fresh)).await;
         }
-        if let Some(parent) = p.parent() {
-            let dir = self.full(&parent);
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| StoreError::io(format!("cannot create folder {parent}"), e))?;
-        }
+        let this = self.clone_handle();
+        let q = p.clone();
+        blocking(move || this.real_parent(&q, true)).await?;
         let tmp = self.temp_for(p);
         let res = async {
             let mut f = tokio::fs::OpenOptions::new()
@@ -579,10 +637,7 @@ impl LocalStore {
                 path: p.to_string(),
             });
         }
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(self.full(&parent))
-                .map_err(|e| StoreError::io(format!("cannot create folder {parent}"), e))?;
-        }
+        self.real_parent(p, true)?;
         let tmp = self.temp_for(p);
         let res = (|| {
             let mut f = std::fs::OpenOptions::new()
@@ -825,12 +880,15 @@ impl Store for LocalStore {
         p: &'a RelPath,
         size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
+        let this = self.clone_handle();
+        let p = p.clone();
         Box::pin(async move {
-            let full = self.full(p);
+            let full = self.full(&p);
             let small = size.is_some_and(|n| n <= SMALL_FILE);
             // Opened here, not through a path later: only a regular file (no symlink, and no
             // FIFO that would block the open) that stands where the index says.
             let (f, bytes) = blocking(move || {
+                this.real_parent(&p, false)?;
                 if !small {
                     return Ok((Some(Self::open_regular(&full)?), Vec::new()));
                 }
@@ -866,13 +924,17 @@ impl Store for LocalStore {
         &'a self,
         files: &'a [(RelPath, u64)],
     ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>> {
-        let full: Vec<(PathBuf, u64)> = files.iter().map(|(p, n)| (self.full(p), *n)).collect();
+        let files = files.to_vec();
+        let this = self.clone_handle();
         Box::pin(async move {
-            let n = full.len();
+            let n = files.len();
             blocking(move || {
-                Ok(full
+                Ok(files
                     .iter()
-                    .map(|(p, size)| Self::read_whole(p, size.saturating_add(1)))
+                    .map(|(p, size)| {
+                        this.real_parent(p, false)?;
+                        Self::read_whole(&this.full(p), size.saturating_add(1))
+                    })
                     .collect())
             })
             .await
@@ -894,11 +956,9 @@ impl Store for LocalStore {
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            tokio::fs::create_dir_all(self.full(p))
-                .await
-                .map_err(|e| StoreError::io(format!("cannot create folder {p}"), e))
-        })
+        let this = self.clone_handle();
+        let p = p.clone();
+        Box::pin(blocking(move || this.real_dir(&p, true).map(drop)))
     }
 
     fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -910,11 +970,15 @@ impl Store for LocalStore {
     fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         let this = self.clone_handle();
         let p = p.clone();
-        Box::pin(blocking(move || match std::fs::remove_dir(this.full(&p)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            // Still holds something (ignored files, or a late arrival): keep it in the trash.
-            Err(_) => this.trash_blocking(&p),
+        Box::pin(blocking(move || {
+            this.real_parent(&p, false)?;
+            match std::fs::remove_dir(this.full(&p)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                // Still holds something (ignored files, or a late arrival): keep it in the
+                // trash.
+                Err(_) => this.trash_blocking(&p),
+            }
         }))
     }
 
@@ -926,15 +990,13 @@ impl Store for LocalStore {
         let this = self.clone_handle();
         let (from, to) = (from.clone(), to.clone());
         Box::pin(blocking(move || {
+            this.real_parent(&from, false)?;
+            this.real_parent(&to, true)?;
             let dst = this.full(&to);
             if std::fs::symlink_metadata(&dst).is_ok() {
                 return Err(StoreError::Other(format!(
                     "cannot rename {from} to {to}: {to} already exists"
                 )));
-            }
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StoreError::io(format!("cannot create the folder of {to}"), e))?;
             }
             std::fs::rename(this.full(&from), &dst)
                 .map_err(|e| StoreError::io(format!("cannot rename {from} to {to}"), e))

@@ -320,6 +320,35 @@ pub fn killing_the_server_mid_sync_tears_nothing(t: &mut Pair) {
     }
 }
 
+/// A symlink on the remote (here to a folder outside the synced one) is never written
+/// through: the files meant for a folder of that name stay where they are, with an error
+/// naming it, and nothing is deleted on either side by the next sync.
+pub fn a_remote_symlink_is_never_written_through(t: &mut Pair) {
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(outside.path(), t.r().join("evil")).expect("symlink");
+    write(t.l(), "evil/new.txt", b"mine");
+    write(t.l(), "plain.txt", b"fine");
+    for round in 0..2 {
+        let out = sync(t.home.path(), &t.url(), t.l(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "round {round}: sync passed\n{err}");
+        assert!(err.contains("evil"), "round {round}: {err}");
+        let written: Vec<_> = std::fs::read_dir(outside.path()).expect("ls").collect();
+        assert!(
+            written.is_empty(),
+            "round {round}: written outside: {written:?}"
+        );
+        assert_eq!(
+            std::fs::read(t.l().join("evil/new.txt")).ok(),
+            Some(b"mine".to_vec())
+        );
+        assert_eq!(
+            std::fs::read(t.r().join("plain.txt")).ok(),
+            Some(b"fine".to_vec())
+        );
+    }
+}
+
 pub fn remote_syncignore_is_honoured(t: &mut Pair) {
     write(t.r(), ".syncignore", b"*.log\nbuild/\n");
     write(t.r(), "keep.txt", b"keep");

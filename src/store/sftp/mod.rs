@@ -93,6 +93,8 @@ struct State {
     staged: Mutex<Option<Fingerprint>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
+    /// Symlinks the last walk of the remote folder met: nothing is written through them.
+    links: Mutex<std::collections::HashSet<RelPath>>,
 }
 
 /// Turns an SFTP client error into an `io::Error` whose kind callers can branch on.
@@ -337,6 +339,36 @@ impl Sftp {
         }
     }
 
+    /// Makes the rename that just put `path` (in the root) in place durable, before anything
+    /// that relies on it (the other side's index) is written. Our server fsyncs a folder
+    /// handle; OpenSSH's fsyncs only files, so there the renamed file is fsynced, which on a
+    /// journalling file system commits the rename with it. Best effort: a server without
+    /// `fsync@openssh.com` has no way to ask.
+    async fn make_rename_durable(&self, path: &str) {
+        if !self.fsync {
+            return;
+        }
+        let raw = self.raw();
+        let res = async {
+            let h = if self.batch {
+                raw.opendir(self.root.as_str()).await?.handle
+            } else {
+                raw.open(path, OpenFlags::READ, FileAttributes::empty())
+                    .await?
+                    .handle
+            };
+            let mut d = Vec::new();
+            put_str(&mut d, &h);
+            let synced = raw.extended(FSYNC_EXT, d).await.and_then(status_ok);
+            let _ = raw.close(h).await;
+            synced
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!("cannot make {}:{path} durable: {}", self.host, to_io(e));
+        }
+    }
+
     /// Reads a whole (small) file, `None` when it does not exist.
     async fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
@@ -473,6 +505,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
             loaded: Mutex::new(None),
             staged: Mutex::new(None),
             locked: std::sync::atomic::AtomicBool::new(false),
+            links: Mutex::new(Default::default()),
         }),
     })
 }
@@ -700,11 +733,35 @@ impl SftpStore {
             let _ = self.s.raw().remove(tmp.as_ref()).await;
             return Err(self.s.err("cannot put in place", &path, e));
         }
+        self.s.make_rename_durable(&path).await;
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = staged;
         }
         Ok(())
+    }
+
+    /// Refuses `p` when it, or a folder above it, was a symlink on the remote walk: the
+    /// server would follow it (OpenSSH's does, wherever it points), and the walk never does.
+    fn not_through_link(&self, p: &RelPath) -> Result<(), StoreError> {
+        let links = self
+            .st
+            .links
+            .lock()
+            .map_err(|_| StoreError::Other("poisoned".into()))?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        match std::iter::once(p.clone())
+            .chain(p.ancestors())
+            .find(|a| links.contains(a))
+        {
+            Some(link) => Err(StoreError::Other(format!(
+                "{link} on {} is a symbolic link; filesync never writes through links: make it a real folder there, or add it to .syncignore",
+                self.s.host
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn current_async(&self) -> Result<Current, StoreError> {
@@ -731,7 +788,10 @@ impl SftpStore {
             }
         }
         // The listing does not need the index: walk the folder while `.sync` downloads.
-        let (loaded, found) = tokio::join!(self.load_digested(), walk::walk(&self.s));
+        let (loaded, mut found) = tokio::join!(self.load_digested(), walk::walk(&self.s));
+        if let Ok(mut l) = self.st.links.lock() {
+            *l = std::mem::take(&mut found.links).into_iter().collect();
+        }
         let (mut index, loaded) = match loaded? {
             Some(x) => x,
             None => {
@@ -933,6 +993,7 @@ impl Store for SftpStore {
         size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         self.guard(async move {
+            self.not_through_link(p)?;
             let path = self.s.path(p);
             let r = xfer::open_read(&self.s, &path, size)
                 .await
@@ -947,7 +1008,10 @@ impl Store for SftpStore {
         data: Reader,
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        self.guard(self.write_async(p, data, put))
+        self.guard(async move {
+            self.not_through_link(p)?;
+            self.write_async(p, data, put).await
+        })
     }
 
     fn batches(&self) -> bool {
@@ -972,6 +1036,7 @@ impl Store for SftpStore {
                 n,
                 futures::StreamExt::collect(futures::StreamExt::buffered(
                     futures::stream::iter(files.into_iter().map(move |f| async move {
+                        self.not_through_link(&f.path)?;
                         let data: Reader = Box::pin(io::Cursor::new(f.bytes));
                         self.write_async(&f.path, data, f.put).await
                     })),
@@ -983,15 +1048,22 @@ impl Store for SftpStore {
     }
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(self.s.mkdir_p(p))
+        self.guard(async move {
+            self.not_through_link(p)?;
+            self.s.mkdir_p(p).await
+        })
     }
 
     fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(self.s.trash(p))
+        self.guard(async move {
+            self.not_through_link(p)?;
+            self.s.trash(p).await
+        })
     }
 
     fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
+            self.not_through_link(p)?;
             let path = self.s.path(p);
             match self.s.raw().rmdir(path.as_str()).await {
                 Ok(_) => Ok(()),
@@ -1008,6 +1080,8 @@ impl Store for SftpStore {
         to: &'a RelPath,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
+            self.not_through_link(from)?;
+            self.not_through_link(to)?;
             let s = &self.s;
             let (src, dst) = (s.path(from), s.path(to));
             match s.lstat(&dst).await {

@@ -53,6 +53,8 @@ pub(crate) struct Found {
     unreadable: BTreeMap<RelPath, String>,
     temps: Vec<(String, Option<u32>)>,
     rules: Vec<(RelPath, Arc<Gitignore>)>,
+    /// Symlinks met (never followed, never written through).
+    pub(crate) links: Vec<RelPath>,
 }
 
 /// Lists the whole remote folder (what `refresh` folds into an index).
@@ -62,6 +64,7 @@ pub(crate) async fn walk(s: &Sftp) -> Found {
         unreadable: BTreeMap::new(),
         temps: Vec::new(),
         rules: Vec::new(),
+        links: Vec::new(),
     };
     let mut pending = FuturesUnordered::new();
     let mut queue: Vec<(RelPath, Rules)> = vec![(RelPath::root(), Arc::new(Vec::new()))];
@@ -133,6 +136,9 @@ pub(crate) async fn walk(s: &Sftp) -> Found {
                 continue;
             }
             let Some(o) = observed_of(&e.attrs) else {
+                if e.attrs.file_type().is_symlink() {
+                    f.links.push(p);
+                }
                 continue;
             };
             if ignored(&rules, &p, o.kind == Kind::Dir) {
