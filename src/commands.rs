@@ -83,7 +83,7 @@ fn index(root: &Path, cfg: &Config) -> Result<i32> {
         idx.name = Some(cfg.replica_name());
         let st = crate::scan::scan(store.root(), &mut idx, &crate::relpath::RelPath::root())
             .with_context(|| format!("cannot scan {}", store.root().display()))?;
-        crate::store::local::remove_stale_temps(store.root(), &st.temps);
+        crate::store::local::remove_leftover_temps(store.root(), &st.temps);
         store.save_index_blocking(&idx)?;
         let (files, dirs, tombs) = idx.counts();
         println!(
@@ -192,6 +192,9 @@ async fn sync(
     // The configured root (or the second argument) is the left side; the peer is the right.
     let left = open_target(&tb, cfg, accept_new).await?;
     let right = open_target(&ta, cfg, accept_new).await?;
+    if let (AnyStore::Local(l), AnyStore::Local(r)) = (&left, &right) {
+        apart(l.root(), r.root())?;
+    }
     // Each SFTP step waits on round trips: more steps in flight hide that latency.
     let remote = matches!(ta, Target::Remote(_)) || matches!(tb, Target::Remote(_));
     let opts = SyncOptions {
@@ -207,9 +210,10 @@ async fn sync(
         dry_run,
     };
     let started = std::time::Instant::now();
+    let stop = interrupted()?;
     let report = tokio::select! {
         r = crate::sync::sync(&left, &right, &opts) => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = stop => {
             // The sync future is dropped here: nothing half-written is in place (temp files
             // only), so releasing the locks is safe.
             let _ = crate::store::Store::unlock(&left).await;
@@ -243,6 +247,43 @@ async fn sync(
         );
         Ok(1)
     }
+}
+
+/// Two local replicas must be two folders side by side: the same folder twice would wait on
+/// its own lock, and one inside the other would copy itself into itself at every sync.
+fn apart(a: &Path, b: &Path) -> Result<()> {
+    if a == b {
+        bail!(
+            "{} is given twice (as both replicas); sync it with another folder",
+            a.display()
+        );
+    }
+    for (outer, inner) in [(a, b), (b, a)] {
+        if inner.starts_with(outer) {
+            bail!(
+                "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
+                inner.display(),
+                outer.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C, a `kill` (SIGTERM) or a closed terminal (SIGHUP): the sync stops cleanly. The
+/// handlers are in place when this returns, before any lock is taken.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    })
 }
 
 fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool) {

@@ -509,7 +509,8 @@ pub fn scan_walked(
         }
     }
     for (p, m) in &unreadable {
-        tracing::warn!(path = %p, "cannot read, left as it was: {m}");
+        // The caller reports these (`index`, a sync's errors, the watcher's log).
+        tracing::debug!(path = %p, "cannot read, left as it was: {m}");
     }
     let bad: Vec<RelPath> = w.unreadable.keys().cloned().collect();
     let matcher = IgnoreRules::from_walk(root, scope, &w);

@@ -192,6 +192,17 @@ async fn sync_locked<L: Store, R: Store>(
         scan_right: cr.stats,
         ..Default::default()
     };
+    // What a side could not read is left as it was there, unsynced: the sync did not finish.
+    for (stats, side) in [
+        (&report.scan_left, left.describe()),
+        (&report.scan_right, right.describe()),
+    ] {
+        for (p, why) in &stats.unreadable {
+            report
+                .errors
+                .push(format!("cannot read {p} on {side} ({why}); left as it was"));
+        }
+    }
 
     let plan = plan::plan(&li, &ri);
     tracing::debug!(steps = plan.steps.len(), "planned");
@@ -330,7 +341,9 @@ async fn sync_locked<L: Store, R: Store>(
                     } else {
                         right.describe()
                     };
-                    tracing::warn!(path = %s.path, op = s.op.name(), "on {side}: {e}");
+                    // Reported once, by whoever runs the sync (the CLI at the end, the daemon's
+                    // log), from `report.errors`.
+                    tracing::debug!(path = %s.path, op = s.op.name(), "on {side}: {e}");
                     report
                         .errors
                         .push(format!("{} {} on {side}: {e}", s.op.name(), s.path));

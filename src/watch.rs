@@ -385,6 +385,9 @@ impl IndexWatcher {
                     Ok(Applied::Done { changed, stats }) => {
                         lock_retry_at = None;
                         last_error = None;
+                        for (p, m) in &stats.unreadable {
+                            tracing::warn!(path = %p, "cannot read, left as it was: {m}");
+                        }
                         if changed {
                             tracing::debug!(
                                 added = stats.added,
@@ -717,7 +720,7 @@ pub fn apply(root: &Path, index: &mut Index, batch: &Batch) -> Result<ScanStats,
     };
     let Some(scopes) = scopes else {
         let st = scan::scan(root, index, &RelPath::root())?;
-        crate::store::local::remove_stale_temps(root, &st.temps);
+        crate::store::local::remove_leftover_temps(root, &st.temps);
         return Ok(st);
     };
     let mut total = ScanStats::default();

@@ -194,6 +194,30 @@ fn a_symlink_is_never_written_through() {
 }
 
 #[test]
+fn the_same_folder_twice_or_one_inside_the_other_is_refused() {
+    let s = Scenario::new();
+    s.a.write("x.txt", "x").mkdir("inner");
+    let a = path_str(&s.a.path).to_string();
+    let inner = s.a.p("inner");
+    let same_via_dots = format!("{a}/inner/..");
+    for (x, y, says) in [
+        (a.as_str(), a.as_str(), "given twice"),
+        (a.as_str(), same_via_dots.as_str(), "given twice"),
+        (a.as_str(), path_str(&inner), "is inside"),
+        (path_str(&inner), a.as_str(), "is inside"),
+    ] {
+        let out = s.run(&["sync", x, y]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{x} {y}: {err}");
+        assert!(err.contains(says), "{x} {y}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // Nothing was written into either.
+    assert!(!s.a.exists(".sync") && !s.a.exists("inner/.sync"));
+    assert_eq!(std::fs::read_dir(&inner).unwrap().count(), 0);
+}
+
+#[test]
 fn an_index_from_the_original_tool_loads() {
     let s = Scenario::new();
     s.a.write("file1", "one");

@@ -153,6 +153,9 @@ impl PeerTask {
                     } else {
                         tracing::debug!(peer = %self.name, "synced: nothing to do");
                     }
+                    for e in &r.errors {
+                        tracing::warn!(peer = %self.name, "not synced: {e}");
+                    }
                     let first_error = r.errors.first().cloned();
                     self.update(|s| {
                         s.online = Some(true);

@@ -670,7 +670,20 @@ impl Session {
                     return denied_read_only(id);
                 }
                 match refresh_index(self.root().path(), self.shared.freshness.as_ref()) {
-                    Ok(()) => ok(id),
+                    Ok(unreadable) if unreadable.is_empty() => ok(id),
+                    // What the scan could not read, one outcome each (the path as the data),
+                    // for the client to report: those paths were left as they were.
+                    Ok(unreadable) => {
+                        let outcomes: Vec<wire::Outcome> = unreadable
+                            .into_iter()
+                            .map(|(p, why)| wire::Outcome {
+                                code: wire::FX_FAILURE,
+                                msg: why,
+                                data: Bytes::from(p.as_str().to_owned()),
+                            })
+                            .collect();
+                        wire::batch_reply(id, &outcomes)
+                    }
                     Err(e) => wire::status(id, wire::FX_FAILURE, &e),
                 }
             }
@@ -690,10 +703,14 @@ impl Session {
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
 /// Brings the root's `.sync` up to date. No `.sync.lock`: the client asking holds it.
+/// Returns the paths the scan could not read (left as they were in the index).
 ///
 /// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
 /// without it, or when it cannot vouch for the index, the whole folder is.
-fn refresh_index(root: &std::path::Path, watch: Option<&FreshnessProbe>) -> Result<(), String> {
+fn refresh_index(
+    root: &std::path::Path,
+    watch: Option<&FreshnessProbe>,
+) -> Result<Vec<(RelPath, String)>, String> {
     let store = LocalStore::open(root, 0).map_err(|e| e.to_string())?;
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
     // Parsed only when there is something to rescan: a big index takes a while to read.
@@ -704,7 +721,7 @@ fn refresh_index(root: &std::path::Path, watch: Option<&FreshnessProbe>) -> Resu
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if root.join(INDEX_FILE).is_file() => {
             tracing::debug!("index current by the watcher");
-            return Ok(());
+            return Ok(Vec::new());
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
             let batch = crate::watch::Batch { dirty, full: false };
@@ -725,7 +742,7 @@ fn refresh_index(root: &std::path::Path, watch: Option<&FreshnessProbe>) -> Resu
             .map_err(|e| e.to_string())?;
         tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
     }
-    Ok(())
+    Ok(stats.unreadable)
 }
 
 fn attrs_reply(id: u32, st: FsResult<rustix::fs::Stat>) -> Bytes {

@@ -31,9 +31,6 @@ fn appeared(p: &RelPath, root: &Path) -> StoreError {
     ))
 }
 
-/// Temp files older than this are leftovers of an interrupted sync.
-const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
-
 pub struct LocalStore {
     root: PathBuf,
     lock_stale_secs: u64,
@@ -157,6 +154,18 @@ impl LocalStore {
         match p.parent() {
             Some(parent) => self.real_dir(&parent, create).map(drop),
             None => Ok(()),
+        }
+    }
+
+    /// `real_parent` for the many files of a batch, each folder looked at once.
+    fn parent_checker(&self, create: bool) -> impl FnMut(&RelPath) -> Result<(), StoreError> {
+        let mut seen: std::collections::HashMap<Option<RelPath>, Result<(), String>> =
+            std::collections::HashMap::new();
+        move |p| {
+            seen.entry(p.parent())
+                .or_insert_with(|| self.real_parent(p, create).map_err(|e| e.to_string()))
+                .clone()
+                .map_err(StoreError::Other)
         }
     }
 
@@ -438,15 +447,19 @@ fn walk_all(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Removes temp files left by interrupted syncs anywhere below `root`.
-pub fn remove_stale_temps(root: &Path, temps: &[PathBuf]) {
+/// Removes our temp files a scan met. Only for a scan under `.sync.lock` (every caller's):
+/// whoever writes temps in a folder holds its lock, so while we hold it, any temp there was
+/// left by a sync that died (killed, or its connection lost) and none is being written.
+pub fn remove_leftover_temps(root: &Path, temps: &[PathBuf]) {
+    if !temps.is_empty() {
+        tracing::info!(
+            root = %root.display(),
+            "removing {} temp files left by an interrupted sync",
+            temps.len()
+        );
+    }
     for t in temps {
-        // By ctime: a temp gets its source's (old) mtime before it is renamed into place.
-        let old = std::fs::symlink_metadata(t)
-            .map(|m| age_of_change(&m) > STALE_TEMP)
-            .unwrap_or(false);
-        if old && t.starts_with(root) {
-            tracing::info!(path = %t.display(), "removing a temp file left by an interrupted sync");
+        if t.starts_with(root) {
             let _ = std::fs::remove_file(t);
         }
     }
@@ -614,6 +627,7 @@ impl LocalStore {
         expect: Option<ContentHash>,
         fresh: bool,
     ) -> Result<Observed, StoreError> {
+        self.real_parent(p, true)?;
         let tmp = self.stage(p, bytes, mtime, expect, true)?;
         let res = self.install(&tmp, p, fresh, true);
         if res.is_err() {
@@ -623,7 +637,8 @@ impl LocalStore {
     }
 
     /// Writes `bytes` to a new temp file beside `p` with `mtime` (fsynced if `durable`),
-    /// after checking them against `expect`. Returns the temp's path.
+    /// after checking them against `expect`. Returns the temp's path. `p`'s folder has been
+    /// made (`real_parent`).
     fn stage(
         &self,
         p: &RelPath,
@@ -637,7 +652,6 @@ impl LocalStore {
                 path: p.to_string(),
             });
         }
-        self.real_parent(p, true)?;
         let tmp = self.temp_for(p);
         let res = (|| {
             let mut f = std::fs::OpenOptions::new()
@@ -675,7 +689,7 @@ impl LocalStore {
         let stats = walked
             .and_then(|w| crate::scan::scan_walked(&self.root, &mut index, &root, w))
             .map_err(|e| StoreError::Other(e.to_string()))?;
-        remove_stale_temps(&self.root, &stats.temps);
+        remove_leftover_temps(&self.root, &stats.temps);
         let current = Current {
             index,
             loaded: digest,
@@ -686,9 +700,13 @@ impl LocalStore {
 
     /// `write_batch` on this thread: every temp written, one barrier, every rename, one more.
     fn write_batch_blocking(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
+        let mut made = self.parent_checker(true);
         let staged: Vec<Result<PathBuf, StoreError>> = files
             .iter()
-            .map(|f| self.stage(&f.path, &f.bytes, f.put.mtime, f.put.expect, false))
+            .map(|f| {
+                made(&f.path)?;
+                self.stage(&f.path, &f.bytes, f.put.mtime, f.put.expect, false)
+            })
             .collect();
         let temps: Vec<PathBuf> = staged.iter().flatten().cloned().collect();
         if let Err(e) = barrier(&temps) {
@@ -929,10 +947,11 @@ impl Store for LocalStore {
         Box::pin(async move {
             let n = files.len();
             blocking(move || {
+                let mut real = this.parent_checker(false);
                 Ok(files
                     .iter()
                     .map(|(p, size)| {
-                        this.real_parent(p, false)?;
+                        real(p)?;
                         Self::read_whole(&this.full(p), size.saturating_add(1))
                     })
                     .collect())
@@ -1164,19 +1183,6 @@ mod tests {
             .await;
         assert_eq!(read[0].as_ref().unwrap(), b"a");
         assert!(read[1].is_err() && read[2].is_err());
-    }
-
-    /// A temp gets its source's mtime (often years old) before it is renamed into place; a
-    /// scan meanwhile must not take it for a leftover.
-    #[test]
-    fn a_temp_being_written_is_not_stale_whatever_its_mtime() {
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join(format!(".a{TMP_MARK}0000abcd"));
-        let f = std::fs::File::create(&t).unwrap();
-        f.set_modified(MTime::new(1_000_000_000, 0).to_system())
-            .unwrap();
-        remove_stale_temps(tmp.path(), std::slice::from_ref(&t));
-        assert!(t.exists());
     }
 
     #[test]

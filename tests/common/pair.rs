@@ -317,6 +317,9 @@ pub fn killing_the_server_mid_sync_tears_nothing(t: &mut Pair) {
         for (rel, content) in &expect_files {
             assert_eq!(l.get(rel), Some(content), "{rel} lost");
         }
+        // The interrupted uploads' temps are cleared up by the next sync, whatever their age.
+        assert_eq!(temps(t.r()), Vec::<String>::new(), "round {round}");
+        assert_eq!(temps(t.l()), Vec::<String>::new(), "round {round}");
     }
 }
 

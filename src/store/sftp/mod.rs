@@ -768,7 +768,7 @@ impl SftpStore {
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok(()) => {
+                Ok(unreadable) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -780,7 +780,10 @@ impl SftpStore {
                         return Ok(Current {
                             index,
                             loaded,
-                            stats: ScanStats::default(),
+                            stats: ScanStats {
+                                unreadable,
+                                ..ScanStats::default()
+                            },
                         });
                     }
                 }
@@ -809,15 +812,29 @@ impl SftpStore {
         })
     }
 
-    /// Asks our own server to bring its `.sync` up to date.
-    async fn server_refresh(&self) -> Result<(), StoreError> {
+    /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
+    /// not read (one outcome each, the path as the data, in a batch-style reply).
+    async fn server_refresh(&self) -> Result<Vec<(RelPath, String)>, StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
         let res = raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
-        status_ok(reply).map_err(|e| s.err("index refresh", &s.root, e))
+        let Packet::ExtendedReply(r) = reply else {
+            return status_ok(reply)
+                .map(|()| Vec::new())
+                .map_err(|e| s.err("index refresh", &s.root, e));
+        };
+        let outcomes = crate::server::wire::decode_batch_reply(&bytes::Bytes::from(r.data))
+            .map_err(|_| StoreError::Other(format!("malformed reply to {INDEX_REFRESH_EXT}")))?;
+        Ok(outcomes
+            .into_iter()
+            .filter_map(|o| {
+                let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
+                Some((p, o.msg))
+            })
+            .collect())
     }
 
     async fn write_async(

@@ -202,7 +202,8 @@ pub(crate) async fn refresh(
     }
     drop(results);
     for (p, m) in &unreadable {
-        tracing::warn!(path = %p, "cannot read on {}, left as it was: {m}", s.host);
+        // The sync reports these among its errors.
+        tracing::debug!(path = %p, "cannot read on {}, left as it was: {m}", s.host);
     }
     let bad: Vec<RelPath> = f.unreadable.keys().cloned().collect();
     let rules = IgnoreRules::new(f.rules);
@@ -235,16 +236,29 @@ pub(crate) async fn refresh(
     st.hashed = hashes.len() as u64;
     st.hashed_bytes = hashed_bytes;
     st.unreadable = unreadable;
-    for (t, mtime) in f.temps {
-        // A sync holds the remote lock while it scans, so no other sync is writing these: they
-        // are leftovers of an interrupted one, whatever their age. Without the lock, only old
-        // ones would be safe to remove.
-        if locked || super::stale_temp(mtime) {
-            tracing::info!(path = %t, "removing a temp file left by an interrupted sync");
-            let _ = s.raw().remove(t.as_str()).await;
-        }
-        st.temps.push(PathBuf::from(t));
+    // A sync holds the remote lock while it scans, so no other sync is writing these: they
+    // are leftovers of an interrupted one, whatever their age. Without the lock, only old
+    // ones would be safe to remove.
+    let leftovers: Vec<String> = f
+        .temps
+        .iter()
+        .filter(|(_, mtime)| locked || super::stale_temp(*mtime))
+        .map(|(t, _)| t.clone())
+        .collect();
+    if !leftovers.is_empty() {
+        tracing::info!(
+            "removing {} temp files left by an interrupted sync on {}",
+            leftovers.len(),
+            s.host
+        );
     }
+    let raw = s.raw();
+    futures::stream::iter(leftovers)
+        .map(|t| async move { raw.remove(t).await })
+        .buffer_unordered(LIST_DEPTH)
+        .for_each(|_| async {})
+        .await;
+    st.temps = f.temps.into_iter().map(|(t, _)| PathBuf::from(t)).collect();
     Ok(st)
 }
 
