@@ -189,6 +189,26 @@ async fn sync(
             ),
         },
     };
+    for (t, typed) in [(&ta, a), (&tb, b.unwrap_or_default())] {
+        // A bare word that is no folder here was most likely meant as a peer's name.
+        if let Target::Local(p) = t
+            && !typed.is_empty()
+            && !typed.contains('/')
+            && !p.exists()
+        {
+            let known: Vec<&str> = cfg.peers.keys().map(String::as_str).collect();
+            bail!(
+                "{typed:?} is neither a configured peer nor a folder here; {}",
+                if known.is_empty() {
+                    format!(
+                        "add [peers.{typed}] with its url to ~/.config/filesync/config.toml, or give a path"
+                    )
+                } else {
+                    format!("configured peers: {}", known.join(", "))
+                }
+            );
+        }
+    }
     // The configured root (or the second argument) is the left side; the peer is the right.
     let left = open_target(&tb, cfg, accept_new).await?;
     let right = open_target(&ta, cfg, accept_new).await?;

@@ -24,7 +24,13 @@ impl Remote {
             .unwrap_or_default();
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
         let sep = if self.path.starts_with('/') { "" } else { "/" };
-        format!("sftp://{user}{}{port}{sep}{}", self.host, self.path)
+        // An IPv6 address is bracketed, or its colons read as a port.
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("sftp://{user}{host}{port}{sep}{}", self.path)
     }
 }
 
@@ -180,6 +186,7 @@ mod tests {
             (r.host.as_str(), r.port, r.path.as_str()),
             ("::1", Some(22), "sync")
         );
+        assert_eq!(r.describe(), "sftp://[::1]:22/sync");
         assert_eq!(
             Target::parse_url("/home/a/docs", None).unwrap(),
             Target::Local("/home/a/docs".into())

@@ -282,3 +282,54 @@ fn a_remote_symlink_is_never_written_through() {
         pair::a_remote_symlink_is_never_written_through(&mut t);
     }
 }
+
+/// A damaged remote index is refused with advice that works there (not a local command
+/// naming a URL), and an index from a later version is not called damaged at all.
+#[test]
+fn a_bad_remote_index_says_what_to_do_on_that_machine() {
+    let Some(t) = Pair::sshd() else { return };
+    write(t.l(), "a.txt", b"a");
+    write(t.r(), "r.txt", b"r");
+    for (bytes, says) in [
+        (
+            &b"{\"garbage"[..],
+            "On that machine run `filesync index --root ",
+        ),
+        (br#"{".": {".sd": 0}, ".format": 99}"#, "Upgrade filesync"),
+    ] {
+        write(t.r(), ".sync", bytes);
+        let out = sync(t.home.path(), &t.url(), t.l(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(
+            !err.contains("sftp://"),
+            "advice names a URL as a folder: {err}"
+        );
+        assert!(!t.r().join("a.txt").exists() && !t.l().join("r.txt").exists());
+        assert_eq!(
+            std::fs::read(t.r().join(".sync")).ok().as_deref(),
+            Some(bytes)
+        );
+    }
+}
+
+/// `host:` with no folder (the login folder) or `sftp://host/` (the whole file system) of a
+/// plain server is refused before anything is read or written there.
+#[test]
+fn a_target_without_a_folder_is_refused_on_a_plain_server() {
+    let Some(t) = Pair::sshd() else { return };
+    let s = t.sshd_ref();
+    let whole = format!("sftp://{}@127.0.0.1:{}/", s.user, s.port);
+    let login = format!("{}@127.0.0.1:{}", s.user, s.port);
+    for (url, says) in [(whole, "whole file system"), (login, "login folder")] {
+        let out = sync(t.home.path(), &url, t.l(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {err}");
+        assert!(err.contains(says), "{url}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert!(
+        !std::path::Path::new("/.sync").exists() && !std::path::Path::new("/.sync.lock").exists()
+    );
+}

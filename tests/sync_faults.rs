@@ -317,3 +317,16 @@ fn sigkill_at_random_points_never_tears_or_loses_a_file() {
         record(&mut versions, &s.a);
     }
 }
+
+#[test]
+fn a_bare_word_that_is_no_peer_and_no_folder_is_named() {
+    let s = Scenario::new();
+    let out = s.run(&["sync", "pi", path_str(&s.b.path)]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("\"pi\" is neither a configured peer nor a folder"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

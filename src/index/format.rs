@@ -22,8 +22,13 @@ use std::fmt;
 pub const FORMAT_VERSION: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct FormatError(String);
+pub enum FormatError {
+    #[error("{0}")]
+    Bad(String),
+    /// Not damage: written by a later version, which this one must not overwrite or set aside.
+    #[error("written by a newer filesync (index format {0}; this one reads {FORMAT_VERSION})")]
+    TooNew(u64),
+}
 
 fn is_meta_key(k: &str) -> bool {
     let b = k.as_bytes();
@@ -45,10 +50,14 @@ fn unescape_name(key: &str) -> &str {
 /// Parses a `.sync` file. A missing replica id (an index from the original tool) gets a new one.
 pub fn from_json_slice(bytes: &[u8]) -> Result<Index, FormatError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let idx = TopSeed
+    let newer = std::cell::Cell::new(None);
+    let idx = TopSeed { newer: &newer }
         .deserialize(&mut de)
-        .map_err(|e| FormatError(e.to_string()))?;
-    de.end().map_err(|e| FormatError(e.to_string()))?;
+        .map_err(|e| match newer.get() {
+            Some(v) => FormatError::TooNew(v),
+            None => FormatError::Bad(e.to_string()),
+        })?;
+    de.end().map_err(|e| FormatError::Bad(e.to_string()))?;
     Ok(idx)
 }
 
@@ -64,16 +73,19 @@ pub fn to_json_vec(index: &Index) -> Vec<u8> {
     out
 }
 
-struct TopSeed;
+struct TopSeed<'a> {
+    /// Set when `.format` names a later version than ours.
+    newer: &'a std::cell::Cell<Option<u64>>,
+}
 
-impl<'de> DeserializeSeed<'de> for TopSeed {
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
     type Value = Index;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Index, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopSeed {
+impl<'de> Visitor<'de> for TopSeed<'_> {
     type Value = Index;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a .sync index object with a \".\" entry")
@@ -102,6 +114,7 @@ impl<'de> Visitor<'de> for TopSeed {
                 ".format" => {
                     let v: u64 = map.next_value()?;
                     if v > FORMAT_VERSION {
+                        self.newer.set(Some(v));
                         return Err(de::Error::custom(format!(
                             "index format {v} is newer than this filesync understands ({FORMAT_VERSION}); upgrade filesync"
                         )));
@@ -493,13 +506,17 @@ mod tests {
             br#"{".": {".sd": 0, "a/b": {".sd": 1}}}"#,
             br#"{".": {".sd": 0, "a": {".st": 1}}}"#,
             br#"{".": {".sd": 1}}"#,
-            br#"{".": {".sd": 0}, ".format": 99}"#,
         ] {
             assert!(
-                from_json_slice(bad).is_err(),
+                matches!(from_json_slice(bad), Err(FormatError::Bad(_))),
                 "{:?} accepted",
                 String::from_utf8_lossy(bad)
             );
         }
+        // A later version's index is not damage.
+        assert!(matches!(
+            from_json_slice(br#"{".": {".sd": 0}, ".format": 99}"#),
+            Err(FormatError::TooNew(99))
+        ));
     }
 }

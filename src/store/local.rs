@@ -177,13 +177,16 @@ impl LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
         };
-        from_json_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::CorruptIndex {
-                path: path.display().to_string(),
-                root: self.root.display().to_string(),
-                reason: e.to_string(),
-            })
+        from_json_slice(&bytes).map(Some).map_err(|e| {
+            StoreError::bad_index(
+                path.display().to_string(),
+                e,
+                format!(
+                    "Run `filesync index --root {}` to set it aside and rebuild it",
+                    self.root.display()
+                ),
+            )
+        })
     }
 
     pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {

@@ -33,14 +33,15 @@ pub enum StoreError {
         holder: String,
         stale_secs: u64,
     },
-    #[error(
-        "the index {path} is corrupt ({reason}); nothing was changed. Run `filesync index --root {root}` to set it aside and rebuild it"
-    )]
+    /// `fix` says what to run, and where: a remote index cannot be rebuilt from here.
+    #[error("the index {path} is corrupt ({reason}); nothing was changed. {fix}")]
     CorruptIndex {
         path: String,
-        root: String,
         reason: String,
+        fix: String,
     },
+    #[error("the index {path} was {reason}; nothing was changed. Upgrade filesync on this machine")]
+    NewerIndex { path: String, reason: String },
     #[error("{path} changed while it was being copied; it will be synced next time")]
     SourceChanged { path: String },
     #[error("{0}")]
@@ -48,6 +49,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The error for an index that does not parse: damage (with `fix`), or a later version's.
+    pub fn bad_index(path: String, e: crate::index::FormatError, fix: String) -> Self {
+        match e {
+            crate::index::FormatError::TooNew(_) => StoreError::NewerIndex {
+                path,
+                reason: e.to_string(),
+            },
+            crate::index::FormatError::Bad(reason) => {
+                StoreError::CorruptIndex { path, reason, fix }
+            }
+        }
+    }
+
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         StoreError::Io {
             what: what.into(),

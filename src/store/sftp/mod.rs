@@ -97,6 +97,18 @@ struct State {
     links: Mutex<std::collections::HashSet<RelPath>>,
 }
 
+/// "No such file" reads as "no such file" after a colon; "EOF" and a message that names a path
+/// further on keep their case (a path is case-sensitive).
+fn sentence_case(msg: String) -> String {
+    let mut c = msg.chars();
+    match (c.next(), c.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(msg.chars().skip(1)).collect()
+        }
+        _ => msg,
+    }
+}
+
 /// Turns an SFTP client error into an `io::Error` whose kind callers can branch on.
 pub(crate) fn to_io(e: SftpError) -> io::Error {
     use io::ErrorKind as K;
@@ -115,7 +127,7 @@ pub(crate) fn to_io(e: SftpError) -> io::Error {
             } else {
                 s.error_message
             };
-            io::Error::new(kind, msg.to_lowercase())
+            io::Error::new(kind, sentence_case(msg))
         }
         SftpError::Timeout => io::Error::new(K::TimedOut, "the server did not answer in time"),
         SftpError::IO(m) => io::Error::new(K::ConnectionAborted, format!("connection lost ({m})")),
@@ -406,7 +418,11 @@ impl Sftp {
 pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStore, StoreError> {
     let ssh = connect::connect(r, accept_new).await?;
     let port = r.port.unwrap_or(22);
-    let host = format!("{}@{}:{port}", connect::user_of(r), r.host);
+    let host = if r.host.contains(':') {
+        format!("{}@[{}]:{port}", connect::user_of(r), r.host)
+    } else {
+        format!("{}@{}:{port}", connect::user_of(r), r.host)
+    };
     let fail = |what: &str, e: russh::Error| StoreError::Other(format!("{what} on {host}: {e}"));
     let channel = ssh
         .channel_open_session()
@@ -473,6 +489,24 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
                 format!("cannot open the synced folder {host}:{root} (create it first)"),
                 to_io(e),
             ));
+        }
+    }
+    // A plain server's `/` is its whole file system, and an empty path its login folder: a
+    // slip of the target (`host:` for `host:Sync`) that would index and fill either. Taken only
+    // when named outright, or when a replica is already there. Our server's `/` is its root.
+    let implicit = r.path.is_empty() || root == "/";
+    if implicit && !ext(INDEX_REFRESH_EXT) {
+        let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
+        if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
+            return Err(StoreError::Other(if root == "/" {
+                format!(
+                    "{host}:/ is the whole file system there; name the synced folder in the target (sftp://{host}/path/to/folder)"
+                )
+            } else {
+                format!(
+                    "no folder given for {host}, which would sync the whole login folder {root}; name the synced folder (e.g. {host}{root}/Sync), or {root} itself to mean it"
+                )
+            }));
         }
     }
     let mut sessions = vec![Arc::new(raw)];
@@ -692,10 +726,15 @@ impl SftpStore {
         })
         .await
         .map_err(|e| StoreError::Other(format!("the index parse task failed: {e}")))?;
-        let (idx, digest) = parsed.map_err(|e| StoreError::CorruptIndex {
-            path: format!("{}:{path}", self.s.host),
-            root: self.describe.clone(),
-            reason: e.to_string(),
+        let (idx, digest) = parsed.map_err(|e| {
+            StoreError::bad_index(
+                format!("{}:{path}", self.s.host),
+                e,
+                format!(
+                    "On that machine run `filesync index --root {}`, or move it aside there (`sftp> rename {path} {path}.bad`) and sync again to index the folder anew",
+                    self.s.root
+                ),
+            )
         })?;
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = Some(Fingerprint::of(&idx, digest));
@@ -1131,4 +1170,25 @@ impl Store for SftpStore {
 pub(crate) fn stale_temp(mtime: Option<u32>) -> bool {
     let age = super::now_secs() - i64::from(mtime.unwrap_or(0));
     age > STALE_TEMP_SECS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_messages_keep_the_case_of_what_they_name() {
+        let s = |m: &str| sentence_case(m.to_string());
+        assert_eq!(s("No such file"), "no such file");
+        assert_eq!(s("EOF"), "EOF");
+        assert_eq!(
+            s("cannot open /tmp/MyRoot/.sync: No such file"),
+            "cannot open /tmp/MyRoot/.sync: No such file"
+        );
+        assert_eq!(
+            s("Run `filesync index --root /A/B`"),
+            "run `filesync index --root /A/B`"
+        );
+        assert_eq!(s(""), "");
+    }
 }
