@@ -157,8 +157,13 @@ impl Config {
         if let Some(p) = &explicit {
             if !p.is_file() {
                 return Err(ConfigError(format!(
-                    "config file {} does not exist (given with --config or FILESYNC_CONFIG)",
-                    p.display()
+                    "config file {} {} (given with --config or FILESYNC_CONFIG)",
+                    p.display(),
+                    if p.is_dir() {
+                        "is a folder, not a file"
+                    } else {
+                        "does not exist"
+                    }
                 )));
             }
             fig = fig.merge(Toml::file_exact(p));
@@ -190,6 +195,17 @@ impl Config {
     }
 }
 
+/// A TOML syntax error comes with a drawing of the line under it; its first line says where
+/// and its last what.
+fn one_line(msg: &str) -> String {
+    let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next_back()) {
+        (Some(first), Some(last)) => format!("{first}: {last}"),
+        (Some(first), None) => first.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// One line per problem: where it came from, which key, what is wrong.
 fn describe(e: figment::Error) -> ConfigError {
     let lines: Vec<String> = e
@@ -208,7 +224,7 @@ fn describe(e: figment::Error) -> ConfigError {
             } else {
                 format!(": key `{}`", e.path.join("."))
             };
-            format!("{source}{key}: {}", e.kind)
+            format!("{source}{key}: {}", one_line(&e.kind.to_string()))
         })
         .collect();
     ConfigError(lines.join("; "))
@@ -238,6 +254,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing.toml"), "{e}");
+
+        let e = Config::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+
+        // A syntax error: one line, saying where and what.
+        std::fs::write(&f, "root = \"/x\"\n[peers\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(
+            !e.contains('\n') && e.contains("c.toml") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[test]

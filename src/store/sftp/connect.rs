@@ -209,6 +209,11 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
 fn ssh_msg(e: &ConnectError) -> String {
     match e {
         ConnectError::Ssh(russh::Error::IO(io)) => io.to_string(),
+        // The far end hung up before or during the handshake: not an SSH server on that port,
+        // or one that refuses us (MaxStartups, a firewall that accepts then drops).
+        ConnectError::Ssh(russh::Error::Disconnect) => {
+            "the other end closed the connection during the SSH handshake (is an SSH server listening on that port?)".into()
+        }
         ConnectError::Ssh(e) => e.to_string(),
         ConnectError::HostKey => "host key refused".into(),
     }
@@ -335,8 +340,12 @@ async fn load_key(path: &Path) -> Result<PrivateKey, String> {
                     p.display()
                 )
             })?;
-            russh::keys::load_secret_key(&p, Some(&pass))
-                .map_err(|e| format!("cannot decrypt key {}: {e}", p.display()))
+            russh::keys::load_secret_key(&p, Some(&pass)).map_err(|e| match e {
+                russh::keys::Error::SshKey(_) => {
+                    format!("cannot decrypt key {}: wrong passphrase?", p.display())
+                }
+                e => format!("cannot decrypt key {}: {e}", p.display()),
+            })
         }
         Err(e) => Err(format!("cannot read key {}: {e}", p.display())),
     })
