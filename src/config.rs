@@ -195,14 +195,24 @@ impl Config {
     }
 }
 
-/// A TOML syntax error comes with a drawing of the line under it; its first line says where
-/// and its last what.
+/// A TOML syntax error comes with a drawing of the line under it (lines of `N | text` and
+/// `| ^`): the drawing goes, what it says stays ("…line 2, column 1: invalid table header;
+/// expected `.`, `]`").
 fn one_line(msg: &str) -> String {
-    let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
-    match (lines.next(), lines.next_back()) {
-        (Some(first), Some(last)) => format!("{first}: {last}"),
-        (Some(first), None) => first.to_string(),
-        _ => String::new(),
+    let words: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let rest = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !rest.starts_with('|')
+        })
+        .collect();
+    match words.split_first() {
+        Some((first, [])) => first.to_string(),
+        Some((first, rest)) => format!("{first}: {}", rest.join("; ")),
+        None => String::new(),
     }
 }
 
@@ -262,7 +272,11 @@ mod tests {
         std::fs::write(&f, "root = \"/x\"\n[peers\n").unwrap();
         let e = Config::load(Some(&f)).unwrap_err().to_string();
         assert!(
-            !e.contains('\n') && e.contains("c.toml") && e.contains("line 2"),
+            !e.contains('\n')
+                && e.contains("c.toml")
+                && e.contains("line 2")
+                && e.contains("table header")
+                && !e.contains('|'),
             "{e}"
         );
     }

@@ -406,7 +406,9 @@ impl LocalStore {
 
     fn cleanup_blocking(&self, trash_days: u64) -> Result<(), StoreError> {
         let trash = self.root.join(TRASH_DIR);
-        if trash_days > 0 && trash.is_dir() {
+        // Not through a link: expiry deletes, and only the trash's own files are old versions.
+        let real = std::fs::symlink_metadata(&trash).is_ok_and(|m| m.is_dir());
+        if trash_days > 0 && real {
             let max_age = Duration::from_secs(trash_days * 86_400);
             for d in walk_all(&trash).into_iter().rev() {
                 let Ok(m) = std::fs::symlink_metadata(&d) else {

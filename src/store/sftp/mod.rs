@@ -16,7 +16,7 @@ use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, StagedIndex, S
 use crate::config::Config;
 use crate::index::{
     ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
-    fit_name, from_json_slice, to_json_vec,
+    fit_name, from_json_slice, is_internal, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -24,6 +24,7 @@ use crate::target::Remote;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -93,8 +94,19 @@ struct State {
     staged: Mutex<Option<Fingerprint>>,
     /// Whether this store holds the remote `.sync.lock`.
     locked: std::sync::atomic::AtomicBool,
-    /// Symlinks the last walk of the remote folder met: nothing is written through them.
-    links: Mutex<std::collections::HashSet<RelPath>>,
+    /// What the last walk of the remote folder learnt of links: nothing is written through one.
+    links: Mutex<Links>,
+}
+
+/// Links on the remote (the server follows them, wherever they point; filesync never does).
+#[derive(Default)]
+struct Links {
+    /// Symlinks the walk met.
+    links: HashSet<RelPath>,
+    /// Folders it did not list (ignored, too deep, unreadable).
+    unwalked: HashSet<RelPath>,
+    /// Folders below those that a write has since found to be real folders.
+    checked: HashSet<RelPath>,
 }
 
 /// "No such file" reads as "no such file" after a colon; "EOF" and a message that names a path
@@ -493,7 +505,8 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     }
     // A plain server's `/` is its whole file system, and an empty path its login folder: a
     // slip of the target (`host:` for `host:Sync`) that would index and fill either. Taken only
-    // when named outright, or when a replica is already there. Our server's `/` is its root.
+    // when a replica is already there (the login folder also when its path is given). Our
+    // server's `/` is its synced root.
     let implicit = r.path.is_empty() || root == "/";
     if implicit && !ext(INDEX_REFRESH_EXT) {
         let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
@@ -780,27 +793,83 @@ impl SftpStore {
         Ok(())
     }
 
-    /// Refuses `p` when it, or a folder above it, was a symlink on the remote walk: the
-    /// server would follow it (OpenSSH's does, wherever it points), and the walk never does.
-    fn not_through_link(&self, p: &RelPath) -> Result<(), StoreError> {
-        let links = self
-            .st
-            .links
-            .lock()
-            .map_err(|_| StoreError::Other("poisoned".into()))?;
-        if links.is_empty() {
-            return Ok(());
-        }
-        match std::iter::once(p.clone())
-            .chain(p.ancestors())
-            .find(|a| links.contains(a))
+    fn through_link(&self, link: &RelPath) -> StoreError {
+        let or_ignore = if is_internal(link) {
+            ""
+        } else {
+            ", or add it to .syncignore"
+        };
+        StoreError::Other(format!(
+            "{link} on {} is a symbolic link; filesync never writes through links: make it a real folder there{or_ignore}",
+            self.s.host
+        ))
+    }
+
+    /// Refuses `p`, and anything a replaced or deleted file would go through on its way to
+    /// the trash, when a link is in the way (see `not_through_link`).
+    async fn not_through_link_or_trash(&self, p: &RelPath) -> Result<(), StoreError> {
+        if let Ok(trash) = RelPath::parse(TRASH_DIR)
+            && self.st.links.lock().is_ok_and(|l| l.links.contains(&trash))
         {
-            Some(link) => Err(StoreError::Other(format!(
-                "{link} on {} is a symbolic link; filesync never writes through links: make it a real folder there, or add it to .syncignore",
-                self.s.host
-            ))),
-            None => Ok(()),
+            return Err(self.through_link(&trash));
         }
+        self.not_through_link(p).await
+    }
+
+    /// Refuses `p` when it, or a folder above it, is a symlink on the remote: the server would
+    /// follow it (OpenSSH's does, wherever it points), and the walk never does. The walk's
+    /// links answer for what it listed; below a folder it did not list (ignored on that side,
+    /// say) each folder on the way is looked at once.
+    async fn not_through_link(&self, p: &RelPath) -> Result<(), StoreError> {
+        let through = |link: &RelPath| self.through_link(link);
+        let poisoned =
+            || StoreError::Other("the store's record of remote links was poisoned".into());
+        let unknown: Vec<RelPath> = {
+            let l = self.st.links.lock().map_err(|_| poisoned())?;
+            if let Some(link) = std::iter::once(p.clone())
+                .chain(p.ancestors())
+                .find(|a| l.links.contains(a))
+            {
+                return Err(through(&link));
+            }
+            if l.unwalked.is_empty() {
+                return Ok(());
+            }
+            // Folders above `p`, outermost first; those below the outermost unlisted one.
+            let mut above: Vec<RelPath> = p.ancestors().collect();
+            above.reverse();
+            match above.iter().position(|a| l.unwalked.contains(a)) {
+                None => return Ok(()),
+                Some(i) => above
+                    .split_off(i + 1)
+                    .into_iter()
+                    .filter(|a| !l.checked.contains(a))
+                    .collect(),
+            }
+        };
+        for a in unknown {
+            let path = self.s.path(&a);
+            match self.s.lstat(&path).await {
+                Ok(Some(attrs)) if attrs.file_type().is_symlink() => {
+                    if let Ok(mut l) = self.st.links.lock() {
+                        l.links.insert(a.clone());
+                    }
+                    return Err(through(&a));
+                }
+                Ok(Some(attrs)) if attrs.file_type().is_dir() => {
+                    self.st
+                        .links
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .checked
+                        .insert(a);
+                }
+                // Missing (made by this sync) or not a folder (the operation fails on its own).
+                Ok(_) => break,
+                Err(e) => return Err(self.s.err("cannot stat", &path, e)),
+            }
+        }
+        Ok(())
     }
 
     async fn current_async(&self) -> Result<Current, StoreError> {
@@ -832,7 +901,11 @@ impl SftpStore {
         // The listing does not need the index: walk the folder while `.sync` downloads.
         let (loaded, mut found) = tokio::join!(self.load_digested(), walk::walk(&self.s));
         if let Ok(mut l) = self.st.links.lock() {
-            *l = std::mem::take(&mut found.links).into_iter().collect();
+            *l = Links {
+                links: std::mem::take(&mut found.links).into_iter().collect(),
+                unwalked: std::mem::take(&mut found.unwalked).into_iter().collect(),
+                checked: HashSet::new(),
+            };
         }
         let (mut index, loaded) = match loaded? {
             Some(x) => x,
@@ -972,8 +1045,10 @@ impl SftpStore {
         }
         let s = &self.s;
         let trash = s.join(TRASH_DIR);
-        if s.lstat(&trash).await.ok().flatten().is_none() {
-            return Ok(());
+        // Not through a link: expiry deletes, and only the trash's own files are old versions.
+        match s.lstat(&trash).await {
+            Ok(Some(a)) if a.file_type().is_dir() => {}
+            _ => return Ok(()),
         }
         let cutoff = super::now_secs() - (trash_days as i64) * 86_400;
         walk::expire_trash(s, &trash, cutoff).await;
@@ -1049,7 +1124,7 @@ impl Store for SftpStore {
         size: Option<u64>,
     ) -> BoxFuture<'a, Result<Reader, StoreError>> {
         self.guard(async move {
-            self.not_through_link(p)?;
+            self.not_through_link(p).await?;
             let path = self.s.path(p);
             let r = xfer::open_read(&self.s, &path, size)
                 .await
@@ -1065,7 +1140,7 @@ impl Store for SftpStore {
         put: Put,
     ) -> BoxFuture<'a, Result<Observed, StoreError>> {
         self.guard(async move {
-            self.not_through_link(p)?;
+            self.not_through_link_or_trash(p).await?;
             self.write_async(p, data, put).await
         })
     }
@@ -1092,7 +1167,7 @@ impl Store for SftpStore {
                 n,
                 futures::StreamExt::collect(futures::StreamExt::buffered(
                     futures::stream::iter(files.into_iter().map(move |f| async move {
-                        self.not_through_link(&f.path)?;
+                        self.not_through_link_or_trash(&f.path).await?;
                         let data: Reader = Box::pin(io::Cursor::new(f.bytes));
                         self.write_async(&f.path, data, f.put).await
                     })),
@@ -1105,21 +1180,21 @@ impl Store for SftpStore {
 
     fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
-            self.not_through_link(p)?;
+            self.not_through_link(p).await?;
             self.s.mkdir_p(p).await
         })
     }
 
     fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
-            self.not_through_link(p)?;
+            self.not_through_link_or_trash(p).await?;
             self.s.trash(p).await
         })
     }
 
     fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
-            self.not_through_link(p)?;
+            self.not_through_link_or_trash(p).await?;
             let path = self.s.path(p);
             match self.s.raw().rmdir(path.as_str()).await {
                 Ok(_) => Ok(()),
@@ -1136,8 +1211,8 @@ impl Store for SftpStore {
         to: &'a RelPath,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.guard(async move {
-            self.not_through_link(from)?;
-            self.not_through_link(to)?;
+            self.not_through_link(from).await?;
+            self.not_through_link(to).await?;
             let s = &self.s;
             let (src, dst) = (s.path(from), s.path(to));
             match s.lstat(&dst).await {

@@ -55,6 +55,9 @@ pub(crate) struct Found {
     rules: Vec<(RelPath, Arc<Gitignore>)>,
     /// Symlinks met (never followed, never written through).
     pub(crate) links: Vec<RelPath>,
+    /// Folders met but not listed (ignored, too deep, unreadable): what is below them is
+    /// unknown, so a write below one checks its way down first.
+    pub(crate) unwalked: Vec<RelPath>,
 }
 
 /// Lists the whole remote folder (what `refresh` folds into an index).
@@ -65,6 +68,7 @@ pub(crate) async fn walk(s: &Sftp) -> Found {
         temps: Vec::new(),
         rules: Vec::new(),
         links: Vec::new(),
+        unwalked: Vec::new(),
     };
     let mut pending = FuturesUnordered::new();
     let mut queue: Vec<(RelPath, Rules)> = vec![(RelPath::root(), Arc::new(Vec::new()))];
@@ -88,7 +92,8 @@ pub(crate) async fn walk(s: &Sftp) -> Found {
                     tracing::warn!("cannot list {}:{path}: {}", s.host, super::to_io(e));
                 }
                 f.unreadable
-                    .insert(dir, format!("cannot list {}:{path}", s.host));
+                    .insert(dir.clone(), format!("cannot list {}:{path}", s.host));
+                f.unwalked.push(dir);
                 continue;
             }
         };
@@ -132,21 +137,27 @@ pub(crate) async fn walk(s: &Sftp) -> Found {
                     continue;
                 }
             };
+            // Links first: `.sync-trash` as a link would take the trash elsewhere.
+            if e.attrs.file_type().is_symlink() {
+                f.links.push(p);
+                continue;
+            }
             if is_internal(&p) {
                 continue;
             }
             let Some(o) = observed_of(&e.attrs) else {
-                if e.attrs.file_type().is_symlink() {
-                    f.links.push(p);
-                }
                 continue;
             };
             if ignored(&rules, &p, o.kind == Kind::Dir) {
+                if o.kind == Kind::Dir {
+                    f.unwalked.push(p);
+                }
                 continue;
             }
             if o.kind == Kind::Dir {
                 if p.depth() >= MAX_DEPTH {
                     tracing::warn!(path = %p, "skipping: deeper than {MAX_DEPTH} levels");
+                    f.unwalked.push(p);
                     continue;
                 }
                 queue.push((p.clone(), rules.clone()));
