@@ -131,17 +131,14 @@ impl LocalStore {
                         rustix::fs::statat(&fd, c, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
                             rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink()
                         });
-                    return Err(StoreError::Other(if link {
-                        format!(
-                            "{at} in {} is a symbolic link; filesync never writes through links: make it a real folder, or add it to .syncignore",
-                            self.root.display()
-                        )
+                    let place = format!("in {}", self.root.display());
+                    return Err(if link {
+                        StoreError::through_link(&at, &place)
                     } else {
-                        format!(
-                            "cannot use folder {at} in {}: a file is in the way",
-                            self.root.display()
-                        )
-                    }));
+                        StoreError::Other(format!(
+                            "cannot use folder {at} {place}: a file is in the way"
+                        ))
+                    });
                 }
                 Err(e) => return Err(io_err("cannot open folder", &at, e)),
             };

@@ -49,6 +49,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A symlink in the way of a write (`link`, in `place`: "in /root", "on host"): refused,
+    /// saying what to do. An internal name (`.sync-trash`) cannot be ignored, only replaced.
+    pub(crate) fn through_link(link: &RelPath, place: &str) -> Self {
+        let or_ignore = if crate::index::is_internal(link) {
+            ""
+        } else {
+            ", or add it to .syncignore"
+        };
+        StoreError::Other(format!(
+            "{link} {place} is a symbolic link; filesync never writes through links: make it a real folder{or_ignore}"
+        ))
+    }
+
     /// The error for an index that does not parse: damage (with `fix`), or a later version's.
     pub fn bad_index(path: String, e: crate::index::FormatError, fix: String) -> Self {
         match e {

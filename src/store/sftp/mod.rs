@@ -16,7 +16,7 @@ use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, StagedIndex, S
 use crate::config::Config;
 use crate::index::{
     ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
-    fit_name, from_json_slice, is_internal, to_json_vec,
+    fit_name, from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
@@ -794,15 +794,7 @@ impl SftpStore {
     }
 
     fn through_link(&self, link: &RelPath) -> StoreError {
-        let or_ignore = if is_internal(link) {
-            ""
-        } else {
-            ", or add it to .syncignore"
-        };
-        StoreError::Other(format!(
-            "{link} on {} is a symbolic link; filesync never writes through links: make it a real folder there{or_ignore}",
-            self.s.host
-        ))
+        StoreError::through_link(link, &format!("on {}", self.s.host))
     }
 
     /// Refuses `p`, and anything a replaced or deleted file would go through on its way to
@@ -821,7 +813,6 @@ impl SftpStore {
     /// links answer for what it listed; below a folder it did not list (ignored on that side,
     /// say) each folder on the way is looked at once.
     async fn not_through_link(&self, p: &RelPath) -> Result<(), StoreError> {
-        let through = |link: &RelPath| self.through_link(link);
         let poisoned =
             || StoreError::Other("the store's record of remote links was poisoned".into());
         let unknown: Vec<RelPath> = {
@@ -830,7 +821,7 @@ impl SftpStore {
                 .chain(p.ancestors())
                 .find(|a| l.links.contains(a))
             {
-                return Err(through(&link));
+                return Err(self.through_link(&link));
             }
             if l.unwalked.is_empty() {
                 return Ok(());
@@ -854,7 +845,7 @@ impl SftpStore {
                     if let Ok(mut l) = self.st.links.lock() {
                         l.links.insert(a.clone());
                     }
-                    return Err(through(&a));
+                    return Err(self.through_link(&a));
                 }
                 Ok(Some(attrs)) if attrs.file_type().is_dir() => {
                     self.st
