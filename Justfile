@@ -13,9 +13,10 @@ build:
 demo:
     scripts/demo.sh
 
-# Everything CI checks: install test tools, fmt, clippy -D warnings, all tests.
+# Everything CI checks: install test tools, the build scripts' checks, fmt, clippy, all tests.
 test:
     scripts/install-test-deps.sh
+    scripts/check-scripts.sh
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets
@@ -23,6 +24,10 @@ test:
 # Speed against peers (rsync, unison, OpenSSH's sftp server) in one run.
 bench:
     scripts/bench.sh
+
+# Whether the build scripts parse, find cargo's output, and install packages that exist.
+check-scripts:
+    scripts/check-scripts.sh
 
 # aarch64 binary: cross when a container engine runs, else the container-free path.
 build-pi:

@@ -20,8 +20,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. scripts/lib.sh
 cargo build --release --quiet
-BIN=target/release/filesync
+BIN=$(target_dir)/release/filesync
 
 if [[ ! -f "$BENCH_DIR/tree.made" ]]; then
     rm -rf "$TREE"

@@ -15,7 +15,7 @@ peers=$repo/../shared/peers
 profiles=${BENCH_PROFILES:-small mixed}
 tools=${BENCH_TOOLS:-fs-serve filesync rsync unison}
 rounds=${BENCH_ROUNDS:-2}
-bin=${BENCH_BIN:-$repo/target/release/filesync}
+bin=${BENCH_BIN:-$(cd "$repo" && . scripts/lib.sh && target_dir)/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet)
 fi

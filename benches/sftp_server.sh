@@ -18,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bin=${BENCH_BIN:-$repo/target/release/filesync}
+bin=${BENCH_BIN:-$(cd "$repo" && . scripts/lib.sh && target_dir)/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
     echo "building release binary..." >&2
     (cd "$repo" && cargo build --release --quiet)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the release binary for the Raspberry Pi (aarch64-unknown-linux-gnu).
 #
-#   cross/build-pi.sh            # -> target/aarch64-unknown-linux-gnu/release/filesync
+#   cross/build-pi.sh            # -> $CARGO_TARGET_DIR (or target)/aarch64-unknown-linux-gnu/release/filesync
+#   cross/build-pi.sh --check-deps   # the Debian packages it would install, nothing built
 #
 # With a running container engine (docker info / podman info succeed) this uses cross-rs.
 # Otherwise it uses the container-free path that works on Debian/Ubuntu: rustup's aarch64
@@ -15,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
-BIN="target/$TARGET/release/filesync"
 . scripts/lib.sh
 
 engine_runs() {
@@ -28,6 +28,11 @@ if [ -z "$mode" ]; then
     if engine_runs && command -v cross >/dev/null; then mode=cross; else mode=native; fi
 fi
 
+[ "$mode" = native ] && apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
+apt_install file qemu-user
+deps_checked
+BIN="$(target_dir)/$TARGET/release/filesync"
+
 start=$(date +%s)
 case "$mode" in
 cross)
@@ -37,7 +42,6 @@ cross)
     ;;
 native)
     log "no container engine (or cross not installed): container-free build with Debian's aarch64 gcc"
-    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     if command -v rustup >/dev/null; then
         rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
     fi
@@ -52,15 +56,8 @@ esac
 log "built $BIN in $(( $(date +%s) - start ))s ($(du -h "$BIN" | cut -f1))"
 
 # Check: an aarch64 ELF that runs under user-mode emulation.
-command -v file >/dev/null || apt_install file
 file -b "$BIN" | tee /dev/stderr | grep -q 'ARM aarch64' || die "$BIN is not an aarch64 ELF"
 maxglibc=$(aarch64-linux-gnu-objdump -T "$BIN" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 || true)
 [ -n "$maxglibc" ] && log "newest glibc symbol version needed: $maxglibc"
-if ! command -v qemu-aarch64 >/dev/null; then
-    apt_install qemu-user || true
-fi
-if command -v qemu-aarch64 >/dev/null; then
-    log "qemu-aarch64: $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN" --version)"
-else
-    log "qemu-aarch64 not available (apt-get install qemu-user): skipped the --version check"
-fi
+need_cmd qemu-aarch64 qemu-user
+log "qemu-aarch64: $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN" --version)"

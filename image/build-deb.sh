@@ -3,6 +3,7 @@
 # dist/filesync_<version>_amd64.deb (laptops), version from Cargo.toml.
 #
 #   image/build-deb.sh             # both; ARCHES="arm64" image/build-deb.sh for one
+#   image/build-deb.sh --check-deps   # the Debian packages it would install, nothing built
 #
 # arm64 uses the cross-built binary (cross/build-pi.sh, run if missing or older than the
 # sources), amd64 `cargo build --release`. DEB_SKIP_BUILD=1 packages whatever binaries
@@ -11,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . scripts/lib.sh
-apt_install dpkg-dev binutils file
-[ "${DEB_LINTIAN:-1}" = 1 ] && { apt_install lintian || true; }
+apt_install dpkg-dev binutils binutils-aarch64-linux-gnu file gzip
+[ "${DEB_LINTIAN:-1}" = 1 ] && apt_install lintian
+deps_checked
+TARGET_DIR=$(target_dir)
 
 SDE=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -26,9 +29,9 @@ stale() { # binary missing or older than any source file
 
 for arch in $ARCHES; do
     case $arch in
-    arm64) bin=target/aarch64-unknown-linux-gnu/release/filesync; objdump=aarch64-linux-gnu-objdump
+    arm64) bin=$TARGET_DIR/aarch64-unknown-linux-gnu/release/filesync; objdump=aarch64-linux-gnu-objdump
            if [ "${DEB_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then cross/build-pi.sh; fi ;;
-    amd64) bin=target/release/filesync; objdump=objdump
+    amd64) bin=$TARGET_DIR/release/filesync; objdump=objdump
            if [ "${DEB_SKIP_BUILD:-0}" != 1 ] && stale "$bin"; then log "cargo build --release"; cargo build --release --locked; fi ;;
     *) die "unknown architecture $arch" ;;
     esac

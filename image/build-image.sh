@@ -10,6 +10,7 @@
 #
 # Needs: root (mmdebstrap --mode=root) or unprivileged user namespaces (--mode=unshare),
 # and binfmt_misc with qemu-aarch64 (qemu-user-static) on a non-arm64 host.
+# `image/build-image.sh --check-deps` lists the Debian packages it would install, nothing built.
 # Environment: MIRROR (default http://deb.debian.org/debian), IMAGE_KEEP=1 keeps
 # the intermediate files in dist/image-build/, IMAGE_REUSE=1 reuses a kept
 # dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part) and lays the
@@ -19,7 +20,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 t0=$(date +%s)
 apt_install mmdebstrap debian-archive-keyring qemu-user-static binfmt-support arch-test \
-    e2fsprogs dosfstools mtools fdisk xz-utils uidmap
+    e2fsprogs dosfstools mtools fdisk xz-utils uidmap fakeroot
+deps_checked
 
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 DEB=dist/filesync_${VERSION}_arm64.deb
@@ -108,7 +110,7 @@ rm -rf "$W/rootfs"; mkdir "$W/rootfs"
 refresh=""
 [ "$reuse" = 1 ] && refresh="dpkg-deb -x $DEB $W/rootfs && "
 mkfs_root="tar -xpf $W/rootfs.tar -C $W/rootfs --numeric-owner && $refresh mke2fs -q -t ext4 -L RASPIROOT -m 1 -d $W/rootfs $W/root.ext4 ${ROOT_MB}M"
-if [ "$(id -u)" -eq 0 ]; then sh -c "$mkfs_root"; else apt_install fakeroot; fakeroot sh -c "$mkfs_root"; fi
+if [ "$(id -u)" -eq 0 ]; then sh -c "$mkfs_root"; else fakeroot sh -c "$mkfs_root"; fi
 rm -rf "$W/rootfs"
 
 # Assemble: MBR (the Pi firmware reads MBR), 4 MiB aligned.

@@ -17,12 +17,20 @@
 # The VM is always stopped on exit. TIMEOUT (default 900 s) bounds the wait for READY.
 # IMAGE_TEST_BIN_ARM=FILE replaces /usr/bin/filesync in the test copy (debugfs, no mount),
 # e.g. to test a newer aarch64 build without rebuilding the image; IMAGE_TEST_BIN_HOST=FILE
-# is the host's filesync used for `filesync sync` (default target/release/filesync).
+# is the host's filesync used for `filesync sync` (default: cargo's release build).
+# `image/test-image.sh --check-deps` lists the Debian packages it would install, nothing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-apt_install qemu-system-arm qemu-user mtools xz-utils openssh-client libc6-dev-arm64-cross
+# The NIC gets no boot ROM (romfile=): the kernel is loaded directly, never network-booted, and
+# the ROM's package (ipxe-qemu) is only a Recommends of qemu-system-arm.
+apt_install qemu-system-arm qemu-user mtools xz-utils openssh-client \
+    libc6-dev-arm64-cross fdisk e2fsprogs diffutils
+deps_checked
+need_cmd qemu-system-aarch64 qemu-system-arm
+need_cmd qemu-aarch64 qemu-user
+TARGET_DIR=$(target_dir)
 
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 IMG=${1:-dist/filesync-pi-${VERSION}-arm64.img.xz}
@@ -30,7 +38,7 @@ IMG=${1:-dist/filesync-pi-${VERSION}-arm64.img.xz}
 T=dist/image-test
 PORT=${PORT:-22222}; SSH_PORT=${SSH_PORT:-22022}
 TIMEOUT=${TIMEOUT:-900}
-BIN_ARM=target/aarch64-unknown-linux-gnu/release/filesync
+BIN_ARM=$TARGET_DIR/aarch64-unknown-linux-gnu/release/filesync
 failures=()
 fail_soft() { printf 'FAIL: %s\n' "$*" >&2; failures+=("$*"); }
 
@@ -97,7 +105,7 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel "$accel" \
     -append "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 net.ifnames=0 systemd.show_status=1" \
     -drive "file=$T/disk.img,format=raw,if=none,id=hd0,cache=unsafe" -device virtio-blk-pci,drive=hd0 \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:2222,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" \
-    -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
+    -device virtio-net-pci,netdev=n0,romfile= -device virtio-rng-pci \
     -display none -monitor none -serial "file:$T/serial.log" \
     -pidfile "$T/qemu.pid" -daemonize
 
@@ -152,7 +160,7 @@ else
     fail_soft "OpenSSH sftp session (see $T/sftp.out)"
 fi
 
-BIN_HOST=${IMAGE_TEST_BIN_HOST:-target/release/filesync}
+BIN_HOST=${IMAGE_TEST_BIN_HOST:-$TARGET_DIR/release/filesync}
 if [ -z "${IMAGE_TEST_BIN_HOST:-}" ]; then
     log "cargo build --release (the host side of filesync sync)"; cargo build --release --locked >&2
 fi

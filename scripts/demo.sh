@@ -14,8 +14,9 @@ for tool in ssh-keygen sftp; do
         fi
     fi
 done
+. scripts/lib.sh
 cargo build --quiet
-BIN="$PWD/target/debug/filesync"
+BIN="$(target_dir)/debug/filesync"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {

@@ -2,12 +2,13 @@
 # Check the unit files: systemd-analyze verify on all of them and the exposure score of
 # the hub unit (systemd-analyze security). ExecStart must name an existing binary for
 # verify, so the units are checked as copies pointing at a stand-in binary
-# (VERIFY_BIN, default: target/release/filesync if built, else /bin/true).
+# (VERIFY_BIN, default: cargo's release build if there is one, else /bin/true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v systemd-analyze >/dev/null || { echo "error: systemd-analyze missing (apt-get install systemd)" >&2; exit 1; }
+. scripts/lib.sh
 bin=${VERIFY_BIN:-}
-[ -n "$bin" ] || { [ -x target/release/filesync ] && bin=$PWD/target/release/filesync || bin=/bin/true; }
+[ -n "$bin" ] || { release=$(target_dir)/release/filesync; [ -x "$release" ] && bin=$release || bin=/bin/true; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/system" "$tmp/user"
 for u in filesync.service; do sed "s#/usr/bin/filesync#$bin#" "systemd/$u" > "$tmp/system/$u"; done
