@@ -2,33 +2,24 @@
 //! a held lock, and SIGKILL at random points. Each must end in a clear error or a correct
 //! result, and never lose or tear a file.
 
-mod common;
-
-use common::scenario::*;
+use crate::harness::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn corrupt_index_fails_clearly_and_index_rebuilds_it() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("precious.txt", "data");
     s.sync_and_settle();
     s.a.write(".sync", "{\"this is\": not json");
     let before = s.a.tree();
-    let out = s.run(&["sync", path_str(&s.a.path), path_str(&s.b.path)]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("corrupt") && err.contains("filesync index"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    let out = s.sb.filesync().args(["sync", s.a.s(), s.b.s()]).fails();
+    out.one_line_error(&["corrupt", "filesync index"]);
     assert_eq!(s.a.tree(), before, "a failed sync changed files");
     assert_eq!(s.b.read("precious.txt"), b"data");
 
-    let out = s.run(&["index", "--root", path_str(&s.a.path)]);
-    assert_ok(&out, "index rebuild");
+    s.sb.filesync().args(["index", "--root", s.a.s()]).ok();
     let kept: Vec<_> = std::fs::read_dir(&s.a.path)
         .unwrap()
         .flatten()
@@ -47,37 +38,26 @@ fn corrupt_index_fails_clearly_and_index_rebuilds_it() {
 
 #[test]
 fn missing_root_and_bad_config_are_one_line_errors() {
-    let s = Scenario::new();
-    let missing = s.tmp.path().join("nope");
-    let out = s.run(&["sync", path_str(&missing), path_str(&s.b.path)]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("nope") && err.trim().lines().count() == 1,
-        "{err}"
-    );
+    let s = Pair::local();
+    let missing = s.sb.path().join("nope");
+    let out =
+        s.sb.filesync()
+            .args(["sync", missing.to_str().unwrap(), s.b.s()])
+            .fails();
+    out.one_line_error(&["nope"]);
     assert!(!missing.exists(), "a missing root was created");
 
-    let cfg = s.tmp.path().join("bad.toml");
-    std::fs::write(&cfg, "trash_days = \"many\"\n").unwrap();
-    let out = s.run(&[
-        "--config",
-        path_str(&cfg),
-        "status",
-        "--root",
-        path_str(&s.a.path),
-    ]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("bad.toml") && err.contains("trash_days"),
-        "{err}"
-    );
+    let cfg = s.sb.file("bad.toml", "trash_days = \"many\"\n");
+    let out =
+        s.sb.filesync_with(&cfg)
+            .args(["status", "--root", s.a.s()])
+            .fails();
+    out.one_line_error(&["bad.toml", "trash_days"]);
 }
 
 #[test]
 fn held_lock_refuses_and_stale_lock_is_broken() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("x", "1");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     // Held by a live process on this host (this test).
@@ -85,15 +65,11 @@ fn held_lock_refuses_and_stale_lock_is_broken() {
         r#"{{"host":"{}","pid":{},"time":{},"what":"test"}}"#,
         host.trim(),
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        now_secs()
     );
     s.b.write(".sync.lock", &live);
-    let out = s.run(&["sync", path_str(&s.a.path), path_str(&s.b.path)]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    let out = s.sb.filesync().args(["sync", s.a.s(), s.b.s()]).fails();
+    assert!(out.stderr.contains("locked"), "{out}");
     assert!(
         !s.a.p(".sync.lock").exists(),
         "the first lock was not released"
@@ -112,13 +88,9 @@ fn held_lock_refuses_and_stale_lock_is_broken() {
 
 /// Runs filesync as an unprivileged user when we are root (root reads everything), after
 /// giving that user the test tree; `keep_root` stays root's.
-fn run_unprivileged(
-    s: &Scenario,
-    args: &[&str],
-    keep_root: &std::path::Path,
-) -> std::process::Output {
+fn run_unprivileged(s: &Pair, args: &[&str], keep_root: &std::path::Path) -> Ran {
     if !is_root() {
-        return s.run(args);
+        return s.sb.filesync().args(args).output();
     }
     let chown = |who: &str, p: &std::path::Path, recursive: bool| {
         let mut c = Command::new("chown");
@@ -130,30 +102,33 @@ fn run_unprivileged(
             "chown failed"
         );
     };
-    chown("65534:65534", s.tmp.path(), true);
+    require("setpriv");
+    chown("65534:65534", s.sb.path(), true);
     chown("0:0", keep_root, false);
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["--config"])
+        .arg(s.sb.config())
         .args(args)
         .env_clear()
-        .env("HOME", s.home())
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .expect("setpriv (util-linux) is needed to drop root")
+        .env("HOME", s.sb.home())
+        .env("PATH", "/usr/bin:/bin");
+    let o = c.output().expect("run setpriv");
+    Ran {
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
 }
 
 #[test]
 fn unreadable_file_is_reported_and_nothing_else_is_held_back() {
     use std::os::unix::fs::PermissionsExt;
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("secret.txt", "s").write("open.txt", "o");
     std::fs::set_permissions(s.a.p("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
-    let out = run_unprivileged(
-        &s,
-        &["sync", path_str(&s.a.path), path_str(&s.b.path)],
-        &s.a.p("secret.txt"),
-    );
-    let err = stderr(&out);
+    let out = run_unprivileged(&s, &["sync", s.a.s(), s.b.s()], &s.a.p("secret.txt"));
+    let err = &out.stderr;
     assert_eq!(s.b.read("open.txt"), b"o", "{err}");
     assert!(!s.b.exists("secret.txt"));
     // Not everything was synced: the exit code says so.
@@ -172,11 +147,12 @@ fn full_disk_fails_cleanly_and_the_next_sync_finishes() {
         eprintln!("skipping: mounting a small tmpfs needs root");
         return;
     }
-    let s = Scenario::new();
-    let small = s.tmp.path().join("small");
+    let s = Pair::local();
+    let small = s.sb.path().join("small");
     std::fs::create_dir_all(&small).unwrap();
+    let small_s = small.to_str().unwrap();
     let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", path_str(&small)])
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", small_s])
         .status()
         .unwrap();
     assert!(st.success(), "mount tmpfs failed");
@@ -191,9 +167,9 @@ fn full_disk_fails_cleanly_and_the_next_sync_finishes() {
     b.write("existing.txt", "keep me");
     s.a.write("big.bin", vec![42u8; 3 << 20])
         .write("small.txt", "fits");
-    let out = s.run(&["sync", path_str(&s.a.path), path_str(&small)]);
+    let out = s.sb.filesync().args(["sync", s.a.s(), small_s]).output();
     assert!(!out.status.success(), "a sync onto a full disk succeeded");
-    let err = stderr(&out);
+    let err = &out.stderr;
     assert!(
         err.contains("big.bin") && err.contains("No space left"),
         "{err}"
@@ -208,11 +184,10 @@ fn full_disk_fails_cleanly_and_the_next_sync_finishes() {
     assert_eq!(s.a.read("existing.txt"), b"keep me");
 
     Command::new("mount")
-        .args(["-o", "remount,size=16m", path_str(&small)])
+        .args(["-o", "remount,size=16m", small_s])
         .status()
         .unwrap();
-    let out = s.run(&["sync", path_str(&s.a.path), path_str(&small)]);
-    assert_ok(&out, "sync after freeing space");
+    s.sb.filesync().args(["sync", s.a.s(), small_s]).ok();
     assert_eq!(b.read("big.bin"), vec![42u8; 3 << 20]);
 }
 
@@ -227,7 +202,7 @@ fn record(versions: &mut BTreeMap<String, BTreeSet<Vec<u8>>>, f: &Folder) {
 
 #[test]
 fn sigkill_at_random_points_never_tears_or_loses_a_file() {
-    let s = Scenario::new();
+    let s = Pair::local();
     let mut versions: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move |n: u64| {
@@ -259,13 +234,14 @@ fn sigkill_at_random_points_never_tears_or_loses_a_file() {
                 .flatten()
                 .collect();
 
-        let mut child = s
-            .cmd()
-            .args(["sync", path_str(&s.a.path), path_str(&s.b.path)])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            s.sb.filesync()
+                .args(["sync", s.a.s(), s.b.s()])
+                .command()
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
         std::thread::sleep(Duration::from_millis(rnd(150)));
         // Every other round a polite stop (SIGTERM): the sync ends on its own and lets go of
         // both locks; otherwise SIGKILL, and the next sync has to clear up after it.
@@ -297,8 +273,11 @@ fn sigkill_at_random_points_never_tears_or_loses_a_file() {
             }
         }
         // The next sync completes, and every version that existed is still somewhere.
-        let out = s.run(&["sync", path_str(&s.a.path), path_str(&s.b.path)]);
-        assert_ok(&out, &format!("sync after kill in round {round}"));
+        let out = s.sb.filesync().args(["sync", s.a.s(), s.b.s()]).output();
+        assert!(
+            out.status.success(),
+            "sync after kill in round {round}: {out}"
+        );
         assert_eq!(s.a.tree(), s.b.tree(), "round {round}: trees differ");
         // What the killed sync was writing is cleared up by the next one, whatever its age.
         for f in [&s.a, &s.b] {
@@ -320,13 +299,7 @@ fn sigkill_at_random_points_never_tears_or_loses_a_file() {
 
 #[test]
 fn a_bare_word_that_is_no_peer_and_no_folder_is_named() {
-    let s = Scenario::new();
-    let out = s.run(&["sync", "pi", path_str(&s.b.path)]);
-    let err = stderr(&out);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("\"pi\" is neither a configured peer nor a folder"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let s = Pair::local();
+    let out = s.sb.filesync().args(["sync", "pi", s.b.s()]).fails();
+    out.one_line_error(&["\"pi\" is neither a configured peer nor a folder"]);
 }

@@ -2,9 +2,7 @@
 //! READY after the index is loaded (and, with `[server]`, after the port accepts connections),
 //! WATCHDOG on time, RELOADING/READY on SIGHUP, STOPPING on SIGTERM and exit code 0.
 
-mod common;
-
-use common::daemon::*;
+use crate::harness::*;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -52,14 +50,15 @@ impl Notifications {
 
 #[test]
 fn ready_watchdog_reload_stop() {
-    let env = Env::new("name = \"a\"\n");
-    let root = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let root = sb.folder("a").path;
     std::fs::write(root.join("f"), "x").unwrap();
     let n = Notifications::bind();
     let sock = n.path.to_str().unwrap().to_string();
     // 1 s watchdog: pings are due every 500 ms.
-    let d = env.daemon(
+    let d = sb.daemon_with(
         &root,
+        &sb.config(),
         &[("NOTIFY_SOCKET", &sock), ("WATCHDOG_USEC", "1000000")],
     );
     let (ready, _) = n
@@ -107,12 +106,12 @@ fn ready_watchdog_reload_stop() {
 
 #[test]
 fn corrupt_index_exits_with_a_clear_error_and_no_ready() {
-    let env = Env::new("name = \"a\"\n");
-    let root = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let root = sb.folder("a").path;
     std::fs::write(root.join(".sync"), "{not json").unwrap();
     let n = Notifications::bind();
     let sock = n.path.to_str().unwrap().to_string();
-    let mut d = env.daemon(&root, &[("NOTIFY_SOCKET", &sock)]);
+    let mut d = sb.daemon_with(&root, &sb.config(), &[("NOTIFY_SOCKET", &sock)]);
     assert!(wait_until(Duration::from_secs(20), || d
         .try_exit()
         .is_some()));
@@ -131,24 +130,21 @@ fn ready_comes_after_the_server_port_accepts() {
         .local_addr()
         .unwrap()
         .port();
-    let env = Env::new("");
-    let client_key = env.path().join("client_key");
-    common::server::keygen(&client_key);
-    let keys = env.path().join("authorized_keys");
+    let sb = Sandbox::new();
+    let client_key = sb.keygen("client_key", "ed25519");
+    let keys = sb.path().join("authorized_keys");
     std::fs::copy(client_key.with_extension("pub"), &keys).unwrap();
-    std::fs::write(
-        &env.config,
-        format!(
+    sb.set_config(
+        &format!(
             "name = \"hub\"\n[server]\nlisten = \"127.0.0.1:{port}\"\nhost_key = \"{}\"\nauthorized_keys = \"{}\"\n",
-            env.path().join("host_key").display(),
+            sb.path().join("host_key").display(),
             keys.display()
         ),
-    )
-    .unwrap();
-    let root = env.folder("hub");
+    );
+    let root = sb.folder("hub").path;
     let n = Notifications::bind();
     let sock = n.path.to_str().unwrap().to_string();
-    let mut d = env.daemon(&root, &[("NOTIFY_SOCKET", &sock)]);
+    let mut d = sb.daemon_with(&root, &sb.config(), &[("NOTIFY_SOCKET", &sock)]);
     let mut ready = false;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

@@ -1,12 +1,10 @@
 //! Two-way sync between two local folders, through the real binary.
 
-mod common;
-
-use common::scenario::*;
+use crate::harness::*;
 
 #[test]
 fn changes_propagate_both_ways_and_settle() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("docs/report.txt", "v1").write("top.txt", "top");
     s.b.write("photos/cat.jpg", [0u8, 1, 2, 255])
         .mkdir("empty-dir");
@@ -42,7 +40,7 @@ fn changes_propagate_both_ways_and_settle() {
 
 #[test]
 fn concurrent_edits_keep_both_versions_on_both_sides() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("notes.md", "base");
     s.sync_and_settle();
     s.a.write("notes.md", "edited on A");
@@ -72,7 +70,7 @@ fn concurrent_edits_keep_both_versions_on_both_sides() {
 
 #[test]
 fn delete_versus_edit_keeps_the_edit() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("plan.txt", "original")
         .write("dir/inner.txt", "x");
     s.sync_and_settle();
@@ -86,7 +84,7 @@ fn delete_versus_edit_keeps_the_edit() {
 
 #[test]
 fn later_edit_wins_even_when_its_clock_is_an_hour_behind() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("f.txt", "first");
     s.sync_and_settle();
     // A edits; sync; then B edits later, but B's clock runs an hour behind.
@@ -102,7 +100,7 @@ fn later_edit_wins_even_when_its_clock_is_an_hour_behind() {
 
 #[test]
 fn odd_names_survive_the_round_trip() {
-    let s = Scenario::new();
+    let s = Pair::local();
     let names = [
         "with space.txt",
         "new\nline.txt",
@@ -123,14 +121,16 @@ fn odd_names_survive_the_round_trip() {
         assert_eq!(s.b.read(n), format!("content {i}").as_bytes(), "{n:?}");
     }
     // The index reloads (status parses it) and a fresh rebuild agrees.
-    let out = s.run(&["status", "--root", path_str(&s.b.path)]);
-    assert_ok(&out, "status");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 added, 0 modified, 0 deleted"));
+    let out = s.sb.filesync().args(["status", "--root", s.b.s()]).ok();
+    assert!(
+        out.stdout.contains("0 added, 0 modified, 0 deleted"),
+        "{out}"
+    );
 }
 
 #[test]
 fn syncignore_and_internal_files_stay_local() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write(".syncignore", "*.tmp\nbuild/\n")
         .write("keep.txt", "k")
         .write("scratch.tmp", "no")
@@ -149,7 +149,7 @@ fn syncignore_and_internal_files_stay_local() {
 
 #[test]
 fn a_reincluded_file_goes_with_its_deleted_folder() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write(".syncignore", "*.log\n")
         .write("a/b/.syncignore", "!keep.log\n")
         .write("a/b/keep.log", "kept")
@@ -171,13 +171,13 @@ fn a_reincluded_file_goes_with_its_deleted_folder() {
 
 #[test]
 fn a_symlink_is_never_written_through() {
-    let s = Scenario::new();
+    let s = Pair::local();
     let outside = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink(outside.path(), s.b.p("evil")).expect("symlink");
     s.a.write("evil/new.txt", "mine").write("plain.txt", "fine");
     for round in 0..2 {
-        let out = s.run(&["sync", path_str(&s.a.path), path_str(&s.b.path)]);
-        let err = stderr(&out);
+        let out = s.sb.filesync().args(["sync", s.a.s(), s.b.s()]).output();
+        let err = &out.stderr;
         assert!(!out.status.success(), "round {round}: sync passed\n{err}");
         assert!(
             err.contains("evil") && err.contains("symbolic link"),
@@ -195,19 +195,19 @@ fn a_symlink_is_never_written_through() {
 
 #[test]
 fn the_same_folder_twice_or_one_inside_the_other_is_refused() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("x.txt", "x").mkdir("inner");
-    let a = path_str(&s.a.path).to_string();
+    let a = s.a.s().to_string();
     let inner = s.a.p("inner");
     let same_via_dots = format!("{a}/inner/..");
     for (x, y, says) in [
         (a.as_str(), a.as_str(), "given twice"),
         (a.as_str(), same_via_dots.as_str(), "given twice"),
-        (a.as_str(), path_str(&inner), "is inside"),
-        (path_str(&inner), a.as_str(), "is inside"),
+        (a.as_str(), inner.to_str().unwrap(), "is inside"),
+        (inner.to_str().unwrap(), a.as_str(), "is inside"),
     ] {
-        let out = s.run(&["sync", x, y]);
-        let err = stderr(&out);
+        let out = s.sb.filesync().args(["sync", x, y]).output();
+        let err = &out.stderr;
         assert!(!out.status.success(), "{x} {y}: {err}");
         assert!(err.contains(says), "{x} {y}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -219,43 +219,40 @@ fn the_same_folder_twice_or_one_inside_the_other_is_refused() {
 
 #[test]
 fn an_index_from_the_original_tool_loads() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("file1", "one");
     s.a.write(
         ".sync",
         r#"{".": {".st": 1637981552, ".sd": 0, "file1": {".st": 1637981552, ".sd": 1}, "gone": {".st": 1637981552, ".sd": null}}}"#,
     );
-    let out = s.run(&["index", "--root", path_str(&s.a.path)]);
-    assert_ok(&out, "index");
+    s.sb.filesync().args(["index", "--root", s.a.s()]).ok();
     s.sync_and_settle();
     assert_eq!(s.b.read("file1"), b"one");
 }
 
 #[test]
 fn dry_run_changes_nothing() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("x", "1");
-    let out = s.run(&[
-        "sync",
-        "--dry-run",
-        path_str(&s.a.path),
-        path_str(&s.b.path),
-    ]);
-    assert_ok(&out, "dry run");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("copy"));
+    let out =
+        s.sb.filesync()
+            .args(["sync", "--dry-run", s.a.s(), s.b.s()])
+            .ok();
+    assert!(out.stdout.contains("copy"), "{out}");
     assert!(!s.b.exists("x"));
 }
 
 #[test]
 fn rescanning_an_unchanged_tree_reads_no_content() {
-    let s = Scenario::new();
+    let s = Pair::local();
     for i in 0..200 {
         s.a.write(&format!("d{}/f{i}", i % 10), vec![i as u8; 1000]);
     }
-    let index = |s: &Scenario| {
-        let out = s.run(&["index", "--root", path_str(&s.a.path)]);
-        assert_ok(&out, "index");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let index = |s: &Pair| {
+        s.sb.filesync()
+            .args(["index", "--root", s.a.s()])
+            .ok()
+            .stdout
     };
     let first = index(&s);
     assert!(
@@ -278,7 +275,7 @@ fn rescanning_an_unchanged_tree_reads_no_content() {
 
 #[test]
 fn a_renamed_file_is_moved_not_sent_again() {
-    let s = Scenario::new();
+    let s = Pair::local();
     s.a.write("photos/2024/img.jpg", vec![9u8; 2 << 20]);
     s.sync_and_settle();
     s.a.mkdir("archive")

@@ -2,9 +2,7 @@
 //! 10,000-file burst, its index equals what `filesync index` makes of the folder from scratch,
 //! with no version bumps beyond the real changes.
 
-mod common;
-
-use common::daemon::*;
+use crate::harness::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,19 +13,15 @@ fn write(root: &Path, rel: &str, body: &str) {
 }
 
 /// `filesync sync other root`, retried while the daemon briefly holds the lock.
-fn sync(env: &Env, other: &Path, root: &Path) -> String {
+fn sync(sb: &Sandbox, other: &Path, root: &Path) -> String {
     for _ in 0..50 {
-        let out = env.run(&[
-            "sync",
-            "--no-progress",
-            other.to_str().unwrap(),
-            root.to_str().unwrap(),
-        ]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = sb
+            .filesync()
+            .args(["sync", "--no-progress"])
+            .arg(other)
+            .arg(root)
+            .output();
+        let text = format!("{}{}", out.stdout, out.stderr);
         if out.status.success() {
             return text;
         }
@@ -39,8 +33,8 @@ fn sync(env: &Env, other: &Path, root: &Path) -> String {
 
 #[test]
 fn edits_creates_deletes_renames_and_editor_saves() {
-    let env = Env::new("name = \"a\"\n");
-    let root = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let root = sb.folder("a").path;
     write(&root, "keep.txt", "same");
     write(&root, "edit.txt", "v1");
     write(&root, "doc.txt", "draft 1");
@@ -49,13 +43,13 @@ fn edits_creates_deletes_renames_and_editor_saves() {
     write(&root, "tree/sub/y", "y");
     write(&root, "tree/z", "z");
     write(&root, ".syncignore", "*.log\n");
-    let d = env.daemon(&root, &[]);
+    let d = sb.daemon(&root);
     assert!(
         d.wait_log("index loaded", Duration::from_secs(20)),
         "{}",
         d.log()
     );
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
     let before = counters(&root);
 
     let t0 = Instant::now();
@@ -67,7 +61,7 @@ fn edits_creates_deletes_renames_and_editor_saves() {
     // An editor's save: write a temp file beside it, then rename it over the original.
     write(&root, ".doc.txt.swp~", "draft 2");
     std::fs::rename(root.join(".doc.txt.swp~"), root.join("doc.txt")).unwrap();
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
     eprintln!("index current {:?} after the edits", t0.elapsed());
 
     let after = counters(&root);
@@ -93,14 +87,14 @@ fn edits_creates_deletes_renames_and_editor_saves() {
         .status()
         .unwrap();
     assert!(st.success());
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
     assert_eq!(counters(&root)["keep.txt"], before["keep.txt"]);
 
     // The index is exactly what a sync needs: a second sync right after the first is a no-op.
-    let other = env.folder("b");
-    let first = sync(&env, &other, &root);
+    let other = sb.folder("b").path;
+    let first = sync(&sb, &other, &root);
     assert!(first.contains("received 0 files"), "{first}");
-    let second = sync(&env, &other, &root);
+    let second = sync(&sb, &other, &root);
     assert!(
         second.contains("sent 0 files") && second.contains("received 0 files"),
         "{second}"
@@ -117,10 +111,10 @@ fn edits_creates_deletes_renames_and_editor_saves() {
 
 #[test]
 fn a_burst_of_ten_thousand_files_coalesces() {
-    let env = Env::new("name = \"a\"\n");
-    let root = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let root = sb.folder("a").path;
     write(&root, "seed.txt", "seed");
-    let d = env.daemon(&root, &[]);
+    let d = sb.daemon(&root);
     assert!(
         d.wait_log("index loaded", Duration::from_secs(20)),
         "{}",
@@ -144,7 +138,7 @@ fn a_burst_of_ten_thousand_files_coalesces() {
         t1.elapsed()
     );
     assert!(all_in, "not all files indexed within 20 s");
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
     let log = d.log();
     let updates = log.matches("index updated").count();
     assert!(
@@ -171,16 +165,16 @@ fn a_burst_of_ten_thousand_files_coalesces() {
 
 #[test]
 fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
-    let env = Env::new("name = \"a\"\n");
-    let root = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let root = sb.folder("a").path;
     write(&root, "f.txt", "1");
-    let d = env.daemon(&root, &[]);
+    let d = sb.daemon(&root);
     assert!(
         d.wait_log("index loaded", Duration::from_secs(20)),
         "{}",
         d.log()
     );
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
 
     // Play a sync: hold the lock, rewrite `.sync` (a peer record), then release.
     let lock = serde_json::json!({
@@ -212,7 +206,7 @@ fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
     std::fs::write(root.join(".sync"), filesync::index::to_json_vec(&idx)).unwrap();
     std::fs::remove_file(root.join(".sync.lock")).unwrap();
 
-    wait_index_matches(&env, &root, Duration::from_secs(10)).unwrap();
+    wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
     let idx =
         filesync::index::from_json_slice(&std::fs::read(root.join(".sync")).unwrap()).unwrap();
     assert!(

@@ -3,10 +3,8 @@
 //! one log line and backoff, not a flood; when it returns, syncing resumes. `filesync status`
 //! asks the running daemon.
 
-mod common;
-
-use common::daemon::*;
-use std::path::{Path, PathBuf};
+use crate::harness::*;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn read(p: &Path) -> Option<String> {
@@ -15,24 +13,19 @@ fn read(p: &Path) -> Option<String> {
 
 #[test]
 fn pulls_on_a_schedule_backs_off_and_resumes() {
-    let env = Env::new("");
-    let a = env.folder("a");
-    let b = env.folder("b");
-    std::fs::write(
-        &env.config,
-        format!(
-            "name = \"a\"\n[peers.b]\nurl = \"{}\"\nevery = \"1s\"\n",
-            b.display()
-        ),
-    )
-    .unwrap();
-    let cfg_b = env.path().join("config-b.toml");
-    std::fs::write(&cfg_b, "name = \"b\"\n").unwrap();
+    let sb = Sandbox::new();
+    let a = sb.folder("a").path;
+    let b = sb.folder("b").path;
+    sb.set_config(&format!(
+        "name = \"a\"\n[peers.b]\nurl = \"{}\"\nevery = \"1s\"\n",
+        b.display()
+    ));
+    let cfg_b = sb.file("config-b.toml", "name = \"b\"\n");
     std::fs::write(a.join("from-a.txt"), "hello from a").unwrap();
     std::fs::write(b.join("from-b.txt"), "hello from b").unwrap();
 
-    let db = env.daemon_with(&b, &cfg_b, &[]);
-    let da = env.daemon(&a, &[]);
+    let db = sb.daemon_with(&b, &cfg_b, &[]);
+    let da = sb.daemon(&a);
     let t0 = Instant::now();
     assert!(
         wait_until(Duration::from_secs(20), || {
@@ -61,8 +54,8 @@ fn pulls_on_a_schedule_backs_off_and_resumes() {
     // The daemon answers `filesync status` (the sync's own writes settle within a debounce).
     let mut text = String::new();
     let settled = wait_until(Duration::from_secs(5), || {
-        let out = env.run(&["status", "--root", a.to_str().unwrap()]);
-        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let out = sb.filesync().arg("status").arg("--root").arg(&a).output();
+        text = out.stdout.clone();
         out.status.success() && text.contains("pending changes: 0")
     });
     assert!(settled, "{text}");
@@ -70,7 +63,7 @@ fn pulls_on_a_schedule_backs_off_and_resumes() {
     assert!(text.contains("b every 1s: online, last sync"), "{text}");
 
     // The peer goes away: one warning, a few backed-off attempts, no flood.
-    let away = env.path().join("b-away");
+    let away = sb.path().join("b-away");
     std::fs::rename(&b, &away).unwrap();
     std::thread::sleep(Duration::from_secs(8));
     let log = da.log();
@@ -84,9 +77,8 @@ fn pulls_on_a_schedule_backs_off_and_resumes() {
         attempts <= 4,
         "{attempts} attempts in 8 s is not backing off:\n{log}"
     );
-    let out = env.run(&["status", "--root", a.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("OFFLINE"), "{text}");
+    let out = sb.filesync().arg("status").arg("--root").arg(&a).output();
+    assert!(out.stdout.contains("OFFLINE"), "{out}");
 
     // Back again: syncing resumes by itself.
     std::fs::rename(&away, &b).unwrap();
@@ -107,66 +99,30 @@ fn pulls_on_a_schedule_backs_off_and_resumes() {
 
 #[test]
 fn status_without_a_daemon_scans() {
-    let env = Env::new("name = \"a\"\n");
-    let a = env.folder("a");
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let a = sb.folder("a").path;
     std::fs::write(a.join("f"), "x").unwrap();
-    let out = env.run(&["index", "--root", a.to_str().unwrap()]);
-    assert!(out.status.success());
+    sb.filesync().arg("index").arg("--root").arg(&a).ok();
     std::fs::write(a.join("g"), "y").unwrap();
-    let out = env.run(&["status", "--root", a.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("pending local changes: 1 added"), "{text}");
-    assert!(!text.contains("daemon pid"), "{text}");
+    let out = sb.filesync().arg("status").arg("--root").arg(&a).output();
+    assert!(
+        out.stdout.contains("pending local changes: 1 added"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("daemon pid"), "{out}");
 }
 
-/// B's side of the hub setup: keys, a known_hosts entry for A, and a config that serves B's
-/// folder on a free loopback port.
-struct Hub {
-    port: u16,
-    client_key: PathBuf,
-    known_hosts: PathBuf,
-    config: PathBuf,
-}
-
-fn hub(env: &Env) -> Hub {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let client_key = env.path().join("client_key");
-    let host_key = env.path().join("host_key");
-    common::server::keygen(&client_key);
-    common::server::keygen(&host_key);
-    let keys = env.path().join("authorized_keys");
-    std::fs::copy(client_key.with_extension("pub"), &keys).unwrap();
-    let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
-    let mut parts = host_pub.split_whitespace();
-    let known_hosts = env.path().join("known_hosts");
-    std::fs::write(
-        &known_hosts,
-        format!(
-            "[127.0.0.1]:{port} {} {}\n",
-            parts.next().unwrap(),
-            parts.next().unwrap()
-        ),
-    )
-    .unwrap();
-    let config = env.path().join("config-b.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"b\"\n[server]\nlisten = \"127.0.0.1:{port}\"\nhost_key = {:?}\nauthorized_keys = {:?}\n",
-            host_key, keys
-        ),
-    )
-    .unwrap();
-    Hub {
-        port,
-        client_key,
-        known_hosts,
-        config,
-    }
+/// A's config naming the hub as peer `hub` (with `every`, when given).
+fn peer_config(sb: &Sandbox, hub: &Hub, every: Option<&str>) {
+    let known_hosts = sb.file("known_hosts", &hub.known_hosts());
+    let every = every
+        .map(|e| format!("every = {e:?}\n"))
+        .unwrap_or_default();
+    sb.set_config(&format!(
+        "name = \"a\"\n[peers.hub]\nurl = {:?}\nidentity = {:?}\nknown_hosts = {known_hosts:?}\n{every}",
+        hub.url(),
+        hub.key
+    ));
 }
 
 /// The hub setup: B's daemon serves its folder over SFTP, A's daemon pulls from it every
@@ -174,33 +130,15 @@ fn hub(env: &Env) -> Hub {
 /// resumes the exchange.
 #[test]
 fn pulls_over_sftp_from_a_serving_daemon() {
-    let env = Env::new("");
-    let a = env.folder("a");
-    let b = env.folder("b");
-    let Hub {
-        port,
-        client_key,
-        known_hosts,
-        config: cfg_b,
-    } = hub(&env);
-    std::fs::write(
-        &env.config,
-        format!(
-            "name = \"a\"\n[peers.hub]\nurl = \"sftp://tester@127.0.0.1:{port}/\"\nidentity = {:?}\nknown_hosts = {:?}\nevery = \"1s\"\n",
-            client_key, known_hosts
-        ),
-    )
-    .unwrap();
-    std::fs::write(a.join("from-a.txt"), "hello from a").unwrap();
+    let sb = Sandbox::new();
+    let a = sb.folder("a").path;
+    let mut hub = Hub::new(&sb, HubKind::Daemon, "");
+    let b = hub.root.path.clone();
     std::fs::write(b.join("from-b.txt"), "hello from b").unwrap();
-
-    let db = env.daemon_with(&b, &cfg_b, &[]);
-    assert!(
-        db.wait_log("serving SFTP", Duration::from_secs(20)),
-        "{}",
-        db.log()
-    );
-    let da = env.daemon(&a, &[]);
+    hub.start();
+    peer_config(&sb, &hub, Some("1s"));
+    std::fs::write(a.join("from-a.txt"), "hello from a").unwrap();
+    let da = sb.daemon(&a);
     assert!(
         wait_until(Duration::from_secs(30), || {
             read(&b.join("from-a.txt")).as_deref() == Some("hello from a")
@@ -208,7 +146,7 @@ fn pulls_over_sftp_from_a_serving_daemon() {
         }),
         "first sync over SFTP did not happen; log a:\n{}\nlog b:\n{}",
         da.log(),
-        db.log()
+        hub.log_text()
     );
     std::fs::write(b.join("edited-on-b.txt"), "via the hub").unwrap();
     assert!(
@@ -220,14 +158,14 @@ fn pulls_over_sftp_from_a_serving_daemon() {
     );
 
     // Stop the hub: one line on A, backoff, no flood.
-    assert!(db.stop().success());
+    assert!(hub.terminate(Duration::from_secs(15)));
     std::thread::sleep(Duration::from_secs(8));
     let log = da.log();
     assert_eq!(log.matches("peer unreachable").count(), 1, "{log}");
     assert!(log.matches("peer still unreachable").count() <= 4, "{log}");
 
     // Start it again: the exchange resumes by itself.
-    let db = env.daemon_with(&b, &cfg_b, &[]);
+    hub.start();
     std::fs::write(a.join("while-away.txt"), "written while the hub was down").unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -235,12 +173,12 @@ fn pulls_over_sftp_from_a_serving_daemon() {
         }),
         "no resume; log a:\n{}\nlog b:\n{}",
         da.log(),
-        db.log()
+        hub.log_text()
     );
     assert!(da.wait_log("reachable again", Duration::from_secs(5)));
     let log_a = da.log();
     assert!(da.stop().success(), "{log_a}");
-    assert!(db.stop().success());
+    assert!(hub.terminate(Duration::from_secs(15)));
 }
 
 /// A sync from a laptop right after edits on the hub carries them. The hub's watcher answers
@@ -248,38 +186,24 @@ fn pulls_over_sftp_from_a_serving_daemon() {
 /// caught up, nothing is (the log says so).
 #[test]
 fn a_sync_right_after_an_edit_on_the_hub_carries_it() {
-    let env = Env::new("");
-    let a = env.folder("a");
-    let b = env.folder("b");
-    let h = hub(&env);
-    std::fs::write(
-        &env.config,
-        format!(
-            "name = \"a\"\n[peers.hub]\nurl = \"sftp://tester@127.0.0.1:{}/\"\nidentity = {:?}\nknown_hosts = {:?}\n",
-            h.port, h.client_key, h.known_hosts
-        ),
-    )
-    .unwrap();
+    let sb = Sandbox::new();
+    let a = sb.folder("a").path;
+    let mut hub = Hub::new(&sb, HubKind::Daemon, "");
+    let b = hub.root.path.clone();
     for i in 0..30 {
         let p = b.join(format!("d{}/f{i}.txt", i % 3));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, format!("first {i:03}")).unwrap();
     }
-    let db = env.daemon_with(&b, &h.config, &[]);
-    assert!(
-        db.wait_log("serving SFTP", Duration::from_secs(20)),
-        "{}",
-        db.log()
-    );
+    hub.start();
+    peer_config(&sb, &hub, None);
     let sync = || {
-        let out = env.run(&["sync", "--no-progress", "hub", a.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}{}\nhub log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            db.log()
-        );
+        let out = sb
+            .filesync()
+            .args(["sync", "--no-progress", "hub"])
+            .arg(&a)
+            .output();
+        assert!(out.status.success(), "{out}\nhub log:\n{}", hub.log_text());
     };
     sync();
     assert_eq!(read(&a.join("d1/f1.txt")).as_deref(), Some("first 001"));
@@ -296,7 +220,7 @@ fn a_sync_right_after_an_edit_on_the_hub_carries_it() {
             read(&a.join(&edited)).as_deref(),
             Some(format!("again {round:03}").as_str()),
             "round {round}: {edited}\nhub log:\n{}",
-            db.log()
+            hub.log_text()
         );
         assert_eq!(
             read(&a.join(format!("new{round}.txt"))).as_deref(),
@@ -309,9 +233,9 @@ fn a_sync_right_after_an_edit_on_the_hub_carries_it() {
     std::thread::sleep(Duration::from_secs(2));
     sync();
     assert!(
-        db.log().contains("index current by the watcher"),
+        hub.log_text().contains("index current by the watcher"),
         "{}",
-        db.log()
+        hub.log_text()
     );
-    assert!(db.stop().success());
+    assert!(hub.terminate(Duration::from_secs(15)));
 }

@@ -2,18 +2,16 @@
 //! paramiko's: curl (libssh2) and rclone (Go's x/crypto/ssh with pkg/sftp). Window and packet
 //! handling differ between stacks, and some GUI clients tripped over russh's with big files.
 
-mod common;
-
-use common::server::{Fixture, Server, pattern, require, show};
-use std::path::Path;
+use crate::harness::*;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const MIB: usize = 48;
 
 /// A file of `MIB` MiB with a pattern that differs in every MiB.
-fn big_source(fx: &Fixture) -> std::path::PathBuf {
+fn big_source(sb: &Sandbox) -> PathBuf {
     use std::io::Write;
-    let src = fx.dir.path().join("src.bin");
+    let src = sb.path().join("src.bin");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&src).expect("create src"));
     for i in 0..MIB {
         f.write_all(&pattern(1 << 20, i as u64 + 7))
@@ -27,80 +25,88 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
     std::fs::read(a).expect("read a") == std::fs::read(b).expect("read b")
 }
 
+fn show(o: &Output) -> String {
+    format!(
+        "{:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Uploads a big file to `up/big.bin` with `upload(local source)`, downloads it back with
 /// `download(local target)`, and checks both copies byte for byte.
 fn round_trip(
     client: &str,
-    fx: &Fixture,
-    srv: &Server,
+    sb: &Sandbox,
+    hub: &Hub,
     upload: impl FnOnce(&str) -> Output,
     download: impl FnOnce(&str) -> Output,
 ) {
-    let src = big_source(fx);
+    let src = big_source(sb);
     let o = upload(src.to_str().expect("utf-8 path"));
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), hub.log_text());
     assert!(
-        same_bytes(&src, &fx.root.join("up/big.bin")),
+        same_bytes(&src, &hub.root.p("up/big.bin")),
         "{client} upload differs"
     );
-    let back = fx.dir.path().join("back.bin");
+    let back = sb.path().join("back.bin");
     let o = download(back.to_str().expect("utf-8 path"));
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
+    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), hub.log_text());
     assert!(same_bytes(&src, &back), "{client} download differs");
 }
 
-/// curl (libssh2) with the fixture's key; `path` is below the served root.
-fn curl(srv: &Server, fx: &Fixture, args: &[&str], path: &str) -> Output {
+/// curl (libssh2) with the hub's client key; `path` is below the served root.
+fn curl(hub: &Hub, args: &[&str], path: &str) -> Output {
     Command::new("curl")
         .args(["--silent", "--show-error", "--fail", "--insecure"])
         .arg("--key")
-        .arg(&fx.key)
+        .arg(&hub.key)
         .arg("--pubkey")
-        .arg(fx.key.with_extension("pub"))
+        .arg(hub.key.with_extension("pub"))
         .args(["--user", "tester:"])
         .args(args)
-        .arg(format!("sftp://127.0.0.1:{}/{path}", srv.port))
+        .arg(format!("sftp://127.0.0.1:{}/{path}", hub.port))
         .output()
         .expect("run curl")
 }
 
 #[test]
 fn curl_libssh2_big_file_round_trip() {
-    require("curl", "apt-get install -y curl");
+    require("curl");
     let v = Command::new("curl").arg("-V").output().expect("curl -V");
     assert!(
         String::from_utf8_lossy(&v.stdout).contains(" sftp"),
         "this curl has no SFTP support (it needs libssh2 or libssh)"
     );
-    let fx = Fixture::new();
-    let srv = fx.start();
+    let sb = Sandbox::new();
+    let hub = Hub::started(&sb, HubKind::Serve, "");
     round_trip(
         "curl",
-        &fx,
-        &srv,
+        &sb,
+        &hub,
         // --ftp-create-dirs makes the missing folder (curl applies it to SFTP too).
         |src| {
             curl(
-                &srv,
-                &fx,
+                &hub,
                 &["--ftp-create-dirs", "--upload-file", src],
                 "up/big.bin",
             )
         },
-        |back| curl(&srv, &fx, &["--output", back], "up/big.bin"),
+        |back| curl(&hub, &["--output", back], "up/big.bin"),
     );
 }
 
 #[test]
 fn rclone_go_sftp_big_file_round_trip() {
-    require("rclone", "apt-get install -y rclone");
-    let fx = Fixture::new();
-    let srv = fx.start();
+    require("rclone");
+    let sb = Sandbox::new();
+    let hub = Hub::started(&sb, HubKind::Serve, "");
     // An on-the-fly remote: no shell commands (our server grants none) and no config file.
     let remote = format!(
         ":sftp,host=127.0.0.1,port={},user=tester,key_file={},shell_type=none,disable_hashcheck=true:",
-        srv.port,
-        fx.key.display()
+        hub.port,
+        hub.key.display()
     );
     let rclone = |args: &[&str]| {
         Command::new("rclone")
@@ -119,8 +125,8 @@ fn rclone_go_sftp_big_file_round_trip() {
     let big = format!("{remote}up/big.bin");
     round_trip(
         "rclone",
-        &fx,
-        &srv,
+        &sb,
+        &hub,
         |src| rclone(&["copyto", src, &big]),
         |back| rclone(&["copyto", &big, back]),
     );

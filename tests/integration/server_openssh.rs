@@ -1,16 +1,13 @@
 //! The SFTP server driven by OpenSSH's `sftp` client in batch mode.
 
-mod common;
-
-use common::server::{Fixture, pattern, show, snapshot};
+use crate::harness::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 #[test]
 fn openssh_sftp_basic_operations() {
-    let fx = Fixture::new();
-    let srv = fx.start();
-    let local = fx.dir.path().join("local");
-    std::fs::create_dir(&local).unwrap();
+    let sb = Sandbox::new();
+    let hub = Hub::started(&sb, HubKind::Serve, "");
+    let local = sb.folder("local").path;
     let big = pattern(5 * 1024 * 1024 + 123, 7);
     std::fs::write(local.join("big.bin"), &big).unwrap();
     std::fs::write(local.join("small.txt"), b"hello\n").unwrap();
@@ -30,17 +27,17 @@ fn openssh_sftp_basic_operations() {
          chmod 600 small.txt\nrename other.txt small.txt\nget big.bin {l}/big.back\nls -l\nln -s big.bin link\n\
          df\nput {l}/other.txt tmp.txt\nrm tmp.txt\npwd\n"
     );
-    let o = srv.sftp(&fx.key, &batch);
-    assert!(o.status.success(), "{}\nlog:\n{}", show(&o), srv.log_text());
-    let out = String::from_utf8_lossy(&o.stdout);
-    let d = fx.root.join("dir");
+    let o = hub.sftp(&batch);
+    assert!(o.status.success(), "{}\nlog:\n{}", o, hub.log_text());
+    let out = &o.stdout;
+    let d = hub.root.path.join("dir");
     assert_eq!(std::fs::read(d.join("big.bin")).unwrap(), big);
     assert_eq!(std::fs::read(local.join("big.back")).unwrap(), big);
     // rename over an existing file (posix-rename): small.txt now holds other's bytes.
     assert_eq!(std::fs::read(d.join("small.txt")).unwrap(), b"other\n");
     assert!(!d.join("other.txt").exists());
     assert!(!d.join("tmp.txt").exists());
-    assert!(!fx.root.join("gone").exists());
+    assert!(!hub.root.path.join("gone").exists());
     assert_eq!(
         std::fs::read_link(d.join("link")).unwrap().to_str(),
         Some("big.bin")
@@ -56,12 +53,11 @@ fn openssh_sftp_basic_operations() {
     );
 
     // chmod and mtime on a fresh upload.
-    let o = srv.sftp(
-        &fx.key,
-        &format!("put -p {l}/small.txt keep.txt\nchmod 640 keep.txt\n"),
-    );
-    assert!(o.status.success(), "{}", show(&o));
-    let m = std::fs::metadata(fx.root.join("keep.txt")).unwrap();
+    let o = hub.sftp(&format!(
+        "put -p {l}/small.txt keep.txt\nchmod 640 keep.txt\n"
+    ));
+    assert!(o.status.success(), "{}", o);
+    let m = std::fs::metadata(hub.root.path.join("keep.txt")).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o640);
     assert_eq!(m.mtime(), 1_500_000_000);
 }
@@ -83,9 +79,9 @@ fn openssh_sftp_64mib_round_trip() {
 }
 
 fn big_round_trip(mib: usize) {
-    let fx = Fixture::new();
-    let srv = fx.start();
-    let src = fx.dir.path().join("src.bin");
+    let sb = Sandbox::new();
+    let hub = Hub::started(&sb, HubKind::Serve, "");
+    let src = sb.path().join("src.bin");
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
@@ -93,19 +89,16 @@ fn big_round_trip(mib: usize) {
             f.write_all(&pattern(1 << 20, i as u64 + 1)).unwrap();
         }
     }
-    let back = fx.dir.path().join("back.bin");
-    let o = srv.sftp(
-        &fx.key,
-        &format!(
-            "put {} big.bin\nget big.bin {}\n",
-            src.display(),
-            back.display()
-        ),
-    );
-    assert!(o.status.success(), "{}", show(&o));
+    let back = sb.path().join("back.bin");
+    let o = hub.sftp(&format!(
+        "put {} big.bin\nget big.bin {}\n",
+        src.display(),
+        back.display()
+    ));
+    assert!(o.status.success(), "{}", o);
     let want = std::fs::read(&src).unwrap();
     assert!(
-        std::fs::read(fx.root.join("big.bin")).unwrap() == want,
+        std::fs::read(hub.root.path.join("big.bin")).unwrap() == want,
         "upload differs"
     );
     assert!(std::fs::read(&back).unwrap() == want, "download differs");
@@ -113,19 +106,18 @@ fn big_round_trip(mib: usize) {
 
 #[test]
 fn openssh_sftp_escapes_are_refused() {
-    let fx = Fixture::new();
-    std::fs::create_dir(fx.root.join("sub")).unwrap();
-    std::fs::write(fx.root.join("sub/inside.txt"), b"in").unwrap();
+    let sb = Sandbox::new();
+    let mut hub = Hub::new(&sb, HubKind::Serve, "");
+    hub.root.write("sub/inside.txt", b"in");
     // Planted links that point out of the root (as another program might leave them).
-    std::os::unix::fs::symlink(&fx.outside, fx.root.join("out_abs")).unwrap();
-    std::os::unix::fs::symlink("../outside", fx.root.join("out_rel")).unwrap();
-    let srv = fx.start();
-    let before = snapshot(&fx.outside);
-    let local = fx.dir.path().join("local");
-    std::fs::create_dir(&local).unwrap();
+    hub.root.symlink(&hub.outside.path, "out_abs");
+    hub.root.symlink("../outside", "out_rel");
+    hub.start();
+    let before = hub.outside.snapshot();
+    let local = sb.folder("local").path;
     std::fs::write(local.join("evil"), b"evil").unwrap();
     let l = local.display();
-    let o = fx.outside.display();
+    let o = hub.outside.path.display();
 
     // Each line alone: a refused command ends an `sftp -b` batch, which is what we want.
     let attempts = [
@@ -147,7 +139,7 @@ fn openssh_sftp_escapes_are_refused() {
         "rmdir ..".to_string(),
     ];
     for a in &attempts {
-        let _ = srv.sftp(&fx.key, &format!("{a}\n"));
+        let _ = hub.sftp(&format!("{a}\n"));
     }
     for n in 1..=5 {
         assert!(
@@ -155,14 +147,16 @@ fn openssh_sftp_escapes_are_refused() {
             "attempt {n} read outside"
         );
     }
-    assert_eq!(snapshot(&fx.outside), before, "outside changed");
-    assert!(fx.root.join("sub/inside.txt").exists());
-    assert!(!fx.root.join("sub/esc").exists() && !fx.root.join("esc2").exists());
+    assert_eq!(hub.outside.snapshot(), before, "outside changed");
+    assert!(hub.root.path.join("sub/inside.txt").exists());
+    assert!(!hub.root.path.join("sub/esc").exists() && !hub.root.path.join("esc2").exists());
 
     // `..` folds at the root: the client sees `/` and the root's own files.
-    let out = srv.sftp(&fx.key, "cd ../../..\npwd\nls\n");
-    assert!(out.status.success(), "{}", show(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Remote working directory: /\n"), "{text}");
-    assert!(text.contains("sub"), "{text}");
+    let out = hub.sftp("cd ../../..\npwd\nls\n");
+    assert!(out.status.success(), "{}", out);
+    assert!(
+        out.stdout.contains("Remote working directory: /\n"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("sub"), "{out}");
 }

@@ -1,0 +1,15 @@
+//! The end-to-end tests, one binary: the real `filesync` against real folders, our own server
+//! and OpenSSH's, driven by real clients. `harness` is what they share.
+
+mod harness;
+
+mod daemon_notify;
+mod daemon_schedule;
+mod daemon_watch;
+mod remote;
+mod server_auth;
+mod server_clients;
+mod server_openssh;
+mod server_paramiko;
+mod sync_faults;
+mod sync_local;
