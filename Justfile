@@ -21,6 +21,10 @@ test:
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets
 
+# The fuzz tests at length: random packets for every SFTP handler, damaged indexes.
+fuzz cases="20000":
+    FUZZ_CASES={{cases}} cargo test --lib fuzz_
+
 # Speed against peers (rsync, unison, OpenSSH's sftp server) in one run.
 bench:
     scripts/bench.sh

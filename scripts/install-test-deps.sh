@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the test suite runs against: OpenSSH (client + server), curl (libssh2) and
-# rclone (Go's SSH) as more SFTP clients, rsync, unison, util-linux's setpriv, Python's
-# paramiko, and rustfmt/clippy. On Debian/Ubuntu as root (or
-# with sudo) it installs them; elsewhere it says exactly what is missing.
+# Installs what the test suite runs against: OpenSSH (client + server), the SFTP client stacks
+# phone and desktop apps embed (curl/libssh2, rclone/Go, PuTTY, libssh, JSch, Trilead, Ruby
+# net-sftp from Debian; paramiko and asyncssh from PyPI; node's ssh2 from npm), rsync, unison,
+# util-linux's setpriv, and rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it
+# installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 missing_apt=()
 need() { command -v "$1" >/dev/null 2>&1 || missing_apt+=("$2"); }
+need_file() { [[ -e $1 ]] || missing_apt+=("$2"); }
 need sftp openssh-client
 need ssh-keygen openssh-client
 [[ -x /usr/sbin/sshd ]] || command -v sshd >/dev/null 2>&1 || missing_apt+=(openssh-server)
@@ -17,6 +20,18 @@ need unison unison
 need setpriv util-linux
 need python3 python3
 need pip3 python3-pip
+need psftp putty-tools
+need puttygen putty-tools
+need cc gcc
+need_file /usr/include/libssh/libssh.h libssh-dev
+need java default-jdk-headless
+need javac default-jdk-headless
+need_file /usr/share/java/jsch.jar libjsch-java
+need_file /usr/share/java/jenkins-trilead-ssh2.jar libjenkins-trilead-ssh2-java
+need ruby ruby
+ruby -e 'require "net/sftp"' 2>/dev/null || missing_apt+=(ruby-net-sftp)
+need node nodejs
+need npm npm
 
 if ((${#missing_apt[@]})); then
     # shellcheck disable=SC2207
@@ -35,11 +50,20 @@ if ((${#missing_apt[@]})); then
     fi
 fi
 
-if ! python3 -c 'import paramiko' 2>/dev/null; then
-    echo "installing: paramiko (pip)"
-    python3 -m pip install --quiet paramiko 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages paramiko \
-        || { echo "cannot install paramiko: run 'python3 -m pip install paramiko'" >&2; exit 1; }
+for module in paramiko asyncssh; do
+    if ! python3 -c "import $module" 2>/dev/null; then
+        echo "installing: $module (pip)"
+        python3 -m pip install --quiet "$module" 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages "$module" \
+            || { echo "cannot install $module: run 'python3 -m pip install $module'" >&2; exit 1; }
+    fi
+done
+
+# node's ssh2 at the version package-lock.json pins, pure JavaScript (no native builds).
+if [[ ! -d tests/clients/node_modules/ssh2 ]]; then
+    echo "installing: ssh2 (npm)"
+    npm ci --prefix tests/clients --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+        || { echo "cannot install node's ssh2: run 'npm ci --prefix tests/clients --ignore-scripts'" >&2; exit 1; }
 fi
 
 for c in rustfmt clippy; do

@@ -80,8 +80,9 @@ pub struct ServerConfig {
     /// Address to listen on, e.g. `"0.0.0.0:2222"`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// ed25519 host key (created with mode 0600 on first start).
-    pub host_key: Option<PathBuf>,
+    /// Host key files: one path (the ed25519 key; an ecdsa and an RSA key are kept beside it)
+    /// or a list of files. Missing ones are created (mode 0600) on start.
+    pub host_key: Option<HostKeys>,
     /// OpenSSH `authorized_keys` file of the clients allowed in.
     pub authorized_keys: Option<PathBuf>,
     /// Refuse every write.
@@ -92,9 +93,35 @@ pub struct ServerConfig {
     /// Seconds of silence after which a client is disconnected.
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
-    /// Clients connected at once.
+    /// Clients logged in at once (connections still logging in have limits of their own).
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Seconds from connecting to logging in before a connection is dropped.
+    #[serde(default = "default_grace")]
+    pub login_grace_secs: u64,
+    /// Connections not logged in yet: `start:rate:full`, as OpenSSH's: none past `full`, and
+    /// from `start` on new ones dropped at random (a chance of `rate` % rising to 100 % at
+    /// `full`), where one address counts for at most four.
+    #[serde(default = "default_startups")]
+    pub max_startups: String,
+    /// Connections not logged in yet from one address.
+    #[serde(default = "default_startups_per_source")]
+    pub max_startups_per_source: usize,
+    /// Addresses or networks (`192.168.1.0/24`) never penalised nor held to the per-address
+    /// limit.
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// Also offer diffie-hellman-group14-sha1 and hmac-sha1, for very old apps.
+    #[serde(default)]
+    pub legacy_algorithms: bool,
+}
+
+/// `[server] host_key`: one path or a list of paths.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum HostKeys {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }
 
 fn default_listen() -> String {
@@ -105,6 +132,15 @@ fn default_idle() -> u64 {
 }
 fn default_max_clients() -> usize {
     64
+}
+fn default_grace() -> u64 {
+    30
+}
+fn default_startups() -> String {
+    "10:30:100".into()
+}
+fn default_startups_per_source() -> usize {
+    32
 }
 
 impl Default for ServerConfig {
@@ -117,6 +153,11 @@ impl Default for ServerConfig {
             password_hash: None,
             idle_timeout_secs: default_idle(),
             max_clients: default_max_clients(),
+            login_grace_secs: default_grace(),
+            max_startups: default_startups(),
+            max_startups_per_source: default_startups_per_source(),
+            trusted: Vec::new(),
+            legacy_algorithms: false,
         }
     }
 }

@@ -12,10 +12,16 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct RelPath(String);
 
+/// The longest file name (in bytes) any file system we run on takes.
+pub const NAME_MAX: usize = 255;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RelPathError {
     #[error("path component {0:?} is not allowed (empty, `.`, `..`, or contains `/` or NUL)")]
     BadComponent(String),
+    /// Named by its first characters only: the name itself may be enormous.
+    #[error("the name {0:?}… is {1} bytes long; no file system takes more than {NAME_MAX}")]
+    TooLong(String, usize),
     #[error("path is not valid UTF-8")]
     NotUtf8,
     #[error("path {0:?} is absolute")]
@@ -40,6 +46,10 @@ impl RelPath {
             || name.contains('\0')
         {
             return Err(RelPathError::BadComponent(name.to_string()));
+        }
+        if name.len() > NAME_MAX {
+            let start: String = name.chars().take(24).collect();
+            return Err(RelPathError::TooLong(start, name.len()));
         }
         Ok(())
     }

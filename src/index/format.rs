@@ -519,4 +519,87 @@ mod tests {
             Err(FormatError::TooNew(99))
         ));
     }
+
+    /// Hostile `.sync` documents are clear errors: nesting past any real tree, numbers out
+    /// of range, names that are not UTF-8, and sizes far past what a name can be; none panics
+    /// or reads as an index that has lost its entries.
+    #[test]
+    fn hostile_documents_are_clear_errors() {
+        let nested = |depth: usize| {
+            let mut d = String::from(r#"{".": {".sd": 0, "#);
+            d.push_str(&r#""a": {".sd": 0, "#.repeat(depth));
+            d
+        };
+        let huge_name = format!(
+            r#"{{".": {{".sd": 0, "{}": {{".sd": 1, ".st": 1}}}}}}"#,
+            "n".repeat(100 << 20)
+        );
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("deep nesting", nested(200_000).into_bytes()),
+            ("deep arrays", "[".repeat(1_000_000).into_bytes()),
+            (
+                "a huge exponent",
+                br#"{".": {".sd": 0, "a": {".sd": 1, ".st": 1e999999}}}"#.to_vec(),
+            ),
+            (
+                "a size past u64",
+                br#"{".": {".sd": 0, "a": {".sd": 1, ".ss": 99999999999999999999999}}}"#.to_vec(),
+            ),
+            (
+                "a name that is not UTF-8",
+                b"{\".\": {\".sd\": 0, \"\xff\xfe\": {\".sd\": 1}}}".to_vec(),
+            ),
+            ("a 100 MB name", huge_name.into_bytes()),
+            ("nothing", Vec::new()),
+        ];
+        for (what, doc) in cases {
+            match from_json_slice(&doc) {
+                Err(FormatError::Bad(msg)) => {
+                    assert!(!msg.is_empty() && msg.len() < 500, "{what}: {msg}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // A name given twice: one entry, whichever came last, never a lost sibling.
+        let dup = from_json_slice(
+            br#"{".": {".sd": 0, "a": {".sd": 1, ".st": 1}, "b": {".sd": 1}, "a": {".sd": 1, ".st": 2}}}"#,
+        )
+        .unwrap();
+        assert_eq!(dup.entries.len(), 2);
+        assert!(dup.entries[&p("b")].is_live());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::index::fuzz_config())]
+
+        /// Random bytes, and a real index cut short or with a byte changed: a clear error or
+        /// an index, never a panic; and an index whose entries are all still there is only
+        /// ever the original itself.
+        #[test]
+        fn fuzz_damaged_indexes_never_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in proptest::prelude::any::<(proptest::sample::Index, u8)>(),
+        ) {
+            let _ = from_json_slice(&noise);
+            let mut idx = Index::new(ReplicaId(0xfeed));
+            let vv = VersionVector::new().bumped(ReplicaId(3));
+            for i in 0..20u64 {
+                let path = p(&format!("d{}/f{i}", i % 3));
+                if let Some(parent) = path.parent() {
+                    idx.entries.insert(parent, Entry::dir(MTime::new(1, 0), vv.clone()));
+                }
+                idx.entries.insert(path, Entry::file(i, MTime::new(i as i64, 7), Some(ContentHash::of(&[i as u8])), vv.clone()));
+            }
+            let good = to_json_vec(&idx);
+            let at = cut.index(good.len());
+            if let Ok(back) = from_json_slice(&good[..at]) {
+                proptest::prop_assert!(back.entries.len() <= idx.entries.len());
+            }
+            let mut bad = good.clone();
+            let (i, b) = flip;
+            bad[i.index(good.len())] ^= b | 1;
+            let _ = from_json_slice(&bad);
+        }
+    }
 }

@@ -25,8 +25,7 @@ pub const CONFLICT_MARK: &str = ".sync-conflict-";
 /// The user's ignore file.
 pub const IGNORE_FILE: &str = ".syncignore";
 
-/// The longest file name most file systems take (bytes).
-pub const NAME_MAX: usize = 255;
+pub use crate::relpath::NAME_MAX;
 
 /// The longest prefix of `name` (on a character boundary) that leaves `reserve` bytes free
 /// under `NAME_MAX`, so a temp, trash or conflict name built from it is still valid.
@@ -296,5 +295,20 @@ impl Index {
         }
         h.update(&buf);
         ContentHash(*h.finalize().as_bytes())
+    }
+}
+
+/// How many cases the fuzz tests try: `FUZZ_CASES`, else a few dozen (`just fuzz` sets
+/// thousands).
+#[cfg(test)]
+pub(crate) fn fuzz_config() -> proptest::prelude::ProptestConfig {
+    let cases = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    proptest::prelude::ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
     }
 }

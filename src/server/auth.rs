@@ -1,17 +1,8 @@
-//! Who may log in: the authorized public keys, an optional argon2 password hash, and a
-//! per-address limit on failed attempts.
+//! Who may log in: the authorized public keys and an optional argon2 password hash. (How often
+//! an address may fail is `admission`'s.)
 
 use russh::keys::PublicKey;
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// Failures from one address within `WINDOW` after which it is turned away until the window ends.
-/// Each key a client offers that is not authorized counts, so leave room for agents with a few keys.
-const MAX_FAILURES: u32 = 30;
-const WINDOW: Duration = Duration::from_secs(60);
 
 /// Parses an OpenSSH `authorized_keys` file. Lines with options before the key type are
 /// accepted (the options are ignored: this server only offers SFTP in one folder anyway).
@@ -52,38 +43,6 @@ pub fn password_ok(hash: &str, password: &str) -> bool {
         .is_ok()
 }
 
-/// Counts failed logins per address so a guesser is slowed down and then shut out.
-#[derive(Default)]
-pub struct FailureLimiter {
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl FailureLimiter {
-    pub fn record_failure(&self, ip: IpAddr) -> u32 {
-        let Ok(mut seen) = self.seen.lock() else {
-            return 0;
-        };
-        let now = Instant::now();
-        // Bound the table: forget windows that are over.
-        if seen.len() > 10_000 {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let e = seen.entry(ip).or_insert((now, 0));
-        if now.duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-        e.1
-    }
-
-    pub fn blocked(&self, ip: IpAddr) -> bool {
-        let Ok(seen) = self.seen.lock() else {
-            return false;
-        };
-        matches!(seen.get(&ip), Some((start, n)) if *n >= MAX_FAILURES && start.elapsed() < WINDOW)
-    }
-}
-
 /// Reads the authorized keys file, or says in one line what is wrong and what to do.
 pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -122,18 +81,6 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(bad, vec![5]);
         assert!(key_allowed(&keys, &keys[0]));
-    }
-
-    #[test]
-    fn limiter_blocks_after_many_failures() {
-        let l = FailureLimiter::default();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..MAX_FAILURES {
-            assert!(!l.blocked(ip));
-            l.record_failure(ip);
-        }
-        assert!(l.blocked(ip));
-        assert!(!l.blocked("10.0.0.2".parse().unwrap()));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! One SSH connection: authentication decisions and channel requests. Only the `sftp`
-//! subsystem is ever granted; shells, exec, forwarding and agents are refused.
+//! subsystem is ever granted; shells, exec, forwarding and agents are refused. A connection
+//! that does not log in says so in one line when it ends: who, with which client, and what
+//! did not match.
 
-use super::auth::{self, FailureLimiter};
+use super::admission::{Admission, Ticket};
+use super::auth;
+use super::client_id::ClientId;
 use super::sftp::{self, Shared};
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -9,13 +13,17 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::task::JoinSet;
+
+/// Channels one connection may have open (ours uses four; most clients one).
+const MAX_CHANNELS: usize = 8;
 
 /// What every connection needs to decide on logins.
 pub struct Gate {
     pub keys: Vec<PublicKey>,
     pub password_hash: Option<String>,
-    pub failures: FailureLimiter,
+    pub admission: Admission,
 }
 
 pub struct Connection {
@@ -25,6 +33,39 @@ pub struct Connection {
     pub channels: HashMap<ChannelId, Channel<Msg>>,
     /// SFTP sessions of this connection; dropped (and aborted) with it.
     pub sftp: JoinSet<()>,
+    /// This connection's place in the admission book (a session slot once logged in).
+    pub ticket: Ticket,
+    /// The software version the client announced.
+    pub client: ClientId,
+    /// Turns true at login (the grace timer waits for it).
+    pub logged_in: tokio::sync::watch::Sender<bool>,
+    /// What each failed login attempt was, for the one line logged if none succeeds.
+    pub tried: Vec<String>,
+    pub user: String,
+    /// What its SFTP sessions may hold in memory (`sftp::Budget`).
+    pub budget: Arc<sftp::Budget>,
+    /// A failed login of this connection was already counted for its address.
+    pub counted: bool,
+}
+
+impl Drop for Connection {
+    /// A connection that tried to log in and never did: one line, and (unless a wrong
+    /// password already counted) one failure for its address.
+    fn drop(&mut self) {
+        if *self.logged_in.borrow() || self.tried.is_empty() {
+            return;
+        }
+        tracing::info!(
+            peer = %self.peer,
+            client = %self.client.get(),
+            user = %self.user,
+            "login refused: {}",
+            self.tried.join("; ")
+        );
+        if !self.counted {
+            self.count_failure();
+        }
+    }
 }
 
 impl Connection {
@@ -44,10 +85,36 @@ impl Connection {
         }
     }
 
-    fn failed(&self, user: &str, how: &str) -> Auth {
-        let n = self.gate.failures.record_failure(self.peer.ip());
-        tracing::warn!(peer = %self.peer, user, attempts = n, "login refused ({how})");
+    /// Notes a failed attempt (`what`: what did not match) and refuses it.
+    fn failed(&mut self, user: &str, what: String) -> Auth {
+        self.user = user.to_string();
+        if !self.tried.contains(&what) {
+            self.tried.push(what);
+        }
         self.reject()
+    }
+
+    /// Counts a failed login against this connection's address.
+    fn count_failure(&mut self) {
+        self.counted = true;
+        let mut log = Vec::new();
+        self.gate
+            .admission
+            .failed_login(self.peer.ip(), Instant::now(), &mut log);
+        super::log_changes(&log);
+    }
+
+    /// A login that succeeded: it takes a session slot, or the connection ends here when
+    /// every slot is in use.
+    fn accept(&mut self, user: &str, how: &str) -> Result<Auth, russh::Error> {
+        if let Err(full) = self.ticket.promote() {
+            tracing::warn!(peer = %self.peer, user, "connection refused after login: {full}");
+            self.tried.clear();
+            return Err(russh::Error::Disconnect);
+        }
+        tracing::info!(peer = %self.peer, client = %self.client.get(), user, "client logged in {how}");
+        let _ = self.logged_in.send(true);
+        Ok(Auth::Accept)
     }
 }
 
@@ -66,10 +133,13 @@ impl russh::server::Handler for Connection {
         if auth::key_allowed(&self.gate.keys, offer.public_key) {
             Ok(Auth::Accept)
         } else {
-            // A client offering several keys is normal; only count it, no warning per key.
-            self.gate.failures.record_failure(self.peer.ip());
-            tracing::debug!(peer = %self.peer, user, "public key not in authorized_keys");
-            Ok(self.reject())
+            // A client offering several keys is normal: the line at the end lists them.
+            let fp = offer.public_key.fingerprint(russh::keys::HashAlg::Sha256);
+            tracing::debug!(peer = %self.peer, user, key = %fp, "public key not in authorized_keys");
+            Ok(self.failed(
+                user,
+                format!("{} key {fp} is not in authorized_keys", offer.algorithm),
+            ))
         }
     }
 
@@ -78,18 +148,17 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        let fp = key.public_key.fingerprint(russh::keys::HashAlg::Sha256);
         if auth::key_allowed(&self.gate.keys, key.public_key) {
-            let fp = key.public_key.fingerprint(russh::keys::HashAlg::Sha256);
-            tracing::info!(peer = %self.peer, user, key = %fp, "client logged in");
-            Ok(Auth::Accept)
+            self.accept(user, &format!("with {} key {fp}", key.algorithm))
         } else {
-            Ok(self.failed(user, "unknown public key"))
+            Ok(self.failed(user, format!("key {fp} is not in authorized_keys")))
         }
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let Some(hash) = self.gate.password_hash.clone() else {
-            return Ok(self.failed(user, "password login is not enabled"));
+            return Ok(self.failed(user, "a password, but password login is off".into()));
         };
         let password = password.to_string();
         // argon2 is deliberately slow: keep it off the async workers.
@@ -97,11 +166,11 @@ impl russh::server::Handler for Connection {
             .await
             .unwrap_or(false);
         if good {
-            tracing::info!(peer = %self.peer, user, "client logged in with a password");
-            Ok(Auth::Accept)
-        } else {
-            Ok(self.failed(user, "wrong password"))
+            return self.accept(user, "with a password");
         }
+        // Each wrong password counts: passwords, unlike keys, can be guessed.
+        self.count_failure();
+        Ok(self.failed(user, "wrong password".into()))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -110,7 +179,7 @@ impl russh::server::Handler for Connection {
         _submethods: &str,
         _response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.failed(user, "keyboard-interactive is not offered"))
+        Ok(self.failed(user, "keyboard-interactive, which is not offered".into()))
     }
 
     async fn channel_open_session(
@@ -119,7 +188,9 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= 16 {
+        // Reap sessions already over so the count is of live ones.
+        while self.sftp.try_join_next().is_some() {}
+        if self.channels.len() + self.sftp.len() >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -193,8 +264,12 @@ impl russh::server::Handler for Connection {
                 tracing::debug!(peer = %self.peer, "SFTP session started");
                 // Reap sessions already over so the set does not grow on long connections.
                 while self.sftp.try_join_next().is_some() {}
-                self.sftp
-                    .spawn(sftp::serve(ch, self.shared.clone(), self.peer.to_string()));
+                self.sftp.spawn(sftp::serve(
+                    ch,
+                    self.shared.clone(),
+                    self.peer.to_string(),
+                    self.budget.clone(),
+                ));
             }
             _ => {
                 tracing::warn!(peer = %self.peer, subsystem = name, "subsystem refused");

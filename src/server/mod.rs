@@ -1,10 +1,17 @@
 //! The SFTP server (russh + our own pipelined SFTP loop): setup, the accept loop and shutdown.
-//! Every client path is confined to the replica root (see `fs`).
+//! Every client path is confined to the replica root (see `fs`); who may hold a connection is
+//! `admission`'s.
 
+mod admission;
+mod algorithms;
 mod auth;
 mod batch;
+mod client_id;
 mod connection;
 mod fs;
+#[cfg(test)]
+mod fuzz;
+mod host_keys;
 mod sftp;
 pub(crate) mod wire;
 
@@ -12,17 +19,18 @@ pub use sftp::INDEX_REFRESH;
 
 use crate::config::{Config, ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;
+use admission::{Admission, Change, Limits, Net, Startups, Ticket};
+use client_id::{ClientId, Noting};
 use connection::{Connection, Gate};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Each variant is one line naming the file or address and what to do about it.
@@ -53,10 +61,11 @@ pub struct BoundServer {
     config: Arc<russh::server::Config>,
     gate: Arc<Gate>,
     shared: sftp::Shared,
-    max_clients: usize,
+    /// From accepting a connection to its login.
+    grace: Duration,
 }
 
-/// Where the host key lives when `[server] host_key` is unset: systemd's state folder, else
+/// Where the host keys live when `[server] host_key` is unset: systemd's state folder, else
 /// the user's XDG state folder (never inside the synced folder, which is shared).
 pub fn default_host_key_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
@@ -75,81 +84,21 @@ fn default_authorized_keys() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/authorized_keys"))
 }
 
-/// Reads the ed25519 host key, or creates it (mode 0600) on first start.
-fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, ServerError> {
-    let err = |reason: String| ServerError::HostKey {
-        path: path.display().to_string(),
-        reason,
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let key = PrivateKey::from_openssh(&text).map_err(|e| {
-                err(format!(
-                    "not an OpenSSH private key ({e}); move it away to have a new one generated"
-                ))
-            })?;
-            if key.is_encrypted() {
-                return Err(err(
-                    "the key is encrypted with a passphrase; the server needs an unencrypted key"
-                        .into(),
-                ));
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| err(format!("cannot create folder {}: {e}", dir.display())))?;
-            }
-            // ThreadRng is a CSPRNG seeded from the OS.
-            let seed: [u8; 32] = rand::random();
-            let key = PrivateKey::new(
-                KeypairData::from(Ed25519Keypair::from_seed(&seed)),
-                "filesync host key",
-            )
-            .map_err(|e| err(format!("cannot generate: {e}")))?;
-            let text = key
-                .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-                .map_err(|e| err(format!("cannot encode: {e}")))?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| err(format!("cannot create: {e}")))?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| err(format!("cannot write: {e}")))?;
-            tracing::info!(path = %path.display(), "generated a new ed25519 host key");
-            Ok(key)
-        }
-        Err(e) => Err(err(format!(
-            "cannot read: {e}; fix its permissions or path"
-        ))),
-    }
-}
-
-fn russh_config(cfg: &ServerConfig, host_key: PrivateKey) -> russh::server::Config {
+fn russh_config(cfg: &ServerConfig, host_keys: Vec<PrivateKey>) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     if cfg.password_hash.is_some() {
         methods.push(MethodKind::Password);
     }
-    let preferred = russh::Preferred {
-        cipher: Cow::Borrowed(crate::ciphers::server_offer()),
-        ..Default::default()
-    };
     russh::server::Config {
         methods,
-        keys: vec![host_key],
-        preferred,
+        keys: host_keys,
+        preferred: algorithms::preferred(cfg.legacy_algorithms),
         // Big windows and packets: the default 2 MiB / 32 KiB halve bulk throughput.
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 65535,
-        channel_buffer_size: 256,
+        // Channel data waiting for its SFTP loop, per channel: 16 packets of at most 64 KiB.
+        channel_buffer_size: 16,
         event_buffer_size: 64,
         auth_rejection_time: Duration::from_millis(500),
         // OpenSSH probes with "none" first; answering it at once costs nothing.
@@ -163,7 +112,26 @@ fn russh_config(cfg: &ServerConfig, host_key: PrivateKey) -> russh::server::Conf
     }
 }
 
-/// Loads the host key and authorized keys and binds the listener; every problem is a clear error.
+/// `[server]`'s connection limits, each problem one line naming its key.
+fn limits(cfg: &ServerConfig) -> Result<Limits, ServerError> {
+    let setup = |key: &str, e: String| ServerError::Setup(format!("[server] {key}: {e}"));
+    let startups = Startups::parse(&cfg.max_startups).map_err(|e| setup("max_startups", e))?;
+    let trusted = cfg
+        .trusted
+        .iter()
+        .map(|t| Net::parse(t).map_err(|e| setup("trusted", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Limits {
+        startups,
+        per_source: cfg.max_startups_per_source.max(1),
+        max_sessions: cfg.max_clients.max(1),
+        trusted,
+        ..Limits::default()
+    })
+}
+
+/// Loads the host keys and authorized keys and binds the listener; every problem is a clear
+/// error.
 pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, ServerError> {
     let root_err = |reason: String| ServerError::Root {
         path: root.display().to_string(),
@@ -174,23 +142,8 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
         return Err(root_err("not a folder".into()));
     }
     let root_fd = fs::Root::open(&root).map_err(|e| root_err(e.to_string()))?;
-
-    let key_path = match &cfg.host_key {
-        Some(p) => expand_home(p),
-        None => default_host_key_path().ok_or_else(|| {
-            ServerError::Setup(
-                "no place for the host key: set [server] host_key, or HOME or STATE_DIRECTORY"
-                    .into(),
-            )
-        })?,
-    };
-    let host_key = load_or_create_host_key(&key_path)?;
-    tracing::info!(
-        path = %key_path.display(),
-        fingerprint = %host_key.public_key().fingerprint(HashAlg::Sha256),
-        "host key"
-    );
-
+    let limits = limits(cfg)?;
+    let host_keys = load_host_keys(cfg)?;
     let ak_path = match &cfg.authorized_keys {
         Some(p) => expand_home(p),
         None => default_authorized_keys().ok_or_else(|| {
@@ -201,43 +154,89 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     };
     let keys = auth::load_authorized_keys(&ak_path).map_err(ServerError::AuthorizedKeys)?;
     tracing::info!(path = %ak_path.display(), keys = keys.len(), "authorized keys loaded");
-
     if let Some(h) = &cfg.password_hash {
         argon2::password_hash::phc::PasswordHash::new(h)
             .map_err(|e| ServerError::PasswordHash(e.to_string()))?;
         tracing::info!("password login enabled (argon2 hash from the config)");
     }
-
-    let listener = TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| ServerError::Bind {
-            addr: cfg.listen.clone(),
-            reason: e.to_string(),
-        })?;
-    let addr = listener.local_addr().map_err(|e| ServerError::Bind {
+    let bind_err = |e: std::io::Error| ServerError::Bind {
         addr: cfg.listen.clone(),
         reason: e.to_string(),
-    })?;
-
+    };
+    let listener = TcpListener::bind(&cfg.listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
     Ok(BoundServer {
         addr,
         listener,
-        config: Arc::new(russh_config(cfg, host_key)),
+        config: Arc::new(russh_config(cfg, host_keys)),
         gate: Arc::new(Gate {
             keys,
             password_hash: cfg.password_hash.clone(),
-            failures: Default::default(),
+            admission: Admission::new(limits),
         }),
         shared: sftp::Shared {
             root: root_fd,
             read_only: cfg.read_only,
             freshness: None,
         },
-        max_clients: cfg.max_clients.max(1),
+        grace: Duration::from_secs(cfg.login_grace_secs.max(1)),
     })
 }
 
+fn load_host_keys(cfg: &ServerConfig) -> Result<Vec<PrivateKey>, ServerError> {
+    let default = default_host_key_path().ok_or_else(|| {
+        ServerError::Setup(
+            "no place for the host key: set [server] host_key, or HOME or STATE_DIRECTORY".into(),
+        )
+    })?;
+    let keys = host_keys::load_all(cfg.host_key.as_ref(), &default)?;
+    for k in &keys {
+        tracing::info!(
+            algorithm = %k.algorithm(),
+            fingerprint = %k.public_key().fingerprint(HashAlg::Sha256),
+            "host key"
+        );
+    }
+    Ok(keys)
+}
+
+/// One line per state an address (or the server) entered or left.
+fn log_changes(changes: &[Change]) {
+    for c in changes {
+        match c {
+            Change::Penalised { ip, secs, failures } => tracing::warn!(
+                peer = %ip,
+                "refusing this address for {secs} s: {failures} failed logins"
+            ),
+            Change::Forgiven { ip } => {
+                tracing::info!(peer = %ip, "accepting this address again after its penalty")
+            }
+            Change::Capped { ip, open } => tracing::info!(
+                peer = %ip,
+                "refusing more connections from this address: {open} have not logged in yet (max_startups_per_source)"
+            ),
+            Change::Uncapped { ip } => {
+                tracing::info!(peer = %ip, "accepting connections from this address again")
+            }
+            Change::Dropping { open } => tracing::warn!(
+                "{open} connections have not logged in yet: new ones are dropped at random (max_startups)"
+            ),
+            Change::NotDropping => {
+                tracing::info!("fewer connections waiting to log in: accepting every one again")
+            }
+        }
+    }
+}
+
 type Handles = Arc<Mutex<HashMap<u64, russh::server::Handle>>>;
+
+/// What the accept loop hands each connection.
+struct Accepted {
+    id: u64,
+    config: Arc<russh::server::Config>,
+    handles: Handles,
+    grace: Duration,
+}
 
 impl BoundServer {
     pub fn local_addr(&self) -> SocketAddr {
@@ -252,7 +251,6 @@ impl BoundServer {
 
     /// Serves until `shutdown` turns true (or its sender goes away), then closes sessions cleanly.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
-        let slots = Arc::new(Semaphore::new(self.max_clients));
         let handles: Handles = Arc::default();
         let mut conns = JoinSet::new();
         let mut next_id = 0u64;
@@ -279,49 +277,18 @@ impl BoundServer {
                             continue;
                         }
                     };
-                    // russh sets TCP_NODELAY only on sockets it accepts itself; without it,
-                    // Nagle holds each small reply until the client's delayed ACK (40 ms).
-                    if let Err(e) = sock.set_nodelay(true) {
-                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
-                    }
-                    if self.gate.failures.blocked(peer.ip()) {
-                        tracing::warn!(%peer, "connection refused: too many failed logins from this address");
-                        continue;
-                    }
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, max = self.max_clients, "connection refused: too many clients");
+                    let Some(ticket) = admit(&self.gate.admission, peer) else {
                         continue;
                     };
                     next_id += 1;
-                    let id = next_id;
-                    let handler = Connection {
-                        peer,
-                        gate: self.gate.clone(),
-                        shared: shared.clone(),
-                        channels: HashMap::new(),
-                        sftp: JoinSet::new(),
+                    let a = Accepted {
+                        id: next_id,
+                        config: self.config.clone(),
+                        handles: handles.clone(),
+                        grace: self.grace,
                     };
-                    let config = self.config.clone();
-                    let handles = handles.clone();
-                    let serve = move |sock| async move {
-                        let _permit = permit;
-                        tracing::debug!(%peer, "connection");
-                        match russh::server::run_stream(config, sock, handler).await {
-                            Ok(running) => {
-                                if let Ok(mut h) = handles.lock() {
-                                    h.insert(id, running.handle());
-                                }
-                                if let Err(e) = running.await {
-                                    tracing::debug!(%peer, "connection ended: {e}");
-                                }
-                            }
-                            Err(e) => tracing::debug!(%peer, "handshake failed: {e}"),
-                        }
-                        if let Ok(mut h) = handles.lock() {
-                            h.remove(&id);
-                        }
-                    };
-                    match on_own_thread(sock, peer, serve) {
+                    let handler = (peer, self.gate.clone(), shared.clone(), ticket);
+                    match on_own_thread(sock, peer, move |sock| serve_one(sock, handler, a)) {
                         Ok(done) => {
                             conns.spawn(async move {
                                 let _ = done.await;
@@ -333,29 +300,106 @@ impl BoundServer {
             }
         }
         drop(self.listener);
-        let open: Vec<_> = handles
-            .lock()
-            .map(|h| h.values().cloned().collect())
-            .unwrap_or_default();
-        tracing::info!(sessions = open.len(), "SFTP server stopping");
-        for h in open {
-            let _ = h
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "server shutting down".into(),
-                    "en".into(),
-                )
-                .await;
-        }
-        let drained = tokio::time::timeout(Duration::from_secs(5), async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("some sessions did not close in 5 s; dropping them");
-            conns.shutdown().await;
-        }
+        shut_down(handles, conns).await;
         Ok(())
+    }
+}
+
+/// Asks the admission book about a new connection; a refused one is closed at once.
+fn admit(book: &Admission, peer: SocketAddr) -> Option<Ticket> {
+    let mut log = Vec::new();
+    let verdict = book.admit(peer.ip(), Instant::now(), rand::random(), &mut log);
+    log_changes(&log);
+    match verdict {
+        Ok(t) => Some(t),
+        Err(why) => {
+            tracing::debug!(%peer, "connection refused: {why}");
+            None
+        }
+    }
+}
+
+/// Says goodbye to every open session, and waits a little for them to go.
+async fn shut_down(handles: Handles, mut conns: JoinSet<()>) {
+    let open: Vec<_> = handles
+        .lock()
+        .map(|h| h.values().cloned().collect())
+        .unwrap_or_default();
+    tracing::info!(sessions = open.len(), "SFTP server stopping");
+    for h in open {
+        let _ = h
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "server shutting down".into(),
+                "en".into(),
+            )
+            .await;
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some sessions did not close in 5 s; dropping them");
+        conns.shutdown().await;
+    }
+}
+
+/// One connection, from its first byte to its end: it must log in within the grace time.
+async fn serve_one(
+    sock: tokio::net::TcpStream,
+    (peer, gate, shared, ticket): (SocketAddr, Arc<Gate>, Arc<sftp::Shared>, Ticket),
+    a: Accepted,
+) {
+    // russh sets TCP_NODELAY only on sockets it accepts itself; without it, Nagle holds each
+    // small reply until the client's delayed ACK (40 ms).
+    if let Err(e) = sock.set_nodelay(true) {
+        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+    }
+    let client = ClientId::default();
+    let (logged_in, mut login) = watch::channel(false);
+    let handler = Connection {
+        peer,
+        gate,
+        shared,
+        channels: HashMap::new(),
+        sftp: JoinSet::new(),
+        ticket,
+        client: client.clone(),
+        logged_in,
+        tried: Vec::new(),
+        user: String::new(),
+        budget: Arc::default(),
+        counted: false,
+    };
+    let stream = Noting::new(sock, client.clone());
+    let session = async {
+        let running = russh::server::run_stream(a.config, stream, handler).await?;
+        if let Ok(mut h) = a.handles.lock() {
+            h.insert(a.id, running.handle());
+        }
+        running.await
+    };
+    let grace = async {
+        if tokio::time::timeout(a.grace, login.wait_for(|l| *l))
+            .await
+            .is_ok()
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = session => match r {
+            Ok(()) => tracing::debug!(%peer, "connection ended"),
+            Err(e) => match algorithms::mismatch(&e) {
+                Some(why) => tracing::info!(%peer, client = %client.get(), "could not connect: {why}"),
+                None => tracing::debug!(%peer, client = %client.get(), "connection ended: {e}"),
+            },
+        },
+        () = grace => tracing::debug!(%peer, client = %client.get(), "not logged in within {} s; dropped", a.grace.as_secs()),
+    }
+    if let Ok(mut h) = a.handles.lock() {
+        h.remove(&a.id);
     }
 }
 
@@ -363,7 +407,8 @@ impl BoundServer {
 /// gives each connection a process: the SSH session task and the SFTP loop hand every request
 /// back and forth, and on one thread that costs no cross-thread wake-ups (measured: two futex
 /// calls and an eventfd write per request on the shared runtime). Connections still run in
-/// parallel. The returned receiver fires when the connection is over.
+/// parallel. The returned receiver fires when the connection is over; the runtime, and every
+/// task of the connection with it, is gone by then.
 fn on_own_thread<F>(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,

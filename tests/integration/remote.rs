@@ -388,7 +388,7 @@ fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
             .into_bytes()
     };
     for i in 0..700 {
-        t.a.write(&name(i), &v1(i));
+        t.a.write(&name(i), v1(i));
     }
     let out = t.sync();
     assert!(out.contains("sent 700 files"), "{out}");
@@ -398,11 +398,11 @@ fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
     // through plain SFTP (its times are whole seconds).
     let v2 = |i: usize| format!("second version of {i}, edited").into_bytes();
     for i in 0..400 {
-        t.a.write(&name(i), &v2(i));
+        t.a.write(&name(i), v2(i));
         t.a.set_mtime_offset(&name(i), -3600 - i as i64);
     }
     for i in 500..600 {
-        t.b.write(&name(i), &v2(i));
+        t.b.write(&name(i), v2(i));
     }
     let out = t.sync();
     assert!(

@@ -11,10 +11,32 @@ fn bad_logins_and_non_sftp_channels_are_refused() {
     // OpenSSH with a key that is not authorized, as an unknown user.
     let o = hub.sftp_as("nobody-here", &hub.other_key, "pwd\n");
     assert!(!o.status.success(), "wrong key accepted: {o}");
-    let log = hub.log_text();
+    // One line per connection that did not get in, once it has ended: who, with which
+    // client, and what did not match.
+    let lines = |want: &dyn Fn(&str) -> bool| {
+        wait_until(Duration::from_secs(5), || {
+            hub.log_text()
+                .lines()
+                .any(|l| l.contains("login refused") && want(l))
+        })
+    };
     assert!(
-        log.contains("login refused") && log.contains("127.0.0.1"),
-        "{log}"
+        lines(&|l| l.contains(" INFO ")
+            && l.contains("is not in authorized_keys")
+            && l.contains("client=SSH-2.0-paramiko")
+            && l.contains("peer=127.0.0.1:")),
+        "{}",
+        hub.log_text()
+    );
+    assert!(
+        lines(&|l| l.contains("a password, but password login is off")),
+        "{}",
+        hub.log_text()
+    );
+    assert!(
+        lines(&|l| l.contains("client=SSH-2.0-OpenSSH") && l.contains("nobody-here")),
+        "{}",
+        hub.log_text()
     );
 }
 

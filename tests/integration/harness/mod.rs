@@ -13,7 +13,7 @@ pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, wait_index_matches};
 pub use pair::{Pair, Remote};
-pub use sandbox::{Ran, Run, Sandbox};
+pub use sandbox::{Ran, Run, Sandbox, keygen_at, keygen_pem};
 pub use sshd::Sshd;
 
 use std::path::Path;

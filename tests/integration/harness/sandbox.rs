@@ -141,6 +141,16 @@ pub fn command_in(dir: &Path, config: &Path) -> Command {
     c
 }
 
+/// An unencrypted OpenSSH key pair of `kind` at `path`.
+pub fn keygen_at(path: &Path, kind: &str) {
+    keygen(path, kind, &[]);
+}
+
+/// The same in the older PEM format.
+pub fn keygen_pem(path: &Path, kind: &str) {
+    keygen(path, kind, &["-m", "PEM"]);
+}
+
 /// Makes an OpenSSH key pair at `path` with `ssh-keygen` (`extra`: e.g. `-m PEM`).
 pub fn keygen(path: &Path, kind: &str, extra: &[&str]) {
     require("ssh-keygen");
