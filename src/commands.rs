@@ -2,11 +2,11 @@
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::endpoint::Target;
 use crate::index::{Index, ReplicaId};
 use crate::plan::{Op, Side};
 use crate::store::{AnyStore, LocalStore, LockInfo, StoreError};
 use crate::sync::{SyncOptions, SyncReport, human_bytes};
-use crate::target::Target;
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -143,12 +143,12 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
         println!("last syncs: none yet");
     } else {
         println!("last syncs:");
-        let now = crate::store::now_secs();
+        let now = crate::time::now_secs();
         for (id, p) in &idx.peers {
             println!(
                 "  {} ({id}): {} ({} ago), {} files moved, {} conflicts",
                 if p.name.is_empty() { "?" } else { &p.name },
-                readable_time(p.last_sync),
+                crate::time::readable(p.last_sync),
                 humantime::format_duration(std::time::Duration::from_secs(
                     now.saturating_sub(p.last_sync).max(0) as u64
                 )),
@@ -347,18 +347,4 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
 async fn daemon(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<i32> {
     crate::daemon::run(cfg, root, config_file).await?;
     Ok(0)
-}
-
-/// `2026-11-24 19:04:50 UTC`.
-pub fn readable_time(secs: i64) -> String {
-    let s = crate::plan::stamp(secs);
-    format!(
-        "{}-{}-{} {}:{}:{} UTC",
-        &s[0..4],
-        &s[4..6],
-        &s[6..8],
-        &s[9..11],
-        &s[11..13],
-        &s[13..15]
-    )
 }

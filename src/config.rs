@@ -232,7 +232,7 @@ impl Config {
 
     /// This replica's display name.
     pub fn replica_name(&self) -> String {
-        self.name.clone().unwrap_or_else(crate::store::hostname)
+        self.name.clone().unwrap_or_else(crate::sys::hostname)
     }
 }
 

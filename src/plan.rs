@@ -590,7 +590,7 @@ fn conflict_name_with(
     };
     // Marker, stamp, replica, a possible `-N` and the extension must fit in a file name.
     let stem = fit_name(stem, CONFLICT_MARK.len() + 15 + 1 + 8 + 11 + ext.len());
-    let when = stamp(mtime.secs);
+    let when = crate::time::stamp(mtime.secs);
     let parent = p.parent().unwrap_or_default();
     for n in 0u32.. {
         let suffix = if n == 0 {
@@ -608,36 +608,6 @@ fn conflict_name_with(
         }
     }
     unreachable!("u32 conflict suffixes exhausted")
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC: conflict copies, trash entries, set-aside indexes.
-pub fn stamp(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
-}
-
-/// UTC calendar fields of a Unix time (Howard Hinnant's days-from-civil, inverted):
-/// (year, month, day, hour, minute, second). Also the date in the SFTP server's `ls -l` names.
-pub(crate) fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
 }
 
 /// Applies a plan to the two indexes as if every step succeeded (for tests and dry runs).

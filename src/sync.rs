@@ -9,8 +9,8 @@ use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
 use crate::store::{
     BATCH_BYTES, BATCH_FILE, BATCH_FILES, BatchFile, LockInfo, Put, Reader, Store, StoreError,
-    now_secs,
 };
+use crate::time::now_secs;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;

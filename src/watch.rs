@@ -556,7 +556,7 @@ fn publish(state: &Mutex<IndexState>, index: &Index, inbox: &Inbox, last_error: 
         pending: inbox.dirty.len(),
         full_rescan_pending: inbox.full,
         degraded: inbox.degraded,
-        last_update: crate::store::now_secs(),
+        last_update: crate::time::now_secs(),
         last_error: last_error.clone(),
     };
 }

@@ -3,9 +3,10 @@
 //! once per state change rather than once per attempt.
 
 use crate::config::Config;
-use crate::store::{AnyStore, LocalStore, Store, StoreError, now_secs};
+use crate::endpoint::Target;
+use crate::store::{AnyStore, LocalStore, Store, StoreError};
 use crate::sync::{SyncOptions, SyncReport};
-use crate::target::Target;
+use crate::time::now_secs;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -42,7 +42,7 @@ impl Report {
     /// The report for a person.
     pub fn render(&self) -> String {
         let i = &self.index;
-        let now = crate::store::now_secs();
+        let now = crate::time::now_secs();
         let mut s = format!(
             "replica {} at {} (daemon pid {})\n",
             i.replica, self.root, self.pid
@@ -74,7 +74,7 @@ impl Report {
                 let last = match p.last_sync {
                     Some(t) => format!(
                         "last sync {} ({} ago)",
-                        crate::commands::readable_time(t),
+                        crate::time::readable(t),
                         super::ago(now, t)
                     ),
                     None => "not synced yet".into(),

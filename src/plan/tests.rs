@@ -499,6 +499,6 @@ fn conflict_names() {
         conflict_name(&p(".bashrc"), t, r, &mut taken).as_str(),
         ".bashrc.sync-conflict-20261124-185724-2c33502f"
     );
-    assert_eq!(stamp(0), "19700101-000000");
-    assert_eq!(stamp(951_782_400), "20000229-000000");
+    assert_eq!(crate::time::stamp(0), "19700101-000000");
+    assert_eq!(crate::time::stamp(951_782_400), "20000229-000000");
 }

@@ -6,16 +6,12 @@
 //! few dozen barriers instead of 60,000 requests and 10,000 fsyncs.
 
 use super::fs::{self, FsError, FsResult, Root};
-use super::wire;
 use crate::index::is_temp_name;
+use crate::proto as wire;
 use crate::relpath::RelPath;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::io::Write;
-
-pub const WRITE_FILES: &str = "write-files@filesync";
-pub const INSTALL_FILES: &str = "install-files@filesync";
-pub const READ_FILES: &str = "read-files@filesync";
 
 /// A batch path: inside the root (as every client path), and for temps, one of our temp names
 /// (so a batch can only ever create files the scans know to skip and clean up).

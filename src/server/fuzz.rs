@@ -4,7 +4,7 @@
 //! how many cases a run tries (`just fuzz` runs many more).
 
 use super::fs::Root;
-use super::wire;
+use crate::proto as wire;
 use bytes::Bytes;
 use proptest::prelude::*;
 

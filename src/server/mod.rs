@@ -13,9 +13,6 @@ mod fs;
 mod fuzz;
 mod host_keys;
 mod sftp;
-pub(crate) mod wire;
-
-pub use sftp::INDEX_REFRESH;
 
 use crate::config::{Config, ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;

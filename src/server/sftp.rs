@@ -7,8 +7,8 @@
 
 use super::batch;
 use super::fs::{self, FsError, FsResult, Root};
-use super::wire::{self, Request};
 use crate::index::INDEX_FILE;
+use crate::proto::{self as wire, Request, ext};
 use crate::relpath::RelPath;
 use crate::store::LocalStore;
 use crate::watch::{Freshness, FreshnessProbe};
@@ -33,7 +33,6 @@ const MAX_HANDLES: usize = 1024;
 const READDIR_BATCH: usize = 128;
 /// Replies smaller than this are gathered into one channel write.
 const COALESCE: usize = 64 * 1024;
-pub const INDEX_REFRESH: &str = "index-refresh@filesync";
 
 /// What every session of the server shares.
 pub struct Shared {
@@ -415,18 +414,7 @@ fn now() -> i64 {
 
 fn version_reply() -> Bytes {
     let mut r = wire::Reply::new(wire::FXP_VERSION, 0).u32(3);
-    for (name, data) in [
-        ("posix-rename@openssh.com", "1"),
-        ("statvfs@openssh.com", "2"),
-        ("fstatvfs@openssh.com", "2"),
-        ("hardlink@openssh.com", "1"),
-        ("fsync@openssh.com", "1"),
-        ("limits@openssh.com", "1"),
-        (INDEX_REFRESH, "1"),
-        (batch::WRITE_FILES, "1"),
-        (batch::INSTALL_FILES, "1"),
-        (batch::READ_FILES, "1"),
-    ] {
+    for (name, data) in ext::OFFERED {
         r = r.string(name.as_bytes()).string(data.as_bytes());
     }
     r.finish()
@@ -716,115 +704,115 @@ impl Session {
     }
 
     fn extended(&self, id: u32, name: &[u8], data: &Bytes) -> Bytes {
-        let ro = self.shared.read_only;
-        let malformed = || wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
+        let name = std::str::from_utf8(name).unwrap_or("");
+        let changes = matches!(
+            name,
+            ext::POSIX_RENAME
+                | ext::HARDLINK
+                | ext::WRITE_FILES
+                | ext::INSTALL_FILES
+                | ext::INDEX_REFRESH
+        );
+        if changes && self.shared.read_only {
+            return denied_read_only(id);
+        }
         match name {
-            b"posix-rename@openssh.com" | b"hardlink@openssh.com" => {
-                if ro {
-                    return denied_read_only(id);
-                }
-                let Ok(s) = wire::ext_strings(data, 2) else {
-                    return malformed();
-                };
-                let replace = name == b"posix-rename@openssh.com";
-                done(
-                    id,
-                    self.two_paths(&s[0], &s[1], |a, b| {
-                        if replace {
-                            self.root().rename(a, b, true)
-                        } else {
-                            self.root().hardlink(a, b)
-                        }
-                    }),
-                )
-            }
-            b"statvfs@openssh.com" => {
-                let Ok(s) = wire::ext_strings(data, 1) else {
-                    return malformed();
-                };
-                match fs::client_path(&s[0]).and_then(|p| self.root().statvfs(&p)) {
+            ext::POSIX_RENAME | ext::HARDLINK => self.rename_or_link(id, name, data),
+            ext::STATVFS => match wire::ext_strings(data, 1) {
+                Ok(s) => match fs::client_path(&s[0]).and_then(|p| self.root().statvfs(&p)) {
                     Ok(v) => statvfs_reply(id, &v),
                     Err(e) => status_of(id, e),
-                }
-            }
-            b"fstatvfs@openssh.com" | b"fsync@openssh.com" => {
-                let Ok(s) = wire::ext_strings(data, 1) else {
-                    return malformed();
-                };
-                let Some(h) = self.get(&s[0]) else {
-                    return wire::status(id, wire::FX_FAILURE, "invalid handle");
-                };
-                // A folder handle works too: its fsync makes renames into it durable (a
-                // client puts its `.sync` in place and needs that before it goes on).
-                let with_fd = |fd: rustix::fd::BorrowedFd<'_>| {
-                    if name == b"fsync@openssh.com" {
-                        done(id, rustix::fs::fsync(fd).map_err(FsError::from))
-                    } else {
-                        match rustix::fs::fstatvfs(fd) {
-                            Ok(v) => statvfs_reply(id, &v),
-                            Err(e) => status_of(id, e.into()),
-                        }
-                    }
-                };
-                match &*h {
-                    Handle::File { file, .. } => with_fd(file.as_fd()),
-                    Handle::Dir(d) => {
-                        let d = d.lock().unwrap_or_else(|p| p.into_inner());
-                        with_fd(d.fd.as_fd())
-                    }
-                }
-            }
-            b"limits@openssh.com" => wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
+                },
+                Err(_) => malformed(id),
+            },
+            ext::FSTATVFS | ext::FSYNC => self.on_handle(id, name, data),
+            ext::LIMITS => wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
                 .u64(u64::from(wire::MAX_PACKET))
                 .u64(u64::from(wire::MAX_IO))
                 .u64(u64::from(wire::MAX_IO))
                 .u64(MAX_HANDLES as u64)
                 .finish(),
-            n if n == batch::WRITE_FILES.as_bytes() => {
-                if ro {
-                    return denied_read_only(id);
-                }
-                batch::write_files(self.root(), id, data)
-            }
-            n if n == batch::READ_FILES.as_bytes() => batch::read_files(self.root(), id, data),
-            n if n == batch::INSTALL_FILES.as_bytes() => {
-                if ro {
-                    return denied_read_only(id);
-                }
-                batch::install_files(self.root(), id, data, now())
-            }
-            n if n == INDEX_REFRESH.as_bytes() => {
-                if ro {
-                    return denied_read_only(id);
-                }
-                match refresh_index(self.root().path(), self.shared.freshness.as_ref()) {
-                    Ok(unreadable) if unreadable.is_empty() => ok(id),
-                    // What the scan could not read, one outcome each (the path as the data),
-                    // for the client to report: those paths were left as they were.
-                    Ok(unreadable) => {
-                        let outcomes: Vec<wire::Outcome> = unreadable
-                            .into_iter()
-                            .map(|(p, why)| wire::Outcome {
-                                code: wire::FX_FAILURE,
-                                msg: why,
-                                data: Bytes::from(p.as_str().to_owned()),
-                            })
-                            .collect();
-                        wire::batch_reply(id, &outcomes)
-                    }
-                    Err(e) => wire::status(id, wire::FX_FAILURE, &e),
-                }
-            }
+            ext::WRITE_FILES => batch::write_files(self.root(), id, data),
+            ext::READ_FILES => batch::read_files(self.root(), id, data),
+            ext::INSTALL_FILES => batch::install_files(self.root(), id, data, now()),
+            ext::INDEX_REFRESH => self.index_refresh(id),
             other => wire::status(
                 id,
                 wire::FX_OP_UNSUPPORTED,
-                &format!(
-                    "extension {} is not supported",
-                    String::from_utf8_lossy(other)
-                ),
+                &format!("extension {other:?} is not supported"),
             ),
         }
     }
+
+    /// `posix-rename@openssh.com` (replaces) and `hardlink@openssh.com`.
+    fn rename_or_link(&self, id: u32, name: &str, data: &Bytes) -> Bytes {
+        let Ok(s) = wire::ext_strings(data, 2) else {
+            return malformed(id);
+        };
+        done(
+            id,
+            self.two_paths(&s[0], &s[1], |a, b| {
+                if name == ext::POSIX_RENAME {
+                    self.root().rename(a, b, true)
+                } else {
+                    self.root().hardlink(a, b)
+                }
+            }),
+        )
+    }
+
+    /// `fsync@openssh.com` and `fstatvfs@openssh.com` on an open handle. A folder handle
+    /// works too: its fsync makes renames into it durable (a client puts its `.sync` in place
+    /// and needs that before it goes on).
+    fn on_handle(&self, id: u32, name: &str, data: &Bytes) -> Bytes {
+        let Ok(s) = wire::ext_strings(data, 1) else {
+            return malformed(id);
+        };
+        let Some(h) = self.get(&s[0]) else {
+            return wire::status(id, wire::FX_FAILURE, "invalid handle");
+        };
+        let with_fd = |fd: rustix::fd::BorrowedFd<'_>| {
+            if name == ext::FSYNC {
+                done(id, rustix::fs::fsync(fd).map_err(FsError::from))
+            } else {
+                match rustix::fs::fstatvfs(fd) {
+                    Ok(v) => statvfs_reply(id, &v),
+                    Err(e) => status_of(id, e.into()),
+                }
+            }
+        };
+        match &*h {
+            Handle::File { file, .. } => with_fd(file.as_fd()),
+            Handle::Dir(d) => {
+                let d = d.lock().unwrap_or_else(|p| p.into_inner());
+                with_fd(d.fd.as_fd())
+            }
+        }
+    }
+
+    /// `index-refresh@filesync`: OK, or what the scan could not read, one outcome each (the
+    /// path as the data) for the client to report: those paths were left as they were.
+    fn index_refresh(&self, id: u32) -> Bytes {
+        match refresh_index(self.root().path(), self.shared.freshness.as_ref()) {
+            Ok(unreadable) if unreadable.is_empty() => ok(id),
+            Ok(unreadable) => {
+                let outcomes: Vec<wire::Outcome> = unreadable
+                    .into_iter()
+                    .map(|(p, why)| wire::Outcome {
+                        code: wire::FX_FAILURE,
+                        msg: why,
+                        data: Bytes::from(p.as_str().to_owned()),
+                    })
+                    .collect();
+                wire::batch_reply(id, &outcomes)
+            }
+            Err(e) => wire::status(id, wire::FX_FAILURE, &e),
+        }
+    }
+}
+
+fn malformed(id: u32) -> Bytes {
+    wire::status(id, wire::FX_BAD_MESSAGE, "malformed request")
 }
 
 /// How long an index refresh waits for the watcher's answer before rescanning everything.

@@ -6,7 +6,7 @@
 
 use super::{
     BatchFile, BoxFuture, Current, LockInfo, Put, Reader, SMALL_FILE, StagedIndex, Store,
-    StoreError, stamp,
+    StoreError,
 };
 use crate::index::{
     ContentHash, INDEX_FILE, Index, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR, fit_name,
@@ -14,6 +14,7 @@ use crate::index::{
 };
 use crate::relpath::RelPath;
 use crate::scan::Observed;
+use crate::time::stamp;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -199,9 +200,10 @@ impl LocalStore {
     /// Moves a corrupt index aside as `.sync.corrupt-<stamp>`; returns where it went.
     pub fn set_aside_index(&self) -> Result<PathBuf, StoreError> {
         let from = self.root.join(INDEX_FILE);
-        let to = self
-            .root
-            .join(format!("{INDEX_FILE}.corrupt-{}", stamp(super::now_secs())));
+        let to = self.root.join(format!(
+            "{INDEX_FILE}.corrupt-{}",
+            stamp(crate::time::now_secs())
+        ));
         std::fs::rename(&from, &to)
             .map_err(|e| StoreError::io(format!("cannot move {} aside", from.display()), e))?;
         Ok(to)
@@ -301,7 +303,8 @@ impl LocalStore {
 
     /// Where `p` goes in the trash: `.sync-trash/<p>~<stamp>`, never clobbering.
     fn trash_slot(&self, p: &RelPath) -> io::Result<PathBuf> {
-        let (dir, base) = super::trash_name(p, super::now_secs()).map_err(io::Error::other)?;
+        let (dir, base) =
+            super::trash_name(p, crate::time::now_secs()).map_err(io::Error::other)?;
         let dir = self
             .real_dir(&dir, true)
             .map_err(|e| io::Error::other(e.to_string()))?;

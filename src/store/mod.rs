@@ -7,7 +7,6 @@ pub mod local;
 pub mod sftp;
 
 use crate::index::{ContentHash, Index, MTime};
-pub use crate::plan::stamp;
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
 use std::future::Future;
@@ -123,7 +122,11 @@ pub(crate) fn trash_name(
         None => RelPath::parse(crate::index::TRASH_DIR),
     }?;
     // `~YYYYMMDD-HHMMSS` and a `-N` suffix must still fit in a file name.
-    let base = format!("{}~{}", crate::index::fit_name(p.name(), 24), stamp(now));
+    let base = format!(
+        "{}~{}",
+        crate::index::fit_name(p.name(), 24),
+        crate::time::stamp(now)
+    );
     Ok((dir, base))
 }
 
@@ -158,9 +161,9 @@ pub struct LockInfo {
 impl LockInfo {
     pub fn here(what: &str) -> Self {
         LockInfo {
-            host: hostname(),
+            host: crate::sys::hostname(),
             pid: std::process::id(),
-            time: now_secs(),
+            time: crate::time::now_secs(),
             what: what.to_string(),
         }
     }
@@ -176,15 +179,15 @@ impl LockInfo {
     /// very process but this process does not hold it (left behind when a connection dropped
     /// before the lock could be removed), or when it is older than `stale_secs`.
     pub fn is_stale(&self, stale_secs: u64, place: &str) -> bool {
-        if self.host == hostname() {
-            if !pid_alive(self.pid) {
+        if self.host == crate::sys::hostname() {
+            if !crate::sys::pid_alive(self.pid) {
                 return true;
             }
             if self.pid == std::process::id() && !holding(place) {
                 return true;
             }
         }
-        now_secs().saturating_sub(self.time) > stale_secs as i64
+        crate::time::now_secs().saturating_sub(self.time) > stale_secs as i64
     }
 }
 
@@ -239,29 +242,6 @@ pub(crate) fn note_held(place: &str, held: bool) {
             h.swap_remove(i);
         }
     }
-}
-
-/// This machine's name, from uname(2): /proc/sys is hidden inside the hardened unit
-/// (ProcSubset=pid), and a lock must name its host the same way inside and outside it.
-pub fn hostname() -> String {
-    let name = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .trim()
-        .to_string();
-    if name.is_empty() {
-        "unknown-host".into()
-    } else {
-        name
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-pub fn now_secs() -> i64 {
-    MTime::from_system(std::time::SystemTime::now()).secs
 }
 
 /// A replica's index as the sync starts: loaded, then brought up to date with its folder.
@@ -373,7 +353,7 @@ pub enum AnyStore {
 
 /// Opens a remote replica over SFTP.
 pub async fn open_remote(
-    r: &crate::target::Remote,
+    r: &crate::endpoint::Remote,
     cfg: &crate::config::Config,
     accept_new: bool,
 ) -> Result<AnyStore, StoreError> {

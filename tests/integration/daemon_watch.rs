@@ -178,9 +178,9 @@ fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
 
     // Play a sync: hold the lock, rewrite `.sync` (a peer record), then release.
     let lock = serde_json::json!({
-        "host": filesync::store::hostname(),
+        "host": filesync::sys::hostname(),
         "pid": std::process::id(),
-        "time": filesync::store::now_secs(),
+        "time": filesync::time::now_secs(),
         "what": "test sync",
     });
     std::fs::write(root.join(".sync.lock"), lock.to_string()).unwrap();

@@ -319,7 +319,7 @@ fn remote_trash_expires_now_and_then(t: &mut Pair) {
     t.b.write(".sync-trash/sub/older.txt~20190101-000000", b"older");
     let recent = format!(
         "recent.txt~{}",
-        filesync::store::stamp(filesync::store::now_secs())
+        filesync::time::stamp(filesync::time::now_secs())
     );
     t.b.write(&format!(".sync-trash/{recent}"), b"recent");
     t.sync();
@@ -620,7 +620,7 @@ fn a_fresh_write_never_replaces_a_newcomer() {
     let cfg = filesync::config::Config::load(Some(&cfg_path)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (target, _) = filesync::target::Target::parse("r", &cfg).unwrap();
+        let (target, _) = filesync::endpoint::Target::parse("r", &cfg).unwrap();
         let remote = filesync::commands::open_target(&target, &cfg, false)
             .await
             .unwrap();

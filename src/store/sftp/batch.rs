@@ -4,19 +4,15 @@
 
 use super::{Sftp, SftpStore, sftp_time, to_io};
 use crate::index::Kind;
+use crate::proto::{self as wire, BatchBuilder, ext};
 use crate::relpath::RelPath;
 use crate::scan::Observed;
-use crate::server::wire::{self, BatchBuilder};
 use crate::store::{BatchFile, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use std::io;
-
-pub const WRITE_FILES_EXT: &str = "write-files@filesync";
-pub const INSTALL_FILES_EXT: &str = "install-files@filesync";
-pub const READ_FILES_EXT: &str = "read-files@filesync";
 
 /// Payload of one batch request: inside the server's 256 KiB packet limit with room to spare.
 const REQUEST_BYTES: usize = 240 * 1024;
@@ -112,7 +108,7 @@ impl Sftp {
                 b.put_file(tmp, u64::from(sftp_time(f.put.mtime)), &f.bytes);
             }
             let r = self
-                .batch_request(WRITE_FILES_EXT, b.finish(), g.len())
+                .batch_request(ext::WRITE_FILES, b.finish(), g.len())
                 .await;
             match r {
                 Ok(st) => g
@@ -162,7 +158,7 @@ impl SftpStore {
             for &i in &g {
                 b.read_file(&s.path(&files[i].0), files[i].1.saturating_add(1));
             }
-            let r = s.batch_request(READ_FILES_EXT, b.finish(), g.len()).await;
+            let r = s.batch_request(ext::READ_FILES, b.finish(), g.len()).await;
             (g, r)
         }))
         .await;
@@ -291,7 +287,7 @@ impl SftpStore {
                 b.install(tmp, &s.path(&files[*i].path), files[*i].put.fresh);
             }
             match s
-                .batch_request(INSTALL_FILES_EXT, b.finish(), g.len())
+                .batch_request(ext::INSTALL_FILES, b.finish(), g.len())
                 .await
             {
                 Ok(st) => {

@@ -2,8 +2,8 @@
 //! known_hosts (unknown → refuse unless `--accept-new`, changed → always refuse), then
 //! ssh-agent, the configured identity and the default key files.
 
+use crate::endpoint::Remote;
 use crate::store::StoreError;
-use crate::target::Remote;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};

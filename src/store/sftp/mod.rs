@@ -14,13 +14,13 @@ mod xfer;
 
 use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, StagedIndex, Store, StoreError};
 use crate::config::Config;
+use crate::endpoint::Remote;
 use crate::index::{
     ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
     fit_name, from_json_slice, to_json_vec,
 };
 use crate::relpath::RelPath;
 use crate::scan::{Observed, ScanStats};
-use crate::target::Remote;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
@@ -28,12 +28,7 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-/// The SFTP extension our own server offers to bring its `.sync` up to date in place.
-pub const INDEX_REFRESH_EXT: &str = "index-refresh@filesync";
-const POSIX_RENAME_EXT: &str = "posix-rename@openssh.com";
-const HARDLINK_EXT: &str = "hardlink@openssh.com";
-const FSYNC_EXT: &str = "fsync@openssh.com";
-const LIMITS_EXT: &str = "limits@openssh.com";
+use crate::proto::ext;
 
 /// How long one SFTP request may take (an fsync of a large file on a slow card included)
 /// before the connection counts as lost.
@@ -238,7 +233,7 @@ impl Sftp {
             let mut data = Vec::with_capacity(from.len() + to.len() + 8);
             put_str(&mut data, from);
             put_str(&mut data, to);
-            return status_ok(self.raw().extended(POSIX_RENAME_EXT, data).await?);
+            return status_ok(self.raw().extended(ext::POSIX_RENAME, data).await?);
         }
         match self.raw().rename(from, to).await {
             Ok(_) => Ok(()),
@@ -258,7 +253,7 @@ impl Sftp {
         let mut data = Vec::new();
         put_str(&mut data, from);
         put_str(&mut data, to);
-        status_ok(self.raw().extended(HARDLINK_EXT, data).await?)
+        status_ok(self.raw().extended(ext::HARDLINK, data).await?)
     }
 
     /// Creates `p` and its missing parents.
@@ -308,7 +303,7 @@ impl Sftp {
 
     /// Where `p` goes in the trash (its folder there, and the name without a `-N` suffix).
     fn trash_name(&self, p: &RelPath) -> Result<(RelPath, String), StoreError> {
-        super::trash_name(p, super::now_secs())
+        super::trash_name(p, crate::time::now_secs())
             .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))
     }
 
@@ -383,7 +378,7 @@ impl Sftp {
             };
             let mut d = Vec::new();
             put_str(&mut d, &h);
-            let synced = raw.extended(FSYNC_EXT, d).await.and_then(status_ok);
+            let synced = raw.extended(ext::FSYNC, d).await.and_then(status_ok);
             let _ = raw.close(h).await;
             synced
         }
@@ -458,7 +453,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     })?;
     let ext = |n: &str| version.extensions.contains_key(n);
     let (mut read_len, mut write_len) = (32 * 1024u32, 32 * 1024u32);
-    if ext(LIMITS_EXT) {
+    if ext(ext::LIMITS) {
         if let Ok(l) = raw.limits().await {
             let cap = |v: u64| -> u32 { v.clamp(32 * 1024, 256 * 1024) as u32 };
             if l.max_read_len > 0 {
@@ -508,7 +503,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     // when a replica is already there (the login folder also when its path is given). Our
     // server's `/` is its synced root.
     let implicit = r.path.is_empty() || root == "/";
-    if implicit && !ext(INDEX_REFRESH_EXT) {
+    if implicit && !ext(ext::INDEX_REFRESH) {
         let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
         if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
             return Err(StoreError::Other(if root == "/" {
@@ -530,13 +525,11 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         next: std::sync::atomic::AtomicUsize::new(0),
         host,
         root,
-        posix_rename: ext(POSIX_RENAME_EXT),
-        hardlink: ext(HARDLINK_EXT),
-        fsync: ext(FSYNC_EXT),
-        index_refresh: ext(INDEX_REFRESH_EXT),
-        batch: ext(batch::WRITE_FILES_EXT)
-            && ext(batch::INSTALL_FILES_EXT)
-            && ext(batch::READ_FILES_EXT),
+        posix_rename: ext(ext::POSIX_RENAME),
+        hardlink: ext(ext::HARDLINK),
+        fsync: ext(ext::FSYNC),
+        index_refresh: ext(ext::INDEX_REFRESH),
+        batch: ext(ext::WRITE_FILES) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
         write_len,
     };
@@ -704,7 +697,7 @@ impl SftpStore {
                         Ok(Some(b)) => Some(b),
                         Err(_) => None,
                     };
-                    let age = super::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
+                    let age = crate::time::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
                     super::judge_lock(
                         bytes.as_deref(),
                         attrs.size.unwrap_or(1),
@@ -921,7 +914,7 @@ impl SftpStore {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
-        let res = raw.extended(INDEX_REFRESH_EXT, Vec::new()).await;
+        let res = raw.extended(ext::INDEX_REFRESH, Vec::new()).await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
@@ -929,8 +922,8 @@ impl SftpStore {
                 .map(|()| Vec::new())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
-        let outcomes = crate::server::wire::decode_batch_reply(&bytes::Bytes::from(r.data))
-            .map_err(|_| StoreError::Other(format!("malformed reply to {INDEX_REFRESH_EXT}")))?;
+        let outcomes = crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data))
+            .map_err(|_| StoreError::Other(format!("malformed reply to {}", ext::INDEX_REFRESH)))?;
         Ok(outcomes
             .into_iter()
             .filter_map(|o| {
@@ -1041,7 +1034,7 @@ impl SftpStore {
             Ok(Some(a)) if a.file_type().is_dir() => {}
             _ => return Ok(()),
         }
-        let cutoff = super::now_secs() - (trash_days as i64) * 86_400;
+        let cutoff = crate::time::now_secs() - (trash_days as i64) * 86_400;
         walk::expire_trash(s, &trash, cutoff).await;
         Ok(())
     }
@@ -1234,7 +1227,7 @@ impl Store for SftpStore {
 
 /// Whether a temp file met on a walk is a leftover of an interrupted sync.
 pub(crate) fn stale_temp(mtime: Option<u32>) -> bool {
-    let age = super::now_secs() - i64::from(mtime.unwrap_or(0));
+    let age = crate::time::now_secs() - i64::from(mtime.unwrap_or(0));
     age > STALE_TEMP_SECS
 }
 

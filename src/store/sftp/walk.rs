@@ -276,7 +276,7 @@ pub(crate) async fn refresh(
 /// Removes trash entries whose name stamp (`~YYYYMMDD-HHMMSS`) is older than `cutoff`, and
 /// the folders that leaves empty. Best effort: problems are logged, not returned.
 pub(crate) async fn expire_trash(s: &Sftp, trash: &str, cutoff: i64) {
-    let cutoff_stamp = crate::plan::stamp(cutoff);
+    let cutoff_stamp = crate::time::stamp(cutoff);
     let mut dirs = vec![trash.to_string()];
     let mut all_dirs = Vec::new();
     while let Some(d) = dirs.pop() {

@@ -323,7 +323,7 @@ pub(crate) async fn upload(
             }
             let mut d = Vec::new();
             super::put_str(&mut d, &handle);
-            let r = raw.extended(super::FSYNC_EXT, d).await;
+            let r = raw.extended(crate::proto::ext::FSYNC, d).await;
             r.and_then(super::status_ok)
                 .map_err(|e| s.err("cannot fsync", path, e))
         };

@@ -1,4 +1,4 @@
-//! Sync targets as a user writes them: a peer name, `sftp://user@host:port/path`, the seed's
+//! Sync targets (endpoints) as a user writes them: a peer name, `sftp://user@host:port/path`, the seed's
 //! `user@host:port/path`, or a local folder. Parsing only; opening a store is the caller's job.
 
 use crate::config::{Config, PeerConfig};
