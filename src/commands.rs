@@ -5,8 +5,10 @@ use crate::config::Config;
 use crate::endpoint::Target;
 use crate::index::{Index, ReplicaId};
 use crate::plan::{Op, Side};
-use crate::store::{AnyStore, LocalStore, LockInfo, StoreError};
-use crate::sync::{SyncOptions, SyncReport, human_bytes};
+use crate::replica::lock::LockInfo;
+use crate::store::{AnyStore, LocalStore, Store, StoreError};
+use crate::sync::job::{End, Job};
+use crate::sync::{SyncReport, human_bytes};
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -83,7 +85,7 @@ fn index(root: &Path, cfg: &Config) -> Result<i32> {
         idx.name = Some(cfg.replica_name());
         let st = crate::scan::scan(store.root(), &mut idx, &crate::relpath::RelPath::root())
             .with_context(|| format!("cannot scan {}", store.root().display()))?;
-        crate::store::local::remove_leftover_temps(store.root(), &st.temps);
+        crate::store::local::remove_leftover_temps(store.handle(), &st.temps);
         store.save_index_blocking(&idx)?;
         let (files, dirs, tombs) = idx.counts();
         println!(
@@ -160,16 +162,6 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
     Ok(0)
 }
 
-/// Opens a sync target (a local folder or an SFTP replica); the daemon's schedule uses it too.
-pub async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<AnyStore> {
-    match t {
-        Target::Local(p) => Ok(AnyStore::Local(open_local(p, cfg)?)),
-        Target::Remote(r) => crate::store::open_remote(r, cfg, accept_new)
-            .await
-            .with_context(|| format!("cannot open {}", r.describe())),
-    }
-}
-
 async fn sync(
     cfg: &Config,
     a: &str,
@@ -210,34 +202,23 @@ async fn sync(
         }
     }
     // The configured root (or the second argument) is the left side; the peer is the right.
-    let left = open_target(&tb, cfg, accept_new).await?;
-    let right = open_target(&ta, cfg, accept_new).await?;
-    if let (AnyStore::Local(l), AnyStore::Local(r)) = (&left, &right) {
-        apart(l.root(), r.root())?;
-    }
-    // Each SFTP step waits on round trips: more steps in flight hide that latency.
-    let remote = matches!(ta, Target::Remote(_)) || matches!(tb, Target::Remote(_));
-    let opts = SyncOptions {
-        concurrency: if remote {
-            cfg.concurrency.saturating_mul(4)
-        } else {
-            cfg.concurrency
-        },
-        trash_days: cfg.trash_days,
-        progress: !no_progress && std::io::stderr().is_terminal(),
-        left_name: name_b,
-        right_name: name_a,
-        dry_run,
+    let left = End {
+        target: &tb,
+        name: name_b,
     };
+    let right = End {
+        target: &ta,
+        name: name_a,
+    };
+    let mut job = Job::open(cfg, left, right, accept_new).await?;
+    job.opts.progress = !no_progress && std::io::stderr().is_terminal();
+    job.opts.dry_run = dry_run;
     let started = std::time::Instant::now();
     let stop = interrupted()?;
     let report = tokio::select! {
-        r = crate::sync::sync(&left, &right, &opts) => r,
+        r = job.run() => r,
         _ = stop => {
-            // The sync future is dropped here: nothing half-written is in place (temp files
-            // only), so releasing the locks is safe.
-            let _ = crate::store::Store::unlock(&left).await;
-            let _ = crate::store::Store::unlock(&right).await;
+            job.abandon().await;
             bail!("interrupted; nothing is torn, run the sync again to finish");
         }
     };
@@ -247,47 +228,28 @@ async fn sync(
         }
         r => r?,
     };
-    print_report(&report, &left, &right, dry_run);
+    print_report(&report, &job.left, &job.right, dry_run);
     if !dry_run {
         println!(
             "{} in {:.1}s",
             report.summary(),
             started.elapsed().as_secs_f64()
         );
+        if let Some(note) = report.changing_note() {
+            println!("{note}");
+        }
     }
     if report.errors.is_empty() {
-        Ok(0)
-    } else {
-        for e in &report.errors {
-            eprintln!("filesync: error: {e}");
-        }
-        eprintln!(
-            "filesync: {} items could not be synced; they are untouched and the next sync retries them",
-            report.errors.len()
-        );
-        Ok(1)
+        return Ok(0);
     }
-}
-
-/// Two local replicas must be two folders side by side: the same folder twice would wait on
-/// its own lock, and one inside the other would copy itself into itself at every sync.
-fn apart(a: &Path, b: &Path) -> Result<()> {
-    if a == b {
-        bail!(
-            "{} is given twice (as both replicas); sync it with another folder",
-            a.display()
-        );
+    for e in &report.errors {
+        eprintln!("filesync: error: {e}");
     }
-    for (outer, inner) in [(a, b), (b, a)] {
-        if inner.starts_with(outer) {
-            bail!(
-                "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
-                inner.display(),
-                outer.display()
-            );
-        }
-    }
-    Ok(())
+    eprintln!(
+        "filesync: {} items could not be synced; they are untouched and the next sync retries them",
+        report.errors.len()
+    );
+    Ok(1)
 }
 
 /// Ctrl-C, a `kill` (SIGTERM) or a closed terminal (SIGHUP): the sync stops cleanly. The
@@ -307,7 +269,6 @@ fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool) {
-    use crate::store::Store;
     let name = |s: Side| {
         if s == Side::Left {
             left.describe()

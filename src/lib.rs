@@ -14,6 +14,7 @@ pub mod logging;
 pub mod plan;
 pub mod proto;
 pub mod relpath;
+pub mod replica;
 pub mod scan;
 pub mod server;
 pub mod store;

@@ -4,10 +4,9 @@
 //! edits of a file conflict (the loser is kept as a `.sync-conflict-` copy on both sides);
 //! delete vs. modify keeps the modification; a folder stays while anything in it survives.
 
-use crate::index::{
-    CONFLICT_MARK, Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector, fit_name,
-};
+use crate::index::{Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
 use crate::relpath::RelPath;
+use crate::relpath::fit_name;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -564,6 +563,9 @@ impl Taken<'_> {
         })
     }
 }
+
+/// Marks a conflict copy's name.
+pub const CONFLICT_MARK: &str = ".sync-conflict-";
 
 /// `name.sync-conflict-YYYYMMDD-HHMMSS-<replica>.ext`, unique among `taken`.
 pub fn conflict_name(

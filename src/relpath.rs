@@ -15,6 +15,20 @@ pub struct RelPath(String);
 /// The longest file name (in bytes) any file system we run on takes.
 pub const NAME_MAX: usize = 255;
 
+/// The longest prefix of `name` (on a character boundary) that leaves `reserve` bytes free
+/// under `NAME_MAX`, so a temp, trash or conflict name built from it is still valid.
+pub fn fit_name(name: &str, reserve: usize) -> &str {
+    let max = NAME_MAX.saturating_sub(reserve);
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RelPathError {
     #[error("path component {0:?} is not allowed (empty, `.`, `..`, or contains `/` or NUL)")]

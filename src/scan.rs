@@ -3,10 +3,9 @@
 //! `reconcile` is the pure rule shared by the scanner, the watcher and the tests: kind, size and
 //! mtime first, content hash only when those differ; a real change bumps this replica's counter.
 
-use crate::index::{
-    ContentHash, Entry, IGNORE_FILE, Index, Kind, MTime, VersionVector, is_internal, is_temp_name,
-};
+use crate::index::{ContentHash, Entry, Index, Kind, MTime, VersionVector};
 use crate::relpath::RelPath;
+use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
 use ignore::gitignore::Gitignore;
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -77,6 +76,9 @@ pub struct ScanStats {
     pub hashed_bytes: u64,
     /// Paths that could not be read; their index entries were left as they were.
     pub unreadable: Vec<(RelPath, String)>,
+    /// Files that were being written as the scan read them (their size or mtime moved):
+    /// left as they were in the index, for the next scan.
+    pub moving: Vec<RelPath>,
     /// Our temp files met on the walk (leftovers of interrupted writes, or writes under way).
     pub temps: Vec<PathBuf>,
 }

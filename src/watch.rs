@@ -5,10 +5,12 @@
 //! editor, a sync or the SFTP server is judged by exactly the scan's rules. Events only say
 //! *where* to look; what changed is always read from the disk.
 
-use crate::index::{IGNORE_FILE, INDEX_FILE, Index, LOCK_FILE, MTime, is_internal};
+use crate::index::{Index, MTime};
 use crate::relpath::RelPath;
+use crate::replica::layout::{IGNORE_FILE, INDEX_FILE, LOCK_FILE, is_internal};
+use crate::replica::lock::{INDEX_UPDATE, LockInfo};
 use crate::scan::{self, IgnoreRules, ScanError, ScanStats};
-use crate::store::{LocalStore, LockInfo, StoreError};
+use crate::store::{LocalStore, StoreError};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -667,7 +669,7 @@ fn apply_locked(
     batch: &Batch,
     disk_id: &mut Option<(u64, i64, i64, u64)>,
 ) -> Result<Applied, WatchError> {
-    match store.lock_blocking(&LockInfo::here(crate::sync::INDEX_UPDATE_LOCK)) {
+    match store.lock_blocking(&LockInfo::here(INDEX_UPDATE)) {
         Ok(()) => {}
         Err(StoreError::Locked { .. }) => return Ok(Applied::Locked),
         Err(e) => return Err(e.into()),
@@ -720,7 +722,9 @@ pub fn apply(root: &Path, index: &mut Index, batch: &Batch) -> Result<ScanStats,
     };
     let Some(scopes) = scopes else {
         let st = scan::scan(root, index, &RelPath::root())?;
-        crate::store::local::remove_leftover_temps(root, &st.temps);
+        if let Ok(r) = crate::replica::Root::open(root, crate::replica::Follow::Never) {
+            crate::store::local::remove_leftover_temps(&r, &st.temps);
+        }
         return Ok(st);
     };
     let mut total = ScanStats::default();

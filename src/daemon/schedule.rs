@@ -4,8 +4,9 @@
 
 use crate::config::Config;
 use crate::endpoint::Target;
-use crate::store::{AnyStore, LocalStore, Store, StoreError};
-use crate::sync::{SyncOptions, SyncReport};
+use crate::store::{Chain, StoreError};
+use crate::sync::SyncReport;
+use crate::sync::job::{End, Job};
 use crate::time::now_secs;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -216,66 +217,32 @@ impl PeerTask {
             Ok((t, _)) => t,
             Err(e) => return Outcome::Unavailable(e.to_string()),
         };
-        let right = match crate::commands::open_target(&target, &self.cfg, false).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::Unavailable(chain(&e)),
+        let here = Target::Local(self.root.clone());
+        let left = End {
+            target: &here,
+            name: self.cfg.replica_name(),
         };
-        let left = match LocalStore::open(&self.root, self.cfg.lock_stale_secs) {
-            Ok(s) => AnyStore::Local(s),
-            Err(e) => return Outcome::Unavailable(e.to_string()),
+        let right = End {
+            target: &target,
+            name: self.name.clone(),
         };
-        let opts = SyncOptions {
-            concurrency: self.cfg.concurrency,
-            trash_days: self.cfg.trash_days,
-            progress: false,
-            left_name: self.cfg.replica_name(),
-            right_name: self.name.clone(),
-            dry_run: false,
+        let job = match Job::open(&self.cfg, left, right, false).await {
+            Ok(j) => j,
+            Err(e) => return Outcome::Unavailable(Chain(&e).to_string()),
         };
-        // The engine's future is not provably `Send` (a higher-ranked lifetime limitation in
-        // its stream closures), so it runs on a blocking thread driven by this runtime.
-        let handle = tokio::runtime::Handle::current();
-        let mut abandon = self.abandon.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            handle.block_on(async move {
-                tokio::select! {
-                    r = crate::sync::sync(&left, &right, &opts) => Some(r),
-                    _ = super::raised(&mut abandon) => {
-                        // Each store releases only a lock it took itself.
-                        let _ = left.unlock().await;
-                        let _ = right.unlock().await;
-                        None
-                    }
-                }
-            })
-        })
-        .await;
-        let res = match joined {
-            Ok(Some(r)) => r,
-            Ok(None) => return Outcome::Abandoned,
-            Err(e) => return Outcome::Unavailable(format!("the sync task failed: {e}")),
+        let res = tokio::select! {
+            r = job.run() => r,
+            _ = super::raised(&mut self.abandon) => {
+                job.abandon().await;
+                return Outcome::Abandoned;
+            }
         };
         match res {
             Ok(r) => Outcome::Synced(Box::new(r)),
             Err(e @ StoreError::Locked { .. }) => Outcome::Busy(e.to_string()),
-            Err(e) => Outcome::Unavailable(e.to_string()),
+            Err(e) => Outcome::Unavailable(Chain(&e).to_string()),
         }
     }
-}
-
-/// An error and its causes on one line, without repeating a cause its parent already quotes.
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let c = cause.to_string();
-        if !out.contains(&c) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&c);
-        }
-    }
-    out
 }
 
 /// `every` ±10%, so many daemons on one schedule do not all hit the hub at once.

@@ -12,57 +12,6 @@ use crate::relpath::RelPath;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The file name of the index at a replica root.
-pub const INDEX_FILE: &str = ".sync";
-/// The lock that makes one writer per replica.
-pub const LOCK_FILE: &str = ".sync.lock";
-/// Where overwritten and deleted files go.
-pub const TRASH_DIR: &str = ".sync-trash";
-/// Marks our temp files (`.<name>.sync-tmp.<random>`), so scans skip them and cleanups find them.
-pub const TMP_MARK: &str = ".sync-tmp.";
-/// Marks a conflict copy's name.
-pub const CONFLICT_MARK: &str = ".sync-conflict-";
-/// The user's ignore file.
-pub const IGNORE_FILE: &str = ".syncignore";
-
-pub use crate::relpath::NAME_MAX;
-
-/// The longest prefix of `name` (on a character boundary) that leaves `reserve` bytes free
-/// under `NAME_MAX`, so a temp, trash or conflict name built from it is still valid.
-pub fn fit_name(name: &str, reserve: usize) -> &str {
-    let max = NAME_MAX.saturating_sub(reserve);
-    if name.len() <= max {
-        return name;
-    }
-    let mut end = max;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
-
-/// True for the root-level names that are ours and never synced.
-pub fn is_reserved_root_name(name: &str) -> bool {
-    name == INDEX_FILE
-        || name == LOCK_FILE
-        || name == TRASH_DIR
-        || name.starts_with(".sync.")
-        || name.starts_with(".sync-")
-}
-
-/// True for our temp files anywhere in the tree.
-pub fn is_temp_name(name: &str) -> bool {
-    name.contains(TMP_MARK)
-}
-
-/// Whether a path is ours rather than the user's.
-pub fn is_internal(path: &RelPath) -> bool {
-    match path.components().next() {
-        None => false,
-        Some(first) => is_reserved_root_name(first) || is_temp_name(path.name()),
-    }
-}
-
 /// A BLAKE3 digest of a file's content.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentHash(pub [u8; 32]);

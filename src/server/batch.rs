@@ -5,10 +5,11 @@
 //! many small files in one reply. A 10,000-file upload is then a few hundred requests and a
 //! few dozen barriers instead of 60,000 requests and 10,000 fsyncs.
 
-use super::fs::{self, FsError, FsResult, Root};
-use crate::index::is_temp_name;
+use super::fs::{self, ClientOps, FsError, FsResult, Root};
 use crate::proto as wire;
 use crate::relpath::RelPath;
+use crate::replica::InstallError;
+use crate::replica::layout::is_temp_name;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::io::Write;
@@ -34,23 +35,8 @@ fn status(r: FsResult<()>) -> wire::Outcome {
 }
 
 fn failed(e: FsError) -> wire::Outcome {
-    match e {
-        FsError::Denied(why) => wire::Outcome::err(wire::FX_PERMISSION_DENIED, why.to_string()),
-        FsError::Io(e) => {
-            let code = match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => wire::FX_NO_SUCH_FILE,
-                Some(libc::EEXIST) => wire::FX_FILE_ALREADY_EXISTS,
-                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
-                    wire::FX_PERMISSION_DENIED
-                }
-                _ => wire::FX_FAILURE,
-            };
-            if code == wire::FX_FAILURE {
-                tracing::warn!("batch file failed: {e}");
-            }
-            wire::Outcome::err(code, e.to_string())
-        }
-    }
+    let (code, msg) = fs::status_code(&e, true);
+    wire::Outcome::err(code, msg)
 }
 
 /// `write-files@filesync`: each file to a new temp (never replacing anything), with its mtime.
@@ -187,86 +173,19 @@ fn install_one(
     now: i64,
     made: &mut HashSet<RelPath>,
 ) -> FsResult<()> {
-    if fresh {
-        // RENAME_NOREPLACE: a file that arrived since the client's scan is left alone.
-        return root.rename(tmp, path, false);
-    }
-    match root.lstat(path) {
-        Ok(st) => {
-            let slot = trash_slot(root, path, now, made)?;
-            // A hard link keeps the old version while the rename replaces it atomically; a
-            // folder (or anything else) in the way moves to the trash whole.
-            let is_file = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-            if !is_file || root.hardlink(path, &slot).is_err() {
-                root.rename(path, &slot, false)?;
-            }
+    match root.install(tmp, path, fresh, now, made) {
+        Ok(()) => Ok(()),
+        // A file that arrived since the client's scan is left alone.
+        Err(InstallError::Appeared) => {
+            Err(FsError::Io(std::io::Error::from_raw_os_error(libc::EEXIST)))
         }
-        Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
+        Err(InstallError::Trash(e) | InstallError::Root(e)) => Err(e),
     }
-    root.rename(tmp, path, true)
 }
 
-/// A free name for `p` in the trash, its folder created (unless `made` says it was already).
-fn trash_slot(
-    root: &Root,
-    p: &RelPath,
-    now: i64,
-    made: &mut HashSet<RelPath>,
-) -> FsResult<RelPath> {
-    let (dir, base) = crate::store::trash_name(p, now)
-        .map_err(|_| FsError::Denied("no trash name for this path"))?;
-    if !made.contains(&dir) {
-        for d in dir
-            .ancestors()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .chain([dir.clone()])
-        {
-            if made.contains(&d) {
-                continue;
-            }
-            match root.mkdir(&d, None) {
-                Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                r => r?,
-            }
-            made.insert(d);
-        }
-    }
-    for n in 0u32..1000 {
-        let name = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
-        };
-        let slot = dir
-            .join(&name)
-            .map_err(|_| FsError::Denied("no trash name for this path"))?;
-        match root.lstat(&slot) {
-            Err(FsError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(slot),
-            Err(e) => return Err(e),
-            Ok(_) => continue,
-        }
-    }
-    Err(FsError::Io(std::io::Error::other(
-        "no free name in the trash",
-    )))
-}
-
-/// Makes everything written at `paths` durable (`LocalStore`'s barrier: one `syncfs` per
-/// file system, an fsync each where syncfs is refused), through the confined root.
+/// Makes everything written at `paths` durable (one `syncfs` per file system).
 fn barrier(root: &Root, paths: &[RelPath]) -> FsResult<()> {
-    let io = |e: FsError| match e {
-        FsError::Io(e) => e,
-        FsError::Denied(why) => std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
-    };
-    crate::store::local::barrier_by(
-        paths,
-        |p| root.lstat(p).map(|st| st.st_dev).map_err(io),
-        |p, whole_fs| root.sync(p, whole_fs).map_err(io),
-    )
-    .map_err(FsError::Io)
+    root.barrier(paths)
 }
 
 #[cfg(test)]
@@ -328,7 +247,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a"), "old a").unwrap();
         std::fs::create_dir(d.path().join("d")).unwrap();
-        let root = Root::open(d.path()).unwrap();
+        let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let got = write(
             &root,
             &[("/.a.sync-tmp.1", b"new a"), ("d/.b.sync-tmp.2", b"b")],
@@ -362,7 +281,7 @@ mod tests {
     #[test]
     fn a_fresh_file_never_replaces_one_that_appeared() {
         let d = tempfile::tempdir().unwrap();
-        let root = Root::open(d.path()).unwrap();
+        let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         assert_eq!(
             write(&root, &[(".c.sync-tmp.3", b"ours")]),
             vec![wire::FX_OK]
@@ -394,7 +313,7 @@ mod tests {
             d.path().join(".v.sync-tmp.5"),
         )
         .unwrap();
-        let root = Root::open(d.path()).unwrap();
+        let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let got = write(
             &root,
             &[
@@ -447,7 +366,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let root = Root::open(d.path()).unwrap();
+        let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let mut b = wire::BatchBuilder::default();
         for (p, max) in [
             ("a", 4),
@@ -469,7 +388,7 @@ mod tests {
             vec![
                 wire::FX_OK,
                 wire::FX_OK,
-                wire::FX_FAILURE, // ELOOP: the symlink is not followed
+                wire::FX_PERMISSION_DENIED, // ELOOP: the symlink is not followed
                 wire::FX_PERMISSION_DENIED,
                 wire::FX_NO_SUCH_FILE,
                 wire::FX_OK,
@@ -489,7 +408,7 @@ mod tests {
     #[test]
     fn a_malformed_batch_is_refused_whole() {
         let d = tempfile::tempdir().unwrap();
-        let root = Root::open(d.path()).unwrap();
+        let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         for reply in [
             write_files(&root, 3, &Bytes::from_static(&[0, 0, 0, 9, 1])),
             install_files(&root, 4, &Bytes::from_static(&[1]), 0),

@@ -3,8 +3,8 @@
 //! decodes gets a well-formed reply, and nothing outside the root changes. `FUZZ_CASES` sets
 //! how many cases a run tries (`just fuzz` runs many more).
 
-use super::fs::Root;
 use crate::proto as wire;
+use crate::replica::{Follow, Root};
 use bytes::Bytes;
 use proptest::prelude::*;
 
@@ -176,7 +176,7 @@ proptest! {
         let (_d, root, outside) = world();
         let before = snapshot(&outside);
         for walk in [false, true] {
-            let r = Root::open_with(&root, walk).expect("root");
+            let r = Root::open_with(&root, Follow::InRoot, walk).expect("root");
             let replies = super::sftp::replies_to(r, bodies.iter().cloned().map(Bytes::from).collect());
             for reply in &replies {
                 prop_assert!(well_formed(reply), "{:?}", &reply[..reply.len().min(16)]);

@@ -138,7 +138,8 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     if !root.is_dir() {
         return Err(root_err("not a folder".into()));
     }
-    let root_fd = fs::Root::open(&root).map_err(|e| root_err(e.to_string()))?;
+    let root_fd = crate::replica::Root::open(&root, crate::replica::Follow::InRoot)
+        .map_err(|e| root_err(e.to_string()))?;
     let limits = limits(cfg)?;
     let host_keys = load_host_keys(cfg)?;
     let ak_path = match &cfg.authorized_keys {

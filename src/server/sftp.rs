@@ -6,10 +6,10 @@
 //! packet.
 
 use super::batch;
-use super::fs::{self, FsError, FsResult, Root};
-use crate::index::INDEX_FILE;
+use super::fs::{self, ClientOps, FsError, FsResult, Root};
 use crate::proto::{self as wire, Request, ext};
 use crate::relpath::RelPath;
+use crate::replica::layout::INDEX_FILE;
 use crate::store::LocalStore;
 use crate::watch::{Freshness, FreshnessProbe};
 use bytes::{Bytes, BytesMut};
@@ -373,22 +373,8 @@ fn is_quick(req: &Request) -> bool {
 }
 
 fn status_of(id: u32, e: FsError) -> Bytes {
-    match e {
-        FsError::Denied(why) => wire::status(id, wire::FX_PERMISSION_DENIED, why),
-        FsError::Io(e) => {
-            let code = match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => wire::FX_NO_SUCH_FILE,
-                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::ELOOP)
-                | Some(libc::EROFS) => wire::FX_PERMISSION_DENIED,
-                _ => wire::FX_FAILURE,
-            };
-            if code == wire::FX_FAILURE {
-                // Clients often show only "Failure": the server log is where the cause is read.
-                tracing::warn!(request = id, "SFTP request failed: {e}");
-            }
-            wire::status(id, code, &e.to_string())
-        }
-    }
+    let (code, msg) = fs::status_code(&e, false);
+    wire::status(id, code, &msg)
 }
 
 fn ok(id: u32) -> Bytes {
@@ -630,7 +616,8 @@ impl Session {
                 }
                 done(
                     id,
-                    fs::client_path(&path).and_then(|p| self.root().mkdir(&p, attrs.permissions)),
+                    fs::client_path(&path)
+                        .and_then(|p| self.root().make_dir(&p, attrs.permissions)),
                 )
             }
             Request::RmDir { path } => {

@@ -621,10 +621,12 @@ fn a_fresh_write_never_replaces_a_newcomer() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (target, _) = filesync::endpoint::Target::parse("r", &cfg).unwrap();
-        let remote = filesync::commands::open_target(&target, &cfg, false)
+        let remote = filesync::sync::job::open_target(&target, &cfg, false)
             .await
             .unwrap();
-        let local = filesync::store::LocalStore::open(&local_dir, 3600).unwrap();
+        let local = filesync::store::AnyStore::Local(
+            filesync::store::LocalStore::open(&local_dir, 3600).unwrap(),
+        );
         let p = filesync::relpath::RelPath::parse("sub/new.txt").unwrap();
         let put = Put {
             mtime: MTime::new(1_700_000_000, 0),
@@ -633,10 +635,7 @@ fn a_fresh_write_never_replaces_a_newcomer() {
             size: 13,
         };
         let data = || -> Reader { Box::pin(std::io::Cursor::new(b"from the sync".to_vec())) };
-        for (store, dir) in [
-            (&remote as &dyn Store, &remote_dir),
-            (&local as &dyn Store, &local_dir),
-        ] {
+        for (store, dir) in [(&remote, &remote_dir), (&local, &local_dir)] {
             std::fs::create_dir_all(dir.join("sub")).unwrap();
             std::fs::write(dir.join("sub/new.txt"), "arrived meanwhile").unwrap();
             let err = store.write(&p, data(), put).await.unwrap_err().to_string();

@@ -187,7 +187,10 @@ impl SftpStore {
         out.into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
-                    Err(StoreError::Other("batch read lost track of a file".into()))
+                    Err(StoreError::io(
+                        "a batch read",
+                        std::io::Error::other("no result for a file"),
+                    ))
                 })
             })
             .collect()
@@ -224,7 +227,7 @@ impl SftpStore {
                 .is_some_and(|h| h.0 != *blake3::hash(&f.bytes).as_bytes())
             {
                 out[i] = Some(Err(StoreError::SourceChanged {
-                    path: f.path.to_string(),
+                    path: f.path.clone(),
                 }));
             } else {
                 temps.push((i, s.temp_for(&f.path)));
@@ -303,10 +306,10 @@ impl SftpStore {
                                 ),
                             }),
                             wire::FX_FILE_ALREADY_EXISTS if f.put.fresh => {
-                                Err(StoreError::Other(format!(
-                                    "{} appeared on {} since it was scanned; it will be synced next time",
-                                    f.path, s.host
-                                )))
+                                Err(StoreError::Appeared {
+                                    path: f.path.clone(),
+                                    place: s.place(),
+                                })
                             }
                             _ => Err(s.err(
                                 "cannot put in place",
@@ -331,10 +334,10 @@ impl SftpStore {
             .zip(&files)
             .map(|(r, f)| {
                 r.unwrap_or_else(|| {
-                    Err(StoreError::Other(format!(
-                        "{}: no result from its batch",
-                        f.path
-                    )))
+                    Err(StoreError::io(
+                        format!("writing {}", f.path),
+                        std::io::Error::other("no result from its batch"),
+                    ))
                 })
             })
             .collect()

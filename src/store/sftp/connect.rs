@@ -151,7 +151,7 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
         None => home()
             .map(|h| h.join(".ssh").join("known_hosts"))
             .ok_or_else(|| {
-                StoreError::Other(
+                StoreError::Refused(
                     "HOME is not set, so ~/.ssh/known_hosts cannot be found; set HOME or \
                      configure `known_hosts` for the peer"
                         .into(),
@@ -185,7 +185,7 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
     let res = match tokio::time::timeout(Duration::from_secs(30), connecting).await {
         Ok(r) => r,
         Err(_) => {
-            return Err(StoreError::Other(format!(
+            return Err(StoreError::Refused(format!(
                 "cannot connect to {label}: no answer within 30s"
             )));
         }
@@ -197,8 +197,8 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
             return Err(match v {
                 Some(HostKeyVerdict::Unknown(m))
                 | Some(HostKeyVerdict::Changed(m))
-                | Some(HostKeyVerdict::Unreadable(m)) => StoreError::Other(m),
-                _ => StoreError::Other(format!("cannot connect to {label}: {}", ssh_msg(&e))),
+                | Some(HostKeyVerdict::Unreadable(m)) => StoreError::Refused(m),
+                _ => StoreError::Refused(format!("cannot connect to {label}: {}", ssh_msg(&e))),
             });
         }
     };
@@ -225,7 +225,7 @@ async fn authenticate(
     user: &str,
     label: &str,
 ) -> Result<(), StoreError> {
-    let fail = |e: russh::Error| StoreError::Other(format!("authenticating to {label}: {e}"));
+    let fail = |e: russh::Error| StoreError::Refused(format!("authenticating to {label}: {e}"));
     let mut tried: Vec<String> = Vec::new();
 
     if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
@@ -296,7 +296,7 @@ async fn authenticate(
     }
     let mut msg = format!("{label} refused every key");
     if tried.is_empty() && !problems.is_empty() {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::Refused(format!(
             "cannot log in to {label}: {}",
             problems.join("; ")
         )));
@@ -314,7 +314,7 @@ async fn authenticate(
     if !problems.is_empty() {
         msg.push_str(&format!("; also: {}", problems.join("; ")));
     }
-    Err(StoreError::Other(msg))
+    Err(StoreError::Refused(msg))
 }
 
 /// rsa-sha2-512/256 as the server allows; rsa-sha2-256 when it does not say.

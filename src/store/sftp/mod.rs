@@ -12,14 +12,15 @@ mod connect;
 mod walk;
 mod xfer;
 
-use super::{BatchFile, BoxFuture, Current, LockInfo, Put, Reader, StagedIndex, Store, StoreError};
+use super::{BatchFile, Current, Put, Reader, StagedIndex, Store, StoreError};
 use crate::config::Config;
 use crate::endpoint::Remote;
-use crate::index::{
-    ContentHash, INDEX_FILE, Index, Kind, LOCK_FILE, MTime, ReplicaId, TMP_MARK, TRASH_DIR,
-    fit_name, from_json_slice, to_json_vec,
-};
+use crate::index::{ContentHash, Index, Kind, MTime, ReplicaId, from_json_slice, to_json_vec};
 use crate::relpath::RelPath;
+use crate::replica::layout::{
+    INDEX_FILE, LOCK_FILE, TRASH_DIR, TRASH_SLOTS, temp_name, trash_name, trash_slot_name,
+};
+use crate::replica::lock::{self, LockInfo};
 use crate::scan::{Observed, ScanStats};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
@@ -76,7 +77,7 @@ impl Drop for SftpStore {
     /// break it.
     fn drop(&mut self) {
         if self.st.locked.load(std::sync::atomic::Ordering::Relaxed) {
-            super::note_held(&self.s.lock_place(), false);
+            lock::note_held(&self.s.lock_place(), false);
         }
     }
 }
@@ -214,6 +215,11 @@ impl Sftp {
         }
     }
 
+    /// Where this store is, as messages say it (`on user@host:port`).
+    fn place(&self) -> String {
+        format!("on {}", self.host)
+    }
+
     fn err(&self, what: &str, path: &str, e: SftpError) -> StoreError {
         StoreError::io(format!("{what} {}:{path}", self.host), to_io(e))
     }
@@ -275,10 +281,10 @@ impl Sftp {
             match self.lstat(&path).await {
                 Ok(Some(a)) if a.file_type().is_dir() => break,
                 Ok(Some(_)) => {
-                    return Err(StoreError::Other(format!(
-                        "cannot create folder {}:{path}: a file is in the way",
-                        self.host
-                    )));
+                    return Err(StoreError::InTheWay {
+                        path: d,
+                        place: self.place(),
+                    });
                 }
                 Ok(None) => missing.push(path),
                 Err(e) => return Err(self.err("cannot stat", &path, e)),
@@ -301,33 +307,22 @@ impl Sftp {
         Ok(())
     }
 
-    /// Where `p` goes in the trash (its folder there, and the name without a `-N` suffix).
-    fn trash_name(&self, p: &RelPath) -> Result<(RelPath, String), StoreError> {
-        super::trash_name(p, crate::time::now_secs())
-            .map_err(|e| StoreError::Other(format!("trash folder for {p}: {e}")))
-    }
-
     /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
     async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
-        let (dir, base) = self.trash_name(p)?;
+        let (dir, base) = trash_name(p, crate::time::now_secs());
         self.mkdir_p(&dir).await?;
-        for n in 0u32..1000 {
-            let name = if n == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            };
-            let slot = format!("{}/{name}", self.path(&dir));
+        for n in 0..TRASH_SLOTS {
+            let slot = format!("{}/{}", self.path(&dir), trash_slot_name(&base, n));
             match self.lstat(&slot).await {
                 Ok(None) => return Ok(slot),
                 Ok(Some(_)) => continue,
                 Err(e) => return Err(self.err("cannot stat", &slot, e)),
             }
         }
-        Err(StoreError::Other(format!(
-            "no free name for {p} in the trash on {}",
-            self.host
-        )))
+        Err(StoreError::io(
+            format!("no free name for {p} in the trash {}", self.place()),
+            io::Error::from(io::ErrorKind::AlreadyExists),
+        ))
     }
 
     async fn trash(&self, p: &RelPath) -> Result<(), StoreError> {
@@ -346,12 +341,7 @@ impl Sftp {
     }
 
     fn temp_for(&self, p: &RelPath) -> String {
-        let name = format!(
-            ".{}{}{:08x}",
-            fit_name(p.name(), 1 + TMP_MARK.len() + 8),
-            TMP_MARK,
-            rand::random::<u32>()
-        );
+        let name = temp_name(p.name());
         match p.parent() {
             Some(parent) if !parent.is_root() => format!("{}/{name}", self.path(&parent)),
             _ => self.join(&name),
@@ -430,7 +420,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     } else {
         format!("{}@{}:{port}", connect::user_of(r), r.host)
     };
-    let fail = |what: &str, e: russh::Error| StoreError::Other(format!("{what} on {host}: {e}"));
+    let fail = |what: &str, e: russh::Error| StoreError::Refused(format!("{what} on {host}: {e}"));
     let channel = ssh
         .channel_open_session()
         .await
@@ -446,7 +436,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     };
     let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg.clone());
     let version = raw.init().await.map_err(|e| {
-        StoreError::Other(format!(
+        StoreError::Refused(format!(
             "the SFTP server on {host} did not start: {}",
             to_io(e)
         ))
@@ -478,7 +468,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
             ));
         }
     }
-    .ok_or_else(|| StoreError::Other(format!("{host}: the server could not resolve {wanted}")))?;
+    .ok_or_else(|| StoreError::Refused(format!("{host}: the server could not resolve {wanted}")))?;
     let root = if root.len() > 1 {
         root.trim_end_matches('/').to_string()
     } else {
@@ -487,7 +477,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     match raw.stat(root.as_str()).await {
         Ok(a) if a.attrs.file_type().is_dir() => {}
         Ok(_) => {
-            return Err(StoreError::Other(format!(
+            return Err(StoreError::Refused(format!(
                 "{host}:{root} is not a folder; point the target at a folder"
             )));
         }
@@ -506,7 +496,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     if implicit && !ext(ext::INDEX_REFRESH) {
         let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
         if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
-            return Err(StoreError::Other(if root == "/" {
+            return Err(StoreError::Refused(if root == "/" {
                 format!(
                     "{host}:/ is the whole file system there; name the synced folder in the target (sftp://{host}/path/to/folder)"
                 )
@@ -553,30 +543,26 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
 impl SftpStore {
     /// Runs a store call, failing it at once when the SSH connection is gone: russh-sftp
     /// leaves the requests in flight at that moment waiting for their timeout.
-    fn guard<'a, T: Send + 'a>(
-        &'a self,
-        f: impl Future<Output = Result<T, StoreError>> + Send + 'a,
-    ) -> BoxFuture<'a, Result<T, StoreError>> {
-        Box::pin(async move {
-            tokio::select! {
-                r = f => r,
-                _ = closed(&self.s.ssh) => Err(connection_lost(&self.s.host)),
-            }
-        })
+    async fn guard<T>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            r = f => r,
+            _ = closed(&self.s.ssh) => Err(connection_lost(&self.s.host)),
+        }
     }
 
     /// `guard` for a call with one result per file: all of them fail when the connection goes.
-    fn guard_all<'a, T: Send + 'a>(
-        &'a self,
+    async fn guard_all<T>(
+        &self,
         n: usize,
-        f: impl Future<Output = Vec<Result<T, StoreError>>> + Send + 'a,
-    ) -> BoxFuture<'a, Vec<Result<T, StoreError>>> {
-        Box::pin(async move {
-            tokio::select! {
-                r = f => r,
-                _ = closed(&self.s.ssh) => (0..n).map(|_| Err(connection_lost(&self.s.host))).collect(),
-            }
-        })
+        f: impl Future<Output = Vec<Result<T, StoreError>>>,
+    ) -> Vec<Result<T, StoreError>> {
+        tokio::select! {
+            r = f => r,
+            _ = closed(&self.s.ssh) => (0..n).map(|_| Err(connection_lost(&self.s.host))).collect(),
+        }
     }
 }
 
@@ -588,10 +574,9 @@ pub(crate) async fn closed(ssh: &connect::Handle) {
 }
 
 fn connection_lost(host: &str) -> StoreError {
-    StoreError::io(
-        host.to_string(),
-        io::Error::new(io::ErrorKind::ConnectionAborted, "connection lost"),
-    )
+    StoreError::ConnectionLost {
+        host: host.to_string(),
+    }
 }
 
 /// Up to `n` more SFTP channels on the connection; a server that allows fewer gets fewer.
@@ -678,7 +663,7 @@ impl SftpStore {
                         .locked
                         .store(res.is_ok(), std::sync::atomic::Ordering::Relaxed);
                     if res.is_ok() {
-                        super::note_held(&place, true);
+                        lock::note_held(&place, true);
                     }
                     return res.map(|_| ()).map_err(|e| s.err("cannot write", &path, e));
                 }
@@ -698,14 +683,18 @@ impl SftpStore {
                         Err(_) => None,
                     };
                     let age = crate::time::now_secs() - i64::from(attrs.mtime.unwrap_or(0));
-                    super::judge_lock(
+                    lock::judge(
                         bytes.as_deref(),
                         attrs.size.unwrap_or(1),
                         std::time::Duration::from_secs(age.max(0) as u64),
                         self.lock_stale_secs,
                         &place,
-                        place.clone(),
-                    )?;
+                    )
+                    .map_err(|holder| StoreError::Locked {
+                        place: place.clone(),
+                        holder,
+                        stale_secs: self.lock_stale_secs,
+                    })?;
                     tracing::warn!(lock = %path, host = %s.host, "breaking a stale lock");
                     let _ = s.raw().remove(path.as_str()).await;
                     last = Some(e);
@@ -714,7 +703,11 @@ impl SftpStore {
         }
         Err(match last {
             Some(e) => s.err("cannot create", &path, e),
-            None => StoreError::Other(format!("cannot take {}:{path}", s.host)),
+            None => StoreError::Locked {
+                place,
+                holder: lock::Holder::Unknown,
+                stale_secs: self.lock_stale_secs,
+            },
         })
     }
 
@@ -731,7 +724,7 @@ impl SftpStore {
             Ok::<_, crate::index::FormatError>((idx, digest))
         })
         .await
-        .map_err(|e| StoreError::Other(format!("the index parse task failed: {e}")))?;
+        .map_err(|e| StoreError::io("the index parse task failed", io::Error::other(e)))?;
         let (idx, digest) = parsed.map_err(|e| {
             StoreError::bad_index(
                 format!("{}:{path}", self.s.host),
@@ -760,10 +753,7 @@ impl SftpStore {
             tracing::debug!("remote index unchanged; not uploading it");
             return Ok(None);
         }
-        let tmp = self.s.join(&format!(
-            ".{INDEX_FILE}{TMP_MARK}{:08x}",
-            rand::random::<u32>()
-        ));
+        let tmp = self.s.join(&temp_name(INDEX_FILE));
         self.s.write_temp(&tmp, to_json_vec(index)).await?;
         if let Ok(mut st) = self.st.staged.lock() {
             *st = Some(norm);
@@ -787,7 +777,10 @@ impl SftpStore {
     }
 
     fn through_link(&self, link: &RelPath) -> StoreError {
-        StoreError::through_link(link, &format!("on {}", self.s.host))
+        StoreError::ThroughLink {
+            link: link.clone(),
+            place: self.s.place(),
+        }
     }
 
     /// Refuses `p`, and anything a replaced or deleted file would go through on its way to
@@ -806,8 +799,12 @@ impl SftpStore {
     /// links answer for what it listed; below a folder it did not list (ignored on that side,
     /// say) each folder on the way is looked at once.
     async fn not_through_link(&self, p: &RelPath) -> Result<(), StoreError> {
-        let poisoned =
-            || StoreError::Other("the store's record of remote links was poisoned".into());
+        let poisoned = || {
+            StoreError::io(
+                "the store's record of remote links",
+                io::Error::other("poisoned by a panic"),
+            )
+        };
         let unknown: Vec<RelPath> = {
             let l = self.st.links.lock().map_err(|_| poisoned())?;
             if let Some(link) = std::iter::once(p.clone())
@@ -922,8 +919,13 @@ impl SftpStore {
                 .map(|()| Vec::new())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
-        let outcomes = crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data))
-            .map_err(|_| StoreError::Other(format!("malformed reply to {}", ext::INDEX_REFRESH)))?;
+        let outcomes =
+            crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
+                StoreError::io(
+                    format!("the reply to {} from {}", ext::INDEX_REFRESH, s.host),
+                    io::Error::new(io::ErrorKind::InvalidData, "malformed"),
+                )
+            })?;
         Ok(outcomes
             .into_iter()
             .filter_map(|o| {
@@ -957,7 +959,16 @@ impl SftpStore {
                 r => r,
             }
             .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
-            let size = xfer::upload(s, &tmp, handle, data, Some(mtime), expect, Some(size)).await?;
+            let size = xfer::upload(
+                s,
+                &tmp,
+                handle,
+                data,
+                Some(mtime),
+                expect.map(|h| (h, p)),
+                Some(size),
+            )
+            .await?;
             self.install(&tmp, p, fresh).await?;
             Ok(Observed {
                 kind: Kind::File,
@@ -982,10 +993,10 @@ impl SftpStore {
             return match s.raw().rename(tmp, path.as_str()).await {
                 Ok(_) => Ok(()),
                 Err(e) => match s.lstat(&path).await {
-                    Ok(Some(_)) => Err(StoreError::Other(format!(
-                        "{p} appeared on {} since it was scanned; it will be synced next time",
-                        s.host
-                    ))),
+                    Ok(Some(_)) => Err(StoreError::Appeared {
+                        path: p.clone(),
+                        place: s.place(),
+                    }),
                     _ => Err(s.err("cannot put in place", &path, e)),
                 },
             };
@@ -993,7 +1004,7 @@ impl SftpStore {
         // Usually the trash folder exists and the slot is free: keep the old version with one
         // hard link (which never replaces anything), then rename over it.
         if s.hardlink {
-            let (dir, base) = s.trash_name(p)?;
+            let (dir, base) = trash_name(p, crate::time::now_secs());
             let slot = format!("{}/{base}", s.path(&dir));
             if s.hardlink(&path, &slot).await.is_ok() {
                 return s
@@ -1045,69 +1056,47 @@ impl Store for SftpStore {
         self.describe.clone()
     }
 
-    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(self.lock_async(info))
+    fn batches(&self) -> bool {
+        self.s.batch
     }
 
-    fn unlock(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.guard(async move {
-            let path = self.s.join(LOCK_FILE);
-            // Only a lock this store took is released; someone else's stays.
-            if !self
-                .st
-                .locked
-                .swap(false, std::sync::atomic::Ordering::Relaxed)
-            {
-                return Ok(());
-            }
-            // Given up even if the remove fails (a lost connection): what is left there is
-            // then a leftover of this process, which the next attempt may break.
-            super::note_held(&self.s.lock_place(), false);
-            match self.s.raw().remove(path.as_str()).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
-                Err(e) => Err(self.s.err("cannot remove", &path, e)),
-            }
-        })
+    async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
+        self.guard(self.lock_async(info)).await
     }
 
-    fn current_index(&self) -> BoxFuture<'_, Result<Current, StoreError>> {
-        self.guard(self.current_async())
+    async fn unlock(&self) -> Result<(), StoreError> {
+        self.guard(self.unlock_async()).await
     }
 
-    fn stage_index<'a>(
-        &'a self,
-        index: &'a Index,
-    ) -> BoxFuture<'a, Result<Option<StagedIndex>, StoreError>> {
-        self.guard(self.stage_index_async(index))
+    async fn current_index(&self) -> Result<Current, StoreError> {
+        self.guard(self.current_async()).await
     }
 
-    fn commit_index(&self, staged: StagedIndex) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.guard(self.commit_index_async(staged))
+    async fn stage_index(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {
+        self.guard(self.stage_index_async(index)).await
     }
 
-    fn discard_index(&self, staged: StagedIndex) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let _ = self.s.raw().remove(staged.tmp.to_string_lossy()).await;
-        })
+    async fn commit_index(&self, staged: StagedIndex) -> Result<(), StoreError> {
+        self.guard(self.commit_index_async(staged)).await
     }
 
-    fn stat<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<Option<Observed>, StoreError>> {
-        self.guard(async move {
+    async fn discard_index(&self, staged: StagedIndex) {
+        let _ = self.s.raw().remove(staged.tmp.to_string_lossy()).await;
+    }
+
+    async fn stat(&self, p: &RelPath) -> Result<Option<Observed>, StoreError> {
+        self.guard(async {
             let path = self.s.path(p);
             match self.s.lstat(&path).await {
                 Ok(a) => Ok(a.as_ref().and_then(observed_of)),
                 Err(e) => Err(self.s.err("cannot stat", &path, e)),
             }
         })
+        .await
     }
 
-    fn read<'a>(
-        &'a self,
-        p: &'a RelPath,
-        size: Option<u64>,
-    ) -> BoxFuture<'a, Result<Reader, StoreError>> {
-        self.guard(async move {
+    async fn read(&self, p: &RelPath, size: Option<u64>) -> Result<Reader, StoreError> {
+        self.guard(async {
             self.not_through_link(p).await?;
             let path = self.s.path(p);
             let r = xfer::open_read(&self.s, &path, size)
@@ -1115,69 +1104,58 @@ impl Store for SftpStore {
                 .map_err(|e| self.s.err("cannot read", &path, e))?;
             Ok(Box::pin(xfer::ChunkReader::new(r, self.s.host.clone(), path)) as Reader)
         })
+        .await
     }
 
-    fn write<'a>(
-        &'a self,
-        p: &'a RelPath,
-        data: Reader,
-        put: Put,
-    ) -> BoxFuture<'a, Result<Observed, StoreError>> {
-        self.guard(async move {
+    async fn write(&self, p: &RelPath, data: Reader, put: Put) -> Result<Observed, StoreError> {
+        self.guard(async {
             self.not_through_link_or_trash(p).await?;
             self.write_async(p, data, put).await
         })
+        .await
     }
 
-    fn batches(&self) -> bool {
-        self.s.batch
-    }
-
-    fn read_batch<'a>(
-        &'a self,
-        files: &'a [(RelPath, u64)],
-    ) -> BoxFuture<'a, Vec<Result<Vec<u8>, StoreError>>> {
+    async fn read_batch(&self, files: &[(RelPath, u64)]) -> Vec<Result<Vec<u8>, StoreError>> {
         self.guard_all(files.len(), self.read_batch_async(files))
+            .await
     }
 
-    fn write_batch(
-        &self,
-        files: Vec<BatchFile>,
-    ) -> BoxFuture<'_, Vec<Result<Observed, StoreError>>> {
+    async fn write_batch(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
         let n = files.len();
-        if !self.s.batch {
-            // Not our server: one write per file, a few at a time, as the engine would.
-            return self.guard_all(
-                n,
-                futures::StreamExt::collect(futures::StreamExt::buffered(
-                    futures::stream::iter(files.into_iter().map(move |f| async move {
-                        self.not_through_link_or_trash(&f.path).await?;
-                        let data: Reader = Box::pin(io::Cursor::new(f.bytes));
-                        self.write_async(&f.path, data, f.put).await
-                    })),
-                    8,
-                )),
-            );
+        if self.s.batch {
+            return self.guard_all(n, self.write_batch_async(files)).await;
         }
-        self.guard_all(n, self.write_batch_async(files))
+        // Not our server: one write per file, a few at a time, as the engine would.
+        let each = files.into_iter().map(|f| async move {
+            self.not_through_link_or_trash(&f.path).await?;
+            let data: Reader = Box::pin(io::Cursor::new(f.bytes));
+            self.write_async(&f.path, data, f.put).await
+        });
+        let all = futures::StreamExt::collect(futures::StreamExt::buffered(
+            futures::stream::iter(each),
+            8,
+        ));
+        self.guard_all(n, all).await
     }
 
-    fn mkdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(async move {
+    async fn mkdir(&self, p: &RelPath) -> Result<(), StoreError> {
+        self.guard(async {
             self.not_through_link(p).await?;
             self.s.mkdir_p(p).await
         })
+        .await
     }
 
-    fn trash<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(async move {
+    async fn trash(&self, p: &RelPath) -> Result<(), StoreError> {
+        self.guard(async {
             self.not_through_link_or_trash(p).await?;
             self.s.trash(p).await
         })
+        .await
     }
 
-    fn rmdir<'a>(&'a self, p: &'a RelPath) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(async move {
+    async fn rmdir(&self, p: &RelPath) -> Result<(), StoreError> {
+        self.guard(async {
             self.not_through_link_or_trash(p).await?;
             let path = self.s.path(p);
             match self.s.raw().rmdir(path.as_str()).await {
@@ -1187,41 +1165,62 @@ impl Store for SftpStore {
                 Err(_) => self.s.trash(p).await,
             }
         })
+        .await
     }
 
-    fn rename<'a>(
-        &'a self,
-        from: &'a RelPath,
-        to: &'a RelPath,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.guard(async move {
-            self.not_through_link(from).await?;
-            self.not_through_link(to).await?;
-            let s = &self.s;
-            let (src, dst) = (s.path(from), s.path(to));
-            match s.lstat(&dst).await {
-                Ok(Some(_)) => {
-                    return Err(StoreError::Other(format!(
-                        "cannot rename {from} to {to} on {}: {to} already exists",
-                        s.host
-                    )));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(s.err("cannot stat", &dst, e)),
-            }
-            if let Some(parent) = to.parent() {
-                s.mkdir_p(&parent).await?;
-            }
-            s.raw()
-                .rename(src.as_str(), dst.as_str())
-                .await
-                .map(|_| ())
-                .map_err(|e| s.err(&format!("cannot rename {from} to"), &dst, e))
-        })
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), StoreError> {
+        self.guard(self.rename_async(from, to)).await
     }
 
-    fn cleanup(&self, trash_days: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.guard(self.cleanup_async(trash_days))
+    async fn cleanup(&self, trash_days: u64) -> Result<(), StoreError> {
+        self.guard(self.cleanup_async(trash_days)).await
+    }
+}
+
+impl SftpStore {
+    async fn unlock_async(&self) -> Result<(), StoreError> {
+        let path = self.s.join(LOCK_FILE);
+        // Only a lock this store took is released; someone else's stays.
+        if !self
+            .st
+            .locked
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        // Given up even if the remove fails (a lost connection): what is left there is
+        // then a leftover of this process, which the next attempt may break.
+        lock::note_held(&self.s.lock_place(), false);
+        match self.s.raw().remove(path.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
+            Err(e) => Err(self.s.err("cannot remove", &path, e)),
+        }
+    }
+
+    async fn rename_async(&self, from: &RelPath, to: &RelPath) -> Result<(), StoreError> {
+        self.not_through_link(from).await?;
+        self.not_through_link(to).await?;
+        let s = &self.s;
+        let (src, dst) = (s.path(from), s.path(to));
+        match s.lstat(&dst).await {
+            Ok(Some(_)) => {
+                return Err(StoreError::Appeared {
+                    path: to.clone(),
+                    place: s.place(),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(s.err("cannot stat", &dst, e)),
+        }
+        if let Some(parent) = to.parent() {
+            s.mkdir_p(&parent).await?;
+        }
+        s.raw()
+            .rename(src.as_str(), dst.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| s.err(&format!("cannot rename {from} to"), &dst, e))
     }
 }
 

@@ -3,8 +3,9 @@
 //! to hash them. The rule itself is `scan::reconcile`, shared with the local scanner.
 
 use super::{Sftp, SftpError, StoreError, is_status, observed_of, xfer};
-use crate::index::{ContentHash, IGNORE_FILE, Index, Kind, MTime, is_internal, is_temp_name};
+use crate::index::{ContentHash, Index, Kind, MTime};
 use crate::relpath::RelPath;
+use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
 use crate::scan::{self, IgnoreRules, MAX_DEPTH, Observed, ScanStats, needs_hash, reconcile};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -177,7 +178,7 @@ pub(crate) async fn refresh(
     locked: bool,
 ) -> Result<ScanStats, StoreError> {
     if f.unreadable.contains_key(&RelPath::root()) {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::Refused(format!(
             "cannot list the synced folder {}:{}; check that it exists and is readable",
             s.host, s.root
         )));

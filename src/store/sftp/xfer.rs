@@ -3,6 +3,7 @@
 
 use super::{Sftp, SftpError, sftp_time, to_io};
 use crate::index::{ContentHash, MTime};
+use crate::relpath::RelPath;
 use crate::store::{Reader, StoreError};
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{FutureExt, StreamExt};
@@ -250,14 +251,15 @@ pub(crate) async fn create(s: &Sftp, path: &str) -> Result<Created, SftpError> {
 }
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
-/// mtime and closes it. Checks the content against `expect`. Returns the bytes written.
+/// mtime and closes it. Checks the content against `expect` (the hash, and the file it is
+/// of, for the error). Returns the bytes written.
 pub(crate) async fn upload(
     s: &Sftp,
     path: &str,
     created: Created,
     mut data: Reader,
     mtime: Option<MTime>,
-    expect: Option<ContentHash>,
+    expect: Option<(ContentHash, &RelPath)>,
     size_hint: Option<u64>,
 ) -> Result<u64, StoreError> {
     let Created { raw, handle } = created;
@@ -303,10 +305,10 @@ pub(crate) async fn upload(
             }
         }
         let got = ContentHash(*hasher.finalize().as_bytes());
-        if expect.is_some_and(|h| h != got) {
-            return Err(StoreError::SourceChanged {
-                path: path.to_string(),
-            });
+        if let Some((want, of)) = expect
+            && want != got
+        {
+            return Err(StoreError::SourceChanged { path: of.clone() });
         }
         // The server handles requests in order, so the last writes, the fsync, the new mtime
         // and the close go out together: one round trip for the tail of the file. Every

@@ -1,0 +1,223 @@
+//! `.sync.lock`: one writer per replica. Who holds a lock (written into it), when one may be
+//! broken, which locks this process holds, and taking and releasing it on this machine
+//! through the root's descriptor. The SFTP store takes a remote one with the same rules.
+
+use super::layout::LOCK_FILE;
+use super::root::Root;
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What a daemon's watcher writes into `.sync.lock` while it updates the index (seconds at
+/// most: a sync waits for it rather than failing).
+pub const INDEX_UPDATE: &str = "filesync daemon (index update)";
+
+/// Who holds a lock: written into `.sync.lock` so a person (or a later run) can judge it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds when taken.
+    pub time: i64,
+    pub what: String,
+}
+
+impl LockInfo {
+    pub fn here(what: &str) -> Self {
+        LockInfo {
+            host: crate::sys::hostname(),
+            pid: std::process::id(),
+            time: crate::time::now_secs(),
+            what: what.to_string(),
+        }
+    }
+
+    /// A lock at `place` is stale when its process is gone (same host), when it names this
+    /// very process but this process does not hold it (left behind when a connection dropped
+    /// before the lock could be removed), or when it is older than `stale_secs`.
+    pub fn is_stale(&self, stale_secs: u64, place: &str) -> bool {
+        if self.host == crate::sys::hostname() {
+            if !crate::sys::pid_alive(self.pid) {
+                return true;
+            }
+            if self.pid == std::process::id() && !holding(place) {
+                return true;
+            }
+        }
+        crate::time::now_secs().saturating_sub(self.time) > stale_secs as i64
+    }
+}
+
+/// Who holds a lock someone else took.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Holder {
+    Known(LockInfo),
+    /// The lock file does not parse (yet): one being written just now.
+    Unknown,
+}
+
+impl Holder {
+    /// Held for moments only (an index update, or a lock being written): worth waiting for.
+    pub fn is_brief(&self) -> bool {
+        match self {
+            Holder::Known(h) => h.what == INDEX_UPDATE,
+            Holder::Unknown => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Known(h) => write!(
+                f,
+                "{} (pid {} on {}, since {})",
+                h.what, h.pid, h.host, h.time
+            ),
+            Holder::Unknown => f.write_str("an unknown process"),
+        }
+    }
+}
+
+/// Judges a `.sync.lock` someone else made, found at `place`: `Ok` when it may be broken, else
+/// who holds it. It may be broken when its holder is gone (`LockInfo::is_stale`), or when it
+/// does not parse (`bytes` unreadable or half-written) and is old: an empty one after 3 s (its
+/// creator died between creating and writing it), anything else after 60 s.
+pub fn judge(
+    bytes: Option<&[u8]>,
+    len: u64,
+    age: Duration,
+    stale_secs: u64,
+    place: &str,
+) -> Result<(), Holder> {
+    let holder: Option<LockInfo> = bytes.and_then(|b| serde_json::from_slice(b).ok());
+    let stale = match &holder {
+        Some(h) => h.is_stale(stale_secs, place),
+        None => {
+            let limit = if len == 0 { 3 } else { 60 };
+            age > Duration::from_secs(stale_secs.min(limit))
+        }
+    };
+    if stale {
+        return Ok(());
+    }
+    Err(holder.map_or(Holder::Unknown, Holder::Known))
+}
+
+/// Locks this process holds now, by place (`/root/.sync.lock`, `user@host:port:/p/.sync.lock`).
+static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn holding(place: &str) -> bool {
+    HELD.lock()
+        .map(|h| h.iter().any(|p| p == place))
+        .unwrap_or(true)
+}
+
+/// Records that this process took (`true`) or gave up (`false`) the lock at `place`.
+pub fn note_held(place: &str, held: bool) {
+    if let Ok(mut h) = HELD.lock() {
+        if held {
+            h.push(place.to_string());
+        } else if let Some(i) = h.iter().position(|p| p == place) {
+            h.swap_remove(i);
+        }
+    }
+}
+
+/// Why a local lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("held by {0}")]
+    Held(Holder),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// `.sync.lock` as this process took it: the folder it was made in and what was written, so
+/// it is released in the same folder (wherever that was renamed to) and only if still ours.
+pub struct Held {
+    dir: OwnedFd,
+    body: Vec<u8>,
+    place: String,
+}
+
+/// This root's lock, as the record of held locks names it.
+pub fn place(root: &Root) -> String {
+    root.path().join(LOCK_FILE).to_string_lossy().into_owned()
+}
+
+fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<Vec<u8>> {
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf)?;
+    Ok(buf)
+}
+
+/// Takes `.sync.lock` by exclusive create, breaking a stale one.
+pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockError> {
+    let body = serde_json::to_vec(info).unwrap_or_default();
+    let dir = rustix::fs::openat(
+        root.fd(),
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let place = place(root);
+    // A few rounds: a lock released between our create and our look is tried again.
+    for _ in 0..5 {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        match rustix::fs::openat(&dir, LOCK_FILE, flags, Mode::from_raw_mode(0o644)) {
+            Ok(fd) => {
+                let mut f = std::fs::File::from(fd);
+                if let Err(e) = f.write_all(&body).and_then(|_| f.sync_all()) {
+                    let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+                    return Err(e.into());
+                }
+                note_held(&place, true);
+                return Ok(Held { dir, body, place });
+            }
+            Err(Errno::EXIST) => {
+                let bytes = match read_at(&dir, LOCK_FILE) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    r => r.ok(),
+                };
+                // Size and age only matter for a lock that does not parse; one we cannot stat
+                // is judged young.
+                let (len, age) = rustix::fs::statat(&dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| (st.st_size as u64, age_of(st.st_mtime)))
+                    .unwrap_or((1, Duration::ZERO));
+                judge(bytes.as_deref(), len, age, stale_secs, &place).map_err(LockError::Held)?;
+                tracing::warn!(lock = %place, "breaking a stale lock");
+                let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+            }
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+    }
+    Err(LockError::Held(Holder::Unknown))
+}
+
+fn age_of(mtime: i64) -> Duration {
+    Duration::from_secs(crate::time::now_secs().saturating_sub(mtime).max(0) as u64)
+}
+
+impl Held {
+    /// Releases the lock. A lock file that is no longer ours (broken as stale and retaken by
+    /// someone else) is left alone.
+    pub fn release(self) -> std::io::Result<()> {
+        note_held(&self.place, false);
+        match read_at(&self.dir, LOCK_FILE) {
+            Ok(b) if b == self.body => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
+        match rustix::fs::unlinkat(&self.dir, LOCK_FILE, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

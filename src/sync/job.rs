@@ -1,0 +1,121 @@
+//! A sync job assembled from the config and two targets: the stores opened, the two folders
+//! checked to be apart, the options chosen. `filesync sync` and the daemon's scheduled syncs
+//! both run one, so both get the same rules.
+
+use super::{SyncOptions, SyncReport};
+use crate::config::Config;
+use crate::endpoint::Target;
+use crate::store::{AnyStore, LocalStore, Store, StoreError};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot open {target}")]
+    Open {
+        target: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The two replicas cannot be synced with each other; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Two replicas and how to sync them. The left side is this machine's folder (the
+/// configured root, or the second argument), the right side the peer.
+pub struct Job {
+    pub left: AnyStore,
+    pub right: AnyStore,
+    pub opts: SyncOptions,
+}
+
+/// One side of a job: where it is and the name the other side records it by.
+pub struct End<'a> {
+    pub target: &'a Target,
+    pub name: String,
+}
+
+impl Job {
+    pub async fn open(
+        cfg: &Config,
+        left: End<'_>,
+        right: End<'_>,
+        accept_new: bool,
+    ) -> Result<Job, JobError> {
+        let l = open_target(left.target, cfg, accept_new).await?;
+        let r = open_target(right.target, cfg, accept_new).await?;
+        if let (AnyStore::Local(a), AnyStore::Local(b)) = (&l, &r) {
+            apart(a.root(), b.root())?;
+        }
+        // Each SFTP step waits on round trips: more steps in flight hide that latency.
+        let remote = [left.target, right.target]
+            .iter()
+            .any(|t| matches!(t, Target::Remote(_)));
+        let concurrency = if remote {
+            cfg.concurrency.saturating_mul(4)
+        } else {
+            cfg.concurrency
+        };
+        Ok(Job {
+            left: l,
+            right: r,
+            opts: SyncOptions {
+                concurrency,
+                trash_days: cfg.trash_days,
+                progress: false,
+                left_name: left.name,
+                right_name: right.name,
+                dry_run: false,
+            },
+        })
+    }
+
+    pub async fn run(&self) -> Result<SyncReport, StoreError> {
+        super::sync(&self.left, &self.right, &self.opts).await
+    }
+
+    /// After the job's future was dropped mid-way: nothing half-written is in place (temp
+    /// files only), so releasing the locks is safe. Each store releases only its own.
+    pub async fn abandon(&self) {
+        let _ = self.left.unlock().await;
+        let _ = self.right.unlock().await;
+    }
+}
+
+/// Opens a sync target: a local folder, or a replica over SFTP.
+pub async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<AnyStore, JobError> {
+    match t {
+        Target::Local(p) => Ok(AnyStore::Local(LocalStore::open(p, cfg.lock_stale_secs)?)),
+        Target::Remote(r) => {
+            crate::store::open_remote(r, cfg, accept_new)
+                .await
+                .map_err(|source| JobError::Open {
+                    target: r.describe(),
+                    source,
+                })
+        }
+    }
+}
+
+/// Two local replicas must be two folders side by side: the same folder twice would wait on
+/// its own lock, and one inside the other would copy itself into itself at every sync.
+fn apart(a: &Path, b: &Path) -> Result<(), JobError> {
+    if a == b {
+        return Err(JobError::Refused(format!(
+            "{} is given twice (as both replicas); sync it with another folder",
+            a.display()
+        )));
+    }
+    for (outer, inner) in [(a, b), (b, a)] {
+        if inner.starts_with(outer) {
+            return Err(JobError::Refused(format!(
+                "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
+                inner.display(),
+                outer.display()
+            )));
+        }
+    }
+    Ok(())
+}

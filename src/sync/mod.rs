@@ -1,0 +1,206 @@
+//! The sync engine: lock both replicas, bring both indexes up to date, plan, apply, commit.
+//!
+//! Every disk change goes through a `Store`; a step whose inputs moved since the scan is
+//! skipped (and left for the next sync) rather than guessed at. `job` assembles a sync from
+//! the config and two targets, for the CLI and the daemon alike.
+
+mod apply;
+mod commit;
+pub mod job;
+mod report;
+
+pub use report::{SyncReport, human_bytes};
+
+use crate::replica::lock::LockInfo;
+use crate::store::{Current, Store, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Transfers and deletions in flight at once.
+    pub concurrency: usize,
+    pub trash_days: u64,
+    /// Show a progress bar (a terminal is attached).
+    pub progress: bool,
+    /// Names recorded in each side's peer list.
+    pub left_name: String,
+    pub right_name: String,
+    /// Plan only: print what would happen, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: 8,
+            trash_days: 30,
+            progress: false,
+            left_name: "left".into(),
+            right_name: "right".into(),
+            dry_run: false,
+        }
+    }
+}
+
+/// Syncs two replicas both ways. Locks are released on every path out, errors included.
+pub async fn sync<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    opts: &SyncOptions,
+) -> Result<SyncReport, StoreError> {
+    let info = LockInfo::here("filesync sync");
+    let t0 = Instant::now();
+    lock_both(left, right, &info).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "locked both");
+    let res = sync_locked(left, right, opts).await;
+    let ur = right.unlock().await;
+    let ul = left.unlock().await;
+    let report = res?;
+    ur?;
+    ul?;
+    Ok(report)
+}
+
+/// Takes both locks. A lock held briefly (a daemon saving what its watcher saw, or one
+/// still being written) is waited for, up to half a minute; any other holder is an error at
+/// once.
+async fn lock_both<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    info: &LockInfo,
+) -> Result<(), StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        let res = match left.lock(info).await {
+            Ok(()) => match right.lock(info).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = left.unlock().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match res {
+            Err(StoreError::Locked { ref holder, .. })
+                if holder.is_brief() && Instant::now() < deadline =>
+            {
+                if !said {
+                    tracing::info!("waiting for an index update to finish ({holder})");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn sync_locked<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    opts: &SyncOptions,
+) -> Result<SyncReport, StoreError> {
+    let t0 = Instant::now();
+    let (cl, cr) = refresh(left, right).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
+    let (mut li, mut ri) = (cl.index, cr.index);
+    li.name.get_or_insert_with(|| opts.left_name.clone());
+    ri.name.get_or_insert_with(|| opts.right_name.clone());
+    let mut report = SyncReport {
+        scan_left: cl.stats,
+        scan_right: cr.stats,
+        ..Default::default()
+    };
+    note_unreadable(&mut report, &left.describe(), &right.describe());
+
+    let plan = crate::plan::plan(&li, &ri);
+    tracing::debug!(steps = plan.steps.len(), "planned");
+    report.conflicts = plan.conflicts.clone();
+    if opts.dry_run {
+        report.plan = plan;
+        return Ok(report);
+    }
+
+    let bar = opts.progress.then(|| progress_bar(&plan));
+    let mut run = apply::Apply::new(left, right, opts.concurrency, bar.clone());
+    let applied = run.run(&plan, &mut li, &mut ri, &mut report).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    applied?;
+    report.plan = plan;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
+
+    let transferred = report.sent.0 + report.received.0 + report.moved;
+    let done = commit::commit(
+        commit::Side {
+            store: left,
+            index: &mut li,
+            loaded: cl.loaded,
+            peer_name: &opts.right_name,
+        },
+        commit::Side {
+            store: right,
+            index: &mut ri,
+            loaded: cr.loaded,
+            peer_name: &opts.left_name,
+        },
+        crate::time::now_secs(),
+        transferred,
+        report.conflicts.len() as u64,
+    )
+    .await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
+    commit::cleanup(left, right, done, opts.trash_days).await;
+    Ok(report)
+}
+
+/// Both indexes brought up to date with their folders, at once. Two folders with one
+/// replica id (a folder copied with its `.sync`) are refused: their histories would merge.
+async fn refresh<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+) -> Result<(Current, Current), StoreError> {
+    let (cl, cr) = tokio::join!(left.current_index(), right.current_index());
+    let (cl, cr) = (cl?, cr?);
+    if cl.index.replica == cr.index.replica {
+        return Err(StoreError::Refused(format!(
+            "{} and {} have the same replica id {} (one folder was copied with its .sync); \
+             delete .sync in the copy and run `filesync index` there",
+            left.describe(),
+            right.describe(),
+            cl.index.replica
+        )));
+    }
+    Ok((cl, cr))
+}
+
+/// What a side could not read is left as it was there, unsynced: the sync did not finish.
+fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
+    let mut errors = Vec::new();
+    for (stats, side) in [(&report.scan_left, left), (&report.scan_right, right)] {
+        for (p, why) in &stats.unreadable {
+            errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+        }
+    }
+    report.errors.extend(errors);
+}
+
+fn progress_bar(plan: &crate::plan::Plan) -> ProgressBar {
+    let ((nl, bl), (nr, br)) = plan.transfer_totals();
+    let b = ProgressBar::new(bl + br);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_message(format!("{} files", nl + nr));
+    b
+}
