@@ -83,7 +83,9 @@ fn index(root: &Path, cfg: &Config) -> Result<i32> {
             Err(e) => return Err(e.into()),
         };
         idx.name = Some(cfg.replica_name());
-        let st = crate::scan::scan(store.root(), &mut idx, &crate::relpath::RelPath::root())
+        let busy = store.busy();
+        let root = crate::relpath::RelPath::root();
+        let st = crate::scan::scan(store.handle(), &mut idx, &root, &|p| busy.contains(p))
             .with_context(|| format!("cannot scan {}", store.root().display()))?;
         crate::store::local::remove_leftover_temps(store.handle(), &st.temps);
         store.save_index_blocking(&idx)?;
@@ -124,8 +126,14 @@ fn status(root: &Path, cfg: &Config) -> Result<i32> {
         return Ok(0);
     };
     let mut fresh = idx.clone();
-    let st = crate::scan::scan(store.root(), &mut fresh, &crate::relpath::RelPath::root())
-        .with_context(|| format!("cannot scan {}", store.root().display()))?;
+    let root = crate::relpath::RelPath::root();
+    let st = crate::scan::scan(
+        store.handle(),
+        &mut fresh,
+        &root,
+        &crate::scan::nothing_busy,
+    )
+    .with_context(|| format!("cannot scan {}", store.root().display()))?;
     let (files, dirs, tombs) = idx.counts();
     println!(
         "replica {} ({}) at {}",

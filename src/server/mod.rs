@@ -172,11 +172,7 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
             password_hash: cfg.password_hash.clone(),
             admission: Admission::new(limits),
         }),
-        shared: sftp::Shared {
-            root: root_fd,
-            read_only: cfg.read_only,
-            freshness: None,
-        },
+        shared: sftp::Shared::new(root_fd, cfg.read_only),
         grace: Duration::from_secs(cfg.login_grace_secs.max(1)),
     })
 }

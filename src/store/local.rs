@@ -9,6 +9,7 @@ use crate::index::{ContentHash, Index, MTime, ReplicaId, from_json_slice, to_jso
 use crate::relpath::RelPath;
 use crate::replica::layout::{INDEX_FILE, LOCK_FILE, SET_ASIDE_MARK, temp_name};
 use crate::replica::lock::{self, LockInfo};
+use crate::replica::writers::Writers;
 use crate::replica::{Follow, InstallError, Root, RootError};
 use crate::scan::Observed;
 use std::collections::HashSet;
@@ -23,6 +24,7 @@ pub struct LocalStore {
     root: Arc<Root>,
     lock_stale_secs: u64,
     held: Mutex<Option<lock::Held>>,
+    writers: Arc<Writers>,
 }
 
 impl Drop for LocalStore {
@@ -84,6 +86,7 @@ impl LocalStore {
         let handle = Root::open(&canonical, Follow::Never)
             .map_err(|e| StoreError::io(format!("cannot open the synced folder {shown}"), e))?;
         Ok(LocalStore {
+            writers: crate::replica::writers::of(&canonical),
             root: Arc::new(handle),
             lock_stale_secs,
             held: Mutex::new(None),
@@ -170,15 +173,17 @@ impl LocalStore {
         let scope = RelPath::root();
         let (loaded, walked) = rayon::join(
             || self.load_index_blocking(),
-            || crate::scan::walk(self.root.path(), &scope),
+            || crate::scan::local::walk(&self.root, &scope),
         );
         let loaded = loaded?;
         let existed = loaded.is_some();
         let mut index = loaded.unwrap_or_else(|| Index::new(ReplicaId::random()));
         let digest = index.entries_digest();
-        let stats = walked
-            .and_then(|w| crate::scan::scan_walked(self.root.path(), &mut index, &scope, w))
-            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        let walked = walked.map_err(|e| StoreError::Refused(super::Chain(&e).to_string()))?;
+        let busy = self.busy();
+        let stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
+            busy.contains(p)
+        });
         remove_leftover_temps(&self.root, &stats.temps);
         let current = Current {
             index,
@@ -186,6 +191,12 @@ impl LocalStore {
             stats,
         };
         Ok((current, existed))
+    }
+
+    /// The files one of this process's SFTP clients is writing in this folder now: scans
+    /// leave them as they are in the index.
+    pub fn busy(&self) -> HashSet<RelPath> {
+        self.writers.busy()
     }
 }
 
@@ -246,7 +257,7 @@ fn commit_index(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
 /// Removes our temp files a scan met. Only for a scan under `.sync.lock` (every caller's):
 /// whoever writes temps in a folder holds its lock, so while we hold it, any temp there was
 /// left by a sync that died (killed, or its connection lost) and none is being written.
-pub fn remove_leftover_temps(root: &Root, temps: &[PathBuf]) {
+pub fn remove_leftover_temps(root: &Root, temps: &[RelPath]) {
     if !temps.is_empty() {
         tracing::info!(
             root = %root.path().display(),
@@ -255,9 +266,7 @@ pub fn remove_leftover_temps(root: &Root, temps: &[PathBuf]) {
         );
     }
     for t in temps {
-        if let Ok(rel) = RelPath::from_fs(root.path(), t) {
-            let _ = root.remove(&rel);
-        }
+        let _ = root.remove(t);
     }
 }
 
@@ -529,6 +538,7 @@ impl Store for LocalStore {
             root: self.root.clone(),
             lock_stale_secs: self.lock_stale_secs,
             held: Mutex::new(None),
+            writers: self.writers.clone(),
         };
         blocking(move || this.current_blocking().map(|(c, _)| c)).await
     }

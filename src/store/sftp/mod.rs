@@ -1225,8 +1225,8 @@ impl SftpStore {
 }
 
 /// Whether a temp file met on a walk is a leftover of an interrupted sync.
-pub(crate) fn stale_temp(mtime: Option<u32>) -> bool {
-    let age = crate::time::now_secs() - i64::from(mtime.unwrap_or(0));
+pub(crate) fn stale_temp(mtime: Option<MTime>) -> bool {
+    let age = crate::time::now_secs() - mtime.map_or(0, |t| t.secs);
     age > STALE_TEMP_SECS
 }
 

@@ -1,37 +1,22 @@
-//! Indexing a remote folder over SFTP: a stat walk (directory listings carry the attributes,
-//! several folders listed at once), `.syncignore` honoured, and only changed files downloaded
-//! to hash them. The rule itself is `scan::reconcile`, shared with the local scanner.
+//! The remote lister: a remote folder listed over SFTP (directory listings carry the
+//! attributes, several folders listed at once), judged by the one walker (`scan::walk`) under
+//! the one rule stack, and only changed files downloaded to hash them. What comes of it is
+//! settled by `scan::settle`, as a local scan's is.
 
 use super::{Sftp, SftpError, StoreError, is_status, observed_of, xfer};
-use crate::index::{ContentHash, Index, Kind, MTime};
+use crate::index::{Index, Kind, MTime};
 use crate::relpath::RelPath;
-use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
-use crate::scan::{self, IgnoreRules, MAX_DEPTH, Observed, ScanStats, needs_hash, reconcile};
+use crate::replica::layout::IGNORE_FILE;
+use crate::scan::walk::{Found, Listed, Stat, What, judge, rules_for};
+use crate::scan::{Hashed, Observed, Rules, ScanStats, Walked, settle};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use russh_sftp::protocol::{File, StatusCode};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 /// Folders listed at once, and files hashed at once.
 const LIST_DEPTH: usize = 64;
 const HASH_DEPTH: usize = 8;
-
-/// Ignore files met so far, by the folder holding them.
-type Rules = Arc<Vec<(RelPath, Arc<Gitignore>)>>;
-
-/// Paths are matched under this made-up root (the matchers only need a common prefix).
-fn virt(p: &RelPath) -> PathBuf {
-    p.to_path(Path::new("/r"))
-}
-
-/// Judged as the local walk judges: the rules of the folders on the way down to `p`
-/// (outermost first), the deepest that says anything deciding.
-fn ignored(rules: &[(RelPath, Arc<Gitignore>)], p: &RelPath, is_dir: bool) -> bool {
-    scan::ignored(rules.iter().map(|(_, gi)| &**gi), &virt(p), is_dir)
-}
 
 /// Lists a whole remote folder.
 async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
@@ -49,178 +34,133 @@ async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
     res.map(|_| out)
 }
 
-pub(crate) struct Found {
-    observed: BTreeMap<RelPath, Observed>,
-    unreadable: BTreeMap<RelPath, String>,
-    temps: Vec<(String, Option<u32>)>,
-    rules: Vec<(RelPath, Arc<Gitignore>)>,
-    /// Symlinks met (never followed, never written through).
-    pub(crate) links: Vec<RelPath>,
-    /// Folders met but not listed (ignored, too deep, unreadable): what is below them is
-    /// unknown, so a write below one checks its way down first.
-    pub(crate) unwalked: Vec<RelPath>,
+/// A READDIR entry as the walker takes it: the listing carries its attributes.
+fn listed(f: File) -> Listed {
+    let t = f.attrs.file_type();
+    let what = if t.is_symlink() {
+        What::Link
+    } else if t.is_file() {
+        What::File
+    } else if t.is_dir() {
+        What::Dir
+    } else {
+        What::Other
+    };
+    Listed {
+        seen: observed_of(&f.attrs),
+        mtime: f.attrs.mtime.map(|t| MTime::new(i64::from(t), 0)),
+        name: f.filename,
+        what,
+    }
 }
 
-/// Lists the whole remote folder (what `refresh` folds into an index).
-pub(crate) async fn walk(s: &Sftp) -> Found {
-    let mut f = Found {
-        observed: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-        temps: Vec::new(),
-        rules: Vec::new(),
-        links: Vec::new(),
-        unwalked: Vec::new(),
+/// Lists the folder `dir` and judges it: what it holds, and the folders to list next.
+async fn visit(s: &Sftp, dir: RelPath, above: Rules) -> (Found, Vec<(RelPath, Rules)>) {
+    let path = s.path(&dir);
+    let files = match list(s, &path).await {
+        Ok(files) => files,
+        Err(e) => {
+            let e = super::to_io(e);
+            if dir.is_root() {
+                tracing::warn!("cannot list {}:{path}: {e}", s.host);
+            }
+            return (
+                Found::failed(&dir, format!("cannot list {}:{path}: {e}", s.host)),
+                Vec::new(),
+            );
+        }
     };
+    let listing: Vec<Listed> = files.into_iter().map(listed).collect();
+    let mut found = Found::default();
+    let ignore = if listing
+        .iter()
+        .any(|e| e.name == IGNORE_FILE && e.what == What::File)
+    {
+        let at = format!("{path}/{IGNORE_FILE}");
+        s.read_all(&at).await.unwrap_or_else(|e| {
+            tracing::warn!("cannot read {at}: {e}");
+            None
+        })
+    } else {
+        None
+    };
+    let rules = rules_for(&dir, &listing, &above, &mut found, || ignore);
+    // Every entry came with its attributes: nothing to ask the server about.
+    let mut no_stat = |_: &str| Stat::Gone;
+    let subdirs = judge(&dir, listing, &rules, &mut found, &mut no_stat);
+    let next = subdirs.into_iter().map(|d| (d, rules.clone())).collect();
+    (found, next)
+}
+
+/// Lists the whole remote folder, many folders at once.
+pub(crate) async fn walk(s: &Sftp) -> Walked {
+    let mut found = Found::default();
     let mut pending = FuturesUnordered::new();
-    let mut queue: Vec<(RelPath, Rules)> = vec![(RelPath::root(), Arc::new(Vec::new()))];
+    let mut queue: Vec<(RelPath, Rules)> = vec![(RelPath::root(), Rules::built_in())];
     loop {
         while pending.len() < LIST_DEPTH
             && let Some((dir, rules)) = queue.pop()
         {
-            let path = s.path(&dir);
-            pending.push(async move {
-                let r = list(s, &path).await;
-                (dir, rules, path, r)
-            });
+            pending.push(visit(s, dir, rules));
         }
-        let Some((dir, rules, path, res)) = pending.next().await else {
+        let Some((part, next)) = pending.next().await else {
             break;
         };
-        let files = match res {
-            Ok(files) => files,
-            Err(e) => {
-                if dir.is_root() {
-                    tracing::warn!("cannot list {}:{path}: {}", s.host, super::to_io(e));
-                }
-                f.unreadable
-                    .insert(dir.clone(), format!("cannot list {}:{path}", s.host));
-                f.unwalked.push(dir);
-                continue;
-            }
-        };
-        let mut rules = rules;
-        if files
-            .iter()
-            .any(|e| e.filename == IGNORE_FILE && e.attrs.file_type().is_file())
-        {
-            let ig = format!("{path}/{IGNORE_FILE}");
-            match s.read_all(&ig).await {
-                Ok(Some(bytes)) => {
-                    let mut b = GitignoreBuilder::new(virt(&dir));
-                    for line in String::from_utf8_lossy(&bytes).lines() {
-                        let _ = b.add_line(None, line);
-                    }
-                    if let Ok(gi) = b.build() {
-                        let gi = Arc::new(gi);
-                        f.rules.push((dir.clone(), gi.clone()));
-                        let mut v = (*rules).clone();
-                        v.push((dir.clone(), gi));
-                        rules = Arc::new(v);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("cannot read {ig}: {e}"),
-            }
-        }
-        for e in files {
-            if e.filename == "." || e.filename == ".." {
-                continue;
-            }
-            if is_temp_name(&e.filename) {
-                f.temps
-                    .push((format!("{path}/{}", e.filename), e.attrs.mtime));
-                continue;
-            }
-            let p = match dir.join(&e.filename) {
-                Ok(p) => p,
-                Err(err) => {
-                    tracing::warn!("skipping unsyncable name {path}/{}: {err}", e.filename);
-                    continue;
-                }
-            };
-            // Links first: `.sync-trash` as a link would take the trash elsewhere.
-            if e.attrs.file_type().is_symlink() {
-                f.links.push(p);
-                continue;
-            }
-            if is_internal(&p) {
-                continue;
-            }
-            let Some(o) = observed_of(&e.attrs) else {
-                continue;
-            };
-            if ignored(&rules, &p, o.kind == Kind::Dir) {
-                if o.kind == Kind::Dir {
-                    f.unwalked.push(p);
-                }
-                continue;
-            }
-            if o.kind == Kind::Dir {
-                if p.depth() >= MAX_DEPTH {
-                    tracing::warn!(path = %p, "skipping: deeper than {MAX_DEPTH} levels");
-                    f.unwalked.push(p);
-                    continue;
-                }
-                queue.push((p.clone(), rules.clone()));
-            }
-            f.observed.insert(p, o);
-        }
+        found.append(part);
+        queue.extend(next);
     }
-    f
+    Walked::new(found, Rules::built_in())
 }
 
-/// Folds a listing of the remote folder into `index` (which may be new: a remote without
+/// BLAKE3 of a remote file; `Moving` when it is gone, or not what the walk saw once read.
+async fn hash(s: &Sftp, p: &RelPath, seen: Observed) -> Result<Hashed, StoreError> {
+    let path = s.path(p);
+    let (h, n) = match xfer::hash_remote(s, &path).await {
+        Ok(r) => r,
+        Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(Hashed::Moving),
+        Err(e) => {
+            let e = super::to_io(e);
+            if e.kind() == std::io::ErrorKind::ConnectionAborted {
+                return Err(StoreError::io(format!("scanning {}", s.host), e));
+            }
+            return Ok(Hashed::Failed(e.to_string()));
+        }
+    };
+    // A file still being written: judged on a later scan, not half-way.
+    let now = s.lstat(&path).await.ok().flatten();
+    if n != seen.size || now.as_ref().and_then(observed_of) != Some(seen) {
+        return Ok(Hashed::Moving);
+    }
+    Ok(Hashed::Done(h, n))
+}
+
+/// Folds a walk of the remote folder into `index` (which may be new: a remote without
 /// `.sync`), hashing what changed.
 pub(crate) async fn refresh(
     s: &Sftp,
     index: &mut Index,
-    f: Found,
+    w: Walked,
     locked: bool,
 ) -> Result<ScanStats, StoreError> {
-    if f.unreadable.contains_key(&RelPath::root()) {
+    if w.unreadable.contains_key(&RelPath::root()) {
         return Err(StoreError::Refused(format!(
             "cannot list the synced folder {}:{}; check that it exists and is readable",
             s.host, s.root
         )));
     }
-    let todo = needs_hash(index, &f.observed);
-    let mut results = futures::stream::iter(todo.into_iter().map(|p| async move {
-        let path = s.path(&p);
-        let r = xfer::hash_remote(s, &path).await;
+    let todo = w.needs_hash(index);
+    let mut results = futures::stream::iter(todo.into_iter().map(|(p, seen)| async move {
+        let r = hash(s, &p, seen).await;
         (p, r)
     }))
     .buffer_unordered(HASH_DEPTH);
-    let mut hashes: HashMap<RelPath, ContentHash> = HashMap::new();
-    let mut unreadable: Vec<(RelPath, String)> = f
-        .unreadable
-        .iter()
-        .map(|(p, m)| (p.clone(), m.clone()))
-        .collect();
-    let mut hashed_bytes = 0;
+    let mut hashed = Vec::new();
     while let Some((p, r)) = results.next().await {
-        match r {
-            Ok((h, n)) => {
-                hashed_bytes += n;
-                hashes.insert(p, h);
-            }
-            Err(e) => {
-                let e = super::to_io(e);
-                if e.kind() == std::io::ErrorKind::ConnectionAborted {
-                    return Err(StoreError::io(format!("scanning {}", s.host), e));
-                }
-                unreadable.push((p, e.to_string()));
-            }
-        }
+        hashed.push((p, r?));
     }
     drop(results);
-    for (p, m) in &unreadable {
-        // The sync reports these among its errors.
-        tracing::debug!(path = %p, "cannot read on {}, left as it was: {m}", s.host);
-    }
-    let bad: Vec<RelPath> = f.unreadable.keys().cloned().collect();
-    let rules = IgnoreRules::new(f.rules);
-    let base = virt(&RelPath::root());
-    let dirs_now: std::collections::HashSet<RelPath> = f
+    remove_leftovers(s, &w.temps, locked).await;
+    let dirs_now: HashSet<RelPath> = w
         .observed
         .iter()
         .filter(|(_, o)| o.kind == Kind::Dir)
@@ -231,31 +171,19 @@ pub(crate) async fn refresh(
         .iter()
         .map(|(p, e)| (p.clone(), e.kind == Kind::Dir))
         .collect();
-    let mut st = reconcile(
-        index,
-        &RelPath::root(),
-        &f.observed,
-        &hashes,
-        |p| {
-            !bad.iter().any(|b| p.starts_with(b))
-                && !rules.leaves_out(&base, p, &|q| {
-                    // `p` is not on the remote any more: what it was, the index says.
-                    dirs_now.contains(q) || (q == p && kinds.get(p).copied().unwrap_or(false))
-                })
-        },
-        MTime::from_system(std::time::SystemTime::now()),
-    );
-    st.hashed = hashes.len() as u64;
-    st.hashed_bytes = hashed_bytes;
-    st.unreadable = unreadable;
-    // A sync holds the remote lock while it scans, so no other sync is writing these: they
-    // are leftovers of an interrupted one, whatever their age. Without the lock, only old
-    // ones would be safe to remove.
-    let leftovers: Vec<String> = f
-        .temps
+    // A path that is not on the remote any more was what the index says it was.
+    let is_dir = |q: &RelPath| dirs_now.contains(q) || kinds.get(q).copied().unwrap_or(false);
+    Ok(settle(index, &RelPath::root(), w, hashed, &is_dir))
+}
+
+/// A sync holds the remote lock while it scans, so no other sync is writing our temp files:
+/// they are leftovers of an interrupted one, whatever their age. Without the lock, only old
+/// ones are safe to remove.
+async fn remove_leftovers(s: &Sftp, temps: &[(RelPath, Option<MTime>)], locked: bool) {
+    let leftovers: Vec<String> = temps
         .iter()
         .filter(|(_, mtime)| locked || super::stale_temp(*mtime))
-        .map(|(t, _)| t.clone())
+        .map(|(t, _)| s.path(t))
         .collect();
     if !leftovers.is_empty() {
         tracing::info!(
@@ -270,8 +198,6 @@ pub(crate) async fn refresh(
         .buffer_unordered(LIST_DEPTH)
         .for_each(|_| async {})
         .await;
-    st.temps = f.temps.into_iter().map(|(t, _)| PathBuf::from(t)).collect();
-    Ok(st)
 }
 
 /// Removes trash entries whose name stamp (`~YYYYMMDD-HHMMSS`) is older than `cutoff`, and

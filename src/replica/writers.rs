@@ -1,0 +1,142 @@
+//! Files this process's SFTP clients are writing, per replica root. A scan leaves them as they
+//! are in the index until they are closed and quiet, so the hub never offers (and a sync never
+//! fetches) a half-written upload. Kept per process, by root, so every scan of a folder here
+//! (the watcher, a client's index refresh, a scheduled sync) sees the same record without
+//! being handed it.
+
+use crate::relpath::RelPath;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long after its last write or close a file still counts as being written: an app that
+/// closes and reopens, or renames a finished `.part` into place, is not caught half-way.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+struct Writing {
+    /// Handles open for writing on it.
+    open: u32,
+    last: Instant,
+}
+
+/// The files being written below one root.
+#[derive(Debug, Default)]
+pub struct Writers {
+    files: Mutex<HashMap<RelPath, Writing>>,
+}
+
+static ROOTS: Mutex<Vec<(PathBuf, Arc<Writers>)>> = Mutex::new(Vec::new());
+
+/// The record for the folder at `root` (one per folder, however it is named).
+pub fn of(root: &Path) -> Arc<Writers> {
+    let key = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut roots = ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, w)) = roots.iter().find(|(p, _)| *p == key) {
+        return w.clone();
+    }
+    let w = Arc::new(Writers::default());
+    roots.push((key, w.clone()));
+    w
+}
+
+impl Writers {
+    fn files(&self) -> MutexGuard<'_, HashMap<RelPath, Writing>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle was opened for writing on `p`.
+    pub fn opened(&self, p: &RelPath) {
+        let mut f = self.files();
+        let w = f.entry(p.clone()).or_insert(Writing {
+            open: 0,
+            last: Instant::now(),
+        });
+        w.open += 1;
+        w.last = Instant::now();
+    }
+
+    /// Bytes were written to `p` (through a handle, or by a whole-file request).
+    pub fn wrote(&self, p: &RelPath) {
+        let mut f = self.files();
+        match f.get_mut(p) {
+            Some(w) => w.last = Instant::now(),
+            None => {
+                f.insert(
+                    p.clone(),
+                    Writing {
+                        open: 0,
+                        last: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A handle opened for writing on `p` was closed.
+    pub fn closed(&self, p: &RelPath) {
+        if let Some(w) = self.files().get_mut(p) {
+            w.open = w.open.saturating_sub(1);
+            w.last = Instant::now();
+        }
+    }
+
+    /// `from` was renamed to `to`: a file still being written keeps counting under its new
+    /// name (a finished `.part` renamed into place is quiet only `QUIET` later).
+    pub fn renamed(&self, from: &RelPath, to: &RelPath) {
+        let mut f = self.files();
+        let moved: Vec<RelPath> = f
+            .keys()
+            .filter(|k| *k == from || k.starts_with(from))
+            .cloned()
+            .collect();
+        for k in moved {
+            if let Some(mut w) = f.remove(&k) {
+                w.last = Instant::now();
+                let rest = &k.as_str()[from.as_str().len()..];
+                let new = RelPath::parse(&format!("{to}{rest}")).unwrap_or_else(|_| to.clone());
+                f.insert(new, w);
+            }
+        }
+    }
+
+    /// The files being written now (open, or written within `QUIET`); the record of files
+    /// quiet for longer is dropped.
+    pub fn busy(&self) -> HashSet<RelPath> {
+        let now = Instant::now();
+        let mut f = self.files();
+        f.retain(|_, w| w.open > 0 || now.duration_since(w.last) < QUIET);
+        f.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_file_is_busy_while_open_and_for_a_moment_after() {
+        let w = Writers::default();
+        w.opened(&p("DCIM/a.jpg.part"));
+        w.opened(&p("DCIM/a.jpg.part"));
+        w.closed(&p("DCIM/a.jpg.part"));
+        assert!(w.busy().contains(&p("DCIM/a.jpg.part")));
+        w.closed(&p("DCIM/a.jpg.part"));
+        w.renamed(&p("DCIM/a.jpg.part"), &p("DCIM/a.jpg"));
+        let busy = w.busy();
+        assert!(busy.contains(&p("DCIM/a.jpg")) && !busy.contains(&p("DCIM/a.jpg.part")));
+        w.renamed(&p("DCIM"), &p("Photos"));
+        assert!(w.busy().contains(&p("Photos/a.jpg")));
+        // Quiet for longer than `QUIET`: forgotten.
+        w.files()
+            .values_mut()
+            .for_each(|f| f.last = f.last.checked_sub(QUIET).unwrap());
+        assert!(w.busy().is_empty());
+        assert!(Arc::ptr_eq(&of(Path::new("/tmp")), &of(Path::new("/tmp/"))));
+    }
+}

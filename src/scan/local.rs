@@ -1,0 +1,241 @@
+//! The local lister: folders read through descriptors below the replica's `Root` (getdents,
+//! `fstatat` by name, never a full path), sibling folders in parallel on rayon's pool (no
+//! threads started per walk, which matters for the watcher's many small ones); files hashed
+//! through the root as well, and looked at again after reading so a file being written is
+//! left for the next scan.
+
+use super::rules::{IgnoreFile, Rules};
+use super::walk::{Found, Listed, Stat, What, judge, rules_for};
+use super::{Busy, Hashed, Observed, ScanError, ScanStats, Walked, settle};
+use crate::index::{ContentHash, Index};
+use crate::relpath::RelPath;
+use crate::replica::Root;
+use crate::replica::layout::IGNORE_FILE;
+use rayon::prelude::*;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::io::{self, Read};
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Everything under `scope` of the replica, minus what is ignored or ours.
+pub fn walk(root: &Root, scope: &RelPath) -> Result<Walked, ScanError> {
+    let rules = rules_above(root, scope);
+    let found = if scope.is_root() {
+        let fd = root
+            .resolve(scope, dir_flags(), Mode::empty())
+            .map_err(|e| ScanError::Root {
+                path: root.path().to_path_buf(),
+                source: e.into_io(),
+            })?;
+        visit(fd, scope, &rules)
+    } else {
+        walk_scope(root, scope, &rules)
+    };
+    Ok(Walked::new(found, rules))
+}
+
+/// A folder below the root, or a single file: its ancestors' ignore files still apply.
+fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules) -> Found {
+    let o = match root.lstat(scope) {
+        Ok(st) => Observed::from_stat(&st),
+        Err(e) => return Found::failed(scope, e.into_io()),
+    };
+    let Some(o) = o else {
+        return Found::default();
+    };
+    let mut found = Found::default();
+    found.observed.push((scope.clone(), o));
+    if o.kind == crate::index::Kind::Dir {
+        match root.resolve(scope, dir_flags(), Mode::empty()) {
+            Ok(fd) => found.append(visit(fd, scope, rules)),
+            Err(e) => found.append(Found::failed(scope, e.into_io())),
+        }
+    }
+    found
+}
+
+/// The rules in force at `scope`: the built-in ones and every `.syncignore` from the root down
+/// to `scope`'s folder (not `scope`'s own).
+pub fn rules_above(root: &Root, scope: &RelPath) -> Rules {
+    if scope.is_root() {
+        return Rules::built_in();
+    }
+    let mut dirs: Vec<RelPath> = scope.ancestors().collect();
+    dirs.push(RelPath::root());
+    let files = dirs.into_iter().rev().filter_map(|d| ignore_file(root, &d));
+    Rules::built_in().with_files(files)
+}
+
+/// The `.syncignore` of folder `dir`, if it has one that is a regular file.
+pub fn ignore_file(root: &Root, dir: &RelPath) -> Option<IgnoreFile> {
+    let mut bytes = Vec::new();
+    let mut f = root.open_regular(&dir.join_unchecked(IGNORE_FILE)).ok()?;
+    f.read_to_end(&mut bytes).ok()?;
+    Some(IgnoreFile::parse(dir, &bytes))
+}
+
+/// Reads the folder `dir` (open as `fd`) and everything below it.
+fn visit(fd: OwnedFd, dir: &RelPath, above: &Rules) -> Found {
+    let mut found = Found::default();
+    let (listing, dfd) = match list(fd, dir, &mut found) {
+        Some(l) => l,
+        None => return found,
+    };
+    // A folder's own ignore file governs its entries, so it is read before they are judged.
+    let rules = rules_for(dir, &listing, above, &mut found, || {
+        read_at(&dfd, IGNORE_FILE)
+    });
+    let mut stat = |name: &str| stat_at(&dfd, name);
+    let subdirs = judge(dir, listing, &rules, &mut found, &mut stat);
+    let below: Vec<Found> = subdirs
+        .par_iter()
+        .map(
+            |sub| match rustix::fs::openat(&dfd, sub.name(), dir_flags(), Mode::empty()) {
+                Ok(fd) => visit(fd, sub, &rules),
+                Err(e) => Found::failed(sub, io::Error::from(e)),
+            },
+        )
+        .collect();
+    for b in below {
+        found.append(b);
+    }
+    found
+}
+
+/// A folder's entries as getdents gives them, and a descriptor to look them up by name.
+/// What was listed before a failure is still judged; the folder's missing part is not.
+fn list(fd: OwnedFd, dir: &RelPath, found: &mut Found) -> Option<(Vec<Listed>, OwnedFd)> {
+    let lookup = match fd.as_fd().try_clone_to_owned() {
+        Ok(l) => l,
+        Err(e) => {
+            found.append(Found::failed(dir, e));
+            return None;
+        }
+    };
+    let mut entries = match rustix::fs::Dir::new(fd) {
+        Ok(d) => d,
+        Err(e) => {
+            found.append(Found::failed(dir, io::Error::from(e)));
+            return None;
+        }
+    };
+    let mut listing = Vec::new();
+    while let Some(ent) = entries.read() {
+        let ent = match ent {
+            Ok(ent) => ent,
+            Err(e) => {
+                found
+                    .unreadable
+                    .push((dir.clone(), io::Error::from(e).to_string()));
+                break;
+            }
+        };
+        let bytes = ent.file_name().to_bytes();
+        let Ok(name) = std::str::from_utf8(bytes) else {
+            tracing::warn!(
+                "skipping unsyncable name in {dir}: not UTF-8 ({})",
+                String::from_utf8_lossy(bytes)
+            );
+            continue;
+        };
+        listing.push(Listed {
+            name: name.to_owned(),
+            what: what_of(ent.file_type()),
+            seen: None,
+            mtime: None,
+        });
+    }
+    Some((listing, lookup))
+}
+
+fn what_of(t: FileType) -> What {
+    match t {
+        FileType::RegularFile => What::File,
+        FileType::Directory => What::Dir,
+        FileType::Symlink => What::Link,
+        FileType::Unknown => What::Unknown,
+        _ => What::Other,
+    }
+}
+
+fn stat_at(dir: &OwnedFd, name: &str) -> Stat {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Observed::from_stat(&st).map_or(Stat::Gone, Stat::Seen),
+        // Deleted since it was listed: it is simply not there.
+        Err(rustix::io::Errno::NOENT) => Stat::Gone,
+        Err(e) => Stat::Failed(io::Error::from(e).to_string()),
+    }
+}
+
+/// A regular file `name` of folder `dir`, whole; `None` when it is not one or cannot be read.
+fn read_at(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    (&f).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// BLAKE3 of the file at `p`, read through the root; `Moving` when it is gone or its size or
+/// mtime is not what the walk saw once it has been read (it is being written).
+pub fn hash(root: &Root, p: &RelPath, seen: Observed) -> Hashed {
+    let f = match root.open_regular(p) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Hashed::Moving,
+        Err(e) => return Hashed::Failed(e.into_io().to_string()),
+    };
+    let mut h = blake3::Hasher::new();
+    let n = match io::copy(&mut &f, &mut h) {
+        Ok(n) => n,
+        Err(e) => return Hashed::Failed(e.to_string()),
+    };
+    match f.metadata() {
+        Ok(m) if Observed::from_metadata(&m) == Some(seen) => {
+            Hashed::Done(ContentHash(*h.finalize().as_bytes()), n)
+        }
+        Ok(_) => Hashed::Moving,
+        Err(e) => Hashed::Failed(e.to_string()),
+    }
+}
+
+/// Rescans `scope` of the replica into `index`: the one entry point for a local scan. Paths
+/// `busy` names (open for writing by one of our own SFTP clients) keep their old entries.
+pub fn scan(
+    root: &Root,
+    index: &mut Index,
+    scope: &RelPath,
+    busy: Busy,
+) -> Result<ScanStats, ScanError> {
+    let w = walk(root, scope)?;
+    Ok(scan_walked(root, index, scope, w, busy))
+}
+
+/// The rest of `scan` after its walk: hash what changed (in parallel) and fold it in.
+pub fn scan_walked(
+    root: &Root,
+    index: &mut Index,
+    scope: &RelPath,
+    w: Walked,
+    busy: Busy,
+) -> ScanStats {
+    let w = w.without(busy);
+    let todo = w.needs_hash(index);
+    let hashed: Vec<(RelPath, Hashed)> = todo
+        .into_par_iter()
+        .map(|(p, seen)| {
+            let h = hash(root, &p, seen);
+            (p, h)
+        })
+        .collect();
+    let is_dir = |q: &RelPath| {
+        root.lstat(q)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    };
+    settle(index, scope, w, hashed, &is_dir)
+}

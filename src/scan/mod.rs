@@ -1,0 +1,355 @@
+//! Change detection: walk a folder, compare with its index, hash only what changed.
+//!
+//! `reconcile` is the pure rule shared by the local scan, the remote one, the watcher and the
+//! tests: kind, size and mtime first, content hash only when those differ; a real change bumps
+//! this replica's counter. The walk is judged once (`walk`), under one rule stack (`rules`);
+//! `local` lists and hashes this machine's folders, `store::sftp` a remote one, and both end
+//! in `settle`.
+
+pub mod local;
+pub mod rules;
+pub mod walk;
+
+pub use local::{scan, scan_walked};
+pub use rules::Rules;
+
+use crate::index::{ContentHash, Entry, Index, Kind, MTime, VersionVector};
+use crate::relpath::RelPath;
+use rustix::fs::FileType;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::PathBuf;
+use walk::Found;
+
+/// Deeper paths are skipped: the nested `.sync` JSON must stay within parser recursion limits.
+pub const MAX_DEPTH: usize = 120;
+
+/// What the disk holds at a path, from one `lstat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: MTime,
+}
+
+impl Observed {
+    pub fn from_metadata(m: &std::fs::Metadata) -> Option<Observed> {
+        let ft = m.file_type();
+        let kind = if ft.is_file() {
+            Kind::File
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            // Symlinks, sockets, devices: never synced, never followed.
+            return None;
+        };
+        let mtime = m.modified().map(MTime::from_system).unwrap_or_default();
+        Some(Observed {
+            kind,
+            size: if kind == Kind::File { m.len() } else { 0 },
+            mtime,
+        })
+    }
+
+    /// The same from an `fstatat` (what the walk reads).
+    #[allow(clippy::unnecessary_cast)] // `st_mtime` is narrower on 32-bit targets
+    pub fn from_stat(st: &rustix::fs::Stat) -> Option<Observed> {
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            _ => return None,
+        };
+        Some(Observed {
+            kind,
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime: MTime::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
+        })
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanStats {
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    /// Files whose content was read to hash it.
+    pub hashed: u64,
+    pub hashed_bytes: u64,
+    /// Paths that could not be read; their index entries were left as they were.
+    pub unreadable: Vec<(RelPath, String)>,
+    /// Files that were being written as the scan read them (their size or mtime moved):
+    /// left as they were in the index, for the next scan.
+    pub moving: Vec<RelPath>,
+    /// Our temp files met on the walk (leftovers of interrupted writes, or writes under way).
+    pub temps: Vec<RelPath>,
+}
+
+impl ScanStats {
+    pub fn changes(&self) -> u64 {
+        self.added + self.modified + self.deleted
+    }
+}
+
+/// Whether an observed file must be hashed: it is new, or its size or mtime moved.
+fn must_hash(e: Option<&Entry>, o: &Observed) -> bool {
+    match e {
+        Some(e) if e.kind == Kind::File => {
+            e.hash.is_none() || e.size != o.size || e.mtime != o.mtime
+        }
+        _ => true,
+    }
+}
+
+/// The observed files whose content has to be read.
+pub fn needs_hash(index: &Index, observed: &BTreeMap<RelPath, Observed>) -> Vec<RelPath> {
+    observed
+        .iter()
+        .filter(|(p, o)| o.kind == Kind::File && must_hash(index.get(p), o))
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Brings the index entries under `scope` in line with `observed` (everything found under it).
+///
+/// `hashes` holds the digests of the files `needs_hash` asked for; a file missing there could
+/// not be read and keeps its entry. Unobserved entries for which `still_ours` is false (below an
+/// unreadable folder, or now ignored) are left alone; the rest become tombstones.
+pub fn reconcile(
+    index: &mut Index,
+    scope: &RelPath,
+    observed: &BTreeMap<RelPath, Observed>,
+    hashes: &HashMap<RelPath, ContentHash>,
+    still_ours: impl Fn(&RelPath) -> bool,
+    now: MTime,
+) -> ScanStats {
+    let me = index.replica;
+    let mut st = ScanStats::default();
+    for (p, o) in observed {
+        let e = index.entries.get(p);
+        let new = match o.kind {
+            Kind::Dir => match e {
+                Some(e) if e.kind == Kind::Dir && !e.vv.is_empty() => continue,
+                Some(e) if e.kind == Kind::Dir => Entry::dir(e.mtime, e.vv.bumped(me)),
+                Some(e) => {
+                    if e.is_live() {
+                        st.modified += 1;
+                    } else {
+                        st.added += 1;
+                    }
+                    Entry::dir(o.mtime, e.vv.bumped(me))
+                }
+                None => {
+                    st.added += 1;
+                    Entry::dir(o.mtime, VersionVector::new().bumped(me))
+                }
+            },
+            Kind::File => {
+                if !must_hash(e, o) {
+                    match e {
+                        Some(e) if e.vv.is_empty() => {
+                            let mut n = e.clone();
+                            n.vv.bump(me);
+                            n
+                        }
+                        _ => continue,
+                    }
+                } else {
+                    let Some(h) = hashes.get(p) else {
+                        continue;
+                    };
+                    match e {
+                        Some(e)
+                            if e.kind == Kind::File && e.hash == Some(*h) && e.size == o.size =>
+                        {
+                            // Touched, not changed: keep the history, note the new mtime.
+                            let mut n = e.clone();
+                            n.mtime = o.mtime;
+                            if n.vv.is_empty() {
+                                n.vv.bump(me);
+                            }
+                            n
+                        }
+                        Some(e) => {
+                            if e.is_live() {
+                                st.modified += 1;
+                            } else {
+                                st.added += 1;
+                            }
+                            let mut n = Entry::file(o.size, o.mtime, Some(*h), e.vv.bumped(me));
+                            n.extra = e.extra.clone();
+                            n
+                        }
+                        None => {
+                            st.added += 1;
+                            Entry::file(o.size, o.mtime, Some(*h), VersionVector::new().bumped(me))
+                        }
+                    }
+                }
+            }
+            Kind::Deleted => continue,
+        };
+        index.entries.insert(p.clone(), new);
+    }
+
+    let vanished: Vec<RelPath> = index
+        .entries
+        .range(scope.clone()..)
+        .take_while(|(p, _)| p.starts_with(scope))
+        .filter(|(p, e)| e.is_live() && !p.is_root() && !observed.contains_key(*p))
+        .map(|(p, _)| p.clone())
+        .filter(|p| still_ours(p))
+        .collect();
+    for p in vanished {
+        if let Some(e) = index.entries.get_mut(&p) {
+            *e = Entry::tombstone(now, e.vv.bumped(me));
+            st.deleted += 1;
+        }
+    }
+    st
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot read folder {path}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Paths a scan must leave as they are in the index: files one of our own SFTP clients has
+/// open for writing (or wrote a moment ago). Their old entries stay; nothing is offered.
+pub type Busy<'a> = &'a (dyn Fn(&RelPath) -> bool + Sync);
+
+/// For scans with nothing of ours writing in the folder.
+pub fn nothing_busy(_: &RelPath) -> bool {
+    false
+}
+
+/// How hashing a file went.
+#[derive(Debug)]
+pub enum Hashed {
+    /// Its digest and how many bytes it held.
+    Done(ContentHash, u64),
+    /// It changed while it was read, or is gone: the next scan judges it.
+    Moving,
+    Failed(String),
+}
+
+/// A walk, gathered and sorted: what a lister found and the rules it judged by.
+#[derive(Debug)]
+pub struct Walked {
+    pub observed: BTreeMap<RelPath, Observed>,
+    /// What could not be read: its subtree keeps its index entries.
+    pub unreadable: BTreeMap<RelPath, String>,
+    pub temps: Vec<(RelPath, Option<MTime>)>,
+    pub links: Vec<RelPath>,
+    pub unwalked: Vec<RelPath>,
+    /// The rules above the walk's scope and every `.syncignore` it met.
+    pub rules: Rules,
+    /// Files left for the next scan (being written).
+    pub moving: Vec<RelPath>,
+}
+
+impl Walked {
+    pub fn new(found: Found, above: Rules) -> Walked {
+        let mut unreadable = BTreeMap::new();
+        for (p, m) in found.unreadable {
+            unreadable.entry(p).or_insert(m);
+        }
+        Walked {
+            observed: found.observed.into_iter().collect(),
+            unreadable,
+            temps: found.temps,
+            links: found.links,
+            unwalked: found.unwalked,
+            rules: above.with_files(found.ignore_files),
+            moving: Vec::new(),
+        }
+    }
+
+    /// The walk with the files `busy` names set aside as moving.
+    pub fn without(mut self, busy: Busy) -> Walked {
+        let held: Vec<RelPath> = self
+            .observed
+            .iter()
+            .filter(|(p, o)| o.kind == Kind::File && busy(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in held {
+            self.observed.remove(&p);
+            self.moving.push(p);
+        }
+        self
+    }
+
+    /// The files whose content has to be read, with what the walk saw of each.
+    pub fn needs_hash(&self, index: &Index) -> Vec<(RelPath, Observed)> {
+        needs_hash(index, &self.observed)
+            .into_iter()
+            .filter_map(|p| self.observed.get(&p).map(|o| (p, *o)))
+            .collect()
+    }
+}
+
+/// The end of every scan, local or remote: the hashes folded into `index` by `reconcile`.
+/// What the walk could not read, what was moving and what the rules leave out keep their
+/// entries (`is_dir` tells whether a path not walked is a folder, for the rules).
+pub fn settle(
+    index: &mut Index,
+    scope: &RelPath,
+    w: Walked,
+    hashed: Vec<(RelPath, Hashed)>,
+    is_dir: &dyn Fn(&RelPath) -> bool,
+) -> ScanStats {
+    let mut hashes = HashMap::with_capacity(hashed.len());
+    let mut unreadable: Vec<(RelPath, String)> = w
+        .unreadable
+        .iter()
+        .map(|(p, m)| (p.clone(), m.clone()))
+        .collect();
+    let mut moving = w.moving;
+    let mut hashed_bytes = 0;
+    for (p, h) in hashed {
+        match h {
+            Hashed::Done(h, n) => {
+                hashed_bytes += n;
+                hashes.insert(p, h);
+            }
+            Hashed::Moving => moving.push(p),
+            Hashed::Failed(m) => unreadable.push((p, m)),
+        }
+    }
+    for (p, m) in &unreadable {
+        // The caller reports these (`index`, a sync's errors, the watcher's log).
+        tracing::debug!(path = %p, "cannot read, left as it was: {m}");
+    }
+    let bad: Vec<&RelPath> = w.unreadable.keys().collect();
+    let held: HashSet<&RelPath> = moving.iter().collect();
+    let mut st = reconcile(
+        index,
+        scope,
+        &w.observed,
+        &hashes,
+        |p| {
+            !bad.iter().any(|b| p.starts_with(b))
+                && !held.contains(p)
+                && !w.rules.leaves_out(p, is_dir)
+        },
+        MTime::from_system(std::time::SystemTime::now()),
+    );
+    st.hashed = hashes.len() as u64;
+    st.hashed_bytes = hashed_bytes;
+    st.unreadable = unreadable;
+    st.temps = w.temps.into_iter().map(|(p, _)| p).collect();
+    st.moving = moving;
+    st
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+//! The walk against the `ignore` crate's walker (the oracle), on a fixed tree and random ones;
+//! the rules against the walk; `reconcile`'s rules.
+
+use super::*;
+use crate::index::ReplicaId;
+use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
+use crate::replica::{Follow, Root};
+use rustix::fs::Mode;
+use std::path::Path;
+use std::sync::Arc;
+
+fn open(root: &Path) -> Root {
+    Root::open(root, Follow::Never).unwrap()
+}
+
+fn walk(root: &Path, scope: &RelPath) -> Result<Walked, ScanError> {
+    local::walk(&open(root), scope)
+}
+
+/// What the rules say of `q` (as the watcher and the planner ask), judged by the disk.
+fn is_ignored(w: &Walked, root: &Path, q: &RelPath) -> bool {
+    let is_dir = |d: &RelPath| std::fs::symlink_metadata(d.to_path(root)).is_ok_and(|m| m.is_dir());
+    w.rules.leaves_out(q, &is_dir)
+}
+
+fn p(s: &str) -> RelPath {
+    RelPath::parse(s).unwrap()
+}
+
+fn obs(kind: Kind, size: u64, t: i64) -> Observed {
+    Observed {
+        kind,
+        size,
+        mtime: MTime::new(t, 0),
+    }
+}
+
+/// The walk as the `ignore` crate's walker sees it (what `walk` used before): the oracle.
+fn oracle(root: &Path) -> (Vec<(RelPath, Observed)>, Vec<RelPath>) {
+    let temps = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (r, t) = (root.to_path_buf(), temps.clone());
+    // The built-in rules, as a global ignore file: below every `.syncignore` in precedence.
+    let global = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(global.path(), rules::BUILT_IN.join("\n")).unwrap();
+    let mut b = ignore::WalkBuilder::new(root);
+    b.add_ignore(global.path());
+    b.standard_filters(false)
+        .follow_links(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(move |d| {
+            if d.file_name().to_str().is_some_and(is_temp_name) {
+                t.lock()
+                    .unwrap()
+                    .push(RelPath::from_fs(&r, d.path()).unwrap());
+                return false;
+            }
+            !is_internal(&RelPath::from_fs(&r, d.path()).unwrap())
+        });
+    let mut seen = Vec::new();
+    for d in b.build() {
+        let d = d.unwrap();
+        let rel = RelPath::from_fs(root, d.path()).unwrap();
+        if let Some(o) = Observed::from_metadata(&d.metadata().unwrap())
+            && !rel.is_root()
+        {
+            seen.push((rel, o));
+        }
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut temps = std::mem::take(&mut *temps.lock().unwrap());
+    temps.sort();
+    (seen, temps)
+}
+
+fn walked(root: &Path, scope: &RelPath) -> (Vec<(RelPath, Observed)>, Vec<RelPath>) {
+    let w = walk(root, scope).unwrap();
+    assert!(w.unreadable.is_empty(), "{:?}", w.unreadable);
+    let mut temps: Vec<RelPath> = w.temps.into_iter().map(|(p, _)| p).collect();
+    temps.sort();
+    (w.observed.into_iter().collect(), temps)
+}
+
+#[test]
+fn walk_agrees_with_the_ignore_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let files = [
+        "a/b/c.txt",
+        "a/b/keep.log",
+        "a/x.log",
+        "a/deep/er/file",
+        "build/out.bin",
+        "src/build/kept",
+        "src/main.rs",
+        "notes/.hidden",
+        "notes/ünïcode name",
+        "top.log",
+        "d/.f.sync-tmp.1234",
+        "x/y/z/.syncignore",
+        "x/y/z/w.tmp",
+        "x/y/z/v.txt",
+    ];
+    for f in files {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f.as_bytes()).unwrap();
+    }
+    std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+    std::fs::write(root.join(".syncignore"), "*.log\n/build/\n").unwrap();
+    std::fs::write(root.join("a/b/.syncignore"), "!keep.log\n").unwrap();
+    std::fs::write(root.join("x/y/z/w.tmp"), b"w").unwrap();
+    std::fs::write(root.join("x/.syncignore"), "*.tmp\nz/v.txt\n").unwrap();
+    std::os::unix::fs::symlink("a", root.join("link-to-dir")).unwrap();
+    std::os::unix::fs::symlink("top.log", root.join("a/link-to-file")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("a/fifo"),
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    // Ours, at the root: never walked.
+    std::fs::create_dir_all(root.join(".sync-trash/a")).unwrap();
+    std::fs::write(root.join(".sync-trash/a/old"), b"1").unwrap();
+    std::fs::write(root.join(".sync"), b"{}").unwrap();
+
+    let (seen, temps) = walked(&root, &RelPath::root());
+    assert_eq!((seen.clone(), temps), oracle(&root));
+    let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    for present in ["a/b/keep.log", "src/build/kept", "x/y/z/v.txt", "empty/dir"] {
+        assert!(names.contains(&present), "{present} missing from {names:?}");
+    }
+    for absent in [
+        "a/x.log",
+        "build",
+        "x/y/z/w.tmp",
+        "link-to-dir",
+        "a/fifo",
+        ".sync",
+    ] {
+        assert!(!names.contains(&absent), "{absent} walked: {names:?}");
+    }
+
+    // A walk below the root keeps the rules above it, and sees only its own subtree.
+    for scope in ["a", "a/b", "x/y", "src/main.rs"] {
+        let scope = RelPath::parse(scope).unwrap();
+        let (part, _) = walked(&root, &scope);
+        let whole: Vec<_> = seen
+            .iter()
+            .filter(|(p, _)| p.starts_with(&scope))
+            .cloned()
+            .collect();
+        assert_eq!(part, whole, "scope {scope}");
+    }
+    // What the walk left out is what the rules say is ignored (asked of paths it did not
+    // visit: vanished entries, the watcher's rescans), and nothing else.
+    let whole = walk(&root, &RelPath::root()).unwrap();
+    for f in files.iter().copied().chain(["build", "a/b", "x/y/z"]) {
+        let q = RelPath::parse(f).unwrap();
+        assert_eq!(
+            is_ignored(&whole, &root, &q),
+            !names.contains(&f),
+            "{f}: rules and walk disagree"
+        );
+    }
+
+    // A root reached through a symlink is walked like the folder itself.
+    let link = dir.path().with_extension("link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let through: Vec<_> = walk(&link, &RelPath::root())
+        .unwrap()
+        .observed
+        .into_iter()
+        .collect();
+    std::fs::remove_file(&link).unwrap();
+    assert_eq!(through, seen);
+
+    // A scope that is gone is reported, not walked.
+    let w = walk(&root, &RelPath::parse("no/such").unwrap()).unwrap();
+    assert!(w.observed.is_empty());
+    assert!(
+        w.unreadable
+            .contains_key(&RelPath::parse("no/such").unwrap())
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Random trees and ignore files (negations, anchors, folder patterns): same as the oracle.
+    #[test]
+    fn walk_agrees_with_the_ignore_crate_on_random_trees(
+        files in proptest::collection::vec("[abc]{1,2}(/[abc.]{1,2}){0,3}", 1..24),
+        rules in proptest::collection::vec(
+            (0usize..3, proptest::collection::vec("!?/?[abc*]{1,2}/?", 1..4)),
+            0..4,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for f in &files {
+            let p = root.join(f);
+            // A name used both as a file and as a folder: first one wins.
+            if std::fs::create_dir_all(p.parent().unwrap()).is_ok() && !p.exists() {
+                let _ = std::fs::write(&p, f.as_bytes());
+            }
+        }
+        let dirs = ["", "a", "a/b"];
+        for (d, lines) in &rules {
+            let d = root.join(dirs[*d]);
+            if std::fs::create_dir_all(&d).is_ok() {
+                std::fs::write(d.join(IGNORE_FILE), lines.join("\n")).unwrap();
+            }
+        }
+        proptest::prop_assert_eq!(walked(&root, &RelPath::root()), oracle(&root));
+        // The rules say "ignored" of exactly what the walk left out.
+        let w = walk(&root, &RelPath::root()).unwrap();
+        for f in &files {
+            // Names like `.` or `..` made no file of their own.
+            let Ok(q) = RelPath::parse(f) else { continue };
+            for q in q.ancestors().chain([q.clone()]) {
+                if q.to_path(&root).exists() {
+                    proptest::prop_assert_eq!(
+                        is_ignored(&w, &root, &q),
+                        !w.observed.contains_key(&q),
+                        "{}", q
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn reconcile_rules() {
+    let me = ReplicaId(1);
+    let mut idx = Index::new(me);
+    let mut o = BTreeMap::new();
+    o.insert(p("a"), obs(Kind::File, 1, 10));
+    o.insert(p("d"), obs(Kind::Dir, 0, 10));
+    let mut h = HashMap::new();
+    h.insert(p("a"), ContentHash::of(b"1"));
+    let st = reconcile(
+        &mut idx,
+        &RelPath::root(),
+        &o,
+        &h,
+        |_| true,
+        MTime::new(99, 0),
+    );
+    assert_eq!(st.added, 2);
+    assert_eq!(idx.entries[&p("a")].vv.get(me), 1);
+
+    // Unchanged stat: nothing to hash, nothing bumped.
+    assert!(needs_hash(&idx, &o).is_empty());
+    let st = reconcile(
+        &mut idx,
+        &RelPath::root(),
+        &o,
+        &HashMap::new(),
+        |_| true,
+        MTime::new(99, 0),
+    );
+    assert_eq!(st.changes(), 0);
+
+    // Touched (mtime moved, same content): no bump. Clock running backwards still counts.
+    o.insert(p("a"), obs(Kind::File, 1, 5));
+    assert_eq!(needs_hash(&idx, &o), vec![p("a")]);
+    reconcile(
+        &mut idx,
+        &RelPath::root(),
+        &o,
+        &h,
+        |_| true,
+        MTime::new(99, 0),
+    );
+    assert_eq!(idx.entries[&p("a")].vv.get(me), 1);
+    h.insert(p("a"), ContentHash::of(b"2"));
+    o.insert(p("a"), obs(Kind::File, 1, 4));
+    let st = reconcile(
+        &mut idx,
+        &RelPath::root(),
+        &o,
+        &h,
+        |_| true,
+        MTime::new(99, 0),
+    );
+    assert_eq!(st.modified, 1);
+    assert_eq!(idx.entries[&p("a")].vv.get(me), 2);
+
+    // Unreadable: left alone. Vanished: tombstone with a bump.
+    o.remove(&p("a"));
+    o.remove(&p("d"));
+    let st = reconcile(
+        &mut idx,
+        &RelPath::root(),
+        &o,
+        &HashMap::new(),
+        |q| q != &p("d"),
+        MTime::new(99, 0),
+    );
+    assert_eq!(st.deleted, 1);
+    assert_eq!(idx.entries[&p("a")].kind, Kind::Deleted);
+    assert_eq!(idx.entries[&p("a")].vv.get(me), 3);
+    assert_eq!(idx.entries[&p("d")].kind, Kind::Dir);
+}

@@ -1,0 +1,241 @@
+//! Turning a batch of dirty paths into index updates: the scopes to rescan (coalesced), each
+//! rescanned as a full scan would judge it, all under `.sync.lock` and saved at once.
+
+use super::WatchError;
+use crate::index::{Index, MTime};
+use crate::relpath::RelPath;
+use crate::replica::Root;
+use crate::replica::layout::INDEX_FILE;
+use crate::replica::lock::{INDEX_UPDATE, LockInfo};
+use crate::scan::{self, Busy, ScanError, ScanStats};
+use crate::store::{LocalStore, StoreError};
+use rustix::fs::FileType;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// More scopes than this after coalescing: one full walk is cheaper than many small ones.
+const MAX_SCOPES: usize = 2_000;
+/// A folder with more dirty children than this is rescanned whole, in one walk.
+const COARSEN_CHILDREN: usize = 32;
+
+/// One batch of work taken from the inbox.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub dirty: BTreeSet<RelPath>,
+    pub full: bool,
+}
+
+pub(super) enum Applied {
+    Done { changed: bool, stats: ScanStats },
+    Locked,
+}
+
+/// Identity of the `.sync` file on disk: a rename-into-place gives a new inode.
+pub(super) type IndexId = Option<(u64, i64, i64, u64)>;
+
+pub(super) fn index_file_id(root: &Root) -> IndexId {
+    let st = root
+        .lstat(&RelPath::root().join_unchecked(INDEX_FILE))
+        .ok()?;
+    Some((
+        st.st_ino,
+        st.st_mtime,
+        st.st_mtime_nsec as i64,
+        st.st_size as u64,
+    ))
+}
+
+/// Applies `batch` under the lock and saves the index when it moved; `Locked` when a sync
+/// holds the lock (the batch then waits).
+pub(super) fn apply_locked(
+    store: &LocalStore,
+    index: &mut Index,
+    batch: &Batch,
+    disk_id: &mut IndexId,
+) -> Result<Applied, WatchError> {
+    match store.lock_blocking(&LockInfo::here(INDEX_UPDATE)) {
+        Ok(()) => {}
+        Err(StoreError::Locked { .. }) => return Ok(Applied::Locked),
+        Err(e) => return Err(e.into()),
+    }
+    let res = (|| -> Result<Applied, WatchError> {
+        let root = store.handle();
+        // A sync (or `filesync index`) may have rewritten `.sync` since we last saw it.
+        let now_id = index_file_id(root);
+        if now_id != *disk_id
+            && let Some(fresh) = store.load_index_blocking()?
+        {
+            *index = fresh;
+        }
+        let busy = store.busy();
+        let (stats, changed) = apply_changed(root, index, batch, &|p| busy.contains(p))?;
+        let changed = changed || now_id.is_none();
+        if changed {
+            // Until the save lands, memory is ahead of `.sync`: if it fails, the retry must
+            // reload and rescan rather than find nothing new and vouch for the old file.
+            *disk_id = None;
+            store.save_index_blocking(index)?;
+        }
+        *disk_id = index_file_id(root);
+        Ok(Applied::Done { changed, stats })
+    })();
+    let unlocked = store.unlock_blocking();
+    let applied = res?;
+    unlocked?;
+    Ok(applied)
+}
+
+/// The start-up full rescan, under the lock; `Ok(false)` when a sync holds the lock.
+pub fn initial_scan(store: &LocalStore, index: &mut Index) -> Result<bool, WatchError> {
+    let mut id = index_file_id(store.handle());
+    let batch = Batch {
+        dirty: BTreeSet::new(),
+        full: true,
+    };
+    Ok(matches!(
+        apply_locked(store, index, &batch, &mut id)?,
+        Applied::Done { .. }
+    ))
+}
+
+/// Applies a batch to `index`: a full rescan, or a rescan of each coalesced scope.
+pub fn apply(
+    root: &Root,
+    index: &mut Index,
+    batch: &Batch,
+    busy: Busy,
+) -> Result<ScanStats, ScanError> {
+    let scopes = if batch.full {
+        None
+    } else {
+        coalesce(&batch.dirty)
+    };
+    let Some(scopes) = scopes else {
+        let st = scan::scan(root, index, &RelPath::root(), busy)?;
+        crate::store::local::remove_leftover_temps(root, &st.temps);
+        return Ok(st);
+    };
+    let mut total = ScanStats::default();
+    for s in &scopes {
+        let st = rescan_path(root, index, s, busy)?;
+        total.added += st.added;
+        total.modified += st.modified;
+        total.deleted += st.deleted;
+        total.hashed += st.hashed;
+        total.hashed_bytes += st.hashed_bytes;
+        total.unreadable.extend(st.unreadable);
+        total.moving.extend(st.moving);
+    }
+    Ok(total)
+}
+
+/// `apply`, and whether the entries moved (a touched file's new mtime counts: it is saved).
+pub fn apply_changed(
+    root: &Root,
+    index: &mut Index,
+    batch: &Batch,
+    busy: Busy,
+) -> Result<(ScanStats, bool), ScanError> {
+    let before = index.entries_digest();
+    let stats = apply(root, index, batch, busy)?;
+    Ok((stats, index.entries_digest() != before))
+}
+
+/// The scopes to rescan for a set of dirty paths: busy folders whole, descendants of another
+/// scope dropped. `None` means "rescan everything".
+pub fn coalesce(dirty: &BTreeSet<RelPath>) -> Option<Vec<RelPath>> {
+    let mut per_parent: HashMap<RelPath, usize> = HashMap::new();
+    for p in dirty {
+        *per_parent
+            .entry(p.parent().unwrap_or_else(RelPath::root))
+            .or_default() += 1;
+    }
+    let mut set: BTreeSet<RelPath> = BTreeSet::new();
+    for p in dirty {
+        let parent = p.parent().unwrap_or_else(RelPath::root);
+        if per_parent.get(&parent).copied().unwrap_or(0) > COARSEN_CHILDREN {
+            if parent.is_root() {
+                return None;
+            }
+            set.insert(parent);
+        } else {
+            set.insert(p.clone());
+        }
+    }
+    // Ancestors sort before their descendants in component order.
+    let mut out: Vec<RelPath> = Vec::new();
+    for p in set {
+        if out.last().is_some_and(|last| p.starts_with(last)) {
+            continue;
+        }
+        out.push(p);
+        if out.len() > MAX_SCOPES {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+fn kind_at(root: &Root, p: &RelPath) -> Result<Option<FileType>, std::io::Error> {
+    match root.lstat_opt(p) {
+        Ok(st) => Ok(st.map(|st| FileType::from_raw_mode(st.st_mode))),
+        Err(e) => Err(e.into_io()),
+    }
+}
+
+/// Rescans one path as a full scan would judge it: its subtree if it is there, tombstones for
+/// its subtree if it is gone, nothing if it is ignored.
+pub fn rescan_path(
+    root: &Root,
+    index: &mut Index,
+    p: &RelPath,
+    busy: Busy,
+) -> Result<ScanStats, ScanError> {
+    // A path below something that is no longer a real folder is judged from that ancestor.
+    let mut scope = p.clone();
+    let mut ancestors: Vec<RelPath> = p.ancestors().collect();
+    ancestors.reverse();
+    for a in ancestors {
+        if !matches!(kind_at(root, &a), Ok(Some(FileType::Directory))) {
+            scope = a;
+            break;
+        }
+    }
+    let rules = scan::local::rules_above(root, &scope);
+    let is_dir = |q: &RelPath| matches!(kind_at(root, q), Ok(Some(FileType::Directory)));
+    if rules.leaves_out(&scope, &is_dir) {
+        return Ok(ScanStats::default());
+    }
+    match kind_at(root, &scope) {
+        Ok(Some(FileType::Directory | FileType::RegularFile)) => {
+            scan::scan(root, index, &scope, busy)
+        }
+        Ok(_) => Ok(vanish(index, &scope, &rules, &is_dir)),
+        Err(e) => {
+            tracing::warn!(path = %scope, "cannot read, left as it was: {e}");
+            Ok(ScanStats {
+                unreadable: vec![(scope, e.to_string())],
+                ..Default::default()
+            })
+        }
+    }
+}
+
+/// Gone from disk (or not syncable any more): tombstones for the subtree, by `reconcile`.
+fn vanish(
+    index: &mut Index,
+    scope: &RelPath,
+    rules: &scan::Rules,
+    is_dir: &dyn Fn(&RelPath) -> bool,
+) -> ScanStats {
+    scan::reconcile(
+        index,
+        scope,
+        &BTreeMap::new(),
+        &HashMap::new(),
+        |q| !rules.leaves_out(q, is_dir),
+        MTime::from_system(std::time::SystemTime::now()),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! Whether `.sync` on disk is current, answered without walking the folder (the fence file a
+//! check makes, and what the inbox holds once its event has arrived), and the index refresh
+//! an SFTP client asks for, which starts from that answer.
+
+use super::inbox::{COOKIE_PREFIX, Shared};
+use super::{Batch, WatchError, apply_changed};
+use crate::relpath::RelPath;
+use crate::replica::layout::INDEX_FILE;
+use crate::store::LocalStore;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What the watcher can vouch for about `.sync` on disk, asked by a client's index refresh.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Every change made before the question is in `.sync`.
+    Current,
+    /// `.sync` may miss changes at or under these paths, and nowhere else.
+    Dirty(BTreeSet<RelPath>),
+    /// The watcher cannot tell (a full rescan is due, the watch limit was hit, no answer).
+    Unknown,
+}
+
+/// Tells whether `.sync` on disk is current without walking the folder.
+///
+/// Events only arrive after the change that caused them, so the check first creates a fence
+/// file in the root and waits for its event: inotify reports in order, so by then every
+/// change made before the check is in the inbox (or already written by the loop).
+#[derive(Clone)]
+pub struct FreshnessProbe {
+    pub(super) shared: Arc<Shared>,
+    pub(super) root: PathBuf,
+}
+
+impl FreshnessProbe {
+    pub fn check(&self, wait: Duration) -> Freshness {
+        let n = self.shared.next_cookie.fetch_add(1, Ordering::Relaxed);
+        let path = self.root.join(format!(
+            "{COOKIE_PREFIX}{:016x}.{n}",
+            self.shared.cookie_tag
+        ));
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            tracing::debug!(path = %path.display(), "no fence for the freshness check: {e}");
+            return Freshness::Unknown;
+        }
+        let _ = std::fs::remove_file(&path);
+        let deadline = Instant::now() + wait;
+        let mut inbox = self.shared.inbox();
+        let mut seen = false;
+        loop {
+            seen = seen || inbox.cookies.remove(&n);
+            if seen && !inbox.applying {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || inbox.stop {
+                // A late cookie would stay in the set; keep it from growing without bound.
+                if inbox.cookies.len() > 64 {
+                    inbox.cookies.clear();
+                }
+                return Freshness::Unknown;
+            }
+            inbox = match self.shared.wake.wait_timeout(inbox, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        if inbox.full || inbox.degraded {
+            Freshness::Unknown
+        } else if inbox.dirty.is_empty() {
+            Freshness::Current
+        } else {
+            Freshness::Dirty(inbox.dirty.clone())
+        }
+    }
+}
+
+/// How long an index refresh waits for the watcher's answer before rescanning everything.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
+
+/// Brings the root's `.sync` up to date for a client of our SFTP server. No `.sync.lock`: the
+/// client asking holds it. Returns the paths the scan could not read (left as they were).
+///
+/// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
+/// without it, or when it cannot vouch for the index, the whole folder is. Files our clients
+/// are writing keep their old entries either way.
+pub fn refresh_for_client(
+    root: &Path,
+    watch: Option<&FreshnessProbe>,
+) -> Result<Vec<(RelPath, String)>, WatchError> {
+    let store = LocalStore::open(root, 0)?;
+    let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
+    // Parsed only when there is something to rescan: a big index takes a while to read.
+    let loaded = match &freshness {
+        Freshness::Dirty(_) => store.load_index_blocking()?,
+        _ => None,
+    };
+    let has_index = || {
+        let index = RelPath::root().join_unchecked(INDEX_FILE);
+        store.handle().lstat(&index).is_ok()
+    };
+    let (changed, stats) = match (freshness, loaded) {
+        (Freshness::Current, _) if has_index() => {
+            tracing::debug!("index current by the watcher");
+            return Ok(Vec::new());
+        }
+        (Freshness::Dirty(dirty), Some(mut index)) => {
+            let batch = Batch { dirty, full: false };
+            let busy = store.busy();
+            let (stats, moved) =
+                apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
+            (moved.then_some(index), stats)
+        }
+        _ => {
+            let (current, existed) = store.current_blocking()?;
+            // Nothing moved: the index on disk is current (and a write would cost an fsync).
+            let moved = !existed || current.loaded != current.index.entries_digest();
+            (moved.then_some(current.index), current.stats)
+        }
+    };
+    if let Some(index) = changed {
+        store.save_index_blocking(&index)?;
+        let root = root.display();
+        tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
+    }
+    Ok(stats.unreadable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::IndexWatcher;
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn freshness_sees_every_change_made_before_it_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let w = IndexWatcher::start(&root).unwrap();
+        let probe = w.freshness_probe();
+        let wait = Duration::from_secs(5);
+        assert_eq!(probe.check(wait), Freshness::Current);
+        // No pause between the change and the question: the fence makes the event count.
+        for i in 0..20 {
+            let name = format!("d/f{i}");
+            std::fs::write(root.join(&name), b"x").unwrap();
+            match probe.check(wait) {
+                Freshness::Dirty(d) => assert!(d.contains(&p(&name)), "{name} not in {d:?}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // The fence files are gone, and never marked anything.
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("d")]);
+        assert!(
+            w.shared
+                .inbox()
+                .dirty
+                .iter()
+                .all(|q| q.as_str().starts_with("d/"))
+        );
+        // Each check took its own cookie and left none behind (a daemon answers many).
+        assert!(w.shared.inbox().cookies.is_empty());
+
+        // An ignore file decides for its whole folder: editing it dirties the folder.
+        std::fs::write(root.join("d/.syncignore"), b"*.log\n").unwrap();
+        match probe.check(wait) {
+            Freshness::Dirty(d) => assert!(d.contains(&p("d")), "d not in {d:?}"),
+            other => panic!(".syncignore: {other:?}"),
+        }
+
+        // A full rescan due, or a batch taken out and not yet written: nothing is vouched for.
+        w.shared.inbox().applying = true;
+        assert_eq!(probe.check(Duration::from_millis(300)), Freshness::Unknown);
+        w.shared.inbox().applying = false;
+        w.request_full();
+        assert_eq!(probe.check(wait), Freshness::Unknown);
+    }
+}
