@@ -147,6 +147,18 @@ struct Target {
     aside: Option<(Side, RelPath)>,
 }
 
+impl Target {
+    /// `kind` with history `vv`, no content to move and nothing kept aside.
+    fn plain(kind: Kind, vv: VersionVector) -> Target {
+        Target {
+            kind,
+            vv,
+            content_from: None,
+            aside: None,
+        }
+    }
+}
+
 /// Every path of either index in order, with its entry on each side (a merge join).
 fn union<'a>(
     left: &'a BTreeMap<RelPath, Entry>,
@@ -170,25 +182,20 @@ fn union<'a>(
     })
 }
 
-/// Plans a two-way sync between two indexes (each already reflecting its disk).
+/// Plans a two-way sync between two indexes (each already reflecting its disk): a target
+/// for each path that differs, folders kept where anything in them survives, then the steps
+/// that reach every target, in phase order.
 pub fn plan(left: &Index, right: &Index) -> Plan {
-    // Conflict names must be new to both indexes and to this plan.
-    let mut taken = Taken {
-        left: &left.entries,
-        right: &right.entries,
-        chosen: BTreeSet::new(),
+    let mut pl = Planner {
+        left,
+        right,
+        // Conflict names must be new to both indexes and to this plan.
+        taken: Taken {
+            left: &left.entries,
+            right: &right.entries,
+            chosen: BTreeSet::new(),
+        },
     };
-    let get = |side: Side, p: &RelPath| -> Option<&Entry> {
-        match side {
-            Side::Left => left.entries.get(p),
-            Side::Right => right.entries.get(p),
-        }
-    };
-    let replica = |side: Side| match side {
-        Side::Left => left.replica,
-        Side::Right => right.replica,
-    };
-
     let mut targets: BTreeMap<RelPath, Target> = BTreeMap::new();
     for (p, a, b) in union(&left.entries, &right.entries) {
         // The common case, and all of a no-op sync: both sides already agree.
@@ -200,139 +207,13 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         }
         let a = a.cloned().unwrap_or_else(absent);
         let b = b.cloned().unwrap_or_else(absent);
-        let mut causality = a.vv.compare(&b.vv);
-        if causality == Causality::Equal && !a.same_content(&b) {
-            // Same history but different content: an interrupted sync or an old index. Never
-            // pick a side silently; treat it as concurrent so nothing is lost.
-            causality = Causality::Concurrent;
-        }
-        let t = match causality {
-            Causality::Equal => Target {
-                kind: a.kind,
-                vv: a.vv.clone(),
-                content_from: None,
-                aside: None,
-            },
-            Causality::Dominates => take(Side::Left, &a),
-            Causality::DominatedBy => take(Side::Right, &b),
-            Causality::Concurrent => {
-                let vv = a.vv.merged(&b.vv);
-                match (a.kind, b.kind) {
-                    (Kind::File, Kind::File) if a.same_content(&b) => Target {
-                        kind: Kind::File,
-                        vv,
-                        content_from: None,
-                        aside: None,
-                    },
-                    (Kind::File, Kind::File) => {
-                        let left_wins = (a.mtime, left.replica) > (b.mtime, right.replica);
-                        let (winner, loser, lose_entry) = if left_wins {
-                            (Side::Left, Side::Right, &b)
-                        } else {
-                            (Side::Right, Side::Left, &a)
-                        };
-                        let copy = taken.conflict_name(p, lose_entry.mtime, replica(loser));
-                        Target {
-                            kind: Kind::File,
-                            vv,
-                            content_from: Some(winner),
-                            aside: Some((loser, copy)),
-                        }
-                    }
-                    (Kind::File, Kind::Deleted) => Target {
-                        kind: Kind::File,
-                        vv,
-                        content_from: Some(Side::Left),
-                        aside: None,
-                    },
-                    (Kind::Deleted, Kind::File) => Target {
-                        kind: Kind::File,
-                        vv,
-                        content_from: Some(Side::Right),
-                        aside: None,
-                    },
-                    (Kind::File, Kind::Dir) | (Kind::Dir, Kind::File) => {
-                        let file_side = if a.kind == Kind::File {
-                            Side::Left
-                        } else {
-                            Side::Right
-                        };
-                        let fe = if file_side == Side::Left { &a } else { &b };
-                        let copy = taken.conflict_name(p, fe.mtime, replica(file_side));
-                        Target {
-                            kind: Kind::Dir,
-                            vv,
-                            content_from: None,
-                            aside: Some((file_side, copy)),
-                        }
-                    }
-                    (Kind::Dir, _) | (_, Kind::Dir) => Target {
-                        kind: Kind::Dir,
-                        vv,
-                        content_from: None,
-                        aside: None,
-                    },
-                    (Kind::Deleted, Kind::Deleted) => Target {
-                        kind: Kind::Deleted,
-                        vv,
-                        content_from: None,
-                        aside: None,
-                    },
-                }
-            }
-        };
+        let t = pl.target(p, &a, &b);
         targets.insert(p.clone(), t);
     }
-
-    // A folder stays while anything in it survives; it then needs a history newer than any
-    // deletion of it, or the next sync would delete it again.
-    let mut needed_dirs: BTreeSet<RelPath> = BTreeSet::new();
-    for (p, t) in &targets {
-        if t.kind.is_live() {
-            needed_dirs.extend(p.ancestors());
-        }
-        if let Some((_, copy)) = &t.aside {
-            needed_dirs.extend(copy.ancestors());
-        }
-    }
-    for d in needed_dirs {
-        let a = get(Side::Left, &d).cloned().unwrap_or_else(absent);
-        let b = get(Side::Right, &d).cloned().unwrap_or_else(absent);
-        let Some(t) = targets.get_mut(&d) else {
-            continue;
-        };
-        match t.kind {
-            Kind::Dir => {}
-            Kind::Deleted => {
-                t.kind = Kind::Dir;
-                t.vv = a.vv.merged(&b.vv).bumped(left.replica);
-                t.content_from = None;
-            }
-            Kind::File => {
-                // A file where a surviving folder must be: the folder keeps the name and the
-                // file is kept as a conflict copy.
-                let holder = if a.kind == Kind::File {
-                    Side::Left
-                } else {
-                    Side::Right
-                };
-                let fe = if holder == Side::Left { &a } else { &b };
-                if t.aside.is_none() {
-                    let copy = taken.conflict_name(&d, fe.mtime, replica(holder));
-                    t.aside = Some((holder, copy));
-                }
-                t.kind = Kind::Dir;
-                t.vv = a.vv.merged(&b.vv).bumped(left.replica);
-                t.content_from = None;
-            }
-        }
-    }
-
+    pl.keep_folders(&mut targets);
     let mut out = Plan::default();
     for (p, t) in &targets {
-        let a = get(Side::Left, p);
-        let b = get(Side::Right, p);
-        emit(&mut out, p, t, a, b);
+        emit(&mut out, p, t, left.entries.get(p), right.entries.get(p));
     }
     detect_moves(&mut out.steps);
     out.steps.sort_by(|x, y| {
@@ -347,6 +228,136 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         })
     });
     out
+}
+
+/// The two indexes and the conflict names this plan has handed out.
+struct Planner<'a> {
+    left: &'a Index,
+    right: &'a Index,
+    taken: Taken<'a>,
+}
+
+impl Planner<'_> {
+    fn replica(&self, side: Side) -> ReplicaId {
+        match side {
+            Side::Left => self.left.replica,
+            Side::Right => self.right.replica,
+        }
+    }
+
+    fn entry(&self, side: Side, p: &RelPath) -> Entry {
+        let idx = match side {
+            Side::Left => self.left,
+            Side::Right => self.right,
+        };
+        idx.entries.get(p).cloned().unwrap_or_else(absent)
+    }
+
+    /// What `p` must become, from its entry on each side.
+    fn target(&mut self, p: &RelPath, a: &Entry, b: &Entry) -> Target {
+        let mut causality = a.vv.compare(&b.vv);
+        if causality == Causality::Equal && !a.same_content(b) {
+            // Same history but different content: an interrupted sync or an old index. Never
+            // pick a side silently; treat it as concurrent so nothing is lost.
+            causality = Causality::Concurrent;
+        }
+        match causality {
+            Causality::Equal => Target::plain(a.kind, a.vv.clone()),
+            Causality::Dominates => take(Side::Left, a),
+            Causality::DominatedBy => take(Side::Right, b),
+            Causality::Concurrent => self.concurrent(p, a, b),
+        }
+    }
+
+    /// Concurrent histories, by what each side holds: the table of conflict rules.
+    fn concurrent(&mut self, p: &RelPath, a: &Entry, b: &Entry) -> Target {
+        let vv = a.vv.merged(&b.vv);
+        match (a.kind, b.kind) {
+            (Kind::File, Kind::File) if a.same_content(b) => Target::plain(Kind::File, vv),
+            (Kind::File, Kind::File) => {
+                // The later edit keeps the name; the replica id breaks a tie.
+                let left_wins = (a.mtime, self.left.replica) > (b.mtime, self.right.replica);
+                let (winner, loser, lose_entry) = if left_wins {
+                    (Side::Left, Side::Right, b)
+                } else {
+                    (Side::Right, Side::Left, a)
+                };
+                let copy = self.copy_of(p, lose_entry, loser);
+                Target {
+                    content_from: Some(winner),
+                    aside: Some((loser, copy)),
+                    ..Target::plain(Kind::File, vv)
+                }
+            }
+            // Delete vs. modify keeps the modification.
+            (Kind::File, Kind::Deleted) => Target {
+                content_from: Some(Side::Left),
+                ..Target::plain(Kind::File, vv)
+            },
+            (Kind::Deleted, Kind::File) => Target {
+                content_from: Some(Side::Right),
+                ..Target::plain(Kind::File, vv)
+            },
+            // A file against a folder: the folder keeps the name, the file is kept aside.
+            (Kind::File, Kind::Dir) | (Kind::Dir, Kind::File) => {
+                let (file_side, fe) = if a.kind == Kind::File {
+                    (Side::Left, a)
+                } else {
+                    (Side::Right, b)
+                };
+                let copy = self.copy_of(p, fe, file_side);
+                Target {
+                    aside: Some((file_side, copy)),
+                    ..Target::plain(Kind::Dir, vv)
+                }
+            }
+            (Kind::Dir, _) | (_, Kind::Dir) => Target::plain(Kind::Dir, vv),
+            (Kind::Deleted, Kind::Deleted) => Target::plain(Kind::Deleted, vv),
+        }
+    }
+
+    /// A new conflict copy name for `p`, held on `side` as `e`.
+    fn copy_of(&mut self, p: &RelPath, e: &Entry, side: Side) -> RelPath {
+        let replica = self.replica(side);
+        self.taken.conflict_name(p, e.mtime, replica)
+    }
+
+    /// A folder stays while anything in it survives; it then needs a history newer than any
+    /// deletion of it, or the next sync would delete it again.
+    fn keep_folders(&mut self, targets: &mut BTreeMap<RelPath, Target>) {
+        let mut needed: BTreeSet<RelPath> = BTreeSet::new();
+        for (p, t) in targets.iter() {
+            if t.kind.is_live() {
+                needed.extend(p.ancestors());
+            }
+            if let Some((_, copy)) = &t.aside {
+                needed.extend(copy.ancestors());
+            }
+        }
+        for d in needed {
+            let Some(t) = targets.get_mut(&d) else {
+                continue;
+            };
+            if t.kind == Kind::Dir {
+                continue;
+            }
+            let a = self.entry(Side::Left, &d);
+            let b = self.entry(Side::Right, &d);
+            if t.kind == Kind::File && t.aside.is_none() {
+                // A file where a surviving folder must be: the folder keeps the name and the
+                // file is kept as a conflict copy.
+                let (holder, fe) = if a.kind == Kind::File {
+                    (Side::Left, &a)
+                } else {
+                    (Side::Right, &b)
+                };
+                t.aside = Some((holder, self.copy_of(&d, fe, holder)));
+            }
+            t.kind = Kind::Dir;
+            t.vv = a.vv.merged(&b.vv).bumped(self.left.replica);
+            t.content_from = None;
+        }
+    }
 }
 
 /// Turns a delete + fetch of the same content on one side into a local move (a rename on the
@@ -413,94 +424,37 @@ fn with_vv(e: &Entry, vv: &VersionVector) -> Entry {
     e
 }
 
+/// The steps that bring `p` to `t` on both sides, given what each side holds (`a`, `b`).
 fn emit(out: &mut Plan, p: &RelPath, t: &Target, a: Option<&Entry>, b: Option<&Entry>) {
     let cur = |s: Side| if s == Side::Left { a } else { b };
-
-    // Conflict copies: the holder renames its file aside; the other side fetches that copy.
-    let mut moved_aside = None;
-    if let Some((holder, copy)) = &t.aside {
-        let held = cur(*holder).filter(|e| e.kind == Kind::File);
-        if let Some(fe) = held {
-            moved_aside = Some(*holder);
-            out.steps.push(Step {
-                side: *holder,
-                path: p.clone(),
-                op: Op::MoveAside { to: copy.clone() },
-                result: fe.clone(),
-            });
-            let other = holder.other();
-            out.steps.push(Step {
-                side: other,
-                path: copy.clone(),
-                op: Op::Fetch {
-                    from: copy.clone(),
-                    source: fe.clone(),
-                    replace: None,
-                },
-                result: fe.clone(),
-            });
-            out.conflicts.push(Conflict {
-                path: p.clone(),
-                copy: copy.clone(),
-                winner: other,
-            });
-        }
-    }
-
+    let moved_aside = emit_aside(out, p, t, cur);
     for side in [Side::Left, Side::Right] {
-        let c = if moved_aside == Some(side) {
+        let here = if moved_aside == Some(side) {
             None
         } else {
             cur(side)
         };
-        let live_here = c.filter(|e| e.is_live()).cloned();
-        let unchanged_vv = c.is_some_and(|e| e.vv == t.vv);
+        let at = At {
+            side,
+            p,
+            here,
+            same_vv: here.is_some_and(|e| e.vv == t.vv),
+        };
         match t.kind {
             Kind::File => {
                 let from = t.content_from.unwrap_or(side);
                 let src = cur(from).filter(|e| e.kind == Kind::File);
-                match (c, src) {
-                    (Some(e), Some(s)) if e.kind == Kind::File && e.same_content(s) => {
-                        push_record(out, side, p, e, &t.vv, unchanged_vv);
-                    }
-                    (_, Some(s)) if from != side => out.steps.push(Step {
-                        side,
-                        path: p.clone(),
-                        op: Op::Fetch {
-                            from: p.clone(),
-                            source: s.clone(),
-                            replace: live_here,
-                        },
-                        result: with_vv(s, &t.vv),
-                    }),
-                    (Some(e), _) if e.kind == Kind::File => {
-                        push_record(out, side, p, e, &t.vv, unchanged_vv);
-                    }
-                    // Unreachable with consistent inputs (the content side holds a file).
-                    _ => {}
-                }
+                at.file(out, t, src, from != side)
             }
-            Kind::Dir => match c {
-                Some(e) if e.kind == Kind::Dir => {
-                    if !unchanged_vv {
-                        out.steps.push(record(side, p, with_vv(e, &t.vv)));
-                    }
-                }
-                _ => {
-                    let mtime = [a, b]
-                        .into_iter()
-                        .flatten()
-                        .find(|e| e.kind == Kind::Dir)
-                        .map(|e| e.mtime)
-                        .unwrap_or_default();
-                    out.steps.push(Step {
-                        side,
-                        path: p.clone(),
-                        op: Op::MkDir { replace: live_here },
-                        result: Entry::dir(mtime, t.vv.clone()),
-                    });
-                }
-            },
+            Kind::Dir => {
+                let mtime = [a, b]
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e.kind == Kind::Dir)
+                    .map(|e| e.mtime)
+                    .unwrap_or_default();
+                at.dir(out, t, mtime)
+            }
             Kind::Deleted => {
                 let mtime = [a, b]
                     .into_iter()
@@ -509,24 +463,111 @@ fn emit(out: &mut Plan, p: &RelPath, t: &Target, a: Option<&Entry>, b: Option<&E
                     .map(|e| e.mtime)
                     .max()
                     .unwrap_or_default();
-                let tomb = Entry::tombstone(mtime, t.vv.clone());
-                match c {
-                    Some(e) if e.kind == Kind::File => out.steps.push(Step {
-                        side,
-                        path: p.clone(),
-                        op: Op::Trash { expect: e.clone() },
-                        result: tomb,
-                    }),
-                    Some(e) if e.kind == Kind::Dir => out.steps.push(Step {
-                        side,
-                        path: p.clone(),
-                        op: Op::RmDir,
-                        result: tomb,
-                    }),
-                    _ if !unchanged_vv => out.steps.push(record(side, p, tomb)),
-                    _ => {}
+                at.deleted(out, Entry::tombstone(mtime, t.vv.clone()))
+            }
+        }
+    }
+}
+
+/// Conflict copies: the holder renames its file aside, the other side fetches that copy.
+/// Returns the side that moved its file away.
+fn emit_aside<'e>(
+    out: &mut Plan,
+    p: &RelPath,
+    t: &Target,
+    cur: impl Fn(Side) -> Option<&'e Entry>,
+) -> Option<Side> {
+    let (holder, copy) = t.aside.as_ref()?;
+    let fe = cur(*holder).filter(|e| e.kind == Kind::File)?;
+    out.steps.push(Step {
+        side: *holder,
+        path: p.clone(),
+        op: Op::MoveAside { to: copy.clone() },
+        result: fe.clone(),
+    });
+    let other = holder.other();
+    out.steps.push(Step {
+        side: other,
+        path: copy.clone(),
+        op: Op::Fetch {
+            from: copy.clone(),
+            source: fe.clone(),
+            replace: None,
+        },
+        result: fe.clone(),
+    });
+    out.conflicts.push(Conflict {
+        path: p.clone(),
+        copy: copy.clone(),
+        winner: other,
+    });
+    Some(*holder)
+}
+
+/// One side of one path as `emit` sees it: what it holds now, and whether that already has
+/// the target history.
+struct At<'a> {
+    side: Side,
+    p: &'a RelPath,
+    here: Option<&'a Entry>,
+    same_vv: bool,
+}
+
+impl At<'_> {
+    fn push(&self, out: &mut Plan, op: Op, result: Entry) {
+        out.steps.push(Step {
+            side: self.side,
+            path: self.p.clone(),
+            op,
+            result,
+        });
+    }
+
+    /// A file wanted: `src` is the wanted content, on the other side when `from_other`.
+    fn file(&self, out: &mut Plan, t: &Target, src: Option<&Entry>, from_other: bool) {
+        let live_here = self.here.filter(|e| e.is_live()).cloned();
+        match (self.here, src) {
+            (Some(e), Some(s)) if e.kind == Kind::File && e.same_content(s) => {
+                push_record(out, self.side, self.p, e, &t.vv, self.same_vv);
+            }
+            (_, Some(s)) if from_other => {
+                let op = Op::Fetch {
+                    from: self.p.clone(),
+                    source: s.clone(),
+                    replace: live_here,
+                };
+                self.push(out, op, with_vv(s, &t.vv));
+            }
+            (Some(e), _) if e.kind == Kind::File => {
+                push_record(out, self.side, self.p, e, &t.vv, self.same_vv);
+            }
+            // Unreachable with consistent inputs (the content side holds a file).
+            _ => {}
+        }
+    }
+
+    fn dir(&self, out: &mut Plan, t: &Target, mtime: MTime) {
+        match self.here {
+            Some(e) if e.kind == Kind::Dir => {
+                if !self.same_vv {
+                    out.steps.push(record(self.side, self.p, with_vv(e, &t.vv)));
                 }
             }
+            _ => {
+                let replace = self.here.filter(|e| e.is_live()).cloned();
+                self.push(out, Op::MkDir { replace }, Entry::dir(mtime, t.vv.clone()));
+            }
+        }
+    }
+
+    fn deleted(&self, out: &mut Plan, tomb: Entry) {
+        match self.here {
+            Some(e) if e.kind == Kind::File => {
+                self.push(out, Op::Trash { expect: e.clone() }, tomb)
+            }
+            Some(e) if e.kind == Kind::Dir => self.push(out, Op::RmDir, tomb),
+            _ if !self.same_vv => out.steps.push(record(self.side, self.p, tomb)),
+            _ => {}
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod status;
 
 use crate::config::Config;
 use crate::index::{Index, ReplicaId};
+use crate::shutdown::{Shutdown, Signal, Signals};
 use crate::store::LocalStore;
 use crate::watch::{IndexState, IndexWatcher, WatchSettings, Watchdog};
 use anyhow::{Context, Result};
@@ -16,8 +17,6 @@ use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
 /// How long in-flight peer syncs may run on after SIGTERM before they are abandoned.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -25,214 +24,266 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Runs until SIGTERM/SIGINT. `config_file` is what `--config` named, re-read on SIGHUP.
 pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<()> {
     // First, so a signal sent right after READY (or during start-up) is ours, not fatal.
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut signals = Signals::listen().context("cannot listen for signals")?;
     let store = LocalStore::open(root, cfg.lock_stale_secs)?;
-    let root = store.root().to_path_buf();
     // A corrupt index stops the daemon with the store's explanation (how to rebuild it).
     let mut index = store
         .load_index_blocking()?
         .unwrap_or_else(|| Index::new(ReplicaId::random()));
     index.name = Some(cfg.replica_name());
+    let watcher = IndexWatcher::start(store.root())?;
+    let (store, index) = first_scan(store, index, &watcher).await?;
+    let mut d = Daemon::start(cfg, store, index, watcher).await?;
+    notify(&[NotifyState::Ready, NotifyState::Status(&d.last_status)]);
+    let failure = d.serve(&mut signals, config_file).await;
+    if let Some(e) = &failure {
+        tracing::error!("{e:#}");
+    }
+    d.stop(failure).await
+}
 
-    let watcher = IndexWatcher::start(&root)?;
+/// The start-up full rescan, on a blocking thread; a scan that cannot run now (a sync holds
+/// the lock, or it failed) is left to the watcher.
+async fn first_scan(
+    store: LocalStore,
+    index: Index,
+    watcher: &IndexWatcher,
+) -> Result<(LocalStore, Index)> {
     let started = Instant::now();
-    let (store, index) = tokio::task::spawn_blocking(move || {
+    let (store, index, done) = tokio::task::spawn_blocking(move || {
         let mut index = index;
         let done = crate::watch::initial_scan(&store, &mut index);
         (store, index, done)
     })
     .await
-    .map(|(s, i, done)| {
-        match done {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!("the index is locked by a sync; the first scan runs after it");
-                watcher.request_full();
-            }
-            Err(e) => {
-                tracing::warn!("first scan failed, retrying from the watcher: {e}");
-                watcher.request_full();
-            }
-        }
-        (s, i)
-    })
     .context("the first scan failed")?;
+    match done {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!("the index is locked by a sync; the first scan runs after it");
+            watcher.request_full();
+        }
+        Err(e) => {
+            tracing::warn!("first scan failed, retrying from the watcher: {e}");
+            watcher.request_full();
+        }
+    }
     tracing::info!(
-        root = %root.display(),
+        root = %store.root().display(),
         files = index.counts().0,
         ms = started.elapsed().as_millis() as u64,
         "index loaded and checked"
     );
+    Ok((store, index))
+}
 
-    let mut watchdog = Watchdog::disabled();
-    watchdog.every = sd_notify::watchdog_enabled().map(|d| d / 2);
-    watchdog.beat();
-    let index_state = watcher.state();
-    let pending = watcher.pending_probe();
-    let stopper = watcher.stopper();
-    let freshness = watcher.freshness_probe();
-    let settings = watch_settings(cfg);
-    let wd = watchdog.clone();
-    let mut indexer = tokio::task::spawn_blocking(move || watcher.run(store, index, settings, wd));
+type Task<T> = tokio::task::JoinHandle<T>;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut server_task = None;
-    if let Some(sc) = &cfg.server {
-        match crate::server::bind(sc, &root).await {
-            Ok(bound) => {
-                let bound = bound.with_freshness(freshness);
-                tracing::info!(addr = %bound.local_addr(), "serving SFTP");
-                server_task = Some(tokio::spawn(bound.run(shutdown_rx.clone())));
+/// The running parts: the indexing thread, the SFTP server, the schedule, the status socket.
+struct Daemon {
+    cfg: Arc<Config>,
+    root: PathBuf,
+    shutdown: Shutdown,
+    stopper: crate::watch::Stopper,
+    indexer: Task<Index>,
+    server: Option<Task<Result<(), crate::server::ServerError>>>,
+    status: Option<Task<()>>,
+    sched: Schedule,
+    peers: PeerStates,
+    last_error: Arc<Mutex<Option<String>>>,
+    snapshot: Arc<dyn Fn() -> status::Report + Send + Sync>,
+    watchdog: Watchdog,
+    last_status: String,
+}
+
+impl Daemon {
+    async fn start(
+        cfg: &Config,
+        store: LocalStore,
+        index: Index,
+        watcher: IndexWatcher,
+    ) -> Result<Daemon> {
+        let root = store.root().to_path_buf();
+        let mut watchdog = Watchdog::disabled();
+        watchdog.every = sd_notify::watchdog_enabled().map(|d| d / 2);
+        watchdog.beat();
+        let (index_state, pending) = (watcher.state(), watcher.pending_probe());
+        let (stopper, freshness) = (watcher.stopper(), watcher.freshness_probe());
+        let (settings, wd) = (watch_settings(cfg), watchdog.clone());
+        let indexer = tokio::task::spawn_blocking(move || watcher.run(store, index, settings, wd));
+        let peers: PeerStates = Arc::default();
+        let last_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let snapshot: Arc<dyn Fn() -> status::Report + Send + Sync> = {
+            let (peers, last_error, root) = (peers.clone(), last_error.clone(), root.clone());
+            Arc::new(move || {
+                status::Report::build(&root, &index_state, &pending, &peers, &last_error)
+            })
+        };
+        let cfg = Arc::new(cfg.clone());
+        let mut d = Daemon {
+            sched: Schedule::start(cfg.clone(), root.clone(), peers.clone()),
+            cfg,
+            root,
+            shutdown: Shutdown::default(),
+            stopper,
+            indexer,
+            server: None,
+            status: None,
+            peers,
+            last_error,
+            snapshot,
+            watchdog,
+            last_status: String::new(),
+        };
+        if let Err(e) = d.start_serving(freshness).await {
+            return Err(d
+                .stop(Some(e))
+                .await
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("stopped")));
+        }
+        d.last_status = status_line(&(d.snapshot)());
+        Ok(d)
+    }
+
+    /// The SFTP server (when configured) and the status socket. Two daemons on one folder
+    /// would double every scheduled sync: the second one refuses to start.
+    async fn start_serving(&mut self, freshness: crate::watch::FreshnessProbe) -> Result<()> {
+        if let Some(sc) = &self.cfg.server {
+            let bound = crate::server::bind(sc, &self.root)
+                .await
+                .context("cannot start the SFTP server")?
+                .with_freshness(freshness);
+            tracing::info!(addr = %bound.local_addr(), "serving SFTP");
+            self.server = Some(tokio::spawn(bound.run(self.shutdown.listener())));
+        }
+        let snapshot = self.snapshot.clone();
+        match status::serve(&self.root, move || snapshot(), self.shutdown.listener()) {
+            Ok(t) => self.status = Some(t),
+            Err(e @ status::StatusError::Running(_)) => return Err(e.into()),
+            Err(e) => tracing::warn!("`filesync status` cannot reach this daemon: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Until a signal asks to stop, or a part fails (the failure is returned).
+    async fn serve(
+        &mut self,
+        signals: &mut Signals,
+        config_file: Option<&Path>,
+    ) -> Option<anyhow::Error> {
+        let tick_every = self
+            .watchdog
+            .every
+            .map(|d| (d / 4).max(Duration::from_millis(50)))
+            .unwrap_or(Duration::from_secs(2))
+            .min(Duration::from_secs(2));
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                sig = signals.next() => match sig {
+                    Signal::Hangup => self.reload(config_file).await,
+                    other => {
+                        tracing::info!("{other:?}: stopping");
+                        return None;
+                    }
+                },
+                _ = tick.tick() => self.tick(),
+                res = &mut self.indexer => {
+                    // Only a panic ends the indexer early; exit so systemd restarts us.
+                    return Some(match res {
+                        Ok(_) => anyhow::anyhow!("the indexing thread stopped unexpectedly"),
+                        Err(e) => anyhow::anyhow!("the indexing thread failed: {e}"),
+                    });
+                }
+                res = async {
+                    match self.server.as_mut() {
+                        Some(t) => t.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.server = None;
+                    return Some(match res {
+                        Ok(Ok(())) => anyhow::anyhow!("the SFTP server stopped unexpectedly"),
+                        Ok(Err(e)) => anyhow::Error::new(e).context("the SFTP server failed"),
+                        Err(e) => anyhow::anyhow!("the SFTP server task failed: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.watchdog.beat();
+        let line = status_line(&(self.snapshot)());
+        if line != self.last_status {
+            notify(&[NotifyState::Status(&line)]);
+            self.last_status = line;
+        }
+    }
+
+    /// SIGHUP: the configuration read again; the schedule restarts with it. A bad file keeps
+    /// the old configuration (and says so in the status).
+    async fn reload(&mut self, config_file: Option<&Path>) {
+        let mut msg = vec![NotifyState::Reloading];
+        if let Ok(m) = NotifyState::monotonic_usec_now() {
+            msg.push(m);
+        }
+        notify(&msg);
+        match Config::load(config_file) {
+            Ok(new) => {
+                if new.server != self.cfg.server {
+                    tracing::warn!("[server] settings changed; they take effect after a restart");
+                }
+                if new.root.is_some() && new.root != self.cfg.root {
+                    tracing::warn!("`root` changed; it takes effect after a restart");
+                }
+                self.sched.stop(STOP_GRACE).await;
+                self.cfg = Arc::new(new);
+                self.sched =
+                    Schedule::start(self.cfg.clone(), self.root.clone(), self.peers.clone());
+                tracing::info!(peers = self.cfg.peers.len(), "configuration reloaded");
             }
             Err(e) => {
-                stopper.stop();
-                let _ = indexer.await;
-                return Err(anyhow::Error::new(e).context("cannot start the SFTP server"));
+                tracing::error!("configuration not reloaded, keeping the old one: {e}");
+                *lock(&self.last_error) = Some(format!("reload failed: {e}"));
             }
         }
+        self.last_status = status_line(&(self.snapshot)());
+        notify(&[NotifyState::Ready, NotifyState::Status(&self.last_status)]);
     }
 
-    let peers: PeerStates = Arc::default();
-    let mut cfg = Arc::new(cfg.clone());
-    let mut sched = Schedule::start(cfg.clone(), root.clone(), peers.clone());
-    let last_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let snapshot = {
-        let (index_state, peers, last_error, root) = (
-            index_state.clone(),
-            peers.clone(),
-            last_error.clone(),
-            root.clone(),
-        );
-        move || status::Report::build(&root, &index_state, &pending, &peers, &last_error)
-    };
-    let status_task = match status::serve(&root, snapshot.clone(), shutdown_rx.clone()) {
-        Ok(t) => Some(t),
-        Err(e @ status::StatusError::Running(_)) => {
-            // Two daemons on one folder would double every scheduled sync: refuse to start.
-            let _ = shutdown_tx.send(true);
-            sched.stop(STOP_GRACE).await;
-            stopper.stop();
-            let _ = indexer.await;
-            if let Some(t) = server_task {
-                let _ = t.await;
-            }
-            return Err(e.into());
-        }
-        Err(e) => {
-            tracing::warn!("`filesync status` cannot reach this daemon: {e}");
+    /// Stops every part, in order: the flag raised, the schedule drained, the indexer
+    /// flushed (it applies what is pending, lock permitting, and saves), the server and the
+    /// status socket awaited. `failure` is what ended the run, if anything did.
+    async fn stop(mut self, failure: Option<anyhow::Error>) -> Result<()> {
+        notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        self.shutdown.raise();
+        self.sched.stop(STOP_GRACE).await;
+        self.stopper.stop();
+        let index = if self.indexer.is_finished() && failure.is_some() {
             None
-        }
-    };
-
-    let mut last_status = status_line(&snapshot());
-    notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
-
-    let tick_every = watchdog
-        .every
-        .map(|d| (d / 4).max(Duration::from_millis(50)))
-        .unwrap_or(Duration::from_secs(2))
-        .min(Duration::from_secs(2));
-    let mut tick = tokio::time::interval(tick_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failure: Option<anyhow::Error> = None;
-
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => {
-                let mut msg = vec![NotifyState::Reloading];
-                if let Ok(m) = NotifyState::monotonic_usec_now() {
-                    msg.push(m);
-                }
-                notify(&msg);
-                match Config::load(config_file) {
-                    Ok(new) => {
-                        if new.server != cfg.server {
-                            tracing::warn!("[server] settings changed; they take effect after a restart");
-                        }
-                        if new.root.is_some() && new.root != cfg.root {
-                            tracing::warn!("`root` changed; it takes effect after a restart");
-                        }
-                        sched.stop(STOP_GRACE).await;
-                        cfg = Arc::new(new);
-                        sched = Schedule::start(cfg.clone(), root.clone(), peers.clone());
-                        tracing::info!(peers = cfg.peers.len(), "configuration reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!("configuration not reloaded, keeping the old one: {e}");
-                        *lock(&last_error) = Some(format!("reload failed: {e}"));
-                    }
-                }
-                last_status = status_line(&snapshot());
-                notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
-            }
-            _ = tick.tick() => {
-                watchdog.beat();
-                let line = status_line(&snapshot());
-                if line != last_status {
-                    notify(&[NotifyState::Status(&line)]);
-                    last_status = line;
-                }
-            }
-            res = &mut indexer => {
-                // Only a panic ends the indexer early; exit so systemd restarts us.
-                let e = match res {
-                    Ok(_) => anyhow::anyhow!("the indexing thread stopped unexpectedly"),
-                    Err(e) => anyhow::anyhow!("the indexing thread failed: {e}"),
-                };
-                tracing::error!("{e:#}");
-                let _ = shutdown_tx.send(true);
-                sched.stop(STOP_GRACE).await;
-                if let Some(t) = server_task {
-                    let _ = t.await;
-                }
-                if let Some(t) = status_task {
-                    let _ = t.await;
-                }
-                return Err(e);
-            }
-            res = async {
-                match server_task.as_mut() {
-                    Some(t) => t.await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                server_task = None;
-                let e = match res {
-                    Ok(Ok(())) => anyhow::anyhow!("the SFTP server stopped unexpectedly"),
-                    Ok(Err(e)) => anyhow::Error::new(e).context("the SFTP server failed"),
-                    Err(e) => anyhow::anyhow!("the SFTP server task failed: {e}"),
-                };
-                tracing::error!("{e:#}");
-                failure = Some(e);
-                break;
+        } else {
+            self.indexer.await.ok()
+        };
+        if let Some(t) = self.server {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!("the SFTP server stopped with an error: {e}"),
+                Err(e) => tracing::warn!("the SFTP server task failed: {e}"),
+                Ok(Ok(())) => {}
             }
         }
-    }
-
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
-    let _ = shutdown_tx.send(true);
-    sched.stop(STOP_GRACE).await;
-    stopper.stop();
-    // The indexer applies what is pending (lock permitting) and saves before it returns.
-    let index = indexer.await.context("the indexing thread failed")?;
-    if let Some(t) = server_task {
-        match t.await {
-            Ok(Err(e)) => tracing::warn!("the SFTP server stopped with an error: {e}"),
-            Err(e) => tracing::warn!("the SFTP server task failed: {e}"),
-            Ok(Ok(())) => {}
+        if let Some(t) = self.status {
+            let _ = t.await;
         }
-    }
-    if let Some(t) = status_task {
-        let _ = t.await;
-    }
-    tracing::info!(files = index.counts().0, "stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        if let Some(index) = index {
+            tracing::info!(files = index.counts().0, "stopped");
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -251,12 +302,6 @@ fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::debug!("cannot notify systemd: {e}");
     }
-}
-
-/// Resolves once a shutdown-style flag turns true (or its sender is gone).
-async fn raised(rx: &mut watch::Receiver<bool>) {
-    // The borrow guard is dropped here, so callers may hold this across awaits.
-    let _ = rx.wait_for(|v| *v).await;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

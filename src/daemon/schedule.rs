@@ -92,7 +92,7 @@ impl Schedule {
 
     /// Stops every peer task: sleeping ones at once, a sync in flight after it finishes or,
     /// past `grace`, abandoned (nothing torn: only temp files are ever half-written).
-    pub async fn stop(mut self, grace: Duration) {
+    pub async fn stop(&mut self, grace: Duration) {
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -135,7 +135,7 @@ impl PeerTask {
             });
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = super::raised(&mut self.stop) => return,
+                _ = crate::shutdown::raised(&mut self.stop) => return,
             }
             if *self.stop.borrow() {
                 return;
@@ -232,7 +232,7 @@ impl PeerTask {
         };
         let res = tokio::select! {
             r = job.run() => r,
-            _ = super::raised(&mut self.abandon) => {
+            _ = crate::shutdown::raised(&mut self.abandon) => {
                 job.abandon().await;
                 return Outcome::Abandoned;
             }

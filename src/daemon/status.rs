@@ -160,7 +160,7 @@ pub fn serve(
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = super::raised(&mut shutdown) => break,
+                _ = crate::shutdown::raised(&mut shutdown) => break,
                 res = listener.accept() => match res {
                     Ok((mut conn, _)) => {
                         let body = serde_json::to_vec(&report()).unwrap_or_default();

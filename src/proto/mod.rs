@@ -1,10 +1,12 @@
 //! The SFTP protocol as both our ends speak it: version 3's packets (decoding requests,
-//! encoding replies), our batch payloads, and every extension's name (`ext`). No I/O here;
-//! used by the client store and the server alike.
+//! encoding replies), our batch payloads, every extension's name (`ext`), and the SSH
+//! cipher order both ends prefer (`ciphers`). No I/O here; used by the client store and the
+//! server alike.
 //!
 //! Paths stay raw bytes until the server checks them, so a non-UTF-8 or NUL-bearing name is
 //! refused there instead of being mangled here.
 
+pub mod ciphers;
 pub mod ext;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

@@ -13,7 +13,7 @@ pub mod walk;
 pub use local::{scan, scan_walked};
 pub use rules::Rules;
 
-use crate::index::{ContentHash, Entry, Index, Kind, MTime, VersionVector};
+use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
 use crate::relpath::RelPath;
 use rustix::fs::FileType;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -131,68 +131,13 @@ pub fn reconcile(
     for (p, o) in observed {
         let e = index.entries.get(p);
         let new = match o.kind {
-            Kind::Dir => match e {
-                Some(e) if e.kind == Kind::Dir && !e.vv.is_empty() => continue,
-                Some(e) if e.kind == Kind::Dir => Entry::dir(e.mtime, e.vv.bumped(me)),
-                Some(e) => {
-                    if e.is_live() {
-                        st.modified += 1;
-                    } else {
-                        st.added += 1;
-                    }
-                    Entry::dir(o.mtime, e.vv.bumped(me))
-                }
-                None => {
-                    st.added += 1;
-                    Entry::dir(o.mtime, VersionVector::new().bumped(me))
-                }
-            },
-            Kind::File => {
-                if !must_hash(e, o) {
-                    match e {
-                        Some(e) if e.vv.is_empty() => {
-                            let mut n = e.clone();
-                            n.vv.bump(me);
-                            n
-                        }
-                        _ => continue,
-                    }
-                } else {
-                    let Some(h) = hashes.get(p) else {
-                        continue;
-                    };
-                    match e {
-                        Some(e)
-                            if e.kind == Kind::File && e.hash == Some(*h) && e.size == o.size =>
-                        {
-                            // Touched, not changed: keep the history, note the new mtime.
-                            let mut n = e.clone();
-                            n.mtime = o.mtime;
-                            if n.vv.is_empty() {
-                                n.vv.bump(me);
-                            }
-                            n
-                        }
-                        Some(e) => {
-                            if e.is_live() {
-                                st.modified += 1;
-                            } else {
-                                st.added += 1;
-                            }
-                            let mut n = Entry::file(o.size, o.mtime, Some(*h), e.vv.bumped(me));
-                            n.extra = e.extra.clone();
-                            n
-                        }
-                        None => {
-                            st.added += 1;
-                            Entry::file(o.size, o.mtime, Some(*h), VersionVector::new().bumped(me))
-                        }
-                    }
-                }
-            }
-            Kind::Deleted => continue,
+            Kind::Dir => dir_entry(e, o, me, &mut st),
+            Kind::File => file_entry(e, o, hashes.get(p), me, &mut st),
+            Kind::Deleted => None,
         };
-        index.entries.insert(p.clone(), new);
+        if let Some(new) = new {
+            index.entries.insert(p.clone(), new);
+        }
     }
 
     let vanished: Vec<RelPath> = index
@@ -210,6 +155,70 @@ pub fn reconcile(
         }
     }
     st
+}
+
+/// The entry for a folder seen at a path (`None`: the index already has it right).
+fn dir_entry(e: Option<&Entry>, o: &Observed, me: ReplicaId, st: &mut ScanStats) -> Option<Entry> {
+    match e {
+        Some(e) if e.kind == Kind::Dir && !e.vv.is_empty() => None,
+        Some(e) if e.kind == Kind::Dir => Some(Entry::dir(e.mtime, e.vv.bumped(me))),
+        Some(e) => {
+            if e.is_live() {
+                st.modified += 1;
+            } else {
+                st.added += 1;
+            }
+            Some(Entry::dir(o.mtime, e.vv.bumped(me)))
+        }
+        None => {
+            st.added += 1;
+            Some(Entry::dir(o.mtime, VersionVector::new().bumped(me)))
+        }
+    }
+}
+
+/// The entry for a file seen at a path, with its hash when it was read (`None`: the index
+/// already has it right, or it could not be read and keeps its entry).
+fn file_entry(
+    e: Option<&Entry>,
+    o: &Observed,
+    hash: Option<&ContentHash>,
+    me: ReplicaId,
+    st: &mut ScanStats,
+) -> Option<Entry> {
+    if !must_hash(e, o) {
+        // Unchanged; an entry without history (an old index) gets its first counter.
+        let e = e.filter(|e| e.vv.is_empty())?;
+        let mut n = e.clone();
+        n.vv.bump(me);
+        return Some(n);
+    }
+    let h = hash?;
+    Some(match e {
+        Some(e) if e.kind == Kind::File && e.hash == Some(*h) && e.size == o.size => {
+            // Touched, not changed: keep the history, note the new mtime.
+            let mut n = e.clone();
+            n.mtime = o.mtime;
+            if n.vv.is_empty() {
+                n.vv.bump(me);
+            }
+            n
+        }
+        Some(e) => {
+            if e.is_live() {
+                st.modified += 1;
+            } else {
+                st.added += 1;
+            }
+            let mut n = Entry::file(o.size, o.mtime, Some(*h), e.vv.bumped(me));
+            n.extra = e.extra.clone();
+            n
+        }
+        None => {
+            st.added += 1;
+            Entry::file(o.size, o.mtime, Some(*h), VersionVector::new().bumped(me))
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

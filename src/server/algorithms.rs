@@ -83,7 +83,7 @@ pub fn preferred(legacy: bool) -> russh::Preferred {
     russh::Preferred {
         kex: Cow::Owned(pick(KEX)),
         key: Cow::Borrowed(KEYS),
-        cipher: Cow::Borrowed(crate::ciphers::server_offer()),
+        cipher: Cow::Borrowed(crate::proto::ciphers::server_offer()),
         mac: Cow::Owned(macs),
         ..Default::default()
     }

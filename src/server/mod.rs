@@ -14,7 +14,7 @@ mod fuzz;
 mod host_keys;
 mod sftp;
 
-use crate::config::{Config, ServerConfig, expand_home};
+use crate::config::{ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;
 use admission::{Admission, Change, Limits, Net, Startups, Ticket};
 use client_id::{ClientId, Noting};
@@ -432,30 +432,4 @@ where
             let _ = done_tx.send(());
         })?;
     Ok(done_rx)
-}
-
-/// Runs the SFTP server in the foreground until SIGINT/SIGTERM.
-pub async fn serve_foreground(
-    cfg: &Config,
-    root: &Path,
-    listen: Option<String>,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut scfg = cfg.server.clone().unwrap_or_default();
-    if let Some(l) = listen {
-        scfg.listen = l;
-    }
-    let bound = bind(&scfg, root).await?;
-    // One machine-readable line so scripts (and tests) can use port 0.
-    println!("listening on {}", bound.local_addr());
-    let (tx, rx) = watch::channel(false);
-    let mut term = signal(SignalKind::terminate())?;
-    let server = tokio::spawn(bound.run(rx));
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    let _ = tx.send(true);
-    server.await??;
-    Ok(())
 }

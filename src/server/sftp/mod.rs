@@ -273,8 +273,12 @@ async fn dispatch(
     mut abort: tokio::sync::watch::Receiver<bool>,
     peer: &str,
 ) {
-    let session = Arc::new(Session::new(shared));
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+    let d = Dispatcher {
+        session: Arc::new(Session::new(shared)),
+        slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
+        out_tx,
+        peer,
+    };
     let mut seq = 0u64;
     while let Some(Job { id, req, size }) = req_rx.recv().await {
         budget.queued.fetch_sub(size, Ordering::Relaxed);
@@ -290,25 +294,67 @@ async fn dispatch(
         };
         let this = seq;
         seq += 1;
+        if d.run(this, id, req, share, !req_rx.is_empty())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = d.slots.acquire_many(MAX_IN_FLIGHT).await;
+    // What an abort left in the queue no longer counts against the connection.
+    req_rx.close();
+    while let Ok(job) = req_rx.try_recv() {
+        budget.queued.fetch_sub(job.size, Ordering::Relaxed);
+    }
+}
+
+/// What the dispatcher runs requests with.
+struct Dispatcher<'a> {
+    session: Arc<Session>,
+    /// One permit per READ/WRITE in flight; all of them for a request that runs alone.
+    slots: Arc<Semaphore>,
+    out_tx: mpsc::UnboundedSender<Out>,
+    peer: &'a str,
+}
+
+/// The semaphore is gone: the session is ending.
+struct Closed;
+
+impl Dispatcher<'_> {
+    /// Runs request `this` (`id`, `req`), its reply sent with `share`; `queued` tells whether
+    /// more requests wait behind it.
+    async fn run(
+        &self,
+        this: u64,
+        id: u32,
+        req: Request,
+        share: Share,
+        queued: bool,
+    ) -> Result<(), Closed> {
         let concurrent = match &req {
             Request::Read { .. } => true,
             // Appends land at the end in arrival order only if they run one at a time.
-            Request::Write { handle, .. } => !session.is_append(handle),
+            Request::Write { handle, .. } => !self.session.is_append(handle),
             _ => false,
         };
         // A small write is a copy into the page cache: cheaper here than the two thread
         // wake-ups a hop to the blocking pool costs (a tree of small files is all these).
         let small_write = matches!(&req, Request::Write { data, .. } if data.len() <= SMALL_WRITE);
-        if concurrent && (req_rx.is_empty() || small_write) {
+        if concurrent && (!queued || small_write) {
             // Nothing queued behind it: the client is waiting on this reply (one small file
             // after another), so a thread hop would only add latency.
-            let _ = out_tx.send((this, session.handle(id, req), share));
+            let _ = self
+                .out_tx
+                .send((this, self.session.handle(id, req), share));
         } else if concurrent {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let s = session.clone();
-            let out = out_tx.clone();
+            let permit = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Closed)?;
+            let (s, out) = (self.session.clone(), self.out_tx.clone());
             // Awaited through the semaphore: the loop's end takes every permit back.
             drop(tokio::task::spawn_blocking(move || {
                 // Every request must get its reply, or the in-order writer waits forever.
@@ -319,32 +365,33 @@ async fn dispatch(
                 drop(permit);
             }));
         } else {
-            let Ok(all) = slots.acquire_many(MAX_IN_FLIGHT).await else {
-                break;
-            };
-            let reply = if is_quick(&req) {
-                // Inline: a thread hop would cost more than these few syscalls, and a tree of
-                // small files is a long chain of them (open, write, close per file).
-                session.handle(id, req)
-            } else {
-                let s = session.clone();
-                match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        tracing::error!(%peer, "SFTP request {id} failed: {e}");
-                        wire::status(id, wire::FX_FAILURE, "internal error")
-                    }
-                }
-            };
-            let _ = out_tx.send((this, reply, share));
+            let all = self
+                .slots
+                .acquire_many(MAX_IN_FLIGHT)
+                .await
+                .map_err(|_| Closed)?;
+            let reply = self.alone(id, req).await;
+            let _ = self.out_tx.send((this, reply, share));
             drop(all);
         }
+        Ok(())
     }
-    let _ = slots.acquire_many(MAX_IN_FLIGHT).await;
-    // What an abort left in the queue no longer counts against the connection.
-    req_rx.close();
-    while let Ok(job) = req_rx.try_recv() {
-        budget.queued.fetch_sub(job.size, Ordering::Relaxed);
+
+    /// A request that runs with nothing else in flight.
+    async fn alone(&self, id: u32, req: Request) -> Bytes {
+        if is_quick(&req) {
+            // Inline: a thread hop would cost more than these few syscalls, and a tree of
+            // small files is a long chain of them (open, write, close per file).
+            return self.session.handle(id, req);
+        }
+        let s = self.session.clone();
+        match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(peer = %self.peer, "SFTP request {id} failed: {e}");
+                wire::status(id, wire::FX_FAILURE, "internal error")
+            }
+        }
     }
 }
 

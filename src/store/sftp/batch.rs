@@ -233,103 +233,23 @@ impl SftpStore {
                 temps.push((i, s.temp_for(&f.path)));
             }
         }
-        // `temps` is in file order: a file's temp is found by binary search.
-        let temp_of = |i: usize| {
-            temps
-                .binary_search_by_key(&i, |t| t.0)
-                .ok()
-                .map(|k| &temps[k].1)
-        };
-        let mut written = s.write_temps(&files, &temps).await;
-        // A folder that is not there yet (made by another batch's sync, or gone): make it,
-        // then send those files again.
-        let missing: Vec<(usize, String)> = written
-            .iter()
-            .filter(|(_, r)| {
-                r.as_ref()
-                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            })
-            .filter_map(|(i, _)| temp_of(*i).map(|t| (*i, t.clone())))
-            .collect();
-        if !missing.is_empty() {
-            for (i, _) in &missing {
-                if let Some(parent) = files[*i].path.parent()
-                    && let Err(e) = s.mkdir_p(&parent).await
-                {
-                    tracing::debug!("cannot make the folder of {}: {e}", files[*i].path);
-                }
-            }
-            let again = s.write_temps(&files, &missing).await;
-            written.retain(|(i, _)| !missing.iter().any(|m| m.0 == *i));
-            written.extend(again);
-        }
+        let written = self.write_all_temps(&files, &temps).await;
         let mut staged: Vec<(usize, &String)> = Vec::new();
         for (i, r) in written {
             match r {
                 Ok(()) => {
-                    if let Some(t) = temp_of(i) {
+                    if let Some(t) = temp_of(&temps, i) {
                         staged.push((i, t));
                     }
                 }
                 Err(e) => {
-                    out[i] = Some(Err(StoreError::io(
-                        format!("cannot write {}:{}", s.host, s.path(&files[i].path)),
-                        e,
-                    )));
+                    let what = format!("cannot write {}:{}", s.host, s.path(&files[i].path));
+                    out[i] = Some(Err(StoreError::io(what, e)));
                 }
             }
         }
         staged.sort_unstable_by_key(|(i, _)| *i);
-        // One install for all (split only if the names alone overflow a request).
-        let groups = pack(staged, |(i, tmp)| {
-            12 + tmp.len() + s.path(&files[*i].path).len()
-        });
-        for g in groups {
-            let mut b = BatchBuilder::default();
-            for (i, tmp) in &g {
-                b.install(tmp, &s.path(&files[*i].path), files[*i].put.fresh);
-            }
-            match s
-                .batch_request(ext::INSTALL_FILES, b.finish(), g.len())
-                .await
-            {
-                Ok(st) => {
-                    for ((i, _), o) in g.iter().zip(st) {
-                        let f = &files[*i];
-                        out[*i] = Some(match o.code {
-                            wire::FX_OK => Ok(Observed {
-                                kind: Kind::File,
-                                size: f.bytes.len() as u64,
-                                mtime: crate::index::MTime::new(
-                                    i64::from(sftp_time(f.put.mtime)),
-                                    0,
-                                ),
-                            }),
-                            wire::FX_FILE_ALREADY_EXISTS if f.put.fresh => {
-                                Err(StoreError::Appeared {
-                                    path: f.path.clone(),
-                                    place: s.place(),
-                                })
-                            }
-                            _ => Err(s.err(
-                                "cannot put in place",
-                                &s.path(&f.path),
-                                status_err(o.code, o.msg),
-                            )),
-                        });
-                    }
-                }
-                Err(e) => {
-                    // Temps left by a lost connection are removed by a later scan.
-                    for (i, _) in &g {
-                        out[*i] = Some(Err(StoreError::io(
-                            format!("cannot put in place {}:{}", s.host, s.path(&files[*i].path)),
-                            share(&e),
-                        )));
-                    }
-                }
-            }
-        }
+        self.install_all(&files, staged, &mut out).await;
         out.into_iter()
             .zip(&files)
             .map(|(r, f)| {
@@ -342,6 +262,106 @@ impl SftpStore {
             })
             .collect()
     }
+
+    /// Every temp written; a folder that is not there yet (made by another batch's sync, or
+    /// gone) is made, and those files sent again.
+    async fn write_all_temps(
+        &self,
+        files: &[BatchFile],
+        temps: &[(usize, String)],
+    ) -> Vec<(usize, io::Result<()>)> {
+        let s = &self.s;
+        let mut written = s.write_temps(files, temps).await;
+        let missing: Vec<(usize, String)> = written
+            .iter()
+            .filter(|(_, r)| {
+                r.as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            })
+            .filter_map(|(i, _)| temp_of(temps, *i).map(|t| (*i, t.clone())))
+            .collect();
+        if missing.is_empty() {
+            return written;
+        }
+        for (i, _) in &missing {
+            if let Some(parent) = files[*i].path.parent()
+                && let Err(e) = s.mkdir_p(&parent).await
+            {
+                tracing::debug!("cannot make the folder of {}: {e}", files[*i].path);
+            }
+        }
+        let again = s.write_temps(files, &missing).await;
+        written.retain(|(i, _)| !missing.iter().any(|m| m.0 == *i));
+        written.extend(again);
+        written
+    }
+
+    /// The staged temps put in place: one install request for all (split only if the names
+    /// alone overflow a request), each outcome into `out`.
+    async fn install_all(
+        &self,
+        files: &[BatchFile],
+        staged: Vec<(usize, &String)>,
+        out: &mut [Option<Result<Observed, StoreError>>],
+    ) {
+        let s = &self.s;
+        let groups = pack(staged, |(i, tmp)| {
+            12 + tmp.len() + s.path(&files[*i].path).len()
+        });
+        for g in groups {
+            let mut b = BatchBuilder::default();
+            for (i, tmp) in &g {
+                b.install(tmp, &s.path(&files[*i].path), files[*i].put.fresh);
+            }
+            let res = s
+                .batch_request(ext::INSTALL_FILES, b.finish(), g.len())
+                .await;
+            match res {
+                Ok(st) => {
+                    for ((i, _), o) in g.iter().zip(st) {
+                        out[*i] = Some(self.installed(&files[*i], o));
+                    }
+                }
+                Err(e) => {
+                    // Temps left by a lost connection are removed by a later scan.
+                    for (i, _) in &g {
+                        let what =
+                            format!("cannot put in place {}:{}", s.host, s.path(&files[*i].path));
+                        out[*i] = Some(Err(StoreError::io(what, share(&e))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What one file's install outcome means.
+    fn installed(&self, f: &BatchFile, o: wire::Outcome) -> Result<Observed, StoreError> {
+        let s = &self.s;
+        match o.code {
+            wire::FX_OK => Ok(Observed {
+                kind: Kind::File,
+                size: f.bytes.len() as u64,
+                mtime: crate::index::MTime::new(i64::from(sftp_time(f.put.mtime)), 0),
+            }),
+            wire::FX_FILE_ALREADY_EXISTS if f.put.fresh => Err(StoreError::Appeared {
+                path: f.path.clone(),
+                place: s.place(),
+            }),
+            _ => Err(s.err(
+                "cannot put in place",
+                &s.path(&f.path),
+                status_err(o.code, o.msg),
+            )),
+        }
+    }
+}
+
+/// The temp of file `i` (`temps` is in file order).
+fn temp_of(temps: &[(usize, String)], i: usize) -> Option<&String> {
+    temps
+        .binary_search_by_key(&i, |t| t.0)
+        .ok()
+        .map(|k| &temps[k].1)
 }
 
 #[cfg(test)]

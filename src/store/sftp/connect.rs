@@ -167,7 +167,7 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
         keepalive_max: 3,
         nodelay: true,
         preferred: russh::Preferred {
-            cipher: std::borrow::Cow::Borrowed(crate::ciphers::client_order()),
+            cipher: std::borrow::Cow::Borrowed(crate::proto::ciphers::client_order()),
             ..Default::default()
         },
         ..Default::default()

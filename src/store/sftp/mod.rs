@@ -411,7 +411,9 @@ impl Sftp {
     }
 }
 
-/// Connects to a remote replica (host key checked against known_hosts).
+/// Connects to a remote replica (host key checked against known_hosts): the SSH connection,
+/// the first SFTP channel and what the server can do, the synced folder checked, and more
+/// channels beside the first.
 pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStore, StoreError> {
     let ssh = connect::connect(r, accept_new).await?;
     let port = r.port.unwrap_or(22);
@@ -420,93 +422,15 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     } else {
         format!("{}@{}:{port}", connect::user_of(r), r.host)
     };
-    let fail = |what: &str, e: russh::Error| StoreError::Refused(format!("{what} on {host}: {e}"));
-    let channel = ssh
-        .channel_open_session()
-        .await
-        .map_err(|e| fail("cannot open an SSH session", e))?;
-    channel
-        .request_subsystem(true, "sftp")
-        .await
-        .map_err(|e| fail("the SFTP subsystem is not available", e))?;
     let sftp_cfg = russh_sftp::client::Config {
         max_packet_len: 4 << 20,
         request_timeout_secs: REQUEST_TIMEOUT_SECS,
         ..Default::default()
     };
-    let raw = RawSftpSession::new_with_config(channel.into_stream(), sftp_cfg.clone());
-    let version = raw.init().await.map_err(|e| {
-        StoreError::Refused(format!(
-            "the SFTP server on {host} did not start: {}",
-            to_io(e)
-        ))
-    })?;
+    let (raw, version) = first_session(&ssh, &host, &sftp_cfg).await?;
     let ext = |n: &str| version.extensions.contains_key(n);
-    let (mut read_len, mut write_len) = (32 * 1024u32, 32 * 1024u32);
-    if ext(ext::LIMITS) {
-        if let Ok(l) = raw.limits().await {
-            let cap = |v: u64| -> u32 { v.clamp(32 * 1024, 256 * 1024) as u32 };
-            if l.max_read_len > 0 {
-                read_len = cap(l.max_read_len);
-            }
-            if l.max_write_len > 0 {
-                write_len = cap(l.max_write_len);
-            }
-        }
-    } else {
-        // No limits advertised: 64 KiB requests are what every server accepts in practice.
-        read_len = 64 * 1024;
-        write_len = 64 * 1024;
-    }
-    let wanted = if r.path.is_empty() { "." } else { &r.path };
-    let root = match raw.realpath(wanted).await {
-        Ok(n) => n.files.into_iter().next().map(|f| f.filename),
-        Err(e) => {
-            return Err(StoreError::io(
-                format!("cannot open the synced folder {host}:{wanted}"),
-                to_io(e),
-            ));
-        }
-    }
-    .ok_or_else(|| StoreError::Refused(format!("{host}: the server could not resolve {wanted}")))?;
-    let root = if root.len() > 1 {
-        root.trim_end_matches('/').to_string()
-    } else {
-        root
-    };
-    match raw.stat(root.as_str()).await {
-        Ok(a) if a.attrs.file_type().is_dir() => {}
-        Ok(_) => {
-            return Err(StoreError::Refused(format!(
-                "{host}:{root} is not a folder; point the target at a folder"
-            )));
-        }
-        Err(e) => {
-            return Err(StoreError::io(
-                format!("cannot open the synced folder {host}:{root} (create it first)"),
-                to_io(e),
-            ));
-        }
-    }
-    // A plain server's `/` is its whole file system, and an empty path its login folder: a
-    // slip of the target (`host:` for `host:Sync`) that would index and fill either. Taken only
-    // when a replica is already there (the login folder also when its path is given). Our
-    // server's `/` is its synced root.
-    let implicit = r.path.is_empty() || root == "/";
-    if implicit && !ext(ext::INDEX_REFRESH) {
-        let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
-        if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
-            return Err(StoreError::Refused(if root == "/" {
-                format!(
-                    "{host}:/ is the whole file system there; name the synced folder in the target (sftp://{host}/path/to/folder)"
-                )
-            } else {
-                format!(
-                    "no folder given for {host}, which would sync the whole login folder {root}; name the synced folder (e.g. {host}{root}/Sync), or {root} itself to mean it"
-                )
-            }));
-        }
-    }
+    let (read_len, write_len) = io_lengths(&raw, ext(ext::LIMITS)).await;
+    let root = synced_folder(&raw, &host, r, ext(ext::INDEX_REFRESH)).await?;
     let mut sessions = vec![Arc::new(raw)];
     sessions.extend(more_sessions(&ssh, &host, &sftp_cfg, CHANNELS - 1).await);
     let s = Sftp {
@@ -538,6 +462,112 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
             links: Mutex::new(Default::default()),
         }),
     })
+}
+
+/// The first SFTP channel, started: the server's version and extensions.
+async fn first_session(
+    ssh: &connect::Handle,
+    host: &str,
+    cfg: &russh_sftp::client::Config,
+) -> Result<(RawSftpSession, russh_sftp::protocol::Version), StoreError> {
+    let fail = |what: &str, e: russh::Error| StoreError::Refused(format!("{what} on {host}: {e}"));
+    let channel = ssh
+        .channel_open_session()
+        .await
+        .map_err(|e| fail("cannot open an SSH session", e))?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| fail("the SFTP subsystem is not available", e))?;
+    let raw = RawSftpSession::new_with_config(channel.into_stream(), cfg.clone());
+    let version = raw.init().await.map_err(|e| {
+        StoreError::Refused(format!(
+            "the SFTP server on {host} did not start: {}",
+            to_io(e)
+        ))
+    })?;
+    Ok((raw, version))
+}
+
+/// The READ and WRITE lengths to use: what the server's `limits@openssh.com` allows (within
+/// bounds), else 64 KiB, which every server accepts in practice.
+async fn io_lengths(raw: &RawSftpSession, has_limits: bool) -> (u32, u32) {
+    if !has_limits {
+        return (64 * 1024, 64 * 1024);
+    }
+    let (mut read_len, mut write_len) = (32 * 1024u32, 32 * 1024u32);
+    if let Ok(l) = raw.limits().await {
+        let cap = |v: u64| -> u32 { v.clamp(32 * 1024, 256 * 1024) as u32 };
+        if l.max_read_len > 0 {
+            read_len = cap(l.max_read_len);
+        }
+        if l.max_write_len > 0 {
+            write_len = cap(l.max_write_len);
+        }
+    }
+    (read_len, write_len)
+}
+
+/// The absolute path of the synced folder, checked to be one. A plain server's `/` is its
+/// whole file system, and an empty path its login folder: a slip of the target (`host:` for
+/// `host:Sync`) that would index and fill either. Taken only when a replica is already there
+/// (the login folder also when its path is given). Our server's `/` is its synced root.
+async fn synced_folder(
+    raw: &RawSftpSession,
+    host: &str,
+    r: &Remote,
+    ours: bool,
+) -> Result<String, StoreError> {
+    let wanted = if r.path.is_empty() { "." } else { &r.path };
+    let resolved = raw.realpath(wanted).await.map_err(|e| {
+        StoreError::io(
+            format!("cannot open the synced folder {host}:{wanted}"),
+            to_io(e),
+        )
+    })?;
+    let root = resolved
+        .files
+        .into_iter()
+        .next()
+        .map(|f| f.filename)
+        .ok_or_else(|| {
+            StoreError::Refused(format!("{host}: the server could not resolve {wanted}"))
+        })?;
+    let root = if root.len() > 1 {
+        root.trim_end_matches('/').to_string()
+    } else {
+        root
+    };
+    match raw.stat(root.as_str()).await {
+        Ok(a) if a.attrs.file_type().is_dir() => {}
+        Ok(_) => {
+            return Err(StoreError::Refused(format!(
+                "{host}:{root} is not a folder; point the target at a folder"
+            )));
+        }
+        Err(e) => {
+            return Err(StoreError::io(
+                format!("cannot open the synced folder {host}:{root} (create it first)"),
+                to_io(e),
+            ));
+        }
+    }
+    let implicit = r.path.is_empty() || root == "/";
+    if implicit && !ours {
+        let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
+        if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
+            return Err(StoreError::Refused(if root == "/" {
+                format!(
+                    "{host}:/ is the whole file system there; name the synced folder in the target (sftp://{host}/path/to/folder)"
+                )
+            } else {
+                format!(
+                    "no folder given for {host}, which would sync the whole login folder {root}; name the synced folder (e.g. {host}{root}/Sync), or {root} itself to mean it"
+                )
+            }));
+        }
+    }
+    Ok(root)
 }
 
 impl SftpStore {

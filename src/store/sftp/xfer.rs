@@ -262,109 +262,134 @@ pub(crate) async fn upload(
     expect: Option<(ContentHash, &RelPath)>,
     size_hint: Option<u64>,
 ) -> Result<u64, StoreError> {
-    let Created { raw, handle } = created;
     let closed_ok = std::sync::atomic::AtomicBool::new(false);
     let res = async {
-        let mut hasher = blake3::Hasher::new();
         let mut inflight = FuturesUnordered::new();
-        let mut off = 0u64;
-        let chunk = s.write_len as usize;
-        let mut eof = false;
-        while !eof {
-            // Sized to what is left of the expected size (plus one byte, to see the end),
-            // and never zero-filled: a small file costs a small buffer.
-            let want = size_hint
-                .map_or(chunk, |n| {
-                    (n.saturating_sub(off) as usize).saturating_add(1)
-                })
-                .clamp(1, chunk);
-            let mut buf = Vec::with_capacity(want);
-            while buf.len() < want {
-                let got = data
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| StoreError::io(format!("reading the source of {path}"), e))?;
-                if got == 0 {
-                    eof = true;
-                    break;
-                }
-            }
-            let n = buf.len();
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf);
-            let (raw, h, at) = (raw.clone(), handle.clone(), off);
-            let w = started(async move { raw.write(h, at, buf).await }).await;
-            inflight.push(w);
-            off += n as u64;
-            if inflight.len() >= WRITE_DEPTH
-                && let Some(r) = inflight.next().await
-            {
-                r.map_err(|e| write_err(s, path, e))?;
-            }
-        }
-        let got = ContentHash(*hasher.finalize().as_bytes());
+        let (got, off) = send_all(s, path, &created, &mut data, size_hint, &mut inflight).await?;
         if let Some((want, of)) = expect
             && want != got
         {
             return Err(StoreError::SourceChanged { path: of.clone() });
         }
-        // The server handles requests in order, so the last writes, the fsync, the new mtime
-        // and the close go out together: one round trip for the tail of the file. Every
-        // write was sent when it was made (`started`), and these go out in this order.
-        let drain = async {
-            while let Some(r) = inflight.next().await {
-                r.map_err(|e| write_err(s, path, e))?;
-            }
-            Ok::<(), StoreError>(())
-        };
-        let fsync = async {
-            if !s.fsync {
-                return Ok(());
-            }
-            let mut d = Vec::new();
-            super::put_str(&mut d, &handle);
-            let r = raw.extended(crate::proto::ext::FSYNC, d).await;
-            r.and_then(super::status_ok)
-                .map_err(|e| s.err("cannot fsync", path, e))
-        };
-        let times = async {
-            let Some(t) = mtime else { return Ok(()) };
-            let attrs = FileAttributes {
-                atime: Some(sftp_time(t)),
-                mtime: Some(sftp_time(t)),
-                ..FileAttributes::empty()
-            };
-            raw.fsetstat(handle.as_str(), attrs)
-                .await
-                .map(|_| ())
-                .map_err(|e| s.err("cannot set the time of", path, e))
-        };
-        let close = async {
-            raw.close(handle.as_str())
-                .await
-                .map(|_| ())
-                .map_err(|e| s.err("cannot finish writing", path, e))
-        };
-        let (fsync, times, close) = (
-            started(fsync).await,
-            started(times).await,
-            started(close).await,
-        );
-        let (d, f, t, c) = futures::join!(drain, fsync, times, close);
+        let finished = finish(s, path, &created, mtime, inflight).await;
         closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
-        d?;
-        f?;
-        t?;
-        c?;
-        Ok(off)
+        finished.map(|()| off)
     }
     .await;
     if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
-        let _ = raw.close(handle.as_str()).await;
+        let _ = created.raw.close(created.handle.as_str()).await;
     }
     res
+}
+
+/// WRITE requests sent and not yet answered.
+type Writes<'a> = FuturesUnordered<Started<'a, Result<russh_sftp::protocol::Status, SftpError>>>;
+
+/// Sends all of `data` as WRITE requests, `WRITE_DEPTH` in flight; returns its hash and
+/// length. The last requests are left in `inflight` for `finish` to await.
+async fn send_all<'a>(
+    s: &Sftp,
+    path: &str,
+    created: &Created,
+    data: &mut Reader,
+    size_hint: Option<u64>,
+    inflight: &mut Writes<'a>,
+) -> Result<(ContentHash, u64), StoreError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut off = 0u64;
+    let chunk = s.write_len as usize;
+    let mut eof = false;
+    while !eof {
+        // Sized to what is left of the expected size (plus one byte, to see the end), and
+        // never zero-filled: a small file costs a small buffer.
+        let want = size_hint
+            .map_or(chunk, |n| {
+                (n.saturating_sub(off) as usize).saturating_add(1)
+            })
+            .clamp(1, chunk);
+        let mut buf = Vec::with_capacity(want);
+        while buf.len() < want {
+            let got = data
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| StoreError::io(format!("reading the source of {path}"), e))?;
+            if got == 0 {
+                eof = true;
+                break;
+            }
+        }
+        let n = buf.len();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf);
+        let (raw, h, at) = (created.raw.clone(), created.handle.clone(), off);
+        // Started first, then pushed: `inflight` is not `Sync`, so no borrow of it may be
+        // held across the await.
+        let w = started(async move { raw.write(h, at, buf).await }).await;
+        inflight.push(w);
+        off += n as u64;
+        if inflight.len() >= WRITE_DEPTH
+            && let Some(r) = inflight.next().await
+        {
+            r.map_err(|e| write_err(s, path, e))?;
+        }
+    }
+    Ok((ContentHash(*hasher.finalize().as_bytes()), off))
+}
+
+/// The tail of an upload. The server handles requests in order, so the last writes, the
+/// fsync, the new mtime and the close go out together: one round trip for the tail of the
+/// file. Every write was sent when it was made (`started`), and these go out in this order.
+async fn finish(
+    s: &Sftp,
+    path: &str,
+    created: &Created,
+    mtime: Option<MTime>,
+    mut inflight: Writes<'_>,
+) -> Result<(), StoreError> {
+    let Created { raw, handle } = created;
+    let drain = async {
+        while let Some(r) = inflight.next().await {
+            r.map_err(|e| write_err(s, path, e))?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let fsync = async {
+        if !s.fsync {
+            return Ok(());
+        }
+        let mut d = Vec::new();
+        super::put_str(&mut d, handle);
+        let r = raw.extended(crate::proto::ext::FSYNC, d).await;
+        r.and_then(super::status_ok)
+            .map_err(|e| s.err("cannot fsync", path, e))
+    };
+    let times = async {
+        let Some(t) = mtime else { return Ok(()) };
+        let attrs = FileAttributes {
+            atime: Some(sftp_time(t)),
+            mtime: Some(sftp_time(t)),
+            ..FileAttributes::empty()
+        };
+        raw.fsetstat(handle.as_str(), attrs)
+            .await
+            .map(|_| ())
+            .map_err(|e| s.err("cannot set the time of", path, e))
+    };
+    let close = async {
+        raw.close(handle.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| s.err("cannot finish writing", path, e))
+    };
+    let (fsync, times, close) = (
+        started(fsync).await,
+        started(times).await,
+        started(close).await,
+    );
+    let (d, f, t, c) = futures::join!(drain, fsync, times, close);
+    d.and(f).and(t).and(c)
 }
 
 /// A request future already polled once, so its request is on the wire.

@@ -1,4 +1,4 @@
-//! Command-line definitions (clap). What each command does lives in `commands`.
+//! Command-line definitions (clap). What each command does lives in `app`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,21 +37,7 @@ pub enum Command {
     },
     /// Sync two replicas both ways: a peer name, sftp://user@host:port/path,
     /// user@host:port/path, or a local folder.
-    Sync {
-        /// The first replica.
-        a: String,
-        /// The second replica (default: `root` from the config).
-        b: Option<String>,
-        /// Show what would happen; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Trust an unknown host key and add it to known_hosts (a changed key is still refused).
-        #[arg(long)]
-        accept_new: bool,
-        /// No progress bar, even on a terminal.
-        #[arg(long)]
-        no_progress: bool,
-    },
+    Sync(SyncArgs),
     /// Show the replica, pending local changes, and the last syncs with each peer.
     Status {
         /// The synced folder (default: `root` from the config).
@@ -73,4 +59,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The first replica.
+    pub a: String,
+    /// The second replica (default: `root` from the config).
+    pub b: Option<String>,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Trust an unknown host key and add it to known_hosts (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }

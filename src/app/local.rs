@@ -1,0 +1,117 @@
+//! `filesync index` and `filesync status`: this machine's replica on its own, no peer.
+
+use super::open_local;
+use crate::config::Config;
+use crate::index::{Index, ReplicaId};
+use crate::relpath::RelPath;
+use crate::replica::lock::LockInfo;
+use crate::store::StoreError;
+use crate::sync::human_bytes;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// `filesync index`: refresh the index, or set a corrupt one aside and rebuild it.
+pub fn index(root: &Path, cfg: &Config) -> Result<i32> {
+    let store = open_local(root, cfg)?;
+    store.lock_blocking(&LockInfo::here("filesync index"))?;
+    let res = (|| -> Result<i32> {
+        let mut idx = match store.load_index_blocking() {
+            Ok(Some(i)) => i,
+            Ok(None) => Index::new(ReplicaId::random()),
+            Err(StoreError::CorruptIndex { reason, .. }) => {
+                let aside = store.set_aside_index()?;
+                tracing::warn!(
+                    "the index was corrupt ({reason}); kept it as {} and rebuilding",
+                    aside.display()
+                );
+                Index::new(ReplicaId::random())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        idx.name = Some(cfg.replica_name());
+        let busy = store.busy();
+        let root = RelPath::root();
+        let st = crate::scan::scan(store.handle(), &mut idx, &root, &|p| busy.contains(p))
+            .with_context(|| format!("cannot scan {}", store.root().display()))?;
+        crate::store::local::remove_leftover_temps(store.handle(), &st.temps);
+        store.save_index_blocking(&idx)?;
+        let (files, dirs, tombs) = idx.counts();
+        println!(
+            "indexed {}: {files} files, {dirs} folders, {} ({tombs} deletions remembered); \
+             {} added, {} modified, {} deleted, {} hashed",
+            store.root().display(),
+            human_bytes(idx.live_bytes()),
+            st.added,
+            st.modified,
+            st.deleted,
+            st.hashed
+        );
+        for (p, why) in &st.unreadable {
+            eprintln!("filesync: warning: could not read {p}: {why}");
+        }
+        Ok(if st.unreadable.is_empty() { 0 } else { 1 })
+    })();
+    store.unlock_blocking()?;
+    res
+}
+
+pub fn status(root: &Path, cfg: &Config) -> Result<i32> {
+    let store = open_local(root, cfg)?;
+    // A running daemon knows more (and more cheaply) than a scan.
+    if let Some(report) = crate::daemon::status::query(store.root()) {
+        print!("{}", report.render());
+        return Ok(0);
+    }
+    let idx = store.load_index_blocking()?;
+    let Some(idx) = idx else {
+        println!(
+            "{} has no index yet; run `filesync index --root {}`",
+            store.root().display(),
+            store.root().display()
+        );
+        return Ok(0);
+    };
+    let mut fresh = idx.clone();
+    let root = RelPath::root();
+    let st = crate::scan::scan(
+        store.handle(),
+        &mut fresh,
+        &root,
+        &crate::scan::nothing_busy,
+    )
+    .with_context(|| format!("cannot scan {}", store.root().display()))?;
+    let (files, dirs, tombs) = idx.counts();
+    println!(
+        "replica {} ({}) at {}",
+        idx.replica,
+        idx.name.as_deref().unwrap_or("unnamed"),
+        store.root().display()
+    );
+    println!(
+        "indexed: {files} files, {dirs} folders, {} ({tombs} deletions remembered)",
+        human_bytes(idx.live_bytes())
+    );
+    println!(
+        "pending local changes: {} added, {} modified, {} deleted",
+        st.added, st.modified, st.deleted
+    );
+    if idx.peers.is_empty() {
+        println!("last syncs: none yet");
+    } else {
+        println!("last syncs:");
+        let now = crate::time::now_secs();
+        for (id, p) in &idx.peers {
+            println!(
+                "  {} ({id}): {} ({} ago), {} files moved, {} conflicts",
+                if p.name.is_empty() { "?" } else { &p.name },
+                crate::time::readable(p.last_sync),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(p.last_sync).max(0) as u64
+                )),
+                p.transferred,
+                p.conflicts
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,72 @@
+//! The CLI edge: what each subcommand does, and where errors get their context for a person
+//! (`anyhow` lives here and nowhere below). `cli` is the command line, `logging` the log
+//! setup, `sync` the sync command, `local` the commands on this machine's replica alone.
+
+pub mod cli;
+mod local;
+pub mod logging;
+mod sync;
+
+use crate::config::Config;
+use crate::shutdown::{Shutdown, Signals};
+use crate::store::LocalStore;
+use anyhow::{Context, Result, bail};
+use cli::{Cli, Command};
+use std::path::{Path, PathBuf};
+
+/// Runs a parsed command line; the result is the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Index { root } => local::index(&root_of(root, &cfg)?, &cfg),
+        Command::Status { root } => local::status(&root_of(root, &cfg)?, &cfg),
+        Command::Sync(args) => runtime()?.block_on(sync::sync(&cfg, &args)),
+        Command::Serve { root, listen } => {
+            let root = root_of(root, &cfg)?;
+            runtime()?.block_on(serve(&cfg, &root, listen))
+        }
+        Command::Daemon { root } => {
+            let root = root_of(root, &cfg)?;
+            runtime()?.block_on(crate::daemon::run(&cfg, &root, cli.config.as_deref()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn root_of(arg: Option<PathBuf>, cfg: &Config) -> Result<PathBuf> {
+    match arg.or_else(|| cfg.root.clone()) {
+        Some(r) => Ok(r),
+        None => bail!(
+            "no synced folder given: pass --root DIR or set `root` in ~/.config/filesync/config.toml"
+        ),
+    }
+}
+
+fn open_local(root: &Path, cfg: &Config) -> Result<LocalStore> {
+    Ok(LocalStore::open(root, cfg.lock_stale_secs)?)
+}
+
+/// `filesync serve`: the SFTP server in the foreground until a signal stops it.
+async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32> {
+    let mut signals = Signals::listen().context("cannot handle signals")?;
+    let mut scfg = cfg.server.clone().unwrap_or_default();
+    if let Some(l) = listen {
+        scfg.listen = l;
+    }
+    let bound = crate::server::bind(&scfg, root).await?;
+    // One machine-readable line so scripts (and tests) can use port 0.
+    println!("listening on {}", bound.local_addr());
+    let shutdown = Shutdown::default();
+    let server = tokio::spawn(bound.run(shutdown.listener()));
+    signals.next().await;
+    shutdown.raise();
+    server.await.context("the SFTP server task failed")??;
+    Ok(0)
+}
