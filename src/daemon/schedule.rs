@@ -149,9 +149,15 @@ impl PeerTask {
                         tracing::info!(peer = %self.name, "peer is reachable again; syncing resumed");
                     }
                     let moved = r.sent.0 + r.received.0 + r.deleted;
-                    if moved > 0 || !r.conflicts.is_empty() {
+                    // One line per sync: files that were changing are a count in it.
+                    let changing = r
+                        .changing_note()
+                        .map(|n| format!("; {n}"))
+                        .unwrap_or_default();
+                    if moved > 0 || !r.conflicts.is_empty() || !changing.is_empty() {
                         tracing::info!(peer = %self.name, sent = r.sent.0, received = r.received.0,
-                            deleted = r.deleted, conflicts = r.conflicts.len(), "synced: {}", r.summary());
+                            deleted = r.deleted, conflicts = r.conflicts.len(),
+                            "synced: {}{changing}", r.summary());
                     } else {
                         tracing::debug!(peer = %self.name, "synced: nothing to do");
                     }

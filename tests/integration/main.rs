@@ -6,6 +6,7 @@ mod harness;
 mod daemon_notify;
 mod daemon_schedule;
 mod daemon_watch;
+mod hub_phone;
 mod remote;
 mod server_abuse;
 mod server_auth;

@@ -37,6 +37,7 @@ on_each_backend!(
     replaced_small_files_keep_their_old_versions,
     remote_disk_full_fails_cleanly_then_completes,
     a_remote_symlink_is_never_written_through,
+    a_file_appended_to_during_a_sync_is_left_for_the_next,
 );
 
 fn propagation_both_ways_and_noop(t: &mut Pair) {
@@ -717,4 +718,62 @@ fn a_target_without_a_folder_is_refused_on_a_plain_server() {
         out.one_line_error(&[says]);
     }
     assert!(!Path::new("/.sync").exists() && !Path::new("/.sync.lock").exists());
+}
+
+/// A local program appends to a file while syncs run: every sync exits 0, the other side
+/// only ever holds a state the file really had (a prefix of what it ends as, never torn),
+/// and once the writer stops the next sync carries the final content.
+fn a_file_appended_to_during_a_sync_is_left_for_the_next(t: &mut Pair) {
+    use std::io::Write;
+    t.a.write("grow.log", pattern(2 << 20, 3));
+    for i in 0..200 {
+        t.a.write(&format!("small/{i}.txt"), pattern(1000 + i, i as u64));
+    }
+    t.sync();
+    let path = t.a.p("grow.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .expect("open");
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&pattern(4096, 100 + n)).expect("append");
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        // Something changes on each side every round, so every sync has work to do.
+        t.a.write(
+            "small/0.txt",
+            pattern(1000, started.elapsed().as_millis() as u64),
+        );
+        let r = t.sync_cmd().output();
+        assert!(r.status.success(), "a sync during the appends failed: {r}");
+        seen.push(t.b.read("grow.log"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    let last = t.a.read("grow.log");
+    for (i, other) in seen.iter().enumerate() {
+        assert!(
+            last.starts_with(other),
+            "sync {i} left a torn copy ({} bytes) on the other side",
+            other.len()
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t.sync();
+    assert_eq!(
+        t.b.read("grow.log"),
+        last,
+        "the next sync did not carry the final content"
+    );
 }

@@ -147,6 +147,37 @@ fn syncignore_and_internal_files_stay_local() {
     assert_eq!(s.b.read("scratch.tmp"), b"b's own");
 }
 
+/// The names apps give files they are still writing stay where they are, unless a
+/// `.syncignore` brings one back.
+#[test]
+fn half_written_app_files_stay_local_unless_brought_back() {
+    let s = Pair::local();
+    let names = [
+        "DCIM/IMG_1.jpg.part",
+        "dl/big.zip.crdownload",
+        "x.tmp",
+        "docs/~$report.docx",
+        "docs/.~lock.report.odt#",
+        ".notes.txt.swp",
+    ];
+    for n in names {
+        s.a.write(n, "half written");
+    }
+    s.a.write("DCIM/IMG_1.jpg", "a photo");
+    s.sync();
+    assert!(s.b.exists("DCIM/IMG_1.jpg"));
+    for n in names {
+        assert!(!s.b.exists(n), "{n} was synced");
+    }
+    s.a.write(".syncignore", "!*.part\n");
+    s.sync();
+    assert!(
+        s.b.exists("DCIM/IMG_1.jpg.part"),
+        "!*.part did not bring it back"
+    );
+    assert!(!s.b.exists("x.tmp"));
+}
+
 #[test]
 fn a_reincluded_file_goes_with_its_deleted_folder() {
     let s = Pair::local();

@@ -206,18 +206,25 @@ impl Hub {
     /// Runs `tests/clients/<script>` with python3 (paramiko): args are port, key, root, then
     /// `extra`.
     pub fn python(&self, script: &str, key: &Path, extra: &[&str]) -> Ran {
+        ran(self
+            .python_cmd(script, key, extra)
+            .output()
+            .expect("run python3"))
+    }
+
+    /// The command `python` runs, for a test to spawn beside other work.
+    pub fn python_cmd(&self, script: &str, key: &Path, extra: &[&str]) -> Command {
         require_python("paramiko");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/clients")
             .join(script);
-        ran(Command::new("python3")
-            .arg(path)
+        let mut c = Command::new("python3");
+        c.arg(path)
             .arg(self.port.to_string())
             .arg(key)
             .arg(&self.root.path)
-            .args(extra)
-            .output()
-            .expect("run python3"))
+            .args(extra);
+        c
     }
 
     /// The same, failing the test (with the hub's log) unless the script succeeds.

@@ -66,6 +66,14 @@ impl Pair {
         }
     }
 
+    /// The hub of a hub pair.
+    pub fn hub_ref(&self) -> &Hub {
+        match &self.remote {
+            Remote::Hub(h) => h,
+            _ => panic!("not a hub pair"),
+        }
+    }
+
     pub fn sshd_mut(&mut self) -> &mut Sshd {
         match &mut self.remote {
             Remote::Sshd(s) => s,

@@ -1,0 +1,149 @@
+//! The hub's everyday case: a phone app uploads photos (as `NAME.part`, renamed into place)
+//! while the laptop syncs with the hub again and again. Every sync is clean (exit 0, no
+//! error), no half-written photo or temp name ever reaches the laptop, and at the end both
+//! sides hold every photo as the phone sent it, and the laptop's own files.
+
+use crate::harness::{HubKind, Pair, wait_until};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Names a half-written file has on the way: the app's own, and ours.
+fn in_flight(name: &str) -> bool {
+    name.ends_with(".part") || name.contains(".sync-tmp.")
+}
+
+#[test]
+fn a_sync_while_the_phone_uploads_is_clean_and_loses_nothing() {
+    let p = Pair::hub(HubKind::Daemon);
+    for i in 0..20 {
+        p.a.write(&format!("notes/n{i}.txt"), format!("laptop note {i}\n"));
+    }
+    p.sync();
+    let keep = p.sb.folder("phone");
+    let mut phone = p
+        .hub_ref()
+        .python_cmd("phone.py", &p.hub_ref().key, &[keep.s(), "300", "12"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the phone");
+    let started = Instant::now();
+    let mut syncs = 0;
+    while phone.try_wait().expect("phone").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the phone never finished"
+        );
+        syncs += 1;
+        if syncs % 4 == 0 {
+            p.a.write(
+                &format!("notes/during{syncs}.txt"),
+                "written during the upload\n",
+            );
+        }
+        let r = p.sync_cmd().output();
+        assert!(
+            r.status.success() && !r.stderr.contains("error") && !r.stderr.contains("WARN"),
+            "sync {syncs} while the phone uploads: {r}\nhub log:\n{}",
+            p.hub_ref().log_text()
+        );
+        let shipped: Vec<String> =
+            p.a.snapshot()
+                .into_keys()
+                .filter(|k| in_flight(k))
+                .collect();
+        assert!(shipped.is_empty(), "sync {syncs} shipped {shipped:?}");
+    }
+    let out = phone.wait_with_output().expect("phone");
+    assert!(
+        out.status.success(),
+        "the phone failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(syncs >= 3, "only {syncs} syncs overlapped the upload");
+    // Once the phone is quiet, a sync or two carry the rest, then nothing is left to do.
+    let settled = wait_until(Duration::from_secs(60), || {
+        let r = p.sync_cmd().output();
+        assert!(r.status.success(), "{r}");
+        r.stdout
+            .contains("sent 0 files (0 B), received 0 files (0 B)")
+            && photos(&p.a) == photos(&keep)
+    });
+    assert!(
+        settled,
+        "the laptop never caught up:\n{}",
+        p.hub_ref().log_text()
+    );
+    assert_eq!(
+        photos(&p.b),
+        photos(&keep),
+        "the hub's photos are not the phone's"
+    );
+    assert_eq!(photos(&keep).len(), 300);
+    let notes = |f: &crate::harness::Folder| {
+        f.tree()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("notes/"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(notes(&p.a), notes(&p.b));
+    assert!(notes(&p.a).len() > 20, "the laptop's notes are gone");
+}
+
+fn photos(f: &crate::harness::Folder) -> BTreeMap<String, Option<Vec<u8>>> {
+    f.tree()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("DCIM/"))
+        .collect()
+}
+
+/// A file a client is still writing in place (open, half of it there) is not offered by the
+/// hub, however long the client pauses; once it is closed and quiet, it is.
+#[test]
+fn a_file_open_for_writing_on_the_hub_is_not_offered() {
+    use std::io::{BufRead, Write};
+    let p = Pair::hub(HubKind::Daemon);
+    p.b.write("old.txt", "there before\n");
+    p.sync();
+    let size = 300_000;
+    let mut client = p
+        .hub_ref()
+        .python_cmd("hold.py", &p.hub_ref().key, &["big.jpg", &size.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("half written")
+    );
+    // Longer than the watcher's debounce and the quiet time: only "open" keeps it out.
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..2 {
+        let r = p.sync_cmd().output();
+        assert!(r.status.success(), "{r}");
+        assert!(
+            !p.a.exists("big.jpg"),
+            "a half-written file was offered: {r}"
+        );
+    }
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"")
+        .expect("stdin");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
+    assert!(client.wait().expect("client").success());
+    let whole = wait_until(Duration::from_secs(30), || {
+        p.sync_cmd().ok();
+        p.a.get("big.jpg").is_some_and(|b| b.len() == size)
+    });
+    assert!(
+        whole,
+        "the finished file never came:\n{}",
+        p.hub_ref().log_text()
+    );
+    assert_eq!(p.a.read("big.jpg"), p.b.read("big.jpg"));
+}
