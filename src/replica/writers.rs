@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// closes and reopens, or renames a finished `.part` into place, is not caught half-way.
 pub const QUIET: Duration = Duration::from_secs(2);
 
+/// Records past this many, those of quiet files are dropped when the next file is opened.
+const PRUNE_AT: usize = 4096;
+
 #[derive(Debug)]
 struct Writing {
     /// Handles open for writing on it.
@@ -49,6 +52,11 @@ impl Writers {
     /// A handle was opened for writing on `p`.
     pub fn opened(&self, p: &RelPath) {
         let mut f = self.files();
+        // Nobody may ask for a long while (no scan runs): the record stays small anyway.
+        if f.len() >= PRUNE_AT {
+            let now = Instant::now();
+            f.retain(|_, w| w.open > 0 || now.duration_since(w.last) < QUIET);
+        }
         let w = f.entry(p.clone()).or_insert(Writing {
             open: 0,
             last: Instant::now(),

@@ -38,6 +38,7 @@ on_each_backend!(
     remote_disk_full_fails_cleanly_then_completes,
     a_remote_symlink_is_never_written_through,
     a_file_appended_to_during_a_sync_is_left_for_the_next,
+    a_big_tree_of_small_files_goes_up_in_one_sync,
 );
 
 fn propagation_both_ways_and_noop(t: &mut Pair) {
@@ -357,6 +358,20 @@ fn an_index_update_lock_is_waited_for(t: &mut Pair) {
 /// More files in one sync than any server keeps handles open at once (ours allows 1,024 per
 /// session), both ways: every handle a transfer opens must be usable and closed. Found by
 /// syncing a 10,000-file tree with our server: handles past 0x7f came back mangled.
+/// More small files than the server can write as fast as they arrive (64 MiB: many batches
+/// of them in flight at once): the sync completes in one go, the session is not dropped.
+fn a_big_tree_of_small_files_goes_up_in_one_sync(t: &mut Pair) {
+    for i in 0..1600 {
+        t.a.write(
+            &format!("up{}/f{i}.bin", i % 16),
+            pattern(40 << 10, i as u64),
+        );
+    }
+    let out = t.sync();
+    assert!(out.contains("sent 1600 files"), "{out}");
+    t.assert_same();
+}
+
 fn many_files_in_one_sync(t: &mut Pair) {
     for i in 0..1300 {
         t.a.write(&format!("up{}/f{i}.txt", i % 7), format!("up {i}"));

@@ -52,29 +52,64 @@ impl Shared {
 
 /// What one connection's SFTP sessions may hold in memory, over all its channels: replies
 /// made and not yet sent (the dispatcher waits for room), and requests received and not
-/// yet taken up (past the limit the session is closed).
+/// yet taken up.
 ///
-/// The reader never waits: russh hands channel data over on the one loop that also reads
-/// the client's window adjustments, so a reader held back by replies that wait for the
-/// client's window would hold back the very adjustment they wait for (a pipelining client
-/// such as paramiko's prefetch then stalls for good). Only a client that sends requests
-/// and does not read the answers fills the request limit.
+/// Past `QUEUE_SOFT` of waiting requests the reader stops reading (the client is faster than
+/// the disk: TCP holds it back) — unless the dispatcher is itself waiting for room for
+/// replies. russh hands channel data over on the one loop that also reads the client's
+/// window adjustments, so a reader held back while replies wait for the client's window
+/// would hold back the very adjustment they wait for (a pipelining client such as paramiko's
+/// prefetch would stall for good). Only a client that sends requests and does not read the
+/// answers gets past that to `QUEUE_HARD`, where its session is closed.
 pub struct Budget {
     replies: Arc<Semaphore>,
     queued: std::sync::atomic::AtomicUsize,
+    /// The dispatcher is waiting for room in `replies`.
+    room_wanted: std::sync::atomic::AtomicBool,
+    /// Told whenever a request is taken up or the dispatcher starts waiting.
+    moved: tokio::sync::Notify,
 }
 
 /// Replies made and not yet sent, in KiB.
 const REPLY_BUDGET_KIB: usize = 8 * 1024;
-/// Requests received and not yet taken up, in bytes (as held in memory).
-const QUEUE_LIMIT: usize = 16 << 20;
+/// Requests received and not yet taken up, in bytes (as held in memory): where the reader
+/// waits, and where the session is given up.
+const QUEUE_SOFT: usize = 16 << 20;
+const QUEUE_HARD: usize = 32 << 20;
 
 impl Default for Budget {
     fn default() -> Self {
         Budget {
             replies: Arc::new(Semaphore::new(REPLY_BUDGET_KIB)),
             queued: Default::default(),
+            room_wanted: Default::default(),
+            moved: tokio::sync::Notify::new(),
         }
+    }
+}
+
+impl Budget {
+    /// Waits while too many requests wait to be taken up and the dispatcher is not waiting
+    /// for reply room itself.
+    async fn hold_back(&self) {
+        while self.queued.load(Ordering::Relaxed) > QUEUE_SOFT
+            && !self.room_wanted.load(Ordering::Relaxed)
+        {
+            // A timeout as well: a wake-up between the check and the wait is not lost for long.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(20), self.moved.notified())
+                    .await;
+        }
+    }
+
+    fn taken(&self, size: usize) {
+        self.queued.fetch_sub(size, Ordering::Relaxed);
+        self.moved.notify_waiters();
+    }
+
+    fn wanting_room(&self, wanted: bool) {
+        self.room_wanted.store(wanted, Ordering::Relaxed);
+        self.moved.notify_waiters();
     }
 }
 
@@ -138,9 +173,9 @@ fn reply_kib(req: &Request) -> u32 {
     (reply + 64).div_ceil(1024).clamp(1, REPLY_BUDGET_KIB) as u32
 }
 
-/// Decodes the client's packets into jobs as they come; never waits on the rest. `true` at
-/// the client's end of the channel, `false` when the session must be given up (a bad packet,
-/// a client that does not read its answers).
+/// Decodes the client's packets into jobs as they come (holding back as `Budget` says).
+/// `true` at the client's end of the channel, `false` when the session must be given up (a
+/// bad packet, a client that does not read its answers).
 async fn read_requests(
     mut rx: russh::ChannelReadHalf,
     req_tx: mpsc::UnboundedSender<Job>,
@@ -148,7 +183,11 @@ async fn read_requests(
     peer: &str,
 ) -> bool {
     let mut buf = BytesMut::with_capacity(512 * 1024);
-    while let Some(msg) = rx.wait().await {
+    loop {
+        budget.hold_back().await;
+        let Some(msg) = rx.wait().await else {
+            break;
+        };
         match msg {
             ChannelMsg::Data { data } => buf.extend_from_slice(&data),
             ChannelMsg::Eof | ChannelMsg::Close => return true,
@@ -181,13 +220,13 @@ async fn read_requests(
             };
             let size = len as usize + std::mem::size_of::<Job>();
             let queued = budget.queued.fetch_add(size, Ordering::Relaxed) + size;
-            if queued > QUEUE_LIMIT {
+            if queued > QUEUE_HARD {
                 tracing::warn!(
                     %peer,
                     "the client sent {} MiB of requests without reading the answers; closing the session",
                     queued >> 20
                 );
-                budget.queued.fetch_sub(size, Ordering::Relaxed);
+                budget.taken(size);
                 return false;
             }
             if req_tx.send(Job { id, req, size }).is_err() {
@@ -281,16 +320,25 @@ async fn dispatch(
     };
     let mut seq = 0u64;
     while let Some(Job { id, req, size }) = req_rx.recv().await {
-        budget.queued.fetch_sub(size, Ordering::Relaxed);
+        budget.taken(size);
         // Room for its reply first: replies the client has not taken yet are held to the
         // budget (requests meanwhile wait in the queue).
-        let room = budget.replies.clone().acquire_many_owned(reply_kib(&req));
-        let share = tokio::select! {
-            r = room => match r {
-                Ok(share) => share,
-                Err(_) => break,
-            },
-            _ = abort.wait_for(|a| *a) => break,
+        let kib = reply_kib(&req);
+        let share = match budget.replies.clone().try_acquire_many_owned(kib) {
+            Ok(share) => share,
+            Err(_) => {
+                budget.wanting_room(true);
+                let room = budget.replies.clone().acquire_many_owned(kib);
+                let got = tokio::select! {
+                    r = room => r.ok(),
+                    _ = abort.wait_for(|a| *a) => None,
+                };
+                budget.wanting_room(false);
+                match got {
+                    Some(share) => share,
+                    None => break,
+                }
+            }
         };
         let this = seq;
         seq += 1;
@@ -305,7 +353,7 @@ async fn dispatch(
     // What an abort left in the queue no longer counts against the connection.
     req_rx.close();
     while let Ok(job) = req_rx.try_recv() {
-        budget.queued.fetch_sub(job.size, Ordering::Relaxed);
+        budget.taken(job.size);
     }
 }
 
