@@ -3,6 +3,7 @@
 # Builds the release binary, generates the tree (cached in $BENCH_DIR), starts the daemon,
 # waits until it is idle, then reports resident memory (VmRSS, VmHWM) and CPU time used over
 # 30 s of idling (from /proc/PID/stat). Run from the repository root:  benches/daemon_mem.sh
+# (BENCH_BIN=path to a filesync binary instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +22,8 @@ cleanup() {
 trap cleanup EXIT
 
 . scripts/lib.sh
-cargo build --release --quiet
-BIN=$(target_dir)/release/filesync
+BIN=${BENCH_BIN:-$(target_dir)/release/filesync}
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --quiet
 
 if [[ ! -f "$BENCH_DIR/tree.made" ]]; then
     rm -rf "$TREE"
