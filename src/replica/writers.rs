@@ -5,6 +5,7 @@
 //! being handed it.
 
 use crate::relpath::RelPath;
+use crate::replica::layout::is_temp_name;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -91,7 +92,10 @@ impl Writers {
     }
 
     /// `from` was renamed to `to`: a file still being written keeps counting under its new
-    /// name (a finished `.part` renamed into place is quiet only `QUIET` later).
+    /// name (a finished `.part` renamed into place is quiet only `QUIET` later). A closed temp
+    /// of ours renamed into place is a sync's install, made under the index lock and named by
+    /// the index that sync commits: it is finished, and counting it would only make the next
+    /// index refresh rescan it.
     pub fn renamed(&self, from: &RelPath, to: &RelPath) {
         let mut f = self.files();
         let moved: Vec<RelPath> = f
@@ -100,6 +104,11 @@ impl Writers {
             .cloned()
             .collect();
         for k in moved {
+            let installed = f.get(&k).is_some_and(|w| w.open == 0) && is_temp_name(k.name());
+            if installed {
+                f.remove(&k);
+                continue;
+            }
             if let Some(mut w) = f.remove(&k) {
                 w.last = Instant::now();
                 let rest = &k.as_str()[from.as_str().len()..];
@@ -122,6 +131,7 @@ impl Writers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::layout::temp_name;
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).unwrap()
@@ -146,5 +156,19 @@ mod tests {
             .for_each(|f| f.last = f.last.checked_sub(QUIET).unwrap());
         assert!(w.busy().is_empty());
         assert!(Arc::ptr_eq(&of(Path::new("/tmp")), &of(Path::new("/tmp/"))));
+    }
+
+    #[test]
+    fn a_sync_installing_its_temp_leaves_nothing_busy() {
+        let w = Writers::default();
+        let tmp = p(&format!("DCIM/{}", temp_name("a.jpg")));
+        w.opened(&tmp);
+        w.closed(&tmp);
+        w.renamed(&tmp, &p("DCIM/a.jpg"));
+        assert!(w.busy().is_empty());
+        // Still open under another handle: still being written, under its new name.
+        w.opened(&tmp);
+        w.renamed(&tmp, &p("DCIM/b.jpg"));
+        assert!(w.busy().contains(&p("DCIM/b.jpg")));
     }
 }

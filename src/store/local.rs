@@ -590,12 +590,15 @@ impl Store for LocalStore {
                 Ok((Some(f), Vec::new()))
             })
             .await?;
-        Ok(match file {
-            Some(f) => Box::pin(tokio::io::BufReader::with_capacity(
-                256 * 1024,
-                tokio::fs::File::from_std(f),
-            )),
-            None => Box::pin(std::io::Cursor::new(bytes)),
+        let Some(f) = file else {
+            return Ok(Box::pin(std::io::Cursor::new(bytes)));
+        };
+        let f = tokio::io::BufReader::with_capacity(256 * 1024, tokio::fs::File::from_std(f));
+        // One byte past the known size shows that it grew (its hash check fails); reading on
+        // to the end would chase a file that is appended to faster than it is sent.
+        Ok(match size {
+            Some(n) => Box::pin(f.take(n.saturating_add(1))),
+            None => Box::pin(f),
         })
     }
 

@@ -7,7 +7,7 @@ use super::{Batch, WatchError, apply_changed};
 use crate::relpath::RelPath;
 use crate::replica::layout::INDEX_FILE;
 use crate::store::LocalStore;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -82,6 +82,25 @@ impl FreshnessProbe {
     }
 }
 
+impl Freshness {
+    /// Leaves out the files being written: a rescan keeps their old entries anyway, and right
+    /// after a client's upload that would be every file it sent, walked for nothing.
+    fn without(self, busy: &HashSet<RelPath>) -> Freshness {
+        match self {
+            Freshness::Dirty(dirty) => {
+                let dirty: BTreeSet<RelPath> =
+                    dirty.into_iter().filter(|p| !busy.contains(p)).collect();
+                if dirty.is_empty() {
+                    Freshness::Current
+                } else {
+                    Freshness::Dirty(dirty)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// How long an index refresh waits for the watcher's answer before rescanning everything.
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
@@ -96,7 +115,9 @@ pub fn refresh_for_client(
     watch: Option<&FreshnessProbe>,
 ) -> Result<Vec<(RelPath, String)>, WatchError> {
     let store = LocalStore::open(root, 0)?;
+    let busy = store.busy();
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
+    let freshness = freshness.without(&busy);
     // Parsed only when there is something to rescan: a big index takes a while to read.
     let loaded = match &freshness {
         Freshness::Dirty(_) => store.load_index_blocking()?,
@@ -112,13 +133,17 @@ pub fn refresh_for_client(
             return Ok(Vec::new());
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
+            tracing::debug!(
+                paths = dirty.len(),
+                "rescanning what the watcher saw change"
+            );
             let batch = Batch { dirty, full: false };
-            let busy = store.busy();
             let (stats, moved) =
                 apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
             (moved.then_some(index), stats)
         }
         _ => {
+            tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
             let (current, existed) = store.current_blocking()?;
             // Nothing moved: the index on disk is current (and a write would cost an fsync).
             let moved = !existed || current.loaded != current.index.entries_digest();
@@ -140,6 +165,21 @@ mod tests {
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn files_being_written_are_not_a_reason_to_rescan() {
+        let busy: HashSet<RelPath> = [p("DCIM/a.jpg"), p("DCIM/b.jpg")].into();
+        let dirty = |names: &[&str]| Freshness::Dirty(names.iter().map(|n| p(n)).collect());
+        assert_eq!(
+            dirty(&["DCIM/a.jpg", "DCIM/b.jpg"]).without(&busy),
+            Freshness::Current
+        );
+        assert_eq!(
+            dirty(&["DCIM/a.jpg", "notes.txt"]).without(&busy),
+            dirty(&["notes.txt"])
+        );
+        assert_eq!(Freshness::Unknown.without(&busy), Freshness::Unknown);
     }
 
     #[test]

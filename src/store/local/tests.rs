@@ -91,6 +91,26 @@ async fn read_opens_only_a_regular_file() {
     }
 }
 
+/// A file that grew since the scan is read one byte past the size the index knows, enough
+/// for its hash check to fail, and no further: an appender faster than the network is not
+/// chased.
+#[tokio::test]
+async fn a_read_stops_just_past_the_size_the_index_knows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path(), 3600).unwrap();
+    let known = SMALL_FILE + 10;
+    std::fs::write(tmp.path().join("grow.log"), vec![7u8; known as usize * 3]).unwrap();
+    let p = RelPath::parse("grow.log").unwrap();
+    let mut out = Vec::new();
+    let mut r = store.read(&p, Some(known)).await.unwrap();
+    r.read_to_end(&mut out).await.unwrap();
+    assert_eq!(out.len() as u64, known + 1);
+    out.clear();
+    let mut r = store.read(&p, None).await.unwrap();
+    r.read_to_end(&mut out).await.unwrap();
+    assert_eq!(out.len() as u64, known * 3);
+}
+
 /// A batch goes in as single writes would: a fresh file never replaces one that appeared,
 /// bytes that do not match their hash are not written, a replaced file goes to the trash,
 /// and a batch read refuses what is not a regular file.
