@@ -73,6 +73,9 @@ echo "shopping: milk, eggs (laptop)" >"$laptop/docs/notes.md"
 echo "shopping: milk, bread (phone)" >"$work/note" && printf 'put %s docs/notes.md\n' "$work/note" | phone
 rm "$laptop/docs/report.txt"
 printf 'mkdir photos\nrename music/song.txt music/chorus.txt\n' | phone
+# The hub offers what its clients upload once they have been quiet for a moment (a file
+# still being written is never sent): as a person's next sync would, wait that long.
+sleep 2.5
 
 say "Sync again"
 "$BIN" sync "$hub" "$laptop"
