@@ -13,13 +13,15 @@ build:
 demo:
     scripts/demo.sh
 
-# Everything CI checks: install test tools, the build scripts' checks, fmt, clippy, all tests.
+# Everything CI checks: install test tools, the build scripts' checks, fmt, clippy, all tests,
+# and the demo (it checks what it shows).
 test:
     scripts/install-test-deps.sh
     scripts/check-scripts.sh
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets
+    scripts/demo.sh
 
 # The fuzz tests at length: random packets for every SFTP handler, damaged indexes.
 fuzz cases="20000":

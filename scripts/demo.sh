@@ -85,7 +85,17 @@ say "Nothing lost: what was replaced or deleted is in .sync-trash/ on each side"
 (cd "$work" && find laptop/.sync-trash pi/.sync-trash -type f 2>/dev/null || true) | sort | sed "s/^/   /"
 
 say "A third sync has nothing to do"
-"$BIN" sync "$hub" "$laptop"
+third=$("$BIN" sync "$hub" "$laptop" 2>&1)
+echo "$third"
 
 say "Status of the laptop replica"
 "$BIN" status --root "$laptop"
+
+# The demo is also a check (`just test` runs it): what it shows must be what happened.
+fail() { echo "demo: $*" >&2; exit 1; }
+diff -r -q -x '.sync*' "$laptop" "$pi" >/dev/null || fail "laptop and hub differ after the syncs"
+ls "$laptop"/docs/notes.sync-conflict-*.md >/dev/null 2>&1 || fail "no conflict copy of docs/notes.md"
+[[ -f $laptop/music/chorus.txt && ! -e $laptop/docs/report.txt ]] || fail "rename or delete not carried"
+[[ $third == "sent 0 files (0 B), received 0 files (0 B), moved 0, deleted 0, conflicts 0,"* &&
+    $third != *$'\n'* ]] ||
+    fail "the third sync had something to do"
