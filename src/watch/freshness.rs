@@ -115,8 +115,9 @@ pub fn refresh_for_client(
     watch: Option<&FreshnessProbe>,
 ) -> Result<Vec<(RelPath, String)>, WatchError> {
     let store = LocalStore::open(root, 0)?;
-    let busy = store.busy();
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
+    // Taken after the check, which may wait: a client may have started a file meanwhile.
+    let busy = store.busy();
     let freshness = freshness.without(&busy);
     // Parsed only when there is something to rescan: a big index takes a while to read.
     let loaded = match &freshness {
