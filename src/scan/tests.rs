@@ -231,6 +231,15 @@ proptest::proptest! {
     }
 }
 
+/// Reconciles the whole tree, every path kept, at one fixed "now".
+fn whole(
+    idx: &mut Index,
+    o: &BTreeMap<RelPath, Observed>,
+    h: &HashMap<RelPath, ContentHash>,
+) -> ScanStats {
+    reconcile(idx, &RelPath::root(), o, h, |_| true, MTime::new(99, 0))
+}
+
 #[test]
 fn reconcile_rules() {
     let me = ReplicaId(1);
@@ -240,51 +249,23 @@ fn reconcile_rules() {
     o.insert(p("d"), obs(Kind::Dir, 0, 10));
     let mut h = HashMap::new();
     h.insert(p("a"), ContentHash::of(b"1"));
-    let st = reconcile(
-        &mut idx,
-        &RelPath::root(),
-        &o,
-        &h,
-        |_| true,
-        MTime::new(99, 0),
-    );
+    let st = whole(&mut idx, &o, &h);
     assert_eq!(st.added, 2);
     assert_eq!(idx.entries[&p("a")].vv.get(me), 1);
 
     // Unchanged stat: nothing to hash, nothing bumped.
     assert!(needs_hash(&idx, &o).is_empty());
-    let st = reconcile(
-        &mut idx,
-        &RelPath::root(),
-        &o,
-        &HashMap::new(),
-        |_| true,
-        MTime::new(99, 0),
-    );
+    let st = whole(&mut idx, &o, &HashMap::new());
     assert_eq!(st.changes(), 0);
 
     // Touched (mtime moved, same content): no bump. Clock running backwards still counts.
     o.insert(p("a"), obs(Kind::File, 1, 5));
     assert_eq!(needs_hash(&idx, &o), vec![p("a")]);
-    reconcile(
-        &mut idx,
-        &RelPath::root(),
-        &o,
-        &h,
-        |_| true,
-        MTime::new(99, 0),
-    );
+    whole(&mut idx, &o, &h);
     assert_eq!(idx.entries[&p("a")].vv.get(me), 1);
     h.insert(p("a"), ContentHash::of(b"2"));
     o.insert(p("a"), obs(Kind::File, 1, 4));
-    let st = reconcile(
-        &mut idx,
-        &RelPath::root(),
-        &o,
-        &h,
-        |_| true,
-        MTime::new(99, 0),
-    );
+    let st = whole(&mut idx, &o, &h);
     assert_eq!(st.modified, 1);
     assert_eq!(idx.entries[&p("a")].vv.get(me), 2);
 
