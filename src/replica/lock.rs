@@ -159,13 +159,7 @@ fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<Vec<u8>> {
 /// Takes `.sync.lock` by exclusive create, breaking a stale one.
 pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockError> {
     let body = serde_json::to_vec(info).unwrap_or_default();
-    let dir = rustix::fs::openat(
-        root.fd(),
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(std::io::Error::from)?;
+    let dir = root.dup().map_err(std::io::Error::from)?;
     let place = place(root);
     // A few rounds: a lock released between our create and our look is tried again.
     for _ in 0..5 {

@@ -11,5 +11,5 @@ mod root;
 mod trash;
 pub mod writers;
 
-pub use root::{Follow, Root, RootError, RootResult, rename_at};
+pub use root::{Follow, Root, RootError, RootResult, dir_flags, rename_at};
 pub use trash::InstallError;

@@ -193,7 +193,8 @@ impl Root {
         e.into()
     }
 
-    fn dup(&self) -> Result<OwnedFd, Errno> {
+    /// A second descriptor of the root folder itself.
+    pub(crate) fn dup(&self) -> Result<OwnedFd, Errno> {
         rustix::fs::openat(&self.fd, ".", dir_flags(), Mode::empty())
     }
 
@@ -268,11 +269,7 @@ impl Root {
     /// The folder holding `p` (resolved in the root) and `p`'s own name, for `*at` calls that
     /// must act on the entry itself, never on what a symlink there points to.
     pub fn parent<'p>(&self, p: &'p RelPath) -> RootResult<(OwnedFd, &'p str)> {
-        let parent = p.parent().ok_or(RootError::Denied(
-            "the root itself cannot be changed this way",
-        ))?;
-        let fd = self.resolve(&parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
-        Ok((fd, p.name()))
+        self.parent_dir(p, false)
     }
 
     /// The folder `d` (its descriptor), every folder on the way made when `create`.
@@ -431,7 +428,8 @@ impl Root {
     }
 }
 
-fn dir_flags() -> OFlags {
+/// How a folder is opened to be listed: never through a symlink.
+pub fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 

@@ -9,16 +9,12 @@ use super::walk::{Found, Listed, Stat, What, judge, rules_for};
 use super::{Busy, Hashed, Observed, ScanError, ScanStats, Walked, settle};
 use crate::index::{ContentHash, Index};
 use crate::relpath::RelPath;
-use crate::replica::Root;
 use crate::replica::layout::IGNORE_FILE;
+use crate::replica::{Root, dir_flags};
 use rayon::prelude::*;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::io::{self, Read};
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
 
 /// Everything under `scope` of the replica, minus what is ignored or ours.
 pub fn walk(root: &Root, scope: &RelPath) -> Result<Walked, ScanError> {

@@ -71,12 +71,6 @@ fn denied_read_only(id: u32) -> Bytes {
     wire::status(id, wire::FX_PERMISSION_DENIED, "the server is read-only")
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn version_reply() -> Bytes {
     let mut r = wire::Reply::new(wire::FXP_VERSION, 0).u32(3);
     for (name, data) in ext::OFFERED {
@@ -163,7 +157,7 @@ fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Bytes {
 }
 
 fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
-    let now = now();
+    let now = crate::time::now_secs();
     let mut names = BytesMut::new();
     let mut count = 0u32;
     while (count as usize) < READDIR_BATCH {
@@ -488,7 +482,9 @@ impl Session {
                 .finish(),
             ext::WRITE_FILES => batch::write_files(self.root(), id, data),
             ext::READ_FILES => batch::read_files(self.root(), id, data),
-            ext::INSTALL_FILES => batch::install_files(self.root(), id, data, now()),
+            ext::INSTALL_FILES => {
+                batch::install_files(self.root(), id, data, crate::time::now_secs())
+            }
             ext::INDEX_REFRESH => self.index_refresh(id),
             other => wire::status(
                 id,
