@@ -68,7 +68,9 @@ install -D -m 0644 "$DEB" "$W/overlay/tmp/filesync.deb"
 PACKAGES=(systemd-sysv udev kmod linux-image-arm64 raspi-firmware firmware-brcm80211
     wireless-regdb openssh-server systemd-resolved systemd-timesyncd wpasupplicant iproute2
     iputils-ping cloud-guest-utils e2fsprogs dosfstools fdisk ca-certificates less procps
-    avahi-daemon libnss-mdns avahi-utils sudo tzdata)
+    avahi-daemon libnss-mdns avahi-utils sudo tzdata initramfs-tools)
+# initramfs-tools, not dracut (which the backports kernel would pull in): raspi-firmware's
+# hooks expect it, and its initrd is half the size (it is stored twice: /boot and the FAT).
 
 
 [ "$reuse" = 1 ] || {

@@ -25,10 +25,12 @@ add_keys() {
     done
 }
 
+# Wi-Fi starts when wlan0 appears: a Pi without Wi-Fi (or a boot without its driver) does not
+# wait for a device that never comes.
 enable_wifi() {
     install -m 0600 "$1" /etc/wpa_supplicant/wpa_supplicant-wlan0.conf
-    systemctl --no-block enable wpa_supplicant@wlan0.service >/dev/null 2>&1 || true
-    systemctl --no-block start wpa_supplicant@wlan0.service >/dev/null 2>&1 || true
+    systemctl add-wants sys-subsystem-net-devices-wlan0.device wpa_supplicant@wlan0.service >/dev/null 2>&1 || true
+    if [ -e /sys/class/net/wlan0 ]; then systemctl --no-block start wpa_supplicant@wlan0.service >/dev/null 2>&1 || true; fi
 }
 
 # --- Raspberry Pi Imager's OS customisation (NoCloud: user-data, network-config) ---------
