@@ -70,8 +70,11 @@ nocloud_wifi() {
     printf 'ctrl_interface=DIR=/run/wpa_supplicant\n' > "$conf"
     [ -n "$country" ] && printf 'country=%s\n' "$country" >> "$conf"
     found=0
-    for ap in $(awk -v p="$w/access-points/" 'BEGIN { FS = "\t" } index($1, p) == 1 {
-                    k = substr($1, length(p) + 1); sub(/\/.*/, "", k); if (!(k in seen)) { seen[k]; print k } }' "$F"); do
+    # One access point a line (an SSID may hold spaces).
+    aps=$(awk -v p="$w/access-points/" 'BEGIN { FS = "\t" } index($1, p) == 1 {
+              k = substr($1, length(p) + 1); sub(/\/.*/, "", k); if (!(k in seen)) { seen[k]; print k } }' "$F")
+    while IFS= read -r ap; do
+        [ -n "$ap" ] || continue
         ssid=$(printf %s "$ap" | sed 's/%2F/\//g; s/%25/%/g')
         pass=$(get "$w/access-points/$ap/password")
         { printf 'network={\n\tssid="%s"\n' "$(printf %s "$ssid" | sed 's/["\\]/\\&/g')"
@@ -81,7 +84,9 @@ nocloud_wifi() {
           [ "$(get "$w/access-points/$ap/hidden")" = true ] && printf '\tscan_ssid=1\n'
           printf '}\n'; } >> "$conf"
         found=1
-    done
+    done <<APS
+$aps
+APS
     if [ "$found" = 1 ]; then enable_wifi "$conf"; say "Wi-Fi configured from network-config (wpa_supplicant@wlan0)"; fi
     rm -f "$conf"
 }

@@ -221,7 +221,7 @@ if [ -n "$ssh_ok" ]; then
            -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes admin@127.0.0.1)
     "${ADMIN[@]}" sudo -n true 2>/dev/null && log "user-data: user admin logs in with its key and has sudo" ||
         fail_soft "user-data's user admin cannot log in with its key or has no sudo"
-    "${SSH[@]}" grep -q 'ssid="Test Net"' /etc/wpa_supplicant/wpa_supplicant-wlan0.conf ||
+    "${SSH[@]}" "grep -qF 'ssid=\"Test Net\"' /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" ||
         fail_soft "network-config's Wi-Fi was not applied"
     [ "$("${SSH[@]}" cat /etc/timezone 2>/dev/null)" = Europe/Berlin ] || fail_soft "user-data's time zone was not applied"
     "${SSH[@]}" test -f /boot/firmware/user-data.applied || fail_soft "user-data was not marked applied"
