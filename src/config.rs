@@ -114,6 +114,11 @@ pub struct ServerConfig {
     /// Also offer diffie-hellman-group14-sha1 and hmac-sha1, for very old apps.
     #[serde(default)]
     pub legacy_algorithms: bool,
+    /// Announce the server on the local network (`_sftp-ssh._tcp` through avahi). Read by
+    /// the Debian package's `/usr/lib/filesync/announce`, not by the daemon: the hardened
+    /// service cannot write avahi's folder.
+    #[serde(default = "default_true")]
+    pub announce: bool,
 }
 
 /// `[server] host_key`: one path or a list of paths.
@@ -122,6 +127,10 @@ pub struct ServerConfig {
 pub enum HostKeys {
     One(PathBuf),
     Many(Vec<PathBuf>),
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> String {
@@ -158,6 +167,7 @@ impl Default for ServerConfig {
             max_startups_per_source: default_startups_per_source(),
             trusted: Vec::new(),
             legacy_algorithms: false,
+            announce: true,
         }
     }
 }
