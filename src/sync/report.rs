@@ -3,7 +3,7 @@
 
 use crate::plan::{Conflict, Plan};
 use crate::relpath::RelPath;
-use crate::scan::ScanStats;
+use crate::scan::{ScanStats, Skip, Skipped};
 
 #[derive(Debug, Default)]
 pub struct SyncReport {
@@ -70,6 +70,36 @@ impl SyncReport {
                 "{n} files were changing and are left for the next sync"
             )),
         }
+    }
+}
+
+impl SyncReport {
+    /// What either side's scan left out, each with the side it is on (`true`: left).
+    pub fn skipped(&self) -> impl Iterator<Item = (bool, &Skipped)> {
+        let left = self.scan_left.skipped.iter().map(|s| (true, s));
+        left.chain(self.scan_right.skipped.iter().map(|s| (false, s)))
+    }
+
+    /// `3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them`, when any
+    /// path was left out.
+    pub fn skipped_note(&self) -> Option<String> {
+        let counts: Vec<(Skip, usize)> = Skip::ALL
+            .into_iter()
+            .map(|k| (k, self.skipped().filter(|(_, s)| s.why == k).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = counts.iter().map(|(k, n)| k.counted(*n)).collect();
+        let listed = match parts.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let verb = if total == 1 { "was" } else { "were" };
+        Some(format!("{listed} {verb} not synced; `-v` lists them"))
     }
 }
 

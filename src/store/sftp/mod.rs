@@ -21,7 +21,7 @@ use crate::replica::layout::{
     INDEX_FILE, LOCK_FILE, TRASH_DIR, TRASH_SLOTS, temp_name, trash_name, trash_slot_name,
 };
 use crate::replica::lock::{self, LockInfo};
-use crate::scan::{Observed, ScanStats};
+use crate::scan::{Observed, ScanStats, Skip, Skipped};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
@@ -887,7 +887,7 @@ impl SftpStore {
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok(unreadable) => {
+                Ok((unreadable, skipped)) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -901,6 +901,7 @@ impl SftpStore {
                             loaded,
                             stats: ScanStats {
                                 unreadable,
+                                skipped,
                                 ..ScanStats::default()
                             },
                         });
@@ -936,8 +937,9 @@ impl SftpStore {
     }
 
     /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
-    /// not read (one outcome each, the path as the data, in a batch-style reply).
-    async fn server_refresh(&self) -> Result<Vec<(RelPath, String)>, StoreError> {
+    /// not read and those it left out (one outcome each, the path as the data, in a
+    /// batch-style reply).
+    async fn server_refresh(&self) -> Result<(Vec<(RelPath, String)>, Vec<Skipped>), StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
@@ -946,7 +948,7 @@ impl SftpStore {
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
             return status_ok(reply)
-                .map(|()| Vec::new())
+                .map(|()| Default::default())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
         let outcomes =
@@ -956,13 +958,27 @@ impl SftpStore {
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        Ok(outcomes
+        let (skipped, unreadable): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|o| o.code == ext::REFRESH_SKIPPED);
+        let unreadable = unreadable
             .into_iter()
             .filter_map(|o| {
                 let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
                 Some((p, o.msg))
             })
-            .collect())
+            .collect();
+        let mut skipped: Vec<Skipped> = skipped
+            .into_iter()
+            .filter_map(|o| {
+                Some(Skipped {
+                    why: Skip::from_keyword(&o.msg)?,
+                    path: o.data.to_vec(),
+                })
+            })
+            .collect();
+        skipped.sort();
+        Ok((unreadable, skipped))
     }
 
     async fn write_async(
