@@ -117,3 +117,42 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(path: &str, why: Skip) -> Skipped {
+        Skipped {
+            path: path.as_bytes().to_vec(),
+            why,
+        }
+    }
+
+    #[test]
+    fn the_skipped_note_counts_each_reason_once_per_sync() {
+        let mut r = SyncReport::default();
+        assert_eq!(r.skipped_note(), None);
+        r.scan_left.skipped = vec![skipped("a", Skip::Link), skipped("b", Skip::NotUtf8)];
+        r.scan_right.skipped = vec![skipped("c", Skip::Link), skipped("d", Skip::Link)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them")
+        );
+        r.scan_left.skipped = vec![skipped("f", Skip::Special)];
+        r.scan_right.skipped.clear();
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("1 FIFO, socket or device was not synced; `-v` lists them")
+        );
+        r.scan_right.skipped = vec![skipped("x", Skip::Link), skipped("y", Skip::TooDeep)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1 symlink, 1 FIFO, socket or device and 1 path deeper than 120 levels were not \
+                 synced; `-v` lists them"
+            )
+        );
+        assert_eq!(r.skipped().filter(|(left, _)| *left).count(), 1);
+    }
+}
