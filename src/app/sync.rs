@@ -124,6 +124,15 @@ fn print_skipped(r: &SyncReport, left: &AnyStore, right: &AnyStore, verbose: boo
             };
             println!("not synced: {s} on {side} ({})", s.why.what());
         }
+        for (st, side) in [(&r.scan_left, left), (&r.scan_right, right)] {
+            for (why, n) in &st.skipped_more {
+                let counted = why.counted(*n as usize);
+                println!(
+                    "not synced: {counted} more on {}, not named by it",
+                    side.describe()
+                );
+            }
+        }
     }
     println!("{note}");
 }

@@ -89,6 +89,8 @@ pub struct ScanStats {
     pub temps: Vec<RelPath>,
     /// Paths left out of the index (links, FIFOs, names that are not UTF-8, ...), sorted.
     pub skipped: Vec<Skipped>,
+    /// More paths left out than `skipped` names, by reason (a far side that lists only some).
+    pub skipped_more: Vec<(Skip, u64)>,
 }
 
 impl ScanStats {

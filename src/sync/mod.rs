@@ -194,7 +194,13 @@ fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
     let mut errors = Vec::new();
     for (stats, side) in [(&report.scan_left, left), (&report.scan_right, right)] {
         for (p, why) in &stats.unreadable {
-            errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+            if p.is_root() {
+                errors.push(format!(
+                    "cannot read the folder {side} ({why}); left as it was"
+                ));
+            } else {
+                errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+            }
         }
     }
     report.errors.extend(errors);

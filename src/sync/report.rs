@@ -80,12 +80,26 @@ impl SyncReport {
         left.chain(self.scan_right.skipped.iter().map(|s| (false, s)))
     }
 
+    /// How many paths left out for `why` the far sides counted without naming them.
+    pub fn more(&self, why: Skip) -> usize {
+        let more = self.scan_left.skipped_more.iter();
+        more.chain(&self.scan_right.skipped_more)
+            .filter(|(k, _)| *k == why)
+            .map(|(_, n)| *n as usize)
+            .sum()
+    }
+
     /// `3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them`, when any
     /// path was left out.
     pub fn skipped_note(&self) -> Option<String> {
         let counts: Vec<(Skip, usize)> = Skip::ALL
             .into_iter()
-            .map(|k| (k, self.skipped().filter(|(_, s)| s.why == k).count()))
+            .map(|k| {
+                (
+                    k,
+                    self.skipped().filter(|(_, s)| s.why == k).count() + self.more(k),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         let total: usize = counts.iter().map(|(_, n)| n).sum();
@@ -154,5 +168,14 @@ mod tests {
             )
         );
         assert_eq!(r.skipped().filter(|(left, _)| *left).count(), 1);
+        // A far side that names only some counts the rest.
+        r.scan_right.skipped_more = vec![(Skip::Link, 1500)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1501 symlinks, 1 FIFO, socket or device and 1 path deeper than 120 levels were \
+                 not synced; `-v` lists them"
+            )
+        );
     }
 }

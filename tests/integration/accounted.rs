@@ -180,3 +180,24 @@ fn a_type_clash_is_an_error_naming_both_sides(t: &mut Pair) {
     assert_eq!(t.b.read("clash.txt"), b"mine");
     assert_eq!(t.b.read("box/inside.txt"), b"in");
 }
+
+/// More links on the hub than its refresh reply names: the rest are counted all the same.
+#[test]
+fn links_past_what_the_hub_names_are_counted() {
+    let t = Pair::hub(HubKind::Serve);
+    t.b.write("real.txt", "r").mkdir("links");
+    for i in 0..1005 {
+        t.b.symlink("real.txt", &format!("links/l{i:04}"));
+    }
+    let out = t.sync_cmd().arg("-v").ok();
+    assert!(
+        out.stdout.contains("1005 symlinks were not synced"),
+        "{}",
+        out.stdout.lines().last().unwrap_or_default()
+    );
+    assert!(
+        out.stdout.contains("not synced: 5 symlinks more on"),
+        "{out}"
+    );
+    assert_eq!(out.stdout.matches("(a symbolic link)").count(), 1000);
+}

@@ -887,7 +887,7 @@ impl SftpStore {
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok((unreadable, skipped)) => {
+                Ok(stats) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -899,11 +899,7 @@ impl SftpStore {
                         return Ok(Current {
                             index,
                             loaded,
-                            stats: ScanStats {
-                                unreadable,
-                                skipped,
-                                ..ScanStats::default()
-                            },
+                            stats,
                         });
                     }
                 }
@@ -939,7 +935,7 @@ impl SftpStore {
     /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
     /// not read and those it left out (one outcome each, the path as the data, in a
     /// batch-style reply).
-    async fn server_refresh(&self) -> Result<(Vec<(RelPath, String)>, Vec<Skipped>), StoreError> {
+    async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
@@ -958,7 +954,10 @@ impl SftpStore {
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        let (skipped, unreadable): (Vec<_>, Vec<_>) = outcomes
+        let (left_out, unreadable): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|o| matches!(o.code, ext::REFRESH_SKIPPED | ext::REFRESH_SKIPPED_MORE));
+        let (skipped, more): (Vec<_>, Vec<_>) = left_out
             .into_iter()
             .partition(|o| o.code == ext::REFRESH_SKIPPED);
         let unreadable = unreadable
@@ -978,7 +977,19 @@ impl SftpStore {
             })
             .collect();
         skipped.sort();
-        Ok((unreadable, skipped))
+        let skipped_more = more
+            .into_iter()
+            .filter_map(|o| {
+                let n = u64::from_be_bytes(o.data.as_ref().try_into().ok()?);
+                Some((Skip::from_keyword(&o.msg)?, n))
+            })
+            .collect();
+        Ok(ScanStats {
+            unreadable,
+            skipped,
+            skipped_more,
+            ..ScanStats::default()
+        })
     }
 
     async fn write_async(

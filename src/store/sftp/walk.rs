@@ -97,19 +97,25 @@ async fn visit(s: &Sftp, dir: RelPath, above: Rules) -> (Found, Vec<(RelPath, Ru
 }
 
 /// Whether the folder at `path` can be entered. A server lists a folder without `x` as its
-/// names only, and OpenSSH's drops every name whose attributes it cannot read: the listing
-/// comes back empty, which must not read as "everything here was deleted". A listing with
-/// `.` proves it can (its attributes were read through the folder); without one, asking
-/// for `path/.` tells.
+/// names only, and OpenSSH's (and ours) drop every name whose attributes cannot be read:
+/// the listing comes back empty, which must not read as "everything here was deleted". A
+/// listing with `.` proves it can (its attributes were read through the folder); without
+/// one, asking for a name in it tells: found or not found, it could be looked for (`path/.`
+/// would not do: some servers resolve it without entering the folder).
 async fn enterable(s: &Sftp, path: &str, files: &[File]) -> Result<(), String> {
     if files.iter().any(|f| f.filename == ".") {
         return Ok(());
     }
-    match s.raw().lstat(format!("{path}/.")).await {
+    match s.raw().lstat(format!("{path}/{ENTER_PROBE}")).await {
         Ok(_) => Ok(()),
+        Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
         Err(e) => Err(format!("cannot enter it: {}", super::to_io(e))),
     }
 }
+
+/// The name looked up in a folder to learn whether it can be entered (whether it is there
+/// does not matter).
+const ENTER_PROBE: &str = ".sync.enter-probe";
 
 /// The listing without the names the SFTP library could not decode as UTF-8 (it puts U+FFFD
 /// in their place, and a mangled name must never be synced): each is counted as skipped. A
