@@ -130,10 +130,19 @@ pub fn refresh_for_client(
         let index = RelPath::root().join_unchecked(INDEX_FILE);
         store.handle().lstat(&index).is_ok()
     };
+    // What the watcher's scans left out, kept up to date by this refresh's own.
+    let remembered = |scopes: Option<&[RelPath]>, st: ScanStats| match watch {
+        Some(w) => {
+            let mut known = w.shared.left_out();
+            known.update(scopes, &st);
+            known.in_place_of(st)
+        }
+        None => st,
+    };
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if has_index() => {
             tracing::debug!("index current by the watcher");
-            return Ok(ScanStats::default());
+            return Ok(remembered(Some(&[]), ScanStats::default()));
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
             tracing::debug!(
@@ -143,14 +152,18 @@ pub fn refresh_for_client(
             let batch = Batch { dirty, full: false };
             let (stats, moved) =
                 apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
-            (moved.then_some(index), stats)
+            let scopes = super::apply::scopes_of(&batch);
+            (moved.then_some(index), remembered(scopes.as_deref(), stats))
         }
         _ => {
             tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
             let (current, existed) = store.current_blocking()?;
             // Nothing moved: the index on disk is current (and a write would cost an fsync).
             let moved = !existed || current.loaded != current.index.entries_digest();
-            (moved.then_some(current.index), current.stats)
+            (
+                moved.then_some(current.index),
+                remembered(None, current.stats),
+            )
         }
     };
     if let Some(index) = changed {

@@ -11,8 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-/// One `#[test]` per scenario and backend: `accounted::local::NAME`, `accounted::hub::NAME`,
-/// `accounted::sshd::NAME`.
+/// One `#[test]` per scenario and backend: `accounted::local::NAME`, `accounted::hub::NAME`
+/// (`filesync serve`), `accounted::daemon::NAME` (the hub daemon, whose watcher answers the
+/// index refresh from what its scans remembered), `accounted::sshd::NAME`.
 macro_rules! on_each_backend {
     ($($scenario:ident),* $(,)?) => {
         mod local {
@@ -26,6 +27,10 @@ macro_rules! on_each_backend {
         mod sshd {
             use crate::harness::Pair;
             $( #[test] fn $scenario() { super::$scenario(&mut Pair::sshd()); } )*
+        }
+        mod daemon {
+            use crate::harness::{HubKind, Pair};
+            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Daemon)); } )*
         }
     };
 }
