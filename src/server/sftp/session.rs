@@ -552,25 +552,8 @@ impl Session {
                     msg: why,
                     data: Bytes::from(p.as_str().to_owned()),
                 });
-                let mut more: Vec<(crate::scan::Skip, u64)> = Vec::new();
-                for s in st.skipped.iter().skip(ext::REFRESH_SKIPPED_NAMED) {
-                    match more.iter_mut().find(|(k, _)| *k == s.why) {
-                        Some((_, n)) => *n += 1,
-                        None => more.push((s.why, 1)),
-                    }
-                }
-                let named = st.skipped.into_iter().take(ext::REFRESH_SKIPPED_NAMED);
-                let skipped = named.map(|s| wire::Outcome {
-                    code: ext::REFRESH_SKIPPED,
-                    msg: s.why.keyword().to_owned(),
-                    data: Bytes::from(s.path),
-                });
-                let more = more.into_iter().map(|(k, n)| wire::Outcome {
-                    code: ext::REFRESH_SKIPPED_MORE,
-                    msg: k.keyword().to_owned(),
-                    data: Bytes::copy_from_slice(&n.to_be_bytes()),
-                });
-                let outcomes: Vec<wire::Outcome> = unreadable.chain(skipped).chain(more).collect();
+                let left_out = wire::left_out::encode(st.skipped);
+                let outcomes: Vec<wire::Outcome> = unreadable.chain(left_out).collect();
                 wire::batch_reply(id, &outcomes)
             }
             Err(e) => wire::status(id, wire::FX_FAILURE, &crate::store::Chain(&e).to_string()),

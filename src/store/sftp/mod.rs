@@ -21,7 +21,7 @@ use crate::replica::layout::{
     INDEX_FILE, LOCK_FILE, TRASH_DIR, TRASH_SLOTS, temp_name, trash_name, trash_slot_name,
 };
 use crate::replica::lock::{self, LockInfo};
-use crate::scan::{Observed, ScanStats, Skip, Skipped};
+use crate::scan::{Observed, ScanStats};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
@@ -956,32 +956,13 @@ impl SftpStore {
             })?;
         let (left_out, unreadable): (Vec<_>, Vec<_>) = outcomes
             .into_iter()
-            .partition(|o| matches!(o.code, ext::REFRESH_SKIPPED | ext::REFRESH_SKIPPED_MORE));
-        let (skipped, more): (Vec<_>, Vec<_>) = left_out
-            .into_iter()
-            .partition(|o| o.code == ext::REFRESH_SKIPPED);
+            .partition(crate::proto::left_out::is_left_out);
+        let (skipped, skipped_more) = crate::proto::left_out::decode(left_out);
         let unreadable = unreadable
             .into_iter()
             .filter_map(|o| {
                 let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
                 Some((p, o.msg))
-            })
-            .collect();
-        let mut skipped: Vec<Skipped> = skipped
-            .into_iter()
-            .filter_map(|o| {
-                Some(Skipped {
-                    why: Skip::from_keyword(&o.msg)?,
-                    path: o.data.to_vec(),
-                })
-            })
-            .collect();
-        skipped.sort();
-        let skipped_more = more
-            .into_iter()
-            .filter_map(|o| {
-                let n = u64::from_be_bytes(o.data.as_ref().try_into().ok()?);
-                Some((Skip::from_keyword(&o.msg)?, n))
             })
             .collect();
         Ok(ScanStats {
