@@ -58,8 +58,8 @@ async fn first_scan(
     .await
     .context("the first scan failed")?;
     match done {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(stats)) => watcher.note_full_scan(&stats),
+        Ok(None) => {
             tracing::info!("the index is locked by a sync; the first scan runs after it");
             watcher.request_full();
         }

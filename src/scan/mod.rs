@@ -12,6 +12,7 @@ pub mod walk;
 
 pub use local::{scan, scan_walked};
 pub use rules::Rules;
+pub use walk::{Skip, Skipped};
 
 use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
 use crate::relpath::RelPath;
@@ -86,6 +87,10 @@ pub struct ScanStats {
     pub moving: Vec<RelPath>,
     /// Our temp files met on the walk (leftovers of interrupted writes, or writes under way).
     pub temps: Vec<RelPath>,
+    /// Paths left out of the index (links, FIFOs, names that are not UTF-8, ...), sorted.
+    pub skipped: Vec<Skipped>,
+    /// More paths left out than `skipped` names, by reason (a far side that lists only some).
+    pub skipped_more: Vec<(Skip, u64)>,
 }
 
 impl ScanStats {
@@ -263,6 +268,8 @@ pub struct Walked {
     pub rules: Rules,
     /// Files left for the next scan (being written).
     pub moving: Vec<RelPath>,
+    /// What the walk left out, sorted, each once.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Walked {
@@ -279,6 +286,12 @@ impl Walked {
             unwalked: found.unwalked,
             rules: above.with_files(found.ignore_files),
             moving: Vec::new(),
+            skipped: {
+                let mut s = found.skipped;
+                s.sort();
+                s.dedup();
+                s
+            },
         }
     }
 
@@ -357,6 +370,7 @@ pub fn settle(
     st.unreadable = unreadable;
     st.temps = w.temps.into_iter().map(|(p, _)| p).collect();
     st.moving = moving;
+    st.skipped = w.skipped;
     st
 }
 

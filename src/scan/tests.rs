@@ -285,3 +285,58 @@ fn reconcile_rules() {
     assert_eq!(idx.entries[&p("a")].vv.get(me), 3);
     assert_eq!(idx.entries[&p("d")].kind, Kind::Dir);
 }
+
+/// Everything a walk leaves out is accounted for, once, with its bytes as they are: links,
+/// FIFOs and names that are not UTF-8 (and nothing below such a folder); what the rules or we
+/// leave out is not.
+#[test]
+fn what_the_walk_leaves_out_is_accounted_for() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/plain.txt"), b"p").unwrap();
+    std::os::unix::fs::symlink("plain.txt", root.join("d/link")).unwrap();
+    std::os::unix::fs::symlink("d", root.join("ignored-link")).unwrap();
+    std::fs::write(root.join(".syncignore"), "ignored-link\n").unwrap();
+    let fifo = root.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let odd = root.join("d").join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("inside.txt"), b"i").unwrap();
+    std::fs::create_dir_all(root.join(".sync-trash")).unwrap();
+    std::os::unix::fs::symlink("x", root.join(".sync-trash/link")).unwrap();
+
+    let w = walk(root, &RelPath::root()).unwrap();
+    let shown: Vec<(String, Skip)> = w.skipped.iter().map(|s| (s.to_string(), s.why)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("d/caf\\xe9".to_string(), Skip::NotUtf8),
+            ("d/link".to_string(), Skip::Link),
+            ("fifo".to_string(), Skip::Special),
+        ]
+    );
+    assert_eq!(w.skipped[0].path, b"d/caf\xe9");
+    assert_eq!(w.skipped[1].rel(), Some(p("d/link")));
+    assert_eq!(w.skipped[0].rel(), None);
+    let names: Vec<&str> = w.observed.keys().map(|p| p.as_str()).collect();
+    assert_eq!(names, [".syncignore", "d", "d/plain.txt"]);
+    assert!(w.unreadable.is_empty(), "{:?}", w.unreadable);
+}
+
+#[test]
+fn skip_keywords_round_trip() {
+    for s in Skip::ALL {
+        assert_eq!(Skip::from_keyword(s.keyword()), Some(s));
+    }
+    assert_eq!(Skip::from_keyword("nonsense"), None);
+}

@@ -3,7 +3,7 @@
 
 use crate::plan::{Conflict, Plan};
 use crate::relpath::RelPath;
-use crate::scan::ScanStats;
+use crate::scan::{ScanStats, Skip, Skipped};
 
 #[derive(Debug, Default)]
 pub struct SyncReport {
@@ -73,6 +73,50 @@ impl SyncReport {
     }
 }
 
+impl SyncReport {
+    /// What either side's scan left out, each with the side it is on (`true`: left).
+    pub fn skipped(&self) -> impl Iterator<Item = (bool, &Skipped)> {
+        let left = self.scan_left.skipped.iter().map(|s| (true, s));
+        left.chain(self.scan_right.skipped.iter().map(|s| (false, s)))
+    }
+
+    /// How many paths left out for `why` the far sides counted without naming them.
+    pub fn more(&self, why: Skip) -> usize {
+        let more = self.scan_left.skipped_more.iter();
+        more.chain(&self.scan_right.skipped_more)
+            .filter(|(k, _)| *k == why)
+            .map(|(_, n)| *n as usize)
+            .sum()
+    }
+
+    /// `3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them`, when any
+    /// path was left out.
+    pub fn skipped_note(&self) -> Option<String> {
+        let counts: Vec<(Skip, usize)> = Skip::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    self.skipped().filter(|(_, s)| s.why == k).count() + self.more(k),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = counts.iter().map(|(k, n)| k.counted(*n)).collect();
+        let listed = match parts.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let verb = if total == 1 { "was" } else { "were" };
+        Some(format!("{listed} {verb} not synced; `-v` lists them"))
+    }
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -85,5 +129,53 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(path: &str, why: Skip) -> Skipped {
+        Skipped {
+            path: path.as_bytes().to_vec(),
+            why,
+        }
+    }
+
+    #[test]
+    fn the_skipped_note_counts_each_reason_once_per_sync() {
+        let mut r = SyncReport::default();
+        assert_eq!(r.skipped_note(), None);
+        r.scan_left.skipped = vec![skipped("a", Skip::Link), skipped("b", Skip::NotUtf8)];
+        r.scan_right.skipped = vec![skipped("c", Skip::Link), skipped("d", Skip::Link)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them")
+        );
+        r.scan_left.skipped = vec![skipped("f", Skip::Special)];
+        r.scan_right.skipped.clear();
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("1 FIFO, socket or device was not synced; `-v` lists them")
+        );
+        r.scan_right.skipped = vec![skipped("x", Skip::Link), skipped("y", Skip::TooDeep)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1 symlink, 1 FIFO, socket or device and 1 path deeper than 120 levels were not \
+                 synced; `-v` lists them"
+            )
+        );
+        assert_eq!(r.skipped().filter(|(left, _)| *left).count(), 1);
+        // A far side that names only some counts the rest.
+        r.scan_right.skipped_more = vec![(Skip::Link, 1500)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1501 symlinks, 1 FIFO, socket or device and 1 path deeper than 120 levels were \
+                 not synced; `-v` lists them"
+            )
+        );
     }
 }

@@ -6,6 +6,7 @@ use super::inbox::{COOKIE_PREFIX, Shared};
 use super::{Batch, WatchError, apply_changed};
 use crate::relpath::RelPath;
 use crate::replica::layout::INDEX_FILE;
+use crate::scan::ScanStats;
 use crate::store::LocalStore;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -105,7 +106,8 @@ impl Freshness {
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
 /// Brings the root's `.sync` up to date for a client of our SFTP server. No `.sync.lock`: the
-/// client asking holds it. Returns the paths the scan could not read (left as they were).
+/// client asking holds it. Returns what the scan met: the paths it could not read (left as
+/// they were) and those it left out (`skipped`), for the client to report.
 ///
 /// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
 /// without it, or when it cannot vouch for the index, the whole folder is. Files our clients
@@ -113,7 +115,7 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
-) -> Result<Vec<(RelPath, String)>, WatchError> {
+) -> Result<ScanStats, WatchError> {
     let store = LocalStore::open(root, 0)?;
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
     // Taken after the check, which may wait: a client may have started a file meanwhile.
@@ -128,10 +130,19 @@ pub fn refresh_for_client(
         let index = RelPath::root().join_unchecked(INDEX_FILE);
         store.handle().lstat(&index).is_ok()
     };
+    // What the watcher's scans left out, kept up to date by this refresh's own.
+    let remembered = |scopes: Option<&[RelPath]>, st: ScanStats| match watch {
+        Some(w) => {
+            let mut known = w.shared.left_out();
+            known.update(scopes, &st);
+            known.in_place_of(st)
+        }
+        None => st,
+    };
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if has_index() => {
             tracing::debug!("index current by the watcher");
-            return Ok(Vec::new());
+            return Ok(remembered(Some(&[]), ScanStats::default()));
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
             tracing::debug!(
@@ -141,14 +152,18 @@ pub fn refresh_for_client(
             let batch = Batch { dirty, full: false };
             let (stats, moved) =
                 apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
-            (moved.then_some(index), stats)
+            let scopes = super::apply::scopes_of(&batch);
+            (moved.then_some(index), remembered(scopes.as_deref(), stats))
         }
         _ => {
             tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
             let (current, existed) = store.current_blocking()?;
             // Nothing moved: the index on disk is current (and a write would cost an fsync).
             let moved = !existed || current.loaded != current.index.entries_digest();
-            (moved.then_some(current.index), current.stats)
+            (
+                moved.then_some(current.index),
+                remembered(None, current.stats),
+            )
         }
     };
     if let Some(index) = changed {
@@ -156,7 +171,7 @@ pub fn refresh_for_client(
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
     }
-    Ok(stats.unreadable)
+    Ok(stats)
 }
 
 #[cfg(test)]

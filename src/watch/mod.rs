@@ -10,6 +10,7 @@
 mod apply;
 mod freshness;
 mod inbox;
+mod left_out;
 
 pub use apply::{Batch, apply_changed, coalesce, initial_scan, rescan_path};
 pub use freshness::{Freshness, FreshnessProbe, refresh_for_client};
@@ -129,6 +130,7 @@ impl IndexWatcher {
             wake: Condvar::new(),
             cookie_tag: rand::random(),
             next_cookie: AtomicU64::new(0),
+            left_out: Mutex::new(left_out::LeftOut::default()),
         });
         let handler_shared = shared.clone();
         let handler_root = root.to_path_buf();
@@ -178,6 +180,11 @@ impl IndexWatcher {
     }
 
     /// A handle that tells an index refresh whether `.sync` on disk is already current.
+    /// Takes in what a full scan made outside the loop (the daemon's first) left out.
+    pub fn note_full_scan(&self, stats: &ScanStats) {
+        self.shared.left_out().update(None, stats);
+    }
+
     pub fn freshness_probe(&self) -> FreshnessProbe {
         FreshnessProbe {
             shared: self.shared.clone(),
@@ -372,6 +379,10 @@ impl Loop {
     /// Applies one batch and puts back what was not written.
     fn apply(&mut self, batch: &Batch, stopping: bool) -> Flow {
         let outcome = apply_locked(&self.store, &mut self.index, batch, &mut self.disk_id);
+        if let Ok(Applied::Done { stats, .. }) = &outcome {
+            let scopes = apply::scopes_of(batch);
+            self.shared.left_out().update(scopes.as_deref(), stats);
+        }
         self.requeue(batch, &outcome);
         let flow = match outcome {
             Ok(Applied::Done { changed, stats }) => {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod accounted;
 mod daemon_notify;
 mod daemon_schedule;
 mod daemon_watch;

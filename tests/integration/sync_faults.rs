@@ -89,36 +89,16 @@ fn held_lock_refuses_and_stale_lock_is_broken() {
 /// Runs filesync as an unprivileged user when we are root (root reads everything), after
 /// giving that user the test tree; `keep_root` stays root's.
 fn run_unprivileged(s: &Pair, args: &[&str], keep_root: &std::path::Path) -> Ran {
-    if !is_root() {
-        return s.sb.filesync().args(args).output();
+    give_to_nobody(s.sb.path());
+    if is_root() {
+        let ok = Command::new("chown")
+            .arg("0:0")
+            .arg(keep_root)
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "chown failed");
     }
-    let chown = |who: &str, p: &std::path::Path, recursive: bool| {
-        let mut c = Command::new("chown");
-        if recursive {
-            c.arg("-R");
-        }
-        assert!(
-            c.arg(who).arg(p).status().unwrap().success(),
-            "chown failed"
-        );
-    };
-    require("setpriv");
-    chown("65534:65534", s.sb.path(), true);
-    chown("0:0", keep_root, false);
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
-        .args(["--config"])
-        .arg(s.sb.config())
-        .args(args)
-        .env_clear()
-        .env("HOME", s.sb.home())
-        .env("PATH", "/usr/bin:/bin");
-    let o = c.output().expect("run setpriv");
-    Ran {
-        status: o.status,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    s.sb.filesync().args(args).unprivileged().output()
 }
 
 #[test]

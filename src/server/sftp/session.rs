@@ -541,19 +541,19 @@ impl Session {
     }
 
     /// `index-refresh@filesync`: OK, or what the scan could not read, one outcome each (the
-    /// path as the data) for the client to report: those paths were left as they were.
+    /// path as the data) for the client to report: those paths were left as they were. Then
+    /// what it left out (`ext::REFRESH_SKIPPED`), so the client can count them.
     fn index_refresh(&self, id: u32) -> Bytes {
         match crate::watch::refresh_for_client(self.root().path(), self.shared.freshness.as_ref()) {
-            Ok(unreadable) if unreadable.is_empty() => ok(id),
-            Ok(unreadable) => {
-                let outcomes: Vec<wire::Outcome> = unreadable
-                    .into_iter()
-                    .map(|(p, why)| wire::Outcome {
-                        code: wire::FX_FAILURE,
-                        msg: why,
-                        data: Bytes::from(p.as_str().to_owned()),
-                    })
-                    .collect();
+            Ok(st) if st.unreadable.is_empty() && st.skipped.is_empty() => ok(id),
+            Ok(st) => {
+                let unreadable = st.unreadable.into_iter().map(|(p, why)| wire::Outcome {
+                    code: wire::FX_FAILURE,
+                    msg: why,
+                    data: Bytes::from(p.as_str().to_owned()),
+                });
+                let left_out = wire::left_out::encode(st.skipped);
+                let outcomes: Vec<wire::Outcome> = unreadable.chain(left_out).collect();
                 wire::batch_reply(id, &outcomes)
             }
             Err(e) => wire::status(id, wire::FX_FAILURE, &crate::store::Chain(&e).to_string()),

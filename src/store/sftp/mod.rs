@@ -887,7 +887,7 @@ impl SftpStore {
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok(unreadable) => {
+                Ok(stats) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -899,10 +899,7 @@ impl SftpStore {
                         return Ok(Current {
                             index,
                             loaded,
-                            stats: ScanStats {
-                                unreadable,
-                                ..ScanStats::default()
-                            },
+                            stats,
                         });
                     }
                 }
@@ -936,8 +933,9 @@ impl SftpStore {
     }
 
     /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
-    /// not read (one outcome each, the path as the data, in a batch-style reply).
-    async fn server_refresh(&self) -> Result<Vec<(RelPath, String)>, StoreError> {
+    /// not read and those it left out (one outcome each, the path as the data, in a
+    /// batch-style reply).
+    async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
@@ -946,7 +944,7 @@ impl SftpStore {
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
             return status_ok(reply)
-                .map(|()| Vec::new())
+                .map(|()| Default::default())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
         let outcomes =
@@ -956,13 +954,23 @@ impl SftpStore {
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        Ok(outcomes
+        let (left_out, unreadable): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(crate::proto::left_out::is_left_out);
+        let (skipped, skipped_more) = crate::proto::left_out::decode(left_out);
+        let unreadable = unreadable
             .into_iter()
             .filter_map(|o| {
                 let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
                 Some((p, o.msg))
             })
-            .collect())
+            .collect();
+        Ok(ScanStats {
+            unreadable,
+            skipped,
+            skipped_more,
+            ..ScanStats::default()
+        })
     }
 
     async fn write_async(

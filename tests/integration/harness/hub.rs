@@ -32,6 +32,8 @@ pub struct Hub {
     pub kind: HubKind,
     pub port: u16,
     pub log: PathBuf,
+    /// Serve as `nobody` when the tests run as root (its files must be given to it).
+    pub nobody: bool,
     sandbox: PathBuf,
     child: Option<Child>,
 }
@@ -68,6 +70,7 @@ impl Hub {
             kind,
             port,
             log: dir.join("server.log"),
+            nobody: false,
             sandbox: sb.path().to_path_buf(),
             child: None,
         }
@@ -84,7 +87,11 @@ impl Hub {
             .args(args)
             .arg("--root")
             .arg(&self.root.path);
-        c
+        if self.nobody {
+            super::unprivileged(c)
+        } else {
+            c
+        }
     }
 
     /// Starts it and waits until it accepts connections.

@@ -114,6 +114,50 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The user (uid and gid) tests drop to when they run as root: root reads and enters every
+/// folder, which hides permission bugs.
+const NOBODY: &str = "65534";
+
+/// `c` run as `nobody` when the tests run as root, unchanged otherwise; the files it needs
+/// must be given to it (`give_to_nobody`). Its environment is what `c` set (sandboxed
+/// commands clear theirs).
+pub fn unprivileged(c: Command) -> Command {
+    if !is_root() {
+        return c;
+    }
+    require("setpriv");
+    let mut u = Command::new("setpriv");
+    u.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(c.get_program())
+        .args(c.get_args())
+        .env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            u.env(k, v);
+        }
+    }
+    if let Some(d) = c.get_current_dir() {
+        u.current_dir(d);
+    }
+    u
+}
+
+/// Gives `path` and everything below it to `nobody`, when the tests run as root.
+pub fn give_to_nobody(path: &Path) {
+    if !is_root() {
+        return;
+    }
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{NOBODY}:{NOBODY}"))
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown -R nobody {} failed", path.display());
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; a server binds it right after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

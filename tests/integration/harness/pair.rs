@@ -17,6 +17,8 @@ pub struct Pair {
     /// The other replica's folder, as it is on disk.
     pub b: Folder,
     pub remote: Remote,
+    /// The far side (and with two local folders, the whole sync) runs as `nobody`.
+    nobody: bool,
 }
 
 impl Pair {
@@ -29,6 +31,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Local,
+            nobody: false,
         }
     }
 
@@ -46,6 +49,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Hub(hub),
+            nobody: false,
         };
         p.restart_server();
         p
@@ -63,6 +67,24 @@ impl Pair {
             a,
             b,
             remote: Remote::Sshd(sshd),
+            nobody: false,
+        }
+    }
+
+    /// From now on the far side runs as `nobody` when the tests run as root (two local
+    /// folders: the whole sync), so permissions bind it as they bind a user: our hub serves as
+    /// nobody, OpenSSH's sessions log in as nobody. Each sync gives the sandbox to nobody
+    /// first, so files the test writes as root stay the far side's to change.
+    pub fn as_nobody(&mut self) {
+        self.nobody = true;
+        super::give_to_nobody(self.sb.path());
+        match &mut self.remote {
+            Remote::Local => {}
+            Remote::Sshd(s) => s.log_in_as_nobody(),
+            Remote::Hub(h) => {
+                h.nobody = true;
+                self.restart_server();
+            }
         }
     }
 
@@ -92,11 +114,20 @@ impl Pair {
 
     /// `filesync sync --no-progress TARGET A`, not yet run.
     pub fn sync_cmd(&self) -> Run {
-        self.sb
+        let run = self
+            .sb
             .filesync()
             .args(["sync", "--no-progress"])
             .arg(self.target())
-            .arg(&self.a.path)
+            .arg(&self.a.path);
+        if !self.nobody {
+            return run;
+        }
+        super::give_to_nobody(self.sb.path());
+        match self.remote {
+            Remote::Local => run.unprivileged(),
+            _ => run,
+        }
     }
 
     /// A sync that must succeed; its stdout.

@@ -189,6 +189,11 @@ impl Run {
         self
     }
 
+    /// Run as `nobody` when the tests run as root (see `harness::unprivileged`).
+    pub fn unprivileged(self) -> Self {
+        Run(super::unprivileged(self.0))
+    }
+
     /// The command itself, to spawn and control.
     pub fn command(self) -> Command {
         self.0

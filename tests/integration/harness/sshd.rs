@@ -151,6 +151,19 @@ impl Sshd {
         self.launch();
     }
 
+    /// From now on clients log in as `nobody` when the tests run as root (the sessions then
+    /// meet permissions as a user's do); its files must be given to it.
+    pub fn log_in_as_nobody(&mut self) {
+        if !super::is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        // sshd reads the authorized keys as the user logging in.
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the sshd folder");
+        self.user = "nobody".into();
+    }
+
     pub fn url(&self, path: &Path) -> String {
         format!(
             "sftp://{}@127.0.0.1:{}{}",
