@@ -57,6 +57,9 @@ pub struct Found {
     pub unwalked: Vec<RelPath>,
     /// Every `.syncignore` the walk applied.
     pub ignore_files: Vec<IgnoreFile>,
+    /// Paths refused for being deeper than `MAX_DEPTH`: the folders on the way to them hold
+    /// nothing else are not synced either (see `Walked::new`).
+    pub too_deep: Vec<RelPath>,
 }
 
 impl Found {
@@ -67,6 +70,7 @@ impl Found {
         self.links.append(&mut other.links);
         self.unwalked.append(&mut other.unwalked);
         self.ignore_files.append(&mut other.ignore_files);
+        self.too_deep.append(&mut other.too_deep);
     }
 
     pub fn failed(dir: &RelPath, why: impl ToString) -> Found {
@@ -122,7 +126,8 @@ pub fn judge(
                 continue;
             }
         };
-        if is_temp_name(&e.name) {
+        // We only ever write temp files: a folder or link of that shape is the user's.
+        if is_temp_name(&e.name) && matches!(e.what, What::File | What::Unknown) {
             found.temps.push((rel, e.mtime));
             continue;
         }
@@ -172,6 +177,7 @@ fn judge_entry(
     }
     if rel.depth() > MAX_DEPTH {
         tracing::warn!(path = %rel, "skipping: deeper than {MAX_DEPTH} levels");
+        found.too_deep.push(rel.clone());
         if is_dir {
             found.unwalked.push(rel.clone());
         }
