@@ -122,8 +122,14 @@ mod tests {
             .entries
             .insert(doc.clone(), Entry::file(1, MTime::default(), None, vv));
         let here = home("m", 10, 20);
-        assert_eq!(settle(&mut original, &here, || ReplicaId(9)), Placement::Recorded);
-        assert_eq!(settle(&mut original, &here, || ReplicaId(9)), Placement::AtHome);
+        assert_eq!(
+            settle(&mut original, &here, || ReplicaId(9)),
+            Placement::Recorded
+        );
+        assert_eq!(
+            settle(&mut original, &here, || ReplicaId(9)),
+            Placement::AtHome
+        );
         assert_eq!(original.replica, old);
 
         // The same index read back in another folder (a copy): a new id, the same vectors.
@@ -141,7 +147,10 @@ mod tests {
         assert_eq!(copy.replica, ReplicaId(2));
         assert_eq!(recorded(&copy), Some(there.clone()));
         assert_eq!(copy.get(&doc), original.get(&doc));
-        assert_eq!(settle(&mut copy, &there, || ReplicaId(3)), Placement::AtHome);
+        assert_eq!(
+            settle(&mut copy, &there, || ReplicaId(3)),
+            Placement::AtHome
+        );
 
         // An edit on each is concurrent: they conflict.
         let a = original.get(&doc).unwrap().vv.bumped(old);
@@ -152,7 +161,10 @@ mod tests {
     #[test]
     fn what_happened_names_the_move() {
         let h = home("m", 1, 1);
-        assert!(h.what_happened(&home("n", 1, 1)).contains("another machine"));
+        assert!(
+            h.what_happened(&home("n", 1, 1))
+                .contains("another machine")
+        );
         assert!(h.what_happened(&home("m", 2, 1)).contains("another disk"));
         assert!(h.what_happened(&home("m", 1, 2)).contains("backup"));
         let mut idx = Index::new(ReplicaId(1));

@@ -40,9 +40,13 @@ pub fn is_reserved_root_name(name: &str) -> bool {
 fn is_stamp(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 15
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| if i == 8 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 8 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 fn is_tag(s: &str) -> bool {

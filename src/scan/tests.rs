@@ -316,7 +316,9 @@ fn folders_that_only_lead_to_a_refused_path_are_not_synced() {
     // What the index had there stays as it was: nothing is deleted for being refused.
     let mut index = Index::new(ReplicaId(1));
     let vv = VersionVector::new().bumped(ReplicaId(1));
-    index.entries.insert(p("l0/l1"), Entry::dir(MTime::default(), vv));
+    index
+        .entries
+        .insert(p("l0/l1"), Entry::dir(MTime::default(), vv));
     let st = settle(&mut index, &RelPath::root(), w, Vec::new(), &|_| true);
     assert_eq!(st.deleted, 0);
     assert!(index.get(&p("l0/l1")).is_some_and(Entry::is_live));
@@ -331,7 +333,9 @@ fn a_temp_the_index_names_is_the_users_and_stays() {
     found.temps = vec![(named.clone(), None), (ours.clone(), None)];
     let mut index = Index::new(ReplicaId(1));
     let vv = VersionVector::new().bumped(ReplicaId(1));
-    index.entries.insert(p("d"), Entry::dir(MTime::default(), vv.clone()));
+    index
+        .entries
+        .insert(p("d"), Entry::dir(MTime::default(), vv.clone()));
     let kept = Entry::file(3, MTime::new(5, 0), Some(ContentHash([7; 32])), vv);
     index.entries.insert(named.clone(), kept.clone());
     let w = Walked::new(found, Rules::built_in());

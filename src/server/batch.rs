@@ -250,7 +250,10 @@ mod tests {
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let got = write(
             &root,
-            &[("/.a.sync-tmp.0000000000000001", b"new a"), ("d/.b.sync-tmp.0000000000000002", b"b")],
+            &[
+                ("/.a.sync-tmp.0000000000000001", b"new a"),
+                ("d/.b.sync-tmp.0000000000000002", b"b"),
+            ],
         );
         assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
         // Written, but not in place until installed.
@@ -294,12 +297,18 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("c")).unwrap(), b"theirs");
         assert_eq!(temps_in(d.path()), Vec::<String>::new());
         // And a second write to the same temp name does not clobber an existing temp.
-        assert_eq!(write(&root, &[(".e.sync-tmp.0000000000000004", b"1")]), vec![wire::FX_OK]);
+        assert_eq!(
+            write(&root, &[(".e.sync-tmp.0000000000000004", b"1")]),
+            vec![wire::FX_OK]
+        );
         assert_eq!(
             write(&root, &[(".e.sync-tmp.0000000000000004", b"2")]),
             vec![wire::FX_FILE_ALREADY_EXISTS]
         );
-        assert_eq!(std::fs::read(d.path().join(".e.sync-tmp.0000000000000004")).unwrap(), b"1");
+        assert_eq!(
+            std::fs::read(d.path().join(".e.sync-tmp.0000000000000004")).unwrap(),
+            b"1"
+        );
     }
 
     #[test]
@@ -341,7 +350,10 @@ mod tests {
         assert_eq!(
             install(
                 &root,
-                &[(".v.sync-tmp.0000000000000005", "v", true), (".p.sync-tmp.0000000000000006", "", true)]
+                &[
+                    (".v.sync-tmp.0000000000000005", "v", true),
+                    (".p.sync-tmp.0000000000000006", "", true)
+                ]
             ),
             vec![wire::FX_PERMISSION_DENIED, wire::FX_PERMISSION_DENIED]
         );

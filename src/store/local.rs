@@ -7,9 +7,9 @@
 use super::{BatchFile, Current, Put, Reader, SMALL_FILE, StagedIndex, Store, StoreError};
 use crate::index::{ContentHash, Index, MTime, ReplicaId, from_json_slice, to_json_vec};
 use crate::relpath::RelPath;
+use crate::replica::home::{self, Home, Placement};
 use crate::replica::layout::{INDEX_FILE, LOCK_FILE, SET_ASIDE_MARK, temp_name};
 use crate::replica::lock::{self, LockInfo};
-use crate::replica::home::{self, Home, Placement};
 use crate::replica::writers::Writers;
 use crate::replica::{Follow, InstallError, Root, RootError};
 use crate::scan::Observed;
@@ -164,7 +164,6 @@ impl LocalStore {
             }
         }
     }
-
 
     pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {
         let tmp = stage_index(&self.root, &to_json_vec(index))?;

@@ -109,7 +109,12 @@ impl<'a, L: Store, R: Store> Apply<'a, L, R> {
                     "no space left on {side} writing {}: free space there and sync again",
                     s.path
                 ),
-                e => format!("{} {} on {side}: {}", s.op.name(), s.path, crate::store::Chain(e)),
+                e => format!(
+                    "{} {} on {side}: {}",
+                    s.op.name(),
+                    s.path,
+                    crate::store::Chain(e)
+                ),
             };
             report.errors.push(line);
             Missed::Failed

@@ -75,7 +75,8 @@ fn names_like_ours_are_the_users(t: &mut Pair) {
     t.b.write("x/report.sync-tmp.docx", "edited far away\n");
     t.sync_and_settle();
     assert_eq!(t.a.read("x/report.sync-tmp.docx"), b"edited far away\n");
-    t.a.remove("x/report.sync-tmp.docx").remove(".sync-notes.txt");
+    t.a.remove("x/report.sync-tmp.docx")
+        .remove(".sync-notes.txt");
     let out = t.sync_and_settle();
     assert!(out.contains("deleted 2"), "{out}");
     assert!(out.contains("kept in .sync-trash"), "{out}");
@@ -85,7 +86,10 @@ fn names_like_ours_are_the_users(t: &mut Pair) {
         b"edited far away\n".to_vec(),
         b"user file .sync-notes.txt\n".to_vec(),
     ] {
-        assert!(trash.contains(&kept), "{kept:?} not in the trash: {trash:?}");
+        assert!(
+            trash.contains(&kept),
+            "{kept:?} not in the trash: {trash:?}"
+        );
     }
 }
 
@@ -115,13 +119,12 @@ fn a_copied_replica_conflicts_instead_of_overwriting(t: &mut Pair) {
         !second.stderr.contains("was copied"),
         "said twice: {second}"
     );
-    let out = t
-        .sb
-        .filesync()
-        .args(["sync", "--no-progress"])
-        .arg(t.target())
-        .arg(&l2.path)
-        .ok();
+    let out =
+        t.sb.filesync()
+            .args(["sync", "--no-progress"])
+            .arg(t.target())
+            .arg(&l2.path)
+            .ok();
     assert!(out.stdout.contains("conflict: doc"), "{out}");
     t.sync();
     for side in [&t.a, &t.b, &l2] {
@@ -194,7 +197,10 @@ fn a_path_too_deep_leaves_no_empty_folders_behind() {
     assert_eq!(t.b.read("l0/side.txt"), b"beside the deep path");
     assert!(!t.b.exists("l0/l1"), "an empty chain of folders was made");
     let again = t.sync();
-    assert!(again.contains("sent 0 files (0 B), received 0 files (0 B)"), "{again}");
+    assert!(
+        again.contains("sent 0 files (0 B), received 0 files (0 B)"),
+        "{again}"
+    );
     assert!(!t.b.exists("l0/l1"));
     assert!(t.a.exists(&format!("{}/bottom.txt", deep.join("/"))));
 }
@@ -215,7 +221,10 @@ fn a_held_lock_says_since_when_in_words() {
     assert!(!out.stderr.contains(&started.to_string()), "{out}");
     let when = filesync::time::readable(started as i64);
     assert!(out.stderr.contains(&format!("since {when}")), "{out}");
-    assert!(out.stderr.contains("1m 30s ago") || out.stderr.contains("1m 31s ago"), "{out}");
+    assert!(
+        out.stderr.contains("1m 30s ago") || out.stderr.contains("1m 31s ago"),
+        "{out}"
+    );
 }
 
 /// `filesync status` names what the last sync did as synced files, not "moved".
