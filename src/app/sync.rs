@@ -91,6 +91,9 @@ fn peer_or_folder(cfg: &Config, t: &Target, typed: &str) -> Result<()> {
     bail!("{typed:?} is neither a configured peer nor a folder here; {hint}")
 }
 
+/// How long an interrupted sync may spend removing its temps and releasing its locks.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the job; Ctrl-C, a `kill` or a closed terminal stops it cleanly. The handlers are in
 /// place before any lock is taken.
 async fn run(job: &Job) -> Result<SyncReport> {
@@ -98,7 +101,16 @@ async fn run(job: &Job) -> Result<SyncReport> {
     let report = tokio::select! {
         r = job.run() => r,
         _ = signals.next() => {
-            job.abandon().await;
+            // The far side's unfinished temps go first (`Job::abandon`), for a bounded time;
+            // a second signal stops at once. What is left goes at the next sync.
+            tokio::select! {
+                r = tokio::time::timeout(ABANDON_GRACE, job.abandon()) => {
+                    if r.is_err() {
+                        tracing::warn!("gave up cleaning up after {}s; the next sync finishes it", ABANDON_GRACE.as_secs());
+                    }
+                }
+                _ = signals.next() => {}
+            }
             bail!("interrupted; nothing is torn, run the sync again to finish");
         }
     };

@@ -163,6 +163,9 @@ pub struct Found {
     pub ignore_files: Vec<IgnoreFile>,
     /// What was left out and must be accounted for (links included).
     pub skipped: Vec<Skipped>,
+    /// Paths refused for being deeper than `MAX_DEPTH`: the folders on the way to them hold
+    /// nothing else are not synced either (see `Walked::new`).
+    pub too_deep: Vec<RelPath>,
 }
 
 impl Found {
@@ -174,6 +177,7 @@ impl Found {
         self.unwalked.append(&mut other.unwalked);
         self.ignore_files.append(&mut other.ignore_files);
         self.skipped.append(&mut other.skipped);
+        self.too_deep.append(&mut other.too_deep);
     }
 
     pub fn failed(dir: &RelPath, why: impl ToString) -> Found {
@@ -232,7 +236,8 @@ pub fn judge(
                 continue;
             }
         };
-        if is_temp_name(&e.name) {
+        // We only ever write temp files: a folder or link of that shape is the user's.
+        if is_temp_name(&e.name) && matches!(e.what, What::File | What::Unknown) {
             found.temps.push((rel, e.mtime));
             continue;
         }
@@ -299,6 +304,7 @@ fn judge_entry(
             path: rel.as_str().as_bytes().to_vec(),
             why: Skip::TooDeep,
         });
+        found.too_deep.push(rel.clone());
         if is_dir {
             found.unwalked.push(rel.clone());
         }

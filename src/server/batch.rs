@@ -250,7 +250,10 @@ mod tests {
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let got = write(
             &root,
-            &[("/.a.sync-tmp.1", b"new a"), ("d/.b.sync-tmp.2", b"b")],
+            &[
+                ("/.a.sync-tmp.0000000000000001", b"new a"),
+                ("d/.b.sync-tmp.0000000000000002", b"b"),
+            ],
         );
         assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
         // Written, but not in place until installed.
@@ -258,8 +261,8 @@ mod tests {
         let got = install(
             &root,
             &[
-                ("/.a.sync-tmp.1", "/a", false),
-                ("d/.b.sync-tmp.2", "d/b", true),
+                ("/.a.sync-tmp.0000000000000001", "/a", false),
+                ("d/.b.sync-tmp.0000000000000002", "d/b", true),
             ],
         );
         assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
@@ -283,23 +286,29 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         assert_eq!(
-            write(&root, &[(".c.sync-tmp.3", b"ours")]),
+            write(&root, &[(".c.sync-tmp.0000000000000003", b"ours")]),
             vec![wire::FX_OK]
         );
         std::fs::write(d.path().join("c"), "theirs").unwrap();
         assert_eq!(
-            install(&root, &[(".c.sync-tmp.3", "c", true)]),
+            install(&root, &[(".c.sync-tmp.0000000000000003", "c", true)]),
             vec![wire::FX_FILE_ALREADY_EXISTS]
         );
         assert_eq!(std::fs::read(d.path().join("c")).unwrap(), b"theirs");
         assert_eq!(temps_in(d.path()), Vec::<String>::new());
         // And a second write to the same temp name does not clobber an existing temp.
-        assert_eq!(write(&root, &[(".e.sync-tmp.4", b"1")]), vec![wire::FX_OK]);
         assert_eq!(
-            write(&root, &[(".e.sync-tmp.4", b"2")]),
+            write(&root, &[(".e.sync-tmp.0000000000000004", b"1")]),
+            vec![wire::FX_OK]
+        );
+        assert_eq!(
+            write(&root, &[(".e.sync-tmp.0000000000000004", b"2")]),
             vec![wire::FX_FILE_ALREADY_EXISTS]
         );
-        assert_eq!(std::fs::read(d.path().join(".e.sync-tmp.4")).unwrap(), b"1");
+        assert_eq!(
+            std::fs::read(d.path().join(".e.sync-tmp.0000000000000004")).unwrap(),
+            b"1"
+        );
     }
 
     #[test]
@@ -310,7 +319,7 @@ mod tests {
         std::fs::write(outside.path().join("victim"), "keep").unwrap();
         std::os::unix::fs::symlink(
             outside.path().join("victim"),
-            d.path().join(".v.sync-tmp.5"),
+            d.path().join(".v.sync-tmp.0000000000000005"),
         )
         .unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
@@ -318,9 +327,9 @@ mod tests {
             &root,
             &[
                 ("plain", b"x"),
-                ("/../../.p.sync-tmp.6", b"x"),
-                ("out/.q.sync-tmp.7", b"x"),
-                (".sync-trash/.r.sync-tmp.8", b"x"),
+                ("/../../.p.sync-tmp.0000000000000006", b"x"),
+                ("out/.q.sync-tmp.0000000000000007", b"x"),
+                (".sync-trash/.r.sync-tmp.0000000000000008", b"x"),
             ],
         );
         // Not a temp name; `..` folds at the root (so this one lands inside it); a symlink
@@ -334,14 +343,17 @@ mod tests {
                 wire::FX_NO_SUCH_FILE,
             ]
         );
-        assert!(d.path().join(".p.sync-tmp.6").exists());
+        assert!(d.path().join(".p.sync-tmp.0000000000000006").exists());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
         // A "temp" that is a symlink to a file outside is not put in place, and the file it
         // points at is untouched.
         assert_eq!(
             install(
                 &root,
-                &[(".v.sync-tmp.5", "v", true), (".p.sync-tmp.6", "", true)]
+                &[
+                    (".v.sync-tmp.0000000000000005", "v", true),
+                    (".p.sync-tmp.0000000000000006", "", true)
+                ]
             ),
             vec![wire::FX_PERMISSION_DENIED, wire::FX_PERMISSION_DENIED]
         );

@@ -13,7 +13,7 @@ pub struct SyncReport {
     pub received: (u64, u64),
     /// Files and folders deleted (moved to the trash) on either side.
     pub deleted: u64,
-    /// Replaced files kept in the trash.
+    /// Files replaced by the other side's version (the old one kept in the trash).
     pub trashed: u64,
     /// Renames applied as moves instead of copies.
     pub moved: u64,
@@ -45,7 +45,7 @@ impl SyncReport {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, trashed {}",
+            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, replaced {}",
             self.sent.0,
             human_bytes(self.sent.1),
             self.received.0,
@@ -57,6 +57,9 @@ impl SyncReport {
         );
         if !self.errors.is_empty() {
             s.push_str(&format!(", {} errors", self.errors.len()));
+        }
+        if self.deleted + self.trashed > 0 {
+            s.push_str(" (what was deleted or replaced is kept in .sync-trash)");
         }
         s
     }

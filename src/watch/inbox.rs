@@ -15,7 +15,7 @@ use std::time::Instant;
 /// More dirty paths than this and the batch becomes a full rescan (bounded memory for bursts).
 const MAX_DIRTY: usize = 20_000;
 /// Names of the fence files `FreshnessProbe` creates (and removes at once) in the root.
-pub(super) const COOKIE_PREFIX: &str = ".sync-cookie.";
+pub(super) use crate::replica::layout::FENCE_MARK as COOKIE_PREFIX;
 
 /// What the watcher has seen and not yet applied. Filled by the notify thread.
 #[derive(Debug, Default)]

@@ -150,10 +150,14 @@ fn full_disk_fails_cleanly_and_the_next_sync_finishes() {
     let out = s.sb.filesync().args(["sync", s.a.s(), small_s]).output();
     assert!(!out.status.success(), "a sync onto a full disk succeeded");
     let err = &out.stderr;
+    // What filled, where, and what to do: one sentence, no internal step names.
     assert!(
-        err.contains("big.bin") && err.contains("No space left"),
+        err.contains(&format!(
+            "no space left on {small_s} writing big.bin: free space there and sync again"
+        )),
         "{err}"
     );
+    assert!(!err.contains("fetch big.bin"), "{err}");
     assert_eq!(b.read("existing.txt"), b"keep me");
     assert!(!b.exists("big.bin"), "a torn big.bin is in place");
     assert!(

@@ -9,6 +9,7 @@
 
 mod batch;
 mod connect;
+mod made;
 mod walk;
 mod xfer;
 
@@ -62,6 +63,8 @@ pub(crate) struct Sftp {
     batch: bool,
     read_len: u32,
     write_len: u32,
+    /// Temps made and not yet put in place nor removed.
+    made: made::Made,
 }
 
 pub struct SftpStore {
@@ -340,12 +343,15 @@ impl Sftp {
         }
     }
 
+    /// A new temp beside `p`, remembered until it is put in place (`made`).
     fn temp_for(&self, p: &RelPath) -> String {
         let name = temp_name(p.name());
-        match p.parent() {
+        let tmp = match p.parent() {
             Some(parent) if !parent.is_root() => format!("{}/{name}", self.path(&parent)),
             _ => self.join(&name),
-        }
+        };
+        self.made.add(&tmp);
+        tmp
     }
 
     /// Makes the rename that just put `path` (in the root) in place durable, before anything
@@ -446,6 +452,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         batch: ext(ext::WRITE_FILES) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
         write_len,
+        made: made::Made::default(),
     };
     tracing::debug!(
         root = %s.root, read_len, write_len, posix_rename = s.posix_rename,
@@ -783,7 +790,7 @@ impl SftpStore {
             tracing::debug!("remote index unchanged; not uploading it");
             return Ok(None);
         }
-        let tmp = self.s.join(&temp_name(INDEX_FILE));
+        let tmp = self.s.temp_for(&RelPath::root().join_unchecked(INDEX_FILE));
         self.s.write_temp(&tmp, to_json_vec(index)).await?;
         if let Ok(mut st) = self.st.staged.lock() {
             *st = Some(norm);
@@ -798,6 +805,7 @@ impl SftpStore {
             let _ = self.s.raw().remove(tmp.as_ref()).await;
             return Err(self.s.err("cannot put in place", &path, e));
         }
+        self.s.made.done(&tmp);
         self.s.make_rename_durable(&path).await;
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
@@ -884,6 +892,9 @@ impl SftpStore {
     }
 
     async fn current_async(&self) -> Result<Current, StoreError> {
+        // Why our server could not refresh its index: when its `.sync` is damaged, the
+        // server's words name the folder it serves, which the path we see (`/`) does not.
+        let mut hub_said = None;
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
@@ -903,7 +914,10 @@ impl SftpStore {
                         });
                     }
                 }
-                Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
+                Err(e) => {
+                    tracing::warn!("the server could not refresh its index ({e}); scanning");
+                    hub_said = std::error::Error::source(&e).map(|c| c.to_string());
+                }
             }
         }
         // The listing does not need the index: walk the folder while `.sync` downloads.
@@ -915,6 +929,16 @@ impl SftpStore {
                 checked: HashSet::new(),
             };
         }
+        let loaded = loaded.map_err(|e| match (e, hub_said) {
+            (StoreError::CorruptIndex { path, reason, .. }, Some(said)) => {
+                StoreError::CorruptIndex {
+                    path,
+                    reason,
+                    fix: hub_fix(&said),
+                }
+            }
+            (e, _) => e,
+        });
         let (mut index, loaded) = match loaded? {
             Some(x) => x,
             None => {
@@ -1008,6 +1032,7 @@ impl SftpStore {
             )
             .await?;
             self.install(&tmp, p, fresh).await?;
+            s.made.done(&tmp);
             Ok(Observed {
                 kind: Kind::File,
                 size,
@@ -1119,7 +1144,10 @@ impl Store for SftpStore {
     }
 
     async fn discard_index(&self, staged: StagedIndex) {
-        let _ = self.s.raw().remove(staged.tmp.to_string_lossy()).await;
+        let tmp = staged.tmp.to_string_lossy();
+        if self.s.raw().remove(tmp.as_ref()).await.is_ok() {
+            self.s.made.done(&tmp);
+        }
     }
 
     async fn stat(&self, p: &RelPath) -> Result<Option<Observed>, StoreError> {
@@ -1226,6 +1254,8 @@ impl SftpStore {
         {
             return Ok(());
         }
+        // Under the lock still, so no other sync is writing temps there.
+        self.s.remove_made_temps().await;
         // Given up even if the remove fails (a lost connection): what is left there is
         // then a leftover of this process, which the next attempt may break.
         lock::note_held(&self.s.lock_place(), false);
@@ -1259,6 +1289,15 @@ impl SftpStore {
             .await
             .map(|_| ())
             .map_err(|e| s.err(&format!("cannot rename {from} to"), &dst, e))
+    }
+}
+
+/// What to do about our server's damaged index, from what it said: its own advice (which
+/// names the folder it serves), else its words as they are.
+fn hub_fix(said: &str) -> String {
+    match said.find("Run `") {
+        Some(i) => format!("On the hub, r{}", &said[i + 1..]),
+        None => format!("The hub says: {said}"),
     }
 }
 

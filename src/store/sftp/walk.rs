@@ -213,7 +213,14 @@ pub(crate) async fn refresh(
         hashed.push((p, r?));
     }
     drop(results);
-    remove_leftovers(s, &w.temps, locked).await;
+    // One the index names is the user's (see `settle`), whatever its shape.
+    let leftovers: Vec<_> = w
+        .temps
+        .iter()
+        .filter(|(p, _)| !index.get(p).is_some_and(crate::index::Entry::is_live))
+        .cloned()
+        .collect();
+    remove_leftovers(s, &leftovers, locked).await;
     let dirs_now: HashSet<RelPath> = w
         .observed
         .iter()
