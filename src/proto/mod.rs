@@ -466,6 +466,57 @@ pub fn decode_batch_reply(data: &Bytes) -> Result<Vec<Outcome>, Malformed> {
     })
 }
 
+/// A path an index refresh (`index-refresh@filesync`) left as it was in the index, for the
+/// client to report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeftOut {
+    /// The scan could not read it (`why`).
+    Unreadable { path: String, why: String },
+    /// A client of the server still has it open for writing: it is offered once closed.
+    Writing { path: String },
+}
+
+/// SFTP version 6's "lock conflict": in a refresh reply, a file still being written.
+const FX_LOCK_CONFLICT: u32 = 17;
+
+/// The reply to an index refresh: OK when nothing was left out, else one batch-reply outcome
+/// per path (the path as its data).
+pub fn refresh_reply(id: u32, left: &[LeftOut]) -> Bytes {
+    if left.is_empty() {
+        return status(id, FX_OK, "OK");
+    }
+    let outcomes: Vec<Outcome> = left
+        .iter()
+        .map(|l| match l {
+            LeftOut::Unreadable { path, why } => Outcome {
+                code: FX_FAILURE,
+                msg: why.clone(),
+                data: Bytes::from(path.clone()),
+            },
+            LeftOut::Writing { path } => Outcome {
+                code: FX_LOCK_CONFLICT,
+                msg: "being written".into(),
+                data: Bytes::from(path.clone()),
+            },
+        })
+        .collect();
+    batch_reply(id, &outcomes)
+}
+
+/// What a refresh reply's payload (after the request id) says was left out.
+pub fn decode_refresh_reply(data: &Bytes) -> Result<Vec<LeftOut>, Malformed> {
+    decode_batch_reply(data)?
+        .into_iter()
+        .map(|o| {
+            let path = String::from_utf8(o.data.to_vec()).map_err(|_| Malformed)?;
+            Ok(match o.code {
+                FX_LOCK_CONFLICT => LeftOut::Writing { path },
+                _ => LeftOut::Unreadable { path, why: o.msg },
+            })
+        })
+        .collect()
+}
+
 /// Splits request-specific payload of an EXTENDED request into its strings.
 pub fn ext_strings(data: &Bytes, n: usize) -> Result<Vec<Bytes>, Malformed> {
     let mut r = Reader(data.clone());
@@ -559,6 +610,23 @@ pub fn status(id: u32, code: u32, msg: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_replies_round_trip() {
+        assert_eq!(refresh_reply(3, &[])[4], FXP_STATUS);
+        let left = vec![
+            LeftOut::Unreadable {
+                path: "a/secret".into(),
+                why: "Permission denied (os error 13)".into(),
+            },
+            LeftOut::Writing {
+                path: "DCIM/big.jpg".into(),
+            },
+        ];
+        let reply = refresh_reply(3, &left);
+        assert_eq!(reply[4], FXP_EXTENDED_REPLY);
+        assert_eq!(decode_refresh_reply(&reply.slice(9..)).unwrap(), left);
+    }
 
     #[test]
     fn batch_requests_round_trip() {

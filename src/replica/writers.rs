@@ -118,6 +118,37 @@ impl Writers {
         }
     }
 
+    /// Waits until every file closed (or written) without a handle open on it has been quiet
+    /// for `QUIET`, at most `QUIET` from now: a client's closed file is finished, and a scan
+    /// right after its upload then takes it instead of leaving it for the next one. Files
+    /// still open are not waited for. Blocks the calling thread.
+    pub fn settle(&self) {
+        let limit = Instant::now() + QUIET;
+        loop {
+            let now = Instant::now();
+            let quiet_at = self
+                .files()
+                .values()
+                .filter(|w| w.open == 0)
+                .map(|w| w.last + QUIET)
+                .max();
+            match quiet_at {
+                Some(t) if t > now && now < limit => std::thread::sleep(t.min(limit) - now),
+                _ => return,
+            }
+        }
+    }
+
+    /// Those of `paths` being written now (see `busy`), in their order.
+    pub fn among(&self, paths: &[RelPath]) -> Vec<RelPath> {
+        let busy = self.busy();
+        paths
+            .iter()
+            .filter(|p| busy.contains(*p))
+            .cloned()
+            .collect()
+    }
+
     /// The files being written now (open, or written within `QUIET`); the record of files
     /// quiet for longer is dropped.
     pub fn busy(&self) -> HashSet<RelPath> {
@@ -156,6 +187,29 @@ mod tests {
             .for_each(|f| f.last = f.last.checked_sub(QUIET).unwrap());
         assert!(w.busy().is_empty());
         assert!(Arc::ptr_eq(&of(Path::new("/tmp")), &of(Path::new("/tmp/"))));
+    }
+
+    #[test]
+    fn settling_waits_for_closed_files_only_and_never_past_the_quiet_time() {
+        let w = Writers::default();
+        w.opened(&p("open.jpg"));
+        w.opened(&p("closed.jpg"));
+        w.closed(&p("closed.jpg"));
+        let t0 = Instant::now();
+        w.settle();
+        let waited = t0.elapsed();
+        assert!(waited >= QUIET - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < QUIET + Duration::from_secs(1), "{waited:?}");
+        let busy = w.busy();
+        assert!(busy.contains(&p("open.jpg")) && !busy.contains(&p("closed.jpg")));
+        assert_eq!(
+            w.among(&[p("closed.jpg"), p("open.jpg")]),
+            vec![p("open.jpg")]
+        );
+        // Nothing closed lately: no wait at all.
+        let t0 = Instant::now();
+        w.settle();
+        assert!(t0.elapsed() < Duration::from_millis(100));
     }
 
     #[test]

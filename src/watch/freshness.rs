@@ -83,42 +83,53 @@ impl FreshnessProbe {
 }
 
 impl Freshness {
-    /// Leaves out the files being written: a rescan keeps their old entries anyway, and right
-    /// after a client's upload that would be every file it sent, walked for nothing.
-    fn without(self, busy: &HashSet<RelPath>) -> Freshness {
+    /// Adds the files being written: a rescan of them sets them aside (they keep their old
+    /// entries) and names them, so the client can say they were left for the next sync.
+    fn including(self, busy: &HashSet<RelPath>) -> Freshness {
         match self {
-            Freshness::Dirty(dirty) => {
-                let dirty: BTreeSet<RelPath> =
-                    dirty.into_iter().filter(|p| !busy.contains(p)).collect();
-                if dirty.is_empty() {
-                    Freshness::Current
-                } else {
-                    Freshness::Dirty(dirty)
-                }
+            Freshness::Current if busy.is_empty() => Freshness::Current,
+            Freshness::Current => Freshness::Dirty(busy.iter().cloned().collect()),
+            Freshness::Dirty(mut dirty) => {
+                dirty.extend(busy.iter().cloned());
+                Freshness::Dirty(dirty)
             }
-            other => other,
+            Freshness::Unknown => Freshness::Unknown,
         }
     }
+}
+
+/// What an index refresh left as it was in the index, for the client to report.
+#[derive(Debug, Default, PartialEq)]
+pub struct Refreshed {
+    /// Paths the scan could not read, and why.
+    pub unreadable: Vec<(RelPath, String)>,
+    /// Files a client of our server still has open for writing.
+    pub writing: Vec<RelPath>,
 }
 
 /// How long an index refresh waits for the watcher's answer before rescanning everything.
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
 /// Brings the root's `.sync` up to date for a client of our SFTP server. No `.sync.lock`: the
-/// client asking holds it. Returns the paths the scan could not read (left as they were).
+/// client asking holds it. Returns what was left as it was: paths the scan could not read and
+/// files still being written.
 ///
+/// Files our clients closed a moment ago are finished: the refresh first waits out what is
+/// left of their quiet time (`Writers::settle`), so an upload closed just before is offered.
 /// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
-/// without it, or when it cannot vouch for the index, the whole folder is. Files our clients
-/// are writing keep their old entries either way.
+/// without it, or when it cannot vouch for the index, the whole folder is. Files still open
+/// keep their old entries either way.
 pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
-) -> Result<Vec<(RelPath, String)>, WatchError> {
+) -> Result<Refreshed, WatchError> {
     let store = LocalStore::open(root, 0)?;
+    let writers = crate::replica::writers::of(store.root());
+    writers.settle();
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
     // Taken after the check, which may wait: a client may have started a file meanwhile.
     let busy = store.busy();
-    let freshness = freshness.without(&busy);
+    let freshness = freshness.including(&busy);
     // Parsed only when there is something to rescan: a big index takes a while to read.
     let loaded = match &freshness {
         Freshness::Dirty(_) => store.load_index_blocking()?,
@@ -131,7 +142,7 @@ pub fn refresh_for_client(
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if has_index() => {
             tracing::debug!("index current by the watcher");
-            return Ok(Vec::new());
+            return Ok(Refreshed::default());
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
             tracing::debug!(
@@ -156,7 +167,10 @@ pub fn refresh_for_client(
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
     }
-    Ok(stats.unreadable)
+    Ok(Refreshed {
+        writing: writers.among(&stats.moving),
+        unreadable: stats.unreadable,
+    })
 }
 
 #[cfg(test)]
@@ -169,18 +183,19 @@ mod tests {
     }
 
     #[test]
-    fn files_being_written_are_not_a_reason_to_rescan() {
-        let busy: HashSet<RelPath> = [p("DCIM/a.jpg"), p("DCIM/b.jpg")].into();
+    fn files_being_written_are_looked_at_to_be_named() {
+        let busy: HashSet<RelPath> = [p("DCIM/a.jpg")].into();
         let dirty = |names: &[&str]| Freshness::Dirty(names.iter().map(|n| p(n)).collect());
+        assert_eq!(Freshness::Current.including(&busy), dirty(&["DCIM/a.jpg"]));
         assert_eq!(
-            dirty(&["DCIM/a.jpg", "DCIM/b.jpg"]).without(&busy),
+            Freshness::Current.including(&HashSet::new()),
             Freshness::Current
         );
         assert_eq!(
-            dirty(&["DCIM/a.jpg", "notes.txt"]).without(&busy),
-            dirty(&["notes.txt"])
+            dirty(&["notes.txt"]).including(&busy),
+            dirty(&["DCIM/a.jpg", "notes.txt"])
         );
-        assert_eq!(Freshness::Unknown.without(&busy), Freshness::Unknown);
+        assert_eq!(Freshness::Unknown.including(&busy), Freshness::Unknown);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod freshness;
 mod inbox;
 
 pub use apply::{Batch, apply_changed, coalesce, initial_scan, rescan_path};
-pub use freshness::{Freshness, FreshnessProbe, refresh_for_client};
+pub use freshness::{Freshness, FreshnessProbe, Refreshed, refresh_for_client};
 
 use crate::index::Index;
 use crate::scan::{ScanError, ScanStats};

@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use crate::proto::ext;
+use crate::proto::{LeftOut, ext};
 
 /// How long one SFTP request may take (an fsync of a large file on a slow card included)
 /// before the connection counts as lost.
@@ -887,7 +887,7 @@ impl SftpStore {
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok(unreadable) => {
+                Ok((unreadable, writing)) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -901,6 +901,8 @@ impl SftpStore {
                             loaded,
                             stats: ScanStats {
                                 unreadable,
+                                moving: writing.clone(),
+                                writing,
                                 ..ScanStats::default()
                             },
                         });
@@ -935,9 +937,9 @@ impl SftpStore {
         })
     }
 
-    /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
-    /// not read (one outcome each, the path as the data, in a batch-style reply).
-    async fn server_refresh(&self) -> Result<Vec<(RelPath, String)>, StoreError> {
+    /// Asks our own server to bring its `.sync` up to date; returns what it left as it was:
+    /// the paths its scan could not read, and the files its clients are still writing.
+    async fn server_refresh(&self) -> Result<(Vec<(RelPath, String)>, Vec<RelPath>), StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
@@ -946,23 +948,28 @@ impl SftpStore {
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
             return status_ok(reply)
-                .map(|()| Vec::new())
+                .map(|()| Default::default())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
-        let outcomes =
-            crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
+        let left =
+            crate::proto::decode_refresh_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
                 StoreError::io(
                     format!("the reply to {} from {}", ext::INDEX_REFRESH, s.host),
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        Ok(outcomes
-            .into_iter()
-            .filter_map(|o| {
-                let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
-                Some((p, o.msg))
-            })
-            .collect())
+        let (mut unreadable, mut writing) = (Vec::new(), Vec::new());
+        for l in left {
+            match l {
+                LeftOut::Unreadable { path, why } => {
+                    if let Ok(p) = RelPath::parse(&path) {
+                        unreadable.push((p, why));
+                    }
+                }
+                LeftOut::Writing { path } => writing.extend(RelPath::parse(&path)),
+            }
+        }
+        Ok((unreadable, writing))
     }
 
     async fn write_async(
