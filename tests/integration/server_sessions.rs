@@ -131,11 +131,12 @@ fn an_idle_client_that_answers_keepalives_stays_connected() {
 #[test]
 fn a_client_that_vanishes_is_dropped_within_the_keepalive_bound() {
     require("sftp");
+    let (interval, count) = (1, 2);
     let sb = Sandbox::new();
     let hub = Hub::started(
         &sb,
         HubKind::Serve,
-        "client_alive_interval = 1\nclient_alive_count_max = 2\n",
+        &format!("client_alive_interval = {interval}\nclient_alive_count_max = {count}\n"),
     );
     let relay = Relay::to(hub.port);
     let mut client = Command::new("sftp")
@@ -158,7 +159,8 @@ fn a_client_that_vanishes_is_dropped_within_the_keepalive_bound() {
     // The network goes: nothing passes either way, and nothing closes.
     relay.freeze();
     let frozen = Instant::now();
-    let bound = Duration::from_secs(1 * (2 + 1));
+    // client_alive_interval × (client_alive_count_max + 1).
+    let bound = Duration::from_secs(interval * (count + 1));
     let dropped = wait_until(bound + Duration::from_secs(5), || {
         hub.log_text().contains("stopped answering")
     });
