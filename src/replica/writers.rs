@@ -5,7 +5,7 @@
 //! being handed it.
 
 use crate::relpath::RelPath;
-use crate::replica::layout::is_temp_name;
+use crate::replica::layout::{is_internal, is_temp_name};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -121,16 +121,17 @@ impl Writers {
     /// Waits until every file closed (or written) without a handle open on it has been quiet
     /// for `QUIET`, at most `QUIET` from now: a client's closed file is finished, and a scan
     /// right after its upload then takes it instead of leaving it for the next one. Files
-    /// still open are not waited for. Blocks the calling thread.
+    /// still open are not waited for, nor our own (`.sync.lock`, temps), which no scan
+    /// takes. Blocks the calling thread.
     pub fn settle(&self) {
         let limit = Instant::now() + QUIET;
         loop {
             let now = Instant::now();
             let quiet_at = self
                 .files()
-                .values()
-                .filter(|w| w.open == 0)
-                .map(|w| w.last + QUIET)
+                .iter()
+                .filter(|(p, w)| w.open == 0 && !is_internal(p))
+                .map(|(_, w)| w.last + QUIET)
                 .max();
             match quiet_at {
                 Some(t) if t > now && now < limit => std::thread::sleep(t.min(limit) - now),
@@ -147,6 +148,11 @@ impl Writers {
             .filter(|p| busy.contains(*p))
             .cloned()
             .collect()
+    }
+
+    /// How many of the user's files (not ours: `.sync.lock`, temps) are being written now.
+    pub fn writing_count(&self) -> usize {
+        self.busy().iter().filter(|p| !is_internal(p)).count()
     }
 
     /// The files being written now (open, or written within `QUIET`); the record of files
@@ -206,7 +212,12 @@ mod tests {
             w.among(&[p("closed.jpg"), p("open.jpg")]),
             vec![p("open.jpg")]
         );
-        // Nothing closed lately: no wait at all.
+        // Nothing closed lately, or only our own files: no wait at all.
+        w.opened(&p(".sync.lock"));
+        w.closed(&p(".sync.lock"));
+        w.opened(&p(&temp_name("a.jpg")));
+        w.closed(&p(&temp_name("a.jpg")));
+        assert_eq!(w.writing_count(), 1);
         let t0 = Instant::now();
         w.settle();
         assert!(t0.elapsed() < Duration::from_millis(100));

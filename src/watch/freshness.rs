@@ -5,7 +5,7 @@
 use super::inbox::{COOKIE_PREFIX, Shared};
 use super::{Batch, WatchError, apply_changed};
 use crate::relpath::RelPath;
-use crate::replica::layout::INDEX_FILE;
+use crate::replica::layout::{INDEX_FILE, is_internal};
 use crate::store::LocalStore;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -84,13 +84,15 @@ impl FreshnessProbe {
 
 impl Freshness {
     /// Adds the files being written: a rescan of them sets them aside (they keep their old
-    /// entries) and names them, so the client can say they were left for the next sync.
+    /// entries) and names them, so the client can say they were left for the next sync. Our
+    /// own files (the client's `.sync.lock`, temps) are no scan's business.
     fn including(self, busy: &HashSet<RelPath>) -> Freshness {
+        let mut users = busy.iter().filter(|p| !is_internal(p)).cloned().peekable();
         match self {
-            Freshness::Current if busy.is_empty() => Freshness::Current,
-            Freshness::Current => Freshness::Dirty(busy.iter().cloned().collect()),
+            Freshness::Current if users.peek().is_none() => Freshness::Current,
+            Freshness::Current => Freshness::Dirty(users.collect()),
             Freshness::Dirty(mut dirty) => {
-                dirty.extend(busy.iter().cloned());
+                dirty.extend(users);
                 Freshness::Dirty(dirty)
             }
             Freshness::Unknown => Freshness::Unknown,
@@ -184,13 +186,11 @@ mod tests {
 
     #[test]
     fn files_being_written_are_looked_at_to_be_named() {
-        let busy: HashSet<RelPath> = [p("DCIM/a.jpg")].into();
+        let busy: HashSet<RelPath> = [p("DCIM/a.jpg"), p(".sync.lock")].into();
         let dirty = |names: &[&str]| Freshness::Dirty(names.iter().map(|n| p(n)).collect());
         assert_eq!(Freshness::Current.including(&busy), dirty(&["DCIM/a.jpg"]));
-        assert_eq!(
-            Freshness::Current.including(&HashSet::new()),
-            Freshness::Current
-        );
+        let ours: HashSet<RelPath> = [p(".sync.lock")].into();
+        assert_eq!(Freshness::Current.including(&ours), Freshness::Current);
         assert_eq!(
             dirty(&["notes.txt"]).including(&busy),
             dirty(&["DCIM/a.jpg", "notes.txt"])

@@ -497,7 +497,7 @@ impl PendingProbe {
 
     /// Files being written now (open, or closed within the quiet time).
     pub fn writing(&self) -> usize {
-        self.1.busy().len()
+        self.1.writing_count()
     }
 }
 
