@@ -85,6 +85,9 @@ pub struct ScanStats {
     /// Files that were being written as the scan read them (their size or mtime moved):
     /// left as they were in the index, for the next scan.
     pub moving: Vec<RelPath>,
+    /// Those of `moving` that a client of the hub's SFTP server still has open for writing
+    /// (or closed a moment ago): reported apart, as files still being written.
+    pub writing: Vec<RelPath>,
     /// Our temp files met on the walk (leftovers of interrupted writes, or writes under way).
     pub temps: Vec<RelPath>,
     /// Paths left out of the index (links, FIFOs, names that are not UTF-8, ...), sorted.

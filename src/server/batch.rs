@@ -30,21 +30,33 @@ fn batch_path(raw: &[u8], temp: bool) -> FsResult<RelPath> {
 fn status(r: FsResult<()>) -> wire::Outcome {
     match r {
         Ok(()) => wire::Outcome::ok(Bytes::new()),
-        Err(e) => failed(e),
+        Err(e) => outcome_of(e),
     }
 }
 
-fn failed(e: FsError) -> wire::Outcome {
+fn outcome_of(e: FsError) -> wire::Outcome {
     let (code, msg) = fs::status_code(&e, true);
     wire::Outcome::err(code, msg)
 }
 
+/// Told of each file a batch could not do: its path as the client sent it, and why.
+pub type Failed<'a> = &'a mut dyn FnMut(&[u8], &FsError);
+
 /// `write-files@filesync`: each file to a new temp (never replacing anything), with its mtime.
-pub fn write_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
+pub fn write_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
     let Ok(files) = wire::decode_write_files(data) else {
         return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
     };
-    let statuses: Vec<_> = files.iter().map(|f| status(write_one(root, f))).collect();
+    let statuses: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let r = write_one(root, f);
+            if let Err(e) = &r {
+                failed(&f.path, e);
+            }
+            status(r)
+        })
+        .collect();
     wire::batch_reply(id, &statuses)
 }
 
@@ -69,7 +81,7 @@ fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
 
 /// `install-files@filesync`: one barrier for all the temps, each into place, one barrier for
 /// the renames. A temp whose install fails is removed; the others still go in.
-pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
+pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64, failed: Failed) -> Bytes {
     let Ok(files) = wire::decode_install_files(data) else {
         return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
     };
@@ -91,7 +103,8 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
         for t in &temps {
             let _ = root.remove(t);
         }
-        let o = failed(e);
+        failed(b"/", &e);
+        let o = outcome_of(e);
         let msg = format!("cannot make the files durable: {}", o.msg);
         let outcomes: Vec<_> = files
             .iter()
@@ -116,6 +129,14 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
     }
     // The renames reach the disk before the client records them in its index.
     let after = barrier(root, &dirs);
+    if let Err(e) = &after {
+        failed(b"/", e);
+    }
+    for (t, f) in todo.iter().zip(&files) {
+        if let Err(e) = t {
+            failed(&f.path, e);
+        }
+    }
     let statuses: Vec<_> = todo
         .into_iter()
         .map(|t| match (t, &after) {
@@ -131,7 +152,7 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
 }
 
 /// `read-files@filesync`: each file whole (up to its `max`), within one reply's budget.
-pub fn read_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
+pub fn read_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
     let Ok(files) = wire::decode_read_files(data) else {
         return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
     };
@@ -140,28 +161,31 @@ pub fn read_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
     let outcomes: Vec<_> = files
         .iter()
         .map(|f| {
-            let want = f.max.min(budget);
-            match read_one(root, f, want) {
+            if f.max > budget {
+                return wire::Outcome::err(
+                    wire::FX_FAILURE,
+                    "the reply is full; ask for this file again".into(),
+                );
+            }
+            match read_one(root, f) {
                 Ok(data) => {
                     budget -= data.len() as u64;
                     wire::Outcome::ok(data)
                 }
-                Err(e) => failed(e),
+                Err(e) => {
+                    failed(&f.path, &e);
+                    outcome_of(e)
+                }
             }
         })
         .collect();
     wire::batch_reply(id, &outcomes)
 }
 
-fn read_one(root: &Root, f: &wire::ReadFile, want: u64) -> FsResult<Bytes> {
-    if want < f.max {
-        return Err(FsError::Io(std::io::Error::other(
-            "the reply is full; ask for this file again",
-        )));
-    }
+fn read_one(root: &Root, f: &wire::ReadFile) -> FsResult<Bytes> {
     let file = root.open_regular(&batch_path(&f.path, false)?)?;
     let mut v = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(&file, want), &mut v)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(&file, f.max), &mut v)?;
     Ok(Bytes::from(v))
 }
 
@@ -207,7 +231,12 @@ mod tests {
         for (p, data) in files {
             b.put_file(p, 1_600_000_000, data);
         }
-        statuses(&write_files(root, 1, &Bytes::from(b.finish())))
+        statuses(&write_files(
+            root,
+            1,
+            &Bytes::from(b.finish()),
+            &mut |_, _| {},
+        ))
     }
 
     fn install(root: &Root, files: &[(&str, &str, bool)]) -> Vec<u32> {
@@ -220,6 +249,7 @@ mod tests {
             2,
             &Bytes::from(b.finish()),
             1_700_000_000,
+            &mut |_, _| {},
         ))
     }
 
@@ -392,7 +422,11 @@ mod tests {
         ] {
             b.read_file(p, max);
         }
-        let reply = read_files(&root, 5, &Bytes::from(b.finish()));
+        let mut failed = Vec::new();
+        let reply = read_files(&root, 5, &Bytes::from(b.finish()), &mut |p, _| {
+            failed.push(String::from_utf8_lossy(p).into_owned())
+        });
+        assert_eq!(failed, ["link", "fifo", "missing"]);
         let got = wire::decode_batch_reply(&reply.slice(9..)).unwrap();
         let codes: Vec<u32> = got.iter().map(|o| o.code).collect();
         assert_eq!(
@@ -422,8 +456,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         for reply in [
-            write_files(&root, 3, &Bytes::from_static(&[0, 0, 0, 9, 1])),
-            install_files(&root, 4, &Bytes::from_static(&[1]), 0),
+            write_files(
+                &root,
+                3,
+                &Bytes::from_static(&[0, 0, 0, 9, 1]),
+                &mut |_, _| {},
+            ),
+            install_files(&root, 4, &Bytes::from_static(&[1]), 0, &mut |_, _| {}),
         ] {
             assert_eq!(reply[4], wire::FXP_STATUS);
         }

@@ -231,6 +231,8 @@ impl LocalStore {
     /// `current_index` on this thread, and whether `.sync` was there (a new one is not yet
     /// on disk, even for an empty folder).
     pub fn current_blocking(&self) -> Result<(Current, bool), StoreError> {
+        // Files our SFTP clients closed a moment ago are finished: take them in this scan.
+        self.writers.settle();
         // Parsing `.sync` and walking the folder do not depend on each other.
         let scope = RelPath::root();
         let (loaded, walked) = rayon::join(
@@ -254,9 +256,10 @@ impl LocalStore {
         };
         let walked = walked.map_err(|e| StoreError::Refused(super::Chain(&e).to_string()))?;
         let busy = self.busy();
-        let stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
+        let mut stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
             busy.contains(p)
         });
+        stats.writing = self.writers.among(&stats.moving);
         remove_leftover_temps(&self.root, &stats.temps);
         let current = Current {
             index,

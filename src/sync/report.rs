@@ -30,17 +30,37 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// Changing paths, each once, however many steps and scans met them.
+    /// Changing paths, each once, however many steps and scans met them; files still being
+    /// written on the hub are counted apart (`writing_count`).
     pub fn changing_count(&self) -> usize {
+        let writing = self.writing();
         let mut all: Vec<&RelPath> = self
             .changing
             .iter()
             .chain(&self.scan_left.moving)
             .chain(&self.scan_right.moving)
+            .filter(|p| !writing.contains(p))
             .collect();
         all.sort();
         all.dedup();
         all.len()
+    }
+
+    /// Files a client of the hub's SFTP server was still writing, each once.
+    pub fn writing_count(&self) -> usize {
+        self.writing().len()
+    }
+
+    fn writing(&self) -> Vec<&RelPath> {
+        let mut all: Vec<&RelPath> = self
+            .scan_left
+            .writing
+            .iter()
+            .chain(&self.scan_right.writing)
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     pub fn summary(&self) -> String {
@@ -64,14 +84,29 @@ impl SyncReport {
         s
     }
 
-    /// `2 files were changing and are left for the next sync`, when any were.
+    /// `2 files were changing and are left for the next sync`, and `1 file was still being
+    /// written on the hub and is left for the next sync`, when any were (one line).
     pub fn changing_note(&self) -> Option<String> {
-        match self.changing_count() {
+        let changing = match self.changing_count() {
             0 => None,
-            1 => Some("1 file was changing and is left for the next sync".into()),
+            1 => Some("1 file was changing and is left for the next sync".to_string()),
             n => Some(format!(
                 "{n} files were changing and are left for the next sync"
             )),
+        };
+        let writing = match self.writing_count() {
+            0 => None,
+            1 => Some(
+                "1 file was still being written on the hub and is left for the next sync"
+                    .to_string(),
+            ),
+            n => Some(format!(
+                "{n} files were still being written on the hub and are left for the next sync"
+            )),
+        };
+        match (changing, writing) {
+            (Some(c), Some(w)) => Some(format!("{c}; {w}")),
+            (c, w) => c.or(w),
         }
     }
 }
@@ -179,6 +214,34 @@ mod tests {
                 "1501 symlinks, 1 FIFO, socket or device and 1 path deeper than 120 levels were \
                  not synced; `-v` lists them"
             )
+        );
+    }
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn files_being_written_are_counted_apart_from_changing_ones() {
+        let mut r = SyncReport::default();
+        assert_eq!(r.changing_note(), None);
+        r.scan_right.moving = vec![p("a"), p("b")];
+        r.scan_right.writing = vec![p("b")];
+        r.changing.push(p("a"));
+        assert_eq!((r.changing_count(), r.writing_count()), (1, 1));
+        assert_eq!(
+            r.changing_note().as_deref(),
+            Some(
+                "1 file was changing and is left for the next sync; \
+                 1 file was still being written on the hub and is left for the next sync"
+            )
+        );
+        r.changing.clear();
+        r.scan_right.moving = vec![p("b"), p("c")];
+        r.scan_right.writing = vec![p("b"), p("c")];
+        assert_eq!(
+            r.changing_note().as_deref(),
+            Some("2 files were still being written on the hub and are left for the next sync")
         );
     }
 }

@@ -73,6 +73,9 @@ pub struct IndexState {
     pub bytes: u64,
     /// Paths (or subtrees) seen changing and not yet in the index.
     pub pending: usize,
+    /// Files clients of the hub's SFTP server are writing (left out of syncs until closed).
+    #[serde(default)]
+    pub writing: usize,
     pub full_rescan_pending: bool,
     /// True when the kernel watch limit was hit and the folder is polled instead.
     pub degraded: bool,
@@ -176,7 +179,7 @@ impl IndexWatcher {
 
     /// A live view of what is waiting, for status (the published state lags a batch).
     pub fn pending_probe(&self) -> PendingProbe {
-        PendingProbe(self.shared.clone())
+        PendingProbe(self.shared.clone(), crate::replica::writers::of(&self.root))
     }
 
     /// A handle that tells an index refresh whether `.sync` on disk is already current.
@@ -492,14 +495,20 @@ impl Stopper {
     }
 }
 
-/// Reads how many paths wait for the next batch, and whether a full rescan is queued.
+/// Reads how many paths wait for the next batch, whether a full rescan is queued, and how
+/// many files the server's clients are writing.
 #[derive(Clone)]
-pub struct PendingProbe(Arc<Shared>);
+pub struct PendingProbe(Arc<Shared>, Arc<crate::replica::writers::Writers>);
 
 impl PendingProbe {
     pub fn pending(&self) -> (usize, bool) {
         let inbox = self.0.inbox();
         (inbox.dirty.len(), inbox.full)
+    }
+
+    /// Files being written now (open, or closed within the quiet time).
+    pub fn writing(&self) -> usize {
+        self.1.writing_count()
     }
 }
 
@@ -513,6 +522,8 @@ fn publish(state: &Mutex<IndexState>, index: &Index, inbox: &Inbox, last_error: 
         deletions,
         bytes: index.live_bytes(),
         pending: inbox.dirty.len(),
+        // Filled in live by whoever reports it (`PendingProbe::writing`).
+        writing: 0,
         full_rescan_pending: inbox.full,
         degraded: inbox.degraded,
         last_update: crate::time::now_secs(),

@@ -14,6 +14,7 @@ mod server_auth;
 mod server_clients;
 mod server_openssh;
 mod server_paramiko;
+mod server_sessions;
 mod server_stacks;
 mod sync_faults;
 mod sync_local;

@@ -956,9 +956,9 @@ impl SftpStore {
         })
     }
 
-    /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
-    /// not read and those it left out (one outcome each, the path as the data, in a
-    /// batch-style reply).
+    /// Asks our own server to bring its `.sync` up to date; returns what it left as it was:
+    /// the paths its scan could not read, the files its clients are still writing (also
+    /// "moving": left for the next sync) and what it leaves out by nature.
     async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
         let s = &self.s;
         let raw = s.raw();
@@ -971,28 +971,19 @@ impl SftpStore {
                 .map(|()| Default::default())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
-        let outcomes =
-            crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
+        let left =
+            crate::proto::left_out::decode_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
                 StoreError::io(
                     format!("the reply to {} from {}", ext::INDEX_REFRESH, s.host),
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        let (left_out, unreadable): (Vec<_>, Vec<_>) = outcomes
-            .into_iter()
-            .partition(crate::proto::left_out::is_left_out);
-        let (skipped, skipped_more) = crate::proto::left_out::decode(left_out);
-        let unreadable = unreadable
-            .into_iter()
-            .filter_map(|o| {
-                let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
-                Some((p, o.msg))
-            })
-            .collect();
         Ok(ScanStats {
-            unreadable,
-            skipped,
-            skipped_more,
+            unreadable: left.unreadable,
+            moving: left.writing.clone(),
+            writing: left.writing,
+            skipped: left.skipped,
+            skipped_more: left.skipped_more,
             ..ScanStats::default()
         })
     }

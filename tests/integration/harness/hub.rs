@@ -176,6 +176,23 @@ impl Hub {
         keys
     }
 
+    /// OpenSSH client options that log in to this hub with the test key, trusting its host
+    /// key without asking (the port is given apart: `-p` for ssh, `-P` for scp and sftp).
+    pub fn ssh_options(&self) -> Vec<String> {
+        let mut o: Vec<String> = [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "IdentitiesOnly=yes",
+            "BatchMode=yes",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .flat_map(|opt| ["-o".to_string(), opt.to_string()])
+        .collect();
+        o.extend(["-i".to_string(), self.key.display().to_string()]);
+        o
+    }
+
     /// Runs OpenSSH `sftp -b -` with `batch` on stdin, as `user` with `key`.
     pub fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Ran {
         require("sftp");

@@ -29,6 +29,8 @@ fn install_line(tool: &str) -> &'static str {
         "sshd" => "apt-get install -y openssh-server",
         "curl" => "apt-get install -y curl",
         "rclone" => "apt-get install -y rclone",
+        "restic" => "apt-get install -y restic",
+        "scp" => "apt-get install -y openssh-client",
         "setpriv" => "apt-get install -y util-linux",
         "psftp" | "puttygen" => "apt-get install -y putty-tools",
         "java" | "javac" => "apt-get install -y default-jdk-headless libjsch-java",
