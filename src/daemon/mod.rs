@@ -18,8 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long in-flight peer syncs may run on after SIGTERM before they are abandoned.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a scheduled sync in flight may run on after SIGTERM (or SIGHUP's restart of the
+/// schedule) before it is abandoned; one still connecting is abandoned at once. With the
+/// schedule's unlock limit and the server's drain this bounds a stop to a few seconds, well
+/// inside the units' `TimeoutStopSec`.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs until SIGTERM/SIGINT. `config_file` is what `--config` named, re-read on SIGHUP.
 pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<()> {

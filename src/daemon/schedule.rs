@@ -232,7 +232,12 @@ impl PeerTask {
             target: &target,
             name: self.name.clone(),
         };
-        let job = match Job::open(&self.cfg, left, right, false).await {
+        // Connecting and the handshake hold no lock: a stop ends them at once.
+        let opened = tokio::select! {
+            r = Job::open(&self.cfg, left, right, false) => r,
+            _ = crate::shutdown::raised(&mut self.stop) => return Outcome::Abandoned,
+        };
+        let job = match opened {
             Ok(j) => j,
             Err(e) => return Outcome::Unavailable(Chain(&e).to_string()),
         };

@@ -7,6 +7,11 @@ use crate::config::Config;
 use crate::endpoint::Target;
 use crate::store::{AnyStore, LocalStore, Store, StoreError};
 use std::path::Path;
+use std::time::Duration;
+
+/// How long an abandoned sync may take to release its locks: a peer that stopped answering
+/// keeps its lock until it goes stale (`lock_stale_secs`) rather than holding up a stop.
+pub const UNLOCK_LIMIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -77,10 +82,28 @@ impl Job {
     }
 
     /// After the job's future was dropped mid-way: nothing half-written is in place (temp
-    /// files only), so releasing the locks is safe. Each store releases only its own.
+    /// files only), so releasing the locks is safe. Each store releases only its own, within
+    /// `UNLOCK_LIMIT`: a side that does not answer by then keeps its lock until it goes stale.
     pub async fn abandon(&self) {
-        let _ = self.left.unlock().await;
-        let _ = self.right.unlock().await;
+        let limit = UNLOCK_LIMIT;
+        let (l, r) = tokio::join!(
+            tokio::time::timeout(limit, self.left.unlock()),
+            tokio::time::timeout(limit, self.right.unlock())
+        );
+        for (res, store) in [(l, &self.left), (r, &self.right)] {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    "cannot release the lock on {}: {}",
+                    store.describe(),
+                    crate::store::Chain(&e)
+                ),
+                Err(_) => tracing::warn!(
+                    "{} did not answer within {limit:?}; its lock stays until it goes stale",
+                    store.describe()
+                ),
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod daemon_notify;
 mod daemon_schedule;
+mod daemon_stop;
 mod daemon_watch;
 mod hub_phone;
 mod remote;

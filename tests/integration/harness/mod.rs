@@ -6,6 +6,7 @@ mod folder;
 mod hub;
 mod index;
 mod pair;
+mod relay;
 mod sandbox;
 mod sshd;
 
@@ -13,7 +14,8 @@ pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, wait_index_matches};
 pub use pair::{Pair, Remote};
-pub use sandbox::{Ran, Run, Sandbox, keygen_at, keygen_pem};
+pub use relay::Relay;
+pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};
 pub use sshd::Sshd;
 
 use std::path::Path;
