@@ -392,8 +392,8 @@ impl Sftp {
         Ok(Some(out))
     }
 
-    /// Writes a whole file atomically at `path` (temp, fsync, rename over).
-    /// `bytes` into a new file at `tmp`, fsynced; nothing left behind on failure.
+    /// `bytes` into a new file at `tmp`, fsynced; nothing left behind on failure. Putting it
+    /// in place is the caller's rename.
     async fn write_temp(&self, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let len = bytes.len() as u64;
         let data: Reader = Box::pin(io::Cursor::new(bytes));

@@ -111,6 +111,15 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Fails the test, saying why, unless it runs as root (CI does): `why` names what needs it.
+#[track_caller]
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root: {why}; run it as root (CI does), e.g. `sudo -E cargo test`"
+    );
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
