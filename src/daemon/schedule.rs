@@ -164,7 +164,7 @@ impl PeerTask {
                     for e in &r.errors {
                         tracing::warn!(peer = %self.name, "not synced: {e}");
                     }
-                    let first_error = r.errors.first().cloned();
+                    let first_error = r.errors.first().map(ToString::to_string);
                     self.update(|s| {
                         s.online = Some(true);
                         s.failures = 0;

@@ -7,7 +7,7 @@ mod error;
 pub mod local;
 pub mod sftp;
 
-pub use error::{Chain, StoreError};
+pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;
 

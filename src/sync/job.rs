@@ -6,7 +6,7 @@ use super::{SyncOptions, SyncReport};
 use crate::config::Config;
 use crate::endpoint::Target;
 use crate::store::{AnyStore, LocalStore, Store, StoreError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long an abandoned sync may take to release its locks: a peer that stopped answering
@@ -23,9 +23,16 @@ pub enum JobError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The two replicas cannot be synced with each other; the message says why.
-    #[error("{0}")]
-    Refused(String),
+    /// The same folder given as both replicas: it would wait on its own lock.
+    #[error("{} is given twice (as both replicas); sync it with another folder", .0.display())]
+    SameFolder(PathBuf),
+    /// One replica inside the other would copy itself into itself at every sync.
+    #[error(
+        "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
+        .inner.display(),
+        .outer.display()
+    )]
+    Nested { inner: PathBuf, outer: PathBuf },
 }
 
 /// Two replicas and how to sync them. The left side is this machine's folder (the
@@ -126,18 +133,14 @@ pub async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<A
 /// its own lock, and one inside the other would copy itself into itself at every sync.
 fn apart(a: &Path, b: &Path) -> Result<(), JobError> {
     if a == b {
-        return Err(JobError::Refused(format!(
-            "{} is given twice (as both replicas); sync it with another folder",
-            a.display()
-        )));
+        return Err(JobError::SameFolder(a.to_path_buf()));
     }
     for (outer, inner) in [(a, b), (b, a)] {
         if inner.starts_with(outer) {
-            return Err(JobError::Refused(format!(
-                "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
-                inner.display(),
-                outer.display()
-            )));
+            return Err(JobError::Nested {
+                inner: inner.to_path_buf(),
+                outer: outer.to_path_buf(),
+            });
         }
     }
     Ok(())

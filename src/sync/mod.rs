@@ -9,8 +9,9 @@ mod commit;
 pub mod job;
 mod report;
 
-pub use report::{SyncReport, human_bytes};
+pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
+use crate::plan::Side;
 use crate::replica::lock::LockInfo;
 use crate::store::{Current, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -169,13 +170,11 @@ async fn refresh<L: Store, R: Store>(
     let (cl, cr) = tokio::join!(left.current_index(), right.current_index());
     let (cl, cr) = (cl?, cr?);
     if cl.index.replica == cr.index.replica {
-        return Err(StoreError::Refused(format!(
-            "{} and {} have the same replica id {} (one folder was copied with its .sync); \
-             delete .sync in the copy and run `filesync index` there",
-            left.describe(),
-            right.describe(),
-            cl.index.replica
-        )));
+        return Err(StoreError::SameReplica {
+            left: left.describe(),
+            right: right.describe(),
+            replica: cl.index.replica,
+        });
     }
     Ok((cl, cr))
 }
@@ -183,9 +182,19 @@ async fn refresh<L: Store, R: Store>(
 /// What a side could not read is left as it was there, unsynced: the sync did not finish.
 fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
     let mut errors = Vec::new();
-    for (stats, side) in [(&report.scan_left, left), (&report.scan_right, right)] {
+    let sides = [
+        (&report.scan_left, Side::Left, left),
+        (&report.scan_right, Side::Right, right),
+    ];
+    for (stats, side, place) in sides {
         for (p, why) in &stats.unreadable {
-            errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+            errors.push(StepError {
+                op: "read",
+                path: p.clone(),
+                side,
+                place: place.to_string(),
+                error: StepFailure::Unreadable(why.clone()),
+            });
         }
     }
     report.errors.extend(errors);
