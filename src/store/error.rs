@@ -352,9 +352,7 @@ mod tests {
             Chain(&e).to_string(),
             "cannot connect to me@pi: connection refused"
         );
-        let bad = crate::index::from_json_slice(b"{bad")
-            .err()
-            .expect("a parse error");
+        let bad = crate::index::from_json_slice(b"{bad").expect_err("a parse error");
         let e = StoreError::bad_index("/r/.sync".into(), bad, "Rebuild it.".into());
         let text = Chain(&e).to_string();
         assert!(
