@@ -9,7 +9,9 @@ fn main() {
     match filesync::app::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("filesync: error: {e:#}");
+            // Each cause once: a variant that shows its cause's words is not followed by them.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("filesync: error: {}", filesync::store::Chain(e));
             std::process::exit(1);
         }
     }

@@ -109,11 +109,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// True when the plan changes nothing on disk (index-only records may remain).
-    pub fn touches_disk(&self) -> bool {
-        self.steps.iter().any(|s| s.op != Op::Record)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
@@ -651,32 +646,6 @@ fn conflict_name_with(
         }
     }
     unreachable!("u32 conflict suffixes exhausted")
-}
-
-/// Applies a plan to the two indexes as if every step succeeded (for tests and dry runs).
-pub fn simulate(plan: &Plan, left: &mut Index, right: &mut Index) {
-    for s in &plan.steps {
-        let idx = if s.side == Side::Left {
-            &mut *left
-        } else {
-            &mut *right
-        };
-        match &s.op {
-            Op::MoveAside { to } => {
-                idx.entries.remove(&s.path);
-                idx.entries.insert(to.clone(), s.result.clone());
-            }
-            Op::Move {
-                from, from_result, ..
-            } => {
-                idx.entries.insert(from.clone(), from_result.clone());
-                idx.entries.insert(s.path.clone(), s.result.clone());
-            }
-            _ => {
-                idx.entries.insert(s.path.clone(), s.result.clone());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ pub fn index(root: &Path, cfg: &Config) -> Result<i32> {
         let mut idx = match store.load_index_blocking() {
             Ok(Some(i)) => i,
             Ok(None) => store.new_index(),
-            Err(StoreError::CorruptIndex { reason, .. }) => {
+            Err(StoreError::CorruptIndex { source, .. }) => {
                 let aside = store.set_aside_index()?;
                 tracing::warn!(
-                    "the index was corrupt ({reason}); kept it as {} and rebuilding",
+                    "the index was corrupt ({source}); kept it as {} and rebuilding",
                     aside.display()
                 );
                 store.new_index()

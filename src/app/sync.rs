@@ -104,11 +104,7 @@ async fn run(job: &Job) -> Result<SyncReport> {
             // The far side's unfinished temps go first (`Job::abandon`), for a bounded time;
             // a second signal stops at once. What is left goes at the next sync.
             tokio::select! {
-                r = tokio::time::timeout(ABANDON_GRACE, job.abandon()) => {
-                    if r.is_err() {
-                        tracing::warn!("gave up cleaning up after {}s; the next sync finishes it", ABANDON_GRACE.as_secs());
-                    }
-                }
+                () = job.abandon(ABANDON_GRACE) => {}
                 _ = signals.next() => {}
             }
             bail!("interrupted; nothing is torn, run the sync again to finish");

@@ -8,23 +8,57 @@ pub mod status;
 
 use crate::config::Config;
 use crate::index::Index;
+use crate::server::ServerError;
 use crate::shutdown::{Shutdown, Signal, Signals};
-use crate::store::LocalStore;
+use crate::store::{Chain, LocalStore, StoreError};
 use crate::watch::{IndexState, IndexWatcher, WatchSettings, Watchdog};
-use anyhow::{Context, Result};
 use schedule::{PeerStates, Schedule};
 use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long in-flight peer syncs may run on after SIGTERM before they are abandoned.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a scheduled sync in flight may run on after SIGTERM (or SIGHUP's restart of the
+/// schedule) before it is abandoned; one still connecting is abandoned at once. With the
+/// schedule's unlock limit and the server's drain this bounds a stop to a few seconds, well
+/// inside the units' `TimeoutStopSec`.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the daemon did not start, or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    /// The folder or its index cannot be used (the message says how to fix it).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error("the first scan failed")]
+    FirstScan(#[source] tokio::task::JoinError),
+    #[error("cannot start the SFTP server")]
+    Bind(#[source] ServerError),
+    /// Another daemon serves this folder.
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+    #[error("the indexing thread stopped unexpectedly")]
+    IndexerStopped,
+    #[error("the indexing thread failed")]
+    IndexerFailed(#[source] tokio::task::JoinError),
+    #[error("the SFTP server stopped unexpectedly")]
+    ServerStopped,
+    #[error("the SFTP server failed")]
+    ServerFailed(#[source] ServerError),
+    #[error("the SFTP server task failed")]
+    ServerTask(#[source] tokio::task::JoinError),
+}
+
+type Result<T, E = DaemonError> = std::result::Result<T, E>;
 
 /// Runs until SIGTERM/SIGINT. `config_file` is what `--config` named, re-read on SIGHUP.
 pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<()> {
     // First, so a signal sent right after READY (or during start-up) is ours, not fatal.
-    let mut signals = Signals::listen().context("cannot listen for signals")?;
+    let mut signals = Signals::listen().map_err(DaemonError::Signals)?;
     let store = LocalStore::open(root, cfg.lock_stale_secs)?;
     // A corrupt index stops the daemon with the store's explanation (how to rebuild it).
     let mut index = store
@@ -37,7 +71,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     notify(&[NotifyState::Ready, NotifyState::Status(&d.last_status)]);
     let failure = d.serve(&mut signals, config_file).await;
     if let Some(e) = &failure {
-        tracing::error!("{e:#}");
+        tracing::error!("{}", Chain(e));
     }
     d.stop(failure).await
 }
@@ -56,7 +90,7 @@ async fn first_scan(
         (store, index, done)
     })
     .await
-    .context("the first scan failed")?;
+    .map_err(DaemonError::FirstScan)?;
     match done {
         Ok(Some(stats)) => watcher.note_full_scan(&stats),
         Ok(None) => {
@@ -136,11 +170,8 @@ impl Daemon {
             last_status: String::new(),
         };
         if let Err(e) = d.start_serving(freshness).await {
-            return Err(d
-                .stop(Some(e))
-                .await
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("stopped")));
+            d.wind_down(true).await;
+            return Err(e);
         }
         d.last_status = status_line(&(d.snapshot)());
         Ok(d)
@@ -152,7 +183,7 @@ impl Daemon {
         if let Some(sc) = &self.cfg.server {
             let bound = crate::server::bind(sc, &self.root)
                 .await
-                .context("cannot start the SFTP server")?
+                .map_err(DaemonError::Bind)?
                 .with_freshness(freshness);
             tracing::info!(addr = %bound.local_addr(), "serving SFTP");
             self.server = Some(tokio::spawn(bound.run(self.shutdown.listener())));
@@ -171,7 +202,7 @@ impl Daemon {
         &mut self,
         signals: &mut Signals,
         config_file: Option<&Path>,
-    ) -> Option<anyhow::Error> {
+    ) -> Option<DaemonError> {
         let tick_every = self
             .watchdog
             .every
@@ -193,8 +224,8 @@ impl Daemon {
                 res = &mut self.indexer => {
                     // Only a panic ends the indexer early; exit so systemd restarts us.
                     return Some(match res {
-                        Ok(_) => anyhow::anyhow!("the indexing thread stopped unexpectedly"),
-                        Err(e) => anyhow::anyhow!("the indexing thread failed: {e}"),
+                        Ok(_) => DaemonError::IndexerStopped,
+                        Err(e) => DaemonError::IndexerFailed(e),
                     });
                 }
                 res = async {
@@ -205,9 +236,9 @@ impl Daemon {
                 } => {
                     self.server = None;
                     return Some(match res {
-                        Ok(Ok(())) => anyhow::anyhow!("the SFTP server stopped unexpectedly"),
-                        Ok(Err(e)) => anyhow::Error::new(e).context("the SFTP server failed"),
-                        Err(e) => anyhow::anyhow!("the SFTP server task failed: {e}"),
+                        Ok(Ok(())) => DaemonError::ServerStopped,
+                        Ok(Err(e)) => DaemonError::ServerFailed(e),
+                        Err(e) => DaemonError::ServerTask(e),
                     });
                 }
             }
@@ -254,15 +285,24 @@ impl Daemon {
         notify(&[NotifyState::Ready, NotifyState::Status(&self.last_status)]);
     }
 
+    /// Stops every part (see `wind_down`); `failure` is what ended the run, if anything did.
+    async fn stop(self, failure: Option<DaemonError>) -> Result<()> {
+        self.wind_down(failure.is_some()).await;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Stops every part, in order: the flag raised, the schedule drained, the indexer
     /// flushed (it applies what is pending, lock permitting, and saves), the server and the
-    /// status socket awaited. `failure` is what ended the run, if anything did.
-    async fn stop(mut self, failure: Option<anyhow::Error>) -> Result<()> {
+    /// status socket awaited.
+    async fn wind_down(mut self, failed: bool) {
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         self.shutdown.raise();
         self.sched.stop(STOP_GRACE).await;
         self.stopper.stop();
-        let index = if self.indexer.is_finished() && failure.is_some() {
+        let index = if self.indexer.is_finished() && failed {
             None
         } else {
             self.indexer.await.ok()
@@ -279,10 +319,6 @@ impl Daemon {
         }
         if let Some(index) = index {
             tracing::info!(files = index.counts().0, "stopped");
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
         }
     }
 }

@@ -164,7 +164,7 @@ impl PeerTask {
                     for e in &r.errors {
                         tracing::warn!(peer = %self.name, "not synced: {e}");
                     }
-                    let first_error = r.errors.first().cloned();
+                    let first_error = r.errors.first().map(ToString::to_string);
                     self.update(|s| {
                         s.online = Some(true);
                         s.failures = 0;
@@ -232,14 +232,19 @@ impl PeerTask {
             target: &target,
             name: self.name.clone(),
         };
-        let job = match Job::open(&self.cfg, left, right, false).await {
+        // Connecting and the handshake hold no lock: a stop ends them at once.
+        let opened = tokio::select! {
+            r = Job::open(&self.cfg, left, right, false) => r,
+            _ = crate::shutdown::raised(&mut self.stop) => return Outcome::Abandoned,
+        };
+        let job = match opened {
             Ok(j) => j,
             Err(e) => return Outcome::Unavailable(Chain(&e).to_string()),
         };
         let res = tokio::select! {
             r = job.run() => r,
             _ = crate::shutdown::raised(&mut self.abandon) => {
-                job.abandon().await;
+                job.abandon(crate::sync::job::UNLOCK_LIMIT).await;
                 return Outcome::Abandoned;
             }
         };

@@ -85,9 +85,10 @@ impl LocalStore {
         let meta = std::fs::metadata(root)
             .map_err(|e| StoreError::io(format!("cannot open the synced folder {shown}"), e))?;
         if !meta.is_dir() {
-            return Err(StoreError::Refused(format!(
-                "{shown} is not a folder; point `root` (or the sync target) at a folder"
-            )));
+            return Err(StoreError::NotAFolder {
+                place: shown.to_string(),
+                remote: false,
+            });
         }
         let canonical = std::fs::canonicalize(root)
             .map_err(|e| StoreError::io(format!("cannot resolve {shown}"), e))?;
@@ -254,7 +255,7 @@ impl LocalStore {
         } else {
             index.entries_digest()
         };
-        let walked = walked.map_err(|e| StoreError::Refused(super::Chain(&e).to_string()))?;
+        let walked = walked?;
         let busy = self.busy();
         let mut stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
             busy.contains(p)

@@ -7,7 +7,7 @@ mod error;
 pub mod local;
 pub mod sftp;
 
-pub use error::{Chain, StoreError};
+pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;
 
@@ -146,16 +146,6 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes trash older than `trash_days` (0: nothing).
     fn cleanup(&self, trash_days: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Writes `.sync` atomically.
-    fn save_index(&self, index: &Index) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            match self.stage_index(index).await? {
-                Some(s) => self.commit_index(s).await,
-                None => Ok(()),
-            }
-        }
-    }
 }
 
 /// Either kind of store, so commands can pick one at run time without `dyn`.

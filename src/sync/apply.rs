@@ -2,7 +2,7 @@
 //! batches where the store can), every result folded into that side's index and the report.
 //! A step whose inputs moved since the scan is skipped and left for the next sync.
 
-use super::report::SyncReport;
+use super::report::{StepError, StepFailure, SyncReport};
 use crate::index::{Entry, Index, Kind};
 use crate::plan::{Op, Plan, Side, Step};
 use crate::relpath::RelPath;
@@ -98,30 +98,30 @@ impl<'a, L: Store, R: Store> Apply<'a, L, R> {
             report.changing.push(s.path.clone());
             Missed::Moving
         } else {
-            let side = match s.side {
-                Side::Left => self.left.describe(),
-                Side::Right => self.right.describe(),
-            };
             // Reported once, by whoever runs the sync (the CLI at the end, the daemon's log).
-            tracing::debug!(path = %s.path, op = s.op.name(), "on {side}: {e}");
-            let line = match &e {
-                StoreError::NoSpace { .. } => format!(
-                    "no space left on {side} writing {}: free space there and sync again",
-                    s.path
-                ),
-                e => format!(
-                    "{} {} on {side}: {}",
-                    s.op.name(),
-                    s.path,
-                    crate::store::Chain(e)
-                ),
-            };
-            report.errors.push(line);
+            tracing::debug!(path = %s.path, op = s.op.name(), "failed: {e}");
+            report
+                .errors
+                .push(self.step_error(s, StepFailure::Store(e)));
             Missed::Failed
         };
         self.missed.insert(s.path.clone(), why);
         if let Some(orig) = copy_of.get(&s.path) {
             self.missed.insert((*orig).clone(), why);
+        }
+    }
+
+    fn step_error(&self, s: &Step, error: StepFailure) -> StepError {
+        let place = match s.side {
+            Side::Left => self.left.describe(),
+            Side::Right => self.right.describe(),
+        };
+        StepError {
+            op: s.op.name(),
+            path: s.path.clone(),
+            side: s.side,
+            place,
+            error,
         }
     }
 
@@ -162,7 +162,7 @@ impl<'a, L: Store, R: Store> Apply<'a, L, R> {
                     Missed::Moving => report.changing.push(s.path.clone()),
                     Missed::Failed => report
                         .errors
-                        .push(format!("{}: skipped, its folder failed", s.path)),
+                        .push(self.step_error(s, StepFailure::FolderFailed)),
                 }
                 continue;
             }

@@ -6,7 +6,13 @@ use super::{SyncOptions, SyncReport};
 use crate::config::Config;
 use crate::endpoint::Target;
 use crate::store::{AnyStore, LocalStore, Store, StoreError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a stopping daemon gives an abandoned sync to remove its temps and release its
+/// locks: a peer that stopped answering keeps its lock until it goes stale
+/// (`lock_stale_secs`) rather than holding up a stop.
+pub const UNLOCK_LIMIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -18,9 +24,16 @@ pub enum JobError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The two replicas cannot be synced with each other; the message says why.
-    #[error("{0}")]
-    Refused(String),
+    /// The same folder given as both replicas: it would wait on its own lock.
+    #[error("{} is given twice (as both replicas); sync it with another folder", .0.display())]
+    SameFolder(PathBuf),
+    /// One replica inside the other would copy itself into itself at every sync.
+    #[error(
+        "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
+        .inner.display(),
+        .outer.display()
+    )]
+    Nested { inner: PathBuf, outer: PathBuf },
 }
 
 /// Two replicas and how to sync them. The left side is this machine's folder (the
@@ -77,11 +90,28 @@ impl Job {
     }
 
     /// After the job's future was dropped mid-way: nothing half-written is in place (temp
-    /// files only), so releasing the locks is safe. Each store removes the temps it made
-    /// and releases only its own lock.
-    pub async fn abandon(&self) {
-        let _ = self.left.unlock().await;
-        let _ = self.right.unlock().await;
+    /// files only), so releasing the locks is safe. Each store removes the temps it made and
+    /// releases only its own lock, within `limit`: a side that does not answer by then keeps
+    /// its lock until it goes stale, and its temps until its next sync.
+    pub async fn abandon(&self, limit: Duration) {
+        let (l, r) = tokio::join!(
+            tokio::time::timeout(limit, self.left.unlock()),
+            tokio::time::timeout(limit, self.right.unlock())
+        );
+        for (res, store) in [(l, &self.left), (r, &self.right)] {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    "cannot release the lock on {}: {}",
+                    store.describe(),
+                    crate::store::Chain(&e)
+                ),
+                Err(_) => tracing::warn!(
+                    "{} did not answer within {limit:?}; its lock stays until it goes stale",
+                    store.describe()
+                ),
+            }
+        }
     }
 }
 
@@ -104,18 +134,14 @@ pub async fn open_target(t: &Target, cfg: &Config, accept_new: bool) -> Result<A
 /// its own lock, and one inside the other would copy itself into itself at every sync.
 fn apart(a: &Path, b: &Path) -> Result<(), JobError> {
     if a == b {
-        return Err(JobError::Refused(format!(
-            "{} is given twice (as both replicas); sync it with another folder",
-            a.display()
-        )));
+        return Err(JobError::SameFolder(a.to_path_buf()));
     }
     for (outer, inner) in [(a, b), (b, a)] {
         if inner.starts_with(outer) {
-            return Err(JobError::Refused(format!(
-                "{} is inside {}; a synced folder cannot hold the other replica: pick two folders side by side",
-                inner.display(),
-                outer.display()
-            )));
+            return Err(JobError::Nested {
+                inner: inner.to_path_buf(),
+                outer: outer.to_path_buf(),
+            });
         }
     }
     Ok(())

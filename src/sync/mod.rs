@@ -10,8 +10,9 @@ mod commit;
 pub mod job;
 mod report;
 
-pub use report::{SyncReport, human_bytes};
+pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
+use crate::plan::Side;
 use crate::replica::lock::LockInfo;
 use crate::store::{Current, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,13 +179,11 @@ async fn refresh<L: Store, R: Store>(
     let (cl, cr) = tokio::join!(left.current_index(), right.current_index());
     let (cl, cr) = (cl?, cr?);
     if cl.index.replica == cr.index.replica {
-        return Err(StoreError::Refused(format!(
-            "{} and {} have the same replica id {} (one folder was copied with its .sync); \
-             delete .sync in the copy and run `filesync index` there",
-            left.describe(),
-            right.describe(),
-            cl.index.replica
-        )));
+        return Err(StoreError::SameReplica {
+            left: left.describe(),
+            right: right.describe(),
+            replica: cl.index.replica,
+        });
     }
     Ok((cl, cr))
 }
@@ -192,15 +191,20 @@ async fn refresh<L: Store, R: Store>(
 /// What a side could not read is left as it was there, unsynced: the sync did not finish.
 fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
     let mut errors = Vec::new();
-    for (stats, side) in [(&report.scan_left, left), (&report.scan_right, right)] {
+    let sides = [
+        (&report.scan_left, Side::Left, left),
+        (&report.scan_right, Side::Right, right),
+    ];
+    for (stats, side, place) in sides {
         for (p, why) in &stats.unreadable {
-            if p.is_root() {
-                errors.push(format!(
-                    "cannot read the folder {side} ({why}); left as it was"
-                ));
-            } else {
-                errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
-            }
+            let error = StepFailure::Unreadable(why.clone());
+            errors.push(StepError {
+                op: "read",
+                path: p.clone(),
+                side,
+                place: place.to_string(),
+                error,
+            });
         }
     }
     report.errors.extend(errors);
@@ -209,11 +213,17 @@ fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
 /// A clash is left as it is on both sides until a person resolves it.
 fn note_clashes(report: &mut SyncReport, clashes: &[clash::Clash], left: &str, right: &str) {
     for c in clashes {
-        report.errors.push(format!(
-            "{} is {} on {left} and {} on {right}; neither is synced until one of them is \
-             renamed or removed",
-            c.path, c.left, c.right
-        ));
+        report.errors.push(StepError {
+            op: "sync",
+            path: c.path.clone(),
+            side: Side::Left,
+            place: left.to_string(),
+            error: StepFailure::Clash {
+                here: c.left.clone(),
+                there: c.right.clone(),
+                other_place: right.to_string(),
+            },
+        });
     }
 }
 

@@ -1,9 +1,10 @@
 //! What a sync did: counts, conflicts, the steps that failed and the files that were
 //! changing, and the one-line summary people and logs read.
 
-use crate::plan::{Conflict, Plan};
+use crate::plan::{Conflict, Plan, Side};
 use crate::relpath::RelPath;
 use crate::scan::{ScanStats, Skip, Skipped};
+use crate::store::{Chain, StoreError};
 
 #[derive(Debug, Default)]
 pub struct SyncReport {
@@ -19,7 +20,7 @@ pub struct SyncReport {
     pub moved: u64,
     pub conflicts: Vec<Conflict>,
     /// Steps that failed for a reason a person must look at; retried by the next sync.
-    pub errors: Vec<String>,
+    pub errors: Vec<StepError>,
     /// Paths that moved under the sync (written, renamed or removed by someone else since
     /// the scan): nothing is wrong, the next sync picks them up.
     pub changing: Vec<RelPath>,
@@ -152,6 +153,69 @@ impl SyncReport {
         };
         let verb = if total == 1 { "was" } else { "were" };
         Some(format!("{listed} {verb} not synced; `-v` lists them"))
+    }
+}
+
+/// One thing a sync could not do, for a person to look at: a value until the CLI or the
+/// daemon's log renders it; the next sync retries it.
+#[derive(Debug)]
+pub struct StepError {
+    /// The plan step's name (`fetch`, `trash`, ...), or `read` for what a scan could not read.
+    pub op: &'static str,
+    pub path: RelPath,
+    pub side: Side,
+    /// How that side's store names itself.
+    pub place: String,
+    pub error: StepFailure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepFailure {
+    /// The store failed the step.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Not attempted: the folder it goes in could not be made.
+    #[error("its folder failed")]
+    FolderFailed,
+    /// The scan could not read it (the scan's reason).
+    #[error("{0}")]
+    Unreadable(String),
+    /// The two sides hold kinds that cannot be synced into each other (a file and a symbolic
+    /// link): `here` on this step's side, `there` on `other_place`.
+    #[error("{here} here and {there} on {other_place}")]
+    Clash {
+        here: String,
+        there: String,
+        other_place: String,
+    },
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (op, path, place) = (self.op, &self.path, &self.place);
+        match &self.error {
+            StepFailure::Store(StoreError::NoSpace { .. }) => write!(
+                f,
+                "no space left on {place} writing {path}: free space there and sync again"
+            ),
+            StepFailure::Store(e) => write!(f, "{op} {path} on {place}: {}", Chain(e)),
+            StepFailure::FolderFailed => write!(f, "{path}: skipped, its folder failed"),
+            StepFailure::Unreadable(why) if path.is_root() => {
+                write!(f, "cannot read the folder {place} ({why}); left as it was")
+            }
+            StepFailure::Unreadable(why) => {
+                write!(f, "cannot read {path} on {place} ({why}); left as it was")
+            }
+            StepFailure::Clash {
+                here,
+                there,
+                other_place,
+            } => write!(
+                f,
+                "{path} is {here} on {place} and {there} on {other_place}; neither is synced \
+                 until one of them is renamed or removed"
+            ),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod harness;
 mod accounted;
 mod daemon_notify;
 mod daemon_schedule;
+mod daemon_stop;
 mod daemon_watch;
 mod hub_phone;
 mod remote;

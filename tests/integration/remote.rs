@@ -451,22 +451,20 @@ fn replaced_small_files_keep_their_old_versions(t: &mut Pair) {
     assert_eq!(t.a.temp_files(), Vec::<String>::new());
 }
 
-/// A small tmpfs over the remote folder (needs root and mount rights; skipped otherwise).
+/// A small tmpfs over the remote folder (the test fails unless it runs as root).
 struct SmallFs(PathBuf);
 
 impl SmallFs {
-    fn mount(dir: &Path, size: &str) -> Option<SmallFs> {
-        if !is_root() {
-            eprintln!("skipping: mounting a small tmpfs needs root");
-            return None;
-        }
+    #[track_caller]
+    fn mount(dir: &Path, size: &str) -> SmallFs {
+        require_root("it mounts a small tmpfs to fill");
         let st = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .status()
             .expect("run mount");
         assert!(st.success(), "mount -t tmpfs failed");
-        Some(SmallFs(dir.to_path_buf()))
+        SmallFs(dir.to_path_buf())
     }
     fn resize(&self, size: &str) {
         let st = std::process::Command::new("mount")
@@ -492,9 +490,7 @@ impl Drop for SmallFs {
 /// batches) under way: the sync fails saying so, nothing torn or half-written is left, and
 /// once there is room the next sync completes.
 fn remote_disk_full_fails_cleanly_then_completes(t: &mut Pair) {
-    let Some(fs) = SmallFs::mount(&t.b.path, "3m") else {
-        return;
-    };
+    let fs = SmallFs::mount(&t.b.path, "3m");
     if matches!(t.remote, Remote::Hub(_)) {
         // Our server holds the folder it serves open: serve the tmpfs, not what it covers.
         t.restart_server();

@@ -123,10 +123,7 @@ fn unreadable_file_is_reported_and_nothing_else_is_held_back() {
 
 #[test]
 fn full_disk_fails_cleanly_and_the_next_sync_finishes() {
-    if !is_root() {
-        eprintln!("skipping: mounting a small tmpfs needs root");
-        return;
-    }
+    require_root("it mounts a small tmpfs to fill");
     let s = Pair::local();
     let small = s.sb.path().join("small");
     std::fs::create_dir_all(&small).unwrap();

@@ -3,29 +3,23 @@
 //! ssh-agent, the configured identity and the default key files.
 
 use crate::endpoint::Remote;
-use crate::store::StoreError;
+use crate::store::{HostKeyChange, StoreError, UnknownHost};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What `check_server_key` decided, kept so the caller can say why a connection failed.
-#[derive(Debug, Clone)]
-enum HostKeyVerdict {
-    Known,
-    Learned,
-    Unknown(String),
-    Changed(String),
-    Unreadable(String),
-}
+/// How long the TCP connect and the SSH handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Client {
     host: String,
     port: u16,
     known_hosts: PathBuf,
     accept_new: bool,
-    verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+    /// Why `check_server_key` refused the key, kept so the caller can say why.
+    refusal: Arc<Mutex<Option<StoreError>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,51 +45,54 @@ fn host_label(host: &str, port: u16) -> String {
 }
 
 impl Client {
-    fn judge(&self, key: &PublicKey) -> HostKeyVerdict {
+    /// Whether `key` is this host's: known, or learnt (`--accept-new`); else why not.
+    fn judge(&self, key: &PublicKey) -> Result<(), StoreError> {
         let label = host_label(&self.host, self.port);
-        let fp = key.fingerprint(HashAlg::Sha256);
-        let kh = self.known_hosts.display();
-        let known = match russh::keys::known_hosts::known_host_keys_path(
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let kh = self.known_hosts.display().to_string();
+        let known = russh::keys::known_hosts::known_host_keys_path(
             &self.host,
             self.port,
             &self.known_hosts,
-        ) {
-            Ok(k) => k,
-            Err(e) => return HostKeyVerdict::Unreadable(format!("cannot read {kh}: {e}")),
-        };
+        )
+        .map_err(|e| StoreError::KnownHosts {
+            what: format!("cannot read {kh}"),
+            source: Box::new(e),
+        })?;
         if known.iter().any(|(_, k)| k.key_data() == key.key_data()) {
-            return HostKeyVerdict::Known;
+            return Ok(());
         }
         if let Some((line, old)) = known.first() {
-            return HostKeyVerdict::Changed(format!(
-                "WARNING: the host key of {label} has CHANGED (now {} {fp}; {kh} line {line} has {} {}). \
-                 Someone may be intercepting the connection, or the server was reinstalled. \
-                 Nothing was synced. If the change is expected, remove the old key with \
-                 `ssh-keygen -R '{label}' -f {kh}` and run again with --accept-new",
-                key.algorithm(),
-                old.algorithm(),
-                old.fingerprint(HashAlg::Sha256),
-            ));
+            return Err(StoreError::HostKeyChanged(Box::new(HostKeyChange {
+                host: label,
+                known_hosts: kh,
+                line: *line,
+                key_type: key.algorithm().to_string(),
+                fingerprint,
+                old_type: old.algorithm().to_string(),
+                old_fingerprint: old.fingerprint(HashAlg::Sha256).to_string(),
+            })));
         }
         if !self.accept_new {
-            return HostKeyVerdict::Unknown(format!(
-                "the host {label} is not in {kh}; its {} key fingerprint is {fp}. \
-                 If that is right, run again with --accept-new to trust it",
-                key.algorithm()
-            ));
+            return Err(StoreError::HostKeyUnknown(Box::new(UnknownHost {
+                host: label,
+                known_hosts: kh,
+                key_type: key.algorithm().to_string(),
+                fingerprint,
+            })));
         }
-        match russh::keys::known_hosts::learn_known_hosts_path(
+        russh::keys::known_hosts::learn_known_hosts_path(
             &self.host,
             self.port,
             key,
             &self.known_hosts,
-        ) {
-            Ok(()) => {
-                tracing::warn!("added {label} ({} {fp}) to {kh}", key.algorithm());
-                HostKeyVerdict::Learned
-            }
-            Err(e) => HostKeyVerdict::Unreadable(format!("cannot add {label} to {kh}: {e}")),
-        }
+        )
+        .map_err(|e| StoreError::KnownHosts {
+            what: format!("cannot add {label} to {kh}"),
+            source: Box::new(e),
+        })?;
+        tracing::warn!("added {label} ({} {fingerprint}) to {kh}", key.algorithm());
+        Ok(())
     }
 }
 
@@ -112,14 +109,14 @@ impl client::Handler for Client {
                 self.judge(&PublicKey::new(c.public_key().clone(), ""))
             }
         };
-        let ok = matches!(verdict, HostKeyVerdict::Known | HostKeyVerdict::Learned);
-        if let Ok(mut v) = self.verdict.lock() {
-            *v = Some(verdict);
-        }
-        if ok {
-            Ok(true)
-        } else {
-            Err(ConnectError::HostKey)
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                if let Ok(mut r) = self.refusal.lock() {
+                    *r = Some(e);
+                }
+                Err(ConnectError::HostKey)
+            }
         }
     }
 }
@@ -150,13 +147,7 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
         Some(p) => crate::config::expand_home(p),
         None => home()
             .map(|h| h.join(".ssh").join("known_hosts"))
-            .ok_or_else(|| {
-                StoreError::Refused(
-                    "HOME is not set, so ~/.ssh/known_hosts cannot be found; set HOME or \
-                     configure `known_hosts` for the peer"
-                        .into(),
-                )
-            })?,
+            .ok_or(StoreError::NoHome)?,
     };
     let config = client::Config {
         window_size: 8 << 20,
@@ -172,51 +163,43 @@ pub async fn connect(r: &Remote, accept_new: bool) -> Result<Handle, StoreError>
         },
         ..Default::default()
     };
-    let verdict = Arc::new(Mutex::new(None));
+    let refusal = Arc::new(Mutex::new(None));
     let handler = Client {
         host: r.host.clone(),
         port,
         known_hosts,
         accept_new,
-        verdict: verdict.clone(),
+        refusal: refusal.clone(),
     };
     let addr = (r.host.as_str(), port);
     let connecting = client::connect(Arc::new(config), addr, handler);
-    let res = match tokio::time::timeout(Duration::from_secs(30), connecting).await {
+    let res = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(r) => r,
         Err(_) => {
-            return Err(StoreError::Refused(format!(
-                "cannot connect to {label}: no answer within 30s"
-            )));
+            return Err(StoreError::ConnectTimeout {
+                host: label,
+                after: CONNECT_TIMEOUT,
+            });
         }
     };
     let mut handle = match res {
         Ok(h) => h,
         Err(e) => {
-            let v = verdict.lock().ok().and_then(|v| v.clone());
-            return Err(match v {
-                Some(HostKeyVerdict::Unknown(m))
-                | Some(HostKeyVerdict::Changed(m))
-                | Some(HostKeyVerdict::Unreadable(m)) => StoreError::Refused(m),
-                _ => StoreError::Refused(format!("cannot connect to {label}: {}", ssh_msg(&e))),
+            let refused = refusal.lock().ok().and_then(|mut r| r.take());
+            return Err(match (refused, e) {
+                (Some(why), _) => why,
+                (None, ConnectError::Ssh(russh::Error::Disconnect) | ConnectError::HostKey) => {
+                    StoreError::HandshakeClosed { host: label }
+                }
+                (None, ConnectError::Ssh(e)) => StoreError::Connect {
+                    host: label,
+                    source: Box::new(e),
+                },
             });
         }
     };
     authenticate(&mut handle, r, &user, &label).await?;
     Ok(handle)
-}
-
-fn ssh_msg(e: &ConnectError) -> String {
-    match e {
-        ConnectError::Ssh(russh::Error::IO(io)) => io.to_string(),
-        // The far end hung up before or during the handshake: not an SSH server on that port,
-        // or one that refuses us (MaxStartups, a firewall that accepts then drops).
-        ConnectError::Ssh(russh::Error::Disconnect) => {
-            "the other end closed the connection during the SSH handshake (is an SSH server listening on that port?)".into()
-        }
-        ConnectError::Ssh(e) => e.to_string(),
-        ConnectError::HostKey => "host key refused".into(),
-    }
 }
 
 async fn authenticate(
@@ -225,7 +208,10 @@ async fn authenticate(
     user: &str,
     label: &str,
 ) -> Result<(), StoreError> {
-    let fail = |e: russh::Error| StoreError::Refused(format!("authenticating to {label}: {e}"));
+    let fail = |e: russh::Error| StoreError::Ssh {
+        what: format!("authenticating to {label}"),
+        source: Box::new(e),
+    };
     let mut tried: Vec<String> = Vec::new();
 
     if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
@@ -294,27 +280,11 @@ async fn authenticate(
         }
         tried.push(f.display().to_string());
     }
-    let mut msg = format!("{label} refused every key");
-    if tried.is_empty() && !problems.is_empty() {
-        return Err(StoreError::Refused(format!(
-            "cannot log in to {label}: {}",
-            problems.join("; ")
-        )));
-    }
-    if tried.is_empty() {
-        msg = format!(
-            "no SSH key to log in to {label}: none in ssh-agent and no ~/.ssh/id_ed25519, \
-             id_ecdsa or id_rsa; create one with ssh-keygen and add it to the server's \
-             authorized_keys, or set `identity` for the peer"
-        );
-    } else {
-        msg.push_str(&format!(" (tried {})", tried.join(", ")));
-        msg.push_str("; add your public key to the server's ~/.ssh/authorized_keys");
-    }
-    if !problems.is_empty() {
-        msg.push_str(&format!("; also: {}", problems.join("; ")));
-    }
-    Err(StoreError::Refused(msg))
+    Err(StoreError::AuthRefused {
+        host: label.to_string(),
+        tried,
+        problems,
+    })
 }
 
 /// rsa-sha2-512/256 as the server allows; rsa-sha2-256 when it does not say.

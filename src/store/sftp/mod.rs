@@ -398,8 +398,8 @@ impl Sftp {
         Ok(Some(out))
     }
 
-    /// Writes a whole file atomically at `path` (temp, fsync, rename over).
-    /// `bytes` into a new file at `tmp`, fsynced; nothing left behind on failure.
+    /// `bytes` into a new file at `tmp`, fsynced; nothing left behind on failure. Putting it
+    /// in place is the caller's rename.
     async fn write_temp(&self, tmp: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let len = bytes.len() as u64;
         let data: Reader = Box::pin(io::Cursor::new(bytes));
@@ -477,7 +477,10 @@ async fn first_session(
     host: &str,
     cfg: &russh_sftp::client::Config,
 ) -> Result<(RawSftpSession, russh_sftp::protocol::Version), StoreError> {
-    let fail = |what: &str, e: russh::Error| StoreError::Refused(format!("{what} on {host}: {e}"));
+    let fail = |what: &str, e: russh::Error| StoreError::Ssh {
+        what: format!("{what} on {host}"),
+        source: Box::new(e),
+    };
     let channel = ssh
         .channel_open_session()
         .await
@@ -487,11 +490,9 @@ async fn first_session(
         .await
         .map_err(|e| fail("the SFTP subsystem is not available", e))?;
     let raw = RawSftpSession::new_with_config(channel.into_stream(), cfg.clone());
-    let version = raw.init().await.map_err(|e| {
-        StoreError::Refused(format!(
-            "the SFTP server on {host} did not start: {}",
-            to_io(e)
-        ))
+    let version = raw.init().await.map_err(|e| StoreError::Io {
+        what: format!("the SFTP server on {host} did not start"),
+        source: to_io(e),
     })?;
     Ok((raw, version))
 }
@@ -537,8 +538,9 @@ async fn synced_folder(
         .into_iter()
         .next()
         .map(|f| f.filename)
-        .ok_or_else(|| {
-            StoreError::Refused(format!("{host}: the server could not resolve {wanted}"))
+        .ok_or_else(|| StoreError::Unresolved {
+            host: host.to_string(),
+            path: wanted.to_string(),
         })?;
     let root = if root.len() > 1 {
         root.trim_end_matches('/').to_string()
@@ -548,9 +550,10 @@ async fn synced_folder(
     match raw.stat(root.as_str()).await {
         Ok(a) if a.attrs.file_type().is_dir() => {}
         Ok(_) => {
-            return Err(StoreError::Refused(format!(
-                "{host}:{root} is not a folder; point the target at a folder"
-            )));
+            return Err(StoreError::NotAFolder {
+                place: format!("{host}:{root}"),
+                remote: true,
+            });
         }
         Err(e) => {
             return Err(StoreError::io(
@@ -563,15 +566,12 @@ async fn synced_folder(
     if implicit && !ours {
         let index = format!("{}/{INDEX_FILE}", if root == "/" { "" } else { &root });
         if !matches!(raw.lstat(index.as_str()).await, Ok(a) if a.attrs.file_type().is_file()) {
-            return Err(StoreError::Refused(if root == "/" {
-                format!(
-                    "{host}:/ is the whole file system there; name the synced folder in the target (sftp://{host}/path/to/folder)"
-                )
+            let host = host.to_string();
+            return Err(if root == "/" {
+                StoreError::WholeFileSystem { host }
             } else {
-                format!(
-                    "no folder given for {host}, which would sync the whole login folder {root}; name the synced folder (e.g. {host}{root}/Sync), or {root} itself to mean it"
-                )
-            }));
+                StoreError::LoginFolder { host, root }
+            });
         }
     }
     Ok(root)
@@ -930,10 +930,10 @@ impl SftpStore {
             };
         }
         let loaded = loaded.map_err(|e| match (e, hub_said) {
-            (StoreError::CorruptIndex { path, reason, .. }, Some(said)) => {
+            (StoreError::CorruptIndex { path, source, .. }, Some(said)) => {
                 StoreError::CorruptIndex {
                     path,
-                    reason,
+                    source,
                     fix: hub_fix(&said),
                 }
             }

@@ -197,10 +197,9 @@ pub(crate) async fn refresh(
     locked: bool,
 ) -> Result<ScanStats, StoreError> {
     if w.unreadable.contains_key(&RelPath::root()) {
-        return Err(StoreError::Refused(format!(
-            "cannot list the synced folder {}:{}; check that it exists and is readable",
-            s.host, s.root
-        )));
+        return Err(StoreError::Unlistable {
+            place: format!("{}:{}", s.host, s.root),
+        });
     }
     let todo = w.needs_hash(index);
     let mut results = futures::stream::iter(todo.into_iter().map(|(p, seen)| async move {

@@ -110,17 +110,31 @@ impl Folder {
     }
 
     /// The user's tree: relative path → `Some(bytes)` for files, `None` for folders.
+    #[track_caller]
     pub fn tree(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        self.must_exist();
         let mut out = BTreeMap::new();
         walk(&self.path, &self.path, Walk::User, &mut out);
         out
     }
 
     /// Every entry below the folder, ours included; a symlink as the text it points to.
+    #[track_caller]
     pub fn snapshot(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        self.must_exist();
         let mut out = BTreeMap::new();
         walk(&self.path, &self.path, Walk::All, &mut out);
         out
+    }
+
+    /// Fails the test when the folder is gone: two missing folders are not the same tree.
+    #[track_caller]
+    fn must_exist(&self) {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => panic!("{} is not a folder", self.path.display()),
+            Err(e) => panic!("cannot read the folder {}: {e}", self.path.display()),
+        }
     }
 
     /// Every file in the trash, by content, sorted.

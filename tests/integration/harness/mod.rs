@@ -6,6 +6,7 @@ mod folder;
 mod hub;
 mod index;
 mod pair;
+mod relay;
 mod sandbox;
 mod sshd;
 
@@ -13,7 +14,8 @@ pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, wait_index_matches};
 pub use pair::{Pair, Remote};
-pub use sandbox::{Ran, Run, Sandbox, keygen_at, keygen_pem};
+pub use relay::Relay;
+pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};
 pub use sshd::Sshd;
 
 use std::path::Path;
@@ -109,6 +111,15 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Fails the test, saying why, unless it runs as root (CI does): `why` names what needs it.
+#[track_caller]
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root: {why}; run it as root (CI does), e.g. `sudo -E cargo test`"
+    );
 }
 
 pub fn is_root() -> bool {
