@@ -12,6 +12,8 @@ pub const LIMITS: &str = "limits@openssh.com";
 pub const INDEX_REFRESH: &str = "index-refresh@filesync";
 /// Many small files to new temp names in one request.
 pub const WRITE_FILES: &str = "write-files@filesync";
+/// The same, each file with its permission bits.
+pub const WRITE_FILES_WITH_MODE: &str = "write-files-with-mode@filesync";
 /// Temps made durable together and put in place, what they replace kept in the trash.
 pub const INSTALL_FILES: &str = "install-files@filesync";
 /// Many small files whole in one reply.
@@ -27,6 +29,7 @@ pub const OFFERED: &[(&str, &str)] = &[
     (LIMITS, "1"),
     (INDEX_REFRESH, "1"),
     (WRITE_FILES, "1"),
+    (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),
     (READ_FILES, "1"),
 ];

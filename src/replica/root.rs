@@ -335,14 +335,39 @@ impl Root {
 
     /// A new file `name` in the folder `dir` (never one that is there), for writing.
     pub fn create_in(dir: &OwnedFd, name: &str) -> RootResult<File> {
+        Self::create_in_with(dir, name, None)
+    }
+
+    /// `create_in` with exactly the permission bits `mode` (`None`: the umask's default). The
+    /// file is born with `mode` as the umask narrows it and set to `mode` before anything is
+    /// written: it is never readable by more than `mode` allows.
+    pub fn create_in_with(dir: &OwnedFd, name: &str, mode: Option<u32>) -> RootResult<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        Ok(File::from(rustix::fs::openat(
+        let bits = mode.map_or(0o666, crate::index::mode::perm_bits);
+        let f = File::from(rustix::fs::openat(
             dir,
             name,
             flags,
-            Mode::from_raw_mode(0o666),
-        )?))
+            Mode::from_raw_mode(bits),
+        )?);
+        if mode.is_some() {
+            rustix::fs::fchmod(&f, Mode::from_raw_mode(bits))?;
+        }
+        Ok(f)
+    }
+
+    /// Sets the permission bits of what stands at `p` itself; a link is never followed.
+    pub fn set_mode(&self, p: &RelPath, mode: u32) -> RootResult<()> {
+        let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
+        if is_link(&rustix::fs::fstat(&fd)?) {
+            return Err(RootError::ThroughLink(p.clone()));
+        }
+        // fchmod refuses an O_PATH descriptor (a file or folder without read permission can
+        // only be opened so); its /proc name acts on the same inode without a path lookup.
+        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let bits = Mode::from_raw_mode(crate::index::mode::perm_bits(mode));
+        Ok(rustix::fs::chmod(proc.as_str(), bits)?)
     }
 
     /// The folder `p`, opened for listing.

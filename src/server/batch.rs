@@ -48,12 +48,23 @@ pub fn write_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
     wire::batch_reply(id, &statuses)
 }
 
+/// `write-files-with-mode@filesync`: as `write_files`, each temp born with its mode.
+pub fn write_files_with_mode(root: &Root, id: u32, data: &Bytes) -> Bytes {
+    let Ok(files) = wire::decode_write_files_with_mode(data) else {
+        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
+    };
+    let statuses: Vec<_> = files.iter().map(|f| status(write_one(root, f))).collect();
+    wire::batch_reply(id, &statuses)
+}
+
 fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
     let p = batch_path(&f.path, true)?;
-    let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, None)?;
+    let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, f.mode)?;
     let mtime = u32::try_from(f.mtime).unwrap_or(u32::MAX);
+    // The mode again, exactly: the umask may have narrowed what the file was born with.
     let attrs = wire::Attrs {
         atime_mtime: Some((mtime, mtime)),
+        permissions: f.mode,
         ..Default::default()
     };
     let r = (&file)

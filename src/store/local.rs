@@ -286,7 +286,7 @@ fn stage(
         return Err(StoreError::SourceChanged { path: p.clone() });
     }
     let (dir, tmp) = new_temp(root, p)?;
-    let res = Root::create_in(&dir, tmp.name())
+    let res = Root::create_in_with(&dir, tmp.name(), put.mode)
         .map_err(|e| Place(root).err(format!("cannot create a temp file for {p}"), e))
         .and_then(|f| finish(&f, bytes, put.mtime, durable, p));
     if res.is_err() {
@@ -444,7 +444,7 @@ impl LocalStore {
         let q = p.clone();
         let (file, tmp) = blocking(move || {
             let (dir, tmp) = new_temp(&root, &q)?;
-            let f = Root::create_in(&dir, tmp.name())
+            let f = Root::create_in_with(&dir, tmp.name(), put.mode)
                 .map_err(|e| Place(&root).err(format!("cannot create a temp file for {q}"), e))?;
             Ok((f, tmp))
         })
@@ -642,12 +642,33 @@ impl Store for LocalStore {
             .unwrap_or_else(|e| failed_all(n, &e))
     }
 
-    async fn mkdir(&self, p: &RelPath) -> Result<(), StoreError> {
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
         let q = p.clone();
         self.on_root(move |root| {
-            root.dir(&q, true)
-                .map(drop)
-                .map_err(|e| Place(root).err(format!("cannot create folder {q}"), e))
+            let err = |e| Place(root).err(format!("cannot create folder {q}"), e);
+            let Some(m) = mode.filter(|_| !q.is_root()) else {
+                return root.dir(&q, true).map(drop).map_err(err);
+            };
+            root.parent_dir(&q, true).map_err(err)?;
+            let filling = crate::index::mode::while_filling(m);
+            match root.mkdir(&q, rustix::fs::Mode::from_raw_mode(filling)) {
+                // The umask may have narrowed it: set exactly.
+                Ok(()) => root.set_mode(&q, filling).map_err(err),
+                // Made meanwhile (by someone else): a folder there is fine as it is.
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    root.dir(&q, false).map(drop).map_err(err)
+                }
+                Err(e) => Err(err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<(), StoreError> {
+        let q = p.clone();
+        self.on_root(move |root| {
+            root.set_mode(&q, mode)
+                .map_err(|e| Place(root).err(format!("cannot set the permissions of {q}"), e))
         })
         .await
     }

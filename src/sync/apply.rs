@@ -233,6 +233,7 @@ fn fold(s: &Step, result: Entry, li: &mut Index, ri: &mut Index, report: &mut Sy
         }
         Op::Trash { .. } | Op::RmDir => report.deleted += 1,
         Op::MkDir { replace: Some(_) } => report.trashed += 1,
+        Op::Chmod { .. } => report.chmodded += 1,
         Op::MkDir { replace: None } | Op::Record => {}
     }
     idx.entries.insert(s.path.clone(), result);
@@ -390,7 +391,7 @@ async fn batch<'s, H: Store, T: Store>(
                 if let Some(b) = bar {
                     b.inc(bytes.len() as u64);
                 }
-                let put = put_for(source, replace);
+                let put = put_for(source, replace, steps[i].result.mode);
                 let path = steps[i].path.clone();
                 files.push(BatchFile { path, bytes, put });
                 written_idx.push(i);
@@ -431,14 +432,16 @@ async fn batch_check<H: Store>(here: &H, s: &Step) -> Result<(), StoreError> {
     }
 }
 
-/// How a fetched file is written: the source's mtime and hash, and fresh when nothing live
-/// is expected at its path (the store then refuses to replace whatever appeared there).
-fn put_for(source: &Entry, replace: Option<&Entry>) -> Put {
+/// How a fetched file is written: the source's mtime and hash, the wanted mode, and fresh
+/// when nothing live is expected at its path (the store then refuses to replace whatever
+/// appeared there).
+fn put_for(source: &Entry, replace: Option<&Entry>, mode: Option<u32>) -> Put {
     Put {
         mtime: source.mtime,
         expect: source.hash,
         fresh: !replace.is_some_and(Entry::is_live),
         size: source.size,
+        mode,
     }
 }
 
@@ -465,14 +468,16 @@ async fn apply<H: Store, T: Store>(
                 check(here, p, Some(e)).await?;
                 here.trash(p).await?;
             }
-            here.mkdir(p).await.map(|()| s.result.clone())
+            here.mkdir(p, s.result.mode)
+                .await
+                .map(|()| s.result.clone())
         }
         Op::Fetch {
             from,
             source,
             replace,
         } => {
-            let put = put_for(source, replace.as_ref());
+            let put = put_for(source, replace.as_ref(), s.result.mode);
             // A fresh write needs no look first (a round trip on a remote): the store refuses
             // to replace whatever appeared since the scan.
             if !put.fresh {
@@ -519,6 +524,10 @@ async fn apply<H: Store, T: Store>(
             here.trash(p).await.map(|()| s.result.clone())
         }
         Op::RmDir => here.rmdir(p).await.map(|()| s.result.clone()),
+        Op::Chmod { mode } => match here.set_mode(p, *mode).await {
+            Ok(()) => Ok(s.result.clone()),
+            Err(e) => Err(vanished(here, p, e)),
+        },
         Op::Record => Ok(s.result.clone()),
     }
 }

@@ -458,6 +458,7 @@ impl Session {
             ext::POSIX_RENAME
                 | ext::HARDLINK
                 | ext::WRITE_FILES
+                | ext::WRITE_FILES_WITH_MODE
                 | ext::INSTALL_FILES
                 | ext::INDEX_REFRESH
         );
@@ -481,6 +482,7 @@ impl Session {
                 .u64(MAX_HANDLES as u64)
                 .finish(),
             ext::WRITE_FILES => batch::write_files(self.root(), id, data),
+            ext::WRITE_FILES_WITH_MODE => batch::write_files_with_mode(self.root(), id, data),
             ext::READ_FILES => batch::read_files(self.root(), id, data),
             ext::INSTALL_FILES => {
                 batch::install_files(self.root(), id, data, crate::time::now_secs())

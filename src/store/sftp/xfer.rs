@@ -241,13 +241,22 @@ impl AsyncRead for ChunkReader {
 pub(crate) struct Created {
     raw: Arc<RawSftpSession>,
     handle: String,
+    /// The permission bits it was created with, set exactly again when it is finished (the
+    /// server's umask may have narrowed them).
+    mode: Option<u32>,
 }
 
-pub(crate) async fn create(s: &Sftp, path: &str) -> Result<Created, SftpError> {
+/// With `mode`, the file is created with those permission bits (as the server's umask
+/// narrows them), never wider.
+pub(crate) async fn create(s: &Sftp, path: &str, mode: Option<u32>) -> Result<Created, SftpError> {
     let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
     let raw = s.raw().clone();
-    let handle = raw.open(path, flags, FileAttributes::empty()).await?.handle;
-    Ok(Created { raw, handle })
+    let attrs = FileAttributes {
+        permissions: mode.map(crate::index::mode::perm_bits),
+        ..FileAttributes::empty()
+    };
+    let handle = raw.open(path, flags, attrs).await?.handle;
+    Ok(Created { raw, handle, mode })
 }
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
@@ -348,7 +357,7 @@ async fn finish(
     mtime: Option<MTime>,
     mut inflight: Writes<'_>,
 ) -> Result<(), StoreError> {
-    let Created { raw, handle } = created;
+    let Created { raw, handle, mode } = created;
     let drain = async {
         while let Some(r) = inflight.next().await {
             r.map_err(|e| write_err(s, path, e))?;
@@ -366,10 +375,13 @@ async fn finish(
             .map_err(|e| s.err("cannot fsync", path, e))
     };
     let times = async {
-        let Some(t) = mtime else { return Ok(()) };
+        if mtime.is_none() && mode.is_none() {
+            return Ok(());
+        }
         let attrs = FileAttributes {
-            atime: Some(sftp_time(t)),
-            mtime: Some(sftp_time(t)),
+            atime: mtime.map(sftp_time),
+            mtime: mtime.map(sftp_time),
+            permissions: mode.map(crate::index::mode::perm_bits),
             ..FileAttributes::empty()
         };
         raw.fsetstat(handle.as_str(), attrs)
