@@ -16,3 +16,4 @@ mod server_paramiko;
 mod server_stacks;
 mod sync_faults;
 mod sync_local;
+mod sync_modes;

@@ -32,6 +32,8 @@ pub struct Hub {
     pub kind: HubKind,
     pub port: u16,
     pub log: PathBuf,
+    /// Runs as an unprivileged user (see `harness::unprivileged`).
+    pub unprivileged: bool,
     sandbox: PathBuf,
     child: Option<Child>,
 }
@@ -68,6 +70,7 @@ impl Hub {
             kind,
             port,
             log: dir.join("server.log"),
+            unprivileged: false,
             sandbox: sb.path().to_path_buf(),
             child: None,
         }
@@ -92,6 +95,9 @@ impl Hub {
         self.stop_now();
         let log = std::fs::File::create(&self.log).expect("log file");
         let mut c = self.command();
+        if self.unprivileged {
+            c = super::unprivileged(c);
+        }
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let mut child = c.spawn().expect("start the hub");
         let stdout = child.stdout.take().expect("stdout");

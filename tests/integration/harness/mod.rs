@@ -114,6 +114,48 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The unprivileged user tests run as when they run as root: root reads and writes past
+/// every permission, which hides exactly the bugs a test of modes looks for.
+pub const NOBODY: u32 = 65534;
+
+/// `c` as `NOBODY` (through `setpriv`) when the tests run as root; `c` itself otherwise.
+pub fn unprivileged(c: Command) -> Command {
+    if !is_root() {
+        return c;
+    }
+    require("setpriv");
+    let mut u = Command::new("setpriv");
+    u.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args(["--clear-groups", "--"])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            u.env(k, v);
+        }
+    }
+    if let Some(d) = c.get_current_dir() {
+        u.current_dir(d);
+    }
+    u
+}
+
+/// Gives `path` and everything below it to `NOBODY` (when the tests run as root).
+pub fn give_to_nobody(path: &Path) {
+    if !is_root() {
+        return;
+    }
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{NOBODY}:{NOBODY}"))
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(st.success(), "chown -R {} failed", path.display());
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; a server binds it right after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

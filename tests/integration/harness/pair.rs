@@ -17,6 +17,8 @@ pub struct Pair {
     /// The other replica's folder, as it is on disk.
     pub b: Folder,
     pub remote: Remote,
+    /// The client and the server run as an unprivileged user (see `unprivileged`).
+    pub unprivileged: bool,
 }
 
 impl Pair {
@@ -29,6 +31,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Local,
+            unprivileged: false,
         }
     }
 
@@ -46,6 +49,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Hub(hub),
+            unprivileged: false,
         };
         p.restart_server();
         p
@@ -63,7 +67,28 @@ impl Pair {
             a,
             b,
             remote: Remote::Sshd(sshd),
+            unprivileged: false,
         }
+    }
+
+    /// The same pair with the client and the server run as an unprivileged user when the
+    /// tests run as root (root hides permission bugs); every sync first gives that user the
+    /// sandbox, so files a test wrote as root are theirs.
+    pub fn unprivileged(mut self) -> Pair {
+        if !super::is_root() {
+            return self;
+        }
+        self.unprivileged = true;
+        super::give_to_nobody(self.sb.path());
+        match &mut self.remote {
+            Remote::Local => {}
+            Remote::Sshd(s) => s.unprivileged(),
+            Remote::Hub(h) => h.unprivileged = true,
+        }
+        if let Remote::Hub(_) = self.remote {
+            self.restart_server();
+        }
+        self
     }
 
     /// The hub of a hub pair.
@@ -92,11 +117,17 @@ impl Pair {
 
     /// `filesync sync --no-progress TARGET A`, not yet run.
     pub fn sync_cmd(&self) -> Run {
-        self.sb
+        let run = self
+            .sb
             .filesync()
             .args(["sync", "--no-progress"])
             .arg(self.target())
-            .arg(&self.a.path)
+            .arg(&self.a.path);
+        if !self.unprivileged {
+            return run;
+        }
+        super::give_to_nobody(self.sb.path());
+        run.unprivileged()
     }
 
     /// A sync that must succeed; its stdout.

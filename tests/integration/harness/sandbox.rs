@@ -194,6 +194,11 @@ impl Run {
         self.0
     }
 
+    /// The same run as an unprivileged user (see `harness::unprivileged`).
+    pub fn unprivileged(self) -> Self {
+        Run(super::unprivileged(self.0))
+    }
+
     /// Runs it to the end.
     pub fn output(mut self) -> Ran {
         let o = self.0.output().expect("run filesync");

@@ -138,6 +138,17 @@ impl Sshd {
         let _ = child.wait();
     }
 
+    /// Logs in as the unprivileged user (see `harness::unprivileged`) when the tests run as
+    /// root: its SFTP sessions then run as that user.
+    pub fn unprivileged(&mut self) {
+        if !super::is_root() {
+            return;
+        }
+        self.user = "nobody".into();
+        // sshd reads the authorized keys as the user who logs in.
+        super::give_to_nobody(self.dir.path());
+    }
+
     /// Starts the server again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.kill();
