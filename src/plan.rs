@@ -185,6 +185,7 @@ impl Target {
         let mut e = e.clone();
         e.vv = self.vv.clone();
         e.content_vv = self.content_vv.clone();
+        e.disk_mode = None;
         if e.kind.is_live() {
             e.mode = self.mode.or(e.mode);
         } else {
@@ -674,7 +675,11 @@ impl At<'_> {
     /// What is here stays: its record takes the target's history, and its mode is set where
     /// it differs (a disk that reports no mode keeps the wanted one in its index only).
     fn keep(&self, out: &mut Plan, t: &Target, e: &Entry) {
-        let want = t.entry_for(e);
+        let mut want = t.entry_for(e);
+        if want.mode == e.mode {
+            // What this disk shows of the mode stays known.
+            want.disk_mode = e.disk_mode;
+        }
         match want.mode {
             Some(m) if e.mode.is_some() && e.mode != want.mode => {
                 self.push(out, Op::Chmod { mode: m }, want)

@@ -7,7 +7,8 @@
 //!  ".replica": "0123456789abcdef", ".format": 1}
 //! ```
 //! `.sm` is the permission bits, its octal digits written as a number (absent: unknown);
-//! `.sc` the content's own history where it is shorter than `.sv` (a chmod came after).
+//! `.sc` the content's own history where it is shorter than `.sv` (a chmod came after); `.so`
+//! the mode this replica's disk shows where it cannot hold `.sm` (a FAT file system).
 //! Inside an entry, keys of the form `.s<letter>` are metadata (unknown ones are kept); every
 //! other key is a child. A child whose name looks like metadata (or starts with `\`) is written
 //! with a leading `\`. Parsing streams into a flat map, so a million entries never exist as a
@@ -202,6 +203,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         let mut vv = VersionVector::new();
         let mut mode = None;
         let mut content_vv = None;
+        let mut disk_mode = None;
         let mut extra: Option<Box<Map<String, Value>>> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -230,6 +232,12 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                     })?);
                 }
                 ".sc" => content_vv = Some(parse_vv(map.next_value()?).map_err(de::Error::custom)?),
+                ".so" => {
+                    let n: u64 = map.next_value()?;
+                    disk_mode = Some(mode::from_digits(n).ok_or_else(|| {
+                        de::Error::custom(format!("bad mode {n} at {}", self.path))
+                    })?);
+                }
                 k if is_meta_key(k) => {
                     let v: Value = map.next_value()?;
                     extra.get_or_insert_default().insert(key, v);
@@ -280,6 +288,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
             vv,
             mode: if kind.is_live() { mode } else { None },
             content_vv: None,
+            disk_mode: if kind.is_live() { disk_mode } else { None },
             extra,
         };
         if let Some(c) = content_vv {
@@ -351,6 +360,7 @@ static MISSING_PARENT: Entry = Entry {
     vv: VersionVector::EMPTY,
     mode: None,
     content_vv: None,
+    disk_mode: None,
     extra: None,
 };
 
@@ -402,6 +412,9 @@ impl Serialize for EntrySer<'_> {
         }
         if let Some(c) = &e.content_vv {
             m.serialize_entry(".sc", &VvSer(c))?;
+        }
+        if let Some(d) = e.disk_mode {
+            m.serialize_entry(".so", &mode::to_digits(d))?;
         }
         if let Some(x) = &e.extra {
             for (k, v) in x.iter() {
@@ -495,6 +508,10 @@ mod tests {
             .with_mode(Some(0o644))
             .chmodded(0o600, ReplicaId(8));
         idx.entries.insert(p("d/private"), chmodded);
+        let mut on_fat = Entry::file(1, MTime::new(2, 0), None, vv.clone()).with_mode(Some(0o600));
+        on_fat.landed_mode(Some(0o755));
+        assert_eq!(on_fat.shown_mode(), Some(0o755));
+        idx.entries.insert(p("d/on-fat"), on_fat);
         idx.entries.get_mut(&p("d")).unwrap().mode = Some(0o750);
         let mut extra = Map::new();
         extra.insert(".sq".into(), serde_json::json!({"future": true}));

@@ -105,6 +105,9 @@ pub struct Entry {
     /// The history of the content alone, where it is shorter than `vv` (the later changes
     /// were to the mode only): how a chmod on one side merges with an edit on the other.
     pub content_vv: Option<VersionVector>,
+    /// What this replica's disk shows where it cannot hold `mode` (a FAT file system): the
+    /// scan compares with it, so the disk's own mode is never taken for a chmod. Never synced.
+    pub disk_mode: Option<u32>,
     /// Dot-keys we do not know, kept so a newer version's data survives us.
     pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
@@ -119,6 +122,7 @@ impl Entry {
             vv,
             mode: None,
             content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
@@ -132,6 +136,7 @@ impl Entry {
             vv,
             mode: None,
             content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
@@ -145,6 +150,7 @@ impl Entry {
             vv,
             mode: None,
             content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
@@ -163,6 +169,17 @@ impl Entry {
         self.content_vv = (c != self.vv).then_some(c);
     }
 
+    /// The mode the disk is expected to show: `mode`, or what it showed when it could not hold it.
+    pub fn shown_mode(&self) -> Option<u32> {
+        self.disk_mode.or(self.mode)
+    }
+
+    /// Notes what the disk shows after this entry was written there with its mode (`None`:
+    /// the store cannot tell); a disk that could not hold the mode keeps it in the index only.
+    pub fn landed_mode(&mut self, shown: Option<u32>) {
+        self.disk_mode = shown.filter(|m| self.mode.is_some_and(|want| want != *m));
+    }
+
     /// The same entry with `mode`.
     pub fn with_mode(mut self, mode: Option<u32>) -> Self {
         self.mode = mode;
@@ -176,6 +193,7 @@ impl Entry {
         let content = self.content_history().clone();
         n.vv.bump(me);
         n.mode = Some(mode);
+        n.disk_mode = None;
         n.set_content_history(content);
         n
     }
@@ -275,6 +293,10 @@ impl Index {
             }
             if let Some(m) = e.mode {
                 buf.push(b'm');
+                buf.extend_from_slice(&m.to_le_bytes());
+            }
+            if let Some(m) = e.disk_mode {
+                buf.push(b'o');
                 buf.extend_from_slice(&m.to_le_bytes());
             }
             if let Some(c) = &e.content_vv {

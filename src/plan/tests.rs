@@ -23,6 +23,9 @@ struct Replica {
     disk: BTreeMap<RelPath, Node>,
     /// Permission bits set on the disk; a path not here has its kind's default.
     modes: BTreeMap<RelPath, u32>,
+    /// False for a disk without modes of its own (FAT): every path shows 0755, chmod does
+    /// nothing.
+    holds_modes: bool,
     index: Index,
     trash: Vec<u32>,
     /// This replica's clock; the right one runs an hour behind.
@@ -38,6 +41,7 @@ impl Replica {
         Replica {
             disk: BTreeMap::new(),
             modes: BTreeMap::new(),
+            holds_modes: true,
             index: Index::new(ReplicaId(id)),
             trash: Vec::new(),
             clock,
@@ -47,6 +51,7 @@ impl Replica {
     /// The mode the disk shows at `q`: what was set, else 0644 for a file, 0755 for a folder.
     fn mode_of(&self, q: &RelPath) -> Option<u32> {
         let default = match self.disk.get(q)? {
+            _ if !self.holds_modes => return Some(0o755),
             Node::File { .. } => 0o644,
             Node::Dir => 0o755,
         };
@@ -54,7 +59,7 @@ impl Replica {
     }
 
     fn chmod(&mut self, q: &RelPath, m: u32) {
-        if self.disk.contains_key(q) {
+        if self.disk.contains_key(q) && self.holds_modes {
             self.modes.insert(q.clone(), m);
         }
     }
@@ -187,7 +192,7 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
                 let m = result.mode.map(crate::index::mode::while_filling);
                 here.modes.remove(&s.path);
                 if let Some(m) = m {
-                    here.modes.insert(s.path.clone(), m);
+                    here.chmod(&s.path, m);
                 }
             }
             Op::Fetch { from, .. } => {
@@ -226,9 +231,16 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
             Op::Trash { .. } | Op::RmDir => here.remove_subtree(&s.path.clone(), true),
             Op::Chmod { mode } => {
                 assert!(here.disk.contains_key(&s.path), "chmod of nothing: {s:?}");
-                here.modes.insert(s.path.clone(), *mode);
+                here.chmod(&s.path, *mode);
             }
             Op::Record => {}
+        }
+        // What the disk shows of the mode, noted as `sync::apply` notes it.
+        let blocked = result.mode.is_some_and(crate::index::mode::blocks_filling);
+        match &s.op {
+            Op::Fetch { .. } | Op::Chmod { .. } => result.landed_mode(here.mode_of(&s.path)),
+            Op::MkDir { .. } if !blocked => result.landed_mode(here.mode_of(&s.path)),
+            _ => {}
         }
         here.index.entries.insert(s.path.clone(), result);
     }
@@ -371,14 +383,16 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
             return Err(format!("content {c} lost; plan {pl:#?}"));
         }
     }
-    // Both disks hold the same tree, with the same modes.
+    // Both disks hold the same tree, with the same modes where both can hold them.
+    let shown =
+        |rep: &Replica, k: &RelPath| (l.holds_modes && r.holds_modes).then(|| rep.mode_of(k));
     if l.disk
         .iter()
-        .map(|(k, n)| (k, content(n), l.mode_of(k)))
+        .map(|(k, n)| (k, content(n), shown(l, k)))
         .collect::<Vec<_>>()
         != r.disk
             .iter()
-            .map(|(k, n)| (k, content(n), r.mode_of(k)))
+            .map(|(k, n)| (k, content(n), shown(r, k)))
             .collect::<Vec<_>>()
     {
         return Err(format!(
@@ -451,10 +465,12 @@ proptest! {
         rounds in proptest::collection::vec(
             (proptest::collection::vec(arb_edit(), 0..4), proptest::collection::vec(arb_edit(), 0..4)),
             1..5,
-        )
+        ),
+        right_holds_modes in proptest::bool::weighted(0.8),
     ) {
         let mut l = Replica::new(0x1111, 1_000_000);
         let mut r = Replica::new(0x2222, 1_000_000 - 3600);
+        r.holds_modes = right_holds_modes;
         let mut next = 0u32;
         for (le, re) in &rounds {
             for e in le {
@@ -737,4 +753,31 @@ fn modes_survive_renames_conflicts_and_deletes() {
     r.chmod(&p("b"), 0o700);
     sync_and_check(&mut l, &mut r).unwrap();
     assert_eq!(mode_at(&l, "b"), Some(0o700));
+}
+
+/// A far side whose disk cannot hold modes (FAT) keeps them in its index: what it shows is
+/// never taken for a chmod, an edit there keeps the mode, and nothing ping-pongs.
+#[test]
+fn a_disk_without_modes_keeps_them_in_its_index() {
+    let mut l = Replica::new(1, 1000);
+    let mut r = Replica::new(2, 1000);
+    r.holds_modes = false;
+    l.write(&p("secret"), 1);
+    l.chmod(&p("secret"), 0o600);
+    l.write(&p("private/notes"), 2);
+    l.chmod(&p("private"), 0o700);
+    sync_and_check(&mut l, &mut r).unwrap();
+    let e = &r.index.entries[&p("secret")];
+    assert_eq!((e.mode, e.disk_mode), (Some(0o600), Some(0o755)));
+    // An edit on the disk without modes keeps the mode everywhere.
+    r.write(&p("secret"), 3);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("secret")]), Some(3));
+    assert_eq!(mode_at(&l, "secret"), Some(0o600));
+    // A chmod where modes are held reaches the other index, and stays there.
+    l.chmod(&p("secret"), 0o640);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(r.index.entries[&p("secret")].mode, Some(0o640));
+    assert_eq!(mode_at(&l, "secret"), Some(0o640));
+    assert_eq!(mode_at(&l, "private"), Some(0o700));
 }

@@ -352,7 +352,12 @@ impl Root {
             Mode::from_raw_mode(bits),
         )?);
         if mode.is_some() {
-            rustix::fs::fchmod(&f, Mode::from_raw_mode(bits))?;
+            match rustix::fs::fchmod(&f, Mode::from_raw_mode(bits)) {
+                // A file system without modes (FAT): the file shows its own, which the
+                // caller reads back.
+                Err(e) if cannot_hold_modes(e) => {}
+                r => r?,
+            }
         }
         Ok(f)
     }
@@ -367,7 +372,10 @@ impl Root {
         // only be opened so); its /proc name acts on the same inode without a path lookup.
         let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         let bits = Mode::from_raw_mode(crate::index::mode::perm_bits(mode));
-        Ok(rustix::fs::chmod(proc.as_str(), bits)?)
+        match rustix::fs::chmod(proc.as_str(), bits) {
+            Err(e) if cannot_hold_modes(e) => Ok(()),
+            r => Ok(r?),
+        }
     }
 
     /// The folder `p`, opened for listing.
@@ -451,6 +459,12 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// What chmod answers on a file system that has no modes of its own (FAT refuses it, others
+/// may not support it): the mode stays what the disk shows, and the index keeps the wanted one.
+fn cannot_hold_modes(e: Errno) -> bool {
+    matches!(e, Errno::PERM | Errno::NOTSUP)
 }
 
 /// How a folder is opened to be listed: never through a symlink.

@@ -194,7 +194,7 @@ fn dir_entry(e: Option<&Entry>, o: &Observed, me: ReplicaId, st: &mut ScanStats)
 fn seen_mode(e: &Entry, o: &Observed, me: ReplicaId, st: &mut ScanStats) -> Option<Entry> {
     let m = o.mode?;
     match e.mode {
-        Some(had) if had == m => None,
+        _ if e.shown_mode() == Some(m) => None,
         None => Some(e.clone().with_mode(Some(m))),
         Some(_) => {
             st.chmodded += 1;
@@ -245,8 +245,14 @@ fn file_entry(
             }
             let mut n = Entry::file(o.size, o.mtime, Some(*h), e.vv.bumped(me));
             n.extra = e.extra.clone();
-            // A disk that does not report modes keeps the one the index knows.
-            n.mode = o.mode.or(e.mode.filter(|_| e.is_live()));
+            // A disk that does not report modes, or shows what it showed when it could not
+            // hold the mode, keeps the one the index knows.
+            if e.is_live() && (o.mode.is_none() || o.mode == e.disk_mode) {
+                n.mode = e.mode;
+                n.disk_mode = e.disk_mode;
+            } else {
+                n.mode = o.mode;
+            }
             n
         }
         None => {

@@ -61,12 +61,19 @@ fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
     let p = batch_path(&f.path, true)?;
     let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, f.mode)?;
     let mtime = u32::try_from(f.mtime).unwrap_or(u32::MAX);
-    // The mode again, exactly: the umask may have narrowed what the file was born with.
     let attrs = wire::Attrs {
         atime_mtime: Some((mtime, mtime)),
-        permissions: f.mode,
         ..Default::default()
     };
+    // The mode again, exactly: the umask may have narrowed what the file was born with. A
+    // disk that cannot hold modes (FAT) refuses it; the client's index keeps the mode.
+    if let Some(m) = f.mode {
+        let perms = wire::Attrs {
+            permissions: Some(m),
+            ..Default::default()
+        };
+        let _ = fs::fsetstat(&file, &perms);
+    }
     let r = (&file)
         .write_all(&f.data)
         .map_err(FsError::from)

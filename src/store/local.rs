@@ -642,33 +642,35 @@ impl Store for LocalStore {
             .unwrap_or_else(|e| failed_all(n, &e))
     }
 
-    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
         let q = p.clone();
         self.on_root(move |root| {
             let err = |e| Place(root).err(format!("cannot create folder {q}"), e);
             let Some(m) = mode.filter(|_| !q.is_root()) else {
-                return root.dir(&q, true).map(drop).map_err(err);
+                return root.dir(&q, true).map(|_| None).map_err(err);
             };
             root.parent_dir(&q, true).map_err(err)?;
             let filling = crate::index::mode::while_filling(m);
             match root.mkdir(&q, rustix::fs::Mode::from_raw_mode(filling)) {
                 // The umask may have narrowed it: set exactly.
-                Ok(()) => root.set_mode(&q, filling).map_err(err),
+                Ok(()) => root.set_mode(&q, filling).map_err(err)?,
                 // Made meanwhile (by someone else): a folder there is fine as it is.
                 Err(e) if e.errno() == Some(libc::EEXIST) => {
-                    root.dir(&q, false).map(drop).map_err(err)
+                    root.dir(&q, false).map_err(err)?;
                 }
-                Err(e) => Err(err(e)),
+                Err(e) => return Err(err(e)),
             }
+            Ok(observe(root, &q)?.mode)
         })
         .await
     }
 
-    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<(), StoreError> {
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
         let q = p.clone();
         self.on_root(move |root| {
             root.set_mode(&q, mode)
-                .map_err(|e| Place(root).err(format!("cannot set the permissions of {q}"), e))
+                .map_err(|e| Place(root).err(format!("cannot set the permissions of {q}"), e))?;
+            Ok(observe(root, &q)?.mode)
         })
         .await
     }

@@ -136,18 +136,21 @@ pub trait Store: Send + Sync {
         files: Vec<BatchFile>,
     ) -> impl Future<Output = Vec<Result<Observed, StoreError>>> + Send;
     /// Creates a folder (and missing parents); fine if it exists. A new folder gets `mode`
-    /// with the owner's `rwx` added (`mode::while_filling`), so the sync can fill it.
+    /// with the owner's `rwx` added (`mode::while_filling`), so the sync can fill it. Returns
+    /// the mode the new folder shows, where the store learns it.
     fn mkdir(
         &self,
         p: &RelPath,
         mode: Option<u32>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Sets the permission bits of the file or folder at `p` (never through a link).
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+    /// Sets the permission bits of the file or folder at `p` (never through a link). Returns
+    /// the mode it shows after: a disk that cannot hold modes (FAT) shows its own, and that is
+    /// no error (the index keeps the wanted one).
     fn set_mode(
         &self,
         p: &RelPath,
         mode: u32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
     /// Moves a file or folder into `.sync-trash/`. Fine if it is already gone.
     fn trash(&self, p: &RelPath) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes an empty folder; one that still holds something goes to the trash whole.
@@ -229,10 +232,10 @@ impl Store for AnyStore {
     async fn write_batch(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
         each!(self, s => s.write_batch(files).await)
     }
-    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
         each!(self, s => s.mkdir(p, mode).await)
     }
-    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<(), StoreError> {
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
         each!(self, s => s.set_mode(p, mode).await)
     }
     async fn trash(&self, p: &RelPath) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //! A step whose inputs moved since the scan is skipped and left for the next sync.
 
 use super::report::SyncReport;
-use crate::index::{Entry, Index, Kind};
+use crate::index::{Entry, Index, Kind, mode};
 use crate::plan::{Op, Plan, Side, Step};
 use crate::relpath::RelPath;
 use crate::scan::Observed;
@@ -450,6 +450,21 @@ fn landed(s: &Step, o: Observed) -> Entry {
     let mut e = s.result.clone();
     e.mtime = o.mtime;
     e.size = o.size;
+    e.landed_mode(o.mode);
+    e
+}
+
+/// The step's index entry once its mode was set: a disk that could not hold it shows its own,
+/// and the index keeps the wanted one beside it (said once, here, for the log).
+fn moded(s: &Step, shown: Option<u32>) -> Entry {
+    let mut e = s.result.clone();
+    e.landed_mode(shown);
+    if let (Some(want), Some(d)) = (e.mode, e.disk_mode) {
+        tracing::info!(
+            path = %s.path,
+            "the disk keeps {d:03o} where {want:03o} was set; the index keeps {want:03o}"
+        );
+    }
     e
 }
 
@@ -468,9 +483,13 @@ async fn apply<H: Store, T: Store>(
                 check(here, p, Some(e)).await?;
                 here.trash(p).await?;
             }
-            here.mkdir(p, s.result.mode)
-                .await
-                .map(|()| s.result.clone())
+            let shown = here.mkdir(p, s.result.mode).await?;
+            // A folder made wider to be filled gets its mode (and its record) from the
+            // chmod that follows.
+            Ok(match s.result.mode {
+                Some(m) if mode::blocks_filling(m) => s.result.clone(),
+                _ => moded(s, shown),
+            })
         }
         Op::Fetch {
             from,
@@ -525,7 +544,7 @@ async fn apply<H: Store, T: Store>(
         }
         Op::RmDir => here.rmdir(p).await.map(|()| s.result.clone()),
         Op::Chmod { mode } => match here.set_mode(p, *mode).await {
-            Ok(()) => Ok(s.result.clone()),
+            Ok(shown) => Ok(moded(s, shown)),
             Err(e) => Err(vanished(here, p, e)),
         },
         Op::Record => Ok(s.result.clone()),

@@ -265,7 +265,7 @@ impl Sftp {
 
     /// Creates `p` and its missing parents; `p` itself, when made, with `mode` (see
     /// `Store::mkdir`).
-    async fn mkdir_p(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
+    async fn mkdir_p(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
         let filling = mode.map(crate::index::mode::while_filling);
         let attrs = FileAttributes {
             permissions: filling,
@@ -308,24 +308,32 @@ impl Sftp {
         }
         match made {
             Some(_) => self.exact_mode(p, filling).await,
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
     /// Sets `p`'s permission bits to exactly `mode` (the server's umask may have narrowed
     /// what it was made with); nothing without a mode.
-    async fn exact_mode(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
-        let Some(m) = mode else { return Ok(()) };
+    /// Returns the mode `p` shows after (read in the same round trip): a server whose disk
+    /// cannot hold modes refuses the change, which is no error (see `Store::set_mode`).
+    async fn exact_mode(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
+        let Some(m) = mode else { return Ok(None) };
         let path = self.path(p);
         let attrs = FileAttributes {
             permissions: Some(crate::index::mode::perm_bits(m)),
             ..FileAttributes::empty()
         };
-        self.raw()
-            .setstat(path.as_str(), attrs)
-            .await
-            .map(drop)
-            .map_err(|e| self.err("cannot set the permissions of", &path, e))
+        // One session: the server answers in order, so the stat sees the change.
+        let raw = self.raw();
+        let (set, now) =
+            futures::join!(raw.setstat(path.as_str(), attrs), raw.lstat(path.as_str()));
+        match (set, now) {
+            (Err(e), _) if is_status(&e, StatusCode::NoSuchFile) => {
+                Err(self.err("cannot set the permissions of", &path, e))
+            }
+            (_, Ok(a)) => Ok(a.attrs.permissions.map(crate::index::mode::perm_bits)),
+            (_, Err(e)) => Err(self.err("cannot stat", &path, e)),
+        }
     }
 
     /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
@@ -1012,7 +1020,7 @@ impl SftpStore {
                 r => r,
             }
             .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
-            let size = xfer::upload(
+            let (size, shown) = xfer::upload(
                 s,
                 &tmp,
                 handle,
@@ -1027,7 +1035,7 @@ impl SftpStore {
                 kind: Kind::File,
                 size,
                 mtime: MTime::new(i64::from(sftp_time(mtime)), 0),
-                mode,
+                mode: shown.or(mode),
             })
         }
         .await;
@@ -1192,7 +1200,7 @@ impl Store for SftpStore {
         self.guard_all(n, all).await
     }
 
-    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<(), StoreError> {
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
         self.guard(async {
             self.not_through_link(p).await?;
             self.s.exact_mode(p, Some(mode)).await
@@ -1200,7 +1208,7 @@ impl Store for SftpStore {
         .await
     }
 
-    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<(), StoreError> {
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
         self.guard(async {
             self.not_through_link(p).await?;
             self.s.mkdir_p(p, mode).await

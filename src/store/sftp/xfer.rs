@@ -261,7 +261,8 @@ pub(crate) async fn create(s: &Sftp, path: &str, mode: Option<u32>) -> Result<Cr
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
 /// mtime and closes it. Checks the content against `expect` (the hash, and the file it is
-/// of, for the error). Returns the bytes written.
+/// of, for the error). Returns the bytes written, and the mode the file shows when it was
+/// created with one.
 pub(crate) async fn upload(
     s: &Sftp,
     path: &str,
@@ -270,7 +271,7 @@ pub(crate) async fn upload(
     mtime: Option<MTime>,
     expect: Option<(ContentHash, &RelPath)>,
     size_hint: Option<u64>,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Option<u32>), StoreError> {
     let closed_ok = std::sync::atomic::AtomicBool::new(false);
     let res = async {
         let mut inflight = FuturesUnordered::new();
@@ -282,7 +283,7 @@ pub(crate) async fn upload(
         }
         let finished = finish(s, path, &created, mtime, inflight).await;
         closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
-        finished.map(|()| off)
+        finished.map(|shown| (off, shown))
     }
     .await;
     if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
@@ -356,7 +357,7 @@ async fn finish(
     created: &Created,
     mtime: Option<MTime>,
     mut inflight: Writes<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Option<u32>, StoreError> {
     let Created { raw, handle, mode } = created;
     let drain = async {
         while let Some(r) = inflight.next().await {
@@ -375,13 +376,10 @@ async fn finish(
             .map_err(|e| s.err("cannot fsync", path, e))
     };
     let times = async {
-        if mtime.is_none() && mode.is_none() {
-            return Ok(());
-        }
+        let Some(t) = mtime else { return Ok(()) };
         let attrs = FileAttributes {
-            atime: mtime.map(sftp_time),
-            mtime: mtime.map(sftp_time),
-            permissions: mode.map(crate::index::mode::perm_bits),
+            atime: Some(sftp_time(t)),
+            mtime: Some(sftp_time(t)),
             ..FileAttributes::empty()
         };
         raw.fsetstat(handle.as_str(), attrs)
@@ -389,19 +387,32 @@ async fn finish(
             .map(|_| ())
             .map_err(|e| s.err("cannot set the time of", path, e))
     };
+    // The mode again, exactly (the server's umask may have narrowed it), then what the file
+    // shows: a disk that cannot hold modes refuses the first, which is no error.
+    let perms = async {
+        let m = (*mode)?;
+        let attrs = FileAttributes {
+            permissions: Some(crate::index::mode::perm_bits(m)),
+            ..FileAttributes::empty()
+        };
+        let _ = raw.fsetstat(handle.as_str(), attrs).await;
+        let shown = raw.fstat(handle.as_str()).await.ok()?;
+        shown.attrs.permissions.map(crate::index::mode::perm_bits)
+    };
     let close = async {
         raw.close(handle.as_str())
             .await
             .map(|_| ())
             .map_err(|e| s.err("cannot finish writing", path, e))
     };
-    let (fsync, times, close) = (
+    let (fsync, times, perms, close) = (
         started(fsync).await,
         started(times).await,
+        started(perms).await,
         started(close).await,
     );
-    let (d, f, t, c) = futures::join!(drain, fsync, times, close);
-    d.and(f).and(t).and(c)
+    let (d, f, t, shown, c) = futures::join!(drain, fsync, times, perms, close);
+    d.and(f).and(t).and(c).map(|()| shown)
 }
 
 /// A request future already polled once, so its request is on the wire.
