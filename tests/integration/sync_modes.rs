@@ -120,6 +120,12 @@ fn modes_sync_both_ways_hub() {
     modes_sync_both_ways(Pair::hub(HubKind::Serve));
 }
 
+/// The hub as on the Pi: its watcher sees chmods there too.
+#[test]
+fn modes_sync_both_ways_hub_daemon() {
+    modes_sync_both_ways(Pair::hub(HubKind::Daemon));
+}
+
 #[test]
 fn modes_sync_both_ways_sshd() {
     modes_sync_both_ways(Pair::sshd());
