@@ -238,7 +238,9 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
         // What the disk shows of the mode, noted as `sync::apply` notes it.
         let blocked = result.mode.is_some_and(crate::index::mode::blocks_filling);
         match &s.op {
-            Op::Fetch { .. } | Op::Chmod { .. } => result.landed_mode(here.mode_of(&s.path)),
+            Op::Fetch { .. } | Op::Move { .. } | Op::Chmod { .. } => {
+                result.landed_mode(here.mode_of(&s.path))
+            }
             Op::MkDir { .. } if !blocked => result.landed_mode(here.mode_of(&s.path)),
             _ => {}
         }
