@@ -46,6 +46,9 @@ for arch in $ARCHES; do
     "${objdump%objdump}strip" --strip-unneeded --remove-section=.comment "$pkg/usr/bin/filesync"
     install -D -m 0644 systemd/filesync.service "$pkg/usr/lib/systemd/system/filesync.service"
     install -D -m 0644 systemd/filesync-user.service "$pkg/usr/lib/systemd/user/filesync.service"
+    install -D -m 0644 systemd/filesync-announce.path "$pkg/usr/lib/systemd/system/filesync-announce.path"
+    install -D -m 0644 systemd/filesync-announce.service "$pkg/usr/lib/systemd/system/filesync-announce.service"
+    install -D -m 0755 image/announce.sh "$pkg/usr/lib/filesync/announce"
     install -D -m 0644 systemd/filesync.sysusers "$pkg/usr/lib/sysusers.d/filesync.conf"
     install -D -m 0644 systemd/filesync.tmpfiles "$pkg/usr/lib/tmpfiles.d/filesync.conf"
     install -D -m 0644 image/config.toml "$pkg/etc/filesync/config.toml"
@@ -69,6 +72,7 @@ Architecture: $arch
 Maintainer: filesync developers <filesync@example.invalid>
 Installed-Size: $size
 Depends: $deps
+Recommends: avahi-daemon, libnss-mdns
 Section: net
 Priority: optional
 Homepage: https://example.invalid/filesync
@@ -80,7 +84,8 @@ Description: keep folders in sync over SSH/SFTP, with a Raspberry Pi hub
  This package contains the filesync command, the hardened filesync.service
  system unit (the always-on hub: an SFTP server on port 2222 that also pulls
  from laptops on a schedule) and a user unit for laptops. The hub starts once
- /etc/filesync/authorized_keys exists.
+ /etc/filesync/authorized_keys exists. With avahi-daemon it is announced on the
+ local network as _sftp-ssh._tcp ([server] announce = false turns that off).
 CONTROL
     echo /etc/filesync/config.toml > "$pkg/DEBIAN/conffiles"
     for s in postinst prerm postrm; do install -m 0755 "image/deb/$s" "$pkg/DEBIAN/$s"; done

@@ -4,16 +4,22 @@
 #   image/test-image.sh [dist/filesync-pi-<version>-arm64.img.xz]
 #
 # 1. runs the cross-built binary under qemu-aarch64 user emulation (--version, index, status);
-# 2. copies the image, puts first-boot files on its FAT partition with mtools (a generated
-#    client key as filesync/authorized_keys and ssh/authorized_keys, a hostname), grows the
-#    copy by 1 GiB to exercise the first-boot resize;
+# 2. checks what a Raspberry Pi needs on the image: a plain MBR, the Pi 4 and Pi 5 device
+#    trees and config.txt sections on the FAT, the kernel's Pi 5 drivers (SD controller,
+#    RP1, Ethernet, PCIe), the Imager manifest; copies the image and puts first-boot files on
+#    its FAT partition with mtools as Raspberry Pi Imager writes them (NoCloud user-data with
+#    host name, an administrator with an SSH key, the hub's device key; network-config with
+#    Wi-Fi; meta-data; ds=nocloud on cmdline.txt) plus our own ssh/authorized_keys (root),
+#    grows the copy by 1 GiB to exercise the first-boot resize;
 # 3. boots it in qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG) with the image's own
 #    kernel and initrd, a virtio disk, user networking forwarding 127.0.0.1:$PORT to the SFTP
 #    port 2222 and 127.0.0.1:$SSH_PORT to ssh, serial console to dist/image-test/serial.log;
 # 4. waits for filesync.service to report READY (systemd prints "Started filesync.service"
 #    on the console only once a Type=notify service sent READY=1) and reports boot-to-READY;
-# 5. checks the service over ssh, then from the host: an OpenSSH sftp session against the
-#    filesync SFTP server and `filesync sync` with the VM as the peer, files on both sides.
+# 5. checks over ssh what first boot applied (host name, the Imager user with sudo, Wi-Fi)
+#    and that avahi announces the hub (_sftp-ssh._tcp, HOSTNAME.local); then from the host:
+#    an OpenSSH sftp session against the filesync SFTP server with the device key from
+#    user-data, and `filesync sync` with the VM as the peer, files on both sides.
 # The VM is always stopped on exit. TIMEOUT (default 900 s) bounds the wait for READY.
 # IMAGE_TEST_BIN_ARM=FILE replaces /usr/bin/filesync in the test copy (debugfs, no mount),
 # e.g. to test a newer aarch64 build without rebuilding the image; IMAGE_TEST_BIN_HOST=FILE
@@ -26,7 +32,7 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # The NIC gets no boot ROM (romfile=): the kernel is loaded directly, never network-booted, and
 # the ROM's package (ipxe-qemu) is only a Recommends of qemu-system-arm.
 apt_install qemu-system-arm qemu-user mtools xz-utils openssh-client \
-    libc6-dev-arm64-cross fdisk e2fsprogs diffutils
+    libc6-dev-arm64-cross fdisk e2fsprogs diffutils python3
 deps_checked
 need_cmd qemu-system-aarch64 qemu-system-arm
 need_cmd qemu-aarch64 qemu-user
@@ -60,18 +66,86 @@ fi
 log "preparing $T/disk.img from $IMG"
 if [ -f "$IMG" ] && [ "${IMG%.xz}" != "$IMG" ]; then xz -dc -T0 "$IMG" > "$T/disk.img"; else cp --sparse=always "${IMG%.xz}" "$T/disk.img"; fi
 truncate -s +1G "$T/disk.img"
-boot_off=$(( $(sfdisk -d "$T/disk.img" | sed -n 's/.*start= *\([0-9]*\).*type=c.*/\1/p' | head -n1) * 512 ))
+sfdisk -d "$T/disk.img" > "$T/partitions.txt"
+grep -q '^label: dos' "$T/partitions.txt" || fail_soft "the partition table is not a plain MBR"
+grep -qi 'type=ee' "$T/partitions.txt" && fail_soft "a partition of type 0xEE (hybrid GPT): the Pi 4 firmware refuses it"
+boot_off=$(( $(sed -n 's/.*start= *\([0-9]*\).*type=c.*/\1/p' "$T/partitions.txt" | head -n1) * 512 ))
+root_off=$(( $(sed -n 's/.*start= *\([0-9]*\).*type=83.*/\1/p' "$T/partitions.txt" | head -n1) * 512 ))
 [ "$boot_off" -gt 0 ] || die "no FAT partition in the image"
 FAT="$T/disk.img@@$boot_off"
+
+# What a Raspberry Pi reads from the FAT, and the kernel's drivers for a Pi 5.
+mdir -b -i "$FAT" ::/ | sed 's#^::/##' > "$T/fat.txt"
+for dtb in bcm2837-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bcm2711-rpi-400.dtb bcm2712-rpi-5-b.dtb bcm2712d0-rpi-5-b.dtb; do
+    grep -qx "$dtb" "$T/fat.txt" || fail_soft "no $dtb on the boot partition"
+done
+for f in start4.elf fixup4.dat config.txt cmdline.txt; do grep -qx "$f" "$T/fat.txt" || fail_soft "no $f on the boot partition"; done
+mtype -i "$FAT" ::/config.txt > "$T/config.txt"
+for section in '[pi4]' '[pi5]' '[all]'; do grep -qxF "$section" "$T/config.txt" || fail_soft "config.txt has no $section section"; done
+grep -q '^kernel=vmlinuz-' "$T/config.txt" && grep -q '^initramfs initrd.img-' "$T/config.txt" ||
+    fail_soft "config.txt names no kernel or initramfs"
+debugfs -R 'ls -p /boot' "$T/disk.img?offset=$root_off" 2>/dev/null | awk -F/ '{print $6}' | grep '^config-' > "$T/kconfigs.txt" || true
+kconfig=$(sort -V "$T/kconfigs.txt" | tail -n1)
+if [ -n "$kconfig" ]; then
+    debugfs -R "cat /boot/$kconfig" "$T/disk.img?offset=$root_off" > "$T/kernel-config" 2>/dev/null
+    for opt in CONFIG_MMC_SDHCI_BRCMSTB CONFIG_MISC_RP1 CONFIG_MACB CONFIG_PCIE_BRCMSTB CONFIG_PINCTRL_RP1 CONFIG_COMMON_CLK_RP1; do
+        grep -Eq "^$opt=(y|m)$" "$T/kernel-config" || fail_soft "the kernel ($kconfig) lacks $opt (Raspberry Pi 5)"
+    done
+    log "kernel ${kconfig#config-}: Pi 5 drivers present (SDHCI_BRCMSTB, RP1, MACB, PCIE_BRCMSTB)"
+else
+    fail_soft "no /boot/config-* in the root file system"
+fi
+manifest=${IMG%.img*}.rpi-imager-manifest
+if [ -f "$manifest" ]; then
+    python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["os_list"][0]; assert e["init_format"]=="cloudinit", e; assert e["extract_size"]>0' "$manifest" ||
+        fail_soft "$manifest is not an Imager manifest with init_format cloudinit"
+else
+    fail_soft "no $manifest beside the image"
+fi
+
+# First-boot settings as Raspberry Pi Imager 2.x writes them, plus our own root key file.
 ssh-keygen -q -t ed25519 -N '' -C filesync-image-test -f "$T/id_ed25519"
-cp "$T/id_ed25519.pub" "$T/authorized_keys"
-echo filesync-test > "$T/hostname"
+ssh-keygen -q -t ed25519 -N '' -C filesync-image-device -f "$T/device_ed25519"
+cat > "$T/user-data" <<USERDATA
+#cloud-config
+manage_resolv_conf: false
+
+hostname: filesync-test
+manage_etc_hosts: true
+timezone: Europe/Berlin
+user:
+  name: admin
+  shell: /bin/bash
+  lock_passwd: true
+  ssh_authorized_keys:
+    - "$(cat "$T/id_ed25519.pub")"
+  sudo: ALL=(ALL) NOPASSWD:ALL
+ssh_pwauth: false
+filesync:
+  authorized_keys:
+    - "$(cat "$T/device_ed25519.pub")"
+runcmd:
+  - [ systemctl, enable, --now, ssh ]
+USERDATA
+cat > "$T/network-config" <<NETWORK
+network:
+  version: 2
+  wifis:
+    wlan0:
+      dhcp4: true
+      regulatory-domain: "DE"
+      access-points:
+        "Test Net":
+          password: "$(printf '%064d' 0)"
+      optional: true
+NETWORK
+echo "instance-id: rpi-imager-$(date +%s)000" > "$T/meta-data"
+mtype -i "$FAT" ::/cmdline.txt | tr -d '\n' > "$T/cmdline.txt"
+printf ' cfg80211.ieee80211_regdom=DE ds=nocloud;i=rpi-imager-1' >> "$T/cmdline.txt"
+for f in user-data network-config meta-data cmdline.txt; do mcopy -o -i "$FAT" "$T/$f" "::/$f"; done
 mmd -D s -i "$FAT" ::/ssh 2>/dev/null || true
-mcopy -o -i "$FAT" "$T/authorized_keys" ::/filesync/authorized_keys
-mcopy -o -i "$FAT" "$T/authorized_keys" ::/ssh/authorized_keys
-mcopy -o -i "$FAT" "$T/hostname" ::/hostname
+mcopy -o -i "$FAT" "$T/id_ed25519.pub" ::/ssh/authorized_keys
 if [ -n "${IMAGE_TEST_BIN_ARM:-}" ]; then
-    root_off=$(( $(sfdisk -d "$T/disk.img" | sed -n 's/.*start= *\([0-9]*\).*type=83.*/\1/p' | head -n1) * 512 ))
     debugfs -w -f - "$T/disk.img?offset=$root_off" >/dev/null 2>"$T/debugfs.err" <<DEBUGFS
 rm /usr/bin/filesync
 write $IMAGE_TEST_BIN_ARM /usr/bin/filesync
@@ -109,7 +183,9 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel "$accel" \
     -display none -monitor none -serial "file:$T/serial.log" \
     -pidfile "$T/qemu.pid" -daemonize
 
-# 4. Wait for READY.
+# 4. Wait for READY. systemd prints "Started filesync.service" on the console only once the
+# Type=notify service sent READY=1, but it stops printing once a getty owns the console: from
+# the login prompt on, ask systemd over ssh (active = READY sent).
 ready=""
 while :; do
     el=$(( $(date +%s) - start ))
@@ -117,6 +193,12 @@ while :; do
     sed 's/\x1b\[[0-9;]*m//g' "$T/serial.log" 2>/dev/null > "$T/serial.txt" || true
     if grep -aq 'Started filesync.service' "$T/serial.txt"; then ready=$el; break; fi
     if grep -aq 'Failed to start filesync.service' "$T/serial.txt"; then break; fi
+    if grep -aq ' login: *$' "$T/serial.txt"; then
+        case $("${SSH[@]}" systemctl is-active filesync.service 2>/dev/null) in
+        active) ready=$(( $(date +%s) - start )); break ;;
+        failed) break ;;
+        esac
+    fi
     if grep -aqi 'Kernel panic' "$T/serial.log" 2>/dev/null; then break; fi
     [ "$el" -lt "$TIMEOUT" ] || break
     kill -0 "$(cat "$T/qemu.pid")" 2>/dev/null || die "qemu exited early; see $T/serial.log"
@@ -133,6 +215,28 @@ if [ -n "$ssh_ok" ]; then
     sed 's/^/    vm: /' "$T/service.txt" | head -n 40 >&2
     state=$("${SSH[@]}" systemctl is-active filesync.service 2>/dev/null || true)
     log "filesync.service is $state"
+    # What first boot took from Imager's NoCloud files.
+    [ "$("${SSH[@]}" hostname)" = filesync-test ] || fail_soft "user-data's hostname was not applied"
+    ADMIN=(ssh -p "$SSH_PORT" -i "$T/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+           -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes admin@127.0.0.1)
+    "${ADMIN[@]}" sudo -n true 2>/dev/null && log "user-data: user admin logs in with its key and has sudo" ||
+        fail_soft "user-data's user admin cannot log in with its key or has no sudo"
+    "${SSH[@]}" "grep -qF 'ssid=\"Test Net\"' /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" ||
+        fail_soft "network-config's Wi-Fi was not applied"
+    [ "$("${SSH[@]}" cat /etc/timezone 2>/dev/null)" = Europe/Berlin ] || fail_soft "user-data's time zone was not applied"
+    "${SSH[@]}" test -f /boot/firmware/user-data.applied || fail_soft "user-data was not marked applied"
+    # The network announcement: avahi resolves its own services.
+    avahi=""
+    for _ in $(seq 30); do
+        avahi=$("${SSH[@]}" avahi-browse -rpt _sftp-ssh._tcp 2>/dev/null | grep '^=' | head -n1) || true
+        [ -n "$avahi" ] && break; sleep 1
+    done
+    echo "$avahi" > "$T/avahi.txt"
+    case $avahi in
+    *'filesync-test.local;'*';2222;'*'"u=filesync"'*) log "avahi: $(echo "$avahi" | cut -d';' -f4-9 | tr ';' ' ')" ;;
+    *) fail_soft "avahi does not announce _sftp-ssh._tcp on port 2222 as filesync-test.local (got: ${avahi:-nothing})" ;;
+    esac
+    "${SSH[@]}" getent hosts filesync-test.local >/dev/null || fail_soft "filesync-test.local does not resolve on the Pi (libnss-mdns)"
 else
     fail_soft "no ssh to the VM on 127.0.0.1:$SSH_PORT"
 fi
@@ -140,11 +244,12 @@ if [ -z "$ready" ]; then
     tail -n 30 "$T/serial.log" | sed 's/^/    console: /' >&2
     die "filesync.service did not become READY within ${TIMEOUT}s (see $T/serial.log, $T/service.txt)"
 fi
-log "boot-to-READY: ${ready}s (qemu start to READY=1, TCG emulation)"
+since_kernel=$("${SSH[@]}" systemctl show -p ActiveEnterTimestampMonotonic --value filesync.service 2>/dev/null || echo 0)
+log "boot-to-READY: ${ready}s (qemu start to READY=1, TCG emulation); $(( ${since_kernel:-0} / 1000000 ))s from the kernel's start"
 echo "$ready" > "$T/boot-to-ready.txt"
 
 # 5. Talk to the hub from the host.
-SFTP_OPTS=(-P "$PORT" -i "$T/id_ed25519" -o StrictHostKeyChecking=accept-new
+SFTP_OPTS=(-P "$PORT" -i "$T/device_ed25519" -o StrictHostKeyChecking=accept-new
            -o UserKnownHostsFile="$T/known_hosts" -o BatchMode=yes -o LogLevel=ERROR)
 echo "from sftp $(date)" > "$T/from-sftp.txt"
 cat > "$T/sftp.batch" <<BATCH
@@ -173,7 +278,7 @@ root = "$PWD/$L/root"
 name = "laptop"
 [peers.pi]
 url = "sftp://filesync@127.0.0.1:$PORT/"
-identity = "$PWD/$T/id_ed25519"
+identity = "$PWD/$T/device_ed25519"
 known_hosts = "$PWD/$T/known_hosts"
 TOML
     if "$BIN_HOST" --config "$L/config.toml" sync pi --accept-new --no-progress > "$T/sync.out" 2>&1 &&

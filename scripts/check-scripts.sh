@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-scripts=$(git ls-files '*.sh' image/deb/postinst image/deb/prerm image/deb/postrm)
+scripts=$(git ls-files '*.sh' image/deb/postinst image/deb/prerm image/deb/postrm \
+    image/rootfs/etc/kernel/postinst.d/z51-filesync-pi5)
 for s in $scripts; do
     case $(head -n1 "$s") in
     '#!/bin/sh'*) sh -n "$s" || die "$s does not parse" ;;
@@ -34,4 +35,5 @@ for s in cross/build-pi.sh image/build-deb.sh image/build-image.sh image/test-im
     log "$s --check-deps"
     BUILD_PI_MODE=native "$s" --check-deps || die "$s --check-deps failed"
 done
+image/test-nocloud.sh
 log "build scripts OK"

@@ -2,7 +2,7 @@
 # Installs what the test suite runs against: OpenSSH (client + server), the SFTP client stacks
 # phone and desktop apps embed (curl/libssh2, rclone/Go, PuTTY, libssh, JSch, Trilead, Ruby
 # net-sftp from Debian; paramiko and asyncssh from PyPI; node's ssh2 from npm), rsync, unison,
-# util-linux's setpriv, and rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it
+# restic, util-linux's setpriv, and rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it
 # installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,8 @@ need ssh-keygen openssh-client
 [[ -x /usr/sbin/sshd ]] || command -v sshd >/dev/null 2>&1 || missing_apt+=(openssh-server)
 need curl curl
 need rclone rclone
+need restic restic
+need scp openssh-client
 need rsync rsync
 need unison unison
 need setpriv util-linux

@@ -90,9 +90,19 @@ pub struct ServerConfig {
     pub read_only: bool,
     /// argon2 hash (PHC string) enabling password login; unset means keys only.
     pub password_hash: Option<String>,
-    /// Seconds of silence after which a client is disconnected.
-    #[serde(default = "default_idle")]
-    pub idle_timeout_secs: u64,
+    /// Seconds of silence from a logged-in client after which the server asks whether it is
+    /// still there (an SSH keepalive, as sshd's `ClientAliveInterval`); 0: never ask. Idle
+    /// clients that answer stay connected.
+    #[serde(default = "default_alive_interval")]
+    pub client_alive_interval: u64,
+    /// Keepalives left unanswered before a client is taken for gone and dropped (sshd's
+    /// `ClientAliveCountMax`); 0: never drop.
+    #[serde(default = "default_alive_count")]
+    pub client_alive_count_max: usize,
+    /// Not used: idle sessions are kept, and gone ones found by `client_alive_interval`.
+    /// Accepted so an older config still loads; the server says it is ignored.
+    #[serde(default, skip_serializing)]
+    pub idle_timeout_secs: Option<u64>,
     /// Clients logged in at once (connections still logging in have limits of their own).
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
@@ -114,6 +124,11 @@ pub struct ServerConfig {
     /// Also offer diffie-hellman-group14-sha1 and hmac-sha1, for very old apps.
     #[serde(default)]
     pub legacy_algorithms: bool,
+    /// Announce the server on the local network (`_sftp-ssh._tcp` through avahi). Read by
+    /// the Debian package's `/usr/lib/filesync/announce`, not by the daemon: the hardened
+    /// service cannot write avahi's folder.
+    #[serde(default = "default_true")]
+    pub announce: bool,
 }
 
 /// `[server] host_key`: one path or a list of paths.
@@ -124,11 +139,18 @@ pub enum HostKeys {
     Many(Vec<PathBuf>),
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_listen() -> String {
     "0.0.0.0:2222".into()
 }
-fn default_idle() -> u64 {
-    600
+fn default_alive_interval() -> u64 {
+    15
+}
+fn default_alive_count() -> usize {
+    3
 }
 fn default_max_clients() -> usize {
     64
@@ -151,13 +173,16 @@ impl Default for ServerConfig {
             authorized_keys: None,
             read_only: false,
             password_hash: None,
-            idle_timeout_secs: default_idle(),
+            client_alive_interval: default_alive_interval(),
+            client_alive_count_max: default_alive_count(),
+            idle_timeout_secs: None,
             max_clients: default_max_clients(),
             login_grace_secs: default_grace(),
             max_startups: default_startups(),
             max_startups_per_source: default_startups_per_source(),
             trusted: Vec::new(),
             legacy_algorithms: false,
+            announce: true,
         }
     }
 }

@@ -13,6 +13,12 @@ pub fn readable(secs: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
+/// How long before `now` time `t` was, as people read it (`5m 3s`); a time ahead reads `0s`.
+pub fn ago(now: i64, t: i64) -> String {
+    let secs = now.saturating_sub(t).max(0) as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
 /// UTC calendar fields of a Unix time (Howard Hinnant's days-from-civil, inverted):
 /// (year, month, day, hour, minute, second). Also the date in the SFTP server's `ls -l` names.
 pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
@@ -56,5 +62,7 @@ mod tests {
         assert_eq!(civil(-1), (1969, 12, 31, 23, 59, 59));
         assert_eq!(stamp(1_764_011_090), "20251124-190450");
         assert_eq!(readable(1_764_011_090), "2025-11-24 19:04:50 UTC");
+        assert_eq!(ago(1_000, 697), "5m 3s");
+        assert_eq!(ago(1_000, 2_000), "0s");
     }
 }

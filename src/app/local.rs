@@ -2,7 +2,6 @@
 
 use super::open_local;
 use crate::config::Config;
-use crate::index::{Index, ReplicaId};
 use crate::relpath::RelPath;
 use crate::replica::lock::LockInfo;
 use crate::store::StoreError;
@@ -17,14 +16,14 @@ pub fn index(root: &Path, cfg: &Config) -> Result<i32> {
     let res = (|| -> Result<i32> {
         let mut idx = match store.load_index_blocking() {
             Ok(Some(i)) => i,
-            Ok(None) => Index::new(ReplicaId::random()),
+            Ok(None) => store.new_index(),
             Err(StoreError::CorruptIndex { reason, .. }) => {
                 let aside = store.set_aside_index()?;
                 tracing::warn!(
                     "the index was corrupt ({reason}); kept it as {} and rebuilding",
                     aside.display()
                 );
-                Index::new(ReplicaId::random())
+                store.new_index()
             }
             Err(e) => return Err(e.into()),
         };
@@ -102,12 +101,10 @@ pub fn status(root: &Path, cfg: &Config) -> Result<i32> {
         let now = crate::time::now_secs();
         for (id, p) in &idx.peers {
             println!(
-                "  {} ({id}): {} ({} ago), {} files moved, {} conflicts",
+                "  {} ({id}): {} ({} ago), {} files synced, {} conflicts",
                 if p.name.is_empty() { "?" } else { &p.name },
                 crate::time::readable(p.last_sync),
-                humantime::format_duration(std::time::Duration::from_secs(
-                    now.saturating_sub(p.last_sync).max(0) as u64
-                )),
+                crate::time::ago(now, p.last_sync),
                 p.transferred,
                 p.conflicts
             );

@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Index { root } => local::index(&root_of(root, &cfg)?, &cfg),
         Command::Status { root } => local::status(&root_of(root, &cfg)?, &cfg),
-        Command::Sync(args) => runtime()?.block_on(sync::sync(&cfg, &args)),
+        Command::Sync(args) => runtime()?.block_on(sync::sync(&cfg, &args, cli.verbose > 0)),
         Command::Serve { root, listen } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(serve(&cfg, &root, listen))

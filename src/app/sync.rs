@@ -13,7 +13,7 @@ use crate::sync::{SyncReport, human_bytes};
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 
-pub async fn sync(cfg: &Config, args: &SyncArgs) -> Result<i32> {
+pub async fn sync(cfg: &Config, args: &SyncArgs, verbose: bool) -> Result<i32> {
     let (peer, here) = targets(cfg, &args.a, args.b.as_deref())?;
     // The configured root (or the second argument) is the left side; the peer is the right.
     let left = End {
@@ -37,6 +37,7 @@ pub async fn sync(cfg: &Config, args: &SyncArgs) -> Result<i32> {
             println!("{note}");
         }
     }
+    print_skipped(&report, &job.left, &job.right, verbose);
     if report.errors.is_empty() {
         return Ok(0);
     }
@@ -90,6 +91,9 @@ fn peer_or_folder(cfg: &Config, t: &Target, typed: &str) -> Result<()> {
     bail!("{typed:?} is neither a configured peer nor a folder here; {hint}")
 }
 
+/// How long an interrupted sync may spend removing its temps and releasing its locks.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the job; Ctrl-C, a `kill` or a closed terminal stops it cleanly. The handlers are in
 /// place before any lock is taken.
 async fn run(job: &Job) -> Result<SyncReport> {
@@ -97,7 +101,16 @@ async fn run(job: &Job) -> Result<SyncReport> {
     let report = tokio::select! {
         r = job.run() => r,
         _ = signals.next() => {
-            job.abandon().await;
+            // The far side's unfinished temps go first (`Job::abandon`), for a bounded time;
+            // a second signal stops at once. What is left goes at the next sync.
+            tokio::select! {
+                r = tokio::time::timeout(ABANDON_GRACE, job.abandon()) => {
+                    if r.is_err() {
+                        tracing::warn!("gave up cleaning up after {}s; the next sync finishes it", ABANDON_GRACE.as_secs());
+                    }
+                }
+                _ = signals.next() => {}
+            }
             bail!("interrupted; nothing is torn, run the sync again to finish");
         }
     };
@@ -107,6 +120,33 @@ async fn run(job: &Job) -> Result<SyncReport> {
         }
         r => Ok(r?),
     }
+}
+
+/// The count of what was left out, and with `-v` each path, named on its side.
+fn print_skipped(r: &SyncReport, left: &AnyStore, right: &AnyStore, verbose: bool) {
+    let Some(note) = r.skipped_note() else {
+        return;
+    };
+    if verbose {
+        for (on_left, s) in r.skipped() {
+            let side = if on_left {
+                left.describe()
+            } else {
+                right.describe()
+            };
+            println!("not synced: {s} on {side} ({})", s.why.what());
+        }
+        for (st, side) in [(&r.scan_left, left), (&r.scan_right, right)] {
+            for (why, n) in &st.skipped_more {
+                let counted = why.counted(*n as usize);
+                println!(
+                    "not synced: {counted} more on {}, not named by it",
+                    side.describe()
+                );
+            }
+        }
+    }
+    println!("{note}");
 }
 
 fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool) {

@@ -7,7 +7,7 @@ mod schedule;
 pub mod status;
 
 use crate::config::Config;
-use crate::index::{Index, ReplicaId};
+use crate::index::Index;
 use crate::shutdown::{Shutdown, Signal, Signals};
 use crate::store::LocalStore;
 use crate::watch::{IndexState, IndexWatcher, WatchSettings, Watchdog};
@@ -29,7 +29,7 @@ pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Resul
     // A corrupt index stops the daemon with the store's explanation (how to rebuild it).
     let mut index = store
         .load_index_blocking()?
-        .unwrap_or_else(|| Index::new(ReplicaId::random()));
+        .unwrap_or_else(|| store.new_index());
     index.name = Some(cfg.replica_name());
     let watcher = IndexWatcher::start(store.root())?;
     let (store, index) = first_scan(store, index, &watcher).await?;
@@ -58,8 +58,8 @@ async fn first_scan(
     .await
     .context("the first scan failed")?;
     match done {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(stats)) => watcher.note_full_scan(&stats),
+        Ok(None) => {
             tracing::info!("the index is locked by a sync; the first scan runs after it");
             watcher.request_full();
         }
@@ -344,7 +344,7 @@ fn rfc3339(t: i64) -> String {
 }
 
 fn ago(now: i64, t: i64) -> String {
-    humantime::format_duration(Duration::from_secs(now.saturating_sub(t).max(0) as u64)).to_string()
+    crate::time::ago(now, t)
 }
 
 /// Where a root's daemon listens: the first usable runtime folder.

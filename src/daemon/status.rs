@@ -30,6 +30,7 @@ impl Report {
     ) -> Report {
         let mut index = super::lock(index).clone();
         (index.pending, index.full_rescan_pending) = pending.pending();
+        index.writing = pending.writing();
         Report {
             pid: std::process::id(),
             root: root.display().to_string(),
@@ -63,6 +64,12 @@ impl Report {
                 ""
             }
         ));
+        if i.writing > 0 {
+            s.push_str(&format!(
+                "being written by SFTP clients: {} (offered once closed)\n",
+                i.writing
+            ));
+        }
         if i.degraded {
             s.push_str("watching: polling with full rescans (inotify watch limit reached)\n");
         }

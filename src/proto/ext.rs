@@ -10,6 +10,15 @@ pub const LIMITS: &str = "limits@openssh.com";
 
 /// Brings the server's `.sync` up to date in place (its reply lists what it could not read).
 pub const INDEX_REFRESH: &str = "index-refresh@filesync";
+/// The code of an outcome in that reply for a path the scan left out rather than could not
+/// read (a symlink, a name that is not UTF-8, ...): the reason's keyword as its message, the
+/// path's bytes as its data. Outside SFTP's status codes, so no status is mistaken for it.
+pub const REFRESH_SKIPPED: u32 = 0x5346_0001;
+/// At most this many paths left out are named in one reply (a tree of links must not outgrow
+/// a packet); past it, one `REFRESH_SKIPPED_MORE` outcome per reason says how many more: the
+/// keyword as its message, the count as its data (u64, big-endian).
+pub const REFRESH_SKIPPED_NAMED: usize = 1000;
+pub const REFRESH_SKIPPED_MORE: u32 = 0x5346_0002;
 /// Many small files to new temp names in one request.
 pub const WRITE_FILES: &str = "write-files@filesync";
 /// The same, each file with its permission bits.

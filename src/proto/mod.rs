@@ -8,6 +8,7 @@
 
 pub mod ciphers;
 pub mod ext;
+pub mod left_out;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 

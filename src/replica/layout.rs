@@ -1,6 +1,10 @@
-//! The layout of a replica: the names that are ours at its root (`.sync`, `.sync.lock`,
-//! `.sync-trash/`), our temp files anywhere, where a replaced file goes in the trash. Pure
-//! names; every end (local store, SFTP store, server, scan, watcher) reads them from here.
+//! The layout of a replica: the names that are ours (a short, exact list at its root, and
+//! our temp files anywhere), where a replaced file goes in the trash. Pure names; every end
+//! (local store, SFTP store, server, scan, watcher) reads them from here.
+//!
+//! Every name here has an exact shape a person does not type by chance (a fixed word and,
+//! where we make many, a random 64-bit tag), so any other name, `.sync-notes.txt` or
+//! `report.sync-tmp.docx`, is the user's and is synced like any file.
 
 use crate::relpath::{RelPath, fit_name};
 
@@ -10,25 +14,67 @@ pub const INDEX_FILE: &str = ".sync";
 pub const LOCK_FILE: &str = ".sync.lock";
 /// Where overwritten and deleted files go.
 pub const TRASH_DIR: &str = ".sync-trash";
-/// Marks our temp files (`.<name>.sync-tmp.<random>`), so scans skip them and cleanups find them.
+/// Marks our temp files: `.<name>.sync-tmp.<16 lowercase hex>`.
 pub const TMP_MARK: &str = ".sync-tmp.";
 /// The user's ignore file.
 pub const IGNORE_FILE: &str = ".syncignore";
-/// A damaged index set aside by `filesync index`: `.sync.corrupt-<stamp>`.
+/// A damaged index set aside by `filesync index`: `.sync.corrupt-YYYYMMDD-HHMMSS`.
 pub const SET_ASIDE_MARK: &str = ".sync.corrupt-";
+/// The watcher's fence files at the root: `.sync-cookie.<16 hex>.<n>`, made and removed
+/// at once.
+pub const FENCE_MARK: &str = ".sync-cookie.";
 
-/// True for the root-level names that are ours and never synced.
+/// Hex digits in a temp file's random tag.
+const TAG_HEX: usize = 16;
+
+/// The root-level names that are ours and never synced, as the README lists them.
 pub fn is_reserved_root_name(name: &str) -> bool {
     name == INDEX_FILE
         || name == LOCK_FILE
         || name == TRASH_DIR
-        || name.starts_with(".sync.")
-        || name.starts_with(".sync-")
+        || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
+        || name.strip_prefix(FENCE_MARK).is_some_and(is_fence_tail)
 }
 
-/// True for our temp files anywhere in the tree.
+/// `YYYYMMDD-HHMMSS`, as `time::stamp` writes it.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 15
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 8 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+fn is_tag(s: &str) -> bool {
+    s.len() == TAG_HEX && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `<16 hex>.<n>` after the fence mark.
+fn is_fence_tail(s: &str) -> bool {
+    s.split_once('.').is_some_and(|(tag, n)| {
+        is_tag(tag) && !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// True for a name with the exact shape of our temp files (`.<name>.sync-tmp.<16 hex>`).
+/// Whether such a file is a leftover is for the scan to judge: one the index names is the
+/// user's.
 pub fn is_temp_name(name: &str) -> bool {
-    name.contains(TMP_MARK)
+    let Some(target) = name.strip_prefix('.') else {
+        return false;
+    };
+    match target.len().checked_sub(TMP_MARK.len() + TAG_HEX) {
+        Some(n) if n > 0 => {
+            target.is_char_boundary(n)
+                && target[n..].starts_with(TMP_MARK)
+                && is_tag(&target[n + TMP_MARK.len()..])
+        }
+        _ => false,
+    }
 }
 
 /// Whether a path is ours rather than the user's.
@@ -39,12 +85,12 @@ pub fn is_internal(path: &RelPath) -> bool {
     }
 }
 
-/// A new temp name for writing `name` (`.<name>.sync-tmp.<8 hex>`), in the same folder.
+/// A new temp name for writing `name` (`.<name>.sync-tmp.<16 hex>`), in the same folder.
 pub fn temp_name(name: &str) -> String {
     format!(
-        ".{}{TMP_MARK}{:08x}",
-        fit_name(name, 1 + TMP_MARK.len() + 8),
-        rand::random::<u32>()
+        ".{}{TMP_MARK}{:016x}",
+        fit_name(name, 1 + TMP_MARK.len() + TAG_HEX),
+        rand::random::<u64>()
     )
 }
 
@@ -89,14 +135,36 @@ mod tests {
             ".sync",
             ".sync.lock",
             ".sync-trash/a",
-            ".sync.corrupt-1",
-            "a/.b.sync-tmp.0",
+            ".sync.corrupt-20261206-143000",
+            ".sync-cookie.00000000deadbeef.7",
+            "a/.b.sync-tmp.0123456789abcdef",
+            "..sync.sync-tmp.fedcba9876543210",
         ] {
             assert!(is_internal(&RelPath::parse(ours).unwrap()), "{ours}");
         }
-        for theirs in [".syncignore", "a/.sync", "sync", "a/.sync-trash"] {
+        for theirs in [
+            ".syncignore",
+            "a/.sync",
+            "sync",
+            "a/.sync-trash",
+            ".sync-notes.txt",
+            ".sync.bak",
+            ".sync-x",
+            ".sync.corrupt-1",
+            ".sync-cookie.jar",
+            "report.sync-tmp.docx",
+            "a.sync-tmp.b",
+            ".x.sync-tmp.0123",
+            ".x.sync-tmp.0123456789ABCDEF",
+            "x.sync-tmp.0123456789abcdef",
+            "..sync-tmp.0123456789abcdef",
+            ".x.sync-tmp.0123456789abcdef0",
+            "a/.sync-cookie.00000000deadbeef.7",
+        ] {
             assert!(!is_internal(&RelPath::parse(theirs).unwrap()), "{theirs}");
         }
+        assert!(is_temp_name(&temp_name("é")));
+        assert!(!is_temp_name(".é.sync-tmp.é123456789abcdef"));
         let t = temp_name(&"n".repeat(300));
         assert!(
             is_temp_name(&t) && t.len() <= crate::relpath::NAME_MAX,

@@ -74,8 +74,12 @@ impl std::fmt::Display for Holder {
         match self {
             Holder::Known(h) => write!(
                 f,
-                "{} (pid {} on {}, since {})",
-                h.what, h.pid, h.host, h.time
+                "{} (pid {} on {}, since {}, {} ago)",
+                h.what,
+                h.pid,
+                h.host,
+                crate::time::readable(h.time),
+                crate::time::ago(crate::time::now_secs(), h.time)
             ),
             Holder::Unknown => f.write_str("an unknown process"),
         }

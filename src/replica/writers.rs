@@ -5,7 +5,7 @@
 //! being handed it.
 
 use crate::relpath::RelPath;
-use crate::replica::layout::is_temp_name;
+use crate::replica::layout::{is_internal, is_temp_name};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,6 +118,43 @@ impl Writers {
         }
     }
 
+    /// Waits until every file closed (or written) without a handle open on it has been quiet
+    /// for `QUIET`, at most `QUIET` from now: a client's closed file is finished, and a scan
+    /// right after its upload then takes it instead of leaving it for the next one. Files
+    /// still open are not waited for, nor our own (`.sync.lock`, temps), which no scan
+    /// takes. Blocks the calling thread.
+    pub fn settle(&self) {
+        let limit = Instant::now() + QUIET;
+        loop {
+            let now = Instant::now();
+            let quiet_at = self
+                .files()
+                .iter()
+                .filter(|(p, w)| w.open == 0 && !is_internal(p))
+                .map(|(_, w)| w.last + QUIET)
+                .max();
+            match quiet_at {
+                Some(t) if t > now && now < limit => std::thread::sleep(t.min(limit) - now),
+                _ => return,
+            }
+        }
+    }
+
+    /// Those of `paths` being written now (see `busy`), in their order.
+    pub fn among(&self, paths: &[RelPath]) -> Vec<RelPath> {
+        let busy = self.busy();
+        paths
+            .iter()
+            .filter(|p| busy.contains(*p))
+            .cloned()
+            .collect()
+    }
+
+    /// How many of the user's files (not ours: `.sync.lock`, temps) are being written now.
+    pub fn writing_count(&self) -> usize {
+        self.busy().iter().filter(|p| !is_internal(p)).count()
+    }
+
     /// The files being written now (open, or written within `QUIET`); the record of files
     /// quiet for longer is dropped.
     pub fn busy(&self) -> HashSet<RelPath> {
@@ -156,6 +193,34 @@ mod tests {
             .for_each(|f| f.last = f.last.checked_sub(QUIET).unwrap());
         assert!(w.busy().is_empty());
         assert!(Arc::ptr_eq(&of(Path::new("/tmp")), &of(Path::new("/tmp/"))));
+    }
+
+    #[test]
+    fn settling_waits_for_closed_files_only_and_never_past_the_quiet_time() {
+        let w = Writers::default();
+        w.opened(&p("open.jpg"));
+        w.opened(&p("closed.jpg"));
+        w.closed(&p("closed.jpg"));
+        let t0 = Instant::now();
+        w.settle();
+        let waited = t0.elapsed();
+        assert!(waited >= QUIET - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < QUIET + Duration::from_secs(1), "{waited:?}");
+        let busy = w.busy();
+        assert!(busy.contains(&p("open.jpg")) && !busy.contains(&p("closed.jpg")));
+        assert_eq!(
+            w.among(&[p("closed.jpg"), p("open.jpg")]),
+            vec![p("open.jpg")]
+        );
+        // Nothing closed lately, or only our own files: no wait at all.
+        w.opened(&p(".sync.lock"));
+        w.closed(&p(".sync.lock"));
+        w.opened(&p(&temp_name("a.jpg")));
+        w.closed(&p(&temp_name("a.jpg")));
+        assert_eq!(w.writing_count(), 1);
+        let t0 = Instant::now();
+        w.settle();
+        assert!(t0.elapsed() < Duration::from_millis(100));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! left for the next scan.
 
 use super::rules::{IgnoreFile, Rules};
-use super::walk::{Found, Listed, Stat, What, judge, rules_for};
+use super::walk::{Found, Listed, Skip, Skipped, Stat, What, judge, rules_for};
 use super::{Busy, Hashed, Observed, ScanError, ScanStats, Walked, settle};
 use crate::index::{ContentHash, Index};
 use crate::relpath::RelPath;
@@ -102,8 +102,14 @@ fn visit(fd: OwnedFd, dir: &RelPath, above: &Rules) -> Found {
 }
 
 /// A folder's entries as getdents gives them, and a descriptor to look them up by name.
-/// What was listed before a failure is still judged; the folder's missing part is not.
+/// What was listed before a failure is still judged; the folder's missing part is not. A
+/// folder that can be listed but not entered (no `x`: names without attributes) is
+/// unreadable as a whole, not a folder of unreadable entries.
 fn list(fd: OwnedFd, dir: &RelPath, found: &mut Found) -> Option<(Vec<Listed>, OwnedFd)> {
+    if let Err(e) = rustix::fs::statat(&fd, ".", AtFlags::SYMLINK_NOFOLLOW) {
+        found.append(Found::failed(dir, io::Error::from(e)));
+        return None;
+    }
     let lookup = match fd.as_fd().try_clone_to_owned() {
         Ok(l) => l,
         Err(e) => {
@@ -131,10 +137,7 @@ fn list(fd: OwnedFd, dir: &RelPath, found: &mut Found) -> Option<(Vec<Listed>, O
         };
         let bytes = ent.file_name().to_bytes();
         let Ok(name) = std::str::from_utf8(bytes) else {
-            tracing::warn!(
-                "skipping unsyncable name in {dir}: not UTF-8 ({})",
-                String::from_utf8_lossy(bytes)
-            );
+            found.skipped.push(Skipped::new(dir, bytes, Skip::NotUtf8));
             continue;
         };
         listing.push(Listed {

@@ -12,6 +12,7 @@ pub mod walk;
 
 pub use local::{scan, scan_walked};
 pub use rules::Rules;
+pub use walk::{Skip, Skipped};
 
 use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
@@ -92,8 +93,15 @@ pub struct ScanStats {
     /// Files that were being written as the scan read them (their size or mtime moved):
     /// left as they were in the index, for the next scan.
     pub moving: Vec<RelPath>,
+    /// Those of `moving` that a client of the hub's SFTP server still has open for writing
+    /// (or closed a moment ago): reported apart, as files still being written.
+    pub writing: Vec<RelPath>,
     /// Our temp files met on the walk (leftovers of interrupted writes, or writes under way).
     pub temps: Vec<RelPath>,
+    /// Paths left out of the index (links, FIFOs, names that are not UTF-8, ...), sorted.
+    pub skipped: Vec<Skipped>,
+    /// More paths left out than `skipped` names, by reason (a far side that lists only some).
+    pub skipped_more: Vec<(Skip, u64)>,
 }
 
 impl ScanStats {
@@ -305,6 +313,38 @@ pub struct Walked {
     pub rules: Rules,
     /// Files left for the next scan (being written).
     pub moving: Vec<RelPath>,
+    /// What the walk left out, sorted, each once.
+    pub skipped: Vec<Skipped>,
+    /// Folders that hold nothing but the way to a path too deep to sync: not synced (the
+    /// other side would get an empty chain of folders), and their entries kept as they are.
+    pub refused_ways: Vec<RelPath>,
+}
+
+/// The folders among `observed` that hold nothing but the way to one of `refused`: every
+/// observed path below them is itself such a folder.
+fn ways_to(refused: &[RelPath], observed: &BTreeMap<RelPath, Observed>) -> Vec<RelPath> {
+    let mut on_way: HashSet<RelPath> = HashSet::new();
+    for r in refused {
+        let mut p = r.parent();
+        while let Some(d) = p.filter(|d| !d.is_root()) {
+            p = d.parent();
+            if !on_way.insert(d) {
+                break;
+            }
+        }
+    }
+    let mut ways: Vec<RelPath> = on_way
+        .iter()
+        .filter(|d| {
+            observed
+                .range((*d).clone()..)
+                .take_while(|(q, _)| q.starts_with(d))
+                .all(|(q, o)| o.kind == Kind::Dir && on_way.contains(q))
+        })
+        .cloned()
+        .collect();
+    ways.sort();
+    ways
 }
 
 impl Walked {
@@ -313,14 +353,26 @@ impl Walked {
         for (p, m) in found.unreadable {
             unreadable.entry(p).or_insert(m);
         }
+        let mut observed: BTreeMap<RelPath, Observed> = found.observed.into_iter().collect();
+        let refused_ways = ways_to(&found.too_deep, &observed);
+        for p in &refused_ways {
+            observed.remove(p);
+        }
         Walked {
-            observed: found.observed.into_iter().collect(),
+            observed,
+            refused_ways,
             unreadable,
             temps: found.temps,
             links: found.links,
             unwalked: found.unwalked,
             rules: above.with_files(found.ignore_files),
             moving: Vec::new(),
+            skipped: {
+                let mut s = found.skipped;
+                s.sort();
+                s.dedup();
+                s
+            },
         }
     }
 
@@ -380,8 +432,16 @@ pub fn settle(
         // The caller reports these (`index`, a sync's errors, the watcher's log).
         tracing::debug!(path = %p, "cannot read, left as it was: {m}");
     }
-    let bad: Vec<&RelPath> = w.unreadable.keys().collect();
-    let held: HashSet<&RelPath> = moving.iter().collect();
+    let bad: Vec<&RelPath> = w.unreadable.keys().chain(&w.refused_ways).collect();
+    // A file of our temp shape that the index names is the user's (an index the original
+    // tool wrote names everything): it keeps its entry and is never removed.
+    let (named, temps): (Vec<_>, Vec<_>) = w
+        .temps
+        .into_iter()
+        .map(|(p, _)| p)
+        .partition(|p| index.get(p).is_some_and(Entry::is_live));
+    let mut held: HashSet<&RelPath> = moving.iter().collect();
+    held.extend(&named);
     let mut st = reconcile(
         index,
         scope,
@@ -397,8 +457,9 @@ pub fn settle(
     st.hashed = hashes.len() as u64;
     st.hashed_bytes = hashed_bytes;
     st.unreadable = unreadable;
-    st.temps = w.temps.into_iter().map(|(p, _)| p).collect();
+    st.temps = temps;
     st.moving = moving;
+    st.skipped = w.skipped;
     st
 }
 

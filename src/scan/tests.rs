@@ -96,7 +96,9 @@ fn walk_agrees_with_the_ignore_crate() {
         "notes/.hidden",
         "notes/ünïcode name",
         "top.log",
-        "d/.f.sync-tmp.1234",
+        "d/.f.sync-tmp.0123456789abcdef",
+        "d/report.sync-tmp.docx",
+        ".sync-notes.txt",
         "x/y/z/.syncignore",
         "x/y/z/w.tmp",
         "x/y/z/v.txt",
@@ -129,7 +131,14 @@ fn walk_agrees_with_the_ignore_crate() {
     let (seen, temps) = walked(&root, &RelPath::root());
     assert_eq!((seen.clone(), temps), oracle(&root));
     let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
-    for present in ["a/b/keep.log", "src/build/kept", "x/y/z/v.txt", "empty/dir"] {
+    for present in [
+        "a/b/keep.log",
+        "src/build/kept",
+        "x/y/z/v.txt",
+        "empty/dir",
+        "d/report.sync-tmp.docx",
+        ".sync-notes.txt",
+    ] {
         assert!(names.contains(&present), "{present} missing from {names:?}");
     }
     for absent in [
@@ -285,4 +294,110 @@ fn reconcile_rules() {
     assert_eq!(idx.entries[&p("a")].kind, Kind::Deleted);
     assert_eq!(idx.entries[&p("a")].vv.get(me), 3);
     assert_eq!(idx.entries[&p("d")].kind, Kind::Dir);
+}
+
+/// Everything a walk leaves out is accounted for, once, with its bytes as they are: links,
+/// FIFOs and names that are not UTF-8 (and nothing below such a folder); what the rules or we
+/// leave out is not.
+#[test]
+fn what_the_walk_leaves_out_is_accounted_for() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/plain.txt"), b"p").unwrap();
+    std::os::unix::fs::symlink("plain.txt", root.join("d/link")).unwrap();
+    std::os::unix::fs::symlink("d", root.join("ignored-link")).unwrap();
+    std::fs::write(root.join(".syncignore"), "ignored-link\n").unwrap();
+    let fifo = root.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let odd = root.join("d").join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("inside.txt"), b"i").unwrap();
+    std::fs::create_dir_all(root.join(".sync-trash")).unwrap();
+    std::os::unix::fs::symlink("x", root.join(".sync-trash/link")).unwrap();
+
+    let w = walk(root, &RelPath::root()).unwrap();
+    let shown: Vec<(String, Skip)> = w.skipped.iter().map(|s| (s.to_string(), s.why)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("d/caf\\xe9".to_string(), Skip::NotUtf8),
+            ("d/link".to_string(), Skip::Link),
+            ("fifo".to_string(), Skip::Special),
+        ]
+    );
+    assert_eq!(w.skipped[0].path, b"d/caf\xe9");
+    assert_eq!(w.skipped[1].rel(), Some(p("d/link")));
+    assert_eq!(w.skipped[0].rel(), None);
+    let names: Vec<&str> = w.observed.keys().map(|p| p.as_str()).collect();
+    assert_eq!(names, [".syncignore", "d", "d/plain.txt"]);
+    assert!(w.unreadable.is_empty(), "{:?}", w.unreadable);
+}
+
+#[test]
+fn skip_keywords_round_trip() {
+    for s in Skip::ALL {
+        assert_eq!(Skip::from_keyword(s.keyword()), Some(s));
+    }
+    assert_eq!(Skip::from_keyword("nonsense"), None);
+}
+
+#[test]
+fn folders_that_only_lead_to_a_refused_path_are_not_synced() {
+    let mut found = walk::Found::default();
+    for (q, kind) in [
+        ("l0", Kind::Dir),
+        ("l0/side.txt", Kind::File),
+        ("l0/l1", Kind::Dir),
+        ("l0/l1/l2", Kind::Dir),
+        ("l0/empty", Kind::Dir),
+    ] {
+        found.observed.push((p(q), obs(kind, 0, 1)));
+    }
+    found.too_deep.push(p("l0/l1/l2/l3"));
+    let w = Walked::new(found, Rules::built_in());
+    assert_eq!(w.refused_ways, vec![p("l0/l1"), p("l0/l1/l2")]);
+    let kept: Vec<&str> = w.observed.keys().map(RelPath::as_str).collect();
+    assert_eq!(kept, ["l0", "l0/empty", "l0/side.txt"]);
+
+    // What the index had there stays as it was: nothing is deleted for being refused.
+    let mut index = Index::new(ReplicaId(1));
+    let vv = VersionVector::new().bumped(ReplicaId(1));
+    index
+        .entries
+        .insert(p("l0/l1"), Entry::dir(MTime::default(), vv));
+    let st = settle(&mut index, &RelPath::root(), w, Vec::new(), &|_| true);
+    assert_eq!(st.deleted, 0);
+    assert!(index.get(&p("l0/l1")).is_some_and(Entry::is_live));
+}
+
+#[test]
+fn a_temp_the_index_names_is_the_users_and_stays() {
+    let named = p("d/.f.sync-tmp.0123456789abcdef");
+    let ours = p("d/.g.sync-tmp.0123456789abcdef");
+    let mut found = walk::Found::default();
+    found.observed.push((p("d"), obs(Kind::Dir, 0, 1)));
+    found.temps = vec![(named.clone(), None), (ours.clone(), None)];
+    let mut index = Index::new(ReplicaId(1));
+    let vv = VersionVector::new().bumped(ReplicaId(1));
+    index
+        .entries
+        .insert(p("d"), Entry::dir(MTime::default(), vv.clone()));
+    let kept = Entry::file(3, MTime::new(5, 0), Some(ContentHash([7; 32])), vv);
+    index.entries.insert(named.clone(), kept.clone());
+    let w = Walked::new(found, Rules::built_in());
+    let st = settle(&mut index, &RelPath::root(), w, Vec::new(), &|_| false);
+    // Only the one no index names is a leftover to remove; the other keeps its entry.
+    assert_eq!(st.temps, vec![ours]);
+    assert_eq!(index.get(&named), Some(&kept));
+    assert_eq!(st.deleted, 0);
 }

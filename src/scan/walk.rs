@@ -42,6 +42,110 @@ pub enum Stat {
     Failed(String),
 }
 
+/// Why a path a walk met is not synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skip {
+    Link,
+    /// A FIFO, a socket or a device.
+    Special,
+    /// A name that is not UTF-8: left as it is, never renamed.
+    NotUtf8,
+    /// A name no replica may hold (too long, or a byte our paths refuse).
+    BadName,
+    /// Deeper than `MAX_DEPTH` levels.
+    TooDeep,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 5] = [
+        Skip::Link,
+        Skip::Special,
+        Skip::NotUtf8,
+        Skip::BadName,
+        Skip::TooDeep,
+    ];
+
+    /// The word that names it on the wire (the hub's refresh reply).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Skip::Link => "symlink",
+            Skip::Special => "special",
+            Skip::NotUtf8 => "not-utf8",
+            Skip::BadName => "bad-name",
+            Skip::TooDeep => "too-deep",
+        }
+    }
+
+    pub fn from_keyword(k: &str) -> Option<Skip> {
+        Skip::ALL.into_iter().find(|s| s.keyword() == k)
+    }
+
+    /// How a summary counts `n` of them: `3 symlinks`.
+    pub fn counted(self, n: usize) -> String {
+        let (one, many) = match self {
+            Skip::Link => ("symlink", "symlinks"),
+            Skip::Special => ("FIFO, socket or device", "FIFOs, sockets or devices"),
+            Skip::NotUtf8 => ("name that is not UTF-8", "names that are not UTF-8"),
+            Skip::BadName => ("name no replica can hold", "names no replica can hold"),
+            Skip::TooDeep => ("path", "paths"),
+        };
+        let deep = if self == Skip::TooDeep {
+            format!(" deeper than {MAX_DEPTH} levels")
+        } else {
+            String::new()
+        };
+        format!("{n} {}{deep}", if n == 1 { one } else { many })
+    }
+
+    /// What one of them is, for a listing: `a symbolic link`.
+    pub fn what(self) -> String {
+        match self {
+            Skip::Link => "a symbolic link".into(),
+            Skip::Special => "a FIFO, socket or device".into(),
+            Skip::NotUtf8 => "a name that is not UTF-8".into(),
+            Skip::BadName => "a name no replica can hold".into(),
+            Skip::TooDeep => format!("deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+/// A path the walk met and left out, with its name's bytes as they are on disk.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Skipped {
+    /// Relative to the replica's root, `/`-separated; not always UTF-8.
+    pub path: Vec<u8>,
+    pub why: Skip,
+}
+
+impl Skipped {
+    pub fn new(dir: &RelPath, name: &[u8], why: Skip) -> Skipped {
+        let mut path = dir.as_str().as_bytes().to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        Skipped { path, why }
+    }
+
+    /// The path, when it is one a replica can name (a link or a FIFO can clash with a file).
+    pub fn rel(&self) -> Option<RelPath> {
+        RelPath::parse(std::str::from_utf8(&self.path).ok()?).ok()
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    /// The path with every byte that is not UTF-8 shown as `\xNN`, so nothing is mangled.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for chunk in self.path.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a walk (or any part of it) found; parts are appended, then sorted once.
 #[derive(Debug, Default)]
 pub struct Found {
@@ -57,6 +161,11 @@ pub struct Found {
     pub unwalked: Vec<RelPath>,
     /// Every `.syncignore` the walk applied.
     pub ignore_files: Vec<IgnoreFile>,
+    /// What was left out and must be accounted for (links included).
+    pub skipped: Vec<Skipped>,
+    /// Paths refused for being deeper than `MAX_DEPTH`: the folders on the way to them hold
+    /// nothing else are not synced either (see `Walked::new`).
+    pub too_deep: Vec<RelPath>,
 }
 
 impl Found {
@@ -67,6 +176,8 @@ impl Found {
         self.links.append(&mut other.links);
         self.unwalked.append(&mut other.unwalked);
         self.ignore_files.append(&mut other.ignore_files);
+        self.skipped.append(&mut other.skipped);
+        self.too_deep.append(&mut other.too_deep);
     }
 
     pub fn failed(dir: &RelPath, why: impl ToString) -> Found {
@@ -118,21 +229,38 @@ pub fn judge(
         let rel = match dir.join(&e.name) {
             Ok(r) => r,
             Err(err) => {
-                tracing::warn!("skipping unsyncable name {dir}/{}: {err}", e.name);
+                tracing::debug!("skipping unsyncable name {dir}/{}: {err}", e.name);
+                found
+                    .skipped
+                    .push(Skipped::new(dir, e.name.as_bytes(), Skip::BadName));
                 continue;
             }
         };
-        if is_temp_name(&e.name) {
+        // We only ever write temp files: a folder or link of that shape is the user's.
+        if is_temp_name(&e.name) && matches!(e.what, What::File | What::Unknown) {
             found.temps.push((rel, e.mtime));
             continue;
         }
         // Links before our own names: a `.sync-trash` that is a link would take the trash
         // elsewhere, and the stores must know.
         if e.what == What::Link {
+            if !is_internal(&rel) && !rules.excludes(&rel, false) {
+                found
+                    .skipped
+                    .push(Skipped::new(dir, e.name.as_bytes(), Skip::Link));
+            }
             found.links.push(rel);
             continue;
         }
-        if is_internal(&rel) || e.what == What::Other {
+        if is_internal(&rel) {
+            continue;
+        }
+        if e.what == What::Other {
+            if !rules.excludes(&rel, false) {
+                found
+                    .skipped
+                    .push(Skipped::new(dir, e.name.as_bytes(), Skip::Special));
+            }
             continue;
         }
         let Some(o) = judge_entry(&rel, &e, rules, found, stat) else {
@@ -171,7 +299,12 @@ fn judge_entry(
         is_dir = o.kind == Kind::Dir;
     }
     if rel.depth() > MAX_DEPTH {
-        tracing::warn!(path = %rel, "skipping: deeper than {MAX_DEPTH} levels");
+        tracing::debug!(path = %rel, "skipping: deeper than {MAX_DEPTH} levels");
+        found.skipped.push(Skipped {
+            path: rel.as_str().as_bytes().to_vec(),
+            why: Skip::TooDeep,
+        });
+        found.too_deep.push(rel.clone());
         if is_dir {
             found.unwalked.push(rel.clone());
         }

@@ -2,7 +2,7 @@
 //! an address may fail is `admission`'s.)
 
 use russh::keys::PublicKey;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Parses an OpenSSH `authorized_keys` file. Lines with options before the key type are
 /// accepted (the options are ignored: this server only offers SFTP in one folder anyway).
@@ -44,12 +44,28 @@ pub fn password_ok(hash: &str, password: &str) -> bool {
 }
 
 /// Reads the authorized keys file, or says in one line what is wrong and what to do.
-pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read authorized_keys {}: {e}; create it with the public keys allowed in",
-            path.display()
-        )
+/// Why the keys allowed in could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizedKeysError {
+    #[error("cannot read authorized_keys {} (create it with the public keys allowed in)", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "authorized_keys {} holds no usable public key; add one (ed25519, ecdsa or rsa) to let clients in",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error("no authorized_keys file: set [server] authorized_keys (HOME is unset)")]
+    NoPath,
+}
+
+pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, AuthorizedKeysError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuthorizedKeysError::Read {
+        path: path.to_path_buf(),
+        source,
     })?;
     let (keys, bad) = parse_authorized_keys(&text);
     for line in &bad {
@@ -59,10 +75,9 @@ pub fn load_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
         );
     }
     if keys.is_empty() {
-        return Err(format!(
-            "authorized_keys {} holds no usable public key; add one (ed25519, ecdsa or rsa) to let clients in",
-            path.display()
-        ));
+        return Err(AuthorizedKeysError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(keys)
 }

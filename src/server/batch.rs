@@ -30,30 +30,45 @@ fn batch_path(raw: &[u8], temp: bool) -> FsResult<RelPath> {
 fn status(r: FsResult<()>) -> wire::Outcome {
     match r {
         Ok(()) => wire::Outcome::ok(Bytes::new()),
-        Err(e) => failed(e),
+        Err(e) => outcome_of(e),
     }
 }
 
-fn failed(e: FsError) -> wire::Outcome {
+fn outcome_of(e: FsError) -> wire::Outcome {
     let (code, msg) = fs::status_code(&e, true);
     wire::Outcome::err(code, msg)
 }
 
+/// Told of each file a batch could not do: its path as the client sent it, and why.
+pub type Failed<'a> = &'a mut dyn FnMut(&[u8], &FsError);
+
 /// `write-files@filesync`: each file to a new temp (never replacing anything), with its mtime.
-pub fn write_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
-    let Ok(files) = wire::decode_write_files(data) else {
-        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
-    };
-    let statuses: Vec<_> = files.iter().map(|f| status(write_one(root, f))).collect();
-    wire::batch_reply(id, &statuses)
+pub fn write_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
+    match wire::decode_write_files(data) {
+        Ok(files) => write_each(root, id, &files, failed),
+        Err(_) => wire::status(id, wire::FX_BAD_MESSAGE, "malformed request"),
+    }
 }
 
 /// `write-files-with-mode@filesync`: as `write_files`, each temp born with its mode.
-pub fn write_files_with_mode(root: &Root, id: u32, data: &Bytes) -> Bytes {
-    let Ok(files) = wire::decode_write_files_with_mode(data) else {
-        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
-    };
-    let statuses: Vec<_> = files.iter().map(|f| status(write_one(root, f))).collect();
+pub fn write_files_with_mode(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
+    match wire::decode_write_files_with_mode(data) {
+        Ok(files) => write_each(root, id, &files, failed),
+        Err(_) => wire::status(id, wire::FX_BAD_MESSAGE, "malformed request"),
+    }
+}
+
+fn write_each(root: &Root, id: u32, files: &[wire::PutFile], failed: Failed) -> Bytes {
+    let statuses: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let r = write_one(root, f);
+            if let Err(e) = &r {
+                failed(&f.path, e);
+            }
+            status(r)
+        })
+        .collect();
     wire::batch_reply(id, &statuses)
 }
 
@@ -87,7 +102,7 @@ fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
 
 /// `install-files@filesync`: one barrier for all the temps, each into place, one barrier for
 /// the renames. A temp whose install fails is removed; the others still go in.
-pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
+pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64, failed: Failed) -> Bytes {
     let Ok(files) = wire::decode_install_files(data) else {
         return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
     };
@@ -109,7 +124,8 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
         for t in &temps {
             let _ = root.remove(t);
         }
-        let o = failed(e);
+        failed(b"/", &e);
+        let o = outcome_of(e);
         let msg = format!("cannot make the files durable: {}", o.msg);
         let outcomes: Vec<_> = files
             .iter()
@@ -134,6 +150,14 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
     }
     // The renames reach the disk before the client records them in its index.
     let after = barrier(root, &dirs);
+    if let Err(e) = &after {
+        failed(b"/", e);
+    }
+    for (t, f) in todo.iter().zip(&files) {
+        if let Err(e) = t {
+            failed(&f.path, e);
+        }
+    }
     let statuses: Vec<_> = todo
         .into_iter()
         .map(|t| match (t, &after) {
@@ -149,7 +173,7 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64) -> Bytes {
 }
 
 /// `read-files@filesync`: each file whole (up to its `max`), within one reply's budget.
-pub fn read_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
+pub fn read_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
     let Ok(files) = wire::decode_read_files(data) else {
         return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
     };
@@ -158,28 +182,31 @@ pub fn read_files(root: &Root, id: u32, data: &Bytes) -> Bytes {
     let outcomes: Vec<_> = files
         .iter()
         .map(|f| {
-            let want = f.max.min(budget);
-            match read_one(root, f, want) {
+            if f.max > budget {
+                return wire::Outcome::err(
+                    wire::FX_FAILURE,
+                    "the reply is full; ask for this file again".into(),
+                );
+            }
+            match read_one(root, f) {
                 Ok(data) => {
                     budget -= data.len() as u64;
                     wire::Outcome::ok(data)
                 }
-                Err(e) => failed(e),
+                Err(e) => {
+                    failed(&f.path, &e);
+                    outcome_of(e)
+                }
             }
         })
         .collect();
     wire::batch_reply(id, &outcomes)
 }
 
-fn read_one(root: &Root, f: &wire::ReadFile, want: u64) -> FsResult<Bytes> {
-    if want < f.max {
-        return Err(FsError::Io(std::io::Error::other(
-            "the reply is full; ask for this file again",
-        )));
-    }
+fn read_one(root: &Root, f: &wire::ReadFile) -> FsResult<Bytes> {
     let file = root.open_regular(&batch_path(&f.path, false)?)?;
     let mut v = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(&file, want), &mut v)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(&file, f.max), &mut v)?;
     Ok(Bytes::from(v))
 }
 
@@ -225,7 +252,12 @@ mod tests {
         for (p, data) in files {
             b.put_file(p, 1_600_000_000, data);
         }
-        statuses(&write_files(root, 1, &Bytes::from(b.finish())))
+        statuses(&write_files(
+            root,
+            1,
+            &Bytes::from(b.finish()),
+            &mut |_, _| {},
+        ))
     }
 
     fn install(root: &Root, files: &[(&str, &str, bool)]) -> Vec<u32> {
@@ -238,6 +270,7 @@ mod tests {
             2,
             &Bytes::from(b.finish()),
             1_700_000_000,
+            &mut |_, _| {},
         ))
     }
 
@@ -268,7 +301,10 @@ mod tests {
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         let got = write(
             &root,
-            &[("/.a.sync-tmp.1", b"new a"), ("d/.b.sync-tmp.2", b"b")],
+            &[
+                ("/.a.sync-tmp.0000000000000001", b"new a"),
+                ("d/.b.sync-tmp.0000000000000002", b"b"),
+            ],
         );
         assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
         // Written, but not in place until installed.
@@ -276,8 +312,8 @@ mod tests {
         let got = install(
             &root,
             &[
-                ("/.a.sync-tmp.1", "/a", false),
-                ("d/.b.sync-tmp.2", "d/b", true),
+                ("/.a.sync-tmp.0000000000000001", "/a", false),
+                ("d/.b.sync-tmp.0000000000000002", "d/b", true),
             ],
         );
         assert_eq!(got, vec![wire::FX_OK, wire::FX_OK]);
@@ -301,23 +337,29 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         assert_eq!(
-            write(&root, &[(".c.sync-tmp.3", b"ours")]),
+            write(&root, &[(".c.sync-tmp.0000000000000003", b"ours")]),
             vec![wire::FX_OK]
         );
         std::fs::write(d.path().join("c"), "theirs").unwrap();
         assert_eq!(
-            install(&root, &[(".c.sync-tmp.3", "c", true)]),
+            install(&root, &[(".c.sync-tmp.0000000000000003", "c", true)]),
             vec![wire::FX_FILE_ALREADY_EXISTS]
         );
         assert_eq!(std::fs::read(d.path().join("c")).unwrap(), b"theirs");
         assert_eq!(temps_in(d.path()), Vec::<String>::new());
         // And a second write to the same temp name does not clobber an existing temp.
-        assert_eq!(write(&root, &[(".e.sync-tmp.4", b"1")]), vec![wire::FX_OK]);
         assert_eq!(
-            write(&root, &[(".e.sync-tmp.4", b"2")]),
+            write(&root, &[(".e.sync-tmp.0000000000000004", b"1")]),
+            vec![wire::FX_OK]
+        );
+        assert_eq!(
+            write(&root, &[(".e.sync-tmp.0000000000000004", b"2")]),
             vec![wire::FX_FILE_ALREADY_EXISTS]
         );
-        assert_eq!(std::fs::read(d.path().join(".e.sync-tmp.4")).unwrap(), b"1");
+        assert_eq!(
+            std::fs::read(d.path().join(".e.sync-tmp.0000000000000004")).unwrap(),
+            b"1"
+        );
     }
 
     #[test]
@@ -328,7 +370,7 @@ mod tests {
         std::fs::write(outside.path().join("victim"), "keep").unwrap();
         std::os::unix::fs::symlink(
             outside.path().join("victim"),
-            d.path().join(".v.sync-tmp.5"),
+            d.path().join(".v.sync-tmp.0000000000000005"),
         )
         .unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
@@ -336,9 +378,9 @@ mod tests {
             &root,
             &[
                 ("plain", b"x"),
-                ("/../../.p.sync-tmp.6", b"x"),
-                ("out/.q.sync-tmp.7", b"x"),
-                (".sync-trash/.r.sync-tmp.8", b"x"),
+                ("/../../.p.sync-tmp.0000000000000006", b"x"),
+                ("out/.q.sync-tmp.0000000000000007", b"x"),
+                (".sync-trash/.r.sync-tmp.0000000000000008", b"x"),
             ],
         );
         // Not a temp name; `..` folds at the root (so this one lands inside it); a symlink
@@ -352,14 +394,17 @@ mod tests {
                 wire::FX_NO_SUCH_FILE,
             ]
         );
-        assert!(d.path().join(".p.sync-tmp.6").exists());
+        assert!(d.path().join(".p.sync-tmp.0000000000000006").exists());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
         // A "temp" that is a symlink to a file outside is not put in place, and the file it
         // points at is untouched.
         assert_eq!(
             install(
                 &root,
-                &[(".v.sync-tmp.5", "v", true), (".p.sync-tmp.6", "", true)]
+                &[
+                    (".v.sync-tmp.0000000000000005", "v", true),
+                    (".p.sync-tmp.0000000000000006", "", true)
+                ]
             ),
             vec![wire::FX_PERMISSION_DENIED, wire::FX_PERMISSION_DENIED]
         );
@@ -398,7 +443,11 @@ mod tests {
         ] {
             b.read_file(p, max);
         }
-        let reply = read_files(&root, 5, &Bytes::from(b.finish()));
+        let mut failed = Vec::new();
+        let reply = read_files(&root, 5, &Bytes::from(b.finish()), &mut |p, _| {
+            failed.push(String::from_utf8_lossy(p).into_owned())
+        });
+        assert_eq!(failed, ["link", "fifo", "missing"]);
         let got = wire::decode_batch_reply(&reply.slice(9..)).unwrap();
         let codes: Vec<u32> = got.iter().map(|o| o.code).collect();
         assert_eq!(
@@ -428,8 +477,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path(), crate::replica::Follow::InRoot).unwrap();
         for reply in [
-            write_files(&root, 3, &Bytes::from_static(&[0, 0, 0, 9, 1])),
-            install_files(&root, 4, &Bytes::from_static(&[1]), 0),
+            write_files(
+                &root,
+                3,
+                &Bytes::from_static(&[0, 0, 0, 9, 1]),
+                &mut |_, _| {},
+            ),
+            install_files(&root, 4, &Bytes::from_static(&[1]), 0, &mut |_, _| {}),
         ] {
             assert_eq!(reply[4], wire::FXP_STATUS);
         }

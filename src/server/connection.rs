@@ -37,8 +37,9 @@ pub struct Connection {
     pub ticket: Ticket,
     /// The software version the client announced.
     pub client: ClientId,
-    /// Turns true at login (the grace timer waits for it).
-    pub logged_in: tokio::sync::watch::Sender<bool>,
+    /// The user name, once logged in (the grace timer waits for it; the connection's last
+    /// line names it).
+    pub logged_in: tokio::sync::watch::Sender<Option<String>>,
     /// What each failed login attempt was, for the one line logged if none succeeds.
     pub tried: Vec<String>,
     pub user: String,
@@ -52,7 +53,7 @@ impl Drop for Connection {
     /// A connection that tried to log in and never did: one line, and (unless a wrong
     /// password already counted) one failure for its address.
     fn drop(&mut self) {
-        if *self.logged_in.borrow() || self.tried.is_empty() {
+        if self.logged_in.borrow().is_some() || self.tried.is_empty() {
             return;
         }
         tracing::info!(
@@ -113,7 +114,8 @@ impl Connection {
             return Err(russh::Error::Disconnect);
         }
         tracing::info!(peer = %self.peer, client = %self.client.get(), user, "client logged in {how}");
-        let _ = self.logged_in.send(true);
+        self.user = user.to_string();
+        let _ = self.logged_in.send(Some(user.to_string()));
         Ok(Auth::Accept)
     }
 }
@@ -261,13 +263,17 @@ impl russh::server::Handler for Connection {
         match (name, self.channels.remove(&channel)) {
             ("sftp", Some(ch)) => {
                 session.channel_success(channel)?;
-                tracing::debug!(peer = %self.peer, "SFTP session started");
+                tracing::debug!(peer = %self.peer, user = %self.user, "SFTP session started");
                 // Reap sessions already over so the set does not grow on long connections.
                 while self.sftp.try_join_next().is_some() {}
+                let client = sftp::Client {
+                    peer: self.peer,
+                    user: self.user.clone(),
+                };
                 self.sftp.spawn(sftp::serve(
                     ch,
                     self.shared.clone(),
-                    self.peer.to_string(),
+                    client,
                     self.budget.clone(),
                 ));
             }

@@ -28,8 +28,7 @@ const MODE_BITS: u32 = 0o777;
 
 /// The SFTP status code and message for an error. `batch`: the reply is one of our batch
 /// replies, where SFTP version 6's "file already exists" is understood; plain version 3 has
-/// no such code. Failures with no better code are logged: clients often show only "Failure",
-/// and the server's log is where a person reads the cause.
+/// no such code.
 pub fn status_code(e: &FsError, batch: bool) -> (u32, String) {
     use crate::proto::*;
     let code = match e {
@@ -45,10 +44,26 @@ pub fn status_code(e: &FsError, batch: bool) -> (u32, String) {
             _ => FX_FAILURE,
         },
     };
-    if code == FX_FAILURE {
-        tracing::warn!("SFTP request failed: {e}");
-    }
     (code, e.to_string())
+}
+
+/// Whether a failure is an answer a client expects while it looks around (there is no such
+/// file, the folder is there already, this is not a link) rather than something a person
+/// on the hub should see. `op` names the request as `Session` logs it.
+pub fn is_probe(op: &str, e: &FsError) -> bool {
+    use crate::proto::ext;
+    let FsError::Io(io) = e else {
+        return false;
+    };
+    match io.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => true,
+        Some(libc::EEXIST) => matches!(
+            op,
+            "mkdir" | "open" | "rename" | "symlink" | ext::HARDLINK | ext::WRITE_FILES
+        ),
+        Some(libc::EINVAL) => op == "readlink",
+        _ => false,
+    }
 }
 
 /// `/proc/self/fd/N` names the inode behind an `O_PATH` descriptor; chmod/utimes/chown on it

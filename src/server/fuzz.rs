@@ -19,7 +19,7 @@ fn arb_path() -> impl Strategy<Value = Vec<u8>> {
         Just(b"abs".to_vec()),
         Just(b"f".to_vec()),
         Just(b".sync".to_vec()),
-        Just(b".f.sync-tmp.1".to_vec()),
+        Just(b".f.sync-tmp.0000000000000001".to_vec()),
         Just(b"\xff".to_vec()),
         Just(b"a\0b".to_vec()),
         proptest::collection::vec(any::<u8>(), 0..6),

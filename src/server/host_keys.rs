@@ -99,7 +99,7 @@ pub fn load_all(
             if list.is_empty() {
                 return Err(ServerError::HostKey {
                     path: "[server] host_key".into(),
-                    reason: "the list is empty; name at least one key file, or remove it".into(),
+                    source: HostKeyError::EmptyList,
                 });
             }
             list.iter()
@@ -124,47 +124,54 @@ fn load_set(first: &Path) -> Result<Vec<PrivateKey>, ServerError> {
     Ok(keys)
 }
 
+/// What is wrong with one host key file.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("the list is empty; name at least one key file, or remove it")]
+    EmptyList,
+    #[error("cannot read it (fix its permissions or path)")]
+    Read(#[source] std::io::Error),
+    #[error("cannot create it")]
+    Create(#[source] std::io::Error),
+    #[error("not an OpenSSH private key (move it away to have a new one generated)")]
+    NotAKey(#[source] russh::keys::ssh_key::Error),
+    #[error("the key is encrypted with a passphrase; the server needs an unencrypted key")]
+    Encrypted,
+    #[error("a {0} key cannot sign for this server; use an ed25519, ecdsa or RSA key")]
+    CannotSign(russh::keys::Algorithm),
+}
+
 /// Reads the key at `path`, or makes one of `kind` there when there is none.
 fn load_or_create(path: &Path, kind: KeyKind) -> Result<PrivateKey, ServerError> {
-    let err = |reason: String| ServerError::HostKey {
+    let err = |source| ServerError::HostKey {
         path: path.display().to_string(),
-        reason,
+        source,
     };
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text).map_err(err),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create(path, kind) {
             // Another process made it first: use what it made.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+                let text = std::fs::read_to_string(path).map_err(|e| err(HostKeyError::Read(e)))?;
                 parse(&text).map_err(err)
             }
-            Err(e) => Err(err(format!("cannot create: {e}"))),
+            Err(e) => Err(err(HostKeyError::Create(e))),
             Ok(key) => {
                 tracing::info!(path = %path.display(), "generated a new {} host key", kind.label());
                 Ok(key)
             }
         },
-        Err(e) => Err(err(format!(
-            "cannot read: {e}; fix its permissions or path"
-        ))),
+        Err(e) => Err(err(HostKeyError::Read(e))),
     }
 }
 
-fn parse(text: &str) -> Result<PrivateKey, String> {
-    let key = PrivateKey::from_openssh(text).map_err(|e| {
-        format!("not an OpenSSH private key ({e}); move it away to have a new one generated")
-    })?;
+fn parse(text: &str) -> Result<PrivateKey, HostKeyError> {
+    let key = PrivateKey::from_openssh(text).map_err(HostKeyError::NotAKey)?;
     if key.is_encrypted() {
-        return Err(
-            "the key is encrypted with a passphrase; the server needs an unencrypted key".into(),
-        );
+        return Err(HostKeyError::Encrypted);
     }
     if KeyKind::of(&key).is_none() {
-        return Err(format!(
-            "a {} key cannot sign for this server; use an ed25519, ecdsa or RSA key",
-            key.algorithm()
-        ));
+        return Err(HostKeyError::CannotSign(key.algorithm()));
     }
     Ok(key)
 }
@@ -250,9 +257,8 @@ mod tests {
         // Bad files are one-line errors naming them.
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "not a key").unwrap();
-        let e = load_all(Some(&HostKeys::Many(vec![bad])), Path::new("/unused"))
-            .unwrap_err()
-            .to_string();
+        let e = load_all(Some(&HostKeys::Many(vec![bad])), Path::new("/unused")).unwrap_err();
+        let e = crate::store::Chain(&e).to_string();
         assert!(
             e.contains("bad") && e.contains("not an OpenSSH private key"),
             "{e}"

@@ -30,23 +30,36 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Each variant is one line naming the file or address and what to do about it.
+/// Each variant is one line naming the file or address and what to do about it; the cause,
+/// when there is one, is its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot use {path} as the SFTP root: {reason}")]
-    Root { path: String, reason: String },
-    #[error("host key {path}: {reason}")]
-    HostKey { path: String, reason: String },
-    #[error("{0}")]
-    AuthorizedKeys(String),
+    #[error("cannot use {path} as the SFTP root")]
+    Root {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use {path} as the SFTP root: it is not a folder")]
+    RootNotAFolder { path: String },
+    #[error("host key {path}")]
+    HostKey {
+        path: String,
+        #[source]
+        source: host_keys::HostKeyError,
+    },
+    #[error(transparent)]
+    AuthorizedKeys(#[from] auth::AuthorizedKeysError),
     #[error(
         "password_hash in [server] is not an argon2 PHC string ({0}); generate one with `argon2` or remove it"
     )]
     PasswordHash(String),
-    #[error(
-        "cannot listen on {addr}: {reason}; pick another address with --listen or [server] listen"
-    )]
-    Bind { addr: String, reason: String },
+    #[error("cannot listen on {addr} (pick another address with --listen or [server] listen)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Setup(String),
 }
@@ -60,6 +73,8 @@ pub struct BoundServer {
     shared: sftp::Shared,
     /// From accepting a connection to its login.
     grace: Duration,
+    /// Keepalive interval × count: a silent client is dropped about then.
+    alive_bound: Duration,
 }
 
 /// Where the host keys live when `[server] host_key` is unset: systemd's state folder, else
@@ -82,6 +97,8 @@ fn default_authorized_keys() -> Option<PathBuf> {
 }
 
 fn russh_config(cfg: &ServerConfig, host_keys: Vec<PrivateKey>) -> russh::server::Config {
+    let alive =
+        (cfg.client_alive_interval > 0).then(|| Duration::from_secs(cfg.client_alive_interval));
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     if cfg.password_hash.is_some() {
@@ -101,9 +118,15 @@ fn russh_config(cfg: &ServerConfig, host_keys: Vec<PrivateKey>) -> russh::server
         // OpenSSH probes with "none" first; answering it at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),
         max_auth_attempts: 6,
-        inactivity_timeout: (cfg.idle_timeout_secs > 0)
-            .then(|| Duration::from_secs(cfg.idle_timeout_secs)),
-        keepalive_interval: None,
+        // No idle cut-off, as with OpenSSH: a client that answers keepalives stays. One that
+        // stops answering is dropped after `client_alive_count_max` of them; the inactivity
+        // bound, past that, catches a send stuck on a peer that is gone (no keepalive goes
+        // out while it waits).
+        inactivity_timeout: alive
+            .filter(|_| cfg.client_alive_count_max > 0)
+            .map(|d| d * (cfg.client_alive_count_max as u32).saturating_add(2)),
+        keepalive_interval: alive,
+        keepalive_max: cfg.client_alive_count_max,
         nodelay: true,
         ..Default::default()
     }
@@ -130,36 +153,38 @@ fn limits(cfg: &ServerConfig) -> Result<Limits, ServerError> {
 /// Loads the host keys and authorized keys and binds the listener; every problem is a clear
 /// error.
 pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, ServerError> {
-    let root_err = |reason: String| ServerError::Root {
-        path: root.display().to_string(),
-        reason,
+    let path = || root.display().to_string();
+    let root_err = |source| ServerError::Root {
+        path: path(),
+        source,
     };
-    let root = std::fs::canonicalize(root).map_err(|e| root_err(e.to_string()))?;
-    if !root.is_dir() {
-        return Err(root_err("not a folder".into()));
+    let canonical = std::fs::canonicalize(root).map_err(root_err)?;
+    if !canonical.is_dir() {
+        return Err(ServerError::RootNotAFolder { path: path() });
     }
-    let root_fd = crate::replica::Root::open(&root, crate::replica::Follow::InRoot)
-        .map_err(|e| root_err(e.to_string()))?;
+    let root_fd =
+        crate::replica::Root::open(&canonical, crate::replica::Follow::InRoot).map_err(root_err)?;
     let limits = limits(cfg)?;
     let host_keys = load_host_keys(cfg)?;
     let ak_path = match &cfg.authorized_keys {
         Some(p) => expand_home(p),
-        None => default_authorized_keys().ok_or_else(|| {
-            ServerError::AuthorizedKeys(
-                "no authorized_keys file: set [server] authorized_keys (HOME is unset)".into(),
-            )
-        })?,
+        None => default_authorized_keys().ok_or(auth::AuthorizedKeysError::NoPath)?,
     };
-    let keys = auth::load_authorized_keys(&ak_path).map_err(ServerError::AuthorizedKeys)?;
+    let keys = auth::load_authorized_keys(&ak_path)?;
     tracing::info!(path = %ak_path.display(), keys = keys.len(), "authorized keys loaded");
     if let Some(h) = &cfg.password_hash {
         argon2::password_hash::phc::PasswordHash::new(h)
             .map_err(|e| ServerError::PasswordHash(e.to_string()))?;
         tracing::info!("password login enabled (argon2 hash from the config)");
     }
-    let bind_err = |e: std::io::Error| ServerError::Bind {
+    if cfg.idle_timeout_secs.is_some() {
+        tracing::warn!(
+            "[server] idle_timeout_secs is ignored: idle clients stay connected, and gone ones are dropped by client_alive_interval; remove it"
+        );
+    }
+    let bind_err = |source| ServerError::Bind {
         addr: cfg.listen.clone(),
-        reason: e.to_string(),
+        source,
     };
     let listener = TcpListener::bind(&cfg.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
@@ -174,6 +199,10 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
         }),
         shared: sftp::Shared::new(root_fd, cfg.read_only),
         grace: Duration::from_secs(cfg.login_grace_secs.max(1)),
+        alive_bound: Duration::from_secs(
+            cfg.client_alive_interval
+                .saturating_mul(cfg.client_alive_count_max as u64 + 1),
+        ),
     })
 }
 
@@ -230,6 +259,8 @@ struct Accepted {
     config: Arc<russh::server::Config>,
     handles: Handles,
     grace: Duration,
+    /// How long a silent client is kept before it is taken for gone (for the log line).
+    alive_bound: Duration,
 }
 
 impl BoundServer {
@@ -249,7 +280,7 @@ impl BoundServer {
         let mut conns = JoinSet::new();
         let mut next_id = 0u64;
         let shared = Arc::new(self.shared);
-        tracing::info!(addr = %self.addr, root = %shared.root.path().display(), read_only = shared.read_only, "SFTP server listening");
+        tracing::debug!(addr = %self.addr, root = %shared.root.path().display(), read_only = shared.read_only, "SFTP server listening");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -280,6 +311,7 @@ impl BoundServer {
                         config: self.config.clone(),
                         handles: handles.clone(),
                         grace: self.grace,
+                        alive_bound: self.alive_bound,
                     };
                     let handler = (peer, self.gate.clone(), shared.clone(), ticket);
                     match on_own_thread(sock, peer, move |sock| serve_one(sock, handler, a)) {
@@ -351,7 +383,7 @@ async fn serve_one(
         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
     }
     let client = ClientId::default();
-    let (logged_in, mut login) = watch::channel(false);
+    let (logged_in, mut login) = watch::channel(None);
     let handler = Connection {
         peer,
         gate,
@@ -375,7 +407,7 @@ async fn serve_one(
         running.await
     };
     let grace = async {
-        if tokio::time::timeout(a.grace, login.wait_for(|l| *l))
+        if tokio::time::timeout(a.grace, login.wait_for(|l| l.is_some()))
             .await
             .is_ok()
         {
@@ -385,6 +417,12 @@ async fn serve_one(
     tokio::select! {
         r = session => match r {
             Ok(()) => tracing::debug!(%peer, "connection ended"),
+            Err(russh::Error::KeepaliveTimeout | russh::Error::InactivityTimeout) => {
+                let user = login.borrow().clone().unwrap_or_default();
+                tracing::info!(%peer, %user, client = %client.get(),
+                    "client stopped answering; connection dropped after {} s (client_alive_interval × client_alive_count_max)",
+                    a.alive_bound.as_secs());
+            }
             Err(e) => match algorithms::mismatch(&e) {
                 Some(why) => tracing::info!(%peer, client = %client.get(), "could not connect: {why}"),
                 None => tracing::debug!(%peer, client = %client.get(), "connection ended: {e}"),

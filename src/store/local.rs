@@ -7,6 +7,7 @@
 use super::{BatchFile, Current, Put, Reader, SMALL_FILE, StagedIndex, Store, StoreError};
 use crate::index::{ContentHash, Index, MTime, ReplicaId, from_json_slice, to_json_vec};
 use crate::relpath::RelPath;
+use crate::replica::home::{self, Home, Placement};
 use crate::replica::layout::{INDEX_FILE, LOCK_FILE, SET_ASIDE_MARK, temp_name};
 use crate::replica::lock::{self, LockInfo};
 use crate::replica::writers::Writers;
@@ -25,6 +26,13 @@ pub struct LocalStore {
     lock_stale_secs: u64,
     held: Mutex<Option<lock::Held>>,
     writers: Arc<Writers>,
+    /// Where the folder is (`None`: its device and inode cannot be read; never rehomed).
+    home: Option<Home>,
+    /// The id this store took for a copied folder, so every load until the next save agrees.
+    rehomed: Arc<Mutex<Option<ReplicaId>>>,
+    /// Temps of streamed writes not yet put in place nor removed: a sync stopped half-way
+    /// removes them before it releases the lock.
+    made: Arc<Mutex<HashSet<RelPath>>>,
 }
 
 impl Drop for LocalStore {
@@ -85,11 +93,17 @@ impl LocalStore {
             .map_err(|e| StoreError::io(format!("cannot resolve {shown}"), e))?;
         let handle = Root::open(&canonical, Follow::Never)
             .map_err(|e| StoreError::io(format!("cannot open the synced folder {shown}"), e))?;
+        let home = Home::of(handle.fd())
+            .inspect_err(|e| tracing::debug!("cannot stat {shown}: {e}"))
+            .ok();
         Ok(LocalStore {
             writers: crate::replica::writers::of(&canonical),
             root: Arc::new(handle),
             lock_stale_secs,
             held: Mutex::new(None),
+            home,
+            rehomed: Arc::default(),
+            made: Arc::default(),
         })
     }
 
@@ -107,9 +121,48 @@ impl LocalStore {
         Place(&self.root)
     }
 
-    /// Loads the index without the async machinery (for `index`, `status` and the daemon).
+    /// Loads the index without the async machinery (for `index`, `status` and the daemon),
+    /// with its home settled (see `replica::home`).
     pub fn load_index_blocking(&self) -> Result<Option<Index>, StoreError> {
-        load_index(&self.root)
+        Ok(load_index(&self.root)?.map(|mut idx| {
+            self.settle_home(&mut idx);
+            idx
+        }))
+    }
+
+    /// A new, empty index for this folder: a new replica, its home recorded.
+    pub fn new_index(&self) -> Index {
+        let mut idx = Index::new(ReplicaId::random());
+        self.settle_home(&mut idx);
+        idx
+    }
+
+    /// Records where the folder is; a folder found elsewhere than its index says takes a
+    /// new replica id (the same one for every load of this store). True when the index
+    /// must be written for that to hold.
+    fn settle_home(&self, idx: &mut Index) -> bool {
+        let Some(here) = &self.home else {
+            return false;
+        };
+        let mut taken = self.rehomed.lock().unwrap_or_else(|e| e.into_inner());
+        let first = taken.is_none();
+        let placement = home::settle(idx, here, || *taken.get_or_insert_with(ReplicaId::random));
+        match placement {
+            Placement::AtHome => false,
+            Placement::Recorded => true,
+            Placement::Elsewhere { was, old_id } => {
+                if first {
+                    tracing::warn!(
+                        "{} {}: it is now replica {}, keeping the history of {old_id}, so edits \
+                         made here and in the original conflict instead of overwriting each other",
+                        self.root.path().display(),
+                        was.what_happened(here),
+                        idx.replica,
+                    );
+                }
+                true
+            }
+        }
     }
 
     pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {
@@ -149,8 +202,17 @@ impl LocalStore {
         }
     }
 
-    /// Releases the lock this store took (one retaken by someone else is left alone).
+    /// Releases the lock this store took (one retaken by someone else is left alone), after
+    /// removing the temps of writes stopped half-way.
     pub fn unlock_blocking(&self) -> Result<(), StoreError> {
+        let made: Vec<RelPath> = made_set(&self.made).drain().collect();
+        let removed = made.iter().filter(|t| self.root.remove(t).is_ok()).count();
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} temp files this sync had not put in place in {}",
+                self.root.path().display()
+            );
+        }
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
         match held {
             Some(h) => h.release().map_err(|e| {
@@ -169,21 +231,35 @@ impl LocalStore {
     /// `current_index` on this thread, and whether `.sync` was there (a new one is not yet
     /// on disk, even for an empty folder).
     pub fn current_blocking(&self) -> Result<(Current, bool), StoreError> {
+        // Files our SFTP clients closed a moment ago are finished: take them in this scan.
+        self.writers.settle();
         // Parsing `.sync` and walking the folder do not depend on each other.
         let scope = RelPath::root();
         let (loaded, walked) = rayon::join(
-            || self.load_index_blocking(),
+            || load_index(&self.root),
             || crate::scan::local::walk(&self.root, &scope),
         );
         let loaded = loaded?;
         let existed = loaded.is_some();
-        let mut index = loaded.unwrap_or_else(|| Index::new(ReplicaId::random()));
-        let digest = index.entries_digest();
+        let (mut index, must_save) = match loaded {
+            Some(mut i) => {
+                let must = self.settle_home(&mut i);
+                (i, must)
+            }
+            None => (self.new_index(), true),
+        };
+        // A digest no index has: the commit then writes the index, with its home.
+        let digest = if must_save {
+            ContentHash([0; 32])
+        } else {
+            index.entries_digest()
+        };
         let walked = walked.map_err(|e| StoreError::Refused(super::Chain(&e).to_string()))?;
         let busy = self.busy();
-        let stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
+        let mut stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
             busy.contains(p)
         });
+        stats.writing = self.writers.among(&stats.moving);
         remove_leftover_temps(&self.root, &stats.temps);
         let current = Current {
             index,
@@ -252,6 +328,10 @@ fn commit_index(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
     // Some file systems refuse to fsync folders, which is harmless.
     let _ = root.sync(&RelPath::root(), false);
     Ok(())
+}
+
+fn made_set(m: &Mutex<HashSet<RelPath>>) -> std::sync::MutexGuard<'_, HashSet<RelPath>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Removes our temp files a scan met. Only for a scan under `.sync.lock` (every caller's):
@@ -442,8 +522,10 @@ impl LocalStore {
     ) -> Result<Observed, StoreError> {
         let root = self.root.clone();
         let q = p.clone();
+        let made = self.made.clone();
         let (file, tmp) = blocking(move || {
             let (dir, tmp) = new_temp(&root, &q)?;
+            made_set(&made).insert(tmp.clone());
             let f = Root::create_in_with(&dir, tmp.name(), put.mode)
                 .map_err(|e| Place(&root).err(format!("cannot create a temp file for {q}"), e))?;
             Ok((f, tmp))
@@ -460,8 +542,10 @@ impl LocalStore {
         };
         if res.is_err() {
             let root = self.root.clone();
-            let _ = blocking(move || Ok(root.remove(&tmp))).await;
+            let t = tmp.clone();
+            let _ = blocking(move || Ok(root.remove(&t))).await;
         }
+        made_set(&self.made).remove(&tmp);
         res
     }
 
@@ -539,6 +623,9 @@ impl Store for LocalStore {
             lock_stale_secs: self.lock_stale_secs,
             held: Mutex::new(None),
             writers: self.writers.clone(),
+            home: self.home.clone(),
+            rehomed: self.rehomed.clone(),
+            made: self.made.clone(),
         };
         blocking(move || this.current_blocking().map(|(c, _)| c)).await
     }

@@ -104,10 +104,19 @@ impl<'a, L: Store, R: Store> Apply<'a, L, R> {
             };
             // Reported once, by whoever runs the sync (the CLI at the end, the daemon's log).
             tracing::debug!(path = %s.path, op = s.op.name(), "on {side}: {e}");
-            let e = crate::store::Chain(&e);
-            report
-                .errors
-                .push(format!("{} {} on {side}: {e}", s.op.name(), s.path));
+            let line = match &e {
+                StoreError::NoSpace { .. } => format!(
+                    "no space left on {side} writing {}: free space there and sync again",
+                    s.path
+                ),
+                e => format!(
+                    "{} {} on {side}: {}",
+                    s.op.name(),
+                    s.path,
+                    crate::store::Chain(e)
+                ),
+            };
+            report.errors.push(line);
             Missed::Failed
         };
         self.missed.insert(s.path.clone(), why);

@@ -77,7 +77,8 @@ impl Job {
     }
 
     /// After the job's future was dropped mid-way: nothing half-written is in place (temp
-    /// files only), so releasing the locks is safe. Each store releases only its own.
+    /// files only), so releasing the locks is safe. Each store removes the temps it made
+    /// and releases only its own lock.
     pub async fn abandon(&self) {
         let _ = self.left.unlock().await;
         let _ = self.right.unlock().await;

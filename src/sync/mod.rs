@@ -5,6 +5,7 @@
 //! the config and two targets, for the CLI and the daemon alike.
 
 mod apply;
+mod clash;
 mod commit;
 pub mod job;
 mod report;
@@ -118,7 +119,15 @@ async fn sync_locked<L: Store, R: Store>(
     };
     note_unreadable(&mut report, &left.describe(), &right.describe());
 
-    let plan = crate::plan::plan(&li, &ri);
+    let mut plan = crate::plan::plan(&li, &ri);
+    let clashes = clash::find(
+        &li,
+        &ri,
+        &report.scan_left.skipped,
+        &report.scan_right.skipped,
+    );
+    clash::hold_back(&mut plan, &clashes);
+    note_clashes(&mut report, &clashes, &left.describe(), &right.describe());
     tracing::debug!(steps = plan.steps.len(), "planned");
     report.conflicts = plan.conflicts.clone();
     if opts.dry_run {
@@ -185,10 +194,27 @@ fn note_unreadable(report: &mut SyncReport, left: &str, right: &str) {
     let mut errors = Vec::new();
     for (stats, side) in [(&report.scan_left, left), (&report.scan_right, right)] {
         for (p, why) in &stats.unreadable {
-            errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+            if p.is_root() {
+                errors.push(format!(
+                    "cannot read the folder {side} ({why}); left as it was"
+                ));
+            } else {
+                errors.push(format!("cannot read {p} on {side} ({why}); left as it was"));
+            }
         }
     }
     report.errors.extend(errors);
+}
+
+/// A clash is left as it is on both sides until a person resolves it.
+fn note_clashes(report: &mut SyncReport, clashes: &[clash::Clash], left: &str, right: &str) {
+    for c in clashes {
+        report.errors.push(format!(
+            "{} is {} on {left} and {} on {right}; neither is synced until one of them is \
+             renamed or removed",
+            c.path, c.left, c.right
+        ));
+    }
 }
 
 fn progress_bar(plan: &crate::plan::Plan) -> ProgressBar {

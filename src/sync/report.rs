@@ -3,7 +3,7 @@
 
 use crate::plan::{Conflict, Plan};
 use crate::relpath::RelPath;
-use crate::scan::ScanStats;
+use crate::scan::{ScanStats, Skip, Skipped};
 
 #[derive(Debug, Default)]
 pub struct SyncReport {
@@ -13,7 +13,7 @@ pub struct SyncReport {
     pub received: (u64, u64),
     /// Files and folders deleted (moved to the trash) on either side.
     pub deleted: u64,
-    /// Replaced files kept in the trash.
+    /// Files replaced by the other side's version (the old one kept in the trash).
     pub trashed: u64,
     /// Renames applied as moves instead of copies.
     pub moved: u64,
@@ -32,22 +32,42 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// Changing paths, each once, however many steps and scans met them.
+    /// Changing paths, each once, however many steps and scans met them; files still being
+    /// written on the hub are counted apart (`writing_count`).
     pub fn changing_count(&self) -> usize {
+        let writing = self.writing();
         let mut all: Vec<&RelPath> = self
             .changing
             .iter()
             .chain(&self.scan_left.moving)
             .chain(&self.scan_right.moving)
+            .filter(|p| !writing.contains(p))
             .collect();
         all.sort();
         all.dedup();
         all.len()
     }
 
+    /// Files a client of the hub's SFTP server was still writing, each once.
+    pub fn writing_count(&self) -> usize {
+        self.writing().len()
+    }
+
+    fn writing(&self) -> Vec<&RelPath> {
+        let mut all: Vec<&RelPath> = self
+            .scan_left
+            .writing
+            .iter()
+            .chain(&self.scan_right.writing)
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, trashed {}",
+            "sent {} files ({}), received {} files ({}), moved {}, deleted {}, conflicts {}, replaced {}",
             self.sent.0,
             human_bytes(self.sent.1),
             self.received.0,
@@ -63,18 +83,80 @@ impl SyncReport {
         if !self.errors.is_empty() {
             s.push_str(&format!(", {} errors", self.errors.len()));
         }
+        if self.deleted + self.trashed > 0 {
+            s.push_str(" (what was deleted or replaced is kept in .sync-trash)");
+        }
         s
     }
 
-    /// `2 files were changing and are left for the next sync`, when any were.
+    /// `2 files were changing and are left for the next sync`, and `1 file was still being
+    /// written on the hub and is left for the next sync`, when any were (one line).
     pub fn changing_note(&self) -> Option<String> {
-        match self.changing_count() {
+        let changing = match self.changing_count() {
             0 => None,
-            1 => Some("1 file was changing and is left for the next sync".into()),
+            1 => Some("1 file was changing and is left for the next sync".to_string()),
             n => Some(format!(
                 "{n} files were changing and are left for the next sync"
             )),
+        };
+        let writing = match self.writing_count() {
+            0 => None,
+            1 => Some(
+                "1 file was still being written on the hub and is left for the next sync"
+                    .to_string(),
+            ),
+            n => Some(format!(
+                "{n} files were still being written on the hub and are left for the next sync"
+            )),
+        };
+        match (changing, writing) {
+            (Some(c), Some(w)) => Some(format!("{c}; {w}")),
+            (c, w) => c.or(w),
         }
+    }
+}
+
+impl SyncReport {
+    /// What either side's scan left out, each with the side it is on (`true`: left).
+    pub fn skipped(&self) -> impl Iterator<Item = (bool, &Skipped)> {
+        let left = self.scan_left.skipped.iter().map(|s| (true, s));
+        left.chain(self.scan_right.skipped.iter().map(|s| (false, s)))
+    }
+
+    /// How many paths left out for `why` the far sides counted without naming them.
+    pub fn more(&self, why: Skip) -> usize {
+        let more = self.scan_left.skipped_more.iter();
+        more.chain(&self.scan_right.skipped_more)
+            .filter(|(k, _)| *k == why)
+            .map(|(_, n)| *n as usize)
+            .sum()
+    }
+
+    /// `3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them`, when any
+    /// path was left out.
+    pub fn skipped_note(&self) -> Option<String> {
+        let counts: Vec<(Skip, usize)> = Skip::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    self.skipped().filter(|(_, s)| s.why == k).count() + self.more(k),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = counts.iter().map(|(k, n)| k.counted(*n)).collect();
+        let listed = match parts.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let verb = if total == 1 { "was" } else { "were" };
+        Some(format!("{listed} {verb} not synced; `-v` lists them"))
     }
 }
 
@@ -90,5 +172,81 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(path: &str, why: Skip) -> Skipped {
+        Skipped {
+            path: path.as_bytes().to_vec(),
+            why,
+        }
+    }
+
+    #[test]
+    fn the_skipped_note_counts_each_reason_once_per_sync() {
+        let mut r = SyncReport::default();
+        assert_eq!(r.skipped_note(), None);
+        r.scan_left.skipped = vec![skipped("a", Skip::Link), skipped("b", Skip::NotUtf8)];
+        r.scan_right.skipped = vec![skipped("c", Skip::Link), skipped("d", Skip::Link)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("3 symlinks and 1 name that is not UTF-8 were not synced; `-v` lists them")
+        );
+        r.scan_left.skipped = vec![skipped("f", Skip::Special)];
+        r.scan_right.skipped.clear();
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some("1 FIFO, socket or device was not synced; `-v` lists them")
+        );
+        r.scan_right.skipped = vec![skipped("x", Skip::Link), skipped("y", Skip::TooDeep)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1 symlink, 1 FIFO, socket or device and 1 path deeper than 120 levels were not \
+                 synced; `-v` lists them"
+            )
+        );
+        assert_eq!(r.skipped().filter(|(left, _)| *left).count(), 1);
+        // A far side that names only some counts the rest.
+        r.scan_right.skipped_more = vec![(Skip::Link, 1500)];
+        assert_eq!(
+            r.skipped_note().as_deref(),
+            Some(
+                "1501 symlinks, 1 FIFO, socket or device and 1 path deeper than 120 levels were \
+                 not synced; `-v` lists them"
+            )
+        );
+    }
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn files_being_written_are_counted_apart_from_changing_ones() {
+        let mut r = SyncReport::default();
+        assert_eq!(r.changing_note(), None);
+        r.scan_right.moving = vec![p("a"), p("b")];
+        r.scan_right.writing = vec![p("b")];
+        r.changing.push(p("a"));
+        assert_eq!((r.changing_count(), r.writing_count()), (1, 1));
+        assert_eq!(
+            r.changing_note().as_deref(),
+            Some(
+                "1 file was changing and is left for the next sync; \
+                 1 file was still being written on the hub and is left for the next sync"
+            )
+        );
+        r.changing.clear();
+        r.scan_right.moving = vec![p("b"), p("c")];
+        r.scan_right.writing = vec![p("b"), p("c")];
+        assert_eq!(
+            r.changing_note().as_deref(),
+            Some("2 files were still being written on the hub and are left for the next sync")
+        );
     }
 }

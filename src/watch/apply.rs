@@ -85,16 +85,19 @@ pub(super) fn apply_locked(
 }
 
 /// The start-up full rescan, under the lock; `Ok(false)` when a sync holds the lock.
-pub fn initial_scan(store: &LocalStore, index: &mut Index) -> Result<bool, WatchError> {
+pub fn initial_scan(
+    store: &LocalStore,
+    index: &mut Index,
+) -> Result<Option<ScanStats>, WatchError> {
     let mut id = index_file_id(store.handle());
     let batch = Batch {
         dirty: BTreeSet::new(),
         full: true,
     };
-    Ok(matches!(
-        apply_locked(store, index, &batch, &mut id)?,
-        Applied::Done { .. }
-    ))
+    Ok(match apply_locked(store, index, &batch, &mut id)? {
+        Applied::Done { stats, .. } => Some(stats),
+        Applied::Locked => None,
+    })
 }
 
 /// Applies a batch to `index`: a full rescan, or a rescan of each coalesced scope.
@@ -104,12 +107,7 @@ pub fn apply(
     batch: &Batch,
     busy: Busy,
 ) -> Result<ScanStats, ScanError> {
-    let scopes = if batch.full {
-        None
-    } else {
-        coalesce(&batch.dirty)
-    };
-    let Some(scopes) = scopes else {
+    let Some(scopes) = scopes_of(batch) else {
         let st = scan::scan(root, index, &RelPath::root(), busy)?;
         crate::store::local::remove_leftover_temps(root, &st.temps);
         return Ok(st);
@@ -124,8 +122,18 @@ pub fn apply(
         total.hashed_bytes += st.hashed_bytes;
         total.unreadable.extend(st.unreadable);
         total.moving.extend(st.moving);
+        total.skipped.extend(st.skipped);
     }
     Ok(total)
+}
+
+/// The subtrees a batch rescans; `None`: the whole folder.
+pub fn scopes_of(batch: &Batch) -> Option<Vec<RelPath>> {
+    if batch.full {
+        None
+    } else {
+        coalesce(&batch.dirty)
+    }
 }
 
 /// `apply`, and whether the entries moved (a touched file's new mtime counts: it is saved).
@@ -209,7 +217,24 @@ pub fn rescan_path(
         Ok(Some(FileType::Directory | FileType::RegularFile)) => {
             scan::scan(root, index, &scope, busy)
         }
-        Ok(_) => Ok(vanish(index, &scope, &rules, &is_dir)),
+        Ok(kind) => {
+            let mut st = vanish(index, &scope, &rules, &is_dir);
+            // Something never synced where the path was: accounted for as a full scan would.
+            let why = match kind {
+                None => None,
+                Some(FileType::Symlink) => Some(scan::Skip::Link),
+                Some(_) => Some(scan::Skip::Special),
+            };
+            if let Some(why) = why
+                && !crate::replica::layout::is_internal(&scope)
+            {
+                st.skipped.push(scan::Skipped {
+                    path: scope.as_str().as_bytes().to_vec(),
+                    why,
+                });
+            }
+            Ok(st)
+        }
         Err(e) => {
             tracing::warn!(path = %scope, "cannot read, left as it was: {e}");
             Ok(ScanStats {

@@ -5,7 +5,8 @@
 use super::inbox::{COOKIE_PREFIX, Shared};
 use super::{Batch, WatchError, apply_changed};
 use crate::relpath::RelPath;
-use crate::replica::layout::INDEX_FILE;
+use crate::replica::layout::{INDEX_FILE, is_internal};
+use crate::scan::ScanStats;
 use crate::store::LocalStore;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -83,20 +84,19 @@ impl FreshnessProbe {
 }
 
 impl Freshness {
-    /// Leaves out the files being written: a rescan keeps their old entries anyway, and right
-    /// after a client's upload that would be every file it sent, walked for nothing.
-    fn without(self, busy: &HashSet<RelPath>) -> Freshness {
+    /// Adds the files being written: a rescan of them sets them aside (they keep their old
+    /// entries) and names them, so the client can say they were left for the next sync. Our
+    /// own files (the client's `.sync.lock`, temps) are no scan's business.
+    fn including(self, busy: &HashSet<RelPath>) -> Freshness {
+        let mut users = busy.iter().filter(|p| !is_internal(p)).cloned().peekable();
         match self {
-            Freshness::Dirty(dirty) => {
-                let dirty: BTreeSet<RelPath> =
-                    dirty.into_iter().filter(|p| !busy.contains(p)).collect();
-                if dirty.is_empty() {
-                    Freshness::Current
-                } else {
-                    Freshness::Dirty(dirty)
-                }
+            Freshness::Current if users.peek().is_none() => Freshness::Current,
+            Freshness::Current => Freshness::Dirty(users.collect()),
+            Freshness::Dirty(mut dirty) => {
+                dirty.extend(users);
+                Freshness::Dirty(dirty)
             }
-            other => other,
+            Freshness::Unknown => Freshness::Unknown,
         }
     }
 }
@@ -105,20 +105,26 @@ impl Freshness {
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
 /// Brings the root's `.sync` up to date for a client of our SFTP server. No `.sync.lock`: the
-/// client asking holds it. Returns the paths the scan could not read (left as they were).
+/// client asking holds it. Returns what the scan met, for the client to report: the paths it
+/// could not read and the files still being written (left as they were), and those it left
+/// out (`skipped`).
 ///
+/// Files our clients closed a moment ago are finished: the refresh first waits out what is
+/// left of their quiet time (`Writers::settle`), so an upload closed just before is offered.
 /// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
-/// without it, or when it cannot vouch for the index, the whole folder is. Files our clients
-/// are writing keep their old entries either way.
+/// without it, or when it cannot vouch for the index, the whole folder is. Files still open
+/// keep their old entries either way.
 pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
-) -> Result<Vec<(RelPath, String)>, WatchError> {
+) -> Result<ScanStats, WatchError> {
     let store = LocalStore::open(root, 0)?;
+    let writers = crate::replica::writers::of(store.root());
+    writers.settle();
     let freshness = watch.map_or(Freshness::Unknown, |w| w.check(FRESHNESS_WAIT));
     // Taken after the check, which may wait: a client may have started a file meanwhile.
     let busy = store.busy();
-    let freshness = freshness.without(&busy);
+    let freshness = freshness.including(&busy);
     // Parsed only when there is something to rescan: a big index takes a while to read.
     let loaded = match &freshness {
         Freshness::Dirty(_) => store.load_index_blocking()?,
@@ -128,10 +134,19 @@ pub fn refresh_for_client(
         let index = RelPath::root().join_unchecked(INDEX_FILE);
         store.handle().lstat(&index).is_ok()
     };
+    // What the watcher's scans left out, kept up to date by this refresh's own.
+    let remembered = |scopes: Option<&[RelPath]>, st: ScanStats| match watch {
+        Some(w) => {
+            let mut known = w.shared.left_out();
+            known.update(scopes, &st);
+            known.in_place_of(st)
+        }
+        None => st,
+    };
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if has_index() => {
             tracing::debug!("index current by the watcher");
-            return Ok(Vec::new());
+            return Ok(remembered(Some(&[]), ScanStats::default()));
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
             tracing::debug!(
@@ -141,14 +156,18 @@ pub fn refresh_for_client(
             let batch = Batch { dirty, full: false };
             let (stats, moved) =
                 apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
-            (moved.then_some(index), stats)
+            let scopes = super::apply::scopes_of(&batch);
+            (moved.then_some(index), remembered(scopes.as_deref(), stats))
         }
         _ => {
             tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
             let (current, existed) = store.current_blocking()?;
             // Nothing moved: the index on disk is current (and a write would cost an fsync).
             let moved = !existed || current.loaded != current.index.entries_digest();
-            (moved.then_some(current.index), current.stats)
+            (
+                moved.then_some(current.index),
+                remembered(None, current.stats),
+            )
         }
     };
     if let Some(index) = changed {
@@ -156,7 +175,9 @@ pub fn refresh_for_client(
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
     }
-    Ok(stats.unreadable)
+    let mut stats = stats;
+    stats.writing = writers.among(&stats.moving);
+    Ok(stats)
 }
 
 #[cfg(test)]
@@ -169,18 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn files_being_written_are_not_a_reason_to_rescan() {
-        let busy: HashSet<RelPath> = [p("DCIM/a.jpg"), p("DCIM/b.jpg")].into();
+    fn files_being_written_are_looked_at_to_be_named() {
+        let busy: HashSet<RelPath> = [p("DCIM/a.jpg"), p(".sync.lock")].into();
         let dirty = |names: &[&str]| Freshness::Dirty(names.iter().map(|n| p(n)).collect());
+        assert_eq!(Freshness::Current.including(&busy), dirty(&["DCIM/a.jpg"]));
+        let ours: HashSet<RelPath> = [p(".sync.lock")].into();
+        assert_eq!(Freshness::Current.including(&ours), Freshness::Current);
         assert_eq!(
-            dirty(&["DCIM/a.jpg", "DCIM/b.jpg"]).without(&busy),
-            Freshness::Current
+            dirty(&["notes.txt"]).including(&busy),
+            dirty(&["DCIM/a.jpg", "notes.txt"])
         );
-        assert_eq!(
-            dirty(&["DCIM/a.jpg", "notes.txt"]).without(&busy),
-            dirty(&["notes.txt"])
-        );
-        assert_eq!(Freshness::Unknown.without(&busy), Freshness::Unknown);
+        assert_eq!(Freshness::Unknown.including(&busy), Freshness::Unknown);
     }
 
     #[test]

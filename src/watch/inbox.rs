@@ -15,7 +15,7 @@ use std::time::Instant;
 /// More dirty paths than this and the batch becomes a full rescan (bounded memory for bursts).
 const MAX_DIRTY: usize = 20_000;
 /// Names of the fence files `FreshnessProbe` creates (and removes at once) in the root.
-pub(super) const COOKIE_PREFIX: &str = ".sync-cookie.";
+pub(super) use crate::replica::layout::FENCE_MARK as COOKIE_PREFIX;
 
 /// What the watcher has seen and not yet applied. Filled by the notify thread.
 #[derive(Debug, Default)]
@@ -72,11 +72,17 @@ pub(super) struct Shared {
     /// folder, perhaps with the same pid in another namespace) passes for one of ours.
     pub(super) cookie_tag: u64,
     pub(super) next_cookie: AtomicU64,
+    /// What the scans left out, for refreshes answered without one.
+    pub(super) left_out: Mutex<super::left_out::LeftOut>,
 }
 
 impl Shared {
     pub(super) fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn left_out(&self) -> MutexGuard<'_, super::left_out::LeftOut> {
+        self.left_out.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

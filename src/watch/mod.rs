@@ -10,6 +10,7 @@
 mod apply;
 mod freshness;
 mod inbox;
+mod left_out;
 
 pub use apply::{Batch, apply_changed, coalesce, initial_scan, rescan_path};
 pub use freshness::{Freshness, FreshnessProbe, refresh_for_client};
@@ -72,6 +73,9 @@ pub struct IndexState {
     pub bytes: u64,
     /// Paths (or subtrees) seen changing and not yet in the index.
     pub pending: usize,
+    /// Files clients of the hub's SFTP server are writing (left out of syncs until closed).
+    #[serde(default)]
+    pub writing: usize,
     pub full_rescan_pending: bool,
     /// True when the kernel watch limit was hit and the folder is polled instead.
     pub degraded: bool,
@@ -129,6 +133,7 @@ impl IndexWatcher {
             wake: Condvar::new(),
             cookie_tag: rand::random(),
             next_cookie: AtomicU64::new(0),
+            left_out: Mutex::new(left_out::LeftOut::default()),
         });
         let handler_shared = shared.clone();
         let handler_root = root.to_path_buf();
@@ -174,10 +179,15 @@ impl IndexWatcher {
 
     /// A live view of what is waiting, for status (the published state lags a batch).
     pub fn pending_probe(&self) -> PendingProbe {
-        PendingProbe(self.shared.clone())
+        PendingProbe(self.shared.clone(), crate::replica::writers::of(&self.root))
     }
 
     /// A handle that tells an index refresh whether `.sync` on disk is already current.
+    /// Takes in what a full scan made outside the loop (the daemon's first) left out.
+    pub fn note_full_scan(&self, stats: &ScanStats) {
+        self.shared.left_out().update(None, stats);
+    }
+
     pub fn freshness_probe(&self) -> FreshnessProbe {
         FreshnessProbe {
             shared: self.shared.clone(),
@@ -372,6 +382,10 @@ impl Loop {
     /// Applies one batch and puts back what was not written.
     fn apply(&mut self, batch: &Batch, stopping: bool) -> Flow {
         let outcome = apply_locked(&self.store, &mut self.index, batch, &mut self.disk_id);
+        if let Ok(Applied::Done { stats, .. }) = &outcome {
+            let scopes = apply::scopes_of(batch);
+            self.shared.left_out().update(scopes.as_deref(), stats);
+        }
         self.requeue(batch, &outcome);
         let flow = match outcome {
             Ok(Applied::Done { changed, stats }) => {
@@ -481,14 +495,20 @@ impl Stopper {
     }
 }
 
-/// Reads how many paths wait for the next batch, and whether a full rescan is queued.
+/// Reads how many paths wait for the next batch, whether a full rescan is queued, and how
+/// many files the server's clients are writing.
 #[derive(Clone)]
-pub struct PendingProbe(Arc<Shared>);
+pub struct PendingProbe(Arc<Shared>, Arc<crate::replica::writers::Writers>);
 
 impl PendingProbe {
     pub fn pending(&self) -> (usize, bool) {
         let inbox = self.0.inbox();
         (inbox.dirty.len(), inbox.full)
+    }
+
+    /// Files being written now (open, or closed within the quiet time).
+    pub fn writing(&self) -> usize {
+        self.1.writing_count()
     }
 }
 
@@ -502,6 +522,8 @@ fn publish(state: &Mutex<IndexState>, index: &Index, inbox: &Inbox, last_error: 
         deletions,
         bytes: index.live_bytes(),
         pending: inbox.dirty.len(),
+        // Filled in live by whoever reports it (`PendingProbe::writing`).
+        writing: 0,
         full_rescan_pending: inbox.full,
         degraded: inbox.degraded,
         last_update: crate::time::now_secs(),

@@ -147,3 +147,130 @@ fn a_file_open_for_writing_on_the_hub_is_not_offered() {
     );
     assert_eq!(p.a.read("big.jpg"), p.b.read("big.jpg"));
 }
+
+/// The phone closes its upload and the laptop syncs at once: the file comes in that very sync.
+/// A file the phone still holds open, half written, stays on the hub, and the summary says
+/// so (exit 0).
+#[test]
+fn a_closed_upload_comes_at_once_and_one_still_open_is_named() {
+    use std::io::{BufRead, Write};
+    for kind in [HubKind::Daemon, HubKind::Serve] {
+        let p = Pair::hub(kind);
+        p.sync();
+        let phone = p.sb.folder("phone");
+        phone.write("p.txt", "a photo\n");
+        let up = p
+            .hub_ref()
+            .sftp(&format!("put {} p.txt\n", phone.p("p.txt").display()));
+        assert!(up.status.success(), "{up}");
+        let r = p.sync_cmd().output();
+        assert!(r.status.success(), "{kind:?}: {r}");
+        assert_eq!(
+            p.a.get("p.txt").as_deref(),
+            Some(&b"a photo\n"[..]),
+            "{kind:?}: the upload did not come in the sync right after it: {r}\nhub log:\n{}",
+            p.hub_ref().log_text()
+        );
+        assert!(
+            !r.stdout.contains("left for the next sync"),
+            "{kind:?}: {r}"
+        );
+
+        let mut client = p
+            .hub_ref()
+            .python_cmd("hold.py", &p.hub_ref().key, &["big.jpg", "300000"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the client");
+        let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+        assert_eq!(
+            lines.next().and_then(Result::ok).as_deref(),
+            Some("half written")
+        );
+        let r = p.sync_cmd().output();
+        assert!(r.status.success(), "{kind:?}: {r}");
+        assert!(
+            !p.a.exists("big.jpg"),
+            "{kind:?}: a half-written file came: {r}"
+        );
+        assert!(
+            r.stdout.contains(
+                "1 file was still being written on the hub and is left for the next sync"
+            ),
+            "{kind:?}: {r}\nhub log:\n{}",
+            p.hub_ref().log_text()
+        );
+        if kind == HubKind::Daemon {
+            // The hub's own status counts it too.
+            let st =
+                p.sb.filesync_with(&p.hub_ref().config)
+                    .args(["status", "--root"])
+                    .arg(&p.b.path)
+                    .ok();
+            assert!(
+                st.stdout.contains("being written by SFTP clients: 1"),
+                "{st}"
+            );
+        }
+        client
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"")
+            .expect("stdin");
+        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
+        assert!(client.wait().expect("client").success());
+        let r = p.sync_cmd().output();
+        assert!(r.status.success(), "{kind:?}: {r}");
+        assert_eq!(
+            p.a.get("big.jpg").map(|b| b.len()),
+            Some(300_000),
+            "{kind:?}: {r}"
+        );
+    }
+}
+
+/// The hub's own scheduled sync leaves a file a phone still holds open, and its log line says
+/// so; once closed, the next scheduled sync carries it.
+#[test]
+fn the_hubs_scheduled_sync_names_a_file_still_being_written() {
+    use crate::harness::{Hub, Sandbox};
+    use std::io::{BufRead, Write};
+    let sb = Sandbox::new();
+    let laptop = sb.folder("laptop");
+    let hub = Hub::started(
+        &sb,
+        HubKind::Daemon,
+        &format!("[peers.laptop]\nurl = {:?}\nevery = \"1s\"\n", laptop.s()),
+    );
+    let mut client = hub
+        .python_cmd("hold.py", &hub.key, &["big.jpg", "300000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("half written")
+    );
+    let named = wait_until(Duration::from_secs(30), || {
+        hub.log_text()
+            .contains("1 file was still being written on the hub and is left for the next sync")
+    });
+    assert!(named, "hub log:\n{}", hub.log_text());
+    assert!(!laptop.exists("big.jpg"));
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"")
+        .expect("stdin");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
+    assert!(client.wait().expect("client").success());
+    let came = wait_until(Duration::from_secs(30), || {
+        laptop.get("big.jpg").is_some_and(|b| b.len() == 300_000)
+    });
+    assert!(came, "hub log:\n{}", hub.log_text());
+}

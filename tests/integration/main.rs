@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod accounted;
 mod daemon_notify;
 mod daemon_schedule;
 mod daemon_watch;
@@ -13,7 +14,9 @@ mod server_auth;
 mod server_clients;
 mod server_openssh;
 mod server_paramiko;
+mod server_sessions;
 mod server_stacks;
 mod sync_faults;
 mod sync_local;
 mod sync_modes;
+mod sync_names;

@@ -132,10 +132,3 @@ fn sigterm_stops_the_server_with_clients_connected() {
     let _ = client.kill();
     let _ = client.wait();
 }
-
-#[test]
-fn idle_clients_are_disconnected() {
-    let sb = Sandbox::new();
-    let hub = Hub::started(&sb, HubKind::Serve, "idle_timeout_secs = 1\n");
-    hub.python_ok("idle.py", &["3"]);
-}

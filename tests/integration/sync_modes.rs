@@ -31,10 +31,33 @@ fn assert_mode(s: &Pair, rel: &str, want: u32) {
     }
 }
 
+/// The pair with everything run as nobody when the tests run as root: the far side (the pair
+/// does that) and the client too, so the laptop's permissions bind the sync as well.
+fn as_nobody(mut s: Pair) -> Pair {
+    s.as_nobody();
+    s
+}
+
+/// The uid the syncs run as when the tests run as root.
+const NOBODY_UID: u32 = 65534;
+
+/// One sync, client included as nobody (see `as_nobody`); its stdout.
+#[track_caller]
+fn sync(s: &Pair) -> String {
+    let run = match s.remote {
+        // Two local folders: the pair already runs the whole sync as nobody.
+        Remote::Local => s.sync_cmd(),
+        _ => s.sync_cmd().unprivileged(),
+    };
+    let r = run.output();
+    assert!(r.status.success(), "sync failed: {r}");
+    r.stdout
+}
+
 /// A sync that must change modes only: nothing sent, received or in conflict.
 #[track_caller]
 fn sync_modes_only(s: &Pair) -> String {
-    let out = s.sync();
+    let out = sync(s);
     assert!(
         out.contains("sent 0 files (0 B), received 0 files (0 B), moved 0, deleted 0, conflicts 0"),
         "a mode change moved content: {out}"
@@ -42,16 +65,24 @@ fn sync_modes_only(s: &Pair) -> String {
     out
 }
 
-/// Syncs and settles; the second sync sets no permissions either.
+/// Syncs; both sides then hold the same files, and a second sync moves nothing and sets no
+/// permissions.
 #[track_caller]
 fn settle(s: &Pair) {
-    s.sync_and_settle();
-    let again = s.sync();
+    sync(s);
+    s.assert_same();
+    let again = sync(s);
+    assert!(
+        again.contains(
+            "sent 0 files (0 B), received 0 files (0 B), moved 0, deleted 0, conflicts 0"
+        ),
+        "second sync was not a no-op: {again}"
+    );
     assert!(!again.contains("permissions"), "not a no-op: {again}");
 }
 
 fn modes_sync_both_ways(s: Pair) {
-    let s = s.unprivileged();
+    let s = as_nobody(s);
     s.a.write("secret.txt", "s")
         .write("private/notes.txt", "n")
         .write("run.sh", "#!/bin/sh\necho hi\n")
@@ -69,8 +100,8 @@ fn modes_sync_both_ways(s: Pair) {
     if is_root() {
         use std::os::unix::fs::MetadataExt;
         let owner = |f: &Folder, rel: &str| std::fs::metadata(f.p(rel)).expect("stat").uid();
-        assert_eq!(owner(&s.b, "secret.txt"), NOBODY);
-        assert_eq!(owner(&s.a, "far-secret.txt"), NOBODY);
+        assert_eq!(owner(&s.b, "secret.txt"), NOBODY_UID);
+        assert_eq!(owner(&s.a, "far-secret.txt"), NOBODY_UID);
     }
     assert_mode(&s, "secret.txt", 0o600);
     assert_mode(&s, "private", 0o700);
@@ -92,7 +123,7 @@ fn modes_sync_both_ways(s: Pair) {
     // A chmod here and an edit there merge: the edit's content with the chmod's mode.
     chmod(&s.a, "doc.txt", 0o755);
     s.b.write("doc.txt", "edited on the far side");
-    let out = s.sync();
+    let out = sync(&s);
     assert!(out.contains("conflicts 0"), "{out}");
     assert_eq!(s.a.read("doc.txt"), b"edited on the far side");
     assert_mode(&s, "doc.txt", 0o755);
@@ -134,7 +165,7 @@ fn modes_sync_both_ways_sshd() {
 /// Many small files go to our hub in batches: each keeps its mode there too.
 #[test]
 fn batched_files_keep_their_modes_on_the_hub() {
-    let s = Pair::hub(HubKind::Serve).unprivileged();
+    let s = as_nobody(Pair::hub(HubKind::Serve));
     for i in 0..40u32 {
         let name = format!("many/f{i}");
         s.a.write(&name, format!("{i}"));
@@ -154,7 +185,7 @@ fn batched_files_keep_their_modes_on_the_hub() {
 /// and makes nothing more readable; where an old sync widened a copy, the narrower wins.
 #[test]
 fn an_index_without_modes_upgrades_without_changes() {
-    let s = Pair::local().unprivileged();
+    let s = as_nobody(Pair::local());
     s.a.write("secret.txt", "s")
         .write("run.sh", "x")
         .write("plain", "p");
@@ -235,12 +266,10 @@ proptest! {
     /// content and the same modes, and a second sync does nothing.
     #[test]
     fn random_trees_with_random_modes_converge(left in arb_tree(), right in arb_tree()) {
-        let s = Pair::local().unprivileged();
+        let s = as_nobody(Pair::local());
         plant(&s.a, &left, "left");
         plant(&s.b, &right, "right");
-        s.sync_and_settle();
+        settle(&s);
         prop_assert_eq!(modes_of(&s.a), modes_of(&s.b));
-        let again = s.sync();
-        prop_assert!(!again.contains("permissions"), "{}", again);
     }
 }

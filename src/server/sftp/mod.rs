@@ -29,6 +29,14 @@ const READDIR_BATCH: usize = 128;
 /// Replies smaller than this are gathered into one channel write.
 const COALESCE: usize = 64 * 1024;
 
+/// Who a session serves, as its log lines name them.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub peer: std::net::SocketAddr,
+    /// The user name it logged in with (not checked: keys decide).
+    pub user: String,
+}
+
 /// What every session of the server shares.
 pub struct Shared {
     pub root: Root,
@@ -126,11 +134,12 @@ struct Job {
 /// A reply, its place in the order of requests, and the room it gives back once sent.
 type Out = (u64, Bytes, Share);
 
-/// Serves SFTP on `channel` until the client closes it; `budget` is the connection's.
+/// Serves SFTP on `channel` until the client closes it, then ends the channel as OpenSSH's
+/// sftp-server does (exit status 0, EOF, close); `budget` is the connection's.
 pub async fn serve(
     channel: russh::Channel<Msg>,
     shared: Arc<Shared>,
-    peer: String,
+    client: Client,
     budget: Arc<Budget>,
 ) {
     let (rx, tx) = channel.split();
@@ -146,7 +155,7 @@ pub async fn serve(
         abort: abort.clone(),
     };
     let reader = async {
-        if !read_requests(rx, req_tx, &budget, &peer).await {
+        if !read_requests(rx, req_tx, &budget, &client).await {
             let _ = abort_tx.send(true);
         }
     };
@@ -157,10 +166,10 @@ pub async fn serve(
     // the writer's.
     tokio::join!(
         reader,
-        dispatch(req_rx, out_tx, shared, &budget, abort, &peer),
+        dispatch(req_rx, out_tx, shared, &budget, abort, &client),
         write_replies(outbox, out_rx),
     );
-    tracing::debug!(peer = %peer, "SFTP session ended");
+    tracing::debug!(peer = %client.peer, user = %client.user, "SFTP session ended");
 }
 
 /// The room a request's reply takes until it is sent, in KiB (at least one; at most all).
@@ -180,8 +189,9 @@ async fn read_requests(
     mut rx: russh::ChannelReadHalf,
     req_tx: mpsc::UnboundedSender<Job>,
     budget: &Budget,
-    peer: &str,
+    client: &Client,
 ) -> bool {
+    let (peer, user) = (&client.peer, &client.user);
     let mut buf = BytesMut::with_capacity(512 * 1024);
     loop {
         budget.hold_back().await;
@@ -196,7 +206,7 @@ async fn read_requests(
         while buf.len() >= 4 {
             let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
             if len == 0 || len > wire::MAX_PACKET + 1024 {
-                tracing::warn!(%peer, len, "SFTP packet too large or empty; closing the session");
+                tracing::warn!(%peer, %user, len, "SFTP packet too large or empty; closing the session");
                 return false;
             }
             if buf.len() < 4 + len as usize {
@@ -214,7 +224,7 @@ async fn read_requests(
             let (id, req) = match wire::decode(body) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(%peer, "{e}; closing the session");
+                    tracing::warn!(%peer, %user, "{e}; closing the session");
                     return false;
                 }
             };
@@ -223,6 +233,7 @@ async fn read_requests(
             if queued > QUEUE_HARD {
                 tracing::warn!(
                     %peer,
+                    %user,
                     "the client sent {} MiB of requests without reading the answers; closing the session",
                     queued >> 20
                 );
@@ -295,7 +306,10 @@ async fn write_replies(mut out: Outbox, mut out_rx: mpsc::UnboundedReceiver<Out>
         }
         going = going && out.flush().await;
     }
-    if going {
+    // The client ended the session (its EOF ended the queue): what OpenSSH's server sends
+    // when sftp-server exits, which `ssh -s sftp`, scp and restic take as success.
+    if going && !*out.abort.borrow() {
+        let _ = out.tx.exit_status(0).await;
         let _ = out.tx.eof().await;
     }
     let _ = out.tx.close().await;
@@ -310,13 +324,13 @@ async fn dispatch(
     shared: Arc<Shared>,
     budget: &Budget,
     mut abort: tokio::sync::watch::Receiver<bool>,
-    peer: &str,
+    client: &Client,
 ) {
     let d = Dispatcher {
-        session: Arc::new(Session::new(shared)),
+        session: Arc::new(Session::new(shared, client.clone())),
         slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
         out_tx,
-        peer,
+        client,
     };
     let mut seq = 0u64;
     while let Some(Job { id, req, size }) = req_rx.recv().await {
@@ -363,7 +377,7 @@ struct Dispatcher<'a> {
     /// One permit per READ/WRITE in flight; all of them for a request that runs alone.
     slots: Arc<Semaphore>,
     out_tx: mpsc::UnboundedSender<Out>,
-    peer: &'a str,
+    client: &'a Client,
 }
 
 /// The semaphore is gone: the session is ending.
@@ -436,7 +450,8 @@ impl Dispatcher<'_> {
         match tokio::task::spawn_blocking(move || s.handle(id, req)).await {
             Ok(reply) => reply,
             Err(e) => {
-                tracing::error!(peer = %self.peer, "SFTP request {id} failed: {e}");
+                let c = self.client;
+                tracing::error!(peer = %c.peer, user = %c.user, "SFTP request {id} failed: {e}");
                 wire::status(id, wire::FX_FAILURE, "internal error")
             }
         }
@@ -459,7 +474,11 @@ fn is_quick(req: &Request) -> bool {
 /// tests: every body that decodes gets the reply `Session::handle` makes.
 #[cfg(test)]
 pub(super) fn replies_to(root: Root, bodies: Vec<Bytes>) -> Vec<Bytes> {
-    let session = Session::new(Arc::new(Shared::new(root, false)));
+    let client = Client {
+        peer: ([127, 0, 0, 1], 0).into(),
+        user: "fuzz".into(),
+    };
+    let session = Session::new(Arc::new(Shared::new(root, false)), client);
     bodies
         .into_iter()
         .filter_map(|b| wire::decode(b).ok())

@@ -1,10 +1,12 @@
 //! One SFTP session's requests, each run to its reply: the open handles, every path through
 //! the root (`fs`), and files opened for writing recorded in the root's `Writers` so scans
-//! leave them out until they are closed and quiet.
+//! leave them out until they are closed and quiet. A request that fails is logged once here,
+//! naming the client, the request and the path: at debug when it is a client looking around
+//! (`fs::is_probe`), as a warning otherwise.
 
 use super::super::batch;
 use super::super::fs::{self, ClientOps, FsError, FsResult, Root};
-use super::{MAX_HANDLES, READDIR_BATCH, Shared};
+use super::{Client, MAX_HANDLES, READDIR_BATCH, Shared};
 use crate::proto::{self as wire, Request, ext};
 use crate::relpath::RelPath;
 use crate::replica::writers::Writers;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 pub(super) enum Handle {
     File {
         file: File,
+        path: RelPath,
         append: bool,
         /// Set when the file was opened for writing.
         writing: Option<Writing>,
@@ -28,6 +31,7 @@ pub(super) enum Handle {
 }
 
 pub(super) struct DirState {
+    path: RelPath,
     fd: rustix::fd::OwnedFd,
     dir: rustix::fs::Dir,
 }
@@ -47,12 +51,16 @@ impl Drop for Writing {
 
 pub(super) struct Session {
     shared: Arc<Shared>,
+    client: Client,
     handles: Mutex<HashMap<u32, Arc<Handle>>>,
     next_handle: AtomicU32,
 }
 
-pub(super) fn status_of(id: u32, e: FsError) -> Bytes {
-    let (code, msg) = fs::status_code(&e, false);
+/// A request's reply, or the error that becomes its status reply once it is logged.
+type Answer = Result<Bytes, FsError>;
+
+fn status_of(id: u32, e: &FsError) -> Bytes {
+    let (code, msg) = fs::status_code(e, false);
     wire::status(id, code, &msg)
 }
 
@@ -60,11 +68,65 @@ fn ok(id: u32) -> Bytes {
     wire::status(id, wire::FX_OK, "OK")
 }
 
-fn done(id: u32, r: FsResult<()>) -> Bytes {
-    match r {
-        Ok(()) => ok(id),
-        Err(e) => status_of(id, e),
+fn done(id: u32, r: FsResult<()>) -> Answer {
+    r.map(|()| ok(id))
+}
+
+/// What a request named, for the line logged when it fails.
+enum Subject {
+    Nothing,
+    Path(Bytes),
+    Handle(Bytes),
+    Two(Bytes, Bytes),
+}
+
+/// The request's name as logs show it (an extension's own name), and what it named.
+fn asked(req: &Request) -> (&'static str, Subject) {
+    use Subject::*;
+    match req {
+        Request::Init { .. } => ("init", Nothing),
+        Request::Open { path, .. } => ("open", Path(path.clone())),
+        Request::Close { handle } => ("close", Handle(handle.clone())),
+        Request::Read { handle, .. } => ("read", Handle(handle.clone())),
+        Request::Write { handle, .. } => ("write", Handle(handle.clone())),
+        Request::Lstat { path } => ("lstat", Path(path.clone())),
+        Request::Stat { path } => ("stat", Path(path.clone())),
+        Request::Fstat { handle } => ("fstat", Handle(handle.clone())),
+        Request::SetStat { path, .. } => ("setstat", Path(path.clone())),
+        Request::FSetStat { handle, .. } => ("fsetstat", Handle(handle.clone())),
+        Request::OpenDir { path } => ("opendir", Path(path.clone())),
+        Request::ReadDir { handle } => ("readdir", Handle(handle.clone())),
+        Request::Remove { path } => ("remove", Path(path.clone())),
+        Request::MkDir { path, .. } => ("mkdir", Path(path.clone())),
+        Request::RmDir { path } => ("rmdir", Path(path.clone())),
+        Request::RealPath { path } => ("realpath", Path(path.clone())),
+        Request::Rename { from, to } => ("rename", Two(from.clone(), to.clone())),
+        Request::ReadLink { path } => ("readlink", Path(path.clone())),
+        Request::Symlink { target, link } => ("symlink", Two(link.clone(), target.clone())),
+        Request::Extended { name, data } => {
+            let name = ext::OFFERED
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| n.as_bytes() == &name[..])
+                .unwrap_or("extended");
+            let strings = |n| wire::ext_strings(data, n).unwrap_or_default();
+            let subject = match name {
+                ext::POSIX_RENAME | ext::HARDLINK => match &strings(2)[..] {
+                    [a, b] => Two(a.clone(), b.clone()),
+                    _ => Nothing,
+                },
+                ext::STATVFS => strings(1).pop().map_or(Nothing, Path),
+                ext::FSTATVFS | ext::FSYNC => strings(1).pop().map_or(Nothing, Handle),
+                _ => Nothing,
+            };
+            (name, subject)
+        }
+        Request::Unknown { .. } => ("unknown", Nothing),
     }
+}
+
+fn shown(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 fn denied_read_only(id: u32) -> Bytes {
@@ -112,19 +174,18 @@ fn malformed(id: u32) -> Bytes {
     wire::status(id, wire::FX_BAD_MESSAGE, "malformed request")
 }
 
-fn attrs_reply(id: u32, st: FsResult<rustix::fs::Stat>) -> Bytes {
-    match st {
-        Ok(st) => wire::Reply::new(wire::FXP_ATTRS, id)
+fn attrs_reply(id: u32, st: FsResult<rustix::fs::Stat>) -> Answer {
+    st.map(|st| {
+        wire::Reply::new(wire::FXP_ATTRS, id)
             .attrs(&fs::attrs_of(&st))
-            .finish(),
-        Err(e) => status_of(id, e),
-    }
+            .finish()
+    })
 }
 
 /// `pread` straight into the reply buffer; never more than the client asked for. The buffer
 /// starts small: clients ask for up to 255 KiB even of a 2 KiB file, and allocating and
 /// zeroing that much per request dominated downloads of many small files.
-fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Bytes {
+fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Answer {
     const FIRST: usize = 64 * 1024;
     let len = len as usize;
     let mut cap = len.min(FIRST);
@@ -145,18 +206,18 @@ fn read_reply(id: u32, file: &File, offset: u64, len: u32) -> Bytes {
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) if filled > 0 => break,
-            Err(e) => return status_of(id, e.into()),
+            Err(e) => return Err(e.into()),
         }
     }
     if filled == 0 && len > 0 {
-        return wire::status(id, wire::FX_EOF, "end of file");
+        return Ok(wire::status(id, wire::FX_EOF, "end of file"));
     }
     b.truncate(at + filled);
     b[at - 4..at].copy_from_slice(&(filled as u32).to_be_bytes());
-    r.finish()
+    Ok(r.finish())
 }
 
-fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
+fn readdir_reply(id: u32, d: &mut DirState) -> Answer {
     let now = crate::time::now_secs();
     let mut names = BytesMut::new();
     let mut count = 0u32;
@@ -164,7 +225,7 @@ fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
         let entry = match d.dir.next() {
             None => break,
             Some(Ok(e)) => e,
-            Some(Err(e)) => return status_of(id, e.into()),
+            Some(Err(e)) => return Err(e.into()),
         };
         let name = entry.file_name().to_bytes();
         // `..` of the root would describe a folder outside it; `.` adds nothing.
@@ -190,19 +251,18 @@ fn readdir_reply(id: u32, d: &mut DirState) -> Bytes {
         count += 1;
     }
     if count == 0 {
-        return wire::status(id, wire::FX_EOF, "end of folder");
+        return Ok(wire::status(id, wire::FX_EOF, "end of folder"));
     }
     let mut r = wire::Reply::with_capacity(wire::FXP_NAME, id, names.len() + 4).u32(count);
     r.buf().extend_from_slice(&names);
-    r.finish()
+    Ok(r.finish())
 }
 
-/// Runs packet bodies through a session on `root` as the request loop would, for the fuzz
-/// tests: every body that decodes gets the reply `Session::handle` makes.
 impl Session {
-    pub(super) fn new(shared: Arc<Shared>) -> Session {
+    pub(super) fn new(shared: Arc<Shared>, client: Client) -> Session {
         Session {
             shared,
+            client,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU32::new(1),
         }
@@ -239,22 +299,77 @@ impl Session {
     }
 
     /// `f` when the server may change things; the read-only refusal otherwise.
-    fn changing(&self, id: u32, f: impl FnOnce() -> FsResult<()>) -> Bytes {
+    fn changing(&self, id: u32, f: impl FnOnce() -> FsResult<()>) -> Answer {
         if self.shared.read_only {
-            return denied_read_only(id);
+            return Ok(denied_read_only(id));
         }
         done(id, f())
     }
 
-    /// Runs one request to completion (blocking I/O; called on the blocking pool). One arm
-    /// per request type: the table of what the server does.
+    /// Runs one request to completion (blocking I/O; called on the blocking pool); a failure
+    /// is logged once and becomes its status reply.
     pub(super) fn handle(&self, id: u32, req: Request) -> Bytes {
+        let (op, subject) = asked(&req);
+        match self.answer(id, req) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.log_failure(op, &subject, &e);
+                status_of(id, &e)
+            }
+        }
+    }
+
+    /// One line for a failed request: who, which request, which path, and why.
+    fn log_failure(&self, op: &str, subject: &Subject, e: &FsError) {
+        let path = match subject {
+            Subject::Nothing => String::new(),
+            Subject::Path(p) => shown(p),
+            Subject::Two(a, b) => format!("{} -> {}", shown(a), shown(b)),
+            Subject::Handle(h) => match self.get(h).as_deref() {
+                Some(Handle::File { path, .. }) => format!("/{path}"),
+                Some(Handle::Dir(d)) => {
+                    d.lock().map(|d| format!("/{}", d.path)).unwrap_or_default()
+                }
+                None => String::new(),
+            },
+        };
+        let (peer, user) = (&self.client.peer, &self.client.user);
+        if fs::is_probe(op, e) {
+            tracing::debug!(%peer, %user, request = op, %path, "SFTP request failed: {e}");
+        } else {
+            tracing::warn!(%peer, %user, request = op, %path, "SFTP request failed: {e}");
+        }
+    }
+
+    /// A batch request, its failed files logged in one line (those that are a client
+    /// looking around at debug, each).
+    fn batch(&self, op: &str, run: impl FnOnce(batch::Failed) -> Bytes) -> Bytes {
+        let mut failed = 0usize;
+        let mut first: Option<(String, String)> = None;
+        let reply = run(&mut |path: &[u8], e: &FsError| {
+            if fs::is_probe(op, e) {
+                self.log_failure(op, &Subject::Path(Bytes::copy_from_slice(path)), e);
+                return;
+            }
+            failed += 1;
+            first.get_or_insert_with(|| (shown(path), e.to_string()));
+        });
+        if let Some((path, e)) = first {
+            let (peer, user) = (&self.client.peer, &self.client.user);
+            tracing::warn!(%peer, %user, request = op, %path, failed,
+                "SFTP request failed for {failed} files, this one first: {e}");
+        }
+        reply
+    }
+
+    /// One arm per request type: the table of what the server does.
+    fn answer(&self, id: u32, req: Request) -> Answer {
         let root = self.root();
         let at = |p: &[u8]| fs::client_path(p);
         match req {
             Request::Init { version } => {
                 tracing::debug!(version, "client speaks SFTP version");
-                version_reply()
+                Ok(version_reply())
             }
             Request::Open {
                 path,
@@ -279,10 +394,11 @@ impl Session {
                 self.changing(id, || at(&path).and_then(|p| root.setstat(&p, &attrs)))
             }
             Request::FSetStat { handle, attrs } => self.fsetstat(id, &handle, &attrs),
-            Request::OpenDir { path } => match at(&path).and_then(|p| root.open_dir(&p)) {
-                Ok((fd, dir)) => self.insert(id, Handle::Dir(Mutex::new(DirState { fd, dir }))),
-                Err(e) => status_of(id, e),
-            },
+            Request::OpenDir { path } => {
+                let path = at(&path)?;
+                let (fd, dir) = root.open_dir(&path)?;
+                Ok(self.insert(id, Handle::Dir(Mutex::new(DirState { path, fd, dir }))))
+            }
             Request::ReadDir { handle } => self.readdir(id, &handle),
             Request::Remove { path } => {
                 self.changing(id, || at(&path).and_then(|p| root.remove(&p)))
@@ -291,94 +407,86 @@ impl Session {
                 at(&path).and_then(|p| root.make_dir(&p, attrs.permissions))
             }),
             Request::RmDir { path } => self.changing(id, || at(&path).and_then(|p| root.rmdir(&p))),
-            Request::RealPath { path } => match at(&path) {
-                Ok(p) => name_reply(id, format!("/{}", p.as_str()).as_bytes()),
-                Err(e) => status_of(id, e),
-            },
+            Request::RealPath { path } => Ok(name_reply(
+                id,
+                format!("/{}", at(&path)?.as_str()).as_bytes(),
+            )),
             Request::Rename { from, to } => self.changing(id, || {
                 self.two_paths(&from, &to, |a, b| {
                     self.renamed(a, b, root.rename(a, b, false))
                 })
             }),
-            Request::ReadLink { path } => match at(&path).and_then(|p| root.readlink(&p)) {
-                Ok(target) => name_reply(id, &target),
-                Err(e) => status_of(id, e),
-            },
+            Request::ReadLink { path } => Ok(name_reply(id, &root.readlink(&at(&path)?)?)),
             Request::Symlink { target, link } => {
                 self.changing(id, || at(&link).and_then(|l| root.symlink(&target, &l)))
             }
             Request::Extended { name, data } => self.extended(id, &name, &data),
-            Request::Unknown { kind } => wire::status(
+            Request::Unknown { kind } => Ok(wire::status(
                 id,
                 wire::FX_OP_UNSUPPORTED,
                 &format!("request type {kind} is not supported"),
-            ),
+            )),
         }
     }
 
-    fn open(&self, id: u32, path: &[u8], pflags: u32, perms: Option<u32>) -> Bytes {
+    fn open(&self, id: u32, path: &[u8], pflags: u32, perms: Option<u32>) -> Answer {
         use wire::{PF_APPEND, PF_CREAT, PF_TRUNC, PF_WRITE};
         let writes = pflags & (PF_WRITE | PF_APPEND | PF_CREAT | PF_TRUNC) != 0;
         if writes && self.shared.read_only {
-            return denied_read_only(id);
+            return Ok(denied_read_only(id));
         }
-        let p = match fs::client_path(path) {
-            Ok(p) => p,
-            Err(e) => return status_of(id, e),
-        };
-        match self.root().open_file(&p, pflags, perms) {
-            Ok(file) => {
-                let writing = writes.then(|| {
-                    self.shared.writers.opened(&p);
-                    Writing {
-                        writers: self.shared.writers.clone(),
-                        path: p,
-                    }
-                });
-                let append = pflags & PF_APPEND != 0;
-                self.insert(
-                    id,
-                    Handle::File {
-                        file,
-                        append,
-                        writing,
-                    },
-                )
+        let p = fs::client_path(path)?;
+        let file = self.root().open_file(&p, pflags, perms)?;
+        let writing = writes.then(|| {
+            self.shared.writers.opened(&p);
+            Writing {
+                writers: self.shared.writers.clone(),
+                path: p.clone(),
             }
-            Err(e) => status_of(id, e),
-        }
+        });
+        let append = pflags & PF_APPEND != 0;
+        Ok(self.insert(
+            id,
+            Handle::File {
+                file,
+                path: p,
+                append,
+                writing,
+            },
+        ))
     }
 
-    fn close(&self, id: u32, handle: &[u8]) -> Bytes {
+    fn close(&self, id: u32, handle: &[u8]) -> Answer {
         let key = handle_key(handle);
         let removed = match (key, self.handles.lock()) {
             (Some(k), Ok(mut hs)) => hs.remove(&k),
             _ => None,
         };
-        match removed {
+        Ok(match removed {
             Some(_) => ok(id),
             None => bad_handle(id),
-        }
+        })
     }
 
-    fn read(&self, id: u32, handle: &[u8], offset: u64, len: u32) -> Bytes {
+    fn read(&self, id: u32, handle: &[u8], offset: u64, len: u32) -> Answer {
         match self.get(handle).as_deref() {
             Some(Handle::File { file, .. }) => read_reply(id, file, offset, len.min(wire::MAX_IO)),
-            _ => bad_handle(id),
+            _ => Ok(bad_handle(id)),
         }
     }
 
-    fn write(&self, id: u32, handle: &[u8], offset: u64, data: &[u8]) -> Bytes {
+    fn write(&self, id: u32, handle: &[u8], offset: u64, data: &[u8]) -> Answer {
         let Some(h) = self.get(handle) else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         let Handle::File {
             file,
             append,
             writing,
+            ..
         } = &*h
         else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         if let Some(w) = writing {
             w.writers.wrote(&w.path);
@@ -391,42 +499,44 @@ impl Session {
         done(id, r.map_err(FsError::from))
     }
 
-    fn fstat(&self, id: u32, handle: &[u8]) -> Bytes {
+    fn fstat(&self, id: u32, handle: &[u8]) -> Answer {
         let Some(h) = self.get(handle) else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         let st = match &*h {
             Handle::File { file, .. } => rustix::fs::fstat(file),
             Handle::Dir(d) => match d.lock() {
                 Ok(d) => rustix::fs::fstat(&d.fd),
-                Err(_) => return bad_handle(id),
+                Err(_) => return Ok(bad_handle(id)),
             },
         };
         attrs_reply(id, st.map_err(FsError::from))
     }
 
-    fn fsetstat(&self, id: u32, handle: &[u8], attrs: &wire::Attrs) -> Bytes {
+    fn fsetstat(&self, id: u32, handle: &[u8], attrs: &wire::Attrs) -> Answer {
         if self.shared.read_only {
-            return denied_read_only(id);
+            return Ok(denied_read_only(id));
         }
         match self.get(handle).as_deref() {
             Some(Handle::File { file, .. }) => done(id, fs::fsetstat(file, attrs)),
-            Some(Handle::Dir(_)) => {
-                wire::status(id, wire::FX_OP_UNSUPPORTED, "not on a folder handle")
-            }
-            None => bad_handle(id),
+            Some(Handle::Dir(_)) => Ok(wire::status(
+                id,
+                wire::FX_OP_UNSUPPORTED,
+                "not on a folder handle",
+            )),
+            None => Ok(bad_handle(id)),
         }
     }
 
-    fn readdir(&self, id: u32, handle: &[u8]) -> Bytes {
+    fn readdir(&self, id: u32, handle: &[u8]) -> Answer {
         let Some(h) = self.get(handle) else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         let Handle::Dir(d) = &*h else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         let Ok(mut d) = d.lock() else {
-            return bad_handle(id);
+            return Ok(bad_handle(id));
         };
         readdir_reply(id, &mut d)
     }
@@ -451,7 +561,7 @@ impl Session {
         f(&a, &b)
     }
 
-    fn extended(&self, id: u32, name: &[u8], data: &Bytes) -> Bytes {
+    fn extended(&self, id: u32, name: &[u8], data: &Bytes) -> Answer {
         let name = std::str::from_utf8(name).unwrap_or("");
         let changes = matches!(
             name,
@@ -463,43 +573,43 @@ impl Session {
                 | ext::INDEX_REFRESH
         );
         if changes && self.shared.read_only {
-            return denied_read_only(id);
+            return Ok(denied_read_only(id));
         }
-        match name {
-            ext::POSIX_RENAME | ext::HARDLINK => self.rename_or_link(id, name, data),
+        let root = self.root();
+        Ok(match name {
+            ext::POSIX_RENAME | ext::HARDLINK => return self.rename_or_link(id, name, data),
             ext::STATVFS => match wire::ext_strings(data, 1) {
-                Ok(s) => match fs::client_path(&s[0]).and_then(|p| self.root().statvfs(&p)) {
-                    Ok(v) => statvfs_reply(id, &v),
-                    Err(e) => status_of(id, e),
-                },
+                Ok(s) => statvfs_reply(id, &root.statvfs(&fs::client_path(&s[0])?)?),
                 Err(_) => malformed(id),
             },
-            ext::FSTATVFS | ext::FSYNC => self.on_handle(id, name, data),
+            ext::FSTATVFS | ext::FSYNC => return self.on_handle(id, name, data),
             ext::LIMITS => wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
                 .u64(u64::from(wire::MAX_PACKET))
                 .u64(u64::from(wire::MAX_IO))
                 .u64(u64::from(wire::MAX_IO))
                 .u64(MAX_HANDLES as u64)
                 .finish(),
-            ext::WRITE_FILES => batch::write_files(self.root(), id, data),
-            ext::WRITE_FILES_WITH_MODE => batch::write_files_with_mode(self.root(), id, data),
-            ext::READ_FILES => batch::read_files(self.root(), id, data),
-            ext::INSTALL_FILES => {
-                batch::install_files(self.root(), id, data, crate::time::now_secs())
+            ext::WRITE_FILES => self.batch(name, |f| batch::write_files(root, id, data, f)),
+            ext::WRITE_FILES_WITH_MODE => {
+                self.batch(name, |f| batch::write_files_with_mode(root, id, data, f))
             }
+            ext::READ_FILES => self.batch(name, |f| batch::read_files(root, id, data, f)),
+            ext::INSTALL_FILES => self.batch(name, |f| {
+                batch::install_files(root, id, data, crate::time::now_secs(), f)
+            }),
             ext::INDEX_REFRESH => self.index_refresh(id),
             other => wire::status(
                 id,
                 wire::FX_OP_UNSUPPORTED,
                 &format!("extension {other:?} is not supported"),
             ),
-        }
+        })
     }
 
     /// `posix-rename@openssh.com` (replaces) and `hardlink@openssh.com`.
-    fn rename_or_link(&self, id: u32, name: &str, data: &Bytes) -> Bytes {
+    fn rename_or_link(&self, id: u32, name: &str, data: &Bytes) -> Answer {
         let Ok(s) = wire::ext_strings(data, 2) else {
-            return malformed(id);
+            return Ok(malformed(id));
         };
         done(
             id,
@@ -516,21 +626,18 @@ impl Session {
     /// `fsync@openssh.com` and `fstatvfs@openssh.com` on an open handle. A folder handle
     /// works too: its fsync makes renames into it durable (a client puts its `.sync` in place
     /// and needs that before it goes on).
-    fn on_handle(&self, id: u32, name: &str, data: &Bytes) -> Bytes {
+    fn on_handle(&self, id: u32, name: &str, data: &Bytes) -> Answer {
         let Ok(s) = wire::ext_strings(data, 1) else {
-            return malformed(id);
+            return Ok(malformed(id));
         };
         let Some(h) = self.get(&s[0]) else {
-            return wire::status(id, wire::FX_FAILURE, "invalid handle");
+            return Ok(wire::status(id, wire::FX_FAILURE, "invalid handle"));
         };
         let with_fd = |fd: rustix::fd::BorrowedFd<'_>| {
             if name == ext::FSYNC {
                 done(id, rustix::fs::fsync(fd).map_err(FsError::from))
             } else {
-                match rustix::fs::fstatvfs(fd) {
-                    Ok(v) => statvfs_reply(id, &v),
-                    Err(e) => status_of(id, e.into()),
-                }
+                Ok(statvfs_reply(id, &rustix::fs::fstatvfs(fd)?))
             }
         };
         match &*h {
@@ -542,23 +649,28 @@ impl Session {
         }
     }
 
-    /// `index-refresh@filesync`: OK, or what the scan could not read, one outcome each (the
-    /// path as the data) for the client to report: those paths were left as they were.
+    /// `index-refresh@filesync`: OK, or what the refresh left as it was (files it could not
+    /// read, files still being written, what the scan leaves out by nature), for the client
+    /// to report.
     fn index_refresh(&self, id: u32) -> Bytes {
-        match crate::watch::refresh_for_client(self.root().path(), self.shared.freshness.as_ref()) {
-            Ok(unreadable) if unreadable.is_empty() => ok(id),
-            Ok(unreadable) => {
-                let outcomes: Vec<wire::Outcome> = unreadable
-                    .into_iter()
-                    .map(|(p, why)| wire::Outcome {
-                        code: wire::FX_FAILURE,
-                        msg: why,
-                        data: Bytes::from(p.as_str().to_owned()),
-                    })
-                    .collect();
-                wire::batch_reply(id, &outcomes)
+        let root = self.root().path();
+        match crate::watch::refresh_for_client(root, self.shared.freshness.as_ref()) {
+            Ok(st) => wire::left_out::reply(
+                id,
+                wire::left_out::Report {
+                    unreadable: st.unreadable,
+                    writing: st.writing,
+                    skipped: st.skipped,
+                    skipped_more: Vec::new(),
+                },
+            ),
+            Err(e) => {
+                let e = crate::store::Chain(&e).to_string();
+                let (peer, user) = (&self.client.peer, &self.client.user);
+                tracing::warn!(%peer, %user, request = ext::INDEX_REFRESH, path = %root.display(),
+                    "SFTP request failed: {e}");
+                wire::status(id, wire::FX_FAILURE, &e)
             }
-            Err(e) => wire::status(id, wire::FX_FAILURE, &crate::store::Chain(&e).to_string()),
         }
     }
 }

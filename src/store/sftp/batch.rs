@@ -321,8 +321,12 @@ impl SftpStore {
                 .await;
             match res {
                 Ok(st) => {
-                    for ((i, _), o) in g.iter().zip(st) {
-                        out[*i] = Some(self.installed(&files[*i], o));
+                    for ((i, tmp), o) in g.iter().zip(st) {
+                        let r = self.installed(&files[*i], o);
+                        if r.is_ok() {
+                            s.made.done(tmp);
+                        }
+                        out[*i] = Some(r);
                     }
                 }
                 Err(e) => {

@@ -9,6 +9,7 @@
 
 mod batch;
 mod connect;
+mod made;
 mod walk;
 mod xfer;
 
@@ -62,6 +63,8 @@ pub(crate) struct Sftp {
     batch: bool,
     read_len: u32,
     write_len: u32,
+    /// Temps made and not yet put in place nor removed.
+    made: made::Made,
 }
 
 pub struct SftpStore {
@@ -369,12 +372,15 @@ impl Sftp {
         }
     }
 
+    /// A new temp beside `p`, remembered until it is put in place (`made`).
     fn temp_for(&self, p: &RelPath) -> String {
         let name = temp_name(p.name());
-        match p.parent() {
+        let tmp = match p.parent() {
             Some(parent) if !parent.is_root() => format!("{}/{name}", self.path(&parent)),
             _ => self.join(&name),
-        }
+        };
+        self.made.add(&tmp);
+        tmp
     }
 
     /// Makes the rename that just put `path` (in the root) in place durable, before anything
@@ -475,6 +481,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         batch: ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
         write_len,
+        made: made::Made::default(),
     };
     tracing::debug!(
         root = %s.root, read_len, write_len, posix_rename = s.posix_rename,
@@ -812,7 +819,7 @@ impl SftpStore {
             tracing::debug!("remote index unchanged; not uploading it");
             return Ok(None);
         }
-        let tmp = self.s.join(&temp_name(INDEX_FILE));
+        let tmp = self.s.temp_for(&RelPath::root().join_unchecked(INDEX_FILE));
         self.s.write_temp(&tmp, to_json_vec(index)).await?;
         if let Ok(mut st) = self.st.staged.lock() {
             *st = Some(norm);
@@ -827,6 +834,7 @@ impl SftpStore {
             let _ = self.s.raw().remove(tmp.as_ref()).await;
             return Err(self.s.err("cannot put in place", &path, e));
         }
+        self.s.made.done(&tmp);
         self.s.make_rename_durable(&path).await;
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
@@ -913,10 +921,13 @@ impl SftpStore {
     }
 
     async fn current_async(&self) -> Result<Current, StoreError> {
+        // Why our server could not refresh its index: when its `.sync` is damaged, the
+        // server's words name the folder it serves, which the path we see (`/`) does not.
+        let mut hub_said = None;
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
             match self.server_refresh().await {
-                Ok(unreadable) => {
+                Ok(stats) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
                     tracing::debug!(
@@ -928,14 +939,14 @@ impl SftpStore {
                         return Ok(Current {
                             index,
                             loaded,
-                            stats: ScanStats {
-                                unreadable,
-                                ..ScanStats::default()
-                            },
+                            stats,
                         });
                     }
                 }
-                Err(e) => tracing::warn!("the server could not refresh its index ({e}); scanning"),
+                Err(e) => {
+                    tracing::warn!("the server could not refresh its index ({e}); scanning");
+                    hub_said = std::error::Error::source(&e).map(|c| c.to_string());
+                }
             }
         }
         // The listing does not need the index: walk the folder while `.sync` downloads.
@@ -947,6 +958,16 @@ impl SftpStore {
                 checked: HashSet::new(),
             };
         }
+        let loaded = loaded.map_err(|e| match (e, hub_said) {
+            (StoreError::CorruptIndex { path, reason, .. }, Some(said)) => {
+                StoreError::CorruptIndex {
+                    path,
+                    reason,
+                    fix: hub_fix(&said),
+                }
+            }
+            (e, _) => e,
+        });
         let (mut index, loaded) = match loaded? {
             Some(x) => x,
             None => {
@@ -964,9 +985,10 @@ impl SftpStore {
         })
     }
 
-    /// Asks our own server to bring its `.sync` up to date; returns the paths its scan could
-    /// not read (one outcome each, the path as the data, in a batch-style reply).
-    async fn server_refresh(&self) -> Result<Vec<(RelPath, String)>, StoreError> {
+    /// Asks our own server to bring its `.sync` up to date; returns what it left as it was:
+    /// the paths its scan could not read, the files its clients are still writing (also
+    /// "moving": left for the next sync) and what it leaves out by nature.
+    async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
@@ -975,23 +997,24 @@ impl SftpStore {
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
             return status_ok(reply)
-                .map(|()| Vec::new())
+                .map(|()| Default::default())
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
-        let outcomes =
-            crate::proto::decode_batch_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
+        let left =
+            crate::proto::left_out::decode_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
                 StoreError::io(
                     format!("the reply to {} from {}", ext::INDEX_REFRESH, s.host),
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        Ok(outcomes
-            .into_iter()
-            .filter_map(|o| {
-                let p = RelPath::parse(std::str::from_utf8(&o.data).ok()?).ok()?;
-                Some((p, o.msg))
-            })
-            .collect())
+        Ok(ScanStats {
+            unreadable: left.unreadable,
+            moving: left.writing.clone(),
+            writing: left.writing,
+            skipped: left.skipped,
+            skipped_more: left.skipped_more,
+            ..ScanStats::default()
+        })
     }
 
     async fn write_async(
@@ -1031,6 +1054,7 @@ impl SftpStore {
             )
             .await?;
             self.install(&tmp, p, fresh).await?;
+            s.made.done(&tmp);
             Ok(Observed {
                 kind: Kind::File,
                 size,
@@ -1143,7 +1167,10 @@ impl Store for SftpStore {
     }
 
     async fn discard_index(&self, staged: StagedIndex) {
-        let _ = self.s.raw().remove(staged.tmp.to_string_lossy()).await;
+        let tmp = staged.tmp.to_string_lossy();
+        if self.s.raw().remove(tmp.as_ref()).await.is_ok() {
+            self.s.made.done(&tmp);
+        }
     }
 
     async fn stat(&self, p: &RelPath) -> Result<Option<Observed>, StoreError> {
@@ -1258,6 +1285,8 @@ impl SftpStore {
         {
             return Ok(());
         }
+        // Under the lock still, so no other sync is writing temps there.
+        self.s.remove_made_temps().await;
         // Given up even if the remove fails (a lost connection): what is left there is
         // then a leftover of this process, which the next attempt may break.
         lock::note_held(&self.s.lock_place(), false);
@@ -1291,6 +1320,15 @@ impl SftpStore {
             .await
             .map(|_| ())
             .map_err(|e| s.err(&format!("cannot rename {from} to"), &dst, e))
+    }
+}
+
+/// What to do about our server's damaged index, from what it said: its own advice (which
+/// names the folder it serves), else its words as they are.
+fn hub_fix(said: &str) -> String {
+    match said.find("Run `") {
+        Some(i) => format!("On the hub, r{}", &said[i + 1..]),
+        None => format!("The hub says: {said}"),
     }
 }
 

@@ -7,7 +7,7 @@ use super::{Sftp, SftpError, StoreError, is_status, observed_of, xfer};
 use crate::index::{Index, Kind, MTime};
 use crate::relpath::RelPath;
 use crate::replica::layout::IGNORE_FILE;
-use crate::scan::walk::{Found, Listed, Stat, What, judge, rules_for};
+use crate::scan::walk::{Found, Listed, Skip, Skipped, Stat, What, judge, rules_for};
 use crate::scan::{Hashed, Observed, Rules, ScanStats, Walked, settle};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -70,8 +70,12 @@ async fn visit(s: &Sftp, dir: RelPath, above: Rules) -> (Found, Vec<(RelPath, Ru
             );
         }
     };
-    let listing: Vec<Listed> = files.into_iter().map(listed).collect();
+    if let Err(why) = enterable(s, &path, &files).await {
+        return (Found::failed(&dir, why), Vec::new());
+    }
     let mut found = Found::default();
+    let files = without_mangled(s, &dir, &path, files, &mut found).await;
+    let listing: Vec<Listed> = files.into_iter().map(listed).collect();
     let ignore = if listing
         .iter()
         .any(|e| e.name == IGNORE_FILE && e.what == What::File)
@@ -90,6 +94,56 @@ async fn visit(s: &Sftp, dir: RelPath, above: Rules) -> (Found, Vec<(RelPath, Ru
     let subdirs = judge(&dir, listing, &rules, &mut found, &mut no_stat);
     let next = subdirs.into_iter().map(|d| (d, rules.clone())).collect();
     (found, next)
+}
+
+/// Whether the folder at `path` can be entered. A server lists a folder without `x` as its
+/// names only, and OpenSSH's (and ours) drop every name whose attributes cannot be read:
+/// the listing comes back empty, which must not read as "everything here was deleted". A
+/// listing with `.` proves it can (its attributes were read through the folder); without
+/// one, asking for a name in it tells: found or not found, it could be looked for (`path/.`
+/// would not do: some servers resolve it without entering the folder).
+async fn enterable(s: &Sftp, path: &str, files: &[File]) -> Result<(), String> {
+    if files.iter().any(|f| f.filename == ".") {
+        return Ok(());
+    }
+    match s.raw().lstat(format!("{path}/{ENTER_PROBE}")).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(()),
+        Err(e) => Err(format!("cannot enter it: {}", super::to_io(e))),
+    }
+}
+
+/// The name looked up in a folder to learn whether it can be entered (whether it is there
+/// does not matter).
+const ENTER_PROBE: &str = ".sync.enter-probe";
+
+/// The listing without the names the SFTP library could not decode as UTF-8 (it puts U+FFFD
+/// in their place, and a mangled name must never be synced): each is counted as skipped. A
+/// name that really holds U+FFFD is told apart by asking for it.
+async fn without_mangled(
+    s: &Sftp,
+    dir: &RelPath,
+    path: &str,
+    files: Vec<File>,
+    found: &mut Found,
+) -> Vec<File> {
+    let mut kept = Vec::with_capacity(files.len());
+    for f in files {
+        if f.filename.contains(char::REPLACEMENT_CHARACTER)
+            && s.lstat(&format!("{path}/{}", f.filename))
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+        {
+            found
+                .skipped
+                .push(Skipped::new(dir, f.filename.as_bytes(), Skip::NotUtf8));
+            continue;
+        }
+        kept.push(f);
+    }
+    kept
 }
 
 /// Lists the whole remote folder, many folders at once.
@@ -159,7 +213,14 @@ pub(crate) async fn refresh(
         hashed.push((p, r?));
     }
     drop(results);
-    remove_leftovers(s, &w.temps, locked).await;
+    // One the index names is the user's (see `settle`), whatever its shape.
+    let leftovers: Vec<_> = w
+        .temps
+        .iter()
+        .filter(|(p, _)| !index.get(p).is_some_and(crate::index::Entry::is_live))
+        .cloned()
+        .collect();
+    remove_leftovers(s, &leftovers, locked).await;
     let dirs_now: HashSet<RelPath> = w
         .observed
         .iter()

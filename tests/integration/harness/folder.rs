@@ -2,6 +2,7 @@
 //! user's tree (our own files left out, by the product's own rule), the trash, the temps,
 //! or everything (for "nothing out there changed").
 
+use filesync::replica::layout::{is_reserved_root_name, is_temp_name};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,7 +14,7 @@ pub struct Folder {
 /// Which files a walk reports.
 #[derive(Clone, Copy, PartialEq)]
 enum Walk {
-    /// The user's files: not `.sync`, `.sync.*`, `.sync-*` at the root, nor temp files.
+    /// The user's files: not our reserved names at the root, nor our temp files.
     User,
     /// Every entry; symlinks as their target text.
     All,
@@ -136,14 +137,12 @@ impl Folder {
     pub fn temp_files(&self) -> Vec<String> {
         self.snapshot()
             .into_keys()
-            .filter(|k| k.contains(".sync-tmp.") && !k.starts_with(".sync-trash"))
+            .filter(|k| {
+                let name = k.rsplit('/').next().unwrap_or(k);
+                is_temp_name(name) && !k.starts_with(".sync-trash")
+            })
             .collect()
     }
-}
-
-/// Whether a name at the root is one of ours (`.sync`, `.sync.lock`, `.sync-trash`, ...).
-fn ours_at_root(name: &str) -> bool {
-    name == ".sync" || name.starts_with(".sync.") || name.starts_with(".sync-")
 }
 
 fn walk(root: &Path, dir: &Path, what: Walk, out: &mut BTreeMap<String, Option<Vec<u8>>>) {
@@ -159,7 +158,7 @@ fn walk(root: &Path, dir: &Path, what: Walk, out: &mut BTreeMap<String, Option<V
             .into_owned();
         let name = e.file_name().to_string_lossy().into_owned();
         if what == Walk::User
-            && ((dir == root && ours_at_root(&name)) || name.contains(".sync-tmp."))
+            && ((dir == root && is_reserved_root_name(&name)) || is_temp_name(&name))
         {
             continue;
         }

@@ -32,8 +32,8 @@ pub struct Hub {
     pub kind: HubKind,
     pub port: u16,
     pub log: PathBuf,
-    /// Runs as an unprivileged user (see `harness::unprivileged`).
-    pub unprivileged: bool,
+    /// Serve as `nobody` when the tests run as root (its files must be given to it).
+    pub nobody: bool,
     sandbox: PathBuf,
     child: Option<Child>,
 }
@@ -70,7 +70,7 @@ impl Hub {
             kind,
             port,
             log: dir.join("server.log"),
-            unprivileged: false,
+            nobody: false,
             sandbox: sb.path().to_path_buf(),
             child: None,
         }
@@ -87,7 +87,11 @@ impl Hub {
             .args(args)
             .arg("--root")
             .arg(&self.root.path);
-        c
+        if self.nobody {
+            super::unprivileged(c)
+        } else {
+            c
+        }
     }
 
     /// Starts it and waits until it accepts connections.
@@ -95,9 +99,6 @@ impl Hub {
         self.stop_now();
         let log = std::fs::File::create(&self.log).expect("log file");
         let mut c = self.command();
-        if self.unprivileged {
-            c = super::unprivileged(c);
-        }
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let mut child = c.spawn().expect("start the hub");
         let stdout = child.stdout.take().expect("stdout");
@@ -173,6 +174,23 @@ impl Hub {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// OpenSSH client options that log in to this hub with the test key, trusting its host
+    /// key without asking (the port is given apart: `-p` for ssh, `-P` for scp and sftp).
+    pub fn ssh_options(&self) -> Vec<String> {
+        let mut o: Vec<String> = [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "IdentitiesOnly=yes",
+            "BatchMode=yes",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .flat_map(|opt| ["-o".to_string(), opt.to_string()])
+        .collect();
+        o.extend(["-i".to_string(), self.key.display().to_string()]);
+        o
     }
 
     /// Runs OpenSSH `sftp -b -` with `batch` on stdin, as `user` with `key`.

@@ -29,6 +29,8 @@ fn install_line(tool: &str) -> &'static str {
         "sshd" => "apt-get install -y openssh-server",
         "curl" => "apt-get install -y curl",
         "rclone" => "apt-get install -y rclone",
+        "restic" => "apt-get install -y restic",
+        "scp" => "apt-get install -y openssh-client",
         "setpriv" => "apt-get install -y util-linux",
         "psftp" | "puttygen" => "apt-get install -y putty-tools",
         "java" | "javac" => "apt-get install -y default-jdk-headless libjsch-java",
@@ -114,11 +116,13 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The unprivileged user tests run as when they run as root: root reads and writes past
-/// every permission, which hides exactly the bugs a test of modes looks for.
-pub const NOBODY: u32 = 65534;
+/// The user (uid and gid) tests drop to when they run as root: root reads and enters every
+/// folder, which hides permission bugs.
+const NOBODY: &str = "65534";
 
-/// `c` as `NOBODY` (through `setpriv`) when the tests run as root; `c` itself otherwise.
+/// `c` run as `nobody` when the tests run as root, unchanged otherwise; the files it needs
+/// must be given to it (`give_to_nobody`). Its environment is what `c` set (sandboxed
+/// commands clear theirs).
 pub fn unprivileged(c: Command) -> Command {
     if !is_root() {
         return c;
@@ -127,7 +131,7 @@ pub fn unprivileged(c: Command) -> Command {
     let mut u = Command::new("setpriv");
     u.arg(format!("--reuid={NOBODY}"))
         .arg(format!("--regid={NOBODY}"))
-        .args(["--clear-groups", "--"])
+        .arg("--clear-groups")
         .arg(c.get_program())
         .args(c.get_args())
         .env_clear();
@@ -142,18 +146,18 @@ pub fn unprivileged(c: Command) -> Command {
     u
 }
 
-/// Gives `path` and everything below it to `NOBODY` (when the tests run as root).
+/// Gives `path` and everything below it to `nobody`, when the tests run as root.
 pub fn give_to_nobody(path: &Path) {
     if !is_root() {
         return;
     }
-    let st = Command::new("chown")
+    let ok = Command::new("chown")
         .arg("-R")
         .arg(format!("{NOBODY}:{NOBODY}"))
         .arg(path)
         .status()
-        .expect("run chown");
-    assert!(st.success(), "chown -R {} failed", path.display());
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown -R nobody {} failed", path.display());
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; a server binds it right after).

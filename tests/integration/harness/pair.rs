@@ -17,8 +17,8 @@ pub struct Pair {
     /// The other replica's folder, as it is on disk.
     pub b: Folder,
     pub remote: Remote,
-    /// The client and the server run as an unprivileged user (see `unprivileged`).
-    pub unprivileged: bool,
+    /// The far side (and with two local folders, the whole sync) runs as `nobody`.
+    nobody: bool,
 }
 
 impl Pair {
@@ -31,7 +31,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Local,
-            unprivileged: false,
+            nobody: false,
         }
     }
 
@@ -49,7 +49,7 @@ impl Pair {
             a,
             b,
             remote: Remote::Hub(hub),
-            unprivileged: false,
+            nobody: false,
         };
         p.restart_server();
         p
@@ -67,28 +67,25 @@ impl Pair {
             a,
             b,
             remote: Remote::Sshd(sshd),
-            unprivileged: false,
+            nobody: false,
         }
     }
 
-    /// The same pair with the client and the server run as an unprivileged user when the
-    /// tests run as root (root hides permission bugs); every sync first gives that user the
-    /// sandbox, so files a test wrote as root are theirs.
-    pub fn unprivileged(mut self) -> Pair {
-        if !super::is_root() {
-            return self;
-        }
-        self.unprivileged = true;
+    /// From now on the far side runs as `nobody` when the tests run as root (two local
+    /// folders: the whole sync), so permissions bind it as they bind a user: our hub serves as
+    /// nobody, OpenSSH's sessions log in as nobody. Each sync gives the sandbox to nobody
+    /// first, so files the test writes as root stay the far side's to change.
+    pub fn as_nobody(&mut self) {
+        self.nobody = true;
         super::give_to_nobody(self.sb.path());
         match &mut self.remote {
             Remote::Local => {}
-            Remote::Sshd(s) => s.unprivileged(),
-            Remote::Hub(h) => h.unprivileged = true,
+            Remote::Sshd(s) => s.log_in_as_nobody(),
+            Remote::Hub(h) => {
+                h.nobody = true;
+                self.restart_server();
+            }
         }
-        if let Remote::Hub(_) = self.remote {
-            self.restart_server();
-        }
-        self
     }
 
     /// The hub of a hub pair.
@@ -123,11 +120,14 @@ impl Pair {
             .args(["sync", "--no-progress"])
             .arg(self.target())
             .arg(&self.a.path);
-        if !self.unprivileged {
+        if !self.nobody {
             return run;
         }
         super::give_to_nobody(self.sb.path());
-        run.unprivileged()
+        match self.remote {
+            Remote::Local => run.unprivileged(),
+            _ => run,
+        }
     }
 
     /// A sync that must succeed; its stdout.

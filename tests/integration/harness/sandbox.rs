@@ -189,14 +189,14 @@ impl Run {
         self
     }
 
+    /// Run as `nobody` when the tests run as root (see `harness::unprivileged`).
+    pub fn unprivileged(self) -> Self {
+        Run(super::unprivileged(self.0))
+    }
+
     /// The command itself, to spawn and control.
     pub fn command(self) -> Command {
         self.0
-    }
-
-    /// The same run as an unprivileged user (see `harness::unprivileged`).
-    pub fn unprivileged(self) -> Self {
-        Run(super::unprivileged(self.0))
     }
 
     /// Runs it to the end.

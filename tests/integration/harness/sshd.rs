@@ -138,17 +138,6 @@ impl Sshd {
         let _ = child.wait();
     }
 
-    /// Logs in as the unprivileged user (see `harness::unprivileged`) when the tests run as
-    /// root: its SFTP sessions then run as that user.
-    pub fn unprivileged(&mut self) {
-        if !super::is_root() {
-            return;
-        }
-        self.user = "nobody".into();
-        // sshd reads the authorized keys as the user who logs in.
-        super::give_to_nobody(self.dir.path());
-    }
-
     /// Starts the server again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.kill();
@@ -160,6 +149,19 @@ impl Sshd {
         self.kill();
         self.write_config(flags);
         self.launch();
+    }
+
+    /// From now on clients log in as `nobody` when the tests run as root (the sessions then
+    /// meet permissions as a user's do); its files must be given to it.
+    pub fn log_in_as_nobody(&mut self) {
+        if !super::is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        // sshd reads the authorized keys as the user logging in.
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the sshd folder");
+        self.user = "nobody".into();
     }
 
     pub fn url(&self, path: &Path) -> String {
