@@ -406,10 +406,17 @@ impl Walked {
 pub fn settle(
     index: &mut Index,
     scope: &RelPath,
-    w: Walked,
+    mut w: Walked,
     hashed: Vec<(RelPath, Hashed)>,
     is_dir: &dyn Fn(&RelPath) -> bool,
 ) -> ScanStats {
+    // An unreadable folder keeps its entry whole: the mode that made it unreadable (a
+    // mistaken chmod) is not a change to sync to the other side.
+    for b in w.unreadable.keys() {
+        if let Some(o) = w.observed.get_mut(b) {
+            o.mode = None;
+        }
+    }
     let mut hashes = HashMap::with_capacity(hashed.len());
     let mut unreadable: Vec<(RelPath, String)> = w
         .unreadable
