@@ -3,8 +3,12 @@
 //! Rules, per path, by version vectors: a dominating side wins; equal content merges; concurrent
 //! edits of a file conflict (the loser is kept as a `.sync-conflict-` copy on both sides);
 //! delete vs. modify keeps the modification; a folder stays while anything in it survives.
+//! Permission bits travel with the entry: a chmod on one side and an edit on the other give the
+//! edit's content with the chmod's mode (told apart by each entry's content history); two
+//! concurrent chmods, or modes that differ with no history to tell (an upgraded index), meet
+//! in `mode::merge`, which never makes a file more readable than either side had it.
 
-use crate::index::{Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
+use crate::index::{Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
 use crate::relpath::fit_name;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +53,9 @@ pub enum Op {
     Trash { expect: Entry },
     /// Removes the folder here; one with leftovers (ignored files) goes to the trash whole.
     RmDir,
+    /// Sets the permission bits of the file or folder here (after everything else, so a
+    /// folder that forbids writing is filled first).
+    Chmod { mode: u32 },
     /// Nothing on disk: only the index entry changes.
     Record,
 }
@@ -65,11 +72,12 @@ impl Op {
             Op::Fetch { .. } => 3,
             Op::Trash { .. } => 4,
             Op::RmDir => 5,
-            Op::Record => 6,
+            Op::Chmod { .. } => 6,
+            Op::Record => 7,
         }
     }
 
-    pub const PHASES: usize = 7;
+    pub const PHASES: usize = 8;
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -79,6 +87,7 @@ impl Op {
             Op::Move { .. } => "move",
             Op::Trash { .. } => "trash",
             Op::RmDir => "rmdir",
+            Op::Chmod { .. } => "chmod",
             Op::Record => "record",
         }
     }
@@ -140,6 +149,10 @@ struct Target {
     content_from: Option<Side>,
     /// Conflict: a side's file must be kept under `copy`; (side holding it, copy path).
     aside: Option<(Side, RelPath)>,
+    /// The permission bits wanted (`None`: neither side knows them).
+    mode: Option<u32>,
+    /// The content's own history, where shorter than `vv`.
+    content_vv: Option<VersionVector>,
 }
 
 impl Target {
@@ -150,7 +163,31 @@ impl Target {
             vv,
             content_from: None,
             aside: None,
+            mode: None,
+            content_vv: None,
         }
+    }
+
+    /// The same target with `mode` and the content history `c` (kept only where shorter).
+    fn shaped(mut self, mode: Option<u32>, c: VersionVector) -> Target {
+        self.mode = mode;
+        self.content_vv = (c != self.vv).then_some(c);
+        self
+    }
+
+    /// `e` as this target records it: its history, content history and mode.
+    fn entry_for(&self, e: &Entry) -> Entry {
+        let mut e = e.clone();
+        e.vv = self.vv.clone();
+        e.content_vv = self.content_vv.clone();
+        e.disk_mode = None;
+        if e.kind.is_live() {
+            e.mode = self.mode.or(e.mode);
+        } else {
+            e.mode = None;
+            e.content_vv = None;
+        }
+        e
     }
 }
 
@@ -197,6 +234,8 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
         if let (Some(a), Some(b)) = (a, b)
             && a.vv == b.vv
             && a.same_content(b)
+            && a.mode == b.mode
+            && a.content_vv == b.content_vv
         {
             continue;
         }
@@ -214,8 +253,8 @@ pub fn plan(left: &Index, right: &Index) -> Plan {
     out.steps.sort_by(|x, y| {
         let (px, py) = (x.op.phase(), y.op.phase());
         px.cmp(&py).then_with(|| {
-            if px == 5 {
-                // Deepest folders first.
+            if px == 5 || px == 6 {
+                // Deepest folders first (a chmod may close a folder to its own children).
                 y.path.cmp(&x.path)
             } else {
                 x.path.cmp(&y.path)
@@ -257,10 +296,19 @@ impl Planner<'_> {
             causality = Causality::Concurrent;
         }
         match causality {
-            Causality::Equal => Target::plain(a.kind, a.vv.clone()),
-            Causality::Dominates => take(Side::Left, a),
-            Causality::DominatedBy => take(Side::Right, b),
-            Causality::Concurrent => self.concurrent(p, a, b),
+            // Same history: only the modes or content histories can differ (an index from
+            // before modes were kept on one side); nothing is newer, so they merge.
+            Causality::Equal => Target::plain(a.kind, a.vv.clone()).shaped(
+                unordered_mode(a, b),
+                a.content_history().merged(b.content_history()),
+            ),
+            Causality::Dominates => take(Side::Left, a, b),
+            Causality::DominatedBy => take(Side::Right, b, a),
+            Causality::Concurrent => {
+                let m = concurrent_mode(a, b);
+                let c = a.content_history().merged(b.content_history());
+                self.concurrent(p, a, b).shaped(m, c)
+            }
         }
     }
 
@@ -269,6 +317,18 @@ impl Planner<'_> {
         let vv = a.vv.merged(&b.vv);
         match (a.kind, b.kind) {
             (Kind::File, Kind::File) if a.same_content(b) => Target::plain(Kind::File, vv),
+            // One side changed only the mode: the other's content, no conflict.
+            (Kind::File, Kind::File) if content_only_from(a, b) != content_only_from(b, a) => {
+                let from = if content_only_from(a, b) {
+                    Side::Left
+                } else {
+                    Side::Right
+                };
+                Target {
+                    content_from: Some(from),
+                    ..Target::plain(Kind::File, vv)
+                }
+            }
             (Kind::File, Kind::File) => {
                 // The later edit keeps the name; the replica id breaks a tie.
                 let left_wins = (a.mtime, self.left.replica) > (b.mtime, self.right.replica);
@@ -351,6 +411,11 @@ impl Planner<'_> {
             t.kind = Kind::Dir;
             t.vv = a.vv.merged(&b.vv).bumped(self.left.replica);
             t.content_from = None;
+            t.mode = [&a, &b]
+                .into_iter()
+                .find(|e| e.kind == Kind::Dir)
+                .and_then(|e| e.mode);
+            t.content_vv = None;
         }
     }
 }
@@ -386,7 +451,8 @@ fn detect_moves(steps: &mut Vec<Step>) {
         let Op::Trash { expect } = &steps[j].op else {
             continue;
         };
-        if expect.size != source.size {
+        // A move is a rename: it keeps the mode, so only one that has the wanted mode.
+        if expect.size != source.size || expect.mode != steps[i].result.mode {
             continue;
         }
         steps[i].op = Op::Move {
@@ -403,20 +469,66 @@ fn detect_moves(steps: &mut Vec<Step>) {
     });
 }
 
-/// The dominating side's state, applied to both.
-fn take(side: Side, winner: &Entry) -> Target {
+/// The dominating side's state, applied to both; its mode, or the other's where the winner
+/// does not know it (a server that reports none) and the kind stays.
+fn take(side: Side, winner: &Entry, loser: &Entry) -> Target {
+    let mode = winner
+        .mode
+        .or(loser.mode.filter(|_| loser.kind == winner.kind));
     Target {
         kind: winner.kind,
         vv: winner.vv.clone(),
         content_from: (winner.kind == Kind::File).then_some(side),
         aside: None,
+        mode: None,
+        content_vv: None,
+    }
+    .shaped(mode, winner.content_history().clone())
+}
+
+/// Whether `a` holds content `b` has not seen, while `b`'s content is one `a` has seen: `b`'s
+/// changes since were to the mode only, and `a`'s content stands.
+fn content_only_from(a: &Entry, b: &Entry) -> bool {
+    let newer = |x: &Entry, y: &Entry| {
+        matches!(
+            x.content_history().compare(&y.vv),
+            Causality::Dominates | Causality::Concurrent
+        )
+    };
+    newer(a, b) && !newer(b, a)
+}
+
+/// Whether `a`'s mode was set by a change `b` has not seen: a counter of `a`'s history past
+/// both its content history and `b`'s history is a chmod `b` does not know.
+fn mode_is_news(a: &Entry, b: &Entry) -> bool {
+    let content = a.content_history();
+    a.vv.iter()
+        .any(|(r, n)| n > content.get(r).max(b.vv.get(r)))
+}
+
+/// The mode of two concurrent entries: the side that changed it, else both merged.
+fn concurrent_mode(a: &Entry, b: &Entry) -> Option<u32> {
+    if a.kind != b.kind {
+        // A kind clash: the live side (the folder, where one is) decides.
+        return [a, b]
+            .into_iter()
+            .find(|e| e.kind == Kind::Dir)
+            .or_else(|| [a, b].into_iter().find(|e| e.is_live()))
+            .and_then(|e| e.mode);
+    }
+    match (mode_is_news(a, b), mode_is_news(b, a)) {
+        (true, false) => a.mode.or(b.mode),
+        (false, true) => b.mode.or(a.mode),
+        _ => unordered_mode(a, b),
     }
 }
 
-fn with_vv(e: &Entry, vv: &VersionVector) -> Entry {
-    let mut e = e.clone();
-    e.vv = vv.clone();
-    e
+/// Two modes neither of which is known to be newer: `mode::merge`, or the one that is known.
+fn unordered_mode(a: &Entry, b: &Entry) -> Option<u32> {
+    match (a.mode, b.mode) {
+        (Some(x), Some(y)) => Some(mode::merge(x, y)),
+        (x, y) => x.or(y),
+    }
 }
 
 /// The steps that bring `p` to `t` on both sides, given what each side holds (`a`, `b`).
@@ -523,7 +635,7 @@ impl At<'_> {
         let live_here = self.here.filter(|e| e.is_live()).cloned();
         match (self.here, src) {
             (Some(e), Some(s)) if e.kind == Kind::File && e.same_content(s) => {
-                push_record(out, self.side, self.p, e, &t.vv, self.same_vv);
+                self.keep(out, t, e);
             }
             (_, Some(s)) if from_other => {
                 let op = Op::Fetch {
@@ -531,11 +643,9 @@ impl At<'_> {
                     source: s.clone(),
                     replace: live_here,
                 };
-                self.push(out, op, with_vv(s, &t.vv));
+                self.push(out, op, t.entry_for(s));
             }
-            (Some(e), _) if e.kind == Kind::File => {
-                push_record(out, self.side, self.p, e, &t.vv, self.same_vv);
-            }
+            (Some(e), _) if e.kind == Kind::File => self.keep(out, t, e),
             // Unreachable with consistent inputs (the content side holds a file).
             _ => {}
         }
@@ -543,15 +653,34 @@ impl At<'_> {
 
     fn dir(&self, out: &mut Plan, t: &Target, mtime: MTime) {
         match self.here {
-            Some(e) if e.kind == Kind::Dir => {
-                if !self.same_vv {
-                    out.steps.push(record(self.side, self.p, with_vv(e, &t.vv)));
-                }
-            }
+            Some(e) if e.kind == Kind::Dir => self.keep(out, t, e),
             _ => {
                 let replace = self.here.filter(|e| e.is_live()).cloned();
-                self.push(out, Op::MkDir { replace }, Entry::dir(mtime, t.vv.clone()));
+                let made = t.entry_for(&Entry::dir(mtime, t.vv.clone()));
+                // Made fillable (`mode::while_filling`); a mode that forbids the owner to
+                // write or enter it is set after everything has gone in.
+                if let Some(m) = made.mode.filter(|m| mode::blocks_filling(*m)) {
+                    self.push(out, Op::Chmod { mode: m }, made.clone());
+                }
+                self.push(out, Op::MkDir { replace }, made);
             }
+        }
+    }
+
+    /// What is here stays: its record takes the target's history, and its mode is set where
+    /// it differs (a disk that reports no mode keeps the wanted one in its index only).
+    fn keep(&self, out: &mut Plan, t: &Target, e: &Entry) {
+        let mut want = t.entry_for(e);
+        if want.mode == e.mode {
+            // What this disk shows of the mode stays known.
+            want.disk_mode = e.disk_mode;
+        }
+        match want.mode {
+            Some(m) if e.mode.is_some() && e.mode != want.mode => {
+                self.push(out, Op::Chmod { mode: m }, want)
+            }
+            _ if want != *e => self.push(out, Op::Record, want),
+            _ => {}
         }
     }
 
@@ -564,13 +693,6 @@ impl At<'_> {
             _ if !self.same_vv => out.steps.push(record(self.side, self.p, tomb)),
             _ => {}
         }
-    }
-}
-
-/// Records `e` with the target history, unless it already has it.
-fn push_record(out: &mut Plan, side: Side, p: &RelPath, e: &Entry, vv: &VersionVector, same: bool) {
-    if !same {
-        out.steps.push(record(side, p, with_vv(e, vv)));
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! ```json
 //! {".": {".st": 1637981552, ".sd": 0,
-//!        "file1": {".st": 1637981552, ".sn": 5, ".sd": 1, ".ss": 3, ".sh": "…", ".sv": {"…": 1}}},
+//!        "file1": {".st": 1637981552, ".sn": 5, ".sd": 1, ".ss": 3, ".sh": "…", ".sv": {"…": 1},
+//!                  ".sm": 644, ".sc": {"…": 1}}},
 //!  ".replica": "0123456789abcdef", ".format": 1}
 //! ```
+//! `.sm` is the permission bits, its octal digits written as a number (absent: unknown);
+//! `.sc` the content's own history where it is shorter than `.sv` (a chmod came after); `.so`
+//! the mode this replica's disk shows where it cannot hold `.sm` (a FAT file system).
 //! Inside an entry, keys of the form `.s<letter>` are metadata (unknown ones are kept); every
 //! other key is a child. A child whose name looks like metadata (or starts with `\`) is written
 //! with a leading `\`. Parsing streams into a flat map, so a million entries never exist as a
 //! `serde_json::Value` tree.
 
-use super::{ContentHash, Entry, Index, Kind, MTime, PeerRecord, ReplicaId, VersionVector};
+use super::{ContentHash, Entry, Index, Kind, MTime, PeerRecord, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -197,6 +201,9 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         let mut size = 0u64;
         let mut hash = None;
         let mut vv = VersionVector::new();
+        let mut mode = None;
+        let mut content_vv = None;
+        let mut disk_mode = None;
         let mut extra: Option<Box<Map<String, Value>>> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -217,13 +224,19 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                         de::Error::custom(format!("bad hash {s:?} at {}", self.path))
                     })?);
                 }
-                ".sv" => {
-                    let m: BTreeMap<String, u64> = map.next_value()?;
-                    let mut pairs = Vec::with_capacity(m.len());
-                    for (k, n) in m {
-                        pairs.push((k.parse::<ReplicaId>().map_err(de::Error::custom)?, n));
-                    }
-                    vv = VersionVector::from_pairs(pairs);
+                ".sv" => vv = parse_vv(map.next_value()?).map_err(de::Error::custom)?,
+                ".sm" => {
+                    let n: u64 = map.next_value()?;
+                    mode = Some(mode::from_digits(n).ok_or_else(|| {
+                        de::Error::custom(format!("bad mode {n} at {}", self.path))
+                    })?);
+                }
+                ".sc" => content_vv = Some(parse_vv(map.next_value()?).map_err(de::Error::custom)?),
+                ".so" => {
+                    let n: u64 = map.next_value()?;
+                    disk_mode = Some(mode::from_digits(n).ok_or_else(|| {
+                        de::Error::custom(format!("bad mode {n} at {}", self.path))
+                    })?);
                 }
                 k if is_meta_key(k) => {
                     let v: Value = map.next_value()?;
@@ -267,15 +280,30 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
             }
             _ => MTime::default(),
         };
-        Ok(Entry {
+        let mut e = Entry {
             kind,
             mtime,
             size: if kind == Kind::File { size } else { 0 },
             hash: if kind == Kind::File { hash } else { None },
             vv,
+            mode: if kind.is_live() { mode } else { None },
+            content_vv: None,
+            disk_mode: if kind.is_live() { disk_mode } else { None },
             extra,
-        })
+        };
+        if let Some(c) = content_vv {
+            e.set_content_history(c);
+        }
+        Ok(e)
     }
+}
+
+fn parse_vv(m: BTreeMap<String, u64>) -> Result<VersionVector, String> {
+    let mut pairs = Vec::with_capacity(m.len());
+    for (k, n) in m {
+        pairs.push((k.parse::<ReplicaId>()?, n));
+    }
+    Ok(VersionVector::from_pairs(pairs))
 }
 
 struct TopSer<'a>(&'a Index);
@@ -330,6 +358,9 @@ static MISSING_PARENT: Entry = Entry {
     size: 0,
     hash: None,
     vv: VersionVector::EMPTY,
+    mode: None,
+    content_vv: None,
+    disk_mode: None,
     extra: None,
 };
 
@@ -375,6 +406,15 @@ impl Serialize for EntrySer<'_> {
         }
         if !e.vv.is_empty() {
             m.serialize_entry(".sv", &VvSer(&e.vv))?;
+        }
+        if let Some(mode) = e.mode {
+            m.serialize_entry(".sm", &mode::to_digits(mode))?;
+        }
+        if let Some(c) = &e.content_vv {
+            m.serialize_entry(".sc", &VvSer(c))?;
+        }
+        if let Some(d) = e.disk_mode {
+            m.serialize_entry(".so", &mode::to_digits(d))?;
         }
         if let Some(x) = &e.extra {
             for (k, v) in x.iter() {
@@ -464,6 +504,15 @@ mod tests {
             p("d/sub/deep file\nwith newline ü"),
             Entry::tombstone(MTime::new(1, 0), vv.clone()),
         );
+        let chmodded = Entry::file(1, MTime::new(2, 0), Some(ContentHash::of(b"x")), vv.clone())
+            .with_mode(Some(0o644))
+            .chmodded(0o600, ReplicaId(8));
+        idx.entries.insert(p("d/private"), chmodded);
+        let mut on_fat = Entry::file(1, MTime::new(2, 0), None, vv.clone()).with_mode(Some(0o600));
+        on_fat.landed_mode(Some(0o755));
+        assert_eq!(on_fat.shown_mode(), Some(0o755));
+        idx.entries.insert(p("d/on-fat"), on_fat);
+        idx.entries.get_mut(&p("d")).unwrap().mode = Some(0o750);
         let mut extra = Map::new();
         extra.insert(".sq".into(), serde_json::json!({"future": true}));
         idx.entries.get_mut(&p("d")).unwrap().extra = Some(Box::new(extra));
@@ -494,6 +543,32 @@ mod tests {
             i2.entries = want;
             to_json_vec(&i2)
         });
+    }
+
+    #[test]
+    fn modes_are_octal_digits_and_absent_means_unknown() {
+        let doc = br#"{".": {".sd": 0, ".sm": 700,
+            "old": {".sd": 1, ".st": 1},
+            "key": {".sd": 1, ".st": 1, ".sm": 600, ".sv": {"a": 2}, ".sc": {"a": 1}},
+            "gone": {".sd": null, ".sm": 644}}}"#;
+        let idx = from_json_slice(doc).unwrap();
+        assert_eq!(idx.root.mode, Some(0o700));
+        assert_eq!(idx.entries[&p("old")].mode, None);
+        let key = &idx.entries[&p("key")];
+        assert_eq!(key.mode, Some(0o600));
+        assert_eq!(key.content_history().get(ReplicaId(0xa)), 1);
+        assert_eq!(key.vv.get(ReplicaId(0xa)), 2);
+        assert_eq!(idx.entries[&p("gone")].mode, None);
+        let back = String::from_utf8(to_json_vec(&idx)).unwrap();
+        assert!(back.contains(r#"".sm":600"#), "{back}");
+        assert!(!back.contains(r#"".sm":644"#), "{back}");
+        for bad in [
+            &br#"{".": {".sd": 0, "a": {".sd": 1, ".sm": 8}}}"#[..],
+            br#"{".": {".sd": 0, "a": {".sd": 1, ".sm": 1777}}}"#,
+            br#"{".": {".sd": 0, "a": {".sd": 1, ".sm": "644"}}}"#,
+        ] {
+            assert!(matches!(from_json_slice(bad), Err(FormatError::Bad(_))));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Pure data; reading and writing the `.sync` JSON lives in `format`, disk walking in `scan`.
 
 mod format;
+pub mod mode;
 mod vv;
 
 pub use format::{FormatError, from_json_slice, to_json_vec};
@@ -98,6 +99,15 @@ pub struct Entry {
     /// Content digest; `None` until hashed (or for folders and tombstones).
     pub hash: Option<ContentHash>,
     pub vv: VersionVector,
+    /// Permission bits (`mode::PERM_BITS`); `None` where they are unknown (an index written
+    /// before modes were kept, a server that does not report them).
+    pub mode: Option<u32>,
+    /// The history of the content alone, where it is shorter than `vv` (the later changes
+    /// were to the mode only): how a chmod on one side merges with an edit on the other.
+    pub content_vv: Option<VersionVector>,
+    /// What this replica's disk shows where it cannot hold `mode` (a FAT file system): the
+    /// scan compares with it, so the disk's own mode is never taken for a chmod. Never synced.
+    pub disk_mode: Option<u32>,
     /// Dot-keys we do not know, kept so a newer version's data survives us.
     pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
@@ -110,6 +120,9 @@ impl Entry {
             size,
             hash,
             vv,
+            mode: None,
+            content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
@@ -121,6 +134,9 @@ impl Entry {
             size: 0,
             hash: None,
             vv,
+            mode: None,
+            content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
@@ -132,12 +148,54 @@ impl Entry {
             size: 0,
             hash: None,
             vv,
+            mode: None,
+            content_vv: None,
+            disk_mode: None,
             extra: None,
         }
     }
 
     pub fn is_live(&self) -> bool {
         self.kind.is_live()
+    }
+
+    /// The history of the content: `vv` unless the latest changes were to the mode only.
+    pub fn content_history(&self) -> &VersionVector {
+        self.content_vv.as_ref().unwrap_or(&self.vv)
+    }
+
+    /// Sets the content history, kept only where it differs from `vv`.
+    pub fn set_content_history(&mut self, c: VersionVector) {
+        self.content_vv = (c != self.vv).then_some(c);
+    }
+
+    /// The mode the disk is expected to show: `mode`, or what it showed when it could not hold it.
+    pub fn shown_mode(&self) -> Option<u32> {
+        self.disk_mode.or(self.mode)
+    }
+
+    /// Notes what the disk shows after this entry was written there with its mode (`None`:
+    /// the store cannot tell); a disk that could not hold the mode keeps it in the index only.
+    pub fn landed_mode(&mut self, shown: Option<u32>) {
+        self.disk_mode = shown.filter(|m| self.mode.is_some_and(|want| want != *m));
+    }
+
+    /// The same entry with `mode`.
+    pub fn with_mode(mut self, mode: Option<u32>) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// A chmod seen by replica `me`: a change of its own (the vector moves on), while the
+    /// content keeps its history.
+    pub fn chmodded(&self, mode: u32, me: ReplicaId) -> Entry {
+        let mut n = self.clone();
+        let content = self.content_history().clone();
+        n.vv.bump(me);
+        n.mode = Some(mode);
+        n.disk_mode = None;
+        n.set_content_history(content);
+        n
     }
 
     /// Same thing on disk: kind, and content for files. Metadata like mtime may differ.
@@ -232,6 +290,21 @@ impl Index {
             buf.extend_from_slice(&e.size.to_le_bytes());
             if let Some(x) = e.hash {
                 buf.extend_from_slice(&x.0);
+            }
+            if let Some(m) = e.mode {
+                buf.push(b'm');
+                buf.extend_from_slice(&m.to_le_bytes());
+            }
+            if let Some(m) = e.disk_mode {
+                buf.push(b'o');
+                buf.extend_from_slice(&m.to_le_bytes());
+            }
+            if let Some(c) = &e.content_vv {
+                buf.push(b'c');
+                for (r, n) in c.iter() {
+                    buf.extend_from_slice(&r.0.to_le_bytes());
+                    buf.extend_from_slice(&n.to_le_bytes());
+                }
             }
             for (r, n) in e.vv.iter() {
                 buf.extend_from_slice(&r.0.to_le_bytes());

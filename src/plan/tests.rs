@@ -21,6 +21,11 @@ enum Node {
 #[derive(Debug, Clone)]
 struct Replica {
     disk: BTreeMap<RelPath, Node>,
+    /// Permission bits set on the disk; a path not here has its kind's default.
+    modes: BTreeMap<RelPath, u32>,
+    /// False for a disk without modes of its own (FAT): every path shows 0755, chmod does
+    /// nothing.
+    holds_modes: bool,
     index: Index,
     trash: Vec<u32>,
     /// This replica's clock; the right one runs an hour behind.
@@ -35,9 +40,27 @@ impl Replica {
     fn new(id: u64, clock: i64) -> Self {
         Replica {
             disk: BTreeMap::new(),
+            modes: BTreeMap::new(),
+            holds_modes: true,
             index: Index::new(ReplicaId(id)),
             trash: Vec::new(),
             clock,
+        }
+    }
+
+    /// The mode the disk shows at `q`: what was set, else 0644 for a file, 0755 for a folder.
+    fn mode_of(&self, q: &RelPath) -> Option<u32> {
+        let default = match self.disk.get(q)? {
+            _ if !self.holds_modes => return Some(0o755),
+            Node::File { .. } => 0o644,
+            Node::Dir => 0o755,
+        };
+        Some(self.modes.get(q).copied().unwrap_or(default))
+    }
+
+    fn chmod(&mut self, q: &RelPath, m: u32) {
+        if self.disk.contains_key(q) && self.holds_modes {
+            self.modes.insert(q.clone(), m);
         }
     }
 
@@ -56,11 +79,13 @@ impl Replica {
                         kind: Kind::File,
                         size: 4,
                         mtime: MTime::new(mtime, 0),
+                        mode: self.mode_of(p),
                     },
                     Node::Dir => Observed {
                         kind: Kind::Dir,
                         size: 0,
                         mtime: MTime::default(),
+                        mode: self.mode_of(p),
                     },
                 };
                 (p.clone(), o)
@@ -91,6 +116,7 @@ impl Replica {
             .cloned()
             .collect();
         for g in gone {
+            self.modes.remove(&g);
             if let Some(Node::File { content, .. }) = self.disk.remove(&g)
                 && to_trash
             {
@@ -113,8 +139,13 @@ impl Replica {
 
     fn write(&mut self, at: &RelPath, content: u32) {
         self.make_parents(at);
-        if let Some(Node::Dir) = self.disk.get(at) {
-            self.remove_subtree(at, true);
+        match self.disk.get(at) {
+            Some(Node::Dir) => self.remove_subtree(at, true),
+            // A new file gets the default mode; writing into one keeps its mode.
+            None => {
+                self.modes.remove(at);
+            }
+            Some(Node::File { .. }) => {}
         }
         let mtime = self.tick();
         self.disk.insert(at.clone(), Node::File { content, mtime });
@@ -142,8 +173,12 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
         match &s.op {
             Op::MoveAside { to } => {
                 let n = here.disk.remove(&s.path).expect("move-aside source exists");
+                let m = here.modes.remove(&s.path);
                 here.make_parents(to);
                 here.disk.insert(to.clone(), n);
+                if let Some(m) = m {
+                    here.modes.insert(to.clone(), m);
+                }
                 here.index.entries.remove(&s.path);
                 here.index.entries.insert(to.clone(), result);
                 continue;
@@ -154,6 +189,11 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
                 }
                 here.make_parents(&s.path);
                 here.disk.insert(s.path.clone(), Node::Dir);
+                let m = result.mode.map(crate::index::mode::while_filling);
+                here.modes.remove(&s.path);
+                if let Some(m) = m {
+                    here.chmod(&s.path, m);
+                }
             }
             Op::Fetch { from, .. } => {
                 let Some(Node::File { content, mtime }) = there.disk.get(from).copied() else {
@@ -163,6 +203,8 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
                 here.make_parents(&s.path);
                 here.disk
                     .insert(s.path.clone(), Node::File { content, mtime });
+                here.modes
+                    .insert(s.path.clone(), result.mode.unwrap_or(0o644));
                 result.mtime = MTime::new(mtime, 0);
             }
             Op::Move {
@@ -177,13 +219,30 @@ fn execute(plan: &Plan, l: &mut Replica, r: &mut Replica) {
                     s.result.hash,
                     "move of other content"
                 );
+                let m = here.modes.remove(from);
                 here.make_parents(&s.path);
                 here.disk.insert(s.path.clone(), n);
+                if let Some(m) = m {
+                    here.modes.insert(s.path.clone(), m);
+                }
                 here.index.entries.insert(from.clone(), from_result.clone());
                 result.mtime = MTime::new(mtime, 0);
             }
             Op::Trash { .. } | Op::RmDir => here.remove_subtree(&s.path.clone(), true),
+            Op::Chmod { mode } => {
+                assert!(here.disk.contains_key(&s.path), "chmod of nothing: {s:?}");
+                here.chmod(&s.path, *mode);
+            }
             Op::Record => {}
+        }
+        // What the disk shows of the mode, noted as `sync::apply` notes it.
+        let blocked = result.mode.is_some_and(crate::index::mode::blocks_filling);
+        match &s.op {
+            Op::Fetch { .. } | Op::Move { .. } | Op::Chmod { .. } => {
+                result.landed_mode(here.mode_of(&s.path))
+            }
+            Op::MkDir { .. } if !blocked => result.landed_mode(here.mode_of(&s.path)),
+            _ => {}
         }
         here.index.entries.insert(s.path.clone(), result);
     }
@@ -197,7 +256,10 @@ enum Edit {
     Delete(usize),
     Mkdir(usize),
     Rename(usize, usize),
+    Chmod(usize, u32),
 }
+
+const MODES: [u32; 6] = [0o600, 0o644, 0o755, 0o700, 0o640, 0o500];
 
 const PATHS: [&str; 7] = ["a", "b", "a/x", "a/y", "b/x", "a/x/q", "c.txt"];
 
@@ -208,7 +270,8 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
         1 => i.clone().prop_map(Edit::WriteSame),
         2 => i.clone().prop_map(Edit::Delete),
         1 => i.clone().prop_map(Edit::Mkdir),
-        2 => (i.clone(), i).prop_map(|(a, b)| Edit::Rename(a, b)),
+        2 => (i.clone(), i.clone()).prop_map(|(a, b)| Edit::Rename(a, b)),
+        2 => (i, 0..MODES.len()).prop_map(|(a, m)| Edit::Chmod(a, MODES[m])),
     ]
 }
 
@@ -231,10 +294,15 @@ fn apply_edit(e: &Edit, me: &mut Replica, other: &Replica, next: &mut u32) {
             }
             if let Some(n @ Node::File { .. }) = me.disk.get(&from).copied() {
                 me.disk.remove(&from);
+                let m = me.modes.remove(&from);
                 me.make_parents(&to);
-                me.disk.insert(to, n);
+                me.disk.insert(to.clone(), n);
+                if let Some(m) = m {
+                    me.modes.insert(to, m);
+                }
             }
         }
+        Edit::Chmod(i, m) => me.chmod(&p(PATHS[*i]), *m),
         Edit::Mkdir(i) => {
             let at = p(PATHS[*i]);
             if !me.disk.contains_key(&at) {
@@ -254,7 +322,8 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
         .into_iter()
         .chain(r.live_contents())
         .collect();
-    // Versions the other side has not superseded (edits it has not seen) must stay live.
+    // Versions the other side has not superseded (edits it has not seen) must stay live; a
+    // content the other side has seen is superseded, whatever chmods came after it.
     let mut unsuperseded = Vec::new();
     for (me, other) in [(&*l, &*r), (&*r, &*l)] {
         for (q, n) in &me.disk {
@@ -267,13 +336,37 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
                 .get(q)
                 .map(|o| o.vv.clone())
                 .unwrap_or_default();
-            if e.vv.compare(&theirs) != Causality::DominatedBy {
+            if e.content_history().compare(&theirs) != Causality::DominatedBy {
                 unsuperseded.push(c);
             }
         }
     }
+    let modes_before: Vec<BTreeMap<RelPath, (bool, u32)>> = [&*l, &*r]
+        .into_iter()
+        .map(|rep| {
+            rep.disk
+                .iter()
+                .filter_map(|(q, n)| Some((q.clone(), (*n == Node::Dir, rep.mode_of(q)?))))
+                .collect()
+        })
+        .collect();
     let pl = plan(&l.index, &r.index);
     execute(&pl, l, r);
+    // A sync never makes anything more readable than one of the sides had it.
+    for (q, n) in &l.disk {
+        let Some(now) = l.mode_of(q) else { continue };
+        let before: Vec<u32> = modes_before
+            .iter()
+            .filter_map(|m| m.get(q))
+            .filter(|(dir, _)| *dir == (*n == Node::Dir))
+            .map(|(_, m)| *m)
+            .collect();
+        if !before.is_empty() && !before.iter().any(|b| now & 0o444 & !b == 0) {
+            return Err(format!(
+                "{q} became more readable: {now:o} from {before:?}; plan {pl:#?}"
+            ));
+        }
+    }
     for c in &unsuperseded {
         if !l.live_contents().contains(c) || !r.live_contents().contains(c) {
             return Err(format!(
@@ -292,19 +385,21 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
             return Err(format!("content {c} lost; plan {pl:#?}"));
         }
     }
-    // Both disks hold the same tree.
+    // Both disks hold the same tree, with the same modes where both can hold them.
+    let shown =
+        |rep: &Replica, k: &RelPath| (l.holds_modes && r.holds_modes).then(|| rep.mode_of(k));
     if l.disk
         .iter()
-        .map(|(k, n)| (k, content(n)))
+        .map(|(k, n)| (k, content(n), shown(l, k)))
         .collect::<Vec<_>>()
         != r.disk
             .iter()
-            .map(|(k, n)| (k, content(n)))
+            .map(|(k, n)| (k, content(n), shown(r, k)))
             .collect::<Vec<_>>()
     {
         return Err(format!(
-            "disks differ after sync:\n{:?}\n{:?}\nplan {pl:#?}",
-            l.disk, r.disk
+            "disks differ after sync:\n{:?} {:?}\n{:?} {:?}\nplan {pl:#?}",
+            l.disk, l.modes, r.disk, r.modes
         ));
     }
     // Each index describes its disk: a rescan finds nothing new.
@@ -319,7 +414,7 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
             .filter(|(k, e)| {
                 idx.entries
                     .get(*k)
-                    .map(|x| x.vv != e.vv || x.kind != e.kind)
+                    .map(|x| x.vv != e.vv || x.kind != e.kind || x.mode != e.mode)
                     != Some(false)
             })
             .map(|(k, _)| k.clone())
@@ -340,7 +435,9 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
     for k in keys {
         let (a, b) = (l.index.entries.get(k), r.index.entries.get(k));
         let same = match (a, b) {
-            (Some(a), Some(b)) => a.vv == b.vv && a.kind == b.kind && a.same_content(b),
+            (Some(a), Some(b)) => {
+                a.vv == b.vv && a.kind == b.kind && a.same_content(b) && a.mode == b.mode
+            }
             _ => false,
         };
         if !same {
@@ -370,10 +467,12 @@ proptest! {
         rounds in proptest::collection::vec(
             (proptest::collection::vec(arb_edit(), 0..4), proptest::collection::vec(arb_edit(), 0..4)),
             1..5,
-        )
+        ),
+        right_holds_modes in proptest::bool::weighted(0.8),
     ) {
         let mut l = Replica::new(0x1111, 1_000_000);
         let mut r = Replica::new(0x2222, 1_000_000 - 3600);
+        r.holds_modes = right_holds_modes;
         let mut next = 0u32;
         for (le, re) in &rounds {
             for e in le {
@@ -501,4 +600,186 @@ fn conflict_names() {
     );
     assert_eq!(crate::time::stamp(0), "19700101-000000");
     assert_eq!(crate::time::stamp(951_782_400), "20000229-000000");
+}
+
+fn mode_at(r: &Replica, q: &str) -> Option<u32> {
+    r.mode_of(&p(q))
+}
+
+#[test]
+fn a_chmod_alone_syncs_without_moving_content() {
+    let (mut l, mut r) = synced_pair();
+    l.chmod(&p("a"), 0o600);
+    l.scan();
+    r.scan();
+    let pl = plan(&l.index, &r.index);
+    assert_eq!(
+        pl.steps.iter().map(|s| &s.op).collect::<Vec<_>>(),
+        vec![&Op::Chmod { mode: 0o600 }],
+        "{pl:#?}"
+    );
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&r, "a"), Some(0o600));
+}
+
+#[test]
+fn a_chmod_and_a_concurrent_edit_merge() {
+    for chmod_left in [true, false] {
+        let (mut l, mut r) = synced_pair();
+        let (chmodder, editor) = if chmod_left {
+            (&mut l, &mut r)
+        } else {
+            (&mut r, &mut l)
+        };
+        chmodder.chmod(&p("a"), 0o755);
+        editor.write(&p("a"), 9);
+        l.scan();
+        r.scan();
+        let pl = plan(&l.index, &r.index);
+        assert!(pl.conflicts.is_empty(), "{pl:#?}");
+        sync_and_check(&mut l, &mut r).unwrap();
+        for side in [&l, &r] {
+            assert_eq!(content(&side.disk[&p("a")]), Some(9));
+            assert_eq!(mode_at(side, "a"), Some(0o755));
+            assert_eq!(side.disk.len(), 1, "no conflict copy: {:?}", side.disk);
+        }
+    }
+}
+
+#[test]
+fn concurrent_chmods_merge_to_the_narrower() {
+    let (mut l, mut r) = synced_pair();
+    l.chmod(&p("a"), 0o600);
+    r.chmod(&p("a"), 0o755);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&l, "a"), Some(0o700));
+    assert_eq!(mode_at(&r, "a"), Some(0o700));
+}
+
+#[test]
+fn an_edit_keeps_the_mode_of_the_file_it_replaces() {
+    let (mut l, mut r) = synced_pair();
+    l.chmod(&p("a"), 0o600);
+    sync_and_check(&mut l, &mut r).unwrap();
+    r.write(&p("a"), 7);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("a")]), Some(7));
+    assert_eq!(mode_at(&l, "a"), Some(0o600));
+}
+
+#[test]
+fn a_folder_that_forbids_writing_is_filled_then_closed() {
+    let mut l = Replica::new(1, 1000);
+    let mut r = Replica::new(2, 1000);
+    l.write(&p("d/f"), 1);
+    l.chmod(&p("d"), 0o500);
+    l.scan();
+    r.scan();
+    let pl = plan(&l.index, &r.index);
+    let ops: Vec<&Op> = pl.steps.iter().map(|s| &s.op).collect();
+    assert!(matches!(ops[0], Op::MkDir { .. }), "{pl:#?}");
+    assert!(matches!(ops[1], Op::Fetch { .. }), "{pl:#?}");
+    assert_eq!(ops[2], &Op::Chmod { mode: 0o500 });
+    assert_eq!(pl.steps[0].result.mode, Some(0o500));
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&r, "d"), Some(0o500));
+}
+
+/// An index written before modes were kept: the first sync after the upgrade takes the modes
+/// as the disks have them, changes no history and moves no content; where the sides differ
+/// (a sync of the old version widened one), the narrower reading wins, and the +x stays.
+#[test]
+fn an_index_without_modes_adopts_the_disk_without_a_change() {
+    let (mut l, mut r) = synced_pair();
+    l.write(&p("run.sh"), 2);
+    l.write(&p("same"), 3);
+    sync_and_check(&mut l, &mut r).unwrap();
+    l.chmod(&p("a"), 0o600);
+    l.chmod(&p("run.sh"), 0o755);
+    for side in [&mut l, &mut r] {
+        for e in side.index.entries.values_mut() {
+            e.mode = None;
+        }
+    }
+    let before: Vec<VersionVector> = l.index.entries.values().map(|e| e.vv.clone()).collect();
+    l.scan();
+    r.scan();
+    let after: Vec<VersionVector> = l.index.entries.values().map(|e| e.vv.clone()).collect();
+    assert_eq!(before, after, "adopting modes is no change");
+    let pl = plan(&l.index, &r.index);
+    assert!(
+        pl.steps
+            .iter()
+            .all(|s| matches!(s.op, Op::Chmod { .. } | Op::Record)),
+        "{pl:#?}"
+    );
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&r, "a"), Some(0o600));
+    assert_eq!(mode_at(&r, "run.sh"), Some(0o755));
+    assert_eq!(mode_at(&r, "same"), Some(0o644));
+    assert_eq!(l.index.entries[&p("a")].vv, r.index.entries[&p("a")].vv);
+}
+
+#[test]
+fn modes_survive_renames_conflicts_and_deletes() {
+    // A rename on one side and a chmod on the other: the renamed file keeps the new mode.
+    let (mut l, mut r) = synced_pair();
+    r.chmod(&p("a"), 0o600);
+    sync_and_check(&mut l, &mut r).unwrap();
+    let n = l.disk.remove(&p("a")).unwrap();
+    let m = l.modes.remove(&p("a")).unwrap();
+    l.disk.insert(p("b"), n);
+    l.modes.insert(p("b"), m);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&r, "b"), Some(0o600));
+    // Concurrent edits: each version keeps its own mode, the copy included.
+    l.write(&p("b"), 5);
+    r.write(&p("b"), 6);
+    r.chmod(&p("b"), 0o640);
+    sync_and_check(&mut l, &mut r).unwrap();
+    let copy = l
+        .disk
+        .keys()
+        .find(|k| k.as_str().contains(CONFLICT_MARK))
+        .unwrap()
+        .clone();
+    let copy_content = content(&l.disk[&copy]);
+    let copy_mode = if copy_content == Some(6) {
+        0o640
+    } else {
+        0o600
+    };
+    assert_eq!(l.mode_of(&copy), Some(copy_mode));
+    // Delete vs chmod keeps the file, with the chmod.
+    l.remove_subtree(&p("b"), false);
+    r.chmod(&p("b"), 0o700);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(mode_at(&l, "b"), Some(0o700));
+}
+
+/// A far side whose disk cannot hold modes (FAT) keeps them in its index: what it shows is
+/// never taken for a chmod, an edit there keeps the mode, and nothing ping-pongs.
+#[test]
+fn a_disk_without_modes_keeps_them_in_its_index() {
+    let mut l = Replica::new(1, 1000);
+    let mut r = Replica::new(2, 1000);
+    r.holds_modes = false;
+    l.write(&p("secret"), 1);
+    l.chmod(&p("secret"), 0o600);
+    l.write(&p("private/notes"), 2);
+    l.chmod(&p("private"), 0o700);
+    sync_and_check(&mut l, &mut r).unwrap();
+    let e = &r.index.entries[&p("secret")];
+    assert_eq!((e.mode, e.disk_mode), (Some(0o600), Some(0o755)));
+    // An edit on the disk without modes keeps the mode everywhere.
+    r.write(&p("secret"), 3);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(content(&l.disk[&p("secret")]), Some(3));
+    assert_eq!(mode_at(&l, "secret"), Some(0o600));
+    // A chmod where modes are held reaches the other index, and stays there.
+    l.chmod(&p("secret"), 0o640);
+    sync_and_check(&mut l, &mut r).unwrap();
+    assert_eq!(r.index.entries[&p("secret")].mode, Some(0o640));
+    assert_eq!(mode_at(&l, "secret"), Some(0o640));
+    assert_eq!(mode_at(&l, "private"), Some(0o700));
 }

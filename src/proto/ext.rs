@@ -21,6 +21,8 @@ pub const REFRESH_SKIPPED_NAMED: usize = 1000;
 pub const REFRESH_SKIPPED_MORE: u32 = 0x5346_0002;
 /// Many small files to new temp names in one request.
 pub const WRITE_FILES: &str = "write-files@filesync";
+/// The same, each file with its permission bits.
+pub const WRITE_FILES_WITH_MODE: &str = "write-files-with-mode@filesync";
 /// Temps made durable together and put in place, what they replace kept in the trash.
 pub const INSTALL_FILES: &str = "install-files@filesync";
 /// Many small files whole in one reply.
@@ -36,6 +38,7 @@ pub const OFFERED: &[(&str, &str)] = &[
     (LIMITS, "1"),
     (INDEX_REFRESH, "1"),
     (WRITE_FILES, "1"),
+    (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),
     (READ_FILES, "1"),
 ];

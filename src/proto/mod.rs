@@ -292,8 +292,13 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
 pub struct PutFile {
     pub path: Bytes,
     pub mtime: u64,
+    /// Its permission bits (`write-files-with-mode@filesync` only).
+    pub mode: Option<u32>,
     pub data: Bytes,
 }
+
+/// The mode field of a `write-files-with-mode@filesync` file that has none.
+pub const NO_MODE: u32 = u32::MAX;
 
 /// One file of an `install-files@filesync` request: the temp to put at `path`; `fresh`
 /// means nothing may be there, else what is there goes to the trash.
@@ -330,6 +335,20 @@ pub fn decode_write_files(data: &Bytes) -> Result<Vec<PutFile>, Malformed> {
         Ok(PutFile {
             path: r.string()?,
             mtime: r.u64()?,
+            mode: None,
+            data: r.string()?,
+        })
+    })
+}
+
+/// `u32 count`, then per file: string path, u64 mtime, u32 mode (`NO_MODE`: none), string
+/// data.
+pub fn decode_write_files_with_mode(data: &Bytes) -> Result<Vec<PutFile>, Malformed> {
+    batch(data, |r| {
+        Ok(PutFile {
+            path: r.string()?,
+            mtime: r.u64()?,
+            mode: Some(r.u32()?).filter(|m| *m != NO_MODE),
             data: r.string()?,
         })
     })
@@ -430,6 +449,15 @@ impl BatchBuilder {
         self.string(data);
         self.count += 1;
     }
+    /// Adds a file to a `write-files-with-mode@filesync` payload.
+    pub fn put_file_with_mode(&mut self, path: &str, mtime: u64, mode: Option<u32>, data: &[u8]) {
+        self.string(path.as_bytes());
+        self.buf.extend_from_slice(&mtime.to_be_bytes());
+        self.buf
+            .extend_from_slice(&mode.unwrap_or(NO_MODE).to_be_bytes());
+        self.string(data);
+        self.count += 1;
+    }
     /// Adds a file to a `read-files@filesync` payload.
     pub fn read_file(&mut self, path: &str, max: u64) {
         self.string(path.as_bytes());
@@ -452,6 +480,11 @@ impl BatchBuilder {
 /// What `put_file` adds for a file: the payload size a request must leave room for.
 pub fn put_file_len(path: &str, data_len: usize) -> usize {
     4 + path.len() + 8 + 4 + data_len
+}
+
+/// What `put_file_with_mode` adds for a file.
+pub fn put_file_with_mode_len(path: &str, data_len: usize) -> usize {
+    put_file_len(path, data_len) + 4
 }
 
 /// The outcomes of a batch reply's payload (after the request id), one per file.
@@ -573,14 +606,28 @@ mod tests {
                 PutFile {
                     path: Bytes::from_static(b"/a/.x.sync-tmp.1"),
                     mtime: 1_700_000_000,
+                    mode: None,
                     data: Bytes::from_static(b"hello"),
                 },
                 PutFile {
                     path: Bytes::from_static(b"/b"),
                     mtime: 0,
+                    mode: None,
                     data: Bytes::new(),
                 },
             ]
+        );
+        let mut m = BatchBuilder::default();
+        m.put_file_with_mode("/p", 7, Some(0o600), b"x");
+        m.put_file_with_mode("/q", 8, None, b"");
+        let moded = Bytes::from(m.finish());
+        let got = decode_write_files_with_mode(&moded).unwrap();
+        assert_eq!(got[0].mode, Some(0o600));
+        assert_eq!(got[1].mode, None);
+        assert_eq!(got[0].data, Bytes::from_static(b"x"));
+        assert_eq!(
+            put_file_with_mode_len("/p", 1) + put_file_with_mode_len("/q", 0) + 4,
+            moded.len()
         );
         assert_eq!(
             put_file_len("/b", 0) + put_file_len("/a/.x.sync-tmp.1", 5) + 4,

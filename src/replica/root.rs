@@ -335,14 +335,47 @@ impl Root {
 
     /// A new file `name` in the folder `dir` (never one that is there), for writing.
     pub fn create_in(dir: &OwnedFd, name: &str) -> RootResult<File> {
+        Self::create_in_with(dir, name, None)
+    }
+
+    /// `create_in` with exactly the permission bits `mode` (`None`: the umask's default). The
+    /// file is born with `mode` as the umask narrows it and set to `mode` before anything is
+    /// written: it is never readable by more than `mode` allows.
+    pub fn create_in_with(dir: &OwnedFd, name: &str, mode: Option<u32>) -> RootResult<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        Ok(File::from(rustix::fs::openat(
+        let bits = mode.map_or(0o666, crate::index::mode::perm_bits);
+        let f = File::from(rustix::fs::openat(
             dir,
             name,
             flags,
-            Mode::from_raw_mode(0o666),
-        )?))
+            Mode::from_raw_mode(bits),
+        )?);
+        if mode.is_some() {
+            match rustix::fs::fchmod(&f, Mode::from_raw_mode(bits)) {
+                // A file system without modes (FAT): the file shows its own, which the
+                // caller reads back.
+                Err(e) if cannot_hold_modes(e) => {}
+                r => r?,
+            }
+        }
+        Ok(f)
+    }
+
+    /// Sets the permission bits of what stands at `p` itself; a link is never followed.
+    pub fn set_mode(&self, p: &RelPath, mode: u32) -> RootResult<()> {
+        let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
+        if is_link(&rustix::fs::fstat(&fd)?) {
+            return Err(RootError::ThroughLink(p.clone()));
+        }
+        // fchmod refuses an O_PATH descriptor (a file or folder without read permission can
+        // only be opened so); its /proc name acts on the same inode without a path lookup.
+        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let bits = Mode::from_raw_mode(crate::index::mode::perm_bits(mode));
+        match rustix::fs::chmod(proc.as_str(), bits) {
+            Err(e) if cannot_hold_modes(e) => Ok(()),
+            r => Ok(r?),
+        }
     }
 
     /// The folder `p`, opened for listing.
@@ -426,6 +459,12 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// What chmod answers on a file system that has no modes of its own (FAT refuses it, others
+/// may not support it): the mode stays what the disk shows, and the index keeps the wanted one.
+fn cannot_hold_modes(e: Errno) -> bool {
+    matches!(e, Errno::PERM | Errno::NOTSUP)
 }
 
 /// How a folder is opened to be listed: never through a symlink.

@@ -14,7 +14,7 @@ pub use local::{scan, scan_walked};
 pub use rules::Rules;
 pub use walk::{Skip, Skipped};
 
-use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
+use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
 use rustix::fs::FileType;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,6 +31,8 @@ pub struct Observed {
     pub kind: Kind,
     pub size: u64,
     pub mtime: MTime,
+    /// Permission bits, where the lister reports them.
+    pub mode: Option<u32>,
 }
 
 impl Observed {
@@ -49,6 +51,9 @@ impl Observed {
             kind,
             size: if kind == Kind::File { m.len() } else { 0 },
             mtime,
+            mode: Some(mode::perm_bits(std::os::unix::fs::PermissionsExt::mode(
+                &m.permissions(),
+            ))),
         })
     }
 
@@ -68,6 +73,7 @@ impl Observed {
                 0
             },
             mtime: MTime::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
+            mode: Some(mode::perm_bits(st.st_mode as u32)),
         })
     }
 }
@@ -77,6 +83,8 @@ pub struct ScanStats {
     pub added: u64,
     pub modified: u64,
     pub deleted: u64,
+    /// Files and folders whose permission bits alone changed.
+    pub chmodded: u64,
     /// Files whose content was read to hash it.
     pub hashed: u64,
     pub hashed_bytes: u64,
@@ -98,7 +106,7 @@ pub struct ScanStats {
 
 impl ScanStats {
     pub fn changes(&self) -> u64 {
-        self.added + self.modified + self.deleted
+        self.added + self.modified + self.deleted + self.chmodded
     }
 }
 
@@ -168,19 +176,37 @@ pub fn reconcile(
 /// The entry for a folder seen at a path (`None`: the index already has it right).
 fn dir_entry(e: Option<&Entry>, o: &Observed, me: ReplicaId, st: &mut ScanStats) -> Option<Entry> {
     match e {
-        Some(e) if e.kind == Kind::Dir && !e.vv.is_empty() => None,
-        Some(e) if e.kind == Kind::Dir => Some(Entry::dir(e.mtime, e.vv.bumped(me))),
+        Some(e) if e.kind == Kind::Dir && !e.vv.is_empty() => seen_mode(e, o, me, st),
+        Some(e) if e.kind == Kind::Dir => {
+            let n = Entry::dir(e.mtime, e.vv.bumped(me)).with_mode(o.mode.or(e.mode));
+            Some(n)
+        }
         Some(e) => {
             if e.is_live() {
                 st.modified += 1;
             } else {
                 st.added += 1;
             }
-            Some(Entry::dir(o.mtime, e.vv.bumped(me)))
+            Some(Entry::dir(o.mtime, e.vv.bumped(me)).with_mode(o.mode))
         }
         None => {
             st.added += 1;
-            Some(Entry::dir(o.mtime, VersionVector::new().bumped(me)))
+            Some(Entry::dir(o.mtime, VersionVector::new().bumped(me)).with_mode(o.mode))
+        }
+    }
+}
+
+/// An entry whose kind and content are as the index says, with the mode the disk shows: the
+/// same (`None`), adopted without a change where the index did not know it (an index from
+/// before modes were kept, so an upgrade changes nothing), or a chmod.
+fn seen_mode(e: &Entry, o: &Observed, me: ReplicaId, st: &mut ScanStats) -> Option<Entry> {
+    let m = o.mode?;
+    match e.mode {
+        _ if e.shown_mode() == Some(m) => None,
+        None => Some(e.clone().with_mode(Some(m))),
+        Some(_) => {
+            st.chmodded += 1;
+            Some(e.chmodded(m, me))
         }
     }
 }
@@ -195,20 +221,27 @@ fn file_entry(
     st: &mut ScanStats,
 ) -> Option<Entry> {
     if !must_hash(e, o) {
-        // Unchanged; an entry without history (an old index) gets its first counter.
-        let e = e.filter(|e| e.vv.is_empty())?;
-        let mut n = e.clone();
+        // Unchanged but maybe for its mode; an entry without history (an old index) gets its
+        // first counter.
+        let e = e?;
+        if !e.vv.is_empty() {
+            return seen_mode(e, o, me, st);
+        }
+        let mut n = e.clone().with_mode(o.mode.or(e.mode));
         n.vv.bump(me);
         return Some(n);
     }
     let h = hash?;
     Some(match e {
         Some(e) if e.kind == Kind::File && e.hash == Some(*h) && e.size == o.size => {
-            // Touched, not changed: keep the history, note the new mtime.
+            // Touched, not changed: keep the history, note the new mtime (and a new mode).
             let mut n = e.clone();
             n.mtime = o.mtime;
             if n.vv.is_empty() {
                 n.vv.bump(me);
+                n.mode = o.mode.or(e.mode);
+            } else if let Some(m) = seen_mode(&n, o, me, st) {
+                n = m;
             }
             n
         }
@@ -220,11 +253,20 @@ fn file_entry(
             }
             let mut n = Entry::file(o.size, o.mtime, Some(*h), e.vv.bumped(me));
             n.extra = e.extra.clone();
+            // A disk that does not report modes, or shows what it showed when it could not
+            // hold the mode, keeps the one the index knows.
+            if e.is_live() && (o.mode.is_none() || o.mode == e.disk_mode) {
+                n.mode = e.mode;
+                n.disk_mode = e.disk_mode;
+            } else {
+                n.mode = o.mode;
+            }
             n
         }
         None => {
             st.added += 1;
             Entry::file(o.size, o.mtime, Some(*h), VersionVector::new().bumped(me))
+                .with_mode(o.mode)
         }
     })
 }
@@ -364,10 +406,17 @@ impl Walked {
 pub fn settle(
     index: &mut Index,
     scope: &RelPath,
-    w: Walked,
+    mut w: Walked,
     hashed: Vec<(RelPath, Hashed)>,
     is_dir: &dyn Fn(&RelPath) -> bool,
 ) -> ScanStats {
+    // An unreadable folder keeps its entry whole: the mode that made it unreadable (a
+    // mistaken chmod) is not a change to sync to the other side.
+    for b in w.unreadable.keys() {
+        if let Some(o) = w.observed.get_mut(b) {
+            o.mode = None;
+        }
+    }
     let mut hashes = HashMap::with_capacity(hashed.len());
     let mut unreadable: Vec<(RelPath, String)> = w
         .unreadable

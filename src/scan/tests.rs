@@ -32,6 +32,7 @@ fn obs(kind: Kind, size: u64, t: i64) -> Observed {
         kind,
         size,
         mtime: MTime::new(t, 0),
+        mode: None,
     }
 }
 

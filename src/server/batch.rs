@@ -44,9 +44,21 @@ pub type Failed<'a> = &'a mut dyn FnMut(&[u8], &FsError);
 
 /// `write-files@filesync`: each file to a new temp (never replacing anything), with its mtime.
 pub fn write_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
-    let Ok(files) = wire::decode_write_files(data) else {
-        return wire::status(id, wire::FX_BAD_MESSAGE, "malformed request");
-    };
+    match wire::decode_write_files(data) {
+        Ok(files) => write_each(root, id, &files, failed),
+        Err(_) => wire::status(id, wire::FX_BAD_MESSAGE, "malformed request"),
+    }
+}
+
+/// `write-files-with-mode@filesync`: as `write_files`, each temp born with its mode.
+pub fn write_files_with_mode(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes {
+    match wire::decode_write_files_with_mode(data) {
+        Ok(files) => write_each(root, id, &files, failed),
+        Err(_) => wire::status(id, wire::FX_BAD_MESSAGE, "malformed request"),
+    }
+}
+
+fn write_each(root: &Root, id: u32, files: &[wire::PutFile], failed: Failed) -> Bytes {
     let statuses: Vec<_> = files
         .iter()
         .map(|f| {
@@ -62,12 +74,21 @@ pub fn write_files(root: &Root, id: u32, data: &Bytes, failed: Failed) -> Bytes 
 
 fn write_one(root: &Root, f: &wire::PutFile) -> FsResult<()> {
     let p = batch_path(&f.path, true)?;
-    let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, None)?;
+    let file = root.open_file(&p, wire::PF_WRITE | wire::PF_CREAT | wire::PF_EXCL, f.mode)?;
     let mtime = u32::try_from(f.mtime).unwrap_or(u32::MAX);
     let attrs = wire::Attrs {
         atime_mtime: Some((mtime, mtime)),
         ..Default::default()
     };
+    // The mode again, exactly: the umask may have narrowed what the file was born with. A
+    // disk that cannot hold modes (FAT) refuses it; the client's index keeps the mode.
+    if let Some(m) = f.mode {
+        let perms = wire::Attrs {
+            permissions: Some(m),
+            ..Default::default()
+        };
+        let _ = fs::fsetstat(&file, &perms);
+    }
     let r = (&file)
         .write_all(&f.data)
         .map_err(FsError::from)

@@ -158,6 +158,7 @@ proptest! {
         let b = Bytes::from(body);
         let _ = wire::decode(b.clone());
         let _ = wire::decode_write_files(&b);
+        let _ = wire::decode_write_files_with_mode(&b);
         let _ = wire::decode_install_files(&b);
         let _ = wire::decode_read_files(&b);
         let _ = wire::decode_batch_reply(&b);

@@ -367,7 +367,7 @@ fn stage(
         return Err(StoreError::SourceChanged { path: p.clone() });
     }
     let (dir, tmp) = new_temp(root, p)?;
-    let res = Root::create_in(&dir, tmp.name())
+    let res = Root::create_in_with(&dir, tmp.name(), put.mode)
         .map_err(|e| Place(root).err(format!("cannot create a temp file for {p}"), e))
         .and_then(|f| finish(&f, bytes, put.mtime, durable, p));
     if res.is_err() {
@@ -527,7 +527,7 @@ impl LocalStore {
         let (file, tmp) = blocking(move || {
             let (dir, tmp) = new_temp(&root, &q)?;
             made_set(&made).insert(tmp.clone());
-            let f = Root::create_in(&dir, tmp.name())
+            let f = Root::create_in_with(&dir, tmp.name(), put.mode)
                 .map_err(|e| Place(&root).err(format!("cannot create a temp file for {q}"), e))?;
             Ok((f, tmp))
         })
@@ -730,12 +730,35 @@ impl Store for LocalStore {
             .unwrap_or_else(|e| failed_all(n, &e))
     }
 
-    async fn mkdir(&self, p: &RelPath) -> Result<(), StoreError> {
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
         let q = p.clone();
         self.on_root(move |root| {
-            root.dir(&q, true)
-                .map(drop)
-                .map_err(|e| Place(root).err(format!("cannot create folder {q}"), e))
+            let err = |e| Place(root).err(format!("cannot create folder {q}"), e);
+            let Some(m) = mode.filter(|_| !q.is_root()) else {
+                return root.dir(&q, true).map(|_| None).map_err(err);
+            };
+            root.parent_dir(&q, true).map_err(err)?;
+            let filling = crate::index::mode::while_filling(m);
+            match root.mkdir(&q, rustix::fs::Mode::from_raw_mode(filling)) {
+                // The umask may have narrowed it: set exactly.
+                Ok(()) => root.set_mode(&q, filling).map_err(err)?,
+                // Made meanwhile (by someone else): a folder there is fine as it is.
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    root.dir(&q, false).map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+            Ok(observe(root, &q)?.mode)
+        })
+        .await
+    }
+
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
+        let q = p.clone();
+        self.on_root(move |root| {
+            root.set_mode(&q, mode)
+                .map_err(|e| Place(root).err(format!("cannot set the permissions of {q}"), e))?;
+            Ok(observe(root, &q)?.mode)
         })
         .await
     }

@@ -31,6 +31,9 @@ pub struct Put {
     pub fresh: bool,
     /// The size the index expects: small files are written in one go from memory.
     pub size: u64,
+    /// The permission bits the file is created with (never wider first); `None`: the
+    /// store's default.
+    pub mode: Option<u32>,
 }
 
 /// Files up to this size move through memory in one piece (one thread hop, one buffer)
@@ -132,8 +135,22 @@ pub trait Store: Send + Sync {
         &self,
         files: Vec<BatchFile>,
     ) -> impl Future<Output = Vec<Result<Observed, StoreError>>> + Send;
-    /// Creates a folder (and missing parents); fine if it exists.
-    fn mkdir(&self, p: &RelPath) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates a folder (and missing parents); fine if it exists. A new folder gets `mode`
+    /// with the owner's `rwx` added (`mode::while_filling`), so the sync can fill it. Returns
+    /// the mode the new folder shows, where the store learns it.
+    fn mkdir(
+        &self,
+        p: &RelPath,
+        mode: Option<u32>,
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+    /// Sets the permission bits of the file or folder at `p` (never through a link). Returns
+    /// the mode it shows after: a disk that cannot hold modes (FAT) shows its own, and that is
+    /// no error (the index keeps the wanted one).
+    fn set_mode(
+        &self,
+        p: &RelPath,
+        mode: u32,
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
     /// Moves a file or folder into `.sync-trash/`. Fine if it is already gone.
     fn trash(&self, p: &RelPath) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes an empty folder; one that still holds something goes to the trash whole.
@@ -205,8 +222,11 @@ impl Store for AnyStore {
     async fn write_batch(&self, files: Vec<BatchFile>) -> Vec<Result<Observed, StoreError>> {
         each!(self, s => s.write_batch(files).await)
     }
-    async fn mkdir(&self, p: &RelPath) -> Result<(), StoreError> {
-        each!(self, s => s.mkdir(p).await)
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
+        each!(self, s => s.mkdir(p, mode).await)
+    }
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
+        each!(self, s => s.set_mode(p, mode).await)
     }
     async fn trash(&self, p: &RelPath) -> Result<(), StoreError> {
         each!(self, s => s.trash(p).await)

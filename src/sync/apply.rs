@@ -3,7 +3,7 @@
 //! A step whose inputs moved since the scan is skipped and left for the next sync.
 
 use super::report::{StepError, StepFailure, SyncReport};
-use crate::index::{Entry, Index, Kind};
+use crate::index::{Entry, Index, Kind, mode};
 use crate::plan::{Op, Plan, Side, Step};
 use crate::relpath::RelPath;
 use crate::scan::Observed;
@@ -242,6 +242,7 @@ fn fold(s: &Step, result: Entry, li: &mut Index, ri: &mut Index, report: &mut Sy
         }
         Op::Trash { .. } | Op::RmDir => report.deleted += 1,
         Op::MkDir { replace: Some(_) } => report.trashed += 1,
+        Op::Chmod { .. } => report.chmodded += 1,
         Op::MkDir { replace: None } | Op::Record => {}
     }
     idx.entries.insert(s.path.clone(), result);
@@ -399,7 +400,7 @@ async fn batch<'s, H: Store, T: Store>(
                 if let Some(b) = bar {
                     b.inc(bytes.len() as u64);
                 }
-                let put = put_for(source, replace);
+                let put = put_for(source, replace, steps[i].result.mode);
                 let path = steps[i].path.clone();
                 files.push(BatchFile { path, bytes, put });
                 written_idx.push(i);
@@ -440,14 +441,16 @@ async fn batch_check<H: Store>(here: &H, s: &Step) -> Result<(), StoreError> {
     }
 }
 
-/// How a fetched file is written: the source's mtime and hash, and fresh when nothing live
-/// is expected at its path (the store then refuses to replace whatever appeared there).
-fn put_for(source: &Entry, replace: Option<&Entry>) -> Put {
+/// How a fetched file is written: the source's mtime and hash, the wanted mode, and fresh
+/// when nothing live is expected at its path (the store then refuses to replace whatever
+/// appeared there).
+fn put_for(source: &Entry, replace: Option<&Entry>, mode: Option<u32>) -> Put {
     Put {
         mtime: source.mtime,
         expect: source.hash,
         fresh: !replace.is_some_and(Entry::is_live),
         size: source.size,
+        mode,
     }
 }
 
@@ -456,6 +459,21 @@ fn landed(s: &Step, o: Observed) -> Entry {
     let mut e = s.result.clone();
     e.mtime = o.mtime;
     e.size = o.size;
+    e.landed_mode(o.mode);
+    e
+}
+
+/// The step's index entry once its mode was set: a disk that could not hold it shows its own,
+/// and the index keeps the wanted one beside it (said once, here, for the log).
+fn moded(s: &Step, shown: Option<u32>) -> Entry {
+    let mut e = s.result.clone();
+    e.landed_mode(shown);
+    if let (Some(want), Some(d)) = (e.mode, e.disk_mode) {
+        tracing::info!(
+            path = %s.path,
+            "the disk keeps {d:03o} where {want:03o} was set; the index keeps {want:03o}"
+        );
+    }
     e
 }
 
@@ -474,14 +492,20 @@ async fn apply<H: Store, T: Store>(
                 check(here, p, Some(e)).await?;
                 here.trash(p).await?;
             }
-            here.mkdir(p).await.map(|()| s.result.clone())
+            let shown = here.mkdir(p, s.result.mode).await?;
+            // A folder made wider to be filled gets its mode (and its record) from the
+            // chmod that follows.
+            Ok(match s.result.mode {
+                Some(m) if mode::blocks_filling(m) => s.result.clone(),
+                _ => moded(s, shown),
+            })
         }
         Op::Fetch {
             from,
             source,
             replace,
         } => {
-            let put = put_for(source, replace.as_ref());
+            let put = put_for(source, replace.as_ref(), s.result.mode);
             // A fresh write needs no look first (a round trip on a remote): the store refuses
             // to replace whatever appeared since the scan.
             if !put.fresh {
@@ -528,6 +552,10 @@ async fn apply<H: Store, T: Store>(
             here.trash(p).await.map(|()| s.result.clone())
         }
         Op::RmDir => here.rmdir(p).await.map(|()| s.result.clone()),
+        Op::Chmod { mode } => match here.set_mode(p, *mode).await {
+            Ok(shown) => Ok(moded(s, shown)),
+            Err(e) => Err(vanished(here, p, e)),
+        },
         Op::Record => Ok(s.result.clone()),
     }
 }

@@ -18,6 +18,8 @@ pub struct SyncReport {
     pub trashed: u64,
     /// Renames applied as moves instead of copies.
     pub moved: u64,
+    /// Files and folders whose permission bits were set (a chmod synced, or modes merged).
+    pub chmodded: u64,
     pub conflicts: Vec<Conflict>,
     /// Steps that failed for a reason a person must look at; retried by the next sync.
     pub errors: Vec<StepError>,
@@ -76,6 +78,9 @@ impl SyncReport {
             self.conflicts.len(),
             self.trashed,
         );
+        if self.chmodded > 0 {
+            s.push_str(&format!(", permissions set {}", self.chmodded));
+        }
         if !self.errors.is_empty() {
             s.push_str(&format!(", {} errors", self.errors.len()));
         }

@@ -19,4 +19,5 @@ mod server_sessions;
 mod server_stacks;
 mod sync_faults;
 mod sync_local;
+mod sync_modes;
 mod sync_names;

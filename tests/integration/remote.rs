@@ -645,6 +645,7 @@ fn a_fresh_write_never_replaces_a_newcomer() {
             expect: None,
             fresh: true,
             size: 13,
+            mode: None,
         };
         let data = || -> Reader { Box::pin(std::io::Cursor::new(b"from the sync".to_vec())) };
         for (store, dir) in [(&remote, &remote_dir), (&local, &local_dir)] {

@@ -568,6 +568,7 @@ impl Session {
             ext::POSIX_RENAME
                 | ext::HARDLINK
                 | ext::WRITE_FILES
+                | ext::WRITE_FILES_WITH_MODE
                 | ext::INSTALL_FILES
                 | ext::INDEX_REFRESH
         );
@@ -589,6 +590,9 @@ impl Session {
                 .u64(MAX_HANDLES as u64)
                 .finish(),
             ext::WRITE_FILES => self.batch(name, |f| batch::write_files(root, id, data, f)),
+            ext::WRITE_FILES_WITH_MODE => {
+                self.batch(name, |f| batch::write_files_with_mode(root, id, data, f))
+            }
             ext::READ_FILES => self.batch(name, |f| batch::read_files(root, id, data, f)),
             ext::INSTALL_FILES => self.batch(name, |f| {
                 batch::install_files(root, id, data, crate::time::now_secs(), f)

@@ -130,6 +130,7 @@ async fn a_batch_writes_each_file_as_a_single_write_would() {
             expect: hash.map(|h| ContentHash(*blake3::hash(h).as_bytes())),
             fresh,
             size: bytes.len() as u64,
+            mode: None,
         },
     };
     let got = store

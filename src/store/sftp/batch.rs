@@ -100,15 +100,18 @@ impl Sftp {
         files: &[BatchFile],
         temps: &[(usize, String)],
     ) -> Vec<(usize, Result<(), io::Error>)> {
-        let groups = pack(temps, |t| wire::put_file_len(&t.1, files[t.0].bytes.len()));
+        let groups = pack(temps, |t| {
+            wire::put_file_with_mode_len(&t.1, files[t.0].bytes.len())
+        });
         let sent = groups.into_iter().map(|g| async move {
             let mut b = BatchBuilder::default();
             for (i, tmp) in &g {
                 let f = &files[*i];
-                b.put_file(tmp, u64::from(sftp_time(f.put.mtime)), &f.bytes);
+                let mtime = u64::from(sftp_time(f.put.mtime));
+                b.put_file_with_mode(tmp, mtime, f.put.mode, &f.bytes);
             }
             let r = self
-                .batch_request(ext::WRITE_FILES, b.finish(), g.len())
+                .batch_request(ext::WRITE_FILES_WITH_MODE, b.finish(), g.len())
                 .await;
             match r {
                 Ok(st) => g
@@ -285,7 +288,7 @@ impl SftpStore {
         }
         for (i, _) in &missing {
             if let Some(parent) = files[*i].path.parent()
-                && let Err(e) = s.mkdir_p(&parent).await
+                && let Err(e) = s.mkdir_p(&parent, None).await
             {
                 tracing::debug!("cannot make the folder of {}: {e}", files[*i].path);
             }
@@ -346,6 +349,7 @@ impl SftpStore {
                 kind: Kind::File,
                 size: f.bytes.len() as u64,
                 mtime: crate::index::MTime::new(i64::from(sftp_time(f.put.mtime)), 0),
+                mode: f.put.mode,
             }),
             wire::FX_FILE_ALREADY_EXISTS if f.put.fresh => Err(StoreError::Appeared {
                 path: f.path.clone(),

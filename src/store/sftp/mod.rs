@@ -168,6 +168,7 @@ fn observed_of(a: &FileAttributes) -> Option<Observed> {
         kind,
         size: if kind == Kind::File { a.len() } else { 0 },
         mtime: MTime::new(i64::from(a.mtime.unwrap_or(0)), 0),
+        mode: a.permissions.map(crate::index::mode::perm_bits),
     })
 }
 
@@ -265,17 +266,17 @@ impl Sftp {
         status_ok(self.raw().extended(ext::HARDLINK, data).await?)
     }
 
-    /// Creates `p` and its missing parents.
-    async fn mkdir_p(&self, p: &RelPath) -> Result<(), StoreError> {
+    /// Creates `p` and its missing parents; `p` itself, when made, with `mode` (see
+    /// `Store::mkdir`).
+    async fn mkdir_p(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
+        let filling = mode.map(crate::index::mode::while_filling);
+        let attrs = FileAttributes {
+            permissions: filling,
+            ..FileAttributes::empty()
+        };
         // Usually the parent exists (the engine makes folders top-down): one round trip.
-        if !p.is_root()
-            && self
-                .raw()
-                .mkdir(self.path(p).as_str(), FileAttributes::empty())
-                .await
-                .is_ok()
-        {
-            return Ok(());
+        if !p.is_root() && self.raw().mkdir(self.path(p).as_str(), attrs).await.is_ok() {
+            return self.exact_mode(p, filling).await;
         }
         let mut missing = Vec::new();
         let mut cur = Some(p.clone());
@@ -294,12 +295,13 @@ impl Sftp {
             }
             cur = d.parent();
         }
+        let made = missing.first().cloned();
         for path in missing.into_iter().rev() {
-            if let Err(e) = self
-                .raw()
-                .mkdir(path.as_str(), FileAttributes::empty())
-                .await
-            {
+            let attrs = FileAttributes {
+                permissions: filling.filter(|_| Some(&path) == made.as_ref()),
+                ..FileAttributes::empty()
+            };
+            if let Err(e) = self.raw().mkdir(path.as_str(), attrs).await {
                 // Someone else (a concurrent step) may have made it meanwhile.
                 match self.lstat(&path).await {
                     Ok(Some(a)) if a.file_type().is_dir() => {}
@@ -307,13 +309,40 @@ impl Sftp {
                 }
             }
         }
-        Ok(())
+        match made {
+            Some(_) => self.exact_mode(p, filling).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Sets `p`'s permission bits to exactly `mode` (the server's umask may have narrowed
+    /// what it was made with); nothing without a mode.
+    /// Returns the mode `p` shows after (read in the same round trip): a server whose disk
+    /// cannot hold modes refuses the change, which is no error (see `Store::set_mode`).
+    async fn exact_mode(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
+        let Some(m) = mode else { return Ok(None) };
+        let path = self.path(p);
+        let attrs = FileAttributes {
+            permissions: Some(crate::index::mode::perm_bits(m)),
+            ..FileAttributes::empty()
+        };
+        // One session: the server answers in order, so the stat sees the change.
+        let raw = self.raw();
+        let (set, now) =
+            futures::join!(raw.setstat(path.as_str(), attrs), raw.lstat(path.as_str()));
+        match (set, now) {
+            (Err(e), _) if is_status(&e, StatusCode::NoSuchFile) => {
+                Err(self.err("cannot set the permissions of", &path, e))
+            }
+            (_, Ok(a)) => Ok(a.attrs.permissions.map(crate::index::mode::perm_bits)),
+            (_, Err(e)) => Err(self.err("cannot stat", &path, e)),
+        }
     }
 
     /// A free name for `p` in the trash (`.sync-trash/<p>~<stamp>`), its folder created.
     async fn trash_slot(&self, p: &RelPath) -> Result<String, StoreError> {
         let (dir, base) = trash_name(p, crate::time::now_secs());
-        self.mkdir_p(&dir).await?;
+        self.mkdir_p(&dir, None).await?;
         for n in 0..TRASH_SLOTS {
             let slot = format!("{}/{}", self.path(&dir), trash_slot_name(&base, n));
             match self.lstat(&slot).await {
@@ -404,7 +433,7 @@ impl Sftp {
         let len = bytes.len() as u64;
         let data: Reader = Box::pin(io::Cursor::new(bytes));
         let res = async {
-            let h = xfer::create(self, tmp)
+            let h = xfer::create(self, tmp, None)
                 .await
                 .map_err(|e| self.err("cannot create", tmp, e))?;
             xfer::upload(self, tmp, h, data, None, None, Some(len)).await
@@ -449,7 +478,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         hardlink: ext(ext::HARDLINK),
         fsync: ext(ext::FSYNC),
         index_refresh: ext(ext::INDEX_REFRESH),
-        batch: ext(ext::WRITE_FILES) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
+        batch: ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
         write_len,
         made: made::Made::default(),
@@ -999,20 +1028,22 @@ impl SftpStore {
             expect,
             fresh,
             size,
+            mode,
         } = put;
         let s = &self.s;
         let tmp = s.temp_for(p);
         let res = async {
-            let handle = match xfer::create(s, &tmp).await {
+            let handle = match xfer::create(s, &tmp, mode).await {
                 Err(e) if is_status(&e, StatusCode::NoSuchFile) && p.parent().is_some() => {
                     // The folder is missing (a first upload into it): make it, then retry once.
-                    s.mkdir_p(&p.parent().unwrap_or_else(RelPath::root)).await?;
-                    xfer::create(s, &tmp).await
+                    s.mkdir_p(&p.parent().unwrap_or_else(RelPath::root), None)
+                        .await?;
+                    xfer::create(s, &tmp, mode).await
                 }
                 r => r,
             }
             .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
-            let size = xfer::upload(
+            let (size, shown) = xfer::upload(
                 s,
                 &tmp,
                 handle,
@@ -1028,6 +1059,7 @@ impl SftpStore {
                 kind: Kind::File,
                 size,
                 mtime: MTime::new(i64::from(sftp_time(mtime)), 0),
+                mode: shown.or(mode),
             })
         }
         .await;
@@ -1195,10 +1227,18 @@ impl Store for SftpStore {
         self.guard_all(n, all).await
     }
 
-    async fn mkdir(&self, p: &RelPath) -> Result<(), StoreError> {
+    async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {
         self.guard(async {
             self.not_through_link(p).await?;
-            self.s.mkdir_p(p).await
+            self.s.exact_mode(p, Some(mode)).await
+        })
+        .await
+    }
+
+    async fn mkdir(&self, p: &RelPath, mode: Option<u32>) -> Result<Option<u32>, StoreError> {
+        self.guard(async {
+            self.not_through_link(p).await?;
+            self.s.mkdir_p(p, mode).await
         })
         .await
     }
@@ -1273,7 +1313,7 @@ impl SftpStore {
             Err(e) => return Err(s.err("cannot stat", &dst, e)),
         }
         if let Some(parent) = to.parent() {
-            s.mkdir_p(&parent).await?;
+            s.mkdir_p(&parent, None).await?;
         }
         s.raw()
             .rename(src.as_str(), dst.as_str())

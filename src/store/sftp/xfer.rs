@@ -241,18 +241,28 @@ impl AsyncRead for ChunkReader {
 pub(crate) struct Created {
     raw: Arc<RawSftpSession>,
     handle: String,
+    /// The permission bits it was created with, set exactly again when it is finished (the
+    /// server's umask may have narrowed them).
+    mode: Option<u32>,
 }
 
-pub(crate) async fn create(s: &Sftp, path: &str) -> Result<Created, SftpError> {
+/// With `mode`, the file is created with those permission bits (as the server's umask
+/// narrows them), never wider.
+pub(crate) async fn create(s: &Sftp, path: &str, mode: Option<u32>) -> Result<Created, SftpError> {
     let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
     let raw = s.raw().clone();
-    let handle = raw.open(path, flags, FileAttributes::empty()).await?.handle;
-    Ok(Created { raw, handle })
+    let attrs = FileAttributes {
+        permissions: mode.map(crate::index::mode::perm_bits),
+        ..FileAttributes::empty()
+    };
+    let handle = raw.open(path, flags, attrs).await?.handle;
+    Ok(Created { raw, handle, mode })
 }
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
 /// mtime and closes it. Checks the content against `expect` (the hash, and the file it is
-/// of, for the error). Returns the bytes written.
+/// of, for the error). Returns the bytes written, and the mode the file shows when it was
+/// created with one.
 pub(crate) async fn upload(
     s: &Sftp,
     path: &str,
@@ -261,7 +271,7 @@ pub(crate) async fn upload(
     mtime: Option<MTime>,
     expect: Option<(ContentHash, &RelPath)>,
     size_hint: Option<u64>,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Option<u32>), StoreError> {
     let closed_ok = std::sync::atomic::AtomicBool::new(false);
     let res = async {
         let mut inflight = FuturesUnordered::new();
@@ -273,7 +283,7 @@ pub(crate) async fn upload(
         }
         let finished = finish(s, path, &created, mtime, inflight).await;
         closed_ok.store(true, std::sync::atomic::Ordering::Relaxed);
-        finished.map(|()| off)
+        finished.map(|shown| (off, shown))
     }
     .await;
     if !closed_ok.load(std::sync::atomic::Ordering::Relaxed) {
@@ -347,8 +357,8 @@ async fn finish(
     created: &Created,
     mtime: Option<MTime>,
     mut inflight: Writes<'_>,
-) -> Result<(), StoreError> {
-    let Created { raw, handle } = created;
+) -> Result<Option<u32>, StoreError> {
+    let Created { raw, handle, mode } = created;
     let drain = async {
         while let Some(r) = inflight.next().await {
             r.map_err(|e| write_err(s, path, e))?;
@@ -377,19 +387,32 @@ async fn finish(
             .map(|_| ())
             .map_err(|e| s.err("cannot set the time of", path, e))
     };
+    // The mode again, exactly (the server's umask may have narrowed it), then what the file
+    // shows: a disk that cannot hold modes refuses the first, which is no error.
+    let perms = async {
+        let m = (*mode)?;
+        let attrs = FileAttributes {
+            permissions: Some(crate::index::mode::perm_bits(m)),
+            ..FileAttributes::empty()
+        };
+        let _ = raw.fsetstat(handle.as_str(), attrs).await;
+        let shown = raw.fstat(handle.as_str()).await.ok()?;
+        shown.attrs.permissions.map(crate::index::mode::perm_bits)
+    };
     let close = async {
         raw.close(handle.as_str())
             .await
             .map(|_| ())
             .map_err(|e| s.err("cannot finish writing", path, e))
     };
-    let (fsync, times, close) = (
+    let (fsync, times, perms, close) = (
         started(fsync).await,
         started(times).await,
+        started(perms).await,
         started(close).await,
     );
-    let (d, f, t, c) = futures::join!(drain, fsync, times, close);
-    d.and(f).and(t).and(c)
+    let (d, f, t, shown, c) = futures::join!(drain, fsync, times, perms, close);
+    d.and(f).and(t).and(c).map(|()| shown)
 }
 
 /// A request future already polled once, so its request is on the wire.
