@@ -90,6 +90,40 @@ fn a_sync_while_the_phone_uploads_is_clean_and_loses_nothing() {
     assert!(notes(&p.a).len() > 20, "the laptop's notes are gone");
 }
 
+/// A phone client (`hold.py`) holding a file open and half written on the hub until released.
+struct Held {
+    client: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Held {
+    fn start(hub: &crate::harness::Hub, name: &str, size: usize) -> Held {
+        use std::io::BufRead;
+        let mut client = hub
+            .python_cmd("hold.py", &hub.key, &[name, &size.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the client");
+        let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+        assert_eq!(
+            lines.next().and_then(Result::ok).as_deref(),
+            Some("half written")
+        );
+        Held { client, lines }
+    }
+
+    /// Lets the client write the rest and close the file.
+    fn release(mut self) {
+        drop(self.client.stdin.take().expect("stdin"));
+        assert_eq!(
+            self.lines.next().and_then(Result::ok).as_deref(),
+            Some("done")
+        );
+        assert!(self.client.wait().expect("client").success());
+    }
+}
+
 fn photos(f: &crate::harness::Folder) -> BTreeMap<String, Option<Vec<u8>>> {
     f.tree()
         .into_iter()
@@ -101,23 +135,11 @@ fn photos(f: &crate::harness::Folder) -> BTreeMap<String, Option<Vec<u8>>> {
 /// hub, however long the client pauses; once it is closed and quiet, it is.
 #[test]
 fn a_file_open_for_writing_on_the_hub_is_not_offered() {
-    use std::io::{BufRead, Write};
     let p = Pair::hub(HubKind::Daemon);
     p.b.write("old.txt", "there before\n");
     p.sync();
     let size = 300_000;
-    let mut client = p
-        .hub_ref()
-        .python_cmd("hold.py", &p.hub_ref().key, &["big.jpg", &size.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the client");
-    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("half written")
-    );
+    let held = Held::start(p.hub_ref(), "big.jpg", size);
     // Longer than the watcher's debounce and the quiet time: only "open" keeps it out.
     std::thread::sleep(Duration::from_secs(3));
     for _ in 0..2 {
@@ -128,14 +150,7 @@ fn a_file_open_for_writing_on_the_hub_is_not_offered() {
             "a half-written file was offered: {r}"
         );
     }
-    client
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"")
-        .expect("stdin");
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
-    assert!(client.wait().expect("client").success());
+    held.release();
     let whole = wait_until(Duration::from_secs(30), || {
         p.sync_cmd().ok();
         p.a.get("big.jpg").is_some_and(|b| b.len() == size)
@@ -153,7 +168,6 @@ fn a_file_open_for_writing_on_the_hub_is_not_offered() {
 /// so (exit 0).
 #[test]
 fn a_closed_upload_comes_at_once_and_one_still_open_is_named() {
-    use std::io::{BufRead, Write};
     for kind in [HubKind::Daemon, HubKind::Serve] {
         let p = Pair::hub(kind);
         p.sync();
@@ -176,18 +190,7 @@ fn a_closed_upload_comes_at_once_and_one_still_open_is_named() {
             "{kind:?}: {r}"
         );
 
-        let mut client = p
-            .hub_ref()
-            .python_cmd("hold.py", &p.hub_ref().key, &["big.jpg", "300000"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the client");
-        let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
-        assert_eq!(
-            lines.next().and_then(Result::ok).as_deref(),
-            Some("half written")
-        );
+        let held = Held::start(p.hub_ref(), "big.jpg", 300_000);
         let r = p.sync_cmd().output();
         assert!(r.status.success(), "{kind:?}: {r}");
         assert!(
@@ -213,14 +216,7 @@ fn a_closed_upload_comes_at_once_and_one_still_open_is_named() {
                 "{st}"
             );
         }
-        client
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"")
-            .expect("stdin");
-        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
-        assert!(client.wait().expect("client").success());
+        held.release();
         let r = p.sync_cmd().output();
         assert!(r.status.success(), "{kind:?}: {r}");
         assert_eq!(
@@ -236,7 +232,6 @@ fn a_closed_upload_comes_at_once_and_one_still_open_is_named() {
 #[test]
 fn the_hubs_scheduled_sync_names_a_file_still_being_written() {
     use crate::harness::{Hub, Sandbox};
-    use std::io::{BufRead, Write};
     let sb = Sandbox::new();
     let laptop = sb.folder("laptop");
     let hub = Hub::started(
@@ -244,31 +239,14 @@ fn the_hubs_scheduled_sync_names_a_file_still_being_written() {
         HubKind::Daemon,
         &format!("[peers.laptop]\nurl = {:?}\nevery = \"1s\"\n", laptop.s()),
     );
-    let mut client = hub
-        .python_cmd("hold.py", &hub.key, &["big.jpg", "300000"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the client");
-    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("half written")
-    );
+    let held = Held::start(&hub, "big.jpg", 300_000);
     let named = wait_until(Duration::from_secs(30), || {
         hub.log_text()
             .contains("1 file was still being written on the hub and is left for the next sync")
     });
     assert!(named, "hub log:\n{}", hub.log_text());
     assert!(!laptop.exists("big.jpg"));
-    client
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"")
-        .expect("stdin");
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done"));
-    assert!(client.wait().expect("client").success());
+    held.release();
     let came = wait_until(Duration::from_secs(30), || {
         laptop.get("big.jpg").is_some_and(|b| b.len() == 300_000)
     });
