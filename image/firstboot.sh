@@ -52,8 +52,15 @@ nocloud_user() {
     [ "$(get "$p/lock_passwd")" = true ] && usermod -L "$name"
     rule=$(get "$p/sudo")
     case $rule in '' | null | false) ;; *)
-        printf '%s %s\n' "$name" "$rule" > "/etc/sudoers.d/010_$name-nopasswd"
-        chmod 0440 "/etc/sudoers.d/010_$name-nopasswd" ;;
+        # A line sudo cannot parse would lock every administrator out: checked first.
+        rules=$(mktemp)
+        printf '%s %s\n' "$name" "$rule" > "$rules"
+        if visudo -cqf "$rules" >/dev/null 2>&1; then
+            install -m 0440 "$rules" "/etc/sudoers.d/010_$name-nopasswd"
+        else
+            say "user-data's sudo rule for $name is not valid sudoers syntax; $name uses sudo with its password"
+        fi
+        rm -f "$rules" ;;
     esac
     home=$(getent passwd "$name" | cut -d: -f6)
     install -d -m 0700 -o "$name" -g "$name" "$home/.ssh"
@@ -99,8 +106,8 @@ apply_nocloud() {
     # shellcheck disable=SC2086
     if ! "$NOCLOUD" $files > "$F"; then say "cannot read$files; left as they are"; return 0; fi
     h=$(get hostname); [ -n "$h" ] && set_hostname "$h"
-    tz=$(get timezone)
-    if [ -n "$tz" ] && [ -f "/usr/share/zoneinfo/$tz" ]; then
+    tz=$(get timezone | tr -cd 'A-Za-z0-9_+/-')
+    if [ -n "$tz" ] && [ "${tz#*..}" = "$tz" ] && [ -f "/usr/share/zoneinfo/$tz" ]; then
         ln -sf "/usr/share/zoneinfo/$tz" /etc/localtime; echo "$tz" > /etc/timezone; say "time zone $tz"
     fi
     [ -n "$(get user/name)" ] && nocloud_user user
