@@ -225,7 +225,16 @@ fn arb_tree() -> impl Strategy<Value = Vec<(String, u32, Option<u32>)>> {
     let dir_modes = prop::sample::select(vec![0o700, 0o711, 0o750, 0o755]);
     let entry = (
         prop::sample::select(vec!["", "d/", "d/e/", "f/"]),
-        prop::sample::select(vec!["a", "b", "c.txt"]),
+        // Plain names and names like ours (`.sync-x`, `r.sync-tmp.docx`): all are the user's.
+        prop::sample::select(vec![
+            "a",
+            "b",
+            "c.txt",
+            ".sync-x",
+            ".sync.bak",
+            "r.sync-tmp.docx",
+            ".n.sync-tmp.0123",
+        ]),
         file_modes,
         prop::option::of(dir_modes),
     )
@@ -262,8 +271,8 @@ fn modes_of(f: &Folder) -> Vec<(String, u32)> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Random trees with random modes on both sides: one sync leaves both with the same
-    /// content and the same modes, and a second sync does nothing.
+    /// Random trees with random modes and names like ours on both sides: one sync leaves
+    /// both with the same content and the same modes, and a second sync does nothing.
     #[test]
     fn random_trees_with_random_modes_converge(left in arb_tree(), right in arb_tree()) {
         let s = as_nobody(Pair::local());
