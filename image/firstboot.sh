@@ -16,13 +16,18 @@ set_hostname() {
     say "hostname set to $h (reachable as $h.local)"
 }
 
-# Appends the key lines of stdin to FILE (made with MODE), each once.
+# Appends the key lines of stdin to FILE (made with MODE, its folder 0700 if missing), each
+# once; nothing is made when there is no key.
 add_keys() {
     file=$1 mode=$2
-    [ -f "$file" ] || install -m "$mode" /dev/null "$file"
     while IFS= read -r key; do
-        case $key in ssh-* | ecdsa-* | sk-*) grep -qxF "$key" "$file" || echo "$key" >> "$file" ;; esac
+        case $key in ssh-* | ecdsa-* | sk-*)
+            [ -d "$(dirname "$file")" ] || install -d -m 0700 "$(dirname "$file")"
+            [ -f "$file" ] || install -m "$mode" /dev/null "$file"
+            grep -qxF "$key" "$file" || echo "$key" >> "$file" ;;
+        esac
     done
+    return 0
 }
 
 # Wi-Fi starts when wlan0 appears: a Pi without Wi-Fi (or a boot without its driver) does not
@@ -84,9 +89,14 @@ nocloud_wifi() {
         [ -n "$ap" ] || continue
         ssid=$(printf %s "$ap" | sed 's/%2F/\//g; s/%25/%/g')
         pass=$(get "$w/access-points/$ap/password")
-        { printf 'network={\n\tssid="%s"\n' "$(printf %s "$ssid" | sed 's/["\\]/\\&/g')"
+        # wpa_supplicant reads a quoted value up to its last quote, with no escapes: an SSID
+        # with a quote in it goes as hex.
+        { case $ssid in
+          *'"'*) printf 'network={\n\tssid=%s\n' "$(printf %s "$ssid" | od -An -tx1 | tr -d ' \n')" ;;
+          *) printf 'network={\n\tssid="%s"\n' "$ssid" ;;
+          esac
           if printf %s "$pass" | grep -Eqx '[0-9a-fA-F]{64}'; then printf '\tpsk=%s\n' "$pass"
-          elif [ -n "$pass" ]; then printf '\tpsk="%s"\n' "$(printf %s "$pass" | sed 's/["\\]/\\&/g')"
+          elif [ -n "$pass" ]; then printf '\tpsk="%s"\n' "$pass"
           else printf '\tkey_mgmt=NONE\n'; fi
           [ "$(get "$w/access-points/$ap/hidden")" = true ] && printf '\tscan_ssid=1\n'
           printf '}\n'; } >> "$conf"
@@ -129,7 +139,9 @@ apply_nocloud() {
         [ -n "$(awk -v p="$w/" 'index($0, p) == 1' "$F")" ] && nocloud_wifi "$w"
     done
     rm -f "$F" "$ADMIN_KEYS"
-    for f in user-data network-config meta-data; do [ -f "$B/$f" ] && applied "$B/$f"; done
+    for f in user-data network-config meta-data; do
+        if [ -f "$B/$f" ]; then applied "$B/$f"; fi
+    done
 }
 
 # Grow the root partition and file system to fill the SD card (once).
@@ -161,6 +173,8 @@ fi
 if [ -f "$B/filesync/config.toml" ]; then
     install -m 0640 -o root -g filesync "$B/filesync/config.toml" /etc/filesync/config.toml
     applied "$B/filesync/config.toml"; say "installed /etc/filesync/config.toml"
+    # Its listen port (or announce = false) for avahi: the path unit is not watching yet.
+    [ -x /usr/lib/filesync/announce ] && /usr/lib/filesync/announce >/dev/null || true
 fi
 if [ -f "$B/filesync/authorized_keys" ]; then
     install -m 0644 -o root -g root "$B/filesync/authorized_keys" /etc/filesync/authorized_keys

@@ -59,7 +59,13 @@ pub fn is_probe(op: &str, e: &FsError) -> bool {
         Some(libc::ENOENT | libc::ENOTDIR) => true,
         Some(libc::EEXIST) => matches!(
             op,
-            "mkdir" | "open" | "rename" | "symlink" | ext::HARDLINK | ext::WRITE_FILES
+            "mkdir"
+                | "open"
+                | "rename"
+                | "symlink"
+                | ext::HARDLINK
+                | ext::WRITE_FILES
+                | ext::WRITE_FILES_WITH_MODE
         ),
         Some(libc::EINVAL) => op == "readlink",
         _ => false,

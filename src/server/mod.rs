@@ -122,9 +122,11 @@ fn russh_config(cfg: &ServerConfig, host_keys: Vec<PrivateKey>) -> russh::server
         // stops answering is dropped after `client_alive_count_max` of them; the inactivity
         // bound, past that, catches a send stuck on a peer that is gone (no keepalive goes
         // out while it waits).
-        inactivity_timeout: alive
-            .filter(|_| cfg.client_alive_count_max > 0)
-            .map(|d| d * (cfg.client_alive_count_max as u32).saturating_add(2)),
+        inactivity_timeout: alive.filter(|_| cfg.client_alive_count_max > 0).map(|d| {
+            let count = u32::try_from(cfg.client_alive_count_max).unwrap_or(u32::MAX);
+            d.checked_mul(count.saturating_add(2))
+                .unwrap_or(Duration::MAX)
+        }),
         keepalive_interval: alive,
         keepalive_max: cfg.client_alive_count_max,
         nodelay: true,
@@ -352,16 +354,17 @@ async fn shut_down(handles: Handles, mut conns: JoinSet<()>) {
         .map(|h| h.values().cloned().collect())
         .unwrap_or_default();
     tracing::info!(sessions = open.len(), "SFTP server stopping");
-    for h in open {
-        let _ = h
-            .disconnect(
-                russh::Disconnect::ByApplication,
-                "server shutting down".into(),
-                "en".into(),
-            )
-            .await;
-    }
+    // Inside the bound too: a goodbye to a peer that stopped reading waits on its socket.
     let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        for h in open {
+            let _ = h
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "server shutting down".into(),
+                    "en".into(),
+                )
+                .await;
+        }
         while conns.join_next().await.is_some() {}
     })
     .await;

@@ -182,12 +182,12 @@ impl IndexWatcher {
         PendingProbe(self.shared.clone(), crate::replica::writers::of(&self.root))
     }
 
-    /// A handle that tells an index refresh whether `.sync` on disk is already current.
     /// Takes in what a full scan made outside the loop (the daemon's first) left out.
     pub fn note_full_scan(&self, stats: &ScanStats) {
         self.shared.left_out().update(None, stats);
     }
 
+    /// A handle that tells an index refresh whether `.sync` on disk is already current.
     pub fn freshness_probe(&self) -> FreshnessProbe {
         FreshnessProbe {
             shared: self.shared.clone(),
