@@ -54,8 +54,8 @@ pub enum Op {
     /// Removes the folder here; one with leftovers (ignored files) goes to the trash whole.
     RmDir,
     /// Sets the permission bits of the file or folder here (after everything else, so a
-    /// folder that forbids writing is filled first).
-    Chmod { mode: u32 },
+    /// folder that forbids writing is filled first), if it still is `expect`.
+    Chmod { mode: u32, expect: Entry },
     /// Nothing on disk: only the index entry changes.
     Record,
 }
@@ -660,7 +660,11 @@ impl At<'_> {
                 // Made fillable (`mode::while_filling`); a mode that forbids the owner to
                 // write or enter it is set after everything has gone in.
                 if let Some(m) = made.mode.filter(|m| mode::blocks_filling(*m)) {
-                    self.push(out, Op::Chmod { mode: m }, made.clone());
+                    let op = Op::Chmod {
+                        mode: m,
+                        expect: made.clone(),
+                    };
+                    self.push(out, op, made.clone());
                 }
                 self.push(out, Op::MkDir { replace }, made);
             }
@@ -677,7 +681,11 @@ impl At<'_> {
         }
         match want.mode {
             Some(m) if e.mode.is_some() && e.mode != want.mode => {
-                self.push(out, Op::Chmod { mode: m }, want)
+                let op = Op::Chmod {
+                    mode: m,
+                    expect: e.clone(),
+                };
+                self.push(out, op, want)
             }
             _ if want != *e => self.push(out, Op::Record, want),
             _ => {}

@@ -160,7 +160,7 @@ fn print_report(r: &SyncReport, left: &AnyStore, right: &AnyStore, dry_run: bool
                 Op::MkDir { .. } => "create folder".into(),
                 Op::Trash { .. } => "delete (to trash)".into(),
                 Op::RmDir => "remove folder".into(),
-                Op::Chmod { mode } => format!("set permissions {mode:03o} on"),
+                Op::Chmod { mode, .. } => format!("set permissions {mode:03o} on"),
             };
             println!("{}: {} {}", name(s.side), what, s.path);
         }

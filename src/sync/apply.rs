@@ -493,10 +493,15 @@ async fn apply<H: Store, T: Store>(
                 here.trash(p).await?;
             }
             let shown = here.mkdir(p, s.result.mode).await?;
-            // A folder made wider to be filled gets its mode (and its record) from the
-            // chmod that follows.
+            // A folder made wider to be filled is recorded as it is on disk until the chmod
+            // that follows records its mode: if that chmod fails, the next scan sees no
+            // change to send to the other side.
             Ok(match s.result.mode {
-                Some(m) if mode::blocks_filling(m) => s.result.clone(),
+                Some(m) if mode::blocks_filling(m) => {
+                    let mut e = s.result.clone();
+                    e.mode = Some(mode::while_filling(m));
+                    e
+                }
                 _ => moded(s, shown),
             })
         }
@@ -552,10 +557,15 @@ async fn apply<H: Store, T: Store>(
             here.trash(p).await.map(|()| s.result.clone())
         }
         Op::RmDir => here.rmdir(p).await.map(|()| s.result.clone()),
-        Op::Chmod { mode } => match here.set_mode(p, *mode).await {
-            Ok(shown) => Ok(moded(s, shown)),
-            Err(e) => Err(vanished(here, p, e)),
-        },
+        Op::Chmod { mode, expect } => {
+            // What stands there now may not be what the scan saw (replaced, or a file where
+            // a folder could not be made): its mode is not ours to change.
+            check(here, p, Some(expect)).await?;
+            match here.set_mode(p, *mode).await {
+                Ok(shown) => Ok(moded(s, shown)),
+                Err(e) => Err(vanished(here, p, e)),
+            }
+        }
         Op::Record => Ok(s.result.clone()),
     }
 }
