@@ -388,14 +388,20 @@ async fn finish(
             .map_err(|e| s.err("cannot set the time of", path, e))
     };
     // The mode again, exactly (the server's umask may have narrowed it), then what the file
-    // shows: a disk that cannot hold modes refuses the first, which is no error.
-    let perms = async {
-        let m = (*mode)?;
-        let attrs = FileAttributes {
-            permissions: Some(crate::index::mode::perm_bits(m)),
-            ..FileAttributes::empty()
-        };
-        let _ = raw.fsetstat(handle.as_str(), attrs).await;
+    // shows: a disk that cannot hold modes refuses the first, which is no error. Both go on
+    // the wire before the close, the look after the set (a look after the close fails, and
+    // the disk's own mode would go unseen).
+    let set_mode = async {
+        if let Some(m) = *mode {
+            let attrs = FileAttributes {
+                permissions: Some(crate::index::mode::perm_bits(m)),
+                ..FileAttributes::empty()
+            };
+            let _ = raw.fsetstat(handle.as_str(), attrs).await;
+        }
+    };
+    let shown_mode = async {
+        (*mode)?;
         let shown = raw.fstat(handle.as_str()).await.ok()?;
         shown.attrs.permissions.map(crate::index::mode::perm_bits)
     };
@@ -405,13 +411,14 @@ async fn finish(
             .map(|_| ())
             .map_err(|e| s.err("cannot finish writing", path, e))
     };
-    let (fsync, times, perms, close) = (
+    let (fsync, times, set_mode, shown_mode, close) = (
         started(fsync).await,
         started(times).await,
-        started(perms).await,
+        started(set_mode).await,
+        started(shown_mode).await,
         started(close).await,
     );
-    let (d, f, t, shown, c) = futures::join!(drain, fsync, times, perms, close);
+    let (d, f, t, (), shown, c) = futures::join!(drain, fsync, times, set_mode, shown_mode, close);
     d.and(f).and(t).and(c).map(|()| shown)
 }
 
