@@ -2,7 +2,7 @@
 //! folder that cannot be entered is unreadable, never empty, and deletes nothing; what is
 //! never synced (symlinks, FIFOs, names that are not UTF-8) is counted in the summary and
 //! listed with `-v`, never mangled and never "changing"; a type clash is an error naming
-//! both sides until a person resolves it.
+//! both sides until a person resolves it. Tests: `accounted::{local,serve,daemon,sshd}::NAME`.
 
 use crate::harness::*;
 use std::ffi::OsStr;
@@ -11,35 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-/// One `#[test]` per scenario and backend: `accounted::local::NAME`, `accounted::hub::NAME`
-/// (`filesync serve`), `accounted::daemon::NAME` (the hub daemon, whose watcher answers the
-/// index refresh from what its scans remembered), `accounted::sshd::NAME`.
-macro_rules! on_each_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod local {
-            use crate::harness::Pair;
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::local()); } )*
-        }
-        mod hub {
-            use crate::harness::{HubKind, Pair};
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Serve)); } )*
-        }
-        mod sshd {
-            use crate::harness::Pair;
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::sshd()); } )*
-        }
-        mod daemon {
-            use crate::harness::{HubKind, Pair};
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Daemon)); } )*
-        }
-    };
-}
-
-on_each_backend!(
+on_backends!([local, serve, daemon, sshd](
     a_far_folder_that_cannot_be_entered_deletes_nothing,
     what_is_never_synced_is_counted_listed_and_not_mangled,
     a_type_clash_is_an_error_naming_both_sides,
-);
+));
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");

@@ -1,6 +1,34 @@
 //! The end-to-end tests, one binary: the real `filesync` against real folders, our own server
 //! and OpenSSH's, driven by real clients. `harness` is what they share.
 
+/// One test module per backend, each running the scenarios on a `Pair` of that kind: `local`
+/// (two folders), `serve` (our hub, `filesync serve`), `daemon` (the hub daemon, whose watcher
+/// answers the index refresh), `sshd` (plain OpenSSH). Each test is `FILE::BACKEND::SCENARIO`.
+macro_rules! on_backends {
+    ([$($backend:ident),* $(,)?] $scenarios:tt) => {
+        $( on_backends!(@one $backend $scenarios); )*
+    };
+    (@one local $scenarios:tt) => {
+        on_backends!(@mod local (crate::harness::Pair::local()) $scenarios);
+    };
+    (@one serve $scenarios:tt) => {
+        on_backends!(@mod serve
+            (crate::harness::Pair::hub(crate::harness::HubKind::Serve)) $scenarios);
+    };
+    (@one daemon $scenarios:tt) => {
+        on_backends!(@mod daemon
+            (crate::harness::Pair::hub(crate::harness::HubKind::Daemon)) $scenarios);
+    };
+    (@one sshd $scenarios:tt) => {
+        on_backends!(@mod sshd (crate::harness::Pair::sshd()) $scenarios);
+    };
+    (@mod $name:ident ($pair:expr) ($($s:ident),* $(,)?)) => {
+        mod $name {
+            $( #[test] fn $s() { super::$s(&mut $pair); } )*
+        }
+    };
+}
+
 mod harness;
 
 mod accounted;

@@ -5,26 +5,7 @@
 use crate::harness::*;
 use std::path::{Path, PathBuf};
 
-/// One `#[test]` per scenario and backend: `remote::serve::NAME`, `remote::daemon::NAME`,
-/// `remote::sshd::NAME`.
-macro_rules! on_each_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod serve {
-            use crate::harness::{HubKind, Pair};
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Serve)); } )*
-        }
-        mod daemon {
-            use crate::harness::{HubKind, Pair};
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Daemon)); } )*
-        }
-        mod sshd {
-            use crate::harness::Pair;
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::sshd()); } )*
-        }
-    };
-}
-
-on_each_backend!(
+on_backends!([serve, daemon, sshd](
     propagation_both_ways_and_noop,
     concurrent_edits_keep_both,
     delete_vs_edit_keeps_the_edit,
@@ -39,7 +20,7 @@ on_each_backend!(
     a_remote_symlink_is_never_written_through,
     a_file_appended_to_during_a_sync_is_left_for_the_next,
     a_big_tree_of_small_files_goes_up_in_one_sync,
-);
+));
 
 fn propagation_both_ways_and_noop(t: &mut Pair) {
     t.a.write("a.txt", b"local a");

@@ -1,33 +1,15 @@
 //! Our names and the user's never collide, a copied replica is a new one, an interrupted
 //! sync leaves nothing of its own on the far side, and what a person reads is true. Each
-//! scenario runs on every side it applies to: `sync_names::local::NAME`,
-//! `sync_names::hub::NAME` (the hub daemon), `sync_names::sshd::NAME` (plain OpenSSH).
+//! scenario runs on every side it applies to: `sync_names::{local,daemon,sshd}::NAME`.
 
 use crate::harness::*;
 use std::time::Duration;
 
-macro_rules! on_every_side {
-    ($($scenario:ident),* $(,)?) => {
-        mod local {
-            use crate::harness::Pair;
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::local()); } )*
-        }
-        mod hub {
-            use crate::harness::{HubKind, Pair};
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::hub(HubKind::Daemon)); } )*
-        }
-        mod sshd {
-            use crate::harness::Pair;
-            $( #[test] fn $scenario() { super::$scenario(&mut Pair::sshd()); } )*
-        }
-    };
-}
-
-on_every_side!(
+on_backends!([local, daemon, sshd](
     names_like_ours_are_the_users,
     a_copied_replica_conflicts_instead_of_overwriting,
     an_interrupted_sync_leaves_no_temps_on_the_far_side,
-);
+));
 
 /// Names that look like ours but are not (anywhere, and at the root).
 const LOOKALIKES: &[&str] = &[
