@@ -46,9 +46,12 @@ impl Sftp {
         }
         let root = self.root.as_str();
         futures::future::join_all(self.sessions.iter().map(|s| s.lstat(root))).await;
-        let raw = self.raw();
+        // Spread over the channels: a server answers each channel's removes one by one.
         let removed = futures::stream::iter(temps)
-            .map(|t| async move { raw.remove(t).await.is_ok() })
+            .map(|t| {
+                let raw = self.raw();
+                async move { raw.remove(t).await.is_ok() }
+            })
             .buffer_unordered(DEPTH)
             .filter(|ok| std::future::ready(*ok))
             .count()

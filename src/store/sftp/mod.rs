@@ -1276,6 +1276,8 @@ impl Store for SftpStore {
 
 impl SftpStore {
     async fn unlock_async(&self) -> Result<(), StoreError> {
+        /// Less than the CLI's bound on a stopped sync's cleanup, which ends with the lock.
+        const MADE_TEMPS_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
         let path = self.s.join(LOCK_FILE);
         // Only a lock this store took is released; someone else's stays.
         if !self
@@ -1285,8 +1287,9 @@ impl SftpStore {
         {
             return Ok(());
         }
-        // Under the lock still, so no other sync is writing temps there.
-        self.s.remove_made_temps().await;
+        // Under the lock still, so no other sync is writing temps there; bounded, so the lock
+        // itself is given back (temps left go at the next sync's scan).
+        let _ = tokio::time::timeout(MADE_TEMPS_LIMIT, self.s.remove_made_temps()).await;
         // Given up even if the remove fails (a lost connection): what is left there is
         // then a leftover of this process, which the next attempt may break.
         lock::note_held(&self.s.lock_place(), false);
