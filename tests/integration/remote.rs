@@ -167,13 +167,7 @@ fn killing_the_server_mid_sync_tears_nothing(t: &mut Pair) {
             history.entry(rel.clone()).or_default().push(b.clone());
             expect_files.insert(rel, b);
         }
-        let child = t
-            .sync_cmd()
-            .command()
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn filesync");
+        let child = t.sync_cmd().spawn();
         let delay = 150 + (round * 277) % 500;
         std::thread::sleep(std::time::Duration::from_millis(delay));
         t.kill_server();

@@ -140,13 +140,7 @@ fn an_interrupted_sync_leaves_no_temps_on_the_far_side(t: &mut Pair) {
     for i in 0..4 {
         t.a.write(&format!("big{i}.bin"), pattern(8 << 20, 100 + i));
     }
-    let child = t
-        .sync_cmd()
-        .command()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn filesync");
+    let child = t.sync_cmd().spawn();
     // Interrupted once the far side holds some of what is being written.
     let under_way = wait_until(Duration::from_secs(60), || written(&t.b.path) >= 50);
     assert!(under_way, "the sync never started writing");

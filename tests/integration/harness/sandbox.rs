@@ -199,6 +199,16 @@ impl Run {
         self.0
     }
 
+    /// Starts it in the background, its stderr kept for `wait_with_output` (a test that
+    /// stops or kills it mid-way reads what it said).
+    pub fn spawn(self) -> std::process::Child {
+        self.command()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn filesync")
+    }
+
     /// Runs it to the end.
     pub fn output(mut self) -> Ran {
         let o = self.0.output().expect("run filesync");
