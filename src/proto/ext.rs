@@ -7,6 +7,8 @@ pub const FSTATVFS: &str = "fstatvfs@openssh.com";
 pub const HARDLINK: &str = "hardlink@openssh.com";
 pub const FSYNC: &str = "fsync@openssh.com";
 pub const LIMITS: &str = "limits@openssh.com";
+/// Copies a range of one open file into another on the server (OpenSSH 9.0 on).
+pub const COPY_DATA: &str = "copy-data";
 
 /// Brings the server's `.sync` up to date in place (its reply lists what it could not read).
 pub const INDEX_REFRESH: &str = "index-refresh@filesync";
@@ -36,6 +38,7 @@ pub const OFFERED: &[(&str, &str)] = &[
     (HARDLINK, "1"),
     (FSYNC, "1"),
     (LIMITS, "1"),
+    (COPY_DATA, "1"),
     (INDEX_REFRESH, "1"),
     (WRITE_FILES, "1"),
     (WRITE_FILES_WITH_MODE, "1"),

@@ -5,6 +5,7 @@
 //! (`writers`). Above this: `store::local` (the sync's view) and `server` (the SFTP
 //! clients' view).
 
+pub mod chunks;
 pub mod home;
 pub mod layout;
 pub mod lock;

@@ -4,7 +4,8 @@
 //! durable (fsync, or one syncfs for a batch), get their mtime and are put in place with the
 //! old version kept in the trash (`Root::install`).
 
-use super::{BatchFile, Current, Put, Reader, SMALL_FILE, StagedIndex, Store, StoreError};
+use super::{BatchFile, Current, Put, Reader, SMALL_FILE, Seen, StagedIndex, Store, StoreError};
+use crate::delta::{ChunkList, Plan};
 use crate::index::{ContentHash, Index, MTime, ReplicaId, from_json_slice, to_json_vec};
 use crate::relpath::RelPath;
 use crate::replica::home::{self, Home, Placement};
@@ -811,6 +812,29 @@ impl Store for LocalStore {
         })
         .await
     }
+
+    async fn chunks(&self, hash: &ContentHash) -> Option<ChunkList> {
+        self.chunks_async(hash).await
+    }
+
+    async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
+        self.keep_chunks_async(hash, list).await
+    }
+
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Reader, StoreError> {
+        self.read_ranges_async(p, ranges).await
+    }
+
+    async fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        data: Reader,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        self.write_delta_async(p, plan, old, data, put).await
+    }
 }
 
 fn to_trash(root: &Root, p: &RelPath) -> Result<(), StoreError> {
@@ -837,5 +861,6 @@ fn failed_all<T>(n: usize, e: &StoreError) -> Vec<Result<T, StoreError>> {
         .collect()
 }
 
+mod delta;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;
 
+use crate::delta::{ChunkList, Plan};
 use crate::index::{ContentHash, Index, MTime};
 use crate::relpath::RelPath;
 use crate::replica::lock::LockInfo;
@@ -163,6 +164,37 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes trash older than `trash_days` (0: nothing).
     fn cleanup(&self, trash_days: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The chunk list kept for content `hash` (`.sync-chunks/`), if any.
+    fn chunks(&self, hash: &ContentHash) -> impl Future<Output = Option<ChunkList>> + Send;
+    /// Keeps `list` as the chunk list of content `hash`. Best effort.
+    fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) -> impl Future<Output = ()> + Send;
+    /// The bytes of `ranges` (offset, length) of the file at `p`, one range after another:
+    /// what a delta transfer sends (`delta::Plan::sent_ranges`).
+    fn read_ranges(
+        &self,
+        p: &RelPath,
+        ranges: &[(u64, u64)],
+    ) -> impl Future<Output = Result<Reader, StoreError>> + Send;
+    /// `write`, with the new version assembled by `plan`: its copied chunks from the version
+    /// at `p` now (which must still be `old`), its sent bytes from `data`. Kept durable and
+    /// put in place as `write` does. `NoDelta`: nothing was written (the old version changed,
+    /// or the store cannot copy ranges); the caller sends the whole file.
+    fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        data: Reader,
+        put: Put,
+    ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
+}
+
+/// What the index says of a file a delta builds on: the bytes it must still hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub size: u64,
+    pub mtime: MTime,
 }
 
 /// Either kind of store, so commands can pick one at run time without `dyn`.
@@ -239,6 +271,25 @@ impl Store for AnyStore {
     }
     async fn cleanup(&self, trash_days: u64) -> Result<(), StoreError> {
         each!(self, s => s.cleanup(trash_days).await)
+    }
+    async fn chunks(&self, hash: &ContentHash) -> Option<ChunkList> {
+        each!(self, s => s.chunks(hash).await)
+    }
+    async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
+        each!(self, s => s.keep_chunks(hash, list).await)
+    }
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Reader, StoreError> {
+        each!(self, s => s.read_ranges(p, ranges).await)
+    }
+    async fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        data: Reader,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        each!(self, s => s.write_delta(p, plan, old, data, put).await)
     }
 }
 

@@ -521,6 +521,13 @@ async fn apply<H: Store, T: Store>(
             if source.hash.is_none() {
                 check(there, from, Some(source)).await?;
             }
+            let delta = super::delta::fetch(here, there, (p, from), source, replace.as_ref(), put);
+            if let Some(r) = delta.await {
+                if let (Ok(_), Some(b)) = (&r, bar) {
+                    b.inc(source.size);
+                }
+                return r.map(|o| landed(s, o));
+            }
             let reader = there
                 .read(from, Some(source.size))
                 .await
@@ -532,7 +539,9 @@ async fn apply<H: Store, T: Store>(
                 }),
                 None => reader,
             };
-            here.write(p, reader, put).await.map(|o| landed(s, o))
+            let o = here.write(p, reader, put).await?;
+            super::delta::carry_list(here, there, source).await;
+            Ok(landed(s, o))
         }
         Op::Move { from, expect, .. } => {
             check(here, p, None).await?;

@@ -7,6 +7,7 @@
 mod apply;
 mod clash;
 mod commit;
+mod delta;
 pub mod job;
 mod report;
 

@@ -45,6 +45,7 @@ mod server_openssh;
 mod server_paramiko;
 mod server_sessions;
 mod server_stacks;
+mod sync_delta;
 mod sync_faults;
 mod sync_local;
 mod sync_modes;
