@@ -27,6 +27,9 @@ pub const WRITE_FILES: &str = "write-files@filesync";
 pub const WRITE_FILES_WITH_MODE: &str = "write-files-with-mode@filesync";
 /// Temps made durable together and put in place, what they replace kept in the trash.
 pub const INSTALL_FILES: &str = "install-files@filesync";
+/// The BLAKE3 of an open file's content (32 bytes in the reply): a delta upload checks the
+/// file it assembled before it puts it in place.
+pub const BLAKE3: &str = "blake3@filesync";
 /// Many small files whole in one reply.
 pub const READ_FILES: &str = "read-files@filesync";
 
@@ -44,4 +47,5 @@ pub const OFFERED: &[(&str, &str)] = &[
     (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),
     (READ_FILES, "1"),
+    (BLAKE3, "1"),
 ];

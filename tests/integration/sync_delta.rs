@@ -15,6 +15,13 @@ on_backends!([serve, sshd](
     delta_sync_killed_half_way_tears_nothing,
 ));
 
+// OpenSSH cannot say what a file holds without sending it: there, a far version rewritten
+// with its size and mtime kept is as invisible to a delta as to the scan.
+mod hub_only {
+    use super::delta_far_old_version_changed_behind_the_index;
+    on_backends!([serve](delta_far_old_version_changed_behind_the_index,));
+}
+
 const SIZE: usize = 4 << 20;
 
 /// Syncs with the engine's delta log on; what each delta sent, in bytes.
@@ -123,17 +130,10 @@ fn delta_unrelated_replacement_sends_the_whole_file(p: &mut Pair) {
 /// is checked as it is read, so the change is seen and the whole file goes.
 fn delta_old_version_changed_behind_the_index(p: &mut Pair) {
     let old = start(p, "behind.bin", 14);
-    let path = p.a.p("behind.bin");
-    let mtime = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .expect("mtime");
     let changed = edited(&old, 1 << 20, 4096, 15);
-    p.a.write("behind.bin", &changed);
-    let f = std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    f.set_modified(mtime).expect("set mtime");
+    keep_mtime(&p.a.p("behind.bin"), || {
+        p.a.write("behind.bin", &changed);
+    });
     let new = edited(&old, 3 << 20, 4096, 16);
     p.b.write("behind.bin", &new);
     p.b.set_mtime_offset("behind.bin", -5);
@@ -145,6 +145,42 @@ fn delta_old_version_changed_behind_the_index(p: &mut Pair) {
     assert!(p.a.read("behind.bin") == new, "not the new version");
     assert!(p.a.trash_contents().contains(&changed));
     p.assert_same();
+}
+
+/// The far old version is rewritten with its size and mtime kept: the upload's delta copies
+/// bytes that are not the old version, which our server's hash of the result shows, and the
+/// whole file goes.
+fn delta_far_old_version_changed_behind_the_index(p: &mut Pair) {
+    let old = start(p, "far.bin", 17);
+    let changed = edited(&old, 1 << 20, 4096, 18);
+    keep_mtime(&p.b.p("far.bin"), || {
+        p.b.write("far.bin", &changed);
+    });
+    let new = edited(&old, 3 << 20, 4096, 19);
+    p.a.write("far.bin", &new);
+    p.a.set_mtime_offset("far.bin", -5);
+    let sent = sync_delta(p);
+    assert!(
+        sent.is_empty(),
+        "a delta built on a changed far version: {sent:?}"
+    );
+    assert!(p.b.read("far.bin") == new, "not the new version");
+    assert!(p.b.trash_contents().contains(&changed));
+    p.assert_same();
+}
+
+/// Runs `f`, which rewrites the file at `path`, and gives it back its mtime to the
+/// nanosecond.
+fn keep_mtime(path: &std::path::Path, f: impl FnOnce()) {
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    f();
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_modified(mtime).expect("set mtime");
 }
 
 /// SIGKILL of the sync at several moments of a delta upload and download: every file is

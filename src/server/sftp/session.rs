@@ -600,6 +600,7 @@ impl Session {
             }),
             ext::INDEX_REFRESH => self.index_refresh(id),
             ext::COPY_DATA => return self.copy_data(id, data),
+            ext::BLAKE3 => return self.blake3(id, data),
             other => wire::status(
                 id,
                 wire::FX_OP_UNSUPPORTED,
@@ -663,6 +664,33 @@ impl Session {
             left = left.saturating_sub(n as u64);
         }
         Ok(ok(id))
+    }
+
+    /// `blake3@filesync`: the BLAKE3 of the content of the file open as the handle named.
+    fn blake3(&self, id: u32, data: &Bytes) -> Answer {
+        let Ok(s) = wire::ext_strings(data, 1) else {
+            return Ok(malformed(id));
+        };
+        let Some(h) = self.get(&s[0]) else {
+            return Ok(bad_handle(id));
+        };
+        let Handle::File { file, .. } = &*h else {
+            return Ok(bad_handle(id));
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = file.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
+            .string(hasher.finalize().as_bytes())
+            .finish())
     }
 
     /// `posix-rename@openssh.com` (replaces) and `hardlink@openssh.com`.

@@ -115,8 +115,13 @@ impl SftpStore {
             let shown = self
                 .assemble(&tmp, &raw, &src, &created, plan, sent, put)
                 .await?;
-            // Copied from what was there all along: it did not change under the copy.
+            // Copied from what was there all along: it did not change under the copy. Our
+            // server also tells what the copy holds, which sees an old version changed
+            // behind its index's back (size and mtime kept); OpenSSH's cannot say.
             self.still(p, &raw, &src, old).await?;
+            if s.blake3 && put.expect.is_some() && self.hash_of(&raw, &tmp).await != put.expect {
+                return Err(self.no_delta(p, "what it built is not the new version"));
+            }
             self.install(&tmp, p, put.fresh).await?;
             s.made.done(&tmp);
             Ok(Observed {
@@ -133,6 +138,26 @@ impl SftpStore {
             s.made.done(&tmp);
         }
         res
+    }
+
+    /// The server's BLAKE3 of the file at `path` (`blake3@filesync`); `None` when it cannot
+    /// say.
+    async fn hash_of(&self, raw: &RawSftpSession, path: &str) -> Option<ContentHash> {
+        let h = raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .ok()?
+            .handle;
+        let mut d = Vec::new();
+        put_str(&mut d, &h);
+        let reply = raw.extended(ext::BLAKE3, d).await;
+        let _ = raw.close(h).await;
+        match reply.ok()? {
+            Packet::ExtendedReply(r) if r.data.len() == 36 => {
+                Some(ContentHash(r.data[4..].try_into().ok()?))
+            }
+            _ => None,
+        }
     }
 
     /// Fails with `NoDelta` unless the old version (open as `h`) is still what the index saw.

@@ -44,6 +44,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         fsync: ext(ext::FSYNC),
         index_refresh: ext(ext::INDEX_REFRESH),
         copy_data: ext(ext::COPY_DATA),
+        blake3: ext(ext::BLAKE3),
         batch: ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
         write_len,
