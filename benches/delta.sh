@@ -11,7 +11,7 @@
 # usage: benches/delta.sh   (BENCH_DELTA_MB, BENCH_BIN)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-peers=$repo/../shared/peers
+peers=${BENCH_PEERS:-$repo/../shared/peers}
 mb=${BENCH_DELTA_MB:-256}
 bin=${BENCH_BIN:-$(cd "$repo" && . scripts/lib.sh && target_dir)/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
@@ -65,12 +65,11 @@ while True:
     for a, b in ((c, u), (u, c)):
         threading.Thread(target=pump, args=(a, b), daemon=True).start()
 PY
-relay() { # to-port name -> prints the relay's port
-    local port; port=$(free_port)
-    python3 "$work/relay.py" "$port" "$1" "$work/$2.count" &
+relay() { # to-port name: starts it; its port in RELAY_PORT
+    RELAY_PORT=$(free_port)
+    python3 "$work/relay.py" "$RELAY_PORT" "$1" "$work/$2.count" >/dev/null 2>&1 &
     pids+=($!)
     for _ in $(seq 50); do [ -s "$work/$2.count" ] && break; sleep 0.1; done
-    echo "$port"
 }
 count() { cat "$work/$1.count"; }
 
@@ -78,7 +77,8 @@ eval "$(bash "$peers/start-sshd.sh" "$work/sshd")"
 home=$work/home
 mkdir -p "$home/.ssh"
 cp "$SSHD_KEY" "$home/.ssh/id_ed25519"
-sshd_relay=$(relay "$SSHD_PORT" sshd)
+relay "$SSHD_PORT" sshd
+sshd_relay=$RELAY_PORT
 sed "s/^\[127.0.0.1\]:$SSHD_PORT/[127.0.0.1]:$sshd_relay/" "$SSHD_KNOWN_HOSTS" >"$home/.ssh/known_hosts"
 
 # Our hub: `filesync daemon` (watcher + SFTP server, as the Pi runs it).
@@ -100,7 +100,8 @@ for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$hub_port") 2>/dev/null && break
     sleep 0.1
 done
-hub_relay=$(relay "$hub_port" hub)
+relay "$hub_port" hub
+hub_relay=$RELAY_PORT
 echo "[127.0.0.1]:$hub_relay $(ssh-keygen -y -f "$work/hub_host_key")" >>"$home/.ssh/known_hosts"
 
 sshcmd="ssh -p $sshd_relay -i $SSHD_KEY -o UserKnownHostsFile=$home/.ssh/known_hosts -o BatchMode=yes"

@@ -821,7 +821,7 @@ impl Store for LocalStore {
         self.keep_chunks_async(hash, list).await
     }
 
-    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Reader, StoreError> {
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         self.read_ranges_async(p, ranges).await
     }
 
@@ -830,10 +830,10 @@ impl Store for LocalStore {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> Result<Observed, StoreError> {
-        self.write_delta_async(p, plan, old, data, put).await
+        self.write_delta_async(p, plan, old, sent, put).await
     }
 }
 

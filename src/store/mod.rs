@@ -170,14 +170,14 @@ pub trait Store: Send + Sync {
     /// Keeps `list` as the chunk list of content `hash`. Best effort.
     fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) -> impl Future<Output = ()> + Send;
     /// The bytes of `ranges` (offset, length) of the file at `p`, one range after another:
-    /// what a delta transfer sends (`delta::Plan::sent_ranges`).
+    /// what a delta transfer sends (`delta::Plan::sent_ranges`), small next to the file.
     fn read_ranges(
         &self,
         p: &RelPath,
         ranges: &[(u64, u64)],
-    ) -> impl Future<Output = Result<Reader, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
     /// `write`, with the new version assembled by `plan`: its copied chunks from the version
-    /// at `p` now (which must still be `old`), its sent bytes from `data`. Kept durable and
+    /// at `p` now (which must still be `old`), its sent bytes from `sent`. Kept durable and
     /// put in place as `write` does. `NoDelta`: nothing was written (the old version changed,
     /// or the store cannot copy ranges); the caller sends the whole file.
     fn write_delta(
@@ -185,7 +185,7 @@ pub trait Store: Send + Sync {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
 }
@@ -278,7 +278,7 @@ impl Store for AnyStore {
     async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
         each!(self, s => s.keep_chunks(hash, list).await)
     }
-    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Reader, StoreError> {
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         each!(self, s => s.read_ranges(p, ranges).await)
     }
     async fn write_delta(
@@ -286,10 +286,10 @@ impl Store for AnyStore {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> Result<Observed, StoreError> {
-        each!(self, s => s.write_delta(p, plan, old, data, put).await)
+        each!(self, s => s.write_delta(p, plan, old, sent, put).await)
     }
 }
 

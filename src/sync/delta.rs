@@ -8,8 +8,7 @@ use crate::delta::{self, DELTA_MIN};
 use crate::index::Entry;
 use crate::relpath::RelPath;
 use crate::scan::Observed;
-use crate::store::{Put, Reader, Seen, Store, StoreError};
-use tokio::io::AsyncReadExt;
+use crate::store::{Put, Seen, Store, StoreError};
 
 /// A delta sends at most this share of a file; past it the whole file goes (an unrelated
 /// replacement, say).
@@ -46,19 +45,16 @@ pub(super) async fn fetch<H: Store, T: Store>(
     if sent > source.size / MOST_SHARE || sent > MOST_BYTES {
         return None;
     }
-    let mut bytes = Vec::with_capacity(sent as usize);
-    let mut r = there.read_ranges(from, &plan.sent_ranges()).await.ok()?;
-    r.read_to_end(&mut bytes).await.ok()?;
+    let bytes = there.read_ranges(from, &plan.sent_ranges()).await.ok()?;
     if !delta::sent_ok(&plan, &new, &bytes) {
         // The source changed since its scan: the whole-file path says so.
         return None;
     }
-    let data: Reader = Box::pin(std::io::Cursor::new(bytes));
     let seen = Seen {
         size: old.size,
         mtime: old.mtime,
     };
-    match here.write_delta(p, &plan, seen, data, put).await {
+    match here.write_delta(p, &plan, seen, bytes, put).await {
         Ok(o) => {
             here.keep_chunks(&new_h, &new).await;
             tracing::debug!(path = %p, sent, size = source.size, "fetched by delta");

@@ -8,11 +8,10 @@ use crate::index::ContentHash;
 use crate::relpath::RelPath;
 use crate::replica::{Root, chunks};
 use crate::scan::Observed;
-use crate::store::{Put, Reader, Seen, StoreError};
+use crate::store::{Put, Seen, StoreError};
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use tokio::io::AsyncReadExt;
 
 impl LocalStore {
     pub(super) async fn chunks_async(&self, h: &ContentHash) -> Option<ChunkList> {
@@ -33,9 +32,9 @@ impl LocalStore {
         &self,
         p: &RelPath,
         ranges: &[(u64, u64)],
-    ) -> Result<Reader, StoreError> {
+    ) -> Result<Vec<u8>, StoreError> {
         let (root, q, ranges) = (self.root.clone(), p.clone(), ranges.to_vec());
-        let bytes = blocking(move || {
+        blocking(move || {
             let f = root
                 .open_regular(&q)
                 .map_err(|e| Place(&root).err(format!("cannot read {q}"), e))?;
@@ -48,8 +47,7 @@ impl LocalStore {
             }
             Ok(out)
         })
-        .await?;
-        Ok(Box::pin(io::Cursor::new(bytes)))
+        .await
     }
 
     pub(super) async fn write_delta_async(
@@ -57,15 +55,10 @@ impl LocalStore {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        mut data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> Result<Observed, StoreError> {
-        // What is sent is small next to the file (the engine sends the whole file
-        // otherwise): held in memory, so the assembly is one trip to a blocking thread.
-        let mut sent = Vec::new();
-        data.read_to_end(&mut sent)
-            .await
-            .map_err(|e| StoreError::io(format!("reading the source of {p}"), e))?;
+        // One trip to a blocking thread: what is sent is in memory already.
         let (root, q, plan, made) = (
             self.root.clone(),
             p.clone(),

@@ -12,14 +12,13 @@ use crate::proto::ext;
 use crate::relpath::RelPath;
 use crate::replica::layout::CHUNKS_DIR;
 use crate::scan::Observed;
-use crate::store::{Put, Reader, Seen, StoreError};
+use crate::store::{Put, Seen, StoreError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, Status, StatusCode};
 use std::io;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
 
 /// Requests in flight while a temp is assembled.
 const DEPTH: usize = 32;
@@ -44,7 +43,7 @@ impl SftpStore {
         &self,
         p: &RelPath,
         ranges: &[(u64, u64)],
-    ) -> Result<Reader, StoreError> {
+    ) -> Result<Vec<u8>, StoreError> {
         self.not_through_link(p).await?;
         let s = &self.s;
         let path = s.path(p);
@@ -75,7 +74,7 @@ impl SftpStore {
         for r in reads {
             out.extend_from_slice(&r.map_err(fail)?);
         }
-        Ok(Box::pin(io::Cursor::new(out)))
+        Ok(out)
     }
 
     pub(super) async fn write_delta_async(
@@ -83,7 +82,7 @@ impl SftpStore {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        mut data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> Result<Observed, StoreError> {
         let s = &self.s;
@@ -91,10 +90,6 @@ impl SftpStore {
             return Err(self.no_delta(p, "the server cannot copy ranges"));
         }
         self.not_through_link_or_trash(p).await?;
-        let mut sent = Vec::new();
-        data.read_to_end(&mut sent)
-            .await
-            .map_err(|e| StoreError::io(format!("reading the source of {p}"), e))?;
         if sent.len() as u64 != plan.sent() {
             return Err(StoreError::SourceChanged { path: p.clone() });
         }

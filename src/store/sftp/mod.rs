@@ -288,7 +288,7 @@ impl Store for SftpStore {
             .await;
     }
 
-    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Reader, StoreError> {
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         self.guard(self.read_ranges_async(p, ranges)).await
     }
 
@@ -297,10 +297,10 @@ impl Store for SftpStore {
         p: &RelPath,
         plan: &Plan,
         old: Seen,
-        data: Reader,
+        sent: Vec<u8>,
         put: Put,
     ) -> Result<Observed, StoreError> {
-        self.guard(self.write_delta_async(p, plan, old, data, put))
+        self.guard(self.write_delta_async(p, plan, old, sent, put))
             .await
     }
 }
