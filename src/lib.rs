@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod index;
+pub mod pair;
 pub mod plan;
 pub mod proto;
 pub mod relpath;
