@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod config_edit;
 pub mod daemon;
 pub mod endpoint;
 pub mod index;

@@ -190,7 +190,10 @@ mod tests {
         let shown = c.to_string();
         assert_eq!(shown.len(), 14);
         assert_eq!(Code::parse(&shown).unwrap(), c);
-        assert_eq!(Code::parse(&shown.to_lowercase().replace('-', " ")).unwrap(), c);
+        assert_eq!(
+            Code::parse(&shown.to_lowercase().replace('-', " ")).unwrap(),
+            c
+        );
         assert_eq!(
             Code::parse("o1il-0000-0000").unwrap(),
             Code::parse("0111-0000-0000").unwrap()
@@ -207,7 +210,10 @@ mod tests {
         let mut book = Invitations::default();
         let a = book.issue(Terms::default(), t0, LIFETIME);
         let id = a.code.id().to_string();
-        assert_eq!(book.lookup(&id, t0), Lookup::Found(a.code.clone(), Terms::default()));
+        assert_eq!(
+            book.lookup(&id, t0),
+            Lookup::Found(a.code.clone(), Terms::default())
+        );
         assert!(book.consume(&id, t0));
         assert_eq!(book.lookup(&id, t0), Lookup::Unknown);
         assert!(!book.consume(&id, t0));

@@ -4,5 +4,6 @@
 //! (`laptop`). The hub's side is the server's (`server::pairing`).
 
 pub mod code;
+pub mod laptop;
 pub mod protocol;
 pub mod wire;

@@ -95,9 +95,7 @@ pub struct Welcome {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtocolError {
-    #[error(
-        "the code does not match: the other side knows another code, or someone is in between"
-    )]
+    #[error("the code does not match: the other side knows another code, or someone is in between")]
     Mismatch,
     #[error(
         "the server's host key is not one the hub vouches for: someone is in between, or this is not the hub"
@@ -175,7 +173,12 @@ fn laptop_mac(keys: &Keys, transcript: &[u8; 32], device: &str) -> blake3::Hash 
     h.finalize()
 }
 
-fn hub_mac(keys: &Keys, transcript: &[u8; 32], laptop: &blake3::Hash, welcome: &str) -> blake3::Hash {
+fn hub_mac(
+    keys: &Keys,
+    transcript: &[u8; 32],
+    laptop: &blake3::Hash,
+    welcome: &str,
+) -> blake3::Hash {
     let mut h = blake3::Hasher::new_keyed(&keys.hub);
     h.update(transcript);
     h.update(laptop.as_bytes());
@@ -245,8 +248,8 @@ impl Laptop {
         let keys = keys(&shared);
         let transcript =
             Transcript::new(&self.code_id, &self.msg, &hub_msg, host_keys).with_seen(seen);
-        let device = serde_json::to_string(device)
-            .map_err(|e| ProtocolError::Garbled(e.to_string()))?;
+        let device =
+            serde_json::to_string(device).map_err(|e| ProtocolError::Garbled(e.to_string()))?;
         let mac = laptop_mac(&keys, &transcript, &device);
         let join = Join {
             mac: mac.to_hex().to_string(),
@@ -278,7 +281,11 @@ impl LaptopSent {
 
 impl Hub {
     /// The hub's answer to a hello for `code`; `host_keys` are all of its own.
-    pub fn offer(code: &Code, hello: &Hello, host_keys: &[String]) -> Result<(Hub, String), ProtocolError> {
+    pub fn offer(
+        code: &Code,
+        hello: &Hello,
+        host_keys: &[String],
+    ) -> Result<(Hub, String), ProtocolError> {
         let laptop_msg = from_hex(&hello.spake)?;
         let (spake, msg) = Spake2::<Ed25519Group>::start_b(
             &password(code),
@@ -341,6 +348,13 @@ impl HubConfirmed {
     }
 }
 
+/// The public half of a key as one OpenSSH line without its comment.
+pub fn public_line(key: &russh::keys::PublicKey) -> String {
+    let mut k = key.clone();
+    k.set_comment("");
+    k.to_openssh().unwrap_or_default().trim().to_string()
+}
+
 /// Two OpenSSH public key lines name the same key (comments aside).
 pub fn same_key(a: &str, b: &str) -> bool {
     fn core(s: &str) -> Vec<&str> {
@@ -400,7 +414,10 @@ mod tests {
     #[test]
     fn a_host_key_the_hub_does_not_hold_is_refused() {
         let c = Code::random();
-        assert_eq!(run(&c, &c, "ssh-ed25519 AAAAmitm"), Err(ProtocolError::HostKey));
+        assert_eq!(
+            run(&c, &c, "ssh-ed25519 AAAAmitm"),
+            Err(ProtocolError::HostKey)
+        );
     }
 
     #[test]

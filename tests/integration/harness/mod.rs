@@ -5,6 +5,7 @@
 mod folder;
 mod hub;
 mod index;
+mod mitm;
 mod pair;
 mod relay;
 mod sandbox;
@@ -13,6 +14,7 @@ mod sshd;
 pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, wait_index_matches};
+pub use mitm::Mitm;
 pub use pair::{Pair, Remote};
 pub use relay::Relay;
 pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};

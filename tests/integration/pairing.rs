@@ -1,0 +1,222 @@
+//! Pairing a laptop with the hub by a code (`filesync pair --new` on the hub, `filesync pair
+//! HOST CODE` on the laptop), then syncing at once; and every way a pairing must be refused —
+//! a wrong code, a used one, one given to another server or through a man in the middle, brute
+//! force — with one line saying why and nothing written on either side.
+
+use crate::harness::{Folder, Hub, HubKind, Mitm, Ran, Sandbox, wait_until};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A hub daemon with no client keys at all (no authorized_keys file).
+fn bare_hub(sb: &Sandbox) -> Hub {
+    let mut hub = Hub::new(sb, HubKind::Daemon, "");
+    std::fs::remove_file(&hub.authorized_keys).expect("no authorized_keys");
+    hub.start();
+    hub
+}
+
+/// `filesync pair --new` on the hub: the code it printed.
+fn new_code(sb: &Sandbox, hub: &Hub, extra: &[&str]) -> String {
+    let o = sb
+        .filesync_with(&hub.config)
+        .args(["pair", "--new", "--root"])
+        .arg(&hub.root.path)
+        .args(extra)
+        .ok();
+    let line = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("code: "))
+        .unwrap_or_else(|| panic!("no code printed: {o}"));
+    line.trim().to_string()
+}
+
+/// `filesync pair 127.0.0.1:PORT CODE` from the laptop sandbox `lap`.
+fn pair(lap: &Sandbox, port: u16, code: &str, root: &Folder) -> Ran {
+    lap.filesync()
+        .args([
+            "pair",
+            &format!("127.0.0.1:{port}"),
+            code,
+            "--as",
+            "laptop",
+            "--root",
+        ])
+        .arg(&root.path)
+        .output()
+}
+
+fn devices_file(hub: &Hub) -> PathBuf {
+    hub.host_key.parent().unwrap().join("devices.json")
+}
+
+/// What a refused pairing may not leave behind on the laptop.
+fn laptop_untouched(lap: &Sandbox) {
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(config.is_empty(), "config written: {config}");
+    assert!(!lap.path().join("id_ed25519").exists(), "key written");
+    assert!(
+        !lap.home().join(".ssh/known_hosts").exists(),
+        "known_hosts written"
+    );
+}
+
+fn hub_untouched(hub: &Hub) {
+    assert!(!devices_file(hub).exists(), "a device was added");
+}
+
+fn changed_secret(code: &str) -> String {
+    let mut c: Vec<char> = code.chars().collect();
+    let last = c.len() - 1;
+    c[last] = if c[last] == 'A' { 'B' } else { 'A' };
+    c.into_iter().collect()
+}
+
+#[test]
+fn a_laptop_pairs_with_a_code_and_syncs_both_ways_at_once() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    assert!(
+        hub.log_text().contains("paired devices only"),
+        "{}",
+        hub.log_text()
+    );
+    hub.root.write("from-hub.txt", "hub\n");
+    let code = new_code(&hsb, &hub, &[]);
+    assert_eq!(code.len(), 14, "{code}");
+
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    root.write("from-laptop.txt", "laptop\n");
+    let o = pair(&lap, hub.port, &code, &root);
+    assert!(o.status.success(), "{o}");
+    assert!(o.stdout.contains("filesync sync hub"), "{o}");
+
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(config.contains("[peers.hub]"), "{config}");
+    assert!(
+        config.contains(&format!("sftp://laptop@127.0.0.1:{}/", hub.port)),
+        "{config}"
+    );
+    let known = std::fs::read_to_string(lap.home().join(".ssh/known_hosts")).unwrap();
+    assert_eq!(
+        known.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{known}"
+    );
+    let devices = std::fs::read_to_string(devices_file(&hub)).unwrap();
+    assert!(devices.contains("\"laptop\""), "{devices}");
+
+    // No --accept-new: the host keys came with the pairing.
+    let o = lap.filesync().args(["sync", "hub"]).ok();
+    assert_eq!(hub.root.read("from-laptop.txt"), b"laptop\n", "{o}");
+    assert_eq!(root.read("from-hub.txt"), b"hub\n");
+    hub.root.write("later.txt", "again\n");
+    lap.filesync().args(["sync", "hub"]).ok();
+    assert_eq!(root.read("later.txt"), b"again\n");
+    assert!(
+        hub.log_text().contains("device=laptop"),
+        "the login is the paired device's: {}",
+        hub.log_text()
+    );
+
+    // The code was used up.
+    let lap2 = Sandbox::new();
+    let o = pair(&lap2, hub.port, &code, &lap2.folder("Sync"));
+    o.one_line_error(&["no such pairing code"]);
+    laptop_untouched(&lap2);
+}
+
+#[test]
+fn wrong_codes_are_refused_and_burn_the_code() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let wrong = changed_secret(&code);
+    for _ in 0..3 {
+        let o = pair(&lap, hub.port, &wrong, &root);
+        o.one_line_error(&["wrong pairing code"]);
+        laptop_untouched(&lap);
+        hub_untouched(&hub);
+    }
+    assert!(
+        hub.log_text().contains("the code is burnt"),
+        "{}",
+        hub.log_text()
+    );
+    // Burnt: the right code no longer works either.
+    let o = pair(&lap, hub.port, &code, &root);
+    o.one_line_error(&["no such pairing code"]);
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+    // A code the hub never made.
+    let o = pair(&lap, hub.port, "0000-0000-0000", &root);
+    o.one_line_error(&["no such pairing code"]);
+    let o = pair(&lap, hub.port, "not-a-code", &root);
+    o.one_line_error(&["not a pairing code"]);
+    laptop_untouched(&lap);
+}
+
+#[test]
+fn brute_force_is_penalised_by_address() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    // Guesses at codes the hub never made: each is a failed login of the address.
+    for i in 0..10 {
+        let o = pair(&lap, hub.port, &format!("{i:04}-0000-0000"), &root);
+        assert!(!o.status.success(), "{o}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || hub
+            .log_text()
+            .contains("refusing this address")),
+        "{}",
+        hub.log_text()
+    );
+    let o = pair(&lap, hub.port, "ZZZZ-0000-0000", &root);
+    assert!(!o.status.success(), "{o}");
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+}
+
+#[test]
+fn a_code_given_to_another_server_is_refused() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let osb = Sandbox::new();
+    let other = bare_hub(&osb);
+    let _its_own = new_code(&osb, &other, &[]);
+    let lap = Sandbox::new();
+    let o = pair(&lap, other.port, &code, &lap.folder("Sync"));
+    o.one_line_error(&["refused"]);
+    laptop_untouched(&lap);
+    hub_untouched(&other);
+    hub_untouched(&hub);
+}
+
+#[test]
+fn a_man_in_the_middle_is_refused_on_both_sides() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let mitm = Mitm::start(hub.port);
+    let lap = Sandbox::new();
+    let o = pair(&lap, mitm.port, &code, &lap.folder("Sync"));
+    o.one_line_error(&["someone is in between"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || mitm.relayed() > 0),
+        "the relay carried the exchange"
+    );
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+    assert!(
+        hub.log_text().contains("a man in the middle"),
+        "{}",
+        hub.log_text()
+    );
+}
