@@ -134,7 +134,7 @@ impl Connection {
             self.tried.clear();
             return Err(russh::Error::Disconnect);
         }
-        tracing::info!(peer = %self.peer, client = %self.client.get(), user, device = self.device.as_deref().unwrap_or("-"), "client logged in {how}");
+        tracing::info!(peer = %self.peer, client = %self.client.get(), user, device = %self.device.as_deref().unwrap_or("-"), "client logged in {how}");
         self.user = user.to_string();
         if let Some(d) = &self.device {
             super::lock(&self.gate.control.online).insert(self.id, d.clone());
@@ -201,7 +201,12 @@ impl russh::server::Handler for Connection {
         let device_hash = self.gate.control.devices.password_hash(user);
         let device = device_hash.is_some().then(|| user.to_string());
         let Some(hash) = device_hash.or_else(|| self.gate.password_hash.clone()) else {
-            return Ok(self.failed(user, "a password, but password login is off".into()));
+            let why = if self.gate.control.devices.any_password() {
+                format!("a password, but {user:?} is not a device with a password")
+            } else {
+                "a password, but password login is off".into()
+            };
+            return Ok(self.failed(user, why));
         };
         let password = password.to_string();
         // argon2 is deliberately slow: keep it off the async workers.

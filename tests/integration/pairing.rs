@@ -115,7 +115,9 @@ fn a_laptop_pairs_with_a_code_and_syncs_both_ways_at_once() {
     lap.filesync().args(["sync", "hub"]).ok();
     assert_eq!(root.read("later.txt"), b"again\n");
     assert!(
-        hub.log_text().contains("device=laptop"),
+        hub.log_text()
+            .lines()
+            .any(|l| l.contains("client logged in") && l.contains("device=laptop")),
         "the login is the paired device's: {}",
         hub.log_text()
     );
@@ -219,4 +221,144 @@ fn a_man_in_the_middle_is_refused_on_both_sides() {
         "{}",
         hub.log_text()
     );
+}
+
+/// The phone's login as `devices add-phone` printed it.
+struct PhoneLogin {
+    password: String,
+    fingerprint: String,
+}
+
+fn add_phone(sb: &Sandbox, hub: &Hub, name: &str) -> PhoneLogin {
+    let o = sb
+        .filesync_with(&hub.config)
+        .args(["devices", "add-phone", name, "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    let field = |k: &str| {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no {k} in: {o}"))
+    };
+    assert_eq!(field("port:"), hub.port.to_string());
+    assert_eq!(field("user:"), name);
+    assert!(o.stdout.contains(&format!("sftp://{name}@")), "{o}");
+    assert!(
+        o.stdout.contains('█') || o.stdout.contains('▀'),
+        "no QR code: {o}"
+    );
+    let fingerprint = o
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ssh-ed25519 "))
+        .unwrap_or_else(|| panic!("no ed25519 fingerprint: {o}"))
+        .to_string();
+    PhoneLogin {
+        password: field("password:"),
+        fingerprint,
+    }
+}
+
+fn psftp(hub: &Hub, user: &str, login: &PhoneLogin) -> std::process::Command {
+    crate::harness::require("psftp");
+    let mut c = std::process::Command::new("psftp");
+    c.args(["-batch", "-P", &hub.port.to_string()])
+        .args(["-hostkey", &login.fingerprint])
+        .args(["-pw", &login.password])
+        .arg(format!("{user}@127.0.0.1"));
+    c
+}
+
+#[test]
+fn a_phone_logs_in_with_its_password_until_revoked() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let phone = add_phone(&hsb, &hub, "phone");
+    let up = hsb.file("photo.jpg", "pixels\n");
+    let script = hsb.file("psftp.batch", &format!("put {} photo.jpg\n", up.display()));
+    let o = psftp(&hub, "phone", &phone)
+        .arg("-b")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(hub.root.read("photo.jpg"), b"pixels\n");
+    // Another device's name with this password, and a wrong password: refused.
+    let o = psftp(&hub, "laptop", &phone)
+        .arg("-b")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+
+    let listed = hsb
+        .filesync_with(&hub.config)
+        .args(["devices", "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    assert!(
+        listed.stdout.contains("phone  password") && listed.stdout.contains("from 127.0.0.1"),
+        "{listed}"
+    );
+
+    // An open session, ended by the revocation; then no login.
+    let mut open = psftp(&hub, "phone", &phone)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = open.stdin.take().unwrap();
+    stdin.write_all(b"pwd\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || hub
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("client logged in") && l.contains("device=phone"))
+            .count()
+            >= 2),
+        "{}",
+        hub.log_text()
+    );
+    let o = hsb
+        .filesync_with(&hub.config)
+        .args(["devices", "revoke", "phone", "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    assert!(o.stdout.contains("1 open sessions ended"), "{o}");
+    assert!(
+        wait_until(Duration::from_secs(10), || open
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the open session outlived the revocation"
+    );
+    drop(stdin);
+    let o = psftp(&hub, "phone", &phone)
+        .arg("-b")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a revoked phone got in");
+}
+
+#[test]
+fn a_revoked_laptop_is_refused_at_once() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    assert!(pair(&lap, hub.port, &code, &root).status.success());
+    lap.filesync().args(["sync", "hub"]).ok();
+    hsb.filesync_with(&hub.config)
+        .args(["devices", "revoke", "laptop", "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    let o = lap.filesync().args(["sync", "hub"]).fails();
+    assert!(o.stderr.contains("refused"), "{o}");
 }
