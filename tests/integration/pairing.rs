@@ -362,3 +362,49 @@ fn a_revoked_laptop_is_refused_at_once() {
     let o = lap.filesync().args(["sync", "hub"]).fails();
     assert!(o.stderr.contains("refused"), "{o}");
 }
+
+#[test]
+fn with_serve_the_hub_pulls_from_the_laptop_on_its_schedule() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &["--every", "1s"]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let lport = crate::harness::free_port();
+    let o = lap
+        .filesync()
+        .args([
+            "pair",
+            &format!("127.0.0.1:{}", hub.port),
+            &code,
+            "--as",
+            "laptop",
+        ])
+        .args(["--serve", &format!("127.0.0.1:{lport}"), "--root"])
+        .arg(&root.path)
+        .output();
+    assert!(o.status.success(), "{o}");
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(
+        config.contains("[server]") && config.contains(&format!("127.0.0.1:{lport}")),
+        "{config}"
+    );
+    let devices = std::fs::read_to_string(devices_file(&hub)).unwrap();
+    assert!(
+        devices.contains(&format!("sftp://filesync@127.0.0.1:{lport}/")),
+        "{devices}"
+    );
+
+    // The laptop's daemon serves; the hub's schedule finds a new laptop file.
+    let _daemon = lap.daemon(&root.path);
+    root.write("from-laptop.txt", "pulled\n");
+    assert!(
+        wait_until(Duration::from_secs(60), || hub
+            .root
+            .get("from-laptop.txt")
+            .is_some()),
+        "the hub did not pull; hub log:\n{}",
+        hub.log_text()
+    );
+    assert_eq!(hub.root.read("from-laptop.txt"), b"pulled\n");
+}
