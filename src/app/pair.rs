@@ -33,6 +33,10 @@ pub struct PairArgs {
     /// (default: `root` from the config, else ~/Sync).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// With --new: write the code to FILE instead of asking the running hub (for a hub
+    /// without a screen: the boot partition's `filesync/pair-code.txt`).
+    #[arg(long, value_name = "FILE", requires = "new")]
+    pub file: Option<PathBuf>,
     /// This laptop serves SFTP on ADDR (e.g. 0.0.0.0:2222) and the hub pulls from it.
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
@@ -119,6 +123,21 @@ fn split_host(s: &str) -> Result<(String, u16)> {
 fn new_code(cfg: &Config, args: PairArgs) -> Result<i32> {
     if args.host.is_some() || args.serve.is_some() || args.as_name.is_some() {
         bail!("`pair --new` runs on the hub and takes only --name, --every and --root");
+    }
+    if let Some(file) = &args.file {
+        let code = Code::random();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(file, format!("{code}\n"))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        println!("code: {code}");
+        println!(
+            "written to {}; the hub takes it for an hour after it starts, once",
+            file.display()
+        );
+        return Ok(0);
     }
     let root = root_of(args.root, cfg)?;
     let terms = Terms {

@@ -44,6 +44,17 @@ pub struct Control {
     /// Raised when a pairing added a laptop the hub pulls from (the daemon restarts its
     /// schedule).
     pub pulls_changed: tokio::sync::Notify,
+    /// The id of the code taken from `[server] pair_code_file`, remembered once used.
+    file_code: Mutex<Option<String>>,
+}
+
+/// How long after a start the code file's code is taken.
+const FILE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Tags of file codes already used, so a code left on the boot partition is never taken again.
+const USED_CODES: &str = "used-pair-codes";
+
+fn code_tag(code: &Code) -> String {
+    blake3::hash(code.secret()).to_hex()[..32].to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,6 +82,7 @@ impl Control {
             handles: Arc::default(),
             online: Mutex::default(),
             pulls_changed: tokio::sync::Notify::new(),
+            file_code: Mutex::default(),
         })
     }
 
@@ -101,9 +113,51 @@ impl Control {
         }
     }
 
-    /// A code someone wrote down beforehand (the boot partition's), valid for `lifetime`.
-    pub fn accept_code(&self, code: Code, lifetime: Duration) {
-        lock(&self.invitations).add(code, Terms::default(), Instant::now() + lifetime);
+    /// Takes the code written down in `path` (the boot partition's) for an hour, unless it
+    /// was used before; a file that is not there is no code.
+    pub fn take_code_file(&self, path: &Path) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let code = match Code::parse(text.trim()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}; make one with `filesync pair --new --file {}`",
+                    path.display(),
+                    path.display()
+                );
+                return;
+            }
+        };
+        let used = std::fs::read_to_string(self.state_dir.join(USED_CODES)).unwrap_or_default();
+        if used.lines().any(|l| l == code_tag(&code)) {
+            tracing::info!(path = %path.display(), "the pairing code there was used already");
+            return;
+        }
+        *lock(&self.file_code) = Some(code.id().to_string());
+        lock(&self.invitations).add(code, Terms::default(), Instant::now() + FILE_CODE_LIFETIME);
+        tracing::info!(path = %path.display(), "pairing code from the file taken for {} min, until used", FILE_CODE_LIFETIME.as_secs() / 60);
+    }
+
+    /// Remembers a used code from the file, so it is not taken at the next start.
+    pub fn note_used(&self, code: &Code) {
+        if lock(&self.file_code).as_deref() != Some(code.id()) {
+            return;
+        }
+        use std::io::Write;
+        let path = self.state_dir.join(USED_CODES);
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{}", code_tag(code)).and_then(|()| f.sync_all()));
+        if let Err(e) = res {
+            tracing::warn!(
+                "cannot note the used pairing code in {}: {e}",
+                path.display()
+            );
+        }
     }
 
     pub fn devices(&self) -> Vec<Device> {

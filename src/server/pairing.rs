@@ -117,6 +117,7 @@ where
     if !super::lock(&ctl.invitations).consume(&id, Instant::now()) {
         return Err(refuse("this pairing code was just used or burnt", false));
     }
+    ctl.note_used(&code);
     let welcome = enroll(ctl, request, terms, peer).map_err(|e| refuse(e, false))?;
     wire::send(stream, &confirmed.welcome(&welcome))
         .await

@@ -408,3 +408,34 @@ fn with_serve_the_hub_pulls_from_the_laptop_on_its_schedule() {
     );
     assert_eq!(hub.root.read("from-laptop.txt"), b"pulled\n");
 }
+
+#[test]
+fn a_code_from_the_boot_partition_pairs_once() {
+    let hsb = Sandbox::new();
+    let boot = hsb.path().join("boot/filesync/pair-code.txt");
+    let mut hub = Hub::new(&hsb, HubKind::Daemon, &format!("pair_code_file = {boot:?}"));
+    std::fs::remove_file(&hub.authorized_keys).unwrap();
+    // Written on another machine, before the hub ever started.
+    let o = Sandbox::new()
+        .filesync()
+        .args(["pair", "--new", "--file"])
+        .arg(&boot)
+        .ok();
+    let code = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("code: "))
+        .unwrap()
+        .to_string();
+    hub.start();
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let o = pair(&lap, hub.port, &code, &root);
+    assert!(o.status.success(), "{o}");
+    lap.filesync().args(["sync", "hub"]).ok();
+    // Left on the partition, it is not taken again after a restart.
+    hub.start();
+    let lap2 = Sandbox::new();
+    pair(&lap2, hub.port, &code, &lap2.folder("Sync")).one_line_error(&["no such pairing code"]);
+    laptop_untouched(&lap2);
+}
