@@ -50,14 +50,20 @@ pub fn run(cfg: &Config, config: Option<&Path>, args: PairArgs) -> Result<i32> {
     if args.new {
         return new_code(cfg, args);
     }
-    let (host, code) = match (args.host.as_deref(), args.code.as_deref()) {
-        (Some(h), Some(c)) => (h.to_string(), c.to_string()),
-        (Some(_), None) | (None, _) => bail!(
-            "give the hub and the code: `filesync pair HOST[:PORT] CODE` (make a code on the hub with `sudo filesync pair --new`)"
+    let (host, port, code) = match (args.host.as_deref(), args.code.as_deref()) {
+        (Some(h), Some(c)) => {
+            let (host, port) = split_host(h)?;
+            (host, port, Code::parse(c)?)
+        }
+        (Some(c), None) => {
+            let code = Code::parse(c)?;
+            let (host, port) = pick_hub()?;
+            (host, port, code)
+        }
+        (None, _) => bail!(
+            "give the code the hub printed: `filesync pair [HOST[:PORT]] CODE` (make one on the hub with `sudo filesync pair --new`)"
         ),
     };
-    let code = Code::parse(&code)?;
-    let (host, port) = split_host(&host)?;
     let config = match config {
         Some(c) => c.to_path_buf(),
         None => {
@@ -99,6 +105,41 @@ pub fn run(cfg: &Config, config: Option<&Path>, args: PairArgs) -> Result<i32> {
     println!("  {}: the hub's host keys", done.known_hosts.display());
     println!("now: filesync sync {}", done.peer);
     Ok(0)
+}
+
+/// The hub found on the local network: the only one, or the one the person picks.
+fn pick_hub() -> Result<(String, u16)> {
+    use std::io::{BufRead, IsTerminal, Write};
+    eprintln!("looking for hubs on the local network (_sftp-ssh._tcp)…");
+    let found = crate::pair::discover::browse(std::time::Duration::from_secs(3))?;
+    let line = |f: &crate::pair::discover::Found| format!("{} — {}:{}", f.name, f.host, f.port);
+    match found.as_slice() {
+        [] => bail!(
+            "no hub answered on the local network; name it: `filesync pair HOST[:PORT] CODE`"
+        ),
+        [one] => {
+            eprintln!("found {}", line(one));
+            Ok((one.target(), one.port))
+        }
+        many if std::io::stdin().is_terminal() => {
+            for (i, f) in many.iter().enumerate() {
+                eprintln!("  {}) {}", i + 1, line(f));
+            }
+            eprint!("which one? ");
+            std::io::stderr().flush().ok();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            let n: usize = answer.trim().parse().unwrap_or(0);
+            let f = many
+                .get(n.wrapping_sub(1))
+                .with_context(|| format!("{:?} is not one of 1–{}", answer.trim(), many.len()))?;
+            Ok((f.target(), f.port))
+        }
+        many => bail!(
+            "several hubs answered ({}); name one: `filesync pair HOST[:PORT] CODE`",
+            many.iter().map(line).collect::<Vec<_>>().join("; ")
+        ),
+    }
 }
 
 /// `HOST`, `HOST:PORT` or `[V6]:PORT`.

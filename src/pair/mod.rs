@@ -4,6 +4,7 @@
 //! (`laptop`). The hub's side is the server's (`server::pairing`).
 
 pub mod code;
+pub mod discover;
 pub mod laptop;
 pub mod protocol;
 pub mod wire;
