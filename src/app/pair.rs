@@ -114,9 +114,9 @@ fn pick_hub() -> Result<(String, u16)> {
     let found = crate::pair::discover::browse(std::time::Duration::from_secs(3))?;
     let line = |f: &crate::pair::discover::Found| format!("{} — {}:{}", f.name, f.host, f.port);
     match found.as_slice() {
-        [] => bail!(
-            "no hub answered on the local network; name it: `filesync pair HOST[:PORT] CODE`"
-        ),
+        [] => {
+            bail!("no hub answered on the local network; name it: `filesync pair HOST[:PORT] CODE`")
+        }
         [one] => {
             eprintln!("found {}", line(one));
             Ok((one.target(), one.port))

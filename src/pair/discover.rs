@@ -22,7 +22,10 @@ impl Found {
     /// config names the hub as the network does; else its first address.
     pub fn target(&self) -> String {
         use std::net::ToSocketAddrs;
-        if (self.host.as_str(), self.port).to_socket_addrs().is_ok_and(|mut a| a.next().is_some()) {
+        if (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.next().is_some())
+        {
             return self.host.clone();
         }
         let ip = self
@@ -37,7 +40,9 @@ impl Found {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot look for hubs on the local network ({0}); name the hub: `filesync pair HOST[:PORT] CODE`")]
+#[error(
+    "cannot look for hubs on the local network ({0}); name the hub: `filesync pair HOST[:PORT] CODE`"
+)]
 pub struct DiscoverError(String);
 
 /// Every `_sftp-ssh._tcp` server that answers within `window`.
