@@ -28,14 +28,12 @@ impl Found {
         {
             return self.host.clone();
         }
-        let ip = self
-            .addrs
+        self.addrs
             .iter()
             .find(|a| a.is_ipv4())
             .or(self.addrs.first())
             .map(|a| a.to_string())
-            .unwrap_or_else(|| self.host.clone());
-        ip
+            .unwrap_or_else(|| self.host.clone())
     }
 }
 
