@@ -439,3 +439,68 @@ fn a_code_from_the_boot_partition_pairs_once() {
     pair(&lap2, hub.port, &code, &lap2.folder("Sync")).one_line_error(&["no such pairing code"]);
     laptop_untouched(&lap2);
 }
+
+/// Announces `_sftp-ssh._tcp` for a hub at `ip:port` from inside `ns`, as avahi does on the
+/// Pi (the product has no responder of its own); stops when the sender is dropped.
+fn announce(ns: &crate::harness::Netns, ip: &str, port: u16) -> std::sync::mpsc::Sender<()> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let (name, ip) = (ns.name.clone(), ip.to_string());
+    std::thread::spawn(move || {
+        crate::harness::Netns::enter_named(&name);
+        let mdns = mdns_sd::ServiceDaemon::new().expect("mdns daemon");
+        let info = mdns_sd::ServiceInfo::new(
+            "_sftp-ssh._tcp.local.",
+            "filesync on hub",
+            "hub.local.",
+            ip.as_str(),
+            port,
+            &[("u", "filesync"), ("path", "/")][..],
+        )
+        .expect("service info");
+        mdns.register(info).expect("register");
+        ready.send(()).unwrap();
+        let _ = stopped.recv();
+        let _ = mdns.shutdown();
+    });
+    is_ready.recv().unwrap();
+    stop
+}
+
+#[test]
+fn pair_without_a_host_finds_the_hub_on_the_network() {
+    use crate::harness::Netns;
+    let (hns, lns) = (Netns::new(), Netns::new());
+    Netns::cable(&hns, "10.231.7.1", &lns, "10.231.7.2");
+    let hsb = Sandbox::new();
+    let mut hub = Hub::new(&hsb, HubKind::Daemon, "");
+    std::fs::remove_file(&hub.authorized_keys).unwrap();
+    let config = std::fs::read_to_string(&hub.config).unwrap();
+    std::fs::write(&hub.config, config.replace("127.0.0.1:", "0.0.0.0:")).unwrap();
+    hub.netns = Some(hns.name.clone());
+    hub.start();
+    let code = new_code(&hsb, &hub, &[]);
+    let _announced = announce(&hns, "10.231.7.1", hub.port);
+
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let run = |args: &[&str]| {
+        let c = lap.filesync().args(args).command();
+        let o = lns.wrap(&c).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, out) = run(&["pair", &code, "--as", "laptop", "--root", root.s()]);
+    assert!(ok, "{out}\nhub log:\n{}", hub.log_text());
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(
+        config.contains(&format!("sftp://laptop@10.231.7.1:{}/", hub.port)),
+        "{config}"
+    );
+    hub.root.write("found.txt", "over the cable\n");
+    let (ok, out) = run(&["sync", "hub"]);
+    assert!(ok, "{out}");
+    assert_eq!(root.read("found.txt"), b"over the cable\n");
+}
