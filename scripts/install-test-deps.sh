@@ -2,8 +2,9 @@
 # Installs what the test suite runs against: OpenSSH (client + server), the SFTP client stacks
 # phone and desktop apps embed (curl/libssh2, rclone/Go, PuTTY, libssh, JSch, Trilead, Ruby
 # net-sftp from Debian; paramiko and asyncssh from PyPI; node's ssh2 from npm), rsync, unison,
-# restic, util-linux's setpriv, and rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it
-# installs them; elsewhere it says exactly what is missing.
+# restic, util-linux's setpriv, iproute2 (network namespaces for the mDNS test), and
+# rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it installs them; elsewhere it says
+# exactly what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ need scp openssh-client
 need rsync rsync
 need unison unison
 need setpriv util-linux
+need ip iproute2
 need python3 python3
 need pip3 python3-pip
 need psftp putty-tools

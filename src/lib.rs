@@ -6,10 +6,12 @@
 
 pub mod app;
 pub mod config;
+pub mod config_edit;
 pub mod daemon;
 pub mod delta;
 pub mod endpoint;
 pub mod index;
+pub mod pair;
 pub mod plan;
 pub mod proto;
 pub mod relpath;

@@ -5,6 +5,8 @@
 mod folder;
 mod hub;
 mod index;
+mod mitm;
+mod netns;
 mod pair;
 mod relay;
 mod sandbox;
@@ -13,6 +15,8 @@ mod sshd;
 pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, wait_index_matches};
+pub use mitm::Mitm;
+pub use netns::Netns;
 pub use pair::{Pair, Remote};
 pub use relay::Relay;
 pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};
@@ -34,6 +38,7 @@ fn install_line(tool: &str) -> &'static str {
         "restic" => "apt-get install -y restic",
         "scp" => "apt-get install -y openssh-client",
         "setpriv" => "apt-get install -y util-linux",
+        "ip" => "apt-get install -y iproute2",
         "psftp" | "puttygen" => "apt-get install -y putty-tools",
         "java" | "javac" => "apt-get install -y default-jdk-headless libjsch-java",
         "node" | "npm" => "apt-get install -y nodejs npm",
