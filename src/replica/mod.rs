@@ -8,9 +8,9 @@
 pub mod home;
 pub mod layout;
 pub mod lock;
-mod root;
+pub mod root;
 mod trash;
 pub mod writers;
 
-pub use root::{Follow, Root, RootError, RootResult, dir_flags, rename_at};
+pub use root::{Follow, NameRules, Root, RootError, RootResult, dir_flags, rename_at};
 pub use trash::InstallError;

@@ -46,6 +46,7 @@ mod server_paramiko;
 mod server_sessions;
 mod server_stacks;
 mod sync_faults;
+mod sync_fold;
 mod sync_local;
 mod sync_modes;
 mod sync_names;
