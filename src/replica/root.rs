@@ -103,6 +103,8 @@ pub struct Root {
     follow: Follow,
     /// No openat2 here: resolve component by component.
     walk: bool,
+    /// How its file system compares names, probed once (`probe_names`).
+    names: std::sync::OnceLock<NameRules>,
 }
 
 /// Symlinks followed while resolving one path before giving up, as the kernel's limit.
@@ -131,6 +133,7 @@ impl Root {
             path: path.to_path_buf(),
             follow,
             walk: force_walk || !os::KERNEL_RESOLVES,
+            names: std::sync::OnceLock::new(),
         };
         // Find out now, not on the first call, whether the kernel resolves for us.
         if !root.walk {
@@ -402,7 +405,25 @@ impl Root {
     pub fn rename(&self, from: &RelPath, to: &RelPath, replace: bool) -> RootResult<()> {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
-        rename_at(&fdir, fname, &tdir, tname, replace)
+        match rename_at(&fdir, fname, &tdir, tname, replace) {
+            // On a disk that folds names, `to` spelled otherwise is `from` itself (two files
+            // cannot fold alike in one folder): a rename that only changes the spelling,
+            // which the kernel may refuse as taken. It goes through a temp name.
+            Err(e) if e.errno() == Some(libc::EEXIST) && self.spells_alike(from, to) => {
+                let tmp = crate::replica::layout::temp_name(tname);
+                rename_at(&fdir, fname, &tdir, &tmp, false)?;
+                rename_at(&tdir, &tmp, &tdir, tname, false).inspect_err(|_| {
+                    let _ = rename_at(&tdir, &tmp, &fdir, fname, false);
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Whether this root's file system takes `a` and `b` (different names) as one.
+    fn spells_alike(&self, a: &RelPath, b: &RelPath) -> bool {
+        let rules = self.probe_names();
+        a != b && !rules.is_exact() && rules.key(a) == rules.key(b)
     }
 
     pub fn hardlink(&self, from: &RelPath, to: &RelPath) -> RootResult<()> {

@@ -239,3 +239,22 @@ fn names_windows_refuses_are_reported_once_and_left_alone() {
         assert_eq!(a.read("LPT1/inner.txt"), b"below a device name");
     }
 }
+
+#[test]
+fn a_rename_that_only_changes_case_arrives_on_a_fat_stick() {
+    let sb = Sandbox::new();
+    let stick = Mount::fat(&sb);
+    let b = stick.folder_folding("README", "readme");
+    let a = sb.folder("laptop");
+    a.write("Report.txt", "the report");
+    assert!(sync(&sb, &a, &b).status.success());
+    a.rename("Report.txt", "report.txt");
+    let out = sync(&sb, &a, &b);
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    let outs = out.stdout;
+    let want = [("report.txt".to_string(), b"the report".to_vec())];
+    assert_eq!(names(&a), want, "{outs}");
+    assert_eq!(names(&b), want, "{outs}");
+    let last = sync(&sb, &a, &b);
+    assert!(last.status.success(), "{}{}", last.stdout, last.stderr);
+}

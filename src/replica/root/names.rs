@@ -85,10 +85,14 @@ pub fn windows_refuses(name: &str) -> Option<&'static str> {
 }
 
 impl Root {
-    /// Finds out how the file system of this root compares and accepts names, by making
+    /// How the file system of this root compares and accepts names, found out once by making
     /// probe files (temp names, which the scan ignores) and looking them up by other
     /// spellings. A root that cannot be written receives nothing, and counts as exact.
     pub fn probe_names(&self) -> NameRules {
+        *self.names.get_or_init(|| self.probe())
+    }
+
+    fn probe(&self) -> NameRules {
         let mut rules = NameRules::EXACT;
         let Ok(dir) = self.dup() else {
             return rules;
