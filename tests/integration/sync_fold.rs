@@ -258,3 +258,31 @@ fn a_rename_that_only_changes_case_arrives_on_a_fat_stick() {
     let last = sync(&sb, &a, &b);
     assert!(last.status.success(), "{}{}", last.stdout, last.stderr);
 }
+
+/// The laptop is the Mac: its own disk folds names, the hub's does not. Both spellings the
+/// hub holds reach the Mac, one as a conflict copy renamed so on the hub too, over SFTP.
+#[test]
+fn a_mac_laptop_gets_both_spellings_from_the_hub() {
+    let mut t = Pair::hub(HubKind::Serve);
+    let mac = Mount::apfs_like(&t.sb);
+    t.a = mac.folder_folding("README", "readme");
+    t.b.write("README", "upper").write(NFC, "composed");
+    t.b.write("readme", "lower").write(NFD, "decomposed");
+    t.sync_and_settle();
+    let contents = |f: &Folder| {
+        let mut v: Vec<Vec<u8>> = names(f).into_iter().map(|x| x.1).collect();
+        v.sort();
+        v
+    };
+    let want: Vec<Vec<u8>> = ["composed", "decomposed", "lower", "upper"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    assert_eq!(contents(&t.a), want, "{:?}", names(&t.a));
+    assert_eq!(contents(&t.b), want, "{:?}", names(&t.b));
+    let copies = names(&t.a)
+        .iter()
+        .filter(|(k, _)| k.contains(".sync-conflict-"))
+        .count();
+    assert_eq!(copies, 2, "{:?}", names(&t.a));
+}
