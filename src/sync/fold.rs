@@ -80,24 +80,7 @@ fn twins(plan: &mut Plan, left: &Index, right: &Index, side: Side, r: NameRules)
         Side::Left => (left, right),
         Side::Right => (right, left),
     };
-    // What leaves this side in the plan does not count: its name is free once it is gone
-    // (a rename that only changes case waits for the next sync if the old name is still there).
-    let leaving: BTreeSet<&RelPath> = plan
-        .steps
-        .iter()
-        .filter(|s| s.side == side)
-        .filter_map(|s| match &s.op {
-            Op::Trash { .. } | Op::RmDir | Op::MoveAside { .. } => Some(&s.path),
-            Op::Move { from, .. } => Some(from),
-            _ => None,
-        })
-        .collect();
-    let mut keys: BTreeMap<String, RelPath> = here
-        .entries
-        .iter()
-        .filter(|(p, e)| e.is_live() && !leaving.contains(p))
-        .map(|(p, _)| (r.key(p), p.clone()))
-        .collect();
+    let mut keys = staying(plan, here, side, r);
     let mut taken: BTreeSet<RelPath> = left
         .entries
         .keys()
@@ -151,8 +134,29 @@ fn twins(plan: &mut Plan, left: &Index, right: &Index, side: Side, r: NameRules)
     held
 }
 
-/// The plan without steps at or below a held path on the side that holds it back, nor the
-/// steps elsewhere that read from it.
+/// The names `here` keeps through the plan, by their folded key. What leaves in the plan does
+/// not count: its name is free once it is gone (a rename that only changes case is a move
+/// whose source is its own twin).
+fn staying(plan: &Plan, here: &Index, side: Side, r: NameRules) -> BTreeMap<String, RelPath> {
+    let leaving: BTreeSet<&RelPath> = plan
+        .steps
+        .iter()
+        .filter(|s| s.side == side)
+        .filter_map(|s| match &s.op {
+            Op::Trash { .. } | Op::RmDir | Op::MoveAside { .. } => Some(&s.path),
+            Op::Move { from, .. } => Some(from),
+            _ => None,
+        })
+        .collect();
+    here.entries
+        .iter()
+        .filter(|(p, e)| e.is_live() && !leaving.contains(p))
+        .map(|(p, _)| (r.key(p), p.clone()))
+        .collect()
+}
+
+/// The plan without steps at or below a held path on the side that holds it back (the
+/// sender keeps the path as it is).
 fn drop_below(plan: &mut Plan, held: &[HeldName]) {
     if held.is_empty() {
         return;
