@@ -3,6 +3,7 @@
 #
 #   cross/macos-check.sh             # both Apple targets, debug, binary at <target>/<triple>/debug
 #   cross/macos-check.sh --release   # release binaries (what `just dist` ships)
+#   cross/macos-check.sh --check-deps   # the Debian packages it would install, nothing built
 #
 # Needs rustup's std for the targets and cargo-zigbuild + ziglang (PyPI); it installs them.
 # zig carries libSystem but no frameworks: cross/macos-sdk/Frameworks holds stand-ins that
@@ -21,6 +22,8 @@ for p in '"*"' ring blake3 argon2; do profile+=(--config "profile.dev.package.$p
 kind=debug
 for arg in "$@"; do [ "$arg" = --release ] && profile=(--release) && kind=release; done
 
+apt_install file
+deps_checked
 for t in "${TARGETS[@]}"; do
     rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done
