@@ -10,9 +10,9 @@ pub mod home;
 pub mod layout;
 pub mod lock;
 pub mod protocol;
-mod root;
+pub mod root;
 mod trash;
 pub mod writers;
 
-pub use root::{Follow, Root, RootError, RootResult, dir_flags, rename_at};
+pub use root::{Follow, NameRules, Root, RootError, RootResult, dir_flags, rename_at};
 pub use trash::InstallError;

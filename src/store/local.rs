@@ -612,6 +612,13 @@ impl Store for LocalStore {
         true
     }
 
+    async fn name_rules(&self) -> crate::replica::NameRules {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || root.probe_names())
+            .await
+            .unwrap_or_default()
+    }
+
     async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
         self.lock_blocking(info)
     }
@@ -742,7 +749,7 @@ impl Store for LocalStore {
             };
             root.parent_dir(&q, true).map_err(err)?;
             let filling = crate::index::mode::while_filling(m);
-            match root.mkdir(&q, rustix::fs::Mode::from_raw_mode(filling)) {
+            match root.mkdir(&q, crate::replica::root::mode(filling)) {
                 // The umask may have narrowed it: set exactly.
                 Ok(()) => root.set_mode(&q, filling).map_err(err)?,
                 // Made meanwhile (by someone else): a folder there is fine as it is.

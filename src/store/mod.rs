@@ -124,6 +124,11 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
     /// Whether `write_batch` is cheaper here than one `write` per file.
     fn batches(&self) -> bool;
+    /// How this replica's file system compares and accepts names (`replica::NameRules`,
+    /// found by probing the disk); a store that cannot probe takes names as exact.
+    fn name_rules(&self) -> impl Future<Output = crate::replica::NameRules> + Send {
+        async { crate::replica::NameRules::EXACT }
+    }
     /// Reads small files whole, each expected to hold `size` bytes (more are read only to
     /// see that it grew, which its hash check then catches). One result per file, in order.
     fn read_batch(
@@ -220,6 +225,9 @@ impl Store for AnyStore {
     }
     fn batches(&self) -> bool {
         each!(self, s => s.batches())
+    }
+    async fn name_rules(&self) -> crate::replica::NameRules {
+        each!(self, s => s.name_rules().await)
     }
     async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
         each!(self, s => s.lock(info).await)

@@ -48,6 +48,7 @@ mod server_sessions;
 mod server_stacks;
 mod sync_delta;
 mod sync_faults;
+mod sync_fold;
 mod sync_local;
 mod sync_modes;
 mod sync_names;

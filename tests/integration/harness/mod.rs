@@ -43,6 +43,9 @@ fn install_line(tool: &str) -> &'static str {
         "java" | "javac" => "apt-get install -y default-jdk-headless libjsch-java",
         "node" | "npm" => "apt-get install -y nodejs npm",
         "python3" => "apt-get install -y python3",
+        "fusefat" => "apt-get install -y fusefat",
+        "fusermount" => "apt-get install -y fuse",
+        "mkfs.vfat" => "apt-get install -y dosfstools",
         _ => "scripts/install-test-deps.sh",
     }
 }
@@ -81,9 +84,10 @@ pub fn require_python(module: &str) {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    let package = if module == "fuse" { "fusepy" } else { module };
     assert!(
         ok,
-        "python {module} is missing: install it with `python3 -m pip install {module}`"
+        "python {module} is missing: install it with `python3 -m pip install {package}`"
     );
 }
 
