@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
+pub mod history;
 pub mod index;
 pub mod plan;
 pub mod proto;
