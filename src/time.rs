@@ -52,7 +52,9 @@ pub fn parse_stamp(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -96,7 +98,12 @@ mod tests {
         for t in [0, 1_764_011_090, 951_782_400, -1, 4_102_444_799] {
             assert_eq!(parse_stamp(&stamp(t)), Some(t), "{t}");
         }
-        for bad in ["20250231-000000", "2025112-190450", "20251124-196450", "2025x124-190450"] {
+        for bad in [
+            "20250231-000000",
+            "2025112-190450",
+            "20251124-196450",
+            "2025x124-190450",
+        ] {
             assert_eq!(parse_stamp(bad), None, "{bad}");
         }
     }

@@ -3,6 +3,7 @@
 //! setup, `sync` the sync command, `local` the commands on this machine's replica alone.
 
 pub mod cli;
+mod history;
 mod local;
 pub mod logging;
 mod sync;
@@ -21,6 +22,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Index { root } => local::index(&root_of(root, &cfg)?, &cfg),
         Command::Status { root } => local::status(&root_of(root, &cfg)?, &cfg),
         Command::Sync(args) => runtime()?.block_on(sync::sync(&cfg, &args, cli.verbose > 0)),
+        Command::Trash(a) => runtime()?.block_on(history::trash(&cfg, &a)),
+        Command::Restore(a) => runtime()?.block_on(history::restore(&cfg, &a)),
+        Command::Conflicts(a) => runtime()?.block_on(history::conflicts(&cfg, &a)),
+        Command::Resolve(a) => runtime()?.block_on(history::resolve(&cfg, &a)),
+        Command::Changes(a) => runtime()?.block_on(history::changes(&cfg, &a)),
         Command::Serve { root, listen } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(serve(&cfg, &root, listen))

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn names_the_planner_makes_parse_back() {
         let mut taken = BTreeSet::new();
-        let r = ReplicaId(0x0e6d6fbe_1234_5678);
+        let r = ReplicaId(0x0e6d_6fbe_1234_5678);
         for (p, ext) in [
             ("notes.md", ".md"),
             ("a/b/report", ""),
@@ -124,7 +124,8 @@ mod tests {
             ("x.tar.gz", ".gz"),
         ] {
             for _ in 0..3 {
-                let copy = crate::plan::conflict_name(&rp(p), MTime::new(1_764_011_090, 0), r, &mut taken);
+                let copy =
+                    crate::plan::conflict_name(&rp(p), MTime::new(1_764_011_090, 0), r, &mut taken);
                 let c = Copy::of(&copy).unwrap_or_else(|| panic!("{copy}"));
                 assert_eq!(c.original, rp(p), "{copy}");
                 assert_eq!(c.when, 1_764_011_090);
@@ -161,7 +162,13 @@ mod tests {
         let first = both_name(&copies[0], "laptop", &taken);
         assert_eq!(first, rp("n (from laptop).md"));
         taken.insert(first);
-        assert_eq!(both_name(&copies[0], "laptop", &taken), rp("n (from laptop 2).md"));
-        assert_eq!(both_name(&copies[0], "a/b", &BTreeSet::new()), rp("n (from a_b).md"));
+        assert_eq!(
+            both_name(&copies[0], "laptop", &taken),
+            rp("n (from laptop 2).md")
+        );
+        assert_eq!(
+            both_name(&copies[0], "a/b", &BTreeSet::new()),
+            rp("n (from a_b).md")
+        );
     }
 }

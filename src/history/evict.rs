@@ -20,7 +20,9 @@ impl Cap {
         if let Some(p) = t.strip_suffix('%') {
             return match p.trim().parse::<f64>() {
                 Ok(v) if v > 0.0 && v <= 100.0 => Ok(Cap::Percent(v)),
-                _ => Err(format!("{s:?} is not a share of the disk; use e.g. \"10%\"")),
+                _ => Err(format!(
+                    "{s:?} is not a share of the disk; use e.g. \"10%\""
+                )),
             };
         }
         let split = t
@@ -116,16 +118,18 @@ mod tests {
     use proptest::prelude::*;
 
     fn kept(entries: &[(&str, i64, u64)]) -> Versions {
-        group(entries.iter().enumerate().map(|(i, (p, t, size))| TrashFile {
-            slot: RelPath::parse(&format!(
-                ".sync-trash/{p}~{}{}",
-                crate::time::stamp(*t),
-                format!("-{}", i + 1)
-            ))
-            .unwrap(),
-            size: *size,
-            mtime: MTime::new(*t - 10, 0),
-            mode: None,
+        group(entries.iter().enumerate().map(|(i, (p, t, size))| {
+            TrashFile {
+                slot: RelPath::parse(&format!(
+                    ".sync-trash/{p}~{}-{}",
+                    crate::time::stamp(*t),
+                    i + 1
+                ))
+                .unwrap(),
+                size: *size,
+                mtime: MTime::new(*t - 10, 0),
+                mode: None,
+            }
         }))
     }
 

@@ -6,8 +6,7 @@
 use crate::relpath::RelPath;
 use serde::{Deserialize, Serialize};
 
-/// The log's file name at the replica root.
-pub const LOG_FILE: &str = ".sync-log";
+pub use crate::replica::layout::CHANGES_LOG as LOG_FILE;
 /// Bytes the log keeps: a few thousand changes.
 pub const LOG_MAX: usize = 512 * 1024;
 
@@ -189,7 +188,11 @@ mod tests {
         let again = append(&torn, &[change(500, What::Deleted, "x")], 2000);
         let after = read(&again);
         assert_eq!(after.last().unwrap().t, 500);
-        assert!(after[..after.len() - 1].iter().all(|c| read_back.contains(c)));
+        assert!(
+            after[..after.len() - 1]
+                .iter()
+                .all(|c| read_back.contains(c))
+        );
     }
 
     #[test]

@@ -6,4 +6,5 @@
 pub mod conflicts;
 pub mod evict;
 pub mod log;
+pub mod ops;
 pub mod versions;

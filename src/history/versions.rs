@@ -215,12 +215,16 @@ pub fn plan_restore(
     Ok(steps)
 }
 
-/// A step that would put back what is already there.
+/// A step that would put back what is already there (same size and mtime; a side that
+/// shows whole seconds only, as SFTP does, is compared to the second).
 fn unchanged(s: &Step, live: &BTreeMap<RelPath, Live>) -> bool {
+    let same = |a: MTime, b: MTime| {
+        a.secs == b.secs && (a.nanos == b.nanos || a.nanos == 0 || b.nanos == 0)
+    };
     match s {
         Step::Put { kept, to } => live
             .get(to)
-            .is_some_and(|l| l.size == kept.size && l.mtime == kept.mtime),
+            .is_some_and(|l| l.size == kept.size && same(l.mtime, kept.mtime)),
         Step::Trash(_) => false,
     }
 }
@@ -269,7 +273,11 @@ fn one_file(
             At::Absent => {
                 expired_at(target, t, versions)?;
                 let there = to == target && live.contains_key(to);
-                Ok(there.then(|| vec![Step::Trash(to.clone())]).unwrap_or_default())
+                Ok(if there {
+                    vec![Step::Trash(to.clone())]
+                } else {
+                    Vec::new()
+                })
             }
         },
     }

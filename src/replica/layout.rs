@@ -12,6 +12,8 @@ use crate::relpath::{RelPath, fit_name};
 pub const INDEX_FILE: &str = ".sync";
 /// The lock that makes one writer per replica.
 pub const LOCK_FILE: &str = ".sync.lock";
+/// The changes log: a line for each change a sync or a restore made here (`history::log`).
+pub const CHANGES_LOG: &str = ".sync-log";
 /// Where overwritten and deleted files go.
 pub const TRASH_DIR: &str = ".sync-trash";
 /// Marks our temp files: `.<name>.sync-tmp.<16 lowercase hex>`.
@@ -32,6 +34,7 @@ pub fn is_reserved_root_name(name: &str) -> bool {
     name == INDEX_FILE
         || name == LOCK_FILE
         || name == TRASH_DIR
+        || name == CHANGES_LOG
         || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
         || name.strip_prefix(FENCE_MARK).is_some_and(is_fence_tail)
 }
@@ -135,6 +138,7 @@ mod tests {
             ".sync",
             ".sync.lock",
             ".sync-trash/a",
+            ".sync-log",
             ".sync.corrupt-20261206-143000",
             ".sync-cookie.00000000deadbeef.7",
             "a/.b.sync-tmp.0123456789abcdef",
@@ -149,6 +153,8 @@ mod tests {
             "a/.sync-trash",
             ".sync-notes.txt",
             ".sync.bak",
+            ".sync-log.txt",
+            "a/.sync-log",
             ".sync-x",
             ".sync.corrupt-1",
             ".sync-cookie.jar",

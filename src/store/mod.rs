@@ -3,10 +3,12 @@
 //! Everything here is the contract the engine relies on: atomic writes, replaced and deleted
 //! files kept in the trash, one lock, and errors that say what happened (`StoreError`).
 
+pub mod archive;
 mod error;
 pub mod local;
 pub mod sftp;
 
+pub use archive::Archive;
 pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;

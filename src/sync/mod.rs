@@ -5,6 +5,7 @@
 //! the config and two targets, for the CLI and the daemon alike.
 
 mod apply;
+mod changes;
 mod clash;
 mod commit;
 pub mod job;
@@ -14,7 +15,7 @@ pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
 use crate::plan::Side;
 use crate::replica::lock::LockInfo;
-use crate::store::{Current, Store, StoreError};
+use crate::store::{Archive, Current, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct SyncOptions {
     pub right_name: String,
     /// Plan only: print what would happen, change nothing.
     pub dry_run: bool,
+    /// The trash's size cap (`trash_max`), kept after each sync that trashed something.
+    pub trash_max: Option<crate::history::evict::Cap>,
 }
 
 impl Default for SyncOptions {
@@ -41,12 +44,13 @@ impl Default for SyncOptions {
             left_name: "left".into(),
             right_name: "right".into(),
             dry_run: false,
+            trash_max: None,
         }
     }
 }
 
 /// Syncs two replicas both ways. Locks are released on every path out, errors included.
-pub async fn sync<L: Store, R: Store>(
+pub async fn sync<L: Archive, R: Archive>(
     left: &L,
     right: &R,
     opts: &SyncOptions,
@@ -102,12 +106,13 @@ async fn lock_both<L: Store, R: Store>(
     }
 }
 
-async fn sync_locked<L: Store, R: Store>(
+async fn sync_locked<L: Archive, R: Archive>(
     left: &L,
     right: &R,
     opts: &SyncOptions,
 ) -> Result<SyncReport, StoreError> {
     let t0 = Instant::now();
+    let started = crate::time::now_secs();
     let (cl, cr) = refresh(left, right).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
     let (mut li, mut ri) = (cl.index, cr.index);
@@ -167,7 +172,46 @@ async fn sync_locked<L: Store, R: Store>(
     .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     commit::cleanup(left, right, done, opts.trash_days).await;
+    let names = (
+        li.name.as_deref().unwrap_or(&opts.left_name),
+        ri.name.as_deref().unwrap_or(&opts.right_name),
+    );
+    let finished = crate::time::now_secs();
+    let ll = changes::lines(&report, Side::Left, names, started, finished);
+    let rl = changes::lines(&report, Side::Right, names, started, finished);
+    tokio::join!(
+        keep_history(left, &li, &ll, opts),
+        keep_history(right, &ri, &rl, opts)
+    );
     Ok(report)
+}
+
+/// Appends a side's lines to its changes log and, when the sync trashed something there,
+/// holds its trash to the cap. Neither failing fails the sync: the files are synced.
+async fn keep_history<S: Archive>(
+    store: &S,
+    index: &crate::index::Index,
+    lines: &[crate::history::log::Change],
+    opts: &SyncOptions,
+) {
+    if let Err(e) = crate::history::ops::append_log(store, lines).await {
+        tracing::warn!(
+            "cannot append to the changes log on {}: {}",
+            store.describe(),
+            crate::store::Chain(&e)
+        );
+    }
+    let Some(cap) = opts.trash_max else { return };
+    if !lines.iter().any(|l| l.trashed) {
+        return;
+    }
+    if let Err(e) = crate::history::ops::hold_to_cap(store, index, cap).await {
+        tracing::warn!(
+            "cannot hold the trash to trash_max on {}: {}",
+            store.describe(),
+            crate::store::Chain(&e)
+        );
+    }
 }
 
 /// Both indexes brought up to date with their folders, at once. Two folders with one

@@ -77,7 +77,7 @@ fn versions(all: &[Kept]) -> Versions {
         out.entry(k.path.clone()).or_default().push(k.clone());
     }
     for v in out.values_mut() {
-        v.sort_by(|a, b| b.order().cmp(&a.order()));
+        v.sort_by_key(|k| std::cmp::Reverse(k.order()));
     }
     out
 }
@@ -116,7 +116,17 @@ fn restore_steps_and_their_errors() {
     let s = plan(&f, &rp("x"), Pick::Version(2), &none, None).unwrap();
     assert!(matches!(&s[..], [Step::Put { kept, to }] if kept.trashed == 20 && to == &rp("x")));
     let e = plan(&f, &f, Pick::Version(3), &none, None).unwrap_err();
-    assert!(matches!(e, RestoreError::Expired { asked: 3, kept: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            RestoreError::Expired {
+                asked: 3,
+                kept: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("no longer kept"), "{e}");
     let e = plan(&f, &f, Pick::At(5), &none, None).unwrap_err();
     assert!(matches!(e, RestoreError::ExpiredAt { .. }), "{e}");
@@ -129,7 +139,10 @@ fn restore_steps_and_their_errors() {
     // A folder: what is missing, newest version; or as it was, with what is newer trashed.
     let here = live(&[("d/b", 40), ("d/c", 50)]);
     let s = plan(&rp("d"), &rp("d"), Pick::Newest, &here, None).unwrap();
-    assert!(matches!(&s[..], [Step::Put { to, .. }] if to == &f), "{s:?}");
+    assert!(
+        matches!(&s[..], [Step::Put { to, .. }] if to == &f),
+        "{s:?}"
+    );
     let s = plan(&rp("d"), &rp("old"), Pick::At(22), &here, None).unwrap();
     assert_eq!(s.len(), 2, "{s:?}");
     let s = plan(&rp("d"), &rp("d"), Pick::At(22), &here, None).unwrap();
@@ -157,7 +170,8 @@ const PATHS: [&str; 3] = ["a", "d/b", "d/c"];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..PATHS.len(), prop::collection::vec(any::<u8>(), 0..6)).prop_map(|(p, b)| Op::Write(p, b)),
+        (0..PATHS.len(), prop::collection::vec(any::<u8>(), 0..6))
+            .prop_map(|(p, b)| Op::Write(p, b)),
         (0..PATHS.len()).prop_map(Op::Delete),
         (0i64..3).prop_map(Op::Wait),
     ]
@@ -176,7 +190,7 @@ struct Model {
 
 impl Model {
     /// Moves what is at `p` to the trash, named as `Root::trash_slot` names it.
-    fn to_trash(&mut self, p: &RelPath) {
+    fn trash(&mut self, p: &RelPath) {
         let Some((bytes, mtime)) = self.live.remove(p) else {
             return;
         };
@@ -190,15 +204,16 @@ impl Model {
     }
 
     fn write(&mut self, p: &RelPath, bytes: Vec<u8>) {
-        self.to_trash(p);
+        self.trash(p);
         self.tick += 1;
-        self.live.insert(p.clone(), (bytes, MTime::new(self.now, self.tick)));
+        self.live
+            .insert(p.clone(), (bytes, MTime::new(self.now, self.tick)));
     }
 
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Write(i, b) => self.write(&rp(PATHS[*i]), b.clone()),
-            Op::Delete(i) => self.to_trash(&rp(PATHS[*i])),
+            Op::Delete(i) => self.trash(&rp(PATHS[*i])),
             Op::Wait(s) => self.now += s,
         }
     }
@@ -233,10 +248,10 @@ impl Model {
             match s {
                 Step::Put { kept, to } => {
                     let (bytes, mtime) = self.trash[&kept.slot].clone();
-                    self.to_trash(to);
+                    self.trash(to);
                     self.live.insert(to.clone(), (bytes, mtime));
                 }
-                Step::Trash(p) => self.to_trash(p),
+                Step::Trash(p) => self.trash(p),
             }
         }
     }
