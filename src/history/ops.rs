@@ -309,3 +309,6 @@ pub async fn hold_to_cap<S: Archive>(
     }
     Ok(sweep)
 }
+
+#[cfg(test)]
+mod tests;
