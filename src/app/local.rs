@@ -139,7 +139,8 @@ fn print_history(store: &crate::store::LocalStore) -> Result<()> {
     let changes = changes.unwrap_or_default();
     let last = log::last_sync(&changes);
     let newest_sync = idx.peers.values().map(|p| p.last_sync).max().unwrap_or(0);
-    // A later sync that changed nothing wrote no lines: the errors logged are older news.
+    // A sync that changes nothing here writes no lines (a no-op stays cheap), and none to
+    // the index either: the errors shown are those of the last sync that did.
     let errors: Vec<&log::Change> = last
         .iter()
         .filter(|c| c.what == log::What::Error && c.done >= newest_sync)

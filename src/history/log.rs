@@ -52,6 +52,9 @@ pub struct Change {
     pub t: i64,
     /// When it finished: a trash entry stamped between `t` and `done` is this change's.
     pub done: i64,
+    /// Which sync or command wrote it (random, one per run).
+    #[serde(default)]
+    pub run: u64,
     pub what: What,
     #[serde(with = "as_text")]
     pub path: RelPath,
@@ -132,15 +135,15 @@ pub fn read(bytes: &[u8]) -> Vec<Change> {
         .collect()
 }
 
-/// The changes of the newest sync in `log` (those sharing its start time).
+/// The changes of the newest sync in `log` (the run of lines it wrote).
 pub fn last_sync(log: &[Change]) -> &[Change] {
     let Some(end) = log.iter().rposition(Change::source_is_sync) else {
         return &[];
     };
-    let t = log[end].t;
+    let run = log[end].run;
     let start = log[..end]
         .iter()
-        .rposition(|c| c.t != t || !c.source_is_sync())
+        .rposition(|c| c.run != run || !c.source_is_sync())
         .map_or(0, |i| i + 1);
     &log[start..=end]
 }
@@ -163,6 +166,7 @@ mod tests {
         Change {
             t,
             done: t + 1,
+            run: t as u64,
             what,
             path: RelPath::parse(path).unwrap(),
             other: None,

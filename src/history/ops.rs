@@ -32,6 +32,7 @@ pub struct Held<'s, S: Archive> {
     pub store: &'s S,
     pub index: Index,
     started: i64,
+    run: u64,
 }
 
 impl<'s, S: Archive> Held<'s, S> {
@@ -44,6 +45,7 @@ impl<'s, S: Archive> Held<'s, S> {
                 store,
                 index: c.index,
                 started: crate::time::now_secs(),
+                run: rand::random(),
             }),
             Err(e) => {
                 let _ = store.unlock().await;
@@ -124,6 +126,7 @@ impl<'s, S: Archive> Held<'s, S> {
         Change {
             t: self.started,
             done: crate::time::now_secs(),
+            run: self.run,
             what,
             path: path.clone(),
             other: other.cloned(),

@@ -7,15 +7,16 @@ use crate::history::log::{Change, What};
 use crate::plan::{Op, Side};
 use crate::relpath::RelPath;
 
-/// The lines for `side`; `names` are how each side is called (left, right), `t` and `done`
-/// when the sync started and finished.
-pub fn lines(
-    report: &SyncReport,
-    side: Side,
-    names: (&str, &str),
-    t: i64,
-    done: i64,
-) -> Vec<Change> {
+/// When a sync ran, as its log lines say: started, finished, and its random tag.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub t: i64,
+    pub done: i64,
+    pub id: u64,
+}
+
+/// The lines for `side`; `names` are how each side is called (left, right).
+pub fn lines(report: &SyncReport, side: Side, names: (&str, &str), run: Run) -> Vec<Change> {
     let name = |s: Side| match s {
         Side::Left => names.0,
         Side::Right => names.1,
@@ -24,8 +25,9 @@ pub fn lines(
         report.changing.contains(p) || report.errors.iter().any(|e| e.side == side && &e.path == p)
     };
     let line = |what, path: &RelPath, other: Option<&RelPath>, trashed, source: &str| Change {
-        t,
-        done,
+        t: run.t,
+        done: run.done,
+        run: run.id,
         what,
         path: path.clone(),
         other: other.cloned(),

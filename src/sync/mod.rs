@@ -176,9 +176,13 @@ async fn sync_locked<L: Archive, R: Archive>(
         li.name.as_deref().unwrap_or(&opts.left_name),
         ri.name.as_deref().unwrap_or(&opts.right_name),
     );
-    let finished = crate::time::now_secs();
-    let ll = changes::lines(&report, Side::Left, names, started, finished);
-    let rl = changes::lines(&report, Side::Right, names, started, finished);
+    let run = changes::Run {
+        t: started,
+        done: crate::time::now_secs(),
+        id: rand::random(),
+    };
+    let ll = changes::lines(&report, Side::Left, names, run);
+    let rl = changes::lines(&report, Side::Right, names, run);
     tokio::join!(
         keep_history(left, &li, &ll, opts),
         keep_history(right, &ri, &rl, opts)

@@ -83,8 +83,18 @@ fn a_deletion_restored_on_the_far_side_comes_back_everywhere(t: &mut Pair) {
         t.b.trash_contents()
             .contains(&b"edited on the hub after the sync".to_vec())
     );
+    // The hub's edit, now the newest kept version, comes back beside it under a new name.
+    on_far(
+        t,
+        &["restore", "docs/report.txt", "--as", "docs/hub-edit.txt"],
+    )
+    .ok();
     t.sync_and_settle();
     assert_eq!(t.a.read("docs/report.txt"), report);
+    assert_eq!(
+        t.a.read("docs/hub-edit.txt"),
+        b"edited on the hub after the sync"
+    );
 }
 
 /// A folder restored `--at` a time before a sync replaced and deleted files in it holds what
@@ -216,6 +226,17 @@ fn the_trash_cap_evicts_oldest_first_and_never_a_last_copy(t: &mut Pair) {
     assert_eq!(t.b.trash_contents(), vec![vec![b'g'; 1000]]);
     let listed = on_far(t, &["trash"]).ok().stdout;
     assert!(listed.contains("1 versions of 1 files"), "{listed}");
+    let status =
+        t.sb.filesync()
+            .args(["status", "--root"])
+            .arg(&t.b.path)
+            .ok()
+            .stdout;
+    assert!(
+        status.contains("trash: 1 versions of 1 files, 1000 B"),
+        "{status}"
+    );
+    assert!(status.contains("last sync's errors: none"), "{status}");
 }
 
 /// One sync with a conflict, a deletion and a rename: each side's log names each change and
@@ -250,4 +271,34 @@ fn changes_name_each_change_and_its_source(t: &mut Pair) {
         .ok()
         .stdout;
     assert!(later.contains("0 changes"), "{later}");
+
+    // A sync that fails on a path: the laptop's status names it until a clean sync.
+    t.a.write("clash.txt", "mine");
+    t.b.write("target.txt", "t")
+        .symlink("target.txt", "clash.txt");
+    t.sync_fails();
+    let status = |t: &Pair| {
+        t.sb.filesync()
+            .args(["status", "--root"])
+            .arg(&t.a.path)
+            .ok()
+            .stdout
+    };
+    let failed = status(t);
+    assert!(
+        failed.contains("last sync's errors: 1\n  clash.txt: "),
+        "{failed}"
+    );
+    let logged = on_near(t, &["changes", "--since", "1m"]).ok().stdout;
+    assert!(logged.contains("error clash.txt"), "{logged}");
+    // A sync that changes nothing on a side leaves no trace there: the clean sync here
+    // brings the laptop a file.
+    std::fs::remove_file(t.b.p("clash.txt")).expect("remove the link");
+    t.b.write("after.txt", "a");
+    t.sync_and_settle();
+    assert!(
+        status(t).contains("last sync's errors: none"),
+        "{}",
+        status(t)
+    );
 }
