@@ -136,14 +136,20 @@ fn copy_of(f: &Folder) -> Option<String> {
         .find(|k| k.starts_with("notes.sync-conflict-"))
 }
 
-/// Both sides edit notes.md; the sync keeps the laptop's (newer) version at the name.
+/// Both sides edit notes.md; the sync keeps the laptop's (newer) version at the name. Each
+/// round's far version differs in size and mtime from the last: plain SFTP shows whole
+/// seconds, and a file of the same size and second reads as unchanged.
 fn conflict(t: &Pair, round: usize) {
     t.a.write("notes.md", format!("laptop {round}"));
-    t.b.write("notes.md", format!("far side {round}, longer"));
-    t.b.set_mtime_offset("notes.md", -60);
+    t.b.write("notes.md", far_version(round));
+    t.b.set_mtime_offset("notes.md", -60 * round as i64);
     let out = t.sync_and_settle();
     assert!(out.contains("conflict: notes.md"), "{out}");
     assert!(copy_of(&t.a).is_some() && copy_of(&t.b).is_some());
+}
+
+fn far_version(round: usize) -> Vec<u8> {
+    format!("far side {round}, longer{}", "!".repeat(round)).into_bytes()
 }
 
 /// `--keep other` on the laptop, `--keep this` on the far side, `--keep both`: each time the
@@ -170,7 +176,7 @@ fn each_way_of_resolving_ends_the_conflict_on_both_sides(t: &mut Pair) {
     on_near(t, &["resolve", "notes.md", "--keep", "other"]).ok();
     t.sync_and_settle();
     for side in [&t.a, &t.b] {
-        assert_eq!(side.read("notes.md"), b"far side 1, longer");
+        assert_eq!(side.read("notes.md"), far_version(1));
         assert_eq!(copy_of(side), None);
     }
 
@@ -195,7 +201,7 @@ fn each_way_of_resolving_ends_the_conflict_on_both_sides(t: &mut Pair) {
             .filter(|k| k.starts_with("notes (from "))
             .collect();
         assert_eq!(beside.len(), 1, "{beside:?}");
-        assert_eq!(side.read(&beside[0]), b"far side 3, longer");
+        assert_eq!(side.read(&beside[0]), far_version(3));
     }
     on_near(t, &["resolve", "notes.md", "--keep", "this"])
         .fails()
