@@ -39,7 +39,8 @@ impl<'s, S: Archive> Held<'s, S> {
     /// Takes the replica's lock and scans it (over SFTP the scan also learns the links no
     /// write may go through).
     pub async fn take(store: &'s S, what: &str) -> Result<Self, StoreError> {
-        store.lock(&LockInfo::here(what)).await?;
+        let info = LockInfo::here(what);
+        crate::store::while_brief(|| store.lock(&info)).await?;
         match store.current_index().await {
             Ok(c) => Ok(Held {
                 store,
@@ -305,13 +306,10 @@ pub async fn hold_to_cap<S: Archive>(
     }
     if sweep.over > 0 {
         tracing::warn!(
-            "the trash on {} is over trash_max by {}: what is left are the last copies of deleted files",
+            "the trash on {} is over trash_max by {} bytes: what is left are the last copies of deleted files",
             store.describe(),
-            crate::sync::human_bytes(sweep.over)
+            sweep.over
         );
     }
     Ok(sweep)
 }
-
-#[cfg(test)]
-mod tests;

@@ -19,6 +19,7 @@ use crate::replica::lock::LockInfo;
 use crate::scan::{Observed, ScanStats};
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncRead;
 
 /// A byte stream from a store.
@@ -241,6 +242,34 @@ impl Store for AnyStore {
     }
     async fn cleanup(&self, trash_days: u64) -> Result<(), StoreError> {
         each!(self, s => s.cleanup(trash_days).await)
+    }
+}
+
+/// Runs `attempt` (taking locks) until it succeeds. A lock held briefly (a daemon saving
+/// what its watcher saw, or one still being written) is waited for, up to half a minute;
+/// any other holder is an error at once.
+pub async fn while_brief<F, Fut>(mut attempt: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        match attempt().await {
+            Err(StoreError::Locked { ref holder, .. })
+                if holder.is_brief() && Instant::now() < deadline =>
+            {
+                if !said {
+                    tracing::info!("waiting for an index update to finish ({holder})");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -10,6 +10,8 @@ mod clash;
 mod commit;
 pub mod job;
 mod report;
+#[cfg(test)]
+mod restore_tests;
 
 pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
@@ -17,7 +19,7 @@ use crate::plan::Side;
 use crate::replica::lock::LockInfo;
 use crate::store::{Archive, Current, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -68,42 +70,23 @@ pub async fn sync<L: Archive, R: Archive>(
     Ok(report)
 }
 
-/// Takes both locks. A lock held briefly (a daemon saving what its watcher saw, or one
-/// still being written) is waited for, up to half a minute; any other holder is an error at
-/// once.
+/// Takes both locks (see `store::while_brief`).
 async fn lock_both<L: Store, R: Store>(
     left: &L,
     right: &R,
     info: &LockInfo,
 ) -> Result<(), StoreError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut pause = Duration::from_millis(100);
-    let mut said = false;
-    loop {
-        let res = match left.lock(info).await {
-            Ok(()) => match right.lock(info).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let _ = left.unlock().await;
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match res {
-            Err(StoreError::Locked { ref holder, .. })
-                if holder.is_brief() && Instant::now() < deadline =>
-            {
-                if !said {
-                    tracing::info!("waiting for an index update to finish ({holder})");
-                    said = true;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+    crate::store::while_brief(|| async {
+        left.lock(info).await?;
+        match right.lock(info).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = left.unlock().await;
+                Err(e)
             }
-            other => return other,
         }
-    }
+    })
+    .await
 }
 
 async fn sync_locked<L: Archive, R: Archive>(

@@ -1,11 +1,13 @@
-//! Restores on real folders synced by the real engine.
+//! Restores (`history::ops`) on real folders synced by the real engine.
 
-use super::*;
+use crate::history::ops::{Held, kept, plan};
 use crate::history::versions::Pick;
+use crate::relpath::RelPath;
 use crate::replica::layout::{is_reserved_root_name, is_temp_name};
 use crate::store::LocalStore;
 use crate::sync::SyncOptions;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const PATHS: [&str; 3] = ["a.txt", "d/b.txt", "d/c.txt"];
