@@ -18,6 +18,10 @@ pub struct Config {
     pub name: Option<String>,
     /// Days to keep replaced and deleted files in `.sync-trash/` (0 keeps them forever).
     pub trash_days: u64,
+    /// The most the trash may hold: a share of the disk (`"10%"`) or a size (`"20 GiB"`);
+    /// the oldest entries go first, never a deleted file's last copy. Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trash_max: Option<String>,
     /// Seconds after which another machine's `.sync.lock` counts as abandoned.
     pub lock_stale_secs: u64,
     /// Transfers in flight at once during a sync.
@@ -52,6 +56,7 @@ impl Default for Config {
             root: None,
             name: None,
             trash_days: 30,
+            trash_max: None,
             lock_stale_secs: 6 * 3600,
             concurrency: 8,
             peers: BTreeMap::new(),
@@ -255,6 +260,10 @@ impl Config {
                 })?;
             }
         }
+        if let Some(max) = &cfg.trash_max {
+            crate::history::evict::Cap::parse(max)
+                .map_err(|e| ConfigError(format!("config key `trash_max`: {e}")))?;
+        }
         humantime::parse_duration(&cfg.daemon.rescan_every).map_err(|e| {
             ConfigError(format!(
                 "config key `daemon.rescan_every`: {:?} is not a duration ({e}); use e.g. \"1h\"",
@@ -262,6 +271,13 @@ impl Config {
             ))
         })?;
         Ok(cfg)
+    }
+
+    /// `trash_max` as a cap (checked when the config loaded).
+    pub fn trash_cap(&self) -> Option<crate::history::evict::Cap> {
+        self.trash_max
+            .as_deref()
+            .and_then(|m| crate::history::evict::Cap::parse(m).ok())
     }
 
     /// This replica's display name.
@@ -330,6 +346,10 @@ mod tests {
         std::fs::write(&f, "rooot = \"/x\"\n").unwrap();
         let e = Config::load(Some(&f)).unwrap_err().to_string();
         assert!(e.contains("rooot"), "{e}");
+
+        std::fs::write(&f, "trash_max = \"lots\"\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("trash_max") && e.contains("20 GiB"), "{e}");
 
         std::fs::write(&f, "[peers.pi]\nurl = \"sftp://pi/\"\nevery = \"often\"\n").unwrap();
         let e = Config::load(Some(&f)).unwrap_err().to_string();

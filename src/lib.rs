@@ -10,6 +10,7 @@ pub mod config_edit;
 pub mod daemon;
 pub mod delta;
 pub mod endpoint;
+pub mod history;
 pub mod index;
 pub mod pair;
 pub mod plan;

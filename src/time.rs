@@ -43,6 +43,37 @@ pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// Unix seconds of a `YYYYMMDD-HHMMSS` stamp (UTC), as `stamp` writes it; `None` for any
+/// other shape or an impossible date.
+pub fn parse_stamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 15 || b[8] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if mo > 2 { mo - 3 } else { mo + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    // 31 February and the like come back as another day: not a stamp we wrote.
+    (stamp(secs) == s).then_some(secs)
+}
+
 /// Now, in Unix seconds (negative before 1970, should a clock say so).
 pub fn now_secs() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -64,5 +95,16 @@ mod tests {
         assert_eq!(readable(1_764_011_090), "2025-11-24 19:04:50 UTC");
         assert_eq!(ago(1_000, 697), "5m 3s");
         assert_eq!(ago(1_000, 2_000), "0s");
+        for t in [0, 1_764_011_090, 951_782_400, -1, 4_102_444_799] {
+            assert_eq!(parse_stamp(&stamp(t)), Some(t), "{t}");
+        }
+        for bad in [
+            "20250231-000000",
+            "2025112-190450",
+            "20251124-196450",
+            "2025x124-190450",
+        ] {
+            assert_eq!(parse_stamp(bad), None, "{bad}");
+        }
     }
 }

@@ -53,6 +53,16 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// List the versions kept in the trash (of PATH, or all), newest first.
+    Trash(super::history::TrashArgs),
+    /// Put a kept version back as a new edit that the next sync carries everywhere.
+    Restore(super::history::RestoreArgs),
+    /// List the conflict copies and which replica's version each holds.
+    Conflicts(super::history::ConflictsArgs),
+    /// End a conflict: keep this version, the other one, or both.
+    Resolve(super::history::ResolveArgs),
+    /// What recent syncs changed here, from which replica, and what went to the trash.
+    Changes(super::history::ChangesArgs),
     /// Watch the folder and keep its index current; serve SFTP and sync peers as configured.
     Daemon {
         /// The synced folder (default: `root` from the config).

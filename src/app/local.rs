@@ -59,6 +59,7 @@ pub fn status(root: &Path, cfg: &Config) -> Result<i32> {
     // A running daemon knows more (and more cheaply) than a scan.
     if let Some(report) = crate::daemon::status::query(store.root()) {
         print!("{}", report.render());
+        print_history(&store)?;
         return Ok(0);
     }
     let idx = store.load_index_blocking()?;
@@ -110,5 +111,48 @@ pub fn status(root: &Path, cfg: &Config) -> Result<i32> {
             );
         }
     }
+    print_history(&store)?;
     Ok(0)
+}
+
+/// The trash's size, the open conflicts and the last sync's errors.
+fn print_history(store: &crate::store::LocalStore) -> Result<()> {
+    use crate::history::{conflicts, log, ops};
+    let (kept, changes) =
+        super::runtime()?.block_on(async { (ops::kept(store).await, ops::read_log(store).await) });
+    let kept = kept?;
+    let versions: usize = kept.values().map(Vec::len).sum();
+    let bytes: u64 = kept.values().flatten().map(|k| k.size).sum();
+    println!(
+        "trash: {versions} versions of {} files, {} (`filesync trash` lists them)",
+        kept.len(),
+        human_bytes(bytes)
+    );
+    let idx = store
+        .load_index_blocking()?
+        .unwrap_or_else(|| store.new_index());
+    let open = conflicts::find(idx.live().map(|(p, _)| p)).len();
+    match open {
+        0 => println!("conflicts: none open"),
+        n => println!("conflicts: {n} open (`filesync conflicts` lists them)"),
+    }
+    let changes = changes.unwrap_or_default();
+    let last = log::last_sync(&changes);
+    let newest_sync = idx.peers.values().map(|p| p.last_sync).max().unwrap_or(0);
+    // A sync that changes nothing here writes no lines (a no-op stays cheap), and none to
+    // the index either: the errors shown are those of the last sync that did.
+    let errors: Vec<&log::Change> = last
+        .iter()
+        .filter(|c| c.what == log::What::Error && c.done >= newest_sync)
+        .collect();
+    match errors.len() {
+        0 => println!("last sync's errors: none"),
+        n => {
+            println!("last sync's errors: {n}");
+            for c in errors {
+                println!("  {}: {}", c.path, c.error.as_deref().unwrap_or("failed"));
+            }
+        }
+    }
+    Ok(())
 }

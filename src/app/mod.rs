@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod devices;
+mod history;
 mod local;
 pub mod logging;
 mod pair;
@@ -23,6 +24,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Index { root } => local::index(&root_of(root, &cfg)?, &cfg),
         Command::Status { root } => local::status(&root_of(root, &cfg)?, &cfg),
         Command::Sync(args) => runtime()?.block_on(sync::sync(&cfg, &args, cli.verbose > 0)),
+        Command::Trash(a) => runtime()?.block_on(history::trash(&cfg, &a)),
+        Command::Restore(a) => runtime()?.block_on(history::restore(&cfg, &a)),
+        Command::Conflicts(a) => runtime()?.block_on(history::conflicts(&cfg, &a)),
+        Command::Resolve(a) => runtime()?.block_on(history::resolve(&cfg, &a)),
+        Command::Changes(a) => runtime()?.block_on(history::changes(&cfg, &a)),
         Command::Serve { root, listen } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(serve(&cfg, &root, listen))

@@ -12,6 +12,8 @@ use crate::relpath::{RelPath, fit_name};
 pub const INDEX_FILE: &str = ".sync";
 /// The lock that makes one writer per replica.
 pub const LOCK_FILE: &str = ".sync.lock";
+/// The changes log: a line for each change a sync or a restore made here (`history::log`).
+pub const CHANGES_LOG: &str = ".sync-log";
 /// Where overwritten and deleted files go.
 pub const TRASH_DIR: &str = ".sync-trash";
 /// Chunk lists of big files, by content hash (`delta`).
@@ -35,6 +37,7 @@ pub fn is_reserved_root_name(name: &str) -> bool {
         || name == LOCK_FILE
         || name == TRASH_DIR
         || name == CHUNKS_DIR
+        || name == CHANGES_LOG
         || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
         || name.strip_prefix(FENCE_MARK).is_some_and(is_fence_tail)
 }
@@ -139,6 +142,7 @@ mod tests {
             ".sync.lock",
             ".sync-trash/a",
             ".sync-chunks/00ff",
+            ".sync-log",
             ".sync.corrupt-20261206-143000",
             ".sync-cookie.00000000deadbeef.7",
             "a/.b.sync-tmp.0123456789abcdef",
@@ -154,6 +158,8 @@ mod tests {
             "a/.sync-chunks",
             ".sync-notes.txt",
             ".sync.bak",
+            ".sync-log.txt",
+            "a/.sync-log",
             ".sync-x",
             ".sync.corrupt-1",
             ".sync-cookie.jar",

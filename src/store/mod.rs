@@ -3,10 +3,12 @@
 //! Everything here is the contract the engine relies on: atomic writes, replaced and deleted
 //! files kept in the trash, one lock, and errors that say what happened (`StoreError`).
 
+pub mod archive;
 mod error;
 pub mod local;
 pub mod sftp;
 
+pub use archive::Archive;
 pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;
@@ -18,6 +20,7 @@ use crate::replica::lock::LockInfo;
 use crate::scan::{Observed, ScanStats};
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncRead;
 
 /// A byte stream from a store.
@@ -298,6 +301,34 @@ impl Store for AnyStore {
         put: Put,
     ) -> Result<Observed, StoreError> {
         each!(self, s => s.write_delta(p, plan, old, sent, put).await)
+    }
+}
+
+/// Runs `attempt` (taking locks) until it succeeds. A lock held briefly (a daemon saving
+/// what its watcher saw, or one still being written) is waited for, up to half a minute;
+/// any other holder is an error at once.
+pub async fn while_brief<F, Fut>(mut attempt: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        match attempt().await {
+            Err(StoreError::Locked { ref holder, .. })
+                if holder.is_brief() && Instant::now() < deadline =>
+            {
+                if !said {
+                    tracing::info!("waiting for an index update to finish ({holder})");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -81,6 +81,7 @@ impl Job {
                 left_name: left.name,
                 right_name: right.name,
                 dry_run: false,
+                trash_max: cfg.trash_cap(),
             },
         })
     }

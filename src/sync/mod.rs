@@ -5,20 +5,23 @@
 //! the config and two targets, for the CLI and the daemon alike.
 
 mod apply;
+mod changes;
 mod clash;
 mod commit;
 mod delta;
 mod fold;
 pub mod job;
 mod report;
+#[cfg(test)]
+mod restore_tests;
 
 pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
 use crate::plan::Side;
 use crate::replica::lock::LockInfo;
-use crate::store::{Current, Store, StoreError};
+use crate::store::{Archive, Current, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -32,6 +35,8 @@ pub struct SyncOptions {
     pub right_name: String,
     /// Plan only: print what would happen, change nothing.
     pub dry_run: bool,
+    /// The trash's size cap (`trash_max`), kept after each sync that trashed something.
+    pub trash_max: Option<crate::history::evict::Cap>,
 }
 
 impl Default for SyncOptions {
@@ -43,12 +48,13 @@ impl Default for SyncOptions {
             left_name: "left".into(),
             right_name: "right".into(),
             dry_run: false,
+            trash_max: None,
         }
     }
 }
 
 /// Syncs two replicas both ways. Locks are released on every path out, errors included.
-pub async fn sync<L: Store, R: Store>(
+pub async fn sync<L: Archive, R: Archive>(
     left: &L,
     right: &R,
     opts: &SyncOptions,
@@ -66,50 +72,32 @@ pub async fn sync<L: Store, R: Store>(
     Ok(report)
 }
 
-/// Takes both locks. A lock held briefly (a daemon saving what its watcher saw, or one
-/// still being written) is waited for, up to half a minute; any other holder is an error at
-/// once.
+/// Takes both locks (see `store::while_brief`).
 async fn lock_both<L: Store, R: Store>(
     left: &L,
     right: &R,
     info: &LockInfo,
 ) -> Result<(), StoreError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut pause = Duration::from_millis(100);
-    let mut said = false;
-    loop {
-        let res = match left.lock(info).await {
-            Ok(()) => match right.lock(info).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let _ = left.unlock().await;
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match res {
-            Err(StoreError::Locked { ref holder, .. })
-                if holder.is_brief() && Instant::now() < deadline =>
-            {
-                if !said {
-                    tracing::info!("waiting for an index update to finish ({holder})");
-                    said = true;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+    crate::store::while_brief(|| async {
+        left.lock(info).await?;
+        match right.lock(info).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = left.unlock().await;
+                Err(e)
             }
-            other => return other,
         }
-    }
+    })
+    .await
 }
 
-async fn sync_locked<L: Store, R: Store>(
+async fn sync_locked<L: Archive, R: Archive>(
     left: &L,
     right: &R,
     opts: &SyncOptions,
 ) -> Result<SyncReport, StoreError> {
     let t0 = Instant::now();
+    let started = crate::time::now_secs();
     let (cl, cr) = refresh(left, right).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
     let (mut li, mut ri) = (cl.index, cr.index);
@@ -172,7 +160,50 @@ async fn sync_locked<L: Store, R: Store>(
     .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     commit::cleanup(left, right, done, opts.trash_days).await;
+    let names = (
+        li.name.as_deref().unwrap_or(&opts.left_name),
+        ri.name.as_deref().unwrap_or(&opts.right_name),
+    );
+    let run = changes::Run {
+        t: started,
+        done: crate::time::now_secs(),
+        id: rand::random(),
+    };
+    let ll = changes::lines(&report, Side::Left, names, run);
+    let rl = changes::lines(&report, Side::Right, names, run);
+    tokio::join!(
+        keep_history(left, &li, &ll, opts),
+        keep_history(right, &ri, &rl, opts)
+    );
     Ok(report)
+}
+
+/// Appends a side's lines to its changes log and, when the sync trashed something there,
+/// holds its trash to the cap. Neither failing fails the sync: the files are synced.
+async fn keep_history<S: Archive>(
+    store: &S,
+    index: &crate::index::Index,
+    lines: &[crate::history::log::Change],
+    opts: &SyncOptions,
+) {
+    if let Err(e) = crate::history::ops::append_log(store, lines).await {
+        tracing::warn!(
+            "cannot append to the changes log on {}: {}",
+            store.describe(),
+            crate::store::Chain(&e)
+        );
+    }
+    let Some(cap) = opts.trash_max else { return };
+    if !lines.iter().any(|l| l.trashed) {
+        return;
+    }
+    if let Err(e) = crate::history::ops::hold_to_cap(store, index, cap).await {
+        tracing::warn!(
+            "cannot hold the trash to trash_max on {}: {}",
+            store.describe(),
+            crate::store::Chain(&e)
+        );
+    }
 }
 
 /// Both indexes brought up to date with their folders, at once. Two folders with one

@@ -36,6 +36,7 @@ mod daemon_notify;
 mod daemon_schedule;
 mod daemon_stop;
 mod daemon_watch;
+mod history;
 mod hub_phone;
 mod pairing;
 mod remote;

@@ -7,6 +7,7 @@
 //! channel's requests in turn (fsyncs included) works on several files at once. Against our
 //! own server small files go many per request (`batch`).
 
+mod archive;
 mod batch;
 mod connect;
 mod delta;
