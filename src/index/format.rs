@@ -77,6 +77,40 @@ pub fn to_json_vec(index: &Index) -> Vec<u8> {
     out
 }
 
+/// One entry alone (no children) as the JSON object `.sync` holds it: how the journal
+/// records an entry, so both keep exactly the same fields.
+pub(super) fn entry_to_json(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    let ser = EntrySer {
+        entry,
+        desc: &[],
+        depth: 0,
+    };
+    if let Err(e) = ser.serialize(&mut serde_json::Serializer::new(&mut out)) {
+        unreachable!("serializing an entry to memory failed: {e}");
+    }
+    out
+}
+
+/// Parses what `entry_to_json` wrote for `path`; an object with children is refused.
+pub(super) fn entry_from_json(path: &RelPath, bytes: &[u8]) -> Result<Entry, FormatError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut children = Vec::new();
+    let entry = EntrySeed {
+        path: path.clone(),
+        out: &mut children,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| FormatError::Bad(e.to_string()))?;
+    de.end().map_err(|e| FormatError::Bad(e.to_string()))?;
+    if !children.is_empty() {
+        return Err(FormatError::Bad(format!(
+            "a journal entry for {path} has children"
+        )));
+    }
+    Ok(entry)
+}
+
 struct TopSeed<'a> {
     /// Set when `.format` names a later version than ours.
     newer: &'a std::cell::Cell<Option<u64>>,

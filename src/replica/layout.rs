@@ -10,6 +10,8 @@ use crate::relpath::{RelPath, fit_name};
 
 /// The file name of the index at a replica root.
 pub const INDEX_FILE: &str = ".sync";
+/// Changes to the index since `.sync` was written, appended (see `index::journal`).
+pub const JOURNAL_FILE: &str = ".sync.journal";
 /// The lock that makes one writer per replica.
 pub const LOCK_FILE: &str = ".sync.lock";
 /// Where overwritten and deleted files go.
@@ -30,6 +32,7 @@ const TAG_HEX: usize = 16;
 /// The root-level names that are ours and never synced, as the README lists them.
 pub fn is_reserved_root_name(name: &str) -> bool {
     name == INDEX_FILE
+        || name == JOURNAL_FILE
         || name == LOCK_FILE
         || name == TRASH_DIR
         || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
@@ -134,6 +137,7 @@ mod tests {
         for ours in [
             ".sync",
             ".sync.lock",
+            ".sync.journal",
             ".sync-trash/a",
             ".sync.corrupt-20261206-143000",
             ".sync-cookie.00000000deadbeef.7",
@@ -149,6 +153,8 @@ mod tests {
             "a/.sync-trash",
             ".sync-notes.txt",
             ".sync.bak",
+            ".sync.journal.old",
+            "a/.sync.journal",
             ".sync-x",
             ".sync.corrupt-1",
             ".sync-cookie.jar",

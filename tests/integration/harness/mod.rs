@@ -12,7 +12,7 @@ mod sshd;
 
 pub use folder::Folder;
 pub use hub::{Hub, HubKind};
-pub use index::{counters, live_entries, wait_index_matches};
+pub use index::{counters, live_entries, load_index, wait_index_matches};
 pub use pair::{Pair, Remote};
 pub use relay::Relay;
 pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};
