@@ -37,6 +37,7 @@ mod daemon_schedule;
 mod daemon_stop;
 mod daemon_watch;
 mod hub_phone;
+mod index_journal;
 mod remote;
 mod server_abuse;
 mod server_auth;
