@@ -68,13 +68,21 @@ pub fn from_json_slice(bytes: &[u8]) -> Result<Index, FormatError> {
 /// Renders an index as `.sync` JSON.
 pub fn to_json_vec(index: &Index) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + index.entries.len() * 160);
-    let mut ser = serde_json::Serializer::new(&mut out);
     // Writing into a Vec cannot fail, and every key is a string.
-    if let Err(e) = TopSer(index).serialize(&mut ser) {
+    if let Err(e) = write_json(index, &mut out) {
         unreachable!("serializing an index to memory failed: {e}");
     }
-    out.push(b'\n');
     out
+}
+
+/// Writes an index as `.sync` JSON to `w` as it is rendered: a big index never exists whole
+/// in memory as text.
+pub fn write_json(index: &Index, mut w: impl std::io::Write) -> std::io::Result<()> {
+    let mut ser = serde_json::Serializer::new(&mut w);
+    TopSer(index)
+        .serialize(&mut ser)
+        .map_err(std::io::Error::other)?;
+    w.write_all(b"\n")
 }
 
 /// One entry alone (no children) as the JSON object `.sync` holds it: how the journal
@@ -95,7 +103,7 @@ pub(super) fn entry_to_json(entry: &Entry) -> Vec<u8> {
 /// Parses what `entry_to_json` wrote for `path`; an object with children is refused.
 pub(super) fn entry_from_json(path: &RelPath, bytes: &[u8]) -> Result<Entry, FormatError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut children = Vec::new();
+    let mut children = BTreeMap::new();
     let entry = EntrySeed {
         path: path.clone(),
         out: &mut children,
@@ -130,7 +138,8 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Index, A::Error> {
-        let mut flat: Vec<(RelPath, Entry)> = Vec::new();
+        // Straight into the map: a flat list first would hold every entry twice at the peak.
+        let mut entries: BTreeMap<RelPath, Entry> = BTreeMap::new();
         let mut root = None;
         let mut replica = None;
         let mut name = None;
@@ -141,7 +150,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                 "." => {
                     root = Some(map.next_value_seed(EntrySeed {
                         path: RelPath::root(),
-                        out: &mut flat,
+                        out: &mut entries,
                     })?)
                 }
                 ".replica" => {
@@ -168,9 +177,6 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         if root.kind != Kind::Dir {
             return Err(de::Error::custom("the root entry \".\" is not a folder"));
         }
-        // Parents are emitted after their children; a stable sort restores component order.
-        flat.sort_by(|a, b| a.0.cmp(&b.0));
-        let entries: BTreeMap<RelPath, Entry> = flat.into_iter().collect();
         Ok(Index {
             replica: replica.unwrap_or_else(ReplicaId::random),
             name,
@@ -211,7 +217,7 @@ fn parse_peers(v: Value) -> BTreeMap<ReplicaId, PeerRecord> {
 
 struct EntrySeed<'a> {
     path: RelPath,
-    out: &'a mut Vec<(RelPath, Entry)>,
+    out: &'a mut BTreeMap<RelPath, Entry>,
 }
 
 impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
@@ -285,7 +291,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                         path: child.clone(),
                         out: self.out,
                     })?;
-                    self.out.push((child, entry));
+                    self.out.insert(child, entry);
                 }
             }
         }

@@ -184,6 +184,7 @@ pub fn refresh_for_client(
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
     }
+    crate::sys::release_free_memory();
     let mut stats = stats;
     stats.writing = writers.among(&stats.moving);
     Ok(stats)

@@ -4,7 +4,7 @@
 
 use super::Place;
 use crate::index::journal::{self, Change, Replay, SnapshotId};
-use crate::index::{Index, to_json_vec};
+use crate::index::{ContentHash, Index, write_json};
 use crate::relpath::RelPath;
 use crate::replica::Root;
 use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE, temp_name};
@@ -126,6 +126,15 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk)>, StoreError> {
 
 /// `bytes` in a new temp beside `.sync`, fsynced; its name.
 pub(super) fn stage(root: &Root, name: &str, bytes: &[u8]) -> Result<RelPath, StoreError> {
+    stage_with(root, name, |f| f.write_all(bytes))
+}
+
+/// A new temp beside `.sync` filled by `fill`, fsynced; its name. Nothing is left on failure.
+fn stage_with(
+    root: &Root,
+    name: &str,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<RelPath, StoreError> {
     let what = || format!("cannot write {}", root.path().join(name).display());
     let tmp = RelPath::root().join_unchecked(&temp_name(name));
     let dir = root
@@ -134,7 +143,7 @@ pub(super) fn stage(root: &Root, name: &str, bytes: &[u8]) -> Result<RelPath, St
     let res = Root::create_in(&dir, tmp.name())
         .map_err(|e| Place(root).err(what(), e))
         .and_then(|mut f| {
-            f.write_all(bytes)
+            fill(&mut f)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| StoreError::io(what(), e))
         });
@@ -142,6 +151,26 @@ pub(super) fn stage(root: &Root, name: &str, bytes: &[u8]) -> Result<RelPath, St
         let _ = root.remove(&tmp);
     }
     res.map(|()| tmp)
+}
+
+/// Hashes what passes through, for the identity of a snapshot written as it is rendered.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The staged temp renamed over `name`, and the rename made durable.
@@ -169,11 +198,30 @@ pub(super) fn commit(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
 
 /// Writes `index` whole as the new snapshot (a compaction); what is on disk after.
 pub(super) fn save(root: &Root, index: &Index) -> Result<OnDisk, StoreError> {
-    let bytes = to_json_vec(index);
-    let tmp = stage(root, INDEX_FILE, &bytes)?;
+    let mut snap = None;
+    let tmp = stage_with(root, INDEX_FILE, |f| {
+        let mut w = std::io::BufWriter::with_capacity(
+            256 * 1024,
+            Hashing {
+                inner: f,
+                hasher: blake3::Hasher::new(),
+                len: 0,
+            },
+        );
+        write_json(index, &mut w)?;
+        let h = w.into_inner().map_err(|e| e.into_error())?;
+        snap = Some(SnapshotId {
+            len: h.len,
+            hash: ContentHash(*h.hasher.finalize().as_bytes()),
+        });
+        Ok(())
+    })?;
     commit(root, &tmp)?;
+    let Some(snap) = snap else {
+        unreachable!("a staged snapshot was rendered");
+    };
     Ok(OnDisk {
-        snap: SnapshotId::of(&bytes),
+        snap,
         snap_file: file_id(root, &index_name()).unwrap_or_default(),
         journal: None,
     })
