@@ -309,11 +309,6 @@ pub fn region(index: &Index, scopes: &[RelPath]) -> BTreeMap<RelPath, Entry> {
     out
 }
 
-/// Whether `p` lies in the region of `scopes` (see `region`).
-pub fn in_region(p: &RelPath, scopes: &[RelPath]) -> bool {
-    scopes.iter().any(|s| p.starts_with(s) || s.starts_with(p))
-}
-
 /// The changes that turn `before` into `after`, both views of the same paths.
 pub fn diff(before: &BTreeMap<RelPath, Entry>, after: &BTreeMap<RelPath, Entry>) -> Vec<Change> {
     let mut out = Vec::new();

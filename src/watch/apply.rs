@@ -150,19 +150,21 @@ pub(crate) fn apply_recorded(
             return Ok((stats, changed || whole));
         }
     };
-    let outside = |i: &Index| i.entries_digest_where(|p| !journal::in_region(p, &scopes));
-    let (before, root_before, outside_before) = (
-        journal::region(index, &scopes),
-        index.root.clone(),
-        outside(index),
-    );
+    // The entries outside the region, by digest: a rescan that reached past its scopes is
+    // written whole rather than trusted to the region's diff.
+    let outside = |i: &Index, region: &BTreeMap<RelPath, crate::index::Entry>| {
+        i.entries_digest_where(|p| !region.contains_key(p))
+    };
+    let before = journal::region(index, &scopes);
+    let (root_before, outside_before) = (index.root.clone(), outside(index, &before));
     let stats = apply(root, index, batch, busy)?;
-    if outside(index) != outside_before {
+    let after = journal::region(index, &scopes);
+    if outside(index, &after) != outside_before {
         tracing::debug!("a rescan changed entries outside its scopes; writing the index whole");
         store.save_index_blocking(index)?;
         return Ok((stats, true));
     }
-    let mut changes = journal::diff(&before, &journal::region(index, &scopes));
+    let mut changes = journal::diff(&before, &after);
     if index.root != root_before {
         changes.push(Change::Root(index.root.clone()));
     }

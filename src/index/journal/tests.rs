@@ -204,10 +204,7 @@ fn the_region_of_a_scope_is_its_subtree_and_ancestors() {
     let r = region(&idx, &scopes);
     let keys: Vec<&str> = r.keys().map(RelPath::as_str).collect();
     assert_eq!(keys, ["d", "d/x", "d/x/y"]);
-    for k in idx.entries.keys() {
-        assert_eq!(in_region(k, &scopes), r.contains_key(k), "{k}");
-    }
-    assert!(in_region(&p("anything"), &[RelPath::root()]));
+    assert_eq!(region(&idx, &[RelPath::root()]).len(), idx.entries.len());
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
