@@ -32,7 +32,7 @@ pub fn index(root: &Path, cfg: &Config) -> Result<i32> {
         let root = RelPath::root();
         let st = crate::scan::scan(store.handle(), &mut idx, &root, &|p| busy.contains(p))
             .with_context(|| format!("cannot scan {}", store.root().display()))?;
-        crate::store::local::remove_leftover_temps(store.handle(), &st.temps);
+        crate::store::local::remove_leftover_temps(store.handle(), &st.temps, true);
         store.save_index_blocking(&idx)?;
         let (files, dirs, tombs) = idx.counts();
         println!(

@@ -1,6 +1,7 @@
 //! `.sync.lock`: one writer per replica. Who holds a lock (written into it), when one may be
 //! broken, which locks this process holds, and taking and releasing it on this machine
-//! through the root's descriptor. The SFTP store takes a remote one with the same rules.
+//! through the root's descriptor. Each round of taking one is judged by `attempt`, which the
+//! SFTP store runs as well for a remote one.
 
 use super::layout::LOCK_FILE;
 use super::root::Root;
@@ -111,6 +112,53 @@ pub fn judge(
     Err(holder.map_or(Holder::Unknown, Holder::Known))
 }
 
+/// How many rounds a take makes: a lock released between our create and our look (a
+/// daemon's index update takes moments) is simply tried again.
+pub const ROUNDS: usize = 5;
+
+/// What one round of taking `.sync.lock` met.
+#[derive(Debug, Clone, Copy)]
+pub enum Met<'a> {
+    /// Our exclusive create made it; `written`: our record went into it.
+    Made { written: bool },
+    /// A lock someone else made: what it holds (`None`: unreadable), its size and its age.
+    Theirs {
+        bytes: Option<&'a [u8]>,
+        len: u64,
+        age: Duration,
+    },
+    /// The create failed, yet nothing is there: released meanwhile, or the folder refuses us
+    /// (the next round tells which).
+    Gone,
+}
+
+/// What to do after a round.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Hold,
+    /// Ours but without our record: remove it (nobody else can hold it) and fail.
+    Undo,
+    /// Theirs and stale: remove it and try again.
+    Break,
+    Retry,
+    /// Theirs and live: give up, naming who holds it.
+    Refuse(Holder),
+}
+
+/// The decision of one round of taking the lock at `place` (see `judge` for when another's
+/// may be broken; one being written just now never is).
+pub fn attempt(met: Met<'_>, stale_secs: u64, place: &str) -> Next {
+    match met {
+        Met::Made { written: true } => Next::Hold,
+        Met::Made { written: false } => Next::Undo,
+        Met::Gone => Next::Retry,
+        Met::Theirs { bytes, len, age } => match judge(bytes, len, age, stale_secs, place) {
+            Ok(()) => Next::Break,
+            Err(holder) => Next::Refuse(holder),
+        },
+    }
+}
+
 /// Locks this process holds now, by place (`/root/.sync.lock`, `user@host:port:/p/.sync.lock`).
 static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -165,34 +213,53 @@ pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockE
     let body = serde_json::to_vec(info).unwrap_or_default();
     let dir = root.dup().map_err(std::io::Error::from)?;
     let place = place(root);
-    // A few rounds: a lock released between our create and our look is tried again.
-    for _ in 0..5 {
+    for _ in 0..ROUNDS {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-        match rustix::fs::openat(&dir, LOCK_FILE, flags, Mode::from_raw_mode(0o644)) {
+        let read: Option<Vec<u8>>;
+        let mut failed = None;
+        let met = match rustix::fs::openat(&dir, LOCK_FILE, flags, Mode::from_raw_mode(0o644)) {
             Ok(fd) => {
                 let mut f = std::fs::File::from(fd);
-                if let Err(e) = f.write_all(&body).and_then(|_| f.sync_all()) {
-                    let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
-                    return Err(e.into());
+                failed = f.write_all(&body).and_then(|_| f.sync_all()).err();
+                Met::Made {
+                    written: failed.is_none(),
                 }
+            }
+            Err(Errno::EXIST) => match read_at(&dir, LOCK_FILE) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Met::Gone,
+                r => {
+                    read = r.ok();
+                    // Size and age only matter for a lock that does not parse; one we cannot
+                    // stat is judged young.
+                    let (len, age) = rustix::fs::statat(&dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| (st.st_size as u64, age_of(st.st_mtime)))
+                        .unwrap_or((1, Duration::ZERO));
+                    Met::Theirs {
+                        bytes: read.as_deref(),
+                        len,
+                        age,
+                    }
+                }
+            },
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        };
+        match attempt(met, stale_secs, &place) {
+            Next::Hold => {
                 note_held(&place, true);
                 return Ok(Held { dir, body, place });
             }
-            Err(Errno::EXIST) => {
-                let bytes = match read_at(&dir, LOCK_FILE) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    r => r.ok(),
-                };
-                // Size and age only matter for a lock that does not parse; one we cannot stat
-                // is judged young.
-                let (len, age) = rustix::fs::statat(&dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| (st.st_size as u64, age_of(st.st_mtime)))
-                    .unwrap_or((1, Duration::ZERO));
-                judge(bytes.as_deref(), len, age, stale_secs, &place).map_err(LockError::Held)?;
+            Next::Undo => {
+                let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+                return Err(failed
+                    .unwrap_or_else(|| std::io::Error::other("not written"))
+                    .into());
+            }
+            Next::Break => {
                 tracing::warn!(lock = %place, "breaking a stale lock");
                 let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
             }
-            Err(e) => return Err(std::io::Error::from(e).into()),
+            Next::Retry => {}
+            Next::Refuse(holder) => return Err(LockError::Held(holder)),
         }
     }
     Err(LockError::Held(Holder::Unknown))
@@ -217,5 +284,60 @@ impl Held {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_round_is_judged_the_same_way_on_every_transport() {
+        let place = "/nowhere/.sync.lock";
+        let young = Duration::from_secs(1);
+        let old = Duration::from_secs(120);
+        assert_eq!(attempt(Met::Made { written: true }, 300, place), Next::Hold);
+        assert_eq!(
+            attempt(Met::Made { written: false }, 300, place),
+            Next::Undo
+        );
+        assert_eq!(attempt(Met::Gone, 300, place), Next::Retry);
+        // Being written just now (empty or half-written, young): never broken.
+        for bytes in [Some(&b""[..]), Some(&b"{\"host\""[..]), None] {
+            let len = bytes.map_or(1, |b| b.len() as u64);
+            let met = Met::Theirs {
+                bytes,
+                len,
+                age: young,
+            };
+            assert_eq!(attempt(met, 300, place), Next::Refuse(Holder::Unknown));
+            let met = Met::Theirs {
+                bytes,
+                len,
+                age: old,
+            };
+            assert_eq!(attempt(met, 300, place), Next::Break);
+        }
+        // A live holder elsewhere is refused; its lock goes stale with age only.
+        let mut other = LockInfo::here("filesync sync");
+        other.host = "elsewhere".into();
+        let body = serde_json::to_vec(&other).unwrap();
+        let met = Met::Theirs {
+            bytes: Some(&body),
+            len: body.len() as u64,
+            age: old,
+        };
+        assert_eq!(
+            attempt(met, 300, place),
+            Next::Refuse(Holder::Known(other.clone()))
+        );
+        other.time -= 301;
+        let body = serde_json::to_vec(&other).unwrap();
+        let met = Met::Theirs {
+            bytes: Some(&body),
+            len: body.len() as u64,
+            age: old,
+        };
+        assert_eq!(attempt(met, 300, place), Next::Break);
     }
 }

@@ -1,8 +1,10 @@
 //! The trash and putting files in place: where a replaced or deleted entry goes
 //! (`.sync-trash/<path>~<stamp>`, never clobbering one there), how a finished temp takes a
-//! path (what was there kept in the trash; a fresh path never replaced), and trash expiry.
+//! path (what was there kept in the trash; a fresh path never replaced), and trash expiry:
+//! the decisions of `protocol` run on this machine's file system.
 
-use super::layout::{TRASH_DIR, TRASH_SLOTS, trash_name, trash_slot_name};
+use super::layout::TRASH_DIR;
+use super::protocol::{Install, Keep, There, TrashSlots, install_plan};
 use super::root::{Root, RootError, RootResult, rename_at};
 use crate::relpath::RelPath;
 use rustix::fs::{AtFlags, FileType};
@@ -31,7 +33,8 @@ impl Root {
         now: i64,
         made: &mut HashSet<RelPath>,
     ) -> RootResult<RelPath> {
-        let (dir, base) = trash_name(p, now);
+        let slots = TrashSlots::new(p, now);
+        let dir = slots.dir.clone();
         let fd = if made.contains(&dir) {
             self.dir(&dir, false)?
         } else {
@@ -39,8 +42,7 @@ impl Root {
             made.insert(dir.clone());
             fd
         };
-        for n in 0..TRASH_SLOTS {
-            let name = trash_slot_name(&base, n);
+        for name in slots {
             match rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Err(rustix::io::Errno::NOENT) => return Ok(dir.join_unchecked(&name)),
                 Err(e) => return Err(e.into()),
@@ -79,16 +81,24 @@ impl Root {
     ) -> Result<(), InstallError> {
         let (dir, name) = self.parent(p)?;
         let tmp_name = tmp.name();
-        if fresh {
-            return match rename_at(&dir, tmp_name, &dir, name, false) {
-                Err(e) if e.errno() == Some(libc::EEXIST) => Err(InstallError::Appeared),
-                r => r.map_err(InstallError::from),
-            };
-        }
-        if let Some(st) = self.lstat_opt(p)? {
+        // A fresh install does not look: its rename never replaces.
+        let there = match if fresh { None } else { self.lstat_opt(p)? } {
+            None => There::Nothing,
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => There::File,
+            Some(_) => There::Other,
+        };
+        let keep = match install_plan(fresh, there, true) {
+            Install::Fresh => {
+                return match rename_at(&dir, tmp_name, &dir, name, false) {
+                    Err(e) if e.errno() == Some(libc::EEXIST) => Err(InstallError::Appeared),
+                    r => r.map_err(InstallError::from),
+                };
+            }
+            Install::Replace(keep) => keep,
+        };
+        if keep != Keep::Nothing {
             let slot = self.trash_slot(p, now, made).map_err(InstallError::Trash)?;
-            let is_file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
-            if !is_file || self.hardlink(p, &slot).is_err() {
+            if keep == Keep::Move || self.hardlink(p, &slot).is_err() {
                 self.rename(p, &slot, false).map_err(InstallError::Trash)?;
             }
         }

@@ -11,6 +11,7 @@ use crate::relpath::RelPath;
 use crate::replica::home::{self, Home, Placement};
 use crate::replica::layout::{INDEX_FILE, LOCK_FILE, SET_ASIDE_MARK, temp_name};
 use crate::replica::lock::{self, LockInfo};
+use crate::replica::protocol::is_leftover_temp;
 use crate::replica::writers::Writers;
 use crate::replica::{Follow, InstallError, Root, RootError};
 use crate::scan::Observed;
@@ -272,8 +273,8 @@ impl LocalStore {
     }
 
     /// `current_index` on this thread, and whether `.sync` was there (a new one is not yet
-    /// on disk, even for an empty folder).
-    pub fn current_blocking(&self) -> Result<(Current, bool), StoreError> {
+    /// on disk, even for an empty folder). Leftover temps go only `under_lock`.
+    pub fn current_blocking(&self, under_lock: bool) -> Result<(Current, bool), StoreError> {
         // Files our SFTP clients closed a moment ago are finished: take them in this scan.
         self.writers.settle();
         // Parsing `.sync` and walking the folder do not depend on each other.
@@ -297,7 +298,7 @@ impl LocalStore {
             busy.contains(p)
         });
         stats.writing = self.writers.among(&stats.moving);
-        remove_leftover_temps(&self.root, &stats.temps);
+        remove_leftover_temps(&self.root, &stats.temps, under_lock);
         let current = Current {
             index,
             loaded: digest,
@@ -317,17 +318,17 @@ fn made_set(m: &Mutex<HashSet<RelPath>>) -> std::sync::MutexGuard<'_, HashSet<Re
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Removes our temp files a scan met. Only for a scan under `.sync.lock` (every caller's):
-/// whoever writes temps in a folder holds its lock, so while we hold it, any temp there was
-/// left by a sync that died (killed, or its connection lost) and none is being written.
-pub fn remove_leftover_temps(root: &Root, temps: &[RelPath]) {
-    if !temps.is_empty() {
-        tracing::info!(
-            root = %root.path().display(),
-            "removing {} temp files left by an interrupted sync",
-            temps.len()
-        );
+/// Removes the temps a scan met that `protocol::is_leftover_temp` judges leftovers: none
+/// unless the scan ran `under_lock` (the index names none of them: the scan kept those).
+pub fn remove_leftover_temps(root: &Root, temps: &[RelPath], under_lock: bool) {
+    if temps.is_empty() || !is_leftover_temp(under_lock, false) {
+        return;
     }
+    tracing::info!(
+        root = %root.path().display(),
+        "removing {} temp files left by an interrupted sync",
+        temps.len()
+    );
     for t in temps {
         let _ = root.remove(t);
     }
@@ -601,6 +602,7 @@ impl Store for LocalStore {
     }
 
     async fn current_index(&self) -> Result<Current, StoreError> {
+        let locked = self.held.lock().map(|h| h.is_some()).unwrap_or(false);
         let this = LocalStore {
             root: self.root.clone(),
             lock_stale_secs: self.lock_stale_secs,
@@ -611,7 +613,7 @@ impl Store for LocalStore {
             made: self.made.clone(),
             disk: self.disk.clone(),
         };
-        blocking(move || this.current_blocking().map(|(c, _)| c)).await
+        blocking(move || this.current_blocking(locked).map(|(c, _)| c)).await
     }
 
     async fn stage_index(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {

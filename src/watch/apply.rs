@@ -102,7 +102,7 @@ pub fn apply(
 ) -> Result<ScanStats, ScanError> {
     let Some(scopes) = scopes_of(batch) else {
         let st = scan::scan(root, index, &RelPath::root(), busy)?;
-        crate::store::local::remove_leftover_temps(root, &st.temps);
+        crate::store::local::remove_leftover_temps(root, &st.temps, true);
         return Ok(st);
     };
     let mut total = ScanStats::default();

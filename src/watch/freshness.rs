@@ -170,7 +170,9 @@ pub fn refresh_for_client(
         }
         _ => {
             tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
-            let (current, existed) = store.current_blocking()?;
+            // Asked by a client under its `.sync.lock` (ours ask only then): its leftover
+            // temps may go.
+            let (current, existed) = store.current_blocking(true)?;
             // Nothing moved: the index on disk is current (and a write would cost an fsync).
             let moved = !existed || current.loaded != current.index.entries_digest();
             (

@@ -7,6 +7,7 @@ use super::{Sftp, SftpError, StoreError, is_status, observed_of, xfer};
 use crate::index::{Index, Kind, MTime};
 use crate::relpath::RelPath;
 use crate::replica::layout::IGNORE_FILE;
+use crate::replica::protocol::is_leftover_temp;
 use crate::scan::walk::{Found, Listed, Skip, Skipped, Stat, What, judge, rules_for};
 use crate::scan::{Hashed, Observed, Rules, ScanStats, Walked, settle};
 use futures::StreamExt;
@@ -212,14 +213,16 @@ pub(crate) async fn refresh(
         hashed.push((p, r?));
     }
     drop(results);
-    // One the index names is the user's (see `settle`), whatever its shape.
-    let leftovers: Vec<_> = w
+    let leftovers: Vec<String> = w
         .temps
         .iter()
-        .filter(|(p, _)| !index.get(p).is_some_and(crate::index::Entry::is_live))
-        .cloned()
+        .filter(|(p, _)| {
+            let named = index.get(p).is_some_and(crate::index::Entry::is_live);
+            is_leftover_temp(locked, named)
+        })
+        .map(|(t, _)| s.path(t))
         .collect();
-    remove_leftovers(s, &leftovers, locked).await;
+    remove_leftovers(s, leftovers).await;
     let dirs_now: HashSet<RelPath> = w
         .observed
         .iter()
@@ -236,15 +239,8 @@ pub(crate) async fn refresh(
     Ok(settle(index, &RelPath::root(), w, hashed, &is_dir))
 }
 
-/// A sync holds the remote lock while it scans, so no other sync is writing our temp files:
-/// they are leftovers of an interrupted one, whatever their age. Without the lock, only old
-/// ones are safe to remove.
-async fn remove_leftovers(s: &Sftp, temps: &[(RelPath, Option<MTime>)], locked: bool) {
-    let leftovers: Vec<String> = temps
-        .iter()
-        .filter(|(_, mtime)| locked || super::stale_temp(*mtime))
-        .map(|(t, _)| s.path(t))
-        .collect();
+/// Removes the temps `protocol::is_leftover_temp` judged leftovers.
+async fn remove_leftovers(s: &Sftp, leftovers: Vec<String>) {
     if !leftovers.is_empty() {
         tracing::info!(
             "removing {} temp files left by an interrupted sync on {}",

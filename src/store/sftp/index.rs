@@ -1,0 +1,222 @@
+//! The remote `.sync`: loaded (or brought up to date by our server), staged and committed,
+//! and not uploaded when nothing in it changed.
+
+use super::wire::status_ok;
+use super::{Links, REQUEST_TIMEOUT_SECS, SftpStore, walk};
+use crate::index::{ContentHash, Index, ReplicaId, from_json_slice, to_json_vec};
+use crate::proto::ext;
+use crate::relpath::RelPath;
+use crate::replica::layout::INDEX_FILE;
+use crate::scan::ScanStats;
+use crate::store::{Current, StagedIndex, StoreError};
+use russh_sftp::protocol::Packet;
+use std::collections::HashSet;
+use std::io;
+
+/// What an upload of the index would change: its entries (by digest) and everything else
+/// with the peer records' counters zeroed. Equal fingerprints mean the upload is needless.
+#[derive(PartialEq)]
+pub(super) struct Fingerprint {
+    entries: ContentHash,
+    rest: Vec<u8>,
+}
+
+impl Fingerprint {
+    pub(super) fn of(index: &Index, entries: ContentHash) -> Fingerprint {
+        let mut rest = Index::new(index.replica);
+        rest.name = index.name.clone();
+        rest.root = index.root.clone();
+        rest.extra = index.extra.clone();
+        rest.peers = index.peers.clone();
+        for p in rest.peers.values_mut() {
+            p.last_sync = 0;
+            p.transferred = 0;
+            p.conflicts = 0;
+        }
+        Fingerprint {
+            entries,
+            rest: to_json_vec(&rest),
+        }
+    }
+}
+
+impl SftpStore {
+    pub(super) fn index_path(&self) -> String {
+        self.s.join(INDEX_FILE)
+    }
+
+    /// The remote `.sync` and its entries digest; `None` when there is none.
+    pub(super) async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
+        let path = self.index_path();
+        let Some(bytes) = self.s.read_all(&path).await? else {
+            return Ok(None);
+        };
+        // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let idx = from_json_slice(&bytes)?;
+            let digest = idx.entries_digest();
+            Ok::<_, crate::index::FormatError>((idx, digest))
+        })
+        .await
+        .map_err(|e| StoreError::io("the index parse task failed", io::Error::other(e)))?;
+        let (idx, digest) = parsed.map_err(|e| {
+            StoreError::bad_index(
+                format!("{}:{path}", self.s.host),
+                e,
+                format!(
+                    "On that machine run `filesync index --root {}`, or move it aside there (`sftp> rename {path} {path}.bad`) and sync again to index the folder anew",
+                    self.s.root
+                ),
+            )
+        })?;
+        if let Ok(mut l) = self.st.loaded.lock() {
+            *l = Some(Fingerprint::of(&idx, digest));
+        }
+        Ok(Some((idx, digest)))
+    }
+
+    pub(super) async fn stage_index_async(
+        &self,
+        index: &Index,
+    ) -> Result<Option<StagedIndex>, StoreError> {
+        let norm = Fingerprint::of(index, index.entries_digest());
+        let same = self
+            .st
+            .loaded
+            .lock()
+            .map(|l| l.as_ref() == Some(&norm))
+            .unwrap_or(false);
+        if same {
+            tracing::debug!("remote index unchanged; not uploading it");
+            return Ok(None);
+        }
+        let tmp = self.s.temp_for(&RelPath::root().join_unchecked(INDEX_FILE));
+        self.s.write_temp(&tmp, to_json_vec(index)).await?;
+        if let Ok(mut st) = self.st.staged.lock() {
+            *st = Some(norm);
+        }
+        Ok(Some(StagedIndex { tmp: tmp.into() }))
+    }
+
+    pub(super) async fn commit_index_async(&self, staged: StagedIndex) -> Result<(), StoreError> {
+        let tmp = staged.tmp.to_string_lossy();
+        let path = self.index_path();
+        if let Err(e) = self.s.rename_over(&tmp, &path).await {
+            let _ = self.s.raw().remove(tmp.as_ref()).await;
+            return Err(self.s.err("cannot put in place", &path, e));
+        }
+        self.s.made.done(&tmp);
+        self.s.make_rename_durable(&path).await;
+        let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
+        if let Ok(mut l) = self.st.loaded.lock() {
+            *l = staged;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn current_async(&self) -> Result<Current, StoreError> {
+        // Why our server could not refresh its index: when its `.sync` is damaged, the
+        // server's words name the folder it serves, which the path we see (`/`) does not.
+        let mut hub_said = None;
+        if self.s.index_refresh {
+            let t0 = std::time::Instant::now();
+            match self.server_refresh().await {
+                Ok(stats) => {
+                    let refreshed = t0.elapsed().as_millis() as u64;
+                    let loaded = self.load_digested().await?;
+                    tracing::debug!(
+                        refreshed,
+                        loaded = t0.elapsed().as_millis() as u64,
+                        "remote index current (ms)"
+                    );
+                    if let Some((index, loaded)) = loaded {
+                        return Ok(Current {
+                            index,
+                            loaded,
+                            stats,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("the server could not refresh its index ({e}); scanning");
+                    hub_said = std::error::Error::source(&e).map(|c| c.to_string());
+                }
+            }
+        }
+        // The listing does not need the index: walk the folder while `.sync` downloads.
+        let (loaded, mut found) = tokio::join!(self.load_digested(), walk::walk(&self.s));
+        if let Ok(mut l) = self.st.links.lock() {
+            *l = Links {
+                links: std::mem::take(&mut found.links).into_iter().collect(),
+                unwalked: std::mem::take(&mut found.unwalked).into_iter().collect(),
+                checked: HashSet::new(),
+            };
+        }
+        let loaded = loaded.map_err(|e| match (e, hub_said) {
+            (StoreError::CorruptIndex { path, source, .. }, Some(said)) => {
+                StoreError::CorruptIndex {
+                    path,
+                    source,
+                    fix: hub_fix(&said),
+                }
+            }
+            (e, _) => e,
+        });
+        let (mut index, loaded) = match loaded? {
+            Some(x) => x,
+            None => {
+                let i = Index::new(ReplicaId::random());
+                let d = i.entries_digest();
+                (i, d)
+            }
+        };
+        let locked = self.st.locked.load(std::sync::atomic::Ordering::Relaxed);
+        let stats = walk::refresh(&self.s, &mut index, found, locked).await?;
+        Ok(Current {
+            index,
+            loaded,
+            stats,
+        })
+    }
+
+    /// Asks our own server to bring its `.sync` up to date; returns what it left as it was:
+    /// the paths its scan could not read, the files its clients are still writing (also
+    /// "moving": left for the next sync) and what it leaves out by nature.
+    pub(super) async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
+        let s = &self.s;
+        let raw = s.raw();
+        raw.set_timeout(3600);
+        let res = raw.extended(ext::INDEX_REFRESH, Vec::new()).await;
+        raw.set_timeout(REQUEST_TIMEOUT_SECS);
+        let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
+        let Packet::ExtendedReply(r) = reply else {
+            return status_ok(reply)
+                .map(|()| Default::default())
+                .map_err(|e| s.err("index refresh", &s.root, e));
+        };
+        let left =
+            crate::proto::left_out::decode_reply(&bytes::Bytes::from(r.data)).map_err(|_| {
+                StoreError::io(
+                    format!("the reply to {} from {}", ext::INDEX_REFRESH, s.host),
+                    io::Error::new(io::ErrorKind::InvalidData, "malformed"),
+                )
+            })?;
+        Ok(ScanStats {
+            unreadable: left.unreadable,
+            moving: left.writing.clone(),
+            writing: left.writing,
+            skipped: left.skipped,
+            skipped_more: left.skipped_more,
+            ..ScanStats::default()
+        })
+    }
+}
+
+/// What to do about our server's damaged index, from what it said: its own advice (which
+/// names the folder it serves), else its words as they are.
+fn hub_fix(said: &str) -> String {
+    match said.find("Run `") {
+        Some(i) => format!("On the hub, r{}", &said[i + 1..]),
+        None => format!("The hub says: {said}"),
+    }
+}
