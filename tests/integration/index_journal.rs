@@ -321,3 +321,45 @@ fn index_rebuilds_when_snapshot_and_journal_are_both_unreadable() {
     assert_eq!(b.read("sub/edit.txt"), b"v2 from the journal");
     assert_eq!(a.tree(), b.tree());
 }
+
+/// The hub's daemon records edits made on the hub in its journal; a client's sync reads
+/// `.sync` and the journal over SFTP, so it gets them, deletions included, without the hub
+/// rewriting `.sync`.
+#[test]
+fn a_client_reads_the_hubs_journal_over_sftp() {
+    let s = Pair::hub(HubKind::Daemon);
+    for i in 0..50 {
+        s.b.write(&format!("photos/p{i}.jpg"), format!("photo {i}"));
+    }
+    s.sync_and_settle();
+    let snap = snapshot_id(&s.b.path);
+    s.b.write("photos/p1.jpg", "cropped");
+    s.b.remove("photos/p2.jpg");
+    s.b.write("notes/new.txt", "from the hub");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            load_index(&s.b.path).is_some_and(|i| {
+                i.live().any(|(p, _)| p.as_str() == "notes/new.txt")
+                    && i.entries
+                        .iter()
+                        .any(|(p, e)| p.as_str() == "photos/p2.jpg" && !e.is_live())
+            })
+        }),
+        "the hub's daemon did not record the edits"
+    );
+    assert!(
+        s.b.exists(".sync.journal"),
+        "the edits are not in the journal"
+    );
+    assert_eq!(
+        snapshot_id(&s.b.path),
+        snap,
+        "an edit on the hub rewrote .sync"
+    );
+    s.sync();
+    assert_eq!(s.a.read("photos/p1.jpg"), b"cropped");
+    assert_eq!(s.a.read("notes/new.txt"), b"from the hub");
+    assert!(!s.a.exists("photos/p2.jpg"));
+    s.sync_and_settle();
+    assert_eq!(s.a.tree(), s.b.tree());
+}
