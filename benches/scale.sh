@@ -122,7 +122,7 @@ authorized_keys = "$work/authorized_keys"
 CFG
     FILESYNC_CONFIG=$work/hub.toml RUST_LOG=info "$2" daemon 2>"$work/hub.log" &
     pid=$!
-    until grep -qs "index loaded" "$work/hub.log"; do
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || { cat "$work/hub.log" >&2; exit 1; }
         sleep 0.5
     done

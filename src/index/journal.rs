@@ -204,11 +204,6 @@ impl Replay {
         }
     }
 
-    /// Bytes of journal in use (what the compaction rule weighs).
-    pub fn len(&self) -> u64 {
-        self.append_at().unwrap_or(0)
-    }
-
     /// A line to say once when something was left out; `None` when all was well.
     pub fn trouble(&self) -> Option<String> {
         match self {
