@@ -254,6 +254,16 @@ proptest! {
                     None => { idx.entries.remove(&path); }
                 }
             }
+            // As a scan leaves it: every entry's folder is in the index too.
+            let orphans: Vec<RelPath> = idx
+                .entries
+                .keys()
+                .flat_map(|p| p.ancestors().collect::<Vec<_>>())
+                .filter(|a| !idx.entries.contains_key(a))
+                .collect();
+            for a in orphans {
+                idx.entries.insert(a, Entry::dir(MTime::new(1, 0), VersionVector::new()));
+            }
             let mut changes = diff(&before, &idx.entries);
             if touch_root {
                 idx.root.mtime.secs += 1;
