@@ -14,7 +14,7 @@
 //! whole, never read as a deletion.
 
 use super::format::{entry_from_json, entry_to_json};
-use super::{ContentHash, Entry, FormatError, Index, from_json_slice};
+use super::{ContentHash, Entry, FormatError, Index, from_json_vec};
 use crate::relpath::RelPath;
 use std::collections::BTreeMap;
 
@@ -223,9 +223,9 @@ impl Replay {
 
 /// The index a snapshot and its journal (empty: none) hold together, what the journal
 /// added, and the snapshot's identity (what a new journal must name).
-pub fn load(snapshot: &[u8], journal: &[u8]) -> Result<(Index, Replay, SnapshotId), FormatError> {
-    let mut index = from_json_slice(snapshot)?;
-    let snap = SnapshotId::of(snapshot);
+pub fn load(snapshot: Vec<u8>, journal: &[u8]) -> Result<(Index, Replay, SnapshotId), FormatError> {
+    let snap = SnapshotId::of(&snapshot);
+    let mut index = from_json_vec(snapshot)?;
     let r = replay(&mut index, snap, journal);
     Ok((index, r, snap))
 }

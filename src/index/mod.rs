@@ -7,7 +7,7 @@ pub mod journal;
 pub mod mode;
 mod vv;
 
-pub use format::{FormatError, from_json_slice, to_json_vec, write_json};
+pub use format::{FormatError, from_json_slice, from_json_vec, to_json_vec, write_json};
 pub use vv::{Causality, ReplicaId, VersionVector};
 
 use crate::relpath::RelPath;

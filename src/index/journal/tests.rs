@@ -33,8 +33,8 @@ fn saved(idx: &Index) -> Vec<u8> {
 
 /// Loads snapshot + journal the way a store does.
 fn load(snapshot: &[u8], journal: &[u8]) -> (Index, Replay) {
-    let mut idx = from_json_slice(snapshot).unwrap();
-    let r = replay(&mut idx, SnapshotId::of(snapshot), journal);
+    let (idx, r, snap) = super::load(snapshot.to_vec(), journal).unwrap();
+    assert_eq!(snap, SnapshotId::of(snapshot));
     (idx, r)
 }
 

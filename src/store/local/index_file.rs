@@ -96,7 +96,7 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk)>, StoreError> {
     };
     let journal_file = file_id(root, &journal_name());
     let journal_bytes = read_opt(root, &journal_name())?.unwrap_or_default();
-    let (index, replay, snap) = journal::load(&bytes, &journal_bytes).map_err(|e| {
+    let (index, replay, snap) = journal::load(bytes, &journal_bytes).map_err(|e| {
         StoreError::bad_index(
             shown,
             e,

@@ -59,7 +59,7 @@ impl SftpStore {
         let host = self.s.host.clone();
         // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
         let parsed = tokio::task::spawn_blocking(move || {
-            let (idx, replay, _) = journal::load(&bytes, &journal)?;
+            let (idx, replay, _) = journal::load(bytes, &journal)?;
             if let Some(t) = replay.trouble() {
                 tracing::warn!("{host}:{journal_path}: {t}");
             }

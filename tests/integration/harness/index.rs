@@ -15,7 +15,7 @@ pub type Live = BTreeMap<String, (Kind, u64, Option<String>, Option<(i64, u32)>)
 pub fn load_index(root: &Path) -> Option<Index> {
     let snapshot = std::fs::read(root.join(".sync")).ok()?;
     let journal = std::fs::read(root.join(".sync.journal")).unwrap_or_default();
-    filesync::index::journal::load(&snapshot, &journal)
+    filesync::index::journal::load(snapshot, &journal)
         .ok()
         .map(|(idx, _, _)| idx)
 }
