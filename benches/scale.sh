@@ -8,10 +8,10 @@
 # Trees: 100k = `make-tree.py many` (100,000 files in 2,000 folders); 1m = 10,000 folders
 # of 100 files of 0-1 KiB (~5 GB of disk). Cached in $BENCH_DIR between runs.
 # usage: benches/scale.sh   (BENCH_SCALE="100k 1m", BENCH_BIN, BENCH_PREV_BIN, BENCH_DIR,
-#                            BENCH_EDITS=10)
+#                            BENCH_EDITS=10, BENCH_PEERS=the folder of make-tree.py)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-peers=$repo/../shared/peers
+peers=${BENCH_PEERS:-$repo/../shared/peers}
 scales=${BENCH_SCALE:-100k}
 edits=${BENCH_EDITS:-10}
 dir=${BENCH_DIR:-${TMPDIR:-/tmp}/filesync-bench-scale}
