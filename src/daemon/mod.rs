@@ -87,7 +87,6 @@ async fn first_scan(
     let (store, index, done) = tokio::task::spawn_blocking(move || {
         let mut index = index;
         let done = crate::watch::initial_scan(&store, &mut index);
-        index.compact();
         crate::sys::release_free_memory();
         (store, index, done)
     })

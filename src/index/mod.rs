@@ -247,12 +247,6 @@ impl Index {
         }
     }
 
-    /// Rebuilds the entry map with its nodes full: one filled an entry at a time, in order
-    /// (as a scan fills it), keeps them about half full, which at rest is most of its size.
-    pub fn compact(&mut self) {
-        self.entries = std::mem::take(&mut self.entries).into_iter().collect();
-    }
-
     pub fn get(&self, p: &RelPath) -> Option<&Entry> {
         self.entries.get(p)
     }

@@ -293,19 +293,3 @@ proptest! {
         prop_assert!(states.contains(&to_json_vec(&torn)));
     }
 }
-
-#[test]
-fn compacting_the_map_keeps_every_entry() {
-    let mut idx = base();
-    for i in 0..500u64 {
-        idx.entries.insert(p(&format!("d/n{i:03}")), file(i, 1));
-    }
-    let before = idx.entries.clone();
-    idx.compact();
-    assert_eq!(idx.entries, before);
-    assert_eq!(to_json_vec(&idx), {
-        let mut i = base();
-        i.entries = before;
-        to_json_vec(&i)
-    });
-}
