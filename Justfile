@@ -20,6 +20,7 @@ test:
     scripts/check-scripts.sh
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+    cross/macos-check.sh
     cargo test --all-targets
     scripts/demo.sh
 
@@ -34,6 +35,14 @@ bench:
 # Whether the build scripts parse, find cargo's output, and install packages that exist.
 check-scripts:
     scripts/check-scripts.sh
+
+# Release binaries into dist/: this machine's, and macOS (aarch64, x86_64) through zig.
+dist:
+    scripts/dist.sh
+
+# Compile and link for macOS (both Apple targets) through zig: what CI checks.
+macos-check:
+    cross/macos-check.sh
 
 # aarch64 binary: cross when a container engine runs, else the container-free path.
 build-pi:

@@ -83,8 +83,8 @@ Description: keep folders in sync over SSH/SFTP, with a Raspberry Pi hub
  .
  This package contains the filesync command, the hardened filesync.service
  system unit (the always-on hub: an SFTP server on port 2222 that also pulls
- from laptops on a schedule) and a user unit for laptops. The hub starts once
- /etc/filesync/authorized_keys exists. With avahi-daemon it is announced on the
+ from laptops on a schedule) and a user unit for laptops. Laptops join it with
+ a one-time code (filesync pair). With avahi-daemon it is announced on the
  local network as _sftp-ssh._tcp ([server] announce = false turns that off).
 CONTROL
     echo /etc/filesync/config.toml > "$pkg/DEBIAN/conffiles"

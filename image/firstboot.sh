@@ -193,8 +193,7 @@ if [ -f "$B/wpa_supplicant.conf" ]; then
     say "Wi-Fi configured (wpa_supplicant@wlan0)"
 fi
 
-if [ -f /etc/filesync/authorized_keys ]; then
-    say "filesync is configured; it starts after this"
-else
-    say "filesync is NOT configured: put filesync/authorized_keys on the boot partition (or set an SSH key in Raspberry Pi Imager) and reboot"
+if [ -f "$B/filesync/pair-code.txt" ]; then
+    say "filesync takes the pairing code of filesync/pair-code.txt for an hour after each start, until used"
 fi
+say "filesync starts after this; add a laptop with \`filesync pair $(hostname).local CODE\`"

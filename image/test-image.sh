@@ -19,7 +19,8 @@
 # 5. checks over ssh what first boot applied (host name, the Imager user with sudo, Wi-Fi)
 #    and that avahi announces the hub (_sftp-ssh._tcp, HOSTNAME.local); then from the host:
 #    an OpenSSH sftp session against the filesync SFTP server with the device key from
-#    user-data, and `filesync sync` with the VM as the peer, files on both sides.
+#    user-data, and `filesync sync` with the VM as the peer, files on both sides; then a
+#    second laptop pairs by the code on the boot partition and syncs at once.
 # The VM is always stopped on exit. TIMEOUT (default 900 s) bounds the wait for READY.
 # IMAGE_TEST_BIN_ARM=FILE replaces /usr/bin/filesync in the test copy (debugfs, no mount),
 # e.g. to test a newer aarch64 build without rebuilding the image; IMAGE_TEST_BIN_HOST=FILE
@@ -145,6 +146,12 @@ printf ' cfg80211.ieee80211_regdom=DE ds=nocloud;i=rpi-imager-1' >> "$T/cmdline.
 for f in user-data network-config meta-data cmdline.txt; do mcopy -o -i "$FAT" "$T/$f" "::/$f"; done
 mmd -D s -i "$FAT" ::/ssh 2>/dev/null || true
 mcopy -o -i "$FAT" "$T/id_ed25519.pub" ::/ssh/authorized_keys
+# A pairing code on the boot partition, as `filesync pair --new --file` writes it (Crockford
+# base32: no I, L, O, U): a laptop pairs with it after boot, with nothing else set up.
+PAIR_CODE=$(LC_ALL=C tr -dc '0-9A-HJKMNP-TV-Z' < /dev/urandom | head -c 12)
+printf '%s\n' "$PAIR_CODE" > "$T/pair-code.txt"
+mmd -D s -i "$FAT" ::/filesync 2>/dev/null || true
+mcopy -o -i "$FAT" "$T/pair-code.txt" ::/filesync/pair-code.txt
 if [ -n "${IMAGE_TEST_BIN_ARM:-}" ]; then
     debugfs -w -f - "$T/disk.img?offset=$root_off" >/dev/null 2>"$T/debugfs.err" <<DEBUGFS
 rm /usr/bin/filesync
@@ -294,6 +301,19 @@ TOML
         log "filesync sync with the VM: files arrived on both sides"
     else
         fail_soft "filesync sync pi (see $T/sync.out)"
+    fi
+    # A second laptop pairs by the boot partition's code and syncs without --accept-new.
+    P="$T/paired"; mkdir -p "$P/home/.ssh" "$P/root"
+    echo "from the paired laptop" > "$P/root/from-paired.txt"
+    : > "$P/config.toml"
+    if HOME="$PWD/$P/home" "$BIN_HOST" --config "$P/config.toml" pair "127.0.0.1:$PORT" "$PAIR_CODE" \
+            --as paired --root "$PWD/$P/root" > "$T/pair.out" 2>&1 &&
+       peer=$(sed -n 's/^now: filesync sync //p' "$T/pair.out") && [ -n "$peer" ] &&
+       HOME="$PWD/$P/home" "$BIN_HOST" --config "$P/config.toml" sync "$peer" --no-progress >> "$T/pair.out" 2>&1 &&
+       [ -f "$P/root/from-pi.txt" ] && "${SSH[@]}" test -f /srv/filesync/from-paired.txt; then
+        log "filesync pair with the boot partition's code, then sync: OK"
+    else
+        fail_soft "filesync pair with the boot partition's code (see $T/pair.out)"
     fi
 else
     fail_soft "no host binary $BIN_HOST (cargo build --release) for filesync sync"

@@ -36,4 +36,10 @@ for s in cross/build-pi.sh image/build-deb.sh image/build-image.sh image/test-im
     BUILD_PI_MODE=native "$s" --check-deps || die "$s --check-deps failed"
 done
 image/test-nocloud.sh
+# The launchd agent must load as a property list, with the placeholders its install fills in.
+python3 - launchd/org.filesync.daemon.plist <<'PY' || die "launchd/org.filesync.daemon.plist is not a valid agent"
+import plistlib, sys
+d = plistlib.load(open(sys.argv[1], "rb"))
+assert d["Label"] == "org.filesync.daemon" and d["ProgramArguments"][:2] == ["@BIN@", "daemon"]
+PY
 log "build scripts OK"

@@ -2,8 +2,10 @@
 # Installs what the test suite runs against: OpenSSH (client + server), the SFTP client stacks
 # phone and desktop apps embed (curl/libssh2, rclone/Go, PuTTY, libssh, JSch, Trilead, Ruby
 # net-sftp from Debian; paramiko and asyncssh from PyPI; node's ssh2 from npm), rsync, unison,
-# restic, util-linux's setpriv, and rustfmt/clippy. On Debian/Ubuntu as root (or with sudo) it
-# installs them; elsewhere it says exactly what is missing.
+# restic, util-linux's setpriv, iproute2 (network namespaces for the mDNS test),
+# fusefat/fuse/dosfstools and fusepy (receivers that fold names), and rustfmt/clippy. On
+# Debian/Ubuntu as root (or with sudo) it installs them; elsewhere it says exactly what is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,7 @@ need scp openssh-client
 need rsync rsync
 need unison unison
 need setpriv util-linux
+need ip iproute2
 need python3 python3
 need pip3 python3-pip
 need psftp putty-tools
@@ -34,6 +37,11 @@ need ruby ruby
 ruby -e 'require "net/sftp"' 2>/dev/null || missing_apt+=(ruby-net-sftp)
 need node nodejs
 need npm npm
+# Receivers that fold names (tests/integration/sync_fold.rs): a FAT image and a FUSE one.
+need fusefat fusefat
+need fusermount fuse
+need_file /usr/sbin/mkfs.vfat dosfstools
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2 ' || missing_apt+=(libfuse2)
 
 if ((${#missing_apt[@]})); then
     # shellcheck disable=SC2207
@@ -60,6 +68,14 @@ for module in paramiko asyncssh; do
             || { echo "cannot install $module: run 'python3 -m pip install $module'" >&2; exit 1; }
     fi
 done
+
+# fusepy (module `fuse`) runs tests/integration/foldfs/foldfs.py.
+if ! python3 -c "import fuse" 2>/dev/null; then
+    echo "installing: fusepy (pip)"
+    python3 -m pip install --quiet fusepy 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages fusepy \
+        || { echo "cannot install fusepy: run 'python3 -m pip install fusepy'" >&2; exit 1; }
+fi
 
 # node's ssh2 at the version package-lock.json pins, pure JavaScript (no native builds).
 if [[ ! -d tests/clients/node_modules/ssh2 ]]; then

@@ -129,6 +129,14 @@ pub struct ServerConfig {
     /// service cannot write avahi's folder.
     #[serde(default = "default_true")]
     pub announce: bool,
+    /// A pairing code written down beforehand (for a hub without a screen): taken for an
+    /// hour after each start until it is used. Default: on the Pi's boot partition.
+    #[serde(default = "default_pair_code_file")]
+    pub pair_code_file: PathBuf,
+}
+
+fn default_pair_code_file() -> PathBuf {
+    PathBuf::from("/boot/firmware/filesync/pair-code.txt")
 }
 
 /// `[server] host_key`: one path or a list of paths.
@@ -183,6 +191,7 @@ impl Default for ServerConfig {
             trusted: Vec::new(),
             legacy_algorithms: false,
             announce: true,
+            pair_code_file: default_pair_code_file(),
         }
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! Data flows one way: disk → `scan`/`watch` → `index` → `plan` → `sync` → `store` → disk.
 //! Dependencies point one way too: `app` → `daemon` → {`server`, `watch`, `sync`} → `store`
-//! → {`scan`, `replica`, `proto`} → `index` → `relpath`. `index` and `plan` are pure.
+//! → {`scan`, `replica`, `proto`} → `index` → `relpath`. `index`, `plan` and `delta` are pure.
 
 pub mod app;
 pub mod config;
+pub mod config_edit;
 pub mod daemon;
+pub mod delta;
 pub mod endpoint;
 pub mod index;
+pub mod pair;
 pub mod plan;
 pub mod proto;
 pub mod relpath;

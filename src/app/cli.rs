@@ -59,6 +59,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+    /// Pair a laptop with the hub by a one-time code: `pair --new` on the hub prints one,
+    /// `pair HOST CODE` on the laptop uses it.
+    Pair(super::pair::PairArgs),
+    /// The hub's devices: list them, add a phone (password login), revoke one.
+    Devices(super::devices::DevicesArgs),
 }
 
 #[derive(Debug, clap::Args)]

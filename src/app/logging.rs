@@ -14,11 +14,15 @@ pub fn init(verbose: u8, quiet: bool) {
         _ => "filesync=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    #[cfg(target_os = "linux")]
     let journald = std::env::var_os("JOURNAL_STREAM")
         .is_some()
         .then(tracing_journald::layer)
         .and_then(Result::ok)
         .map(|j| j.with_syslog_identifier("filesync".into()));
+    // No journal elsewhere: stderr (launchd's StandardErrorPath, a console).
+    #[cfg(not(target_os = "linux"))]
+    let journald: Option<tracing_subscriber::layer::Identity> = None;
     // Ours before the subscriber's: a `log` bridge it would install itself must not win.
     let bridged = log::set_logger(&FROM_LOG).is_ok();
     let _ = match journald {

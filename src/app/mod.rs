@@ -3,8 +3,10 @@
 //! setup, `sync` the sync command, `local` the commands on this machine's replica alone.
 
 pub mod cli;
+mod devices;
 mod local;
 pub mod logging;
+mod pair;
 mod sync;
 
 use crate::config::Config;
@@ -25,6 +27,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(serve(&cfg, &root, listen))
         }
+        Command::Pair(args) => pair::run(&cfg, cli.config.as_deref(), args),
+        Command::Devices(args) => devices::run(&cfg, args),
         Command::Daemon { root } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(crate::daemon::run(&cfg, &root, cli.config.as_deref()))?;
@@ -60,10 +64,13 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
     if let Some(l) = listen {
         scfg.listen = l;
     }
-    let bound = crate::server::bind(&scfg, root).await?;
+    let bound = crate::server::bind(&scfg, root)
+        .await?
+        .named(&cfg.replica_name());
     // One machine-readable line so scripts (and tests) can use port 0.
     println!("listening on {}", bound.local_addr());
     let shutdown = Shutdown::default();
+    let _control = crate::daemon::control::serve(root, bound.control(), shutdown.listener());
     let server = tokio::spawn(bound.run(shutdown.listener()));
     signals.next().await;
     shutdown.raise();

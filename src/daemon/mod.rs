@@ -3,6 +3,7 @@
 //!
 //! Outside systemd (no `NOTIFY_SOCKET`) the notify messages are no-ops.
 
+pub mod control;
 mod schedule;
 pub mod status;
 
@@ -11,9 +12,9 @@ use crate::index::Index;
 use crate::server::ServerError;
 use crate::shutdown::{Shutdown, Signal, Signals};
 use crate::store::{Chain, LocalStore, StoreError};
+use crate::sys::sd_notify::{self, NotifyState};
 use crate::watch::{IndexState, IndexWatcher, WatchSettings, Watchdog};
 use schedule::{PeerStates, Schedule};
-use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,6 +130,9 @@ struct Daemon {
     indexer: Task<Index>,
     server: Option<Task<Result<(), crate::server::ServerError>>>,
     status: Option<Task<()>>,
+    /// The server's pairing and devices, and the socket that reaches them.
+    control: Option<Arc<crate::server::Control>>,
+    control_task: Option<Task<()>>,
     sched: Schedule,
     peers: PeerStates,
     last_error: Arc<Mutex<Option<String>>>,
@@ -170,6 +174,8 @@ impl Daemon {
             indexer,
             server: None,
             status: None,
+            control: None,
+            control_task: None,
             peers,
             last_error,
             snapshot,
@@ -179,6 +185,9 @@ impl Daemon {
         if let Err(e) = d.start_serving(freshness).await {
             d.wind_down(true).await;
             return Err(e);
+        }
+        if d.control.as_ref().is_some_and(|c| !c.pulls().is_empty()) {
+            d.restart_schedule().await;
         }
         d.last_status = status_line(&(d.snapshot)());
         Ok(d)
@@ -191,7 +200,17 @@ impl Daemon {
             let bound = crate::server::bind(sc, &self.root)
                 .await
                 .map_err(DaemonError::Bind)?
-                .with_freshness(freshness);
+                .with_freshness(freshness)
+                .named(&self.cfg.replica_name());
+            let control = bound.control();
+            self.control_task =
+                control::serve(&self.root, control.clone(), self.shutdown.listener());
+            if self.control_task.is_none() {
+                tracing::warn!(
+                    "`filesync pair --new` and `filesync devices` cannot reach this daemon: no usable runtime folder"
+                );
+            }
+            self.control = Some(control);
             tracing::info!(addr = %bound.local_addr(), "serving SFTP");
             self.server = Some(tokio::spawn(bound.run(self.shutdown.listener())));
         }
@@ -228,6 +247,15 @@ impl Daemon {
                     }
                 },
                 _ = tick.tick() => self.tick(),
+                () = async {
+                    match &self.control {
+                        Some(c) => c.pulls_changed.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::info!("the laptops to pull from changed; restarting the schedule");
+                    self.restart_schedule().await;
+                }
                 res = &mut self.indexer => {
                     // Only a panic ends the indexer early; exit so systemd restarts us.
                     return Some(match res {
@@ -277,10 +305,8 @@ impl Daemon {
                 if new.root.is_some() && new.root != self.cfg.root {
                     tracing::warn!("`root` changed; it takes effect after a restart");
                 }
-                self.sched.stop(STOP_GRACE).await;
                 self.cfg = Arc::new(new);
-                self.sched =
-                    Schedule::start(self.cfg.clone(), self.root.clone(), self.peers.clone());
+                self.restart_schedule().await;
                 tracing::info!(peers = self.cfg.peers.len(), "configuration reloaded");
             }
             Err(e) => {
@@ -290,6 +316,17 @@ impl Daemon {
         }
         self.last_status = status_line(&(self.snapshot)());
         notify(&[NotifyState::Ready, NotifyState::Status(&self.last_status)]);
+    }
+
+    /// The schedule started again with the config's peers and the laptops paired to be
+    /// pulled from.
+    async fn restart_schedule(&mut self) {
+        self.sched.stop(STOP_GRACE).await;
+        let cfg = match &self.control {
+            Some(c) => Arc::new(with_pulls(&self.cfg, c)),
+            None => self.cfg.clone(),
+        };
+        self.sched = Schedule::start(cfg, self.root.clone(), self.peers.clone());
     }
 
     /// Stops every part (see `wind_down`); `failure` is what ended the run, if anything did.
@@ -324,10 +361,31 @@ impl Daemon {
         if let Some(t) = self.status {
             let _ = t.await;
         }
+        if let Some(t) = self.control_task {
+            let _ = t.await;
+        }
         if let Some(index) = index {
             tracing::info!(files = index.counts().0, "stopped");
         }
     }
+}
+
+/// `cfg` with a peer for each laptop paired with `--serve` (a peer of the same name in the
+/// config wins): the hub logs in with its own client key and checks the host keys it learnt
+/// at pairing.
+fn with_pulls(cfg: &Config, control: &crate::server::Control) -> Config {
+    let mut cfg = cfg.clone();
+    for (name, pull) in control.pulls() {
+        cfg.peers
+            .entry(name)
+            .or_insert_with(|| crate::config::PeerConfig {
+                url: pull.url,
+                identity: Some(control.state_dir.join("client_key")),
+                known_hosts: Some(control.state_dir.join("known_hosts")),
+                every: Some(pull.every),
+            });
+    }
+    cfg
 }
 
 fn watch_settings(cfg: &Config) -> WatchSettings {

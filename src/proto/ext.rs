@@ -7,6 +7,8 @@ pub const FSTATVFS: &str = "fstatvfs@openssh.com";
 pub const HARDLINK: &str = "hardlink@openssh.com";
 pub const FSYNC: &str = "fsync@openssh.com";
 pub const LIMITS: &str = "limits@openssh.com";
+/// Copies a range of one open file into another on the server (OpenSSH 9.0 on).
+pub const COPY_DATA: &str = "copy-data";
 
 /// Brings the server's `.sync` up to date in place (its reply lists what it could not read).
 pub const INDEX_REFRESH: &str = "index-refresh@filesync";
@@ -25,6 +27,9 @@ pub const WRITE_FILES: &str = "write-files@filesync";
 pub const WRITE_FILES_WITH_MODE: &str = "write-files-with-mode@filesync";
 /// Temps made durable together and put in place, what they replace kept in the trash.
 pub const INSTALL_FILES: &str = "install-files@filesync";
+/// The BLAKE3 of an open file's content (32 bytes in the reply): a delta upload checks the
+/// file it assembled before it puts it in place.
+pub const BLAKE3: &str = "blake3@filesync";
 /// Many small files whole in one reply.
 pub const READ_FILES: &str = "read-files@filesync";
 
@@ -36,9 +41,11 @@ pub const OFFERED: &[(&str, &str)] = &[
     (HARDLINK, "1"),
     (FSYNC, "1"),
     (LIMITS, "1"),
+    (COPY_DATA, "1"),
     (INDEX_REFRESH, "1"),
     (WRITE_FILES, "1"),
     (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),
     (READ_FILES, "1"),
+    (BLAKE3, "1"),
 ];

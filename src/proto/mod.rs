@@ -290,6 +290,29 @@ pub fn decode(body: Bytes) -> Result<(u32, Request), Malformed> {
     Ok((id, req))
 }
 
+/// A `copy-data` request: from the file open as `read` (at `read_off`, `len` bytes; 0 means
+/// to its end) into the one open as `write` (at `write_off`).
+#[derive(Debug, PartialEq)]
+pub struct CopyData {
+    pub read: Bytes,
+    pub read_off: u64,
+    pub len: u64,
+    pub write: Bytes,
+    pub write_off: u64,
+}
+
+/// string read handle, u64 read offset, u64 length, string write handle, u64 write offset.
+pub fn decode_copy_data(data: &Bytes) -> Result<CopyData, Malformed> {
+    let mut r = Reader(data.clone());
+    Ok(CopyData {
+        read: r.string()?,
+        read_off: r.u64()?,
+        len: r.u64()?,
+        write: r.string()?,
+        write_off: r.u64()?,
+    })
+}
+
 /// Splits request-specific payload of an EXTENDED request into its strings.
 pub fn ext_strings(data: &Bytes, n: usize) -> Result<Vec<Bytes>, Malformed> {
     let mut r = Reader(data.clone());

@@ -16,6 +16,8 @@ pub const JOURNAL_FILE: &str = ".sync.journal";
 pub const LOCK_FILE: &str = ".sync.lock";
 /// Where overwritten and deleted files go.
 pub const TRASH_DIR: &str = ".sync-trash";
+/// Chunk lists of big files, by content hash (`delta`).
+pub const CHUNKS_DIR: &str = ".sync-chunks";
 /// Marks our temp files: `.<name>.sync-tmp.<16 lowercase hex>`.
 pub const TMP_MARK: &str = ".sync-tmp.";
 /// The user's ignore file.
@@ -35,6 +37,7 @@ pub fn is_reserved_root_name(name: &str) -> bool {
         || name == JOURNAL_FILE
         || name == LOCK_FILE
         || name == TRASH_DIR
+        || name == CHUNKS_DIR
         || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
         || name.strip_prefix(FENCE_MARK).is_some_and(is_fence_tail)
 }
@@ -139,6 +142,7 @@ mod tests {
             ".sync.lock",
             ".sync.journal",
             ".sync-trash/a",
+            ".sync-chunks/00ff",
             ".sync.corrupt-20261206-143000",
             ".sync-cookie.00000000deadbeef.7",
             "a/.b.sync-tmp.0123456789abcdef",
@@ -151,6 +155,7 @@ mod tests {
             "a/.sync",
             "sync",
             "a/.sync-trash",
+            "a/.sync-chunks",
             ".sync-notes.txt",
             ".sync.bak",
             ".sync.journal.old",

@@ -5,13 +5,14 @@
 //! (`writers`). Above this: `store::local` (the sync's view) and `server` (the SFTP
 //! clients' view).
 
+pub mod chunks;
 pub mod home;
 pub mod layout;
 pub mod lock;
 pub mod protocol;
-mod root;
+pub mod root;
 mod trash;
 pub mod writers;
 
-pub use root::{Follow, Root, RootError, RootResult, dir_flags, rename_at};
+pub use root::{Follow, NameRules, Root, RootError, RootResult, dir_flags, rename_at};
 pub use trash::InstallError;

@@ -1,19 +1,46 @@
 //! `Root`: a replica folder held open, and every path below it reached through descriptors.
 //!
-//! Each path is resolved by the kernel (`openat2`) from the root's descriptor, and every change
+//! Each path is resolved from the root's descriptor (by the kernel's `openat2` on Linux, by
+//! the component walk below elsewhere), and every change
 //! is an `*at` call on the descriptor of the resolved parent, so no string path, and no symlink
 //! swapped in mid-call, reaches outside the root. Two policies: `Follow::Never` (the sync: a
 //! link in the way is an error naming it, never a path somewhere else) and `Follow::InRoot`
 //! (the SFTP server: links are followed as clients expect, but never out of the root). Where
 //! `openat2` is missing (Linux before 5.6, some emulators and seccomp filters) the same rules
-//! are applied one component at a time, never letting the kernel follow a link.
+//! are applied one component at a time, never letting the kernel follow a link. What differs
+//! by OS lives in `linux` and `macos` below; nothing above `Root` knows the OS.
 
 use crate::relpath::RelPath;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as os;
+mod names;
+pub use names::{NameRules, windows_refuses};
+
+/// Opens a handle that names a file or folder (`O_PATH` where it exists).
+pub const PATH: OFlags = os::PATH;
+
+/// Permission bits as the OS's `mode_t` (16 bits on macOS, 32 on Linux).
+pub fn mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits as rustix::fs::RawMode)
+}
+
+/// The mode bits (type and permissions) of a stat, whatever width the OS gives them.
+#[allow(clippy::unnecessary_cast)]
+pub fn st_mode(st: &rustix::fs::Stat) -> u32 {
+    st.st_mode as u32
+}
 
 /// What a path below the root may pass through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +103,12 @@ pub struct Root {
     follow: Follow,
     /// No openat2 here: resolve component by component.
     walk: bool,
+    /// How its file system compares names, probed once (`probe_names`).
+    names: std::sync::OnceLock<NameRules>,
 }
 
 /// Symlinks followed while resolving one path before giving up, as the kernel's limit.
 const MAX_LINKS: u32 = 40;
-
-fn rel_str(p: &RelPath) -> &str {
-    if p.is_root() { "." } else { p.as_str() }
-}
 
 fn is_link(st: &rustix::fs::Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::Symlink
@@ -100,22 +125,19 @@ impl Root {
     pub fn open_with(path: &Path, follow: Follow, force_walk: bool) -> std::io::Result<Root> {
         let fd = rustix::fs::open(
             path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         let mut root = Root {
             fd,
             path: path.to_path_buf(),
             follow,
-            walk: force_walk,
+            walk: force_walk || !os::KERNEL_RESOLVES,
+            names: std::sync::OnceLock::new(),
         };
         // Find out now, not on the first call, whether the kernel resolves for us.
-        if !force_walk {
-            match root.openat2(
-                &RelPath::root(),
-                OFlags::PATH | OFlags::DIRECTORY,
-                Mode::empty(),
-            ) {
+        if !root.walk {
+            match root.openat2(&RelPath::root(), PATH | OFlags::DIRECTORY, Mode::empty()) {
                 Err(Errno::NOSYS) | Err(Errno::PERM) => {
                     tracing::warn!(
                         "openat2 is unavailable (Linux before 5.6, an emulator, or a seccomp \
@@ -145,12 +167,7 @@ impl Root {
     }
 
     fn openat2(&self, p: &RelPath, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
-        let how = match self.follow {
-            // IN_ROOT: `/` and `..` in the path or in any symlink stop at the root.
-            Follow::InRoot => ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            Follow::Never => ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        };
-        rustix::fs::openat2(&self.fd, rel_str(p), flags | OFlags::CLOEXEC, mode, how)
+        os::openat2(self, p, flags, mode)
     }
 
     /// Opens `p` with `flags` (and `mode`, when it creates) under this root's policy.
@@ -228,12 +245,12 @@ impl Root {
                     mode,
                 )
             } else {
-                let through = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let through = PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 rustix::fs::openat(here, name.as_str(), through, Mode::empty())
             };
             // A symlink shows up as ELOOP/ENOTDIR, or (O_PATH|O_NOFOLLOW) as the link itself.
             let link = match &opened {
-                Ok(fd) => flags.contains(OFlags::PATH) && last && is_link(&rustix::fs::fstat(fd)?),
+                Ok(fd) => flags.contains(PATH) && last && is_link(&rustix::fs::fstat(fd)?),
                 Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
                     rustix::fs::statat(here, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
                         .is_ok_and(|st| is_link(&st))
@@ -274,7 +291,7 @@ impl Root {
 
     /// The folder `d` (its descriptor), every folder on the way made when `create`.
     pub fn dir(&self, d: &RelPath, create: bool) -> RootResult<OwnedFd> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        let flags = PATH | OFlags::DIRECTORY;
         match self.resolve(d, flags, Mode::empty()) {
             Err(e) if create && e.is_not_found() => {}
             r => return r,
@@ -301,7 +318,7 @@ impl Root {
     }
 
     pub fn stat(&self, p: &RelPath) -> RootResult<rustix::fs::Stat> {
-        let fd = self.resolve(p, OFlags::PATH, Mode::empty())?;
+        let fd = self.resolve(p, PATH, Mode::empty())?;
         Ok(rustix::fs::fstat(&fd)?)
     }
 
@@ -345,14 +362,9 @@ impl Root {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let bits = mode.map_or(0o666, crate::index::mode::perm_bits);
-        let f = File::from(rustix::fs::openat(
-            dir,
-            name,
-            flags,
-            Mode::from_raw_mode(bits),
-        )?);
+        let f = File::from(rustix::fs::openat(dir, name, flags, self::mode(bits))?);
         if mode.is_some() {
-            match rustix::fs::fchmod(&f, Mode::from_raw_mode(bits)) {
+            match rustix::fs::fchmod(&f, self::mode(bits)) {
                 // A file system without modes (FAT): the file shows its own, which the
                 // caller reads back.
                 Err(e) if cannot_hold_modes(e) => {}
@@ -364,18 +376,7 @@ impl Root {
 
     /// Sets the permission bits of what stands at `p` itself; a link is never followed.
     pub fn set_mode(&self, p: &RelPath, mode: u32) -> RootResult<()> {
-        let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
-        if is_link(&rustix::fs::fstat(&fd)?) {
-            return Err(RootError::ThroughLink(p.clone()));
-        }
-        // fchmod refuses an O_PATH descriptor (a file or folder without read permission can
-        // only be opened so); its /proc name acts on the same inode without a path lookup.
-        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        let bits = Mode::from_raw_mode(crate::index::mode::perm_bits(mode));
-        match rustix::fs::chmod(proc.as_str(), bits) {
-            Err(e) if cannot_hold_modes(e) => Ok(()),
-            r => Ok(r?),
-        }
+        os::set_mode(self, p, self::mode(crate::index::mode::perm_bits(mode)))
     }
 
     /// The folder `p`, opened for listing.
@@ -404,7 +405,25 @@ impl Root {
     pub fn rename(&self, from: &RelPath, to: &RelPath, replace: bool) -> RootResult<()> {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
-        rename_at(&fdir, fname, &tdir, tname, replace)
+        match rename_at(&fdir, fname, &tdir, tname, replace) {
+            // On a disk that folds names, `to` spelled otherwise is `from` itself (two files
+            // cannot fold alike in one folder): a rename that only changes the spelling,
+            // which the kernel may refuse as taken. It goes through a temp name.
+            Err(e) if e.errno() == Some(libc::EEXIST) && self.spells_alike(from, to) => {
+                let tmp = crate::replica::layout::temp_name(tname);
+                rename_at(&fdir, fname, &tdir, &tmp, false)?;
+                rename_at(&tdir, &tmp, &tdir, tname, false).inspect_err(|_| {
+                    let _ = rename_at(&tdir, &tmp, &fdir, fname, false);
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Whether this root's file system takes `a` and `b` (different names) as one.
+    fn spells_alike(&self, a: &RelPath, b: &RelPath) -> bool {
+        let rules = self.probe_names();
+        a != b && !rules.is_exact() && rules.key(a) == rules.key(b)
     }
 
     pub fn hardlink(&self, from: &RelPath, to: &RelPath) -> RootResult<()> {
@@ -424,26 +443,26 @@ impl Root {
         Ok(rustix::fs::readlinkat(&dir, name, Vec::new())?.into_bytes())
     }
 
-    /// `syncfs` of the file system holding `p` (`whole_fs`), or `fsync` of `p` itself.
+    /// `syncfs` of the file system holding `p` (`whole_fs`), or `fsync` of `p` itself (on
+    /// macOS `F_FULLFSYNC` of `p` either way).
     pub fn sync(&self, p: &RelPath, whole_fs: bool) -> RootResult<()> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
         let fd = self.resolve(p, flags, Mode::empty())?;
-        if whole_fs {
-            Ok(rustix::fs::syncfs(&fd)?)
-        } else {
-            Ok(rustix::fs::fsync(&fd)?)
-        }
+        Ok(os::sync_fd(&fd, whole_fs)?)
     }
 
     pub fn statvfs(&self, p: &RelPath) -> RootResult<rustix::fs::StatVfs> {
-        let fd = self.resolve(p, OFlags::PATH, Mode::empty())?;
+        let fd = self.resolve(p, PATH, Mode::empty())?;
         Ok(rustix::fs::fstatvfs(&fd)?)
     }
 
     /// Makes what was written at `paths` durable: one `syncfs` per file system they are on
     /// instead of one fsync each; where syncfs is refused (a seccomp filter), one fsync each.
     pub fn barrier(&self, paths: &[RelPath]) -> RootResult<()> {
-        let mut devs: Vec<u64> = Vec::new();
+        if !os::SYNC_WHOLE_FS {
+            return paths.iter().try_for_each(|q| self.sync(q, false));
+        }
+        let mut devs = Vec::new();
         for p in paths {
             let dev = self.lstat(p)?.st_dev;
             if devs.contains(&dev) {
@@ -462,9 +481,10 @@ impl Root {
 }
 
 /// What chmod answers on a file system that has no modes of its own (FAT refuses it, others
-/// may not support it): the mode stays what the disk shows, and the index keeps the wanted one.
+/// may not support it, a FUSE one may not implement it): the mode stays what the disk shows,
+/// and the index keeps the wanted one.
 fn cannot_hold_modes(e: Errno) -> bool {
-    matches!(e, Errno::PERM | Errno::NOTSUP)
+    matches!(e, Errno::PERM | Errno::NOTSUP | Errno::NOSYS)
 }
 
 /// How a folder is opened to be listed: never through a symlink.

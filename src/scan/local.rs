@@ -7,7 +7,7 @@
 use super::rules::{IgnoreFile, Rules};
 use super::walk::{Found, Listed, Skip, Skipped, Stat, What, judge, rules_for};
 use super::{Busy, Hashed, Observed, ScanError, ScanStats, Walked, settle};
-use crate::index::{ContentHash, Index};
+use crate::index::Index;
 use crate::relpath::RelPath;
 use crate::replica::layout::IGNORE_FILE;
 use crate::replica::{Root, dir_flags};
@@ -189,14 +189,18 @@ pub fn hash(root: &Root, p: &RelPath, seen: Observed) -> Hashed {
         Err(e) if e.is_not_found() => return Hashed::Moving,
         Err(e) => return Hashed::Failed(e.into_io().to_string()),
     };
-    let mut h = blake3::Hasher::new();
-    let n = match io::copy(&mut &f, &mut h) {
-        Ok(n) => n,
-        Err(e) => return Hashed::Failed(e.to_string()),
-    };
+    // The chunk list of a big file comes with its hash, from the same read.
+    let mut h = crate::delta::Chunker::for_size(seen.size);
+    if let Err(e) = io::copy(&mut &f, &mut h) {
+        return Hashed::Failed(e.to_string());
+    }
+    let (hash, n, list) = h.finish();
     match f.metadata() {
         Ok(m) if Observed::from_metadata(&m) == Some(seen) => {
-            Hashed::Done(ContentHash(*h.finalize().as_bytes()), n)
+            if let Some(list) = list {
+                crate::replica::chunks::keep(root, &hash, &list);
+            }
+            Hashed::Done(hash, n)
         }
         Ok(_) => Hashed::Moving,
         Err(e) => Hashed::Failed(e.to_string()),

@@ -82,6 +82,7 @@ impl<S: AsyncRead + Unpin + std::os::fd::AsFd> AsyncRead for Noting<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        #[cfg(target_os = "linux")]
         if buf.filled().len() > before {
             let _ = rustix::net::sockopt::set_tcp_quickack(&self.inner, true);
         }

@@ -6,7 +6,9 @@
 use super::admission::{Admission, Ticket};
 use super::auth;
 use super::client_id::ClientId;
+use super::control::Control;
 use super::sftp::{self, Shared};
+use crate::pair::protocol as pairing;
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
@@ -24,9 +26,17 @@ pub struct Gate {
     pub keys: Vec<PublicKey>,
     pub password_hash: Option<String>,
     pub admission: Admission,
+    /// Paired devices, pairing codes, open sessions by device.
+    pub control: Arc<Control>,
 }
 
 pub struct Connection {
+    /// This connection's number in the server's table of sessions.
+    pub id: u64,
+    /// The paired device logged in on it (none for `authorized_keys` and `password_hash`).
+    pub device: Option<String>,
+    /// Logged in as the pairing user: it may start the pairing subsystem and nothing else.
+    pub pairing: bool,
     pub peer: SocketAddr,
     pub gate: Arc<Gate>,
     pub shared: Arc<Shared>,
@@ -53,6 +63,9 @@ impl Drop for Connection {
     /// A connection that tried to log in and never did: one line, and (unless a wrong
     /// password already counted) one failure for its address.
     fn drop(&mut self) {
+        if self.device.is_some() {
+            super::lock(&self.gate.control.online).remove(&self.id);
+        }
         if self.logged_in.borrow().is_some() || self.tried.is_empty() {
             return;
         }
@@ -73,7 +86,7 @@ impl Connection {
     fn methods(&self) -> MethodSet {
         let mut m = MethodSet::empty();
         m.push(MethodKind::PublicKey);
-        if self.gate.password_hash.is_some() {
+        if self.gate.password_hash.is_some() || self.gate.control.devices.any_password() {
             m.push(MethodKind::Password);
         }
         m
@@ -95,6 +108,14 @@ impl Connection {
         self.reject()
     }
 
+    /// A key in `authorized_keys`, or a paired device's (whose name is noted).
+    fn key_known(&self, key: &PublicKey) -> Option<Option<String>> {
+        if auth::key_allowed(&self.gate.keys, key) {
+            return Some(None);
+        }
+        self.gate.control.devices.by_key(key).map(Some)
+    }
+
     /// Counts a failed login against this connection's address.
     fn count_failure(&mut self) {
         self.counted = true;
@@ -113,8 +134,15 @@ impl Connection {
             self.tried.clear();
             return Err(russh::Error::Disconnect);
         }
-        tracing::info!(peer = %self.peer, client = %self.client.get(), user, "client logged in {how}");
+        tracing::info!(peer = %self.peer, client = %self.client.get(), user, device = %self.device.as_deref().unwrap_or("-"), "client logged in {how}");
         self.user = user.to_string();
+        if let Some(d) = &self.device {
+            super::lock(&self.gate.control.online).insert(self.id, d.clone());
+            self.gate
+                .control
+                .devices
+                .seen(d, &self.peer.ip().to_string());
+        }
         let _ = self.logged_in.send(Some(user.to_string()));
         Ok(Auth::Accept)
     }
@@ -123,7 +151,16 @@ impl Connection {
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+    /// Only the pairing user gets in without a credential, and only to pair: it keeps its
+    /// place among connections not logged in (and their grace time), and is never given a
+    /// session slot nor SFTP.
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        if user == pairing::USER {
+            self.pairing = true;
+            self.user = user.to_string();
+            tracing::debug!(peer = %self.peer, "pairing connection");
+            return Ok(Auth::Accept);
+        }
         Ok(self.reject())
     }
 
@@ -132,7 +169,7 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if auth::key_allowed(&self.gate.keys, offer.public_key) {
+        if self.key_known(offer.public_key).is_some() {
             Ok(Auth::Accept)
         } else {
             // A client offering several keys is normal: the line at the end lists them.
@@ -151,7 +188,8 @@ impl russh::server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fp = key.public_key.fingerprint(russh::keys::HashAlg::Sha256);
-        if auth::key_allowed(&self.gate.keys, key.public_key) {
+        if let Some(device) = self.key_known(key.public_key) {
+            self.device = device;
             self.accept(user, &format!("with {} key {fp}", key.algorithm))
         } else {
             Ok(self.failed(user, format!("key {fp} is not in authorized_keys")))
@@ -159,8 +197,16 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let Some(hash) = self.gate.password_hash.clone() else {
-            return Ok(self.failed(user, "a password, but password login is off".into()));
+        // A phone's own password first (the user name is the device's), then the shared one.
+        let device_hash = self.gate.control.devices.password_hash(user);
+        let device = device_hash.is_some().then(|| user.to_string());
+        let Some(hash) = device_hash.or_else(|| self.gate.password_hash.clone()) else {
+            let why = if self.gate.control.devices.any_password() {
+                format!("a password, but {user:?} is not a device with a password")
+            } else {
+                "a password, but password login is off".into()
+            };
+            return Ok(self.failed(user, why));
         };
         let password = password.to_string();
         // argon2 is deliberately slow: keep it off the async workers.
@@ -168,6 +214,7 @@ impl russh::server::Handler for Connection {
             .await
             .unwrap_or(false);
         if good {
+            self.device = device;
             return self.accept(user, "with a password");
         }
         // Each wrong password counts: passwords, unlike keys, can be guessed.
@@ -261,7 +308,23 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match (name, self.channels.remove(&channel)) {
-            ("sftp", Some(ch)) => {
+            (pairing::SUBSYSTEM, Some(ch)) if self.pairing => {
+                session.channel_success(channel)?;
+                let (gate, peer) = (self.gate.clone(), self.peer);
+                let failed = move || {
+                    let mut log = Vec::new();
+                    gate.admission
+                        .failed_login(peer.ip(), Instant::now(), &mut log);
+                    super::log_changes(&log);
+                };
+                self.sftp.spawn(super::pairing::serve(
+                    ch.into_stream(),
+                    self.gate.control.clone(),
+                    self.peer,
+                    failed,
+                ));
+            }
+            ("sftp", Some(ch)) if !self.pairing => {
                 session.channel_success(channel)?;
                 tracing::debug!(peer = %self.peer, user = %self.user, "SFTP session started");
                 // Reap sessions already over so the set does not grow on long connections.

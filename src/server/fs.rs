@@ -5,11 +5,11 @@
 
 use crate::proto::Attrs;
 use crate::relpath::RelPath;
+use crate::replica::root;
 pub use crate::replica::{Root, RootError as FsError, RootResult as FsResult};
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+use rustix::fs::{Mode, OFlags, Timestamps};
 use std::fs::File;
-use std::path::PathBuf;
 
 /// Turns the bytes a client sent into a path inside the root, lexically (`..` stops at the
 /// root). NUL and non-UTF-8 bytes are refused: such a name cannot be one the index can hold.
@@ -74,9 +74,10 @@ pub fn is_probe(op: &str, e: &FsError) -> bool {
 
 /// `/proc/self/fd/N` names the inode behind an `O_PATH` descriptor; chmod/utimes/chown on it
 /// act on that inode without another path lookup (fchmod does not accept `O_PATH`).
-fn proc_path(fd: &OwnedFd) -> PathBuf {
+#[cfg(target_os = "linux")]
+fn proc_path(fd: &OwnedFd) -> std::path::PathBuf {
     use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// The SFTP client's operations on a root (see the module).
@@ -116,7 +117,7 @@ impl ClientOps for Root {
         }
         // openat2 insists on a zero mode unless it may create the file.
         let mode = if flags.contains(OFlags::CREATE) {
-            Mode::from_raw_mode(mode.map_or(0o666, |m| m & MODE_BITS))
+            root::mode(mode.map_or(0o666, |m| m & MODE_BITS))
         } else {
             Mode::empty()
         };
@@ -126,7 +127,7 @@ impl ClientOps for Root {
 
     fn make_dir(&self, p: &RelPath, mode: Option<u32>) -> FsResult<()> {
         let (dir, name) = self.parent(p)?;
-        let mode = Mode::from_raw_mode(mode.map_or(0o777, |m| m & MODE_BITS));
+        let mode = root::mode(mode.map_or(0o777, |m| m & MODE_BITS));
         Ok(rustix::fs::mkdirat(&dir, name, mode)?)
     }
 
@@ -156,24 +157,42 @@ impl ClientOps for Root {
         if a.permissions.is_none() && a.atime_mtime.is_none() && a.uid_gid.is_none() {
             return Ok(());
         }
-        let fd = self.resolve(p, OFlags::PATH, Mode::empty())?;
-        let proc = proc_path(&fd);
-        if let Some((uid, gid)) = a.uid_gid {
-            std::os::unix::fs::chown(&proc, Some(uid), Some(gid))?;
-        }
-        if let Some(perm) = a.permissions {
-            rustix::fs::chmod(&proc, Mode::from_raw_mode(perm & MODE_BITS))?;
-        }
-        if let Some((atime, mtime)) = a.atime_mtime {
-            rustix::fs::utimensat(
-                rustix::fs::CWD,
-                &proc,
-                &timestamps(atime, mtime),
-                AtFlags::empty(),
-            )?;
-        }
-        Ok(())
+        let fd = self.resolve(p, root::PATH, Mode::empty())?;
+        setstat_handle(fd, a)
     }
+}
+
+/// Applies owner, mode and times to a handle from `root::PATH`.
+#[cfg(target_os = "linux")]
+fn setstat_handle(fd: OwnedFd, a: &Attrs) -> FsResult<()> {
+    let proc = proc_path(&fd);
+    if let Some((uid, gid)) = a.uid_gid {
+        std::os::unix::fs::chown(&proc, Some(uid), Some(gid))?;
+    }
+    if let Some(perm) = a.permissions {
+        rustix::fs::chmod(&proc, root::mode(perm & MODE_BITS))?;
+    }
+    if let Some((atime, mtime)) = a.atime_mtime {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &proc,
+            &timestamps(atime, mtime),
+            rustix::fs::AtFlags::empty(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Without `O_PATH` (macOS) the handle is an open descriptor: act on it directly.
+#[cfg(not(target_os = "linux"))]
+fn setstat_handle(fd: OwnedFd, a: &Attrs) -> FsResult<()> {
+    fsetstat(
+        &File::from(fd),
+        &Attrs {
+            size: None,
+            ..a.clone()
+        },
+    )
 }
 
 fn timestamps(atime: u32, mtime: u32) -> Timestamps {
@@ -197,7 +216,7 @@ pub fn fsetstat(f: &File, a: &Attrs) -> FsResult<()> {
         std::os::unix::fs::fchown(fd, Some(uid), Some(gid))?;
     }
     if let Some(perm) = a.permissions {
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm & MODE_BITS))?;
+        rustix::fs::fchmod(fd, root::mode(perm & MODE_BITS))?;
     }
     if let Some((atime, mtime)) = a.atime_mtime {
         rustix::fs::futimens(fd, &timestamps(atime, mtime))?;
@@ -244,14 +263,14 @@ pub fn attrs_of(st: &rustix::fs::Stat) -> Attrs {
     Attrs {
         size: Some(st.st_size as u64),
         uid_gid: Some((st.st_uid, st.st_gid)),
-        permissions: Some(st.st_mode),
+        permissions: Some(root::st_mode(st)),
         atime_mtime: Some((st.st_atime as u32, st.st_mtime as u32)),
     }
 }
 
 /// An `ls -l` line, which phone apps parse to show type, size and date.
 pub fn long_name(name: &str, st: &rustix::fs::Stat, now: i64) -> String {
-    let mode = st.st_mode;
+    let mode = root::st_mode(st);
     let kind = match mode & 0o170000 {
         0o040000 => 'd',
         0o120000 => 'l',

@@ -124,6 +124,11 @@ fn load_set(first: &Path) -> Result<Vec<PrivateKey>, ServerError> {
     Ok(keys)
 }
 
+/// The hub's own client key (ed25519), for pulling from laptops: read, or made once.
+pub fn client_key(path: &Path) -> Result<PrivateKey, ServerError> {
+    load_or_create(path, KeyKind::Ed25519)
+}
+
 /// What is wrong with one host key file.
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {

@@ -8,18 +8,23 @@ mod auth;
 mod batch;
 mod client_id;
 mod connection;
+pub mod control;
+pub mod devices;
 mod fs;
 #[cfg(test)]
 mod fuzz;
 mod host_keys;
+mod pairing;
 mod sftp;
+
+pub use control::Control;
 
 use crate::config::{ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;
 use admission::{Admission, Change, Limits, Net, Startups, Ticket};
 use client_id::{ClientId, Noting};
 use connection::{Connection, Gate};
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
 use russh::{MethodKind, MethodSet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,6 +55,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     AuthorizedKeys(#[from] auth::AuthorizedKeysError),
+    #[error(transparent)]
+    Devices(#[from] devices::DevicesError),
     #[error(
         "password_hash in [server] is not an argon2 PHC string ({0}); generate one with `argon2` or remove it"
     )]
@@ -167,13 +174,8 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     let root_fd =
         crate::replica::Root::open(&canonical, crate::replica::Follow::InRoot).map_err(root_err)?;
     let limits = limits(cfg)?;
-    let host_keys = load_host_keys(cfg)?;
-    let ak_path = match &cfg.authorized_keys {
-        Some(p) => expand_home(p),
-        None => default_authorized_keys().ok_or(auth::AuthorizedKeysError::NoPath)?,
-    };
-    let keys = auth::load_authorized_keys(&ak_path)?;
-    tracing::info!(path = %ak_path.display(), keys = keys.len(), "authorized keys loaded");
+    let (host_keys, state_dir) = load_host_keys(cfg)?;
+    let keys = authorized_keys(cfg)?;
     if let Some(h) = &cfg.password_hash {
         argon2::password_hash::phc::PasswordHash::new(h)
             .map_err(|e| ServerError::PasswordHash(e.to_string()))?;
@@ -190,6 +192,9 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     };
     let listener = TcpListener::bind(&cfg.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
+    let control = Arc::new(Control::new(&state_dir, &host_keys, addr.port())?);
+    control.take_code_file(&expand_home(&cfg.pair_code_file));
+    tracing::info!(devices = control.devices().len(), file = %control.devices.path().display(), "devices");
     Ok(BoundServer {
         addr,
         listener,
@@ -198,6 +203,7 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
             keys,
             password_hash: cfg.password_hash.clone(),
             admission: Admission::new(limits),
+            control,
         }),
         shared: sftp::Shared::new(root_fd, cfg.read_only),
         grace: Duration::from_secs(cfg.login_grace_secs.max(1)),
@@ -208,12 +214,62 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     })
 }
 
-fn load_host_keys(cfg: &ServerConfig) -> Result<Vec<PrivateKey>, ServerError> {
+/// The public host keys a server with `cfg` serves with (made when missing), as OpenSSH lines.
+pub fn host_public_keys(cfg: &ServerConfig) -> Result<Vec<String>, ServerError> {
+    let (keys, _) = load_host_keys(cfg)?;
+    Ok(keys
+        .iter()
+        .map(|k| crate::pair::protocol::public_line(k.public_key()))
+        .collect())
+}
+
+/// The keys of `authorized_keys`; none at all is fine (paired devices and pairing still get
+/// in), a file that is there but cannot be read is not.
+fn authorized_keys(cfg: &ServerConfig) -> Result<Vec<PublicKey>, ServerError> {
+    let path = match &cfg.authorized_keys {
+        Some(p) => expand_home(p),
+        None => match default_authorized_keys() {
+            Some(p) => p,
+            None => return Ok(Vec::new()),
+        },
+    };
+    match auth::load_authorized_keys(&path) {
+        Ok(keys) => {
+            tracing::info!(path = %path.display(), keys = keys.len(), "authorized keys loaded");
+            Ok(keys)
+        }
+        Err(auth::AuthorizedKeysError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            tracing::info!(path = %path.display(), "no authorized_keys file: paired devices only (add one with `filesync pair --new`)");
+            Ok(Vec::new())
+        }
+        Err(auth::AuthorizedKeysError::Empty { .. }) => {
+            tracing::info!(path = %path.display(), "authorized_keys holds no key: paired devices only (add one with `filesync pair --new`)");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The host keys, and the state folder they live in (where devices are kept too).
+fn load_host_keys(cfg: &ServerConfig) -> Result<(Vec<PrivateKey>, PathBuf), ServerError> {
     let default = default_host_key_path().ok_or_else(|| {
         ServerError::Setup(
             "no place for the host key: set [server] host_key, or HOME or STATE_DIRECTORY".into(),
         )
     })?;
+    let first = match &cfg.host_key {
+        Some(crate::config::HostKeys::One(p)) => expand_home(p),
+        Some(crate::config::HostKeys::Many(l)) => {
+            l.first().map(|p| expand_home(p)).unwrap_or(default.clone())
+        }
+        None => default.clone(),
+    };
+    let state_dir = first
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let keys = host_keys::load_all(cfg.host_key.as_ref(), &default)?;
     for k in &keys {
         tracing::info!(
@@ -222,7 +278,7 @@ fn load_host_keys(cfg: &ServerConfig) -> Result<Vec<PrivateKey>, ServerError> {
             "host key"
         );
     }
-    Ok(keys)
+    Ok((keys, state_dir))
 }
 
 /// One line per state an address (or the server) entered or left.
@@ -253,7 +309,7 @@ fn log_changes(changes: &[Change]) {
     }
 }
 
-type Handles = Arc<Mutex<HashMap<u64, russh::server::Handle>>>;
+use control::Handles;
 
 /// What the accept loop hands each connection.
 struct Accepted {
@@ -270,6 +326,17 @@ impl BoundServer {
         self.addr
     }
 
+    /// Pairing, devices and revocation, for the daemon's control socket.
+    pub fn control(&self) -> Arc<Control> {
+        self.gate.control.clone()
+    }
+
+    /// The name pairing laptops are told (the replica's).
+    pub fn named(self, name: &str) -> Self {
+        *lock(&self.gate.control.name) = name.to_string();
+        self
+    }
+
     /// Lets index refreshes ask the daemon's watcher instead of rescanning the folder.
     pub fn with_freshness(mut self, probe: FreshnessProbe) -> Self {
         self.shared.freshness = Some(probe);
@@ -278,7 +345,7 @@ impl BoundServer {
 
     /// Serves until `shutdown` turns true (or its sender goes away), then closes sessions cleanly.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
-        let handles: Handles = Arc::default();
+        let handles: Handles = self.gate.control.handles.clone();
         let mut conns = JoinSet::new();
         let mut next_id = 0u64;
         let shared = Arc::new(self.shared);
@@ -388,6 +455,9 @@ async fn serve_one(
     let client = ClientId::default();
     let (logged_in, mut login) = watch::channel(None);
     let handler = Connection {
+        id: a.id,
+        device: None,
+        pairing: false,
         peer,
         gate,
         shared,
@@ -436,6 +506,10 @@ async fn serve_one(
     if let Ok(mut h) = a.handles.lock() {
         h.remove(&a.id);
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs one connection on a thread of its own with a single-threaded runtime, as OpenSSH

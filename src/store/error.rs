@@ -51,6 +51,14 @@ pub enum StoreError {
     /// The source's bytes are not what the index said (it is being written, or it grew).
     #[error("{path} changed while it was being copied; it will be synced next time")]
     SourceChanged { path: RelPath },
+    /// A delta transfer could not build the file from its old version (it changed, or the
+    /// server cannot copy ranges): nothing was written, and the whole file goes instead.
+    #[error("{path} could not be built from its old version {place} ({why})")]
+    NoDelta {
+        path: RelPath,
+        place: String,
+        why: String,
+    },
     /// Something stands at a path the scan saw empty (never replaced).
     #[error("{path} appeared {place} since it was scanned; it will be synced next time")]
     Appeared { path: RelPath, place: String },

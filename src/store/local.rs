@@ -4,7 +4,8 @@
 //! durable (fsync, or one syncfs for a batch), get their mtime and are put in place with the
 //! old version kept in the trash (`Root::install`).
 
-use super::{BatchFile, Current, Put, Reader, SMALL_FILE, StagedIndex, Store, StoreError};
+use super::{BatchFile, Current, Put, Reader, SMALL_FILE, Seen, StagedIndex, Store, StoreError};
+use crate::delta::{ChunkList, Plan};
 use crate::index::journal::Change;
 use crate::index::{ContentHash, Index, MTime, ReplicaId, to_json_vec};
 use crate::relpath::RelPath;
@@ -593,6 +594,13 @@ impl Store for LocalStore {
         true
     }
 
+    async fn name_rules(&self) -> crate::replica::NameRules {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || root.probe_names())
+            .await
+            .unwrap_or_default()
+    }
+
     async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
         self.lock_blocking(info)
     }
@@ -728,7 +736,7 @@ impl Store for LocalStore {
             };
             root.parent_dir(&q, true).map_err(err)?;
             let filling = crate::index::mode::while_filling(m);
-            match root.mkdir(&q, rustix::fs::Mode::from_raw_mode(filling)) {
+            match root.mkdir(&q, crate::replica::root::mode(filling)) {
                 // The umask may have narrowed it: set exactly.
                 Ok(()) => root.set_mode(&q, filling).map_err(err)?,
                 // Made meanwhile (by someone else): a folder there is fine as it is.
@@ -798,6 +806,29 @@ impl Store for LocalStore {
         })
         .await
     }
+
+    async fn chunks(&self, hash: &ContentHash) -> Option<ChunkList> {
+        self.chunks_async(hash).await
+    }
+
+    async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
+        self.keep_chunks_async(hash, list).await
+    }
+
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
+        self.read_ranges_async(p, ranges).await
+    }
+
+    async fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        self.write_delta_async(p, plan, old, sent, put).await
+    }
 }
 
 fn to_trash(root: &Root, p: &RelPath) -> Result<(), StoreError> {
@@ -824,5 +855,6 @@ fn failed_all<T>(n: usize, e: &StoreError) -> Vec<Result<T, StoreError>> {
         .collect()
 }
 
+mod delta;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub use error::{Chain, HostKeyChange, StoreError, UnknownHost};
 pub use local::LocalStore;
 pub use sftp::SftpStore;
 
+use crate::delta::{ChunkList, Plan};
 use crate::index::{ContentHash, Index, MTime};
 use crate::relpath::RelPath;
 use crate::replica::lock::LockInfo;
@@ -123,6 +124,11 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
     /// Whether `write_batch` is cheaper here than one `write` per file.
     fn batches(&self) -> bool;
+    /// How this replica's file system compares and accepts names (`replica::NameRules`,
+    /// found by probing the disk); a store that cannot probe takes names as exact.
+    fn name_rules(&self) -> impl Future<Output = crate::replica::NameRules> + Send {
+        async { crate::replica::NameRules::EXACT }
+    }
     /// Reads small files whole, each expected to hold `size` bytes (more are read only to
     /// see that it grew, which its hash check then catches). One result per file, in order.
     fn read_batch(
@@ -163,6 +169,37 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes trash older than `trash_days` (0: nothing).
     fn cleanup(&self, trash_days: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The chunk list kept for content `hash` (`.sync-chunks/`), if any.
+    fn chunks(&self, hash: &ContentHash) -> impl Future<Output = Option<ChunkList>> + Send;
+    /// Keeps `list` as the chunk list of content `hash`. Best effort.
+    fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) -> impl Future<Output = ()> + Send;
+    /// The bytes of `ranges` (offset, length) of the file at `p`, one range after another:
+    /// what a delta transfer sends (`delta::Plan::sent_ranges`), small next to the file.
+    fn read_ranges(
+        &self,
+        p: &RelPath,
+        ranges: &[(u64, u64)],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    /// `write`, with the new version assembled by `plan`: its copied chunks from the version
+    /// at `p` now (which must still be `old`), its sent bytes from `sent`. Kept durable and
+    /// put in place as `write` does. `NoDelta`: nothing was written (the old version changed,
+    /// or the store cannot copy ranges); the caller sends the whole file.
+    fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
+}
+
+/// What the index says of a file a delta builds on: the bytes it must still hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub size: u64,
+    pub mtime: MTime,
 }
 
 /// Either kind of store, so commands can pick one at run time without `dyn`.
@@ -188,6 +225,9 @@ impl Store for AnyStore {
     }
     fn batches(&self) -> bool {
         each!(self, s => s.batches())
+    }
+    async fn name_rules(&self) -> crate::replica::NameRules {
+        each!(self, s => s.name_rules().await)
     }
     async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
         each!(self, s => s.lock(info).await)
@@ -239,6 +279,25 @@ impl Store for AnyStore {
     }
     async fn cleanup(&self, trash_days: u64) -> Result<(), StoreError> {
         each!(self, s => s.cleanup(trash_days).await)
+    }
+    async fn chunks(&self, hash: &ContentHash) -> Option<ChunkList> {
+        each!(self, s => s.chunks(hash).await)
+    }
+    async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
+        each!(self, s => s.keep_chunks(hash, list).await)
+    }
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
+        each!(self, s => s.read_ranges(p, ranges).await)
+    }
+    async fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        each!(self, s => s.write_delta(p, plan, old, sent, put).await)
     }
 }
 

@@ -521,6 +521,13 @@ async fn apply<H: Store, T: Store>(
             if source.hash.is_none() {
                 check(there, from, Some(source)).await?;
             }
+            let delta = super::delta::fetch(here, there, (p, from), source, replace.as_ref(), put);
+            if let Some(r) = delta.await {
+                if let (Ok(_), Some(b)) = (&r, bar) {
+                    b.inc(source.size);
+                }
+                return r.map(|o| landed(s, o));
+            }
             let reader = there
                 .read(from, Some(source.size))
                 .await
@@ -532,10 +539,16 @@ async fn apply<H: Store, T: Store>(
                 }),
                 None => reader,
             };
-            here.write(p, reader, put).await.map(|o| landed(s, o))
+            let o = here.write(p, reader, put).await?;
+            super::delta::carry_list(here, there, source).await;
+            Ok(landed(s, o))
         }
         Op::Move { from, expect, .. } => {
-            check(here, p, None).await?;
+            // On a disk that folds names `p` may show `from` itself, spelled otherwise (a
+            // rename that only changes case); the rename still never replaces another file.
+            if !matches(here.stat(p).await?, Some(expect)) {
+                check(here, p, None).await?;
+            }
             check(here, from, Some(expect)).await?;
             here.rename(from, p).await?;
             match here.stat(p).await? {

@@ -7,6 +7,8 @@
 mod apply;
 mod clash;
 mod commit;
+mod delta;
+mod fold;
 pub mod job;
 mod report;
 
@@ -129,6 +131,9 @@ async fn sync_locked<L: Store, R: Store>(
     );
     clash::hold_back(&mut plan, &clashes);
     note_clashes(&mut report, &clashes, &left.describe(), &right.describe());
+    let (rl, rr) = tokio::join!(left.name_rules(), right.name_rules());
+    let held = fold::settle(&mut plan, &li, &ri, [rl, rr]);
+    note_held(&mut report, &held, &left.describe(), &right.describe());
     tracing::debug!(steps = plan.steps.len(), "planned");
     report.conflicts = plan.conflicts.clone();
     if opts.dry_run {
@@ -223,6 +228,19 @@ fn note_clashes(report: &mut SyncReport, clashes: &[clash::Clash], left: &str, r
                 there: c.right.clone(),
                 other_place: right.to_string(),
             },
+        });
+    }
+}
+
+/// A name a side cannot hold is left on the other side as it is, named once.
+fn note_held(report: &mut SyncReport, held: &[fold::HeldName], left: &str, right: &str) {
+    for h in held {
+        report.errors.push(StepError {
+            op: "sync",
+            path: h.path.clone(),
+            side: h.side,
+            place: if h.side == Side::Left { left } else { right }.to_string(),
+            error: StepFailure::CannotHold(h.why.clone()),
         });
     }
 }

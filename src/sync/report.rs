@@ -193,6 +193,9 @@ pub enum StepFailure {
         there: String,
         other_place: String,
     },
+    /// This step's side cannot hold the name (the reason): left as it is on the other side.
+    #[error("{0}")]
+    CannotHold(String),
 }
 
 impl std::fmt::Display for StepError {
@@ -219,6 +222,10 @@ impl std::fmt::Display for StepError {
                 f,
                 "{path} is {here} on {place} and {there} on {other_place}; neither is synced \
                  until one of them is renamed or removed"
+            ),
+            StepFailure::CannotHold(why) => write!(
+                f,
+                "{path} is not synced to {place}: {why}; it is left as it is until renamed"
             ),
         }
     }

@@ -284,6 +284,7 @@ impl Loop {
             && now >= self.next_ping
         {
             if self.watchdog.async_alive(every) {
+                use crate::sys::sd_notify;
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             self.next_ping = now + every;

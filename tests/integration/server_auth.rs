@@ -86,10 +86,29 @@ fn host_key_line(o: &Ran) -> String {
 }
 
 #[test]
-fn missing_authorized_keys_is_a_clear_error() {
+fn a_hub_without_authorized_keys_starts_for_paired_devices_only() {
+    let sb = Sandbox::new();
+    let mut hub = Hub::new(&sb, HubKind::Serve, "");
+    std::fs::remove_file(&hub.authorized_keys).unwrap();
+    hub.start();
+    assert!(
+        hub.log_text().contains("paired devices only"),
+        "{}",
+        hub.log_text()
+    );
+    let o = hub.sftp("ls\n");
+    assert!(
+        !o.status.success(),
+        "a key that was never authorized got in: {o}"
+    );
+}
+
+#[test]
+fn unreadable_authorized_keys_is_a_clear_error() {
     let sb = Sandbox::new();
     let hub = Hub::new(&sb, HubKind::Serve, "");
     std::fs::remove_file(&hub.authorized_keys).unwrap();
+    std::fs::create_dir(&hub.authorized_keys).unwrap();
     let o = hub.command().output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

@@ -571,6 +571,7 @@ impl Session {
                 | ext::WRITE_FILES_WITH_MODE
                 | ext::INSTALL_FILES
                 | ext::INDEX_REFRESH
+                | ext::COPY_DATA
         );
         if changes && self.shared.read_only {
             return Ok(denied_read_only(id));
@@ -598,12 +599,98 @@ impl Session {
                 batch::install_files(root, id, data, crate::time::now_secs(), f)
             }),
             ext::INDEX_REFRESH => self.index_refresh(id),
+            ext::COPY_DATA => return self.copy_data(id, data),
+            ext::BLAKE3 => return self.blake3(id, data),
             other => wire::status(
                 id,
                 wire::FX_OP_UNSUPPORTED,
                 &format!("extension {other:?} is not supported"),
             ),
         })
+    }
+
+    /// `copy-data`, as OpenSSH's server does it: a range of one open file into another open
+    /// for writing (a length of 0: to the end). A read that ends early is EOF; two handles
+    /// on one file are refused.
+    fn copy_data(&self, id: u32, data: &Bytes) -> Answer {
+        let Ok(c) = wire::decode_copy_data(data) else {
+            return Ok(malformed(id));
+        };
+        let (Some(r), Some(w)) = (self.get(&c.read), self.get(&c.write)) else {
+            return Ok(bad_handle(id));
+        };
+        let (
+            Handle::File {
+                file: from,
+                path: from_path,
+                ..
+            },
+            Handle::File {
+                file: to,
+                path: to_path,
+                writing: Some(writing),
+                append: false,
+            },
+        ) = (&*r, &*w)
+        else {
+            return Ok(wire::status(
+                id,
+                wire::FX_FAILURE,
+                "not a file open for writing",
+            ));
+        };
+        if c.read == c.write || from_path == to_path {
+            return Ok(wire::status(id, wire::FX_FAILURE, "the same file"));
+        }
+        writing.writers.wrote(&writing.path);
+        let mut buf = vec![0u8; 256 * 1024];
+        let (until_end, mut left) = (c.len == 0, c.len);
+        let mut done_bytes = 0u64;
+        while until_end || left > 0 {
+            let want = if until_end {
+                buf.len()
+            } else {
+                left.min(buf.len() as u64) as usize
+            };
+            let n = from.read_at(&mut buf[..want], c.read_off + done_bytes)?;
+            if n == 0 {
+                if until_end {
+                    break;
+                }
+                return Ok(wire::status(id, wire::FX_EOF, "the file ended early"));
+            }
+            to.write_all_at(&buf[..n], c.write_off + done_bytes)?;
+            done_bytes += n as u64;
+            left = left.saturating_sub(n as u64);
+        }
+        Ok(ok(id))
+    }
+
+    /// `blake3@filesync`: the BLAKE3 of the content of the file open as the handle named.
+    fn blake3(&self, id: u32, data: &Bytes) -> Answer {
+        let Ok(s) = wire::ext_strings(data, 1) else {
+            return Ok(malformed(id));
+        };
+        let Some(h) = self.get(&s[0]) else {
+            return Ok(bad_handle(id));
+        };
+        let Handle::File { file, .. } = &*h else {
+            return Ok(bad_handle(id));
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = file.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(wire::Reply::new(wire::FXP_EXTENDED_REPLY, id)
+            .string(hasher.finalize().as_bytes())
+            .finish())
     }
 
     /// `posix-rename@openssh.com` (replaces) and `hardlink@openssh.com`.

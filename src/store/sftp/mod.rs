@@ -9,6 +9,7 @@
 
 mod batch;
 mod connect;
+mod delta;
 mod index;
 mod links;
 mod locking;
@@ -24,8 +25,9 @@ pub use open::open;
 pub(crate) use session::Sftp;
 pub(crate) use wire::to_io;
 
-use super::{BatchFile, Current, Put, Reader, StagedIndex, Store, StoreError};
-use crate::index::Index;
+use super::{BatchFile, Current, Put, Reader, Seen, StagedIndex, Store, StoreError};
+use crate::delta::{ChunkList, Plan};
+use crate::index::{ContentHash, Index};
 use crate::relpath::RelPath;
 use crate::replica::layout::TRASH_DIR;
 use crate::replica::lock::{self, LockInfo};
@@ -268,6 +270,38 @@ impl Store for SftpStore {
 
     async fn cleanup(&self, trash_days: u64) -> Result<(), StoreError> {
         self.guard(self.cleanup_async(trash_days)).await
+    }
+
+    async fn chunks(&self, hash: &ContentHash) -> Option<ChunkList> {
+        self.guard(async { Ok(self.chunks_async(hash).await) })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
+        let _ = self
+            .guard(async {
+                self.keep_chunks_async(hash, list).await;
+                Ok(())
+            })
+            .await;
+    }
+
+    async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
+        self.guard(self.read_ranges_async(p, ranges)).await
+    }
+
+    async fn write_delta(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        self.guard(self.write_delta_async(p, plan, old, sent, put))
+            .await
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) struct Sftp {
     pub(super) hardlink: bool,
     pub(super) fsync: bool,
     pub(super) index_refresh: bool,
+    /// `copy-data`: ranges copied between two open files on the server (delta uploads).
+    pub(super) copy_data: bool,
+    /// `blake3@filesync` (our server): a file's hash asked of the server.
+    pub(super) blake3: bool,
     /// Our own server's batch extensions (`batch`).
     pub(super) batch: bool,
     pub(super) read_len: u32,

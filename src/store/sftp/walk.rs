@@ -170,7 +170,7 @@ pub(crate) async fn walk(s: &Sftp) -> Walked {
 /// BLAKE3 of a remote file; `Moving` when it is gone, or not what the walk saw once read.
 async fn hash(s: &Sftp, p: &RelPath, seen: Observed) -> Result<Hashed, StoreError> {
     let path = s.path(p);
-    let (h, n) = match xfer::hash_remote(s, &path).await {
+    let (h, n, list) = match xfer::hash_remote(s, &path, seen.size).await {
         Ok(r) => r,
         Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(Hashed::Moving),
         Err(e) => {
@@ -185,6 +185,12 @@ async fn hash(s: &Sftp, p: &RelPath, seen: Observed) -> Result<Hashed, StoreErro
     let now = s.lstat(&path).await.ok().flatten();
     if n != seen.size || now.as_ref().and_then(observed_of) != Some(seen) {
         return Ok(Hashed::Moving);
+    }
+    // Kept beside the file, for whoever fetches or replaces it by delta.
+    if let Some(list) = list
+        && let Err(e) = s.keep_list(&h, &list).await
+    {
+        tracing::debug!("cannot keep the chunk list of {path}: {e}");
     }
     Ok(Hashed::Done(h, n))
 }

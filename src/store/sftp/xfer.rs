@@ -2,6 +2,7 @@
 //! sftp does, instead of one request per round trip.
 
 use super::{Sftp, SftpError, sftp_time, to_io};
+use crate::delta::{ChunkList, Chunker};
 use crate::index::{ContentHash, MTime};
 use crate::relpath::RelPath;
 use crate::store::{Reader, StoreError};
@@ -236,7 +237,6 @@ impl AsyncRead for ChunkReader {
     }
 }
 
-/// Creates a new remote file (never replacing one) for writing; returns its handle.
 /// A file created for writing: its handle and the session it belongs to.
 pub(crate) struct Created {
     raw: Arc<RawSftpSession>,
@@ -249,8 +249,16 @@ pub(crate) struct Created {
 /// With `mode`, the file is created with those permission bits (as the server's umask
 /// narrows them), never wider.
 pub(crate) async fn create(s: &Sftp, path: &str, mode: Option<u32>) -> Result<Created, SftpError> {
+    create_on(s.raw().clone(), path, mode).await
+}
+
+/// `create` on session `raw` (a file worked on together with another handle there).
+pub(crate) async fn create_on(
+    raw: Arc<RawSftpSession>,
+    path: &str,
+    mode: Option<u32>,
+) -> Result<Created, SftpError> {
     let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
-    let raw = s.raw().clone();
     let attrs = FileAttributes {
         permissions: mode.map(crate::index::mode::perm_bits),
         ..FileAttributes::empty()
@@ -292,8 +300,15 @@ pub(crate) async fn upload(
     res
 }
 
+impl Created {
+    pub(crate) fn handle(&self) -> &str {
+        &self.handle
+    }
+}
+
 /// WRITE requests sent and not yet answered.
-type Writes<'a> = FuturesUnordered<Started<'a, Result<russh_sftp::protocol::Status, SftpError>>>;
+pub(crate) type Writes<'a> =
+    FuturesUnordered<Started<'a, Result<russh_sftp::protocol::Status, SftpError>>>;
 
 /// Sends all of `data` as WRITE requests, `WRITE_DEPTH` in flight; returns its hash and
 /// length. The last requests are left in `inflight` for `finish` to await.
@@ -351,7 +366,7 @@ async fn send_all<'a>(
 /// The tail of an upload. The server handles requests in order, so the last writes, the
 /// fsync, the new mtime and the close go out together: one round trip for the tail of the
 /// file. Every write was sent when it was made (`started`), and these go out in this order.
-async fn finish(
+pub(crate) async fn finish(
     s: &Sftp,
     path: &str,
     created: &Created,
@@ -423,7 +438,7 @@ async fn finish(
 }
 
 /// A request future already polled once, so its request is on the wire.
-type Started<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type Started<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Polls a request future once, which sends its request (russh-sftp sends on the first
 /// poll), and returns the rest of it to await. Requests started one after another go out in
@@ -431,7 +446,9 @@ type Started<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// polling new ones early once two wake themselves (as tokio's budget makes them do), so a
 /// close made after them could overtake writes not yet sent — the server then closes the
 /// file first and refuses the writes.
-async fn started<'a, T: Send + 'a>(f: impl Future<Output = T> + Send + 'a) -> Started<'a, T> {
+pub(crate) async fn started<'a, T: Send + 'a>(
+    f: impl Future<Output = T> + Send + 'a,
+) -> Started<'a, T> {
     let mut f: Started<'a, T> = Box::pin(f);
     match futures::poll!(f.as_mut()) {
         Poll::Ready(v) => Box::pin(std::future::ready(v)),
@@ -449,17 +466,19 @@ fn write_err(s: &Sftp, path: &str, e: SftpError) -> StoreError {
     err
 }
 
-/// BLAKE3 of a remote file, read pipelined. Returns the digest and the bytes read.
-pub(crate) async fn hash_remote(s: &Sftp, path: &str) -> Result<(ContentHash, u64), SftpError> {
+/// BLAKE3 of a remote file, read pipelined, expected to hold `size` bytes. Returns the
+/// digest, the bytes read and, for a big file, its chunk list (from the same read).
+pub(crate) async fn hash_remote(
+    s: &Sftp,
+    path: &str,
+    size: u64,
+) -> Result<(ContentHash, u64, Option<ChunkList>), SftpError> {
     let mut r = open_read(s, path, None).await?;
-    let mut h = blake3::Hasher::new();
-    let mut n = 0u64;
+    let mut h = Chunker::for_size(size);
     while let Some(c) = r.next_chunk().await {
-        let c = c?;
-        n += c.len() as u64;
-        h.update(&c);
+        h.update(&c?);
     }
-    Ok((ContentHash(*h.finalize().as_bytes()), n))
+    Ok(h.finish())
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct Hub {
     pub log: PathBuf,
     /// Serve as `nobody` when the tests run as root (its files must be given to it).
     pub nobody: bool,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
     sandbox: PathBuf,
     child: Option<Child>,
 }
@@ -71,6 +73,7 @@ impl Hub {
             port,
             log: dir.join("server.log"),
             nobody: false,
+            netns: None,
             sandbox: sb.path().to_path_buf(),
             child: None,
         }
@@ -87,10 +90,14 @@ impl Hub {
             .args(args)
             .arg("--root")
             .arg(&self.root.path);
-        if self.nobody {
+        let c = if self.nobody {
             super::unprivileged(c)
         } else {
             c
+        };
+        match &self.netns {
+            Some(ns) => super::Netns::wrap_named(ns, &c),
+            None => c,
         }
     }
 

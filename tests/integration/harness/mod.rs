@@ -5,6 +5,8 @@
 mod folder;
 mod hub;
 mod index;
+mod mitm;
+mod netns;
 mod pair;
 mod relay;
 mod sandbox;
@@ -13,6 +15,8 @@ mod sshd;
 pub use folder::Folder;
 pub use hub::{Hub, HubKind};
 pub use index::{counters, live_entries, load_index, wait_index_matches};
+pub use mitm::Mitm;
+pub use netns::Netns;
 pub use pair::{Pair, Remote};
 pub use relay::Relay;
 pub use sandbox::{Daemon, Ran, Run, Sandbox, keygen_at, keygen_pem};
@@ -34,10 +38,14 @@ fn install_line(tool: &str) -> &'static str {
         "restic" => "apt-get install -y restic",
         "scp" => "apt-get install -y openssh-client",
         "setpriv" => "apt-get install -y util-linux",
+        "ip" => "apt-get install -y iproute2",
         "psftp" | "puttygen" => "apt-get install -y putty-tools",
         "java" | "javac" => "apt-get install -y default-jdk-headless libjsch-java",
         "node" | "npm" => "apt-get install -y nodejs npm",
         "python3" => "apt-get install -y python3",
+        "fusefat" => "apt-get install -y fusefat",
+        "fusermount" => "apt-get install -y fuse",
+        "mkfs.vfat" => "apt-get install -y dosfstools",
         _ => "scripts/install-test-deps.sh",
     }
 }
@@ -76,9 +84,10 @@ pub fn require_python(module: &str) {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    let package = if module == "fuse" { "fusepy" } else { module };
     assert!(
         ok,
-        "python {module} is missing: install it with `python3 -m pip install {module}`"
+        "python {module} is missing: install it with `python3 -m pip install {package}`"
     );
 }
 

@@ -1,0 +1,243 @@
+//! The hub's end of pairing: a connection logged in as `filesync-pair` (no credential) may
+//! start only this subsystem, gets one guess at a code, and is refused with a reason. Wrong
+//! guesses count against the code (burnt after a few) and as failed logins of the address
+//! (`admission`'s penalties); each is logged. Nothing is written unless the laptop proved it
+//! knows the code through this very host key.
+
+use super::control::{Control, public_line};
+use super::devices::{Credential, Device, Pull, valid_name};
+use crate::pair::code::{Lookup, Wrong};
+use crate::pair::protocol::{
+    DeviceRequest, Hello, Hub, Join, Offer, Outcome, ProtocolError, VERSION, Welcome,
+};
+use crate::pair::wire;
+use russh::keys::PublicKey;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The whole exchange must fit in this.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the hub pulls from a laptop when the code did not say.
+const DEFAULT_EVERY: &str = "15m";
+
+/// Why a pairing was refused; `guess`: it was a wrong answer (counted against the address).
+struct Refusal {
+    reason: String,
+    guess: bool,
+}
+
+fn refuse(reason: impl Into<String>, guess: bool) -> Refusal {
+    Refusal {
+        reason: reason.into(),
+        guess,
+    }
+}
+
+/// Runs one pairing on `stream`; `failed` counts a wrong guess against the address.
+pub async fn serve<S>(mut stream: S, ctl: Arc<Control>, peer: SocketAddr, failed: impl FnOnce())
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut offered = false;
+    let run = exchange(&mut stream, &ctl, peer, &mut offered);
+    let res = match tokio::time::timeout(EXCHANGE_TIMEOUT, run).await {
+        Ok(r) => r,
+        Err(_) => Err(refuse("pairing took too long", false)),
+    };
+    let Err(r) = res else { return };
+    if r.guess {
+        failed();
+    }
+    let sent = if offered {
+        wire::send(&mut stream, &Outcome::Refused { reason: r.reason }).await
+    } else {
+        wire::send(&mut stream, &Offer::Refused { reason: r.reason }).await
+    };
+    if let Err(e) = sent {
+        tracing::debug!(%peer, "pairing refusal not delivered: {e}");
+    }
+}
+
+async fn exchange<S>(
+    stream: &mut S,
+    ctl: &Control,
+    peer: SocketAddr,
+    offered: &mut bool,
+) -> Result<(), Refusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let hello: Hello = wire::recv(stream)
+        .await
+        .map_err(|e| refuse(e.to_string(), false))?;
+    if hello.version != VERSION {
+        return Err(refuse(
+            format!("this hub speaks pairing version {VERSION}; update filesync on one side"),
+            false,
+        ));
+    }
+    let id = hello.code_id.clone();
+    let lookup = super::lock(&ctl.invitations).lookup(&id, Instant::now());
+    let (code, terms) = match lookup {
+        Lookup::Found(c, t) => (c, t),
+        Lookup::Expired => {
+            tracing::info!(%peer, code = %id, "pairing refused: the code expired");
+            return Err(refuse(
+                "this pairing code expired (codes last 10 minutes); make a new one with `sudo filesync pair --new` on the hub",
+                false,
+            ));
+        }
+        Lookup::Unknown => {
+            tracing::warn!(%peer, code = %id, "pairing refused: no such code (used, burnt or mistyped)");
+            return Err(refuse(
+                "the hub has no such pairing code: it was used, burnt by wrong tries, or mistyped; make a new one with `sudo filesync pair --new` on the hub",
+                true,
+            ));
+        }
+    };
+    let (hub, spake) =
+        Hub::offer(&code, &hello, &ctl.host_keys).map_err(|e| refuse(e.to_string(), true))?;
+    *offered = true;
+    let offer = Offer::Offer {
+        spake,
+        hub: ctl.hub_name(),
+        host_keys: ctl.host_keys.clone(),
+    };
+    wire::send(stream, &offer)
+        .await
+        .map_err(|e| refuse(e.to_string(), false))?;
+    let join: Join = wire::recv(stream)
+        .await
+        .map_err(|e| refuse(e.to_string(), false))?;
+    let (confirmed, request) = match hub.check(&join, &ctl.host_keys) {
+        Ok(ok) => ok,
+        Err(e) => return Err(wrong_guess(ctl, &id, peer, &e)),
+    };
+    if !super::lock(&ctl.invitations).consume(&id, Instant::now()) {
+        return Err(refuse("this pairing code was just used or burnt", false));
+    }
+    ctl.note_used(&code);
+    let welcome = enroll(ctl, request, terms, peer).map_err(|e| refuse(e, false))?;
+    wire::send(stream, &confirmed.welcome(&welcome))
+        .await
+        .map_err(|e| refuse(e.to_string(), false))?;
+    Ok(())
+}
+
+/// A confirmation that did not match: the code loses a try (or is burnt), logged.
+fn wrong_guess(ctl: &Control, id: &str, peer: SocketAddr, e: &ProtocolError) -> Refusal {
+    let left = super::lock(&ctl.invitations).wrong(id);
+    let what = match e {
+        ProtocolError::HostKey => {
+            "through a host key this hub does not hold (a man in the middle?)"
+        }
+        ProtocolError::Mismatch => "with a wrong code",
+        ProtocolError::Garbled(_) => "with a garbled confirmation",
+    };
+    match left {
+        Wrong::TriesLeft(n) => {
+            tracing::warn!(%peer, code = %id, "pairing attempt {what}; {n} tries left for this code")
+        }
+        Wrong::Burnt | Wrong::Gone => {
+            tracing::warn!(%peer, code = %id, "pairing attempt {what}; the code is burnt")
+        }
+    }
+    let reason = match e {
+        ProtocolError::HostKey => {
+            "refused: this connection does not end at the hub's host key (someone is in between)"
+                .to_string()
+        }
+        _ => "wrong pairing code (or someone is in between); check it and try again".to_string(),
+    };
+    refuse(reason, true)
+}
+
+/// Adds the device the laptop asked for (and the pull from it): what the hub writes, after
+/// the laptop proved it knows the code.
+fn enroll(
+    ctl: &Control,
+    req: DeviceRequest,
+    terms: crate::pair::code::Terms,
+    peer: SocketAddr,
+) -> Result<Welcome, String> {
+    let key = PublicKey::from_openssh(&req.public_key)
+        .map_err(|e| format!("the laptop's public key is unreadable ({e})"))?;
+    let want = terms.name.clone().unwrap_or(req.name.clone());
+    if !valid_name(&want) {
+        return Err(format!(
+            "{want:?} is not a device name: use letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    let name = ctl.devices.free_name(&want);
+    let (pull, client_key) = match &req.serve {
+        Some(offer) => {
+            let (pull, key) = pull_from(ctl, offer, &terms, peer)?;
+            (Some(pull), Some(key))
+        }
+        None => (None, None),
+    };
+    ctl.devices
+        .add(Device {
+            name: name.clone(),
+            credential: Credential::Key(public_line(&key)),
+            added: crate::time::now_secs(),
+            last_seen: None,
+            from: Some(peer.ip().to_string()),
+            pull: pull.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    tracing::info!(%peer, device = %name, key = %key.fingerprint(russh::keys::HashAlg::Sha256), "paired a new device");
+    if pull.is_some() {
+        ctl.pulls_changed.notify_one();
+    }
+    Ok(Welcome {
+        device: name,
+        hub: ctl.hub_name(),
+        client_key,
+    })
+}
+
+/// The hub's side of `--serve`: the laptop's host keys in the hub's known_hosts, the hub's
+/// own client key (made once), and where and how often to pull.
+fn pull_from(
+    ctl: &Control,
+    offer: &crate::pair::protocol::ServeOffer,
+    terms: &crate::pair::code::Terms,
+    peer: SocketAddr,
+) -> Result<(Pull, String), String> {
+    let addr: SocketAddr = offer.listen.parse().map_err(|_| {
+        format!(
+            "--serve {:?} is not an address like 0.0.0.0:2222",
+            offer.listen
+        )
+    })?;
+    let ip = if addr.ip().is_unspecified() {
+        peer.ip()
+    } else {
+        addr.ip()
+    };
+    let host = ip.to_string();
+    let known = ctl.state_dir.join("known_hosts");
+    for line in &offer.host_keys {
+        let key = PublicKey::from_openssh(line)
+            .map_err(|e| format!("the laptop's host key is unreadable ({e})"))?;
+        russh::keys::known_hosts::learn_known_hosts_path(&host, addr.port(), &key, &known)
+            .map_err(|e| format!("cannot write {}: {e}", known.display()))?;
+    }
+    let client = super::host_keys::client_key(&ctl.state_dir.join("client_key"))
+        .map_err(|e| e.to_string())?;
+    let url_host = if ip.is_ipv6() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let every = terms.every.clone().unwrap_or_else(|| DEFAULT_EVERY.into());
+    Ok((
+        Pull {
+            url: format!("sftp://filesync@{url_host}:{}/", addr.port()),
+            every,
+        },
+        public_line(client.public_key()),
+    ))
+}

@@ -1,0 +1,331 @@
+//! The SFTP store's side of a delta transfer: chunk lists in the remote `.sync-chunks/`,
+//! ranges read for a delta download, and a delta upload assembled on the server with
+//! `copy-data` (OpenSSH's extension, which our server speaks too): the old version's chunks
+//! copied into the temp there, only the new bytes sent.
+
+use super::wire::{put_str, sftp_time};
+use super::xfer::{self, Writes, started};
+use super::{SftpError, SftpStore};
+use crate::delta::{ChunkList, Piece, Plan, list_name};
+use crate::index::{ContentHash, Kind, MTime};
+use crate::proto::ext;
+use crate::relpath::RelPath;
+use crate::replica::layout::CHUNKS_DIR;
+use crate::scan::Observed;
+use crate::store::{Put, Seen, StoreError};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, Status, StatusCode};
+use std::io;
+use std::sync::Arc;
+
+/// Requests in flight while a temp is assembled.
+const DEPTH: usize = 32;
+
+impl SftpStore {
+    fn chunks_path(&self, h: &ContentHash) -> String {
+        self.s.join(&format!("{CHUNKS_DIR}/{}", list_name(h)))
+    }
+
+    pub(super) async fn chunks_async(&self, h: &ContentHash) -> Option<ChunkList> {
+        let bytes = self.s.read_all(&self.chunks_path(h)).await.ok()??;
+        ChunkList::decode(&bytes)
+    }
+
+    pub(super) async fn keep_chunks_async(&self, h: &ContentHash, list: &ChunkList) {
+        if let Err(e) = self.s.keep_list(h, list).await {
+            tracing::debug!("cannot keep the chunk list of {}: {e}", list_name(h));
+        }
+    }
+
+    pub(super) async fn read_ranges_async(
+        &self,
+        p: &RelPath,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.not_through_link(p).await?;
+        let s = &self.s;
+        let path = s.path(p);
+        let raw = s.raw().clone();
+        let fail = |e| s.err("cannot read", &path, e);
+        let h = raw
+            .open(path.as_str(), OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(fail)?
+            .handle;
+        let step = u64::from(s.read_len);
+        let parts: Vec<(u64, u64)> = ranges
+            .iter()
+            .flat_map(|&(at, len)| {
+                (0..len.div_ceil(step)).map(move |i| (at + i * step, (len - i * step).min(step)))
+            })
+            .collect();
+        let reads = futures::stream::iter(
+            parts
+                .into_iter()
+                .map(|(at, len)| read_exact(&raw, &h, at, len)),
+        )
+        .buffered(DEPTH)
+        .collect::<Vec<_>>()
+        .await;
+        let _ = raw.close(h).await;
+        let mut out = Vec::new();
+        for r in reads {
+            out.extend_from_slice(&r.map_err(fail)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn write_delta_async(
+        &self,
+        p: &RelPath,
+        plan: &Plan,
+        old: Seen,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> Result<Observed, StoreError> {
+        let s = &self.s;
+        if !s.copy_data {
+            return Err(self.no_delta(p, "the server cannot copy ranges"));
+        }
+        self.not_through_link_or_trash(p).await?;
+        if sent.len() as u64 != plan.sent() {
+            return Err(StoreError::SourceChanged { path: p.clone() });
+        }
+        // Both handles on one session: `copy-data` names them together.
+        let raw = s.raw().clone();
+        let path = s.path(p);
+        let src = raw
+            .open(path.as_str(), OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(|e| s.err("cannot read", &path, e))?
+            .handle;
+        let tmp = s.temp_for(p);
+        let res = async {
+            self.still(p, &raw, &src, old).await?;
+            let created = xfer::create_on(raw.clone(), &tmp, put.mode)
+                .await
+                .map_err(|e| s.err("cannot create a temp file", &tmp, e))?;
+            let shown = self
+                .assemble(&tmp, &raw, &src, &created, plan, sent, put)
+                .await?;
+            // Copied from what was there all along: it did not change under the copy. Our
+            // server also tells what the copy holds, which sees an old version changed
+            // behind its index's back (size and mtime kept); OpenSSH's cannot say.
+            self.still(p, &raw, &src, old).await?;
+            if s.blake3 && put.expect.is_some() && self.hash_of(&raw, &tmp).await != put.expect {
+                return Err(self.no_delta(p, "what it built is not the new version"));
+            }
+            self.install(&tmp, p, put.fresh).await?;
+            s.made.done(&tmp);
+            Ok(Observed {
+                kind: Kind::File,
+                size: plan_size(plan),
+                mtime: MTime::new(i64::from(sftp_time(put.mtime)), 0),
+                mode: shown.or(put.mode),
+            })
+        }
+        .await;
+        let _ = raw.close(src).await;
+        if res.is_err() {
+            let _ = s.raw().remove(tmp.as_str()).await;
+            s.made.done(&tmp);
+        }
+        res
+    }
+
+    /// The server's BLAKE3 of the file at `path` (`blake3@filesync`); `None` when it cannot
+    /// say.
+    async fn hash_of(&self, raw: &RawSftpSession, path: &str) -> Option<ContentHash> {
+        let h = raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .ok()?
+            .handle;
+        let mut d = Vec::new();
+        put_str(&mut d, &h);
+        let reply = raw.extended(ext::BLAKE3, d).await;
+        let _ = raw.close(h).await;
+        match reply.ok()? {
+            Packet::ExtendedReply(r) if r.data.len() == 36 => {
+                Some(ContentHash(r.data[4..].try_into().ok()?))
+            }
+            _ => None,
+        }
+    }
+
+    /// Fails with `NoDelta` unless the old version (open as `h`) is still what the index saw.
+    async fn still(
+        &self,
+        p: &RelPath,
+        raw: &RawSftpSession,
+        h: &str,
+        old: Seen,
+    ) -> Result<(), StoreError> {
+        let a = raw
+            .fstat(h)
+            .await
+            .map_err(|e| self.s.err("cannot stat", &self.s.path(p), e))?
+            .attrs;
+        let same = a.size == Some(old.size) && a.mtime.map(i64::from) == Some(old.mtime.secs);
+        if same {
+            Ok(())
+        } else {
+            Err(self.no_delta(p, "it changed since the scan"))
+        }
+    }
+
+    /// Sends the plan: `copy-data` for each run of copied chunks, WRITEs for the new bytes,
+    /// all pipelined; then the temp's tail as any upload's (fsync, mtime, mode, close).
+    #[allow(clippy::too_many_arguments)]
+    async fn assemble(
+        &self,
+        tmp: &str,
+        raw: &Arc<RawSftpSession>,
+        src: &str,
+        created: &xfer::Created,
+        plan: &Plan,
+        sent: Vec<u8>,
+        put: Put,
+    ) -> Result<Option<u32>, StoreError> {
+        let s = &self.s;
+        let mut inflight: Writes<'_> = FuturesUnordered::new();
+        let mut pos = 0usize;
+        for (at, run) in runs(plan) {
+            let req = match run {
+                Run::Copy { from, len } => {
+                    let mut d = Vec::new();
+                    put_str(&mut d, src);
+                    d.extend_from_slice(&from.to_be_bytes());
+                    d.extend_from_slice(&len.to_be_bytes());
+                    put_str(&mut d, created.handle());
+                    d.extend_from_slice(&at.to_be_bytes());
+                    let raw = raw.clone();
+                    started(async move { as_status(raw.extended(ext::COPY_DATA, d).await) }).await
+                }
+                Run::Send { len } => {
+                    let short = || io::Error::from(io::ErrorKind::UnexpectedEof);
+                    let bytes = sent
+                        .get(pos..pos + len as usize)
+                        .ok_or_else(|| StoreError::io("the bytes sent", short()))?
+                        .to_vec();
+                    pos += len as usize;
+                    let (raw, h) = (raw.clone(), created.handle().to_string());
+                    started(async move { raw.write(h, at, bytes).await }).await
+                }
+            };
+            inflight.push(req);
+            if inflight.len() >= DEPTH
+                && let Some(r) = inflight.next().await
+            {
+                r.map_err(|e| s.err("cannot write", tmp, e))?;
+            }
+        }
+        xfer::finish(s, tmp, created, Some(put.mtime), inflight).await
+    }
+
+    fn no_delta(&self, p: &RelPath, why: &str) -> StoreError {
+        StoreError::NoDelta {
+            path: p.clone(),
+            place: self.s.place(),
+            why: why.to_string(),
+        }
+    }
+}
+
+impl super::Sftp {
+    /// Keeps a chunk list in the remote `.sync-chunks/`.
+    pub(super) async fn keep_list(
+        &self,
+        h: &ContentHash,
+        list: &ChunkList,
+    ) -> Result<(), StoreError> {
+        let dir = RelPath::root().join_unchecked(CHUNKS_DIR);
+        self.mkdir_p(&dir, None).await?;
+        let name = list_name(h);
+        let tmp = self.temp_for(&dir.join_unchecked(&name));
+        self.write_temp(&tmp, list.encode()).await?;
+        let to = self.path(&dir.join_unchecked(&name));
+        let res = self.rename_over(&tmp, &to).await;
+        self.made.done(&tmp);
+        if res.is_err() {
+            let _ = self.raw().remove(tmp.as_str()).await;
+        }
+        res.map_err(|e| self.err("cannot put in place", &to, e))
+    }
+}
+
+fn plan_size(plan: &Plan) -> u64 {
+    plan.pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Copy { len, .. } => u64::from(*len),
+            Piece::Send { len, .. } => *len,
+        })
+        .sum()
+}
+
+/// What one request does: copy a run of the old version, or send new bytes.
+enum Run {
+    Copy { from: u64, len: u64 },
+    Send { len: u64 },
+}
+
+/// The plan as requests, each with where it lands: copied chunks that follow each other in
+/// the old version go as one copy, new bytes in WRITEs of at most 256 KiB.
+fn runs(plan: &Plan) -> Vec<(u64, Run)> {
+    const WRITE: u64 = 255 * 1024;
+    let mut out: Vec<(u64, Run)> = Vec::new();
+    let mut at = 0u64;
+    for p in &plan.pieces {
+        match *p {
+            Piece::Copy { from, len, .. } => {
+                let len = u64::from(len);
+                match out.last_mut() {
+                    Some((_, Run::Copy { from: f, len: l })) if *f + *l == from => *l += len,
+                    _ => out.push((at, Run::Copy { from, len })),
+                }
+                at += len;
+            }
+            Piece::Send { len, .. } => {
+                let mut left = len;
+                while left > 0 {
+                    let part = left.min(WRITE);
+                    out.push((at, Run::Send { len: part }));
+                    at += part;
+                    left -= part;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An extended request's status reply as a WRITE's.
+fn as_status(r: Result<Packet, SftpError>) -> Result<Status, SftpError> {
+    match r? {
+        Packet::Status(s) if s.status_code == StatusCode::Ok => Ok(s),
+        Packet::Status(s) => Err(SftpError::Status(s)),
+        _ => Err(SftpError::UnexpectedPacket),
+    }
+}
+
+/// `len` bytes at `at` of open file `h`, asking again for what a short reply left out.
+async fn read_exact(
+    raw: &RawSftpSession,
+    h: &str,
+    at: u64,
+    len: u64,
+) -> Result<Vec<u8>, SftpError> {
+    let mut out = Vec::with_capacity(len as usize);
+    while (out.len() as u64) < len {
+        let want = (len - out.len() as u64) as u32;
+        let got = raw.read(h, at + out.len() as u64, want).await?.data;
+        if got.is_empty() {
+            return Err(SftpError::UnexpectedBehavior("the file ended early".into()));
+        }
+        out.extend_from_slice(&got);
+    }
+    Ok(out)
+}
