@@ -69,3 +69,49 @@ pub mod sd_notify {
         None
     }
 }
+
+/// Hands the system back memory the allocator keeps but no longer uses: glibc holds on to
+/// freed heap, and loading, scanning or writing a big index frees tens of MiB at once.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// `fs.inotify.max_user_watches`, where the system says (Linux).
+pub fn inotify_watch_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A line saying what to do when `folders` inotify watches (one per folder) will not fit
+/// in `limit`, with room left for the rest of the system; `None` when they fit.
+pub fn watch_limit_hint(folders: u64, limit: u64) -> Option<String> {
+    let wanted = folders.saturating_add(folders / 4).saturating_add(1024);
+    (wanted > limit).then(|| {
+        format!(
+            "{folders} folders to watch, and fs.inotify.max_user_watches is {limit}: raise it \
+             (`echo fs.inotify.max_user_watches={wanted} | sudo tee /etc/sysctl.d/90-filesync.conf \
+             && sudo sysctl --system`) or changes are found by periodic rescans only"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_hint_speaks_only_when_the_folders_do_not_fit() {
+        assert_eq!(watch_limit_hint(1_000, 65_536), None);
+        let hint = watch_limit_hint(100_000, 65_536).unwrap();
+        assert!(hint.contains("max_user_watches=126024"), "{hint}");
+        assert!(watch_limit_hint(u64::MAX, u64::MAX - 1).is_some());
+        release_free_memory();
+    }
+}

@@ -88,6 +88,7 @@ async fn first_scan(
     let (store, index, done) = tokio::task::spawn_blocking(move || {
         let mut index = index;
         let done = crate::watch::initial_scan(&store, &mut index);
+        crate::sys::release_free_memory();
         (store, index, done)
     })
     .await
@@ -102,6 +103,12 @@ async fn first_scan(
             tracing::warn!("first scan failed, retrying from the watcher: {e}");
             watcher.request_full();
         }
+    }
+    let folders = index.counts().1 as u64;
+    if let Some(hint) = crate::sys::inotify_watch_limit()
+        .and_then(|limit| crate::sys::watch_limit_hint(folders, limit))
+    {
+        tracing::warn!("{hint}");
     }
     tracing::info!(
         root = %store.root().display(),

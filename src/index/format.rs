@@ -53,50 +53,126 @@ fn unescape_name(key: &str) -> &str {
 
 /// Parses a `.sync` file. A missing replica id (an index from the original tool) gets a new one.
 pub fn from_json_slice(bytes: &[u8]) -> Result<Index, FormatError> {
+    let (idx, flat) = parse(bytes)?;
+    Ok(with_entries(idx, flat))
+}
+
+/// `from_json_slice` of bytes it may drop once parsed, before the entry map is built: a big
+/// index's text and its map never take memory at the same time.
+pub fn from_json_vec(bytes: Vec<u8>) -> Result<Index, FormatError> {
+    let (idx, flat) = parse(&bytes)?;
+    drop(bytes);
+    Ok(with_entries(idx, flat))
+}
+
+/// The top level of a `.sync` (its entries still empty) and every entry in document order.
+fn parse(bytes: &[u8]) -> Result<(Index, Vec<(RelPath, Entry)>), FormatError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let newer = std::cell::Cell::new(None);
-    let idx = TopSeed { newer: &newer }
-        .deserialize(&mut de)
-        .map_err(|e| match newer.get() {
-            Some(v) => FormatError::TooNew(v),
-            None => FormatError::Bad(e.to_string()),
-        })?;
+    let parsed = TopSeed {
+        newer: &newer,
+        // An entry takes about this many bytes of JSON: room for all of them at once.
+        hint: bytes.len() / 160,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| match newer.get() {
+        Some(v) => FormatError::TooNew(v),
+        None => FormatError::Bad(e.to_string()),
+    })?;
     de.end().map_err(|e| FormatError::Bad(e.to_string()))?;
-    Ok(idx)
+    Ok(parsed)
+}
+
+/// The entry map built from entries in document order, in one pass with its nodes full
+/// (inserted one by one in order, a map's nodes stay about half full).
+fn with_entries(mut idx: Index, mut flat: Vec<(RelPath, Entry)>) -> Index {
+    // Parents come after their children; a stable sort restores component order and keeps
+    // a name given twice in document order, of which the map keeps the last.
+    if !flat.is_sorted_by(|a, b| a.0 <= b.0) {
+        flat.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    idx.entries = flat.into_iter().collect();
+    idx
 }
 
 /// Renders an index as `.sync` JSON.
 pub fn to_json_vec(index: &Index) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + index.entries.len() * 160);
-    let mut ser = serde_json::Serializer::new(&mut out);
     // Writing into a Vec cannot fail, and every key is a string.
-    if let Err(e) = TopSer(index).serialize(&mut ser) {
+    if let Err(e) = write_json(index, &mut out) {
         unreachable!("serializing an index to memory failed: {e}");
     }
-    out.push(b'\n');
     out
+}
+
+/// Writes an index as `.sync` JSON to `w` as it is rendered: a big index never exists whole
+/// in memory as text.
+pub fn write_json(index: &Index, mut w: impl std::io::Write) -> std::io::Result<()> {
+    let mut ser = serde_json::Serializer::new(&mut w);
+    TopSer(index)
+        .serialize(&mut ser)
+        .map_err(std::io::Error::other)?;
+    w.write_all(b"\n")
+}
+
+/// One entry alone (no children) as the JSON object `.sync` holds it: how the journal
+/// records an entry, so both keep exactly the same fields.
+pub(super) fn entry_to_json(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    let ser = EntrySer {
+        entry,
+        desc: &[],
+        depth: 0,
+    };
+    if let Err(e) = ser.serialize(&mut serde_json::Serializer::new(&mut out)) {
+        unreachable!("serializing an entry to memory failed: {e}");
+    }
+    out
+}
+
+/// Parses what `entry_to_json` wrote for `path`; an object with children is refused.
+pub(super) fn entry_from_json(path: &RelPath, bytes: &[u8]) -> Result<Entry, FormatError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut children = Vec::new();
+    let entry = EntrySeed {
+        path: path.clone(),
+        out: &mut children,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| FormatError::Bad(e.to_string()))?;
+    de.end().map_err(|e| FormatError::Bad(e.to_string()))?;
+    if !children.is_empty() {
+        return Err(FormatError::Bad(format!(
+            "a journal entry for {path} has children"
+        )));
+    }
+    Ok(entry)
 }
 
 struct TopSeed<'a> {
     /// Set when `.format` names a later version than ours.
     newer: &'a std::cell::Cell<Option<u64>>,
+    /// About how many entries there are.
+    hint: usize,
 }
 
+type Parsed = (Index, Vec<(RelPath, Entry)>);
+
 impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
-    type Value = Index;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Index, D::Error> {
+    type Value = Parsed;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for TopSeed<'_> {
-    type Value = Index;
+    type Value = Parsed;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a .sync index object with a \".\" entry")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Index, A::Error> {
-        let mut flat: Vec<(RelPath, Entry)> = Vec::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut flat: Vec<(RelPath, Entry)> = Vec::with_capacity(self.hint);
         let mut root = None;
         let mut replica = None;
         let mut name = None;
@@ -134,17 +210,15 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         if root.kind != Kind::Dir {
             return Err(de::Error::custom("the root entry \".\" is not a folder"));
         }
-        // Parents are emitted after their children; a stable sort restores component order.
-        flat.sort_by(|a, b| a.0.cmp(&b.0));
-        let entries: BTreeMap<RelPath, Entry> = flat.into_iter().collect();
-        Ok(Index {
+        let idx = Index {
             replica: replica.unwrap_or_else(ReplicaId::random),
             name,
             root,
-            entries,
+            entries: BTreeMap::new(),
             peers,
             extra,
-        })
+        };
+        Ok((idx, flat))
     }
 }
 

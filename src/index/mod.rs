@@ -3,10 +3,11 @@
 //! Pure data; reading and writing the `.sync` JSON lives in `format`, disk walking in `scan`.
 
 mod format;
+pub mod journal;
 pub mod mode;
 mod vv;
 
-pub use format::{FormatError, from_json_slice, to_json_vec};
+pub use format::{FormatError, from_json_slice, from_json_vec, to_json_vec, write_json};
 pub use vv::{Causality, ReplicaId, VersionVector};
 
 use crate::relpath::RelPath;
@@ -279,10 +280,15 @@ impl Index {
 
     /// A digest of the entries (not peers): equal digests mean nothing to sync changed.
     pub fn entries_digest(&self) -> ContentHash {
+        self.entries_digest_where(|_| true)
+    }
+
+    /// `entries_digest` of the entries whose path passes `keep`.
+    pub fn entries_digest_where(&self, keep: impl Fn(&RelPath) -> bool) -> ContentHash {
         // Fed in large slices: blake3 pays per `update`, and an entry is only ~60 bytes.
         let mut h = blake3::Hasher::new();
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        for (p, e) in &self.entries {
+        for (p, e) in self.entries.iter().filter(|(p, _)| keep(p)) {
             buf.extend_from_slice(p.as_str().as_bytes());
             buf.extend_from_slice(&[0, e.kind as u8]);
             buf.extend_from_slice(&e.mtime.secs.to_le_bytes());

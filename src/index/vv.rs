@@ -62,35 +62,67 @@ pub enum Causality {
 
 /// `{replica: counter}`, kept sorted by replica; zero counters are never stored.
 #[derive(Clone, PartialEq, Eq, Default, Hash)]
-pub struct VersionVector(Vec<(ReplicaId, u64)>);
+pub struct VersionVector(Pairs);
+
+/// The pairs of a vector, laid out for size: most entries were only ever changed by one
+/// replica, and a million of them each with a heap block of their own add up.
+/// Canonical (`One` for exactly one pair, `Many` for more), so derived equality holds.
+#[derive(Clone, PartialEq, Eq, Default, Hash)]
+enum Pairs {
+    #[default]
+    None,
+    One((ReplicaId, u64)),
+    Many(Box<[(ReplicaId, u64)]>),
+}
+
+impl Pairs {
+    fn as_slice(&self) -> &[(ReplicaId, u64)] {
+        match self {
+            Pairs::None => &[],
+            Pairs::One(p) => std::slice::from_ref(p),
+            Pairs::Many(v) => v,
+        }
+    }
+
+    fn from_vec(v: Vec<(ReplicaId, u64)>) -> Self {
+        match v.as_slice() {
+            [] => Pairs::None,
+            [p] => Pairs::One(*p),
+            _ => Pairs::Many(v.into_boxed_slice()),
+        }
+    }
+}
 
 impl VersionVector {
-    pub const EMPTY: VersionVector = VersionVector(Vec::new());
+    pub const EMPTY: VersionVector = VersionVector(Pairs::None);
 
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.as_slice().is_empty()
     }
 
     pub fn get(&self, r: ReplicaId) -> u64 {
-        match self.0.binary_search_by_key(&r, |&(k, _)| k) {
-            Ok(i) => self.0[i].1,
+        let v = self.0.as_slice();
+        match v.binary_search_by_key(&r, |&(k, _)| k) {
+            Ok(i) => v[i].1,
             Err(_) => 0,
         }
     }
 
     pub fn set(&mut self, r: ReplicaId, n: u64) {
-        match self.0.binary_search_by_key(&r, |&(k, _)| k) {
+        let mut v = self.0.as_slice().to_vec();
+        match v.binary_search_by_key(&r, |&(k, _)| k) {
             Ok(i) if n == 0 => {
-                self.0.remove(i);
+                v.remove(i);
             }
-            Ok(i) => self.0[i].1 = n,
-            Err(_) if n == 0 => {}
-            Err(i) => self.0.insert(i, (r, n)),
+            Ok(i) => v[i].1 = n,
+            Err(_) if n == 0 => return,
+            Err(i) => v.insert(i, (r, n)),
         }
+        self.0 = Pairs::from_vec(v);
     }
 
     /// Records one more change made by replica `r`.
@@ -107,10 +139,11 @@ impl VersionVector {
 
     /// Pointwise maximum: a history that includes both.
     pub fn merged(&self, other: &Self) -> Self {
-        let mut out = Vec::with_capacity(self.0.len().max(other.0.len()));
+        let (l, r) = (self.0.as_slice(), other.0.as_slice());
+        let mut out = Vec::with_capacity(l.len().max(r.len()));
         let (mut i, mut j) = (0, 0);
-        while i < self.0.len() || j < other.0.len() {
-            match (self.0.get(i), other.0.get(j)) {
+        while i < l.len() || j < r.len() {
+            match (l.get(i), r.get(j)) {
                 (Some(&(a, x)), Some(&(b, y))) => match a.cmp(&b) {
                     Ordering::Less => {
                         out.push((a, x));
@@ -137,14 +170,15 @@ impl VersionVector {
                 (None, None) => break,
             }
         }
-        VersionVector(out)
+        VersionVector(Pairs::from_vec(out))
     }
 
     pub fn compare(&self, other: &Self) -> Causality {
+        let (l, r) = (self.0.as_slice(), other.0.as_slice());
         let (mut greater, mut less) = (false, false);
         let (mut i, mut j) = (0, 0);
-        while i < self.0.len() || j < other.0.len() {
-            match (self.0.get(i), other.0.get(j)) {
+        while i < l.len() || j < r.len() {
+            match (l.get(i), r.get(j)) {
                 (Some(&(a, x)), Some(&(b, y))) => match a.cmp(&b) {
                     Ordering::Less => {
                         greater = true;
@@ -181,22 +215,25 @@ impl VersionVector {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ReplicaId, u64)> + '_ {
-        self.0.iter().copied()
+        self.0.as_slice().iter().copied()
     }
 
+    /// The vector of `pairs`; a replica named twice keeps its larger counter.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (ReplicaId, u64)>) -> Self {
-        let mut v = VersionVector::new();
-        for (r, n) in pairs {
-            v.set(r, v.get(r).max(n));
-        }
-        v
+        let mut v: Vec<(ReplicaId, u64)> = pairs.into_iter().filter(|&(_, n)| n > 0).collect();
+        v.sort_unstable();
+        // Sorted by replica then counter: of each run of one replica, the last is the largest.
+        v.reverse();
+        v.dedup_by_key(|p| p.0);
+        v.reverse();
+        VersionVector(Pairs::from_vec(v))
     }
 }
 
 impl fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.0.iter().map(|(r, n)| (r.short(), n)))
+            .entries(self.0.as_slice().iter().map(|(r, n)| (r.short(), n)))
             .finish()
     }
 }

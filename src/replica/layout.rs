@@ -10,6 +10,8 @@ use crate::relpath::{RelPath, fit_name};
 
 /// The file name of the index at a replica root.
 pub const INDEX_FILE: &str = ".sync";
+/// Changes to the index since `.sync` was written, appended (see `index::journal`).
+pub const JOURNAL_FILE: &str = ".sync.journal";
 /// The lock that makes one writer per replica.
 pub const LOCK_FILE: &str = ".sync.lock";
 /// The changes log: a line for each change a sync or a restore made here (`history::log`).
@@ -34,6 +36,7 @@ const TAG_HEX: usize = 16;
 /// The root-level names that are ours and never synced, as the README lists them.
 pub fn is_reserved_root_name(name: &str) -> bool {
     name == INDEX_FILE
+        || name == JOURNAL_FILE
         || name == LOCK_FILE
         || name == TRASH_DIR
         || name == CHUNKS_DIR
@@ -140,6 +143,7 @@ mod tests {
         for ours in [
             ".sync",
             ".sync.lock",
+            ".sync.journal",
             ".sync-trash/a",
             ".sync-chunks/00ff",
             ".sync-log",
@@ -160,6 +164,8 @@ mod tests {
             ".sync.bak",
             ".sync-log.txt",
             "a/.sync-log",
+            ".sync.journal.old",
+            "a/.sync.journal",
             ".sync-x",
             ".sync.corrupt-1",
             ".sync-cookie.jar",

@@ -6,7 +6,8 @@
 
 use super::{BatchFile, Current, Put, Reader, SMALL_FILE, Seen, StagedIndex, Store, StoreError};
 use crate::delta::{ChunkList, Plan};
-use crate::index::{ContentHash, Index, MTime, ReplicaId, from_json_slice, to_json_vec};
+use crate::index::journal::Change;
+use crate::index::{ContentHash, Index, MTime, ReplicaId, to_json_vec};
 use crate::relpath::RelPath;
 use crate::replica::home::{self, Home, Placement};
 use crate::replica::layout::{INDEX_FILE, LOCK_FILE, SET_ASIDE_MARK, temp_name};
@@ -15,6 +16,7 @@ use crate::replica::protocol::is_leftover_temp;
 use crate::replica::writers::Writers;
 use crate::replica::{Follow, InstallError, Root, RootError};
 use crate::scan::Observed;
+use index_file::{OnDisk, index_name};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -22,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod index_file;
+pub use index_file::{FileId, files_id as index_files_id};
 
 pub struct LocalStore {
     root: Arc<Root>,
@@ -35,6 +40,8 @@ pub struct LocalStore {
     /// Temps of streamed writes not yet put in place nor removed: a sync stopped half-way
     /// removes them before it releases the lock.
     made: Arc<Mutex<HashSet<RelPath>>>,
+    /// The index files as this store last read or wrote them, for journal appends.
+    disk: Arc<Mutex<Option<OnDisk>>>,
 }
 
 impl Drop for LocalStore {
@@ -42,10 +49,6 @@ impl Drop for LocalStore {
     fn drop(&mut self) {
         let _ = self.unlock_blocking();
     }
-}
-
-fn index_name() -> RelPath {
-    RelPath::root().join_unchecked(INDEX_FILE)
 }
 
 /// Runs file system work on the blocking pool.
@@ -107,6 +110,7 @@ impl LocalStore {
             home,
             rehomed: Arc::default(),
             made: Arc::default(),
+            disk: Arc::default(),
         })
     }
 
@@ -127,9 +131,21 @@ impl LocalStore {
     /// Loads the index without the async machinery (for `index`, `status` and the daemon),
     /// with its home settled (see `replica::home`).
     pub fn load_index_blocking(&self) -> Result<Option<Index>, StoreError> {
-        Ok(load_index(&self.root)?.map(|mut idx| {
-            self.settle_home(&mut idx);
-            idx
+        Ok(self.load_index()?.map(|(idx, _)| idx))
+    }
+
+    /// `.sync` and its journal, its home settled, and whether it must be written whole for
+    /// that (a journal records entries only).
+    fn load_index(&self) -> Result<Option<(Index, bool)>, StoreError> {
+        let loaded = index_file::load(&self.root)?;
+        let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        *disk = None;
+        Ok(loaded.map(|(mut idx, on_disk)| {
+            let must_save = self.settle_home(&mut idx);
+            if !must_save {
+                *disk = Some(on_disk);
+            }
+            (idx, must_save)
         }))
     }
 
@@ -168,15 +184,41 @@ impl LocalStore {
         }
     }
 
+    /// Writes `index` whole: a new `.sync`, its journal reset.
     pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {
-        let tmp = stage_index(&self.root, &to_json_vec(index))?;
-        commit_index(&self.root, &tmp)
+        let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        *disk = None;
+        *disk = Some(index_file::save(&self.root, index)?);
+        Ok(())
+    }
+
+    /// Records `changes`, which took the index this store last loaded or saved to `index`:
+    /// one durable batch appended to `.sync.journal`, or `index` written whole when a new
+    /// snapshot is due (see `index::journal::should_compact`) or the files changed meanwhile.
+    pub fn record_index_blocking(
+        &self,
+        index: &Index,
+        changes: &[Change],
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = disk.take()
+            && let Some(next) = index_file::append(&self.root, &d, changes)?
+        {
+            *disk = Some(next);
+            return Ok(());
+        }
+        *disk = Some(index_file::save(&self.root, index)?);
+        Ok(())
     }
 
     /// Moves a corrupt index aside as `.sync.corrupt-<stamp>`; returns where it went.
     pub fn set_aside_index(&self) -> Result<PathBuf, StoreError> {
         let stamp = crate::time::stamp(crate::time::now_secs());
         let aside = RelPath::root().join_unchecked(&format!("{SET_ASIDE_MARK}{stamp}"));
+        *self.disk.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.root.rename(&index_name(), &aside, true).map_err(|e| {
             self.place()
                 .err(format!("cannot move {INDEX_FILE} aside"), e)
@@ -239,18 +281,12 @@ impl LocalStore {
         // Parsing `.sync` and walking the folder do not depend on each other.
         let scope = RelPath::root();
         let (loaded, walked) = rayon::join(
-            || load_index(&self.root),
+            || self.load_index(),
             || crate::scan::local::walk(&self.root, &scope),
         );
         let loaded = loaded?;
         let existed = loaded.is_some();
-        let (mut index, must_save) = match loaded {
-            Some(mut i) => {
-                let must = self.settle_home(&mut i);
-                (i, must)
-            }
-            None => (self.new_index(), true),
-        };
+        let (mut index, must_save) = loaded.unwrap_or_else(|| (self.new_index(), true));
         // A digest no index has: the commit then writes the index, with its home.
         let digest = if must_save {
             ContentHash([0; 32])
@@ -277,60 +313,6 @@ impl LocalStore {
     pub fn busy(&self) -> HashSet<RelPath> {
         self.writers.busy()
     }
-}
-
-fn load_index(root: &Root) -> Result<Option<Index>, StoreError> {
-    let shown = root.path().join(INDEX_FILE).display().to_string();
-    let mut bytes = Vec::new();
-    match root.open_regular(&index_name()) {
-        Ok(mut f) => f
-            .read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io(format!("cannot read {shown}"), e))?,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(Place(root).err(format!("cannot read {shown}"), e)),
-    };
-    from_json_slice(&bytes).map(Some).map_err(|e| {
-        StoreError::bad_index(
-            shown,
-            e,
-            format!(
-                "Run `filesync index --root {}` to set it aside and rebuild it",
-                root.path().display()
-            ),
-        )
-    })
-}
-
-/// `bytes` in a new temp beside `.sync`, fsynced; its name.
-fn stage_index(root: &Root, bytes: &[u8]) -> Result<RelPath, StoreError> {
-    let what = || format!("cannot write {}", root.path().join(INDEX_FILE).display());
-    let tmp = RelPath::root().join_unchecked(&temp_name(INDEX_FILE));
-    let dir = root
-        .dir(&RelPath::root(), false)
-        .map_err(|e| Place(root).err(what(), e))?;
-    let res = Root::create_in(&dir, tmp.name())
-        .map_err(|e| Place(root).err(what(), e))
-        .and_then(|mut f| {
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| StoreError::io(what(), e))
-        });
-    if res.is_err() {
-        let _ = root.remove(&tmp);
-    }
-    res.map(|()| tmp)
-}
-
-/// The staged temp renamed over `.sync`, and the rename made durable.
-fn commit_index(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
-    let what = format!("cannot write {}", root.path().join(INDEX_FILE).display());
-    if let Err(e) = root.rename(tmp, &index_name(), true) {
-        let _ = root.remove(tmp);
-        return Err(Place(root).err(what, e));
-    }
-    // Some file systems refuse to fsync folders, which is harmless.
-    let _ = root.sync(&RelPath::root(), false);
-    Ok(())
 }
 
 fn made_set(m: &Mutex<HashSet<RelPath>>) -> std::sync::MutexGuard<'_, HashSet<RelPath>> {
@@ -637,13 +619,16 @@ impl Store for LocalStore {
             home: self.home.clone(),
             rehomed: self.rehomed.clone(),
             made: self.made.clone(),
+            disk: self.disk.clone(),
         };
         blocking(move || this.current_blocking(locked).map(|(c, _)| c)).await
     }
 
     async fn stage_index(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {
         let bytes = to_json_vec(index);
-        let tmp = self.on_root(move |root| stage_index(root, &bytes)).await?;
+        let tmp = self
+            .on_root(move |root| index_file::stage(root, INDEX_FILE, &bytes))
+            .await?;
         Ok(Some(StagedIndex {
             tmp: tmp.as_str().into(),
         }))
@@ -651,7 +636,9 @@ impl Store for LocalStore {
 
     async fn commit_index(&self, staged: StagedIndex) -> Result<(), StoreError> {
         let tmp = staged_rel(&staged)?;
-        self.on_root(move |root| commit_index(root, &tmp)).await
+        *self.disk.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.on_root(move |root| index_file::commit(root, &tmp))
+            .await
     }
 
     async fn discard_index(&self, staged: StagedIndex) {

@@ -2,10 +2,10 @@
 //! rescanned as a full scan would judge it, all under `.sync.lock` and saved at once.
 
 use super::WatchError;
+use crate::index::journal::{self, Change};
 use crate::index::{Index, MTime};
 use crate::relpath::RelPath;
 use crate::replica::Root;
-use crate::replica::layout::INDEX_FILE;
 use crate::replica::lock::{INDEX_UPDATE, LockInfo};
 use crate::scan::{self, Busy, ScanError, ScanStats};
 use crate::store::{LocalStore, StoreError};
@@ -29,19 +29,15 @@ pub(super) enum Applied {
     Locked,
 }
 
-/// Identity of the `.sync` file on disk: a rename-into-place gives a new inode.
-pub(super) type IndexId = Option<(u64, i64, i64, u64)>;
+/// Identity of `.sync` and its journal on disk: a rename-into-place gives a new inode, an
+/// append a new size.
+pub(super) type IndexId = Option<(
+    crate::store::local::FileId,
+    Option<crate::store::local::FileId>,
+)>;
 
 pub(super) fn index_file_id(root: &Root) -> IndexId {
-    let st = root
-        .lstat(&RelPath::root().join_unchecked(INDEX_FILE))
-        .ok()?;
-    Some((
-        st.st_ino,
-        st.st_mtime,
-        st.st_mtime_nsec as i64,
-        st.st_size as u64,
-    ))
+    crate::store::local::index_files_id(root)
 }
 
 /// Applies `batch` under the lock and saves the index when it moved; `Locked` when a sync
@@ -67,14 +63,11 @@ pub(super) fn apply_locked(
             *index = fresh;
         }
         let busy = store.busy();
-        let (stats, changed) = apply_changed(root, index, batch, &|p| busy.contains(p))?;
-        let changed = changed || now_id.is_none();
-        if changed {
-            // Until the save lands, memory is ahead of `.sync`: if it fails, the retry must
-            // reload and rescan rather than find nothing new and vouch for the old file.
-            *disk_id = None;
-            store.save_index_blocking(index)?;
-        }
+        // Until the write lands, memory is ahead of `.sync`: if it fails, the retry must
+        // reload and rescan rather than find nothing new and vouch for the old file.
+        *disk_id = None;
+        let (stats, changed) =
+            apply_recorded(store, index, batch, &|p| busy.contains(p), now_id.is_none())?;
         *disk_id = index_file_id(root);
         Ok(Applied::Done { changed, stats })
     })();
@@ -134,6 +127,49 @@ pub fn scopes_of(batch: &Batch) -> Option<Vec<RelPath>> {
     } else {
         coalesce(&batch.dirty)
     }
+}
+
+/// `apply`, with what moved written: a rescan of some paths as one journal batch, a full
+/// rescan (or a rescan that reached past its scopes, or `whole`) as a new snapshot. Whether
+/// the index moved.
+pub(crate) fn apply_recorded(
+    store: &LocalStore,
+    index: &mut Index,
+    batch: &Batch,
+    busy: Busy,
+    whole: bool,
+) -> Result<(ScanStats, bool), WatchError> {
+    let root = store.handle();
+    let scopes = match scopes_of(batch) {
+        Some(s) if !whole => s,
+        _ => {
+            let (stats, changed) = apply_changed(root, index, batch, busy)?;
+            if changed || whole {
+                store.save_index_blocking(index)?;
+            }
+            return Ok((stats, changed || whole));
+        }
+    };
+    // The entries outside the region, by digest: a rescan that reached past its scopes is
+    // written whole rather than trusted to the region's diff.
+    let outside = |i: &Index, region: &BTreeMap<RelPath, crate::index::Entry>| {
+        i.entries_digest_where(|p| !region.contains_key(p))
+    };
+    let before = journal::region(index, &scopes);
+    let (root_before, outside_before) = (index.root.clone(), outside(index, &before));
+    let stats = apply(root, index, batch, busy)?;
+    let after = journal::region(index, &scopes);
+    if outside(index, &after) != outside_before {
+        tracing::debug!("a rescan changed entries outside its scopes; writing the index whole");
+        store.save_index_blocking(index)?;
+        return Ok((stats, true));
+    }
+    let mut changes = journal::diff(&before, &after);
+    if index.root != root_before {
+        changes.push(Change::Root(index.root.clone()));
+    }
+    store.record_index_blocking(index, &changes)?;
+    Ok((stats, !changes.is_empty()))
 }
 
 /// `apply`, and whether the entries moved (a touched file's new mtime counts: it is saved).

@@ -3,7 +3,7 @@
 //! an SFTP client asks for, which starts from that answer.
 
 use super::inbox::{COOKIE_PREFIX, Shared};
-use super::{Batch, WatchError, apply_changed};
+use super::{Batch, WatchError};
 use crate::relpath::RelPath;
 use crate::replica::layout::{INDEX_FILE, is_internal};
 use crate::scan::ScanStats;
@@ -154,10 +154,19 @@ pub fn refresh_for_client(
                 "rescanning what the watcher saw change"
             );
             let batch = Batch { dirty, full: false };
-            let (stats, moved) =
-                apply_changed(store.handle(), &mut index, &batch, &|p| busy.contains(p))?;
+            // Written as it is applied: a journal batch for what the watcher saw.
+            let (stats, moved) = super::apply::apply_recorded(
+                &store,
+                &mut index,
+                &batch,
+                &|p| busy.contains(p),
+                false,
+            )?;
+            if moved {
+                tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
+            }
             let scopes = super::apply::scopes_of(&batch);
-            (moved.then_some(index), remembered(scopes.as_deref(), stats))
+            (None, remembered(scopes.as_deref(), stats))
         }
         _ => {
             tracing::debug!("rescanning the whole folder: the watcher cannot vouch for it");
@@ -177,6 +186,7 @@ pub fn refresh_for_client(
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
     }
+    crate::sys::release_free_memory();
     let mut stats = stats;
     stats.writing = writers.among(&stats.moving);
     Ok(stats)

@@ -3,7 +3,7 @@
 //! touches the disk.
 
 use crate::relpath::RelPath;
-use crate::replica::layout::{IGNORE_FILE, INDEX_FILE, LOCK_FILE, is_internal};
+use crate::replica::layout::{IGNORE_FILE, INDEX_FILE, JOURNAL_FILE, LOCK_FILE, is_internal};
 use notify::EventKind;
 use notify::event::{AccessKind, AccessMode};
 use std::collections::BTreeSet;
@@ -126,7 +126,7 @@ pub(super) fn on_event(shared: &Shared, root: &Path, res: notify::Result<notify:
                     if rel.is_root() {
                         continue;
                     }
-                    if rel.as_str() == INDEX_FILE {
+                    if rel.as_str() == INDEX_FILE || rel.as_str() == JOURNAL_FILE {
                         inbox.index_touched = true;
                         any = true;
                         continue;

@@ -353,6 +353,7 @@ impl Loop {
                 && let Ok(Some(i)) = self.store.load_index_blocking()
             {
                 self.index = i;
+                crate::sys::release_free_memory();
                 self.disk_id = index_file_id(self.store.handle());
                 publish(&self.state, &self.index, inbox, &self.last_error);
             }
@@ -383,6 +384,7 @@ impl Loop {
     /// Applies one batch and puts back what was not written.
     fn apply(&mut self, batch: &Batch, stopping: bool) -> Flow {
         let outcome = apply_locked(&self.store, &mut self.index, batch, &mut self.disk_id);
+        crate::sys::release_free_memory();
         if let Ok(Applied::Done { stats, .. }) = &outcome {
             let scopes = apply::scopes_of(batch);
             self.shared.left_out().update(scopes.as_deref(), stats);

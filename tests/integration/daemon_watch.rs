@@ -192,8 +192,8 @@ fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
             .contains_key("while-locked.txt"),
         "the index was written while locked"
     );
-    let mut idx =
-        filesync::index::from_json_slice(&std::fs::read(root.join(".sync")).unwrap()).unwrap();
+    // As a sync does: the whole index (snapshot and journal) written as a new `.sync`.
+    let mut idx = load_index(&root).unwrap();
     idx.peers.insert(
         filesync::index::ReplicaId(42),
         filesync::index::PeerRecord {
@@ -204,11 +204,11 @@ fn changes_wait_for_the_lock_and_apply_to_the_index_the_sync_wrote() {
         },
     );
     std::fs::write(root.join(".sync"), filesync::index::to_json_vec(&idx)).unwrap();
+    let _ = std::fs::remove_file(root.join(".sync.journal"));
     std::fs::remove_file(root.join(".sync.lock")).unwrap();
 
     wait_index_matches(&sb, &root, Duration::from_secs(10)).unwrap();
-    let idx =
-        filesync::index::from_json_slice(&std::fs::read(root.join(".sync")).unwrap()).unwrap();
+    let idx = load_index(&root).unwrap();
     assert!(
         idx.peers.values().any(|p| p.name == "the-sync"),
         "the update was applied to a stale index"

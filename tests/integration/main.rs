@@ -38,6 +38,7 @@ mod daemon_stop;
 mod daemon_watch;
 mod history;
 mod hub_phone;
+mod index_journal;
 mod pairing;
 mod remote;
 mod server_abuse;

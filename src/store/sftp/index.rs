@@ -1,12 +1,13 @@
-//! The remote `.sync`: loaded (or brought up to date by our server), staged and committed,
-//! and not uploaded when nothing in it changed.
+//! The remote `.sync`: loaded with its journal (or brought up to date by our server first),
+//! staged and committed (the journal then removed), and not uploaded when nothing in it
+//! changed.
 
 use super::wire::status_ok;
 use super::{Links, REQUEST_TIMEOUT_SECS, SftpStore, walk};
-use crate::index::{ContentHash, Index, ReplicaId, from_json_slice, to_json_vec};
+use crate::index::{ContentHash, Index, ReplicaId, journal, to_json_vec};
 use crate::proto::ext;
 use crate::relpath::RelPath;
-use crate::replica::layout::INDEX_FILE;
+use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE};
 use crate::scan::ScanStats;
 use crate::store::{Current, StagedIndex, StoreError};
 use russh_sftp::protocol::Packet;
@@ -45,15 +46,23 @@ impl SftpStore {
         self.s.join(INDEX_FILE)
     }
 
-    /// The remote `.sync` and its entries digest; `None` when there is none.
+    /// The remote `.sync` with its journal applied (see `index::journal`) and its entries
+    /// digest; `None` when there is no `.sync`.
     pub(super) async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
         let path = self.index_path();
-        let Some(bytes) = self.s.read_all(&path).await? else {
+        let journal_path = self.s.join(JOURNAL_FILE);
+        let (bytes, journal) = tokio::join!(self.s.read_all(&path), self.s.read_all(&journal_path));
+        let Some(bytes) = bytes? else {
             return Ok(None);
         };
+        let journal = journal?.unwrap_or_default();
+        let host = self.s.host.clone();
         // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
         let parsed = tokio::task::spawn_blocking(move || {
-            let idx = from_json_slice(&bytes)?;
+            let (idx, replay, _) = journal::load(bytes, &journal)?;
+            if let Some(t) = replay.trouble() {
+                tracing::warn!("{host}:{journal_path}: {t}");
+            }
             let digest = idx.entries_digest();
             Ok::<_, crate::index::FormatError>((idx, digest))
         })
@@ -107,6 +116,13 @@ impl SftpStore {
         }
         self.s.made.done(&tmp);
         self.s.make_rename_durable(&path).await;
+        // The new `.sync` holds the journal's changes. Left behind (this fails, or we are
+        // cut off first), it names the old `.sync`, and every reader ignores it.
+        let _ = self
+            .s
+            .raw()
+            .remove(self.s.join(JOURNAL_FILE).as_str())
+            .await;
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = staged;

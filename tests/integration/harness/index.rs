@@ -2,7 +2,7 @@
 //! daemon's index has caught up with what `filesync index` makes of the folder from scratch.
 
 use super::Sandbox;
-use filesync::index::{Kind, from_json_slice};
+use filesync::index::{Index, Kind};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,9 +11,17 @@ use std::time::{Duration, Instant};
 /// the one first seen), files by size, hash and mtime.
 pub type Live = BTreeMap<String, (Kind, u64, Option<String>, Option<(i64, u32)>)>;
 
+/// The index of the folder `root` as filesync loads it: `.sync` and its journal.
+pub fn load_index(root: &Path) -> Option<Index> {
+    let snapshot = std::fs::read(root.join(".sync")).ok()?;
+    let journal = std::fs::read(root.join(".sync.journal")).unwrap_or_default();
+    filesync::index::journal::load(snapshot, &journal)
+        .ok()
+        .map(|(idx, _, _)| idx)
+}
+
 pub fn live_entries(root: &Path) -> Option<Live> {
-    let bytes = std::fs::read(root.join(".sync")).ok()?;
-    let idx = from_json_slice(&bytes).ok()?;
+    let idx = load_index(root)?;
     Some(
         idx.live()
             .map(|(p, e)| {
@@ -34,8 +42,7 @@ pub fn live_entries(root: &Path) -> Option<Live> {
 
 /// The version counters of every entry, by path.
 pub fn counters(root: &Path) -> BTreeMap<String, u64> {
-    let bytes = std::fs::read(root.join(".sync")).expect("read .sync");
-    let idx = from_json_slice(&bytes).expect("parse .sync");
+    let idx = load_index(root).expect("read and parse .sync");
     idx.entries
         .iter()
         .map(|(p, e)| (p.to_string(), e.vv.iter().map(|(_, n)| n).sum()))

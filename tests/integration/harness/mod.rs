@@ -14,7 +14,7 @@ mod sshd;
 
 pub use folder::Folder;
 pub use hub::{Hub, HubKind};
-pub use index::{counters, live_entries, wait_index_matches};
+pub use index::{counters, live_entries, load_index, wait_index_matches};
 pub use mitm::Mitm;
 pub use netns::Netns;
 pub use pair::{Pair, Remote};
