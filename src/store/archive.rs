@@ -90,7 +90,7 @@ fn walk_trash(root: &Root) -> Result<Vec<TrashFile>, StoreError> {
                     slot: p,
                     size: st.st_size as u64,
                     mtime: MTime::new(st.st_mtime, (st.st_mtime_nsec as u32).min(999_999_999)),
-                    mode: Some(st.st_mode & 0o777),
+                    mode: Some(crate::replica::root::st_mode(&st) & 0o777),
                 }),
                 _ => {}
             }
