@@ -60,11 +60,13 @@ pub(super) async fn fetch<H: Store, T: Store>(
             tracing::debug!(path = %p, sent, size = source.size, "fetched by delta");
             Some(Ok(o))
         }
-        Err(e @ StoreError::NoDelta { .. }) => {
+        // A delta is only a shortcut: whatever stops it (a refused or slow copy, a hash the
+        // receiver cannot take, the end of the upload), the whole file still goes, and meets
+        // any lasting trouble there.
+        Err(e) => {
             tracing::info!("{e}; sending all of it");
             None
         }
-        Err(e) => Some(Err(e)),
     }
 }
 

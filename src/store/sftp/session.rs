@@ -30,7 +30,9 @@ pub(crate) struct Sftp {
     pub(super) fsync: bool,
     pub(super) index_refresh: bool,
     /// `copy-data`: ranges copied between two open files on the server (delta uploads).
-    pub(super) copy_data: bool,
+    /// Turned off for the session when the server refuses it (OpenSSH advertises it even
+    /// when `sftp-server -P copy-data` denies it).
+    pub(super) copy_data: std::sync::atomic::AtomicBool,
     /// `blake3@filesync` (our server): a file's hash asked of the server.
     pub(super) blake3: bool,
     /// Our own server's batch extensions (`batch`).
