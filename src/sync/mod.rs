@@ -172,6 +172,7 @@ async fn sync_locked<L: Store, R: Store>(
     .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     commit::cleanup(left, right, done, opts.trash_days).await;
+    delta::prune(left, right, &li, &ri).await;
     Ok(report)
 }
 

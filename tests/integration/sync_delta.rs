@@ -14,11 +14,14 @@ on_backends!([serve, sshd](
     delta_old_version_changed_behind_the_index,
     delta_far_old_version_changed_behind_the_index,
     delta_sync_killed_half_way_tears_nothing,
+    delta_lists_of_content_gone_are_pruned,
 ));
 
 mod sshd_only {
     use super::delta_upload_with_copy_data_denied_sends_the_whole_file;
-    on_backends!([sshd](delta_upload_with_copy_data_denied_sends_the_whole_file,));
+    on_backends!([sshd](
+        delta_upload_with_copy_data_denied_sends_the_whole_file,
+    ));
 }
 
 const SIZE: usize = 4 << 20;
@@ -184,15 +187,59 @@ fn delta_upload_with_copy_data_denied_sends_the_whole_file(p: &mut Pair) {
     }
     let r = p
         .sync_cmd()
-        .env("RUST_LOG", "warn,filesync::sync::delta=debug,filesync::store=info")
+        .env(
+            "RUST_LOG",
+            "warn,filesync::sync::delta=debug,filesync::store=info",
+        )
         .output();
     assert!(r.status.success(), "sync failed: {r}");
     assert!(!r.stderr.contains("fetched by delta"), "a delta went: {r}");
     let refused = r.stderr.matches("refuses copy-data").count();
-    assert!(refused <= 1, "copy-data asked for again after a refusal: {r}");
+    assert!(
+        refused <= 1,
+        "copy-data asked for again after a refusal: {r}"
+    );
     for ((name, new), old) in ["d1.bin", "d2.bin"].iter().zip(&news).zip(&olds) {
         assert!(p.b.read(name) == *new, "{name} is not byte-exact");
         assert!(p.b.trash_contents().contains(old));
+    }
+    p.assert_same();
+}
+
+/// The names in `.sync-chunks/` of a folder.
+fn chunk_names(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join(".sync-chunks"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A big file replaced by unrelated content: after the sync each side's `.sync-chunks/`
+/// holds the new version's list only; a temp left there (a writer killed) is gone too.
+fn delta_lists_of_content_gone_are_pruned(p: &mut Pair) {
+    let old = start(p, "gone.bin", 50);
+    let hex = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    for root in [p.a.p(""), p.b.p("")] {
+        assert!(
+            chunk_names(&root).contains(&hex(&old)),
+            "no list of the old version"
+        );
+        std::fs::write(
+            root.join(".sync-chunks/.0123.sync-tmp.0123456789abcdef"),
+            b"half",
+        )
+        .expect("plant a temp");
+    }
+    let new = pattern(SIZE, 51);
+    p.a.write("gone.bin", &new);
+    p.sync();
+    assert!(p.b.read("gone.bin") == new);
+    for root in [p.a.p(""), p.b.p("")] {
+        assert_eq!(chunk_names(&root), vec![hex(&new)], "in {}", root.display());
     }
     p.assert_same();
 }

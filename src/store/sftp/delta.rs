@@ -3,13 +3,15 @@
 //! `copy-data` (OpenSSH's extension, which our server speaks too): the old version's chunks
 //! copied into the temp there, only the new bytes sent.
 
+use super::walk;
 use super::wire::{is_status, put_str, sftp_time};
 use super::xfer::{self, Started, Writes, started};
 use super::{REQUEST_TIMEOUT_SECS, SftpError, SftpStore};
-use crate::delta::{ChunkList, Piece, Plan, list_name};
+use crate::delta::{ChunkList, MOST_LIST_BYTES, Piece, Plan, list_name};
 use crate::index::{ContentHash, Kind, MTime};
 use crate::proto::ext;
 use crate::relpath::RelPath;
+use crate::replica::chunks;
 use crate::replica::layout::CHUNKS_DIR;
 use crate::scan::Observed;
 use crate::store::{Put, Seen, StoreError};
@@ -17,6 +19,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, Status, StatusCode};
+use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,7 +37,11 @@ impl SftpStore {
     }
 
     pub(super) async fn chunks_async(&self, h: &ContentHash) -> Option<ChunkList> {
-        let bytes = self.s.read_all(&self.chunks_path(h)).await.ok()??;
+        let bytes = self
+            .s
+            .read_all_at_most(&self.chunks_path(h), MOST_LIST_BYTES)
+            .await
+            .ok()??;
         ChunkList::decode(&bytes)
     }
 
@@ -42,6 +49,28 @@ impl SftpStore {
         if let Err(e) = self.s.keep_list(h, list).await {
             tracing::debug!("cannot keep the chunk list of {}: {e}", list_name(h));
         }
+    }
+
+    pub(super) async fn prune_chunks_async(&self, keep: &HashSet<ContentHash>) {
+        let s = &self.s;
+        let dir = s.join(CHUNKS_DIR);
+        // Not through a link: only our own folder's files are ours to delete.
+        match s.lstat(&dir).await {
+            Ok(Some(a)) if a.file_type().is_dir() => {}
+            _ => return,
+        }
+        let Ok(files) = walk::list(s, &dir).await else {
+            return;
+        };
+        let gone = files
+            .into_iter()
+            .filter(|f| chunks::stale(&f.filename, keep))
+            .map(|f| format!("{dir}/{}", f.filename));
+        futures::stream::iter(gone)
+            .for_each_concurrent(DEPTH, |path| async move {
+                let _ = s.raw().remove(path.as_str()).await;
+            })
+            .await;
     }
 
     pub(super) async fn read_ranges_async(
@@ -167,7 +196,11 @@ impl SftpStore {
     async fn hash_of(&self, raw: &RawSftpSession, path: &str) -> Option<ContentHash> {
         if !self.s.blake3 {
             let (h, read, _) = xfer::hash_remote(&self.s, path, 0).await.ok()?;
-            tracing::debug!(path, read_back = read, "read a delta's result back to check it");
+            tracing::debug!(
+                path,
+                read_back = read,
+                "read a delta's result back to check it"
+            );
             return Some(h);
         }
         let h = raw
@@ -395,4 +428,56 @@ async fn read_exact(
         out.extend_from_slice(&got);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(from: u64, len: u32) -> Piece {
+        Piece::Copy {
+            from,
+            len,
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn runs_keep_to_the_write_length_and_the_copy_cap() {
+        let chunk = 512 * 1024u32;
+        let mut pieces: Vec<Piece> = (0..200u64)
+            .map(|i| copy(i * u64::from(chunk), chunk))
+            .collect();
+        pieces.push(Piece::Send {
+            at: 200 * u64::from(chunk),
+            len: 100_000,
+        });
+        let out = runs(&Plan { pieces }, 32 * 1024);
+        let mut at = 0;
+        for (where_, run) in &out {
+            assert_eq!(*where_, at, "runs leave a gap or overlap");
+            at += match run {
+                Run::Copy { len, .. } => {
+                    assert!(*len <= COPY_MOST);
+                    len
+                }
+                Run::Send { len } => {
+                    assert!(*len <= 32 * 1024);
+                    len
+                }
+            };
+        }
+        assert_eq!(at, 200 * u64::from(chunk) + 100_000);
+        let copies = out
+            .iter()
+            .filter(|(_, r)| matches!(r, Run::Copy { .. }))
+            .count();
+        // 100 MiB of adjacent chunks: two copies, not one, not 200.
+        assert_eq!(copies, 2);
+        let sends = out
+            .iter()
+            .filter(|(_, r)| matches!(r, Run::Send { .. }))
+            .count();
+        assert_eq!(sends, 4);
+    }
 }

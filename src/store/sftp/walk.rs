@@ -20,7 +20,7 @@ const LIST_DEPTH: usize = 64;
 const HASH_DEPTH: usize = 8;
 
 /// Lists a whole remote folder.
-async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
+pub(super) async fn list(s: &Sftp, path: &str) -> Result<Vec<File>, SftpError> {
     let raw = s.raw();
     let h = raw.opendir(path).await?.handle;
     let mut out = Vec::new();
