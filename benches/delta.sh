@@ -6,8 +6,10 @@
 #   insert     100 KiB inserted at the start here, synced up
 # to our hub (`filesync daemon`, its watcher keeping the far chunk lists) and to a plain
 # OpenSSH sshd (nothing installed there), each behind a loopback relay that counts the bytes
-# both ways; rsync runs over the same relay in front of the same sshd. Prints seconds,
-# bytes on the wire as a share of the file, and time relative to rsync.
+# both ways; rsync runs over the same relay in front of the same sshd. OpenSSH cannot hash
+# a file: a delta upload there reads its result back to check it before the rename, and
+# the far scan reads a changed file to hash it, so either way its wire holds the file once.
+# Prints seconds, bytes on the wire as a share of the file, and time relative to rsync.
 # usage: benches/delta.sh   (BENCH_DELTA_MB, BENCH_BIN)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

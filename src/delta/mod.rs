@@ -19,7 +19,21 @@ const WINDOW: usize = 4 << 20;
 
 /// What a list's encoding starts with.
 const MAGIC: &[u8; 4] = b"FSC1";
+const HEAD: usize = 4 + 8 + 4;
 const ENTRY: usize = 4 + 32;
+/// The biggest file a list is kept of (its list is some 75 MB), and so the longest list:
+/// anything longer is damaged.
+const MOST_FILE: u64 = 64 << 30;
+/// The most bytes a sound list takes (of a `MOST_FILE`-byte file).
+pub const MOST_LIST_BYTES: u64 = HEAD as u64 + most_chunks(MOST_FILE) * ENTRY as u64;
+// Loads read up to this much into memory.
+const _: () = assert!(MOST_LIST_BYTES < 100 << 20);
+
+/// The most chunks a file of `size` bytes is cut into: all but the last are `MIN_CHUNK` or
+/// longer.
+const fn most_chunks(size: u64) -> u64 {
+    size / MIN_CHUNK as u64 + 1
+}
 
 /// One chunk of a file: where it starts, how long it is, its BLAKE3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +76,10 @@ impl ChunkList {
         let size = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
         let count = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
         let body = rest.get(12..)?;
-        if body.len() != count.checked_mul(ENTRY)? {
+        if size > MOST_FILE
+            || count as u64 > most_chunks(size)
+            || body.len() != count.checked_mul(ENTRY)?
+        {
             return None;
         }
         let mut offset = 0u64;
@@ -77,7 +94,8 @@ impl ChunkList {
             })
             .collect();
         let list = ChunkList { chunks };
-        (list.size() == size && list.chunks.iter().all(|c| c.len > 0)).then_some(list)
+        let lens_ok = list.chunks.iter().all(|c| (1..=MAX_CHUNK).contains(&c.len));
+        (lens_ok && list.size() == size).then_some(list)
     }
 }
 
@@ -116,7 +134,7 @@ impl Chunker {
     /// For a file expected to hold `size` bytes: cuts only one big enough to keep a list of.
     pub fn for_size(size: u64) -> Self {
         Chunker {
-            cutting: size >= DELTA_MIN,
+            cutting: (DELTA_MIN..=MOST_FILE).contains(&size),
             ..Chunker::default()
         }
     }
@@ -163,7 +181,7 @@ impl Chunker {
         let list = ChunkList {
             chunks: self.chunks,
         };
-        let keep = self.cutting && self.total >= DELTA_MIN;
+        let keep = self.cutting && (DELTA_MIN..=MOST_FILE).contains(&self.total);
         (hash, self.total, keep.then_some(list))
     }
 

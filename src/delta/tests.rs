@@ -120,6 +120,47 @@ struct Edit {
     seed: u64,
 }
 
+/// A list of `lens` as `encode` writes it, whatever the lengths.
+fn encoded(lens: &[u32]) -> Vec<u8> {
+    let mut offset = 0u64;
+    let chunks = lens
+        .iter()
+        .map(|&len| {
+            let c = Chunk {
+                offset,
+                len,
+                hash: [7; 32],
+            };
+            offset += u64::from(len);
+            c
+        })
+        .collect();
+    ChunkList { chunks }.encode()
+}
+
+#[test]
+fn a_list_with_impossible_chunks_is_refused() {
+    assert!(ChunkList::decode(&encoded(&[MAX_CHUNK, 1])).is_some());
+    // One chunk too long: a receiver would hold it whole in memory.
+    assert!(ChunkList::decode(&encoded(&[MAX_CHUNK + 1])).is_none());
+    assert!(ChunkList::decode(&encoded(&[u32::MAX, 5])).is_none());
+    // More chunks than the size allows (all but the last are at least MIN_CHUNK).
+    let tiny = vec![1u32; 3];
+    assert!(ChunkList::decode(&encoded(&tiny)).is_none());
+    // A count that promises more than the body holds, or a body cut short.
+    let mut b = encoded(&[MIN_CHUNK, MIN_CHUNK]);
+    b[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(ChunkList::decode(&b).is_none());
+    let b = encoded(&[MIN_CHUNK, MIN_CHUNK]);
+    assert!(ChunkList::decode(&b[..b.len() - 1]).is_none());
+}
+
+#[test]
+fn a_list_of_minimal_chunks_is_sound() {
+    let b = encoded(&vec![MIN_CHUNK; 4096]);
+    assert!(ChunkList::decode(&b).is_some());
+}
+
 fn edit() -> impl Strategy<Value = Edit> {
     (0.0..=1.0f64, 0usize..300_000, 0usize..300_000, any::<u64>())
         .prop_map(|(at, del, ins, seed)| Edit { at, del, ins, seed })

@@ -815,6 +815,10 @@ impl Store for LocalStore {
         self.keep_chunks_async(hash, list).await
     }
 
+    async fn prune_chunks(&self, keep: &HashSet<ContentHash>) {
+        self.prune_chunks_async(keep).await
+    }
+
     async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         self.read_ranges_async(p, ranges).await
     }

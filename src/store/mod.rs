@@ -177,6 +177,12 @@ pub trait Store: Send + Sync {
     fn chunks(&self, hash: &ContentHash) -> impl Future<Output = Option<ChunkList>> + Send;
     /// Keeps `list` as the chunk list of content `hash`. Best effort.
     fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) -> impl Future<Output = ()> + Send;
+    /// Removes the chunk lists of content not in `keep`, and temps left among them. Best
+    /// effort.
+    fn prune_chunks(
+        &self,
+        keep: &std::collections::HashSet<ContentHash>,
+    ) -> impl Future<Output = ()> + Send;
     /// The bytes of `ranges` (offset, length) of the file at `p`, one range after another:
     /// what a delta transfer sends (`delta::Plan::sent_ranges`), small next to the file.
     fn read_ranges(
@@ -288,6 +294,9 @@ impl Store for AnyStore {
     }
     async fn keep_chunks(&self, hash: &ContentHash, list: &ChunkList) {
         each!(self, s => s.keep_chunks(hash, list).await)
+    }
+    async fn prune_chunks(&self, keep: &std::collections::HashSet<ContentHash>) {
+        each!(self, s => s.prune_chunks(keep).await)
     }
     async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         each!(self, s => s.read_ranges(p, ranges).await)

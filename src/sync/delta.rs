@@ -5,10 +5,11 @@
 //! the whole file goes, as for a small one.
 
 use crate::delta::{self, DELTA_MIN};
-use crate::index::Entry;
+use crate::index::{ContentHash, Entry, Index};
 use crate::relpath::RelPath;
 use crate::scan::Observed;
 use crate::store::{Put, Seen, Store, StoreError};
+use std::collections::HashSet;
 
 /// A delta sends at most this share of a file; past it the whole file goes (an unrelated
 /// replacement, say).
@@ -60,11 +61,13 @@ pub(super) async fn fetch<H: Store, T: Store>(
             tracing::debug!(path = %p, sent, size = source.size, "fetched by delta");
             Some(Ok(o))
         }
-        Err(e @ StoreError::NoDelta { .. }) => {
+        // A delta is only a shortcut: whatever stops it (a refused or slow copy, a hash the
+        // receiver cannot take, the end of the upload), the whole file still goes, and meets
+        // any lasting trouble there.
+        Err(e) => {
             tracing::info!("{e}; sending all of it");
             None
         }
-        Err(e) => Some(Err(e)),
     }
 }
 
@@ -79,4 +82,15 @@ pub(super) async fn carry_list<H: Store, T: Store>(here: &H, there: &T, source: 
     {
         here.keep_chunks(&h, &list).await;
     }
+}
+
+/// Drops from both sides' `.sync-chunks/` the lists of content neither index holds (nothing
+/// builds on them or sends them any more), and temps left there.
+pub(super) async fn prune<L: Store, R: Store>(left: &L, right: &R, li: &Index, ri: &Index) {
+    let keep: HashSet<ContentHash> = li
+        .live()
+        .chain(ri.live())
+        .filter_map(|(_, e)| e.hash)
+        .collect();
+    tokio::join!(left.prune_chunks(&keep), right.prune_chunks(&keep));
 }

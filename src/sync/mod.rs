@@ -175,6 +175,7 @@ async fn sync_locked<L: Archive, R: Archive>(
         keep_history(left, &li, &ll, opts),
         keep_history(right, &ri, &rl, opts)
     );
+    delta::prune(left, right, &li, &ri).await;
     Ok(report)
 }
 

@@ -12,14 +12,16 @@ on_backends!([serve, sshd](
     delta_insert_at_the_start,
     delta_unrelated_replacement_sends_the_whole_file,
     delta_old_version_changed_behind_the_index,
+    delta_far_old_version_changed_behind_the_index,
     delta_sync_killed_half_way_tears_nothing,
+    delta_lists_of_content_gone_are_pruned,
 ));
 
-// OpenSSH cannot say what a file holds without sending it: there, a far version rewritten
-// with its size and mtime kept is as invisible to a delta as to the scan.
-mod hub_only {
-    use super::delta_far_old_version_changed_behind_the_index;
-    on_backends!([serve](delta_far_old_version_changed_behind_the_index,));
+mod sshd_only {
+    use super::delta_upload_with_copy_data_denied_sends_the_whole_file;
+    on_backends!([sshd](
+        delta_upload_with_copy_data_denied_sends_the_whole_file,
+    ));
 }
 
 const SIZE: usize = 4 << 20;
@@ -148,8 +150,8 @@ fn delta_old_version_changed_behind_the_index(p: &mut Pair) {
 }
 
 /// The far old version is rewritten with its size and mtime kept: the upload's delta copies
-/// bytes that are not the old version, which our server's hash of the result shows, and the
-/// whole file goes.
+/// bytes that are not the old version, which the result's hash shows (our server's, or read
+/// back from OpenSSH), and the whole file goes.
 fn delta_far_old_version_changed_behind_the_index(p: &mut Pair) {
     let old = start(p, "far.bin", 17);
     let changed = edited(&old, 1 << 20, 4096, 18);
@@ -166,6 +168,79 @@ fn delta_far_old_version_changed_behind_the_index(p: &mut Pair) {
     );
     assert!(p.b.read("far.bin") == new, "not the new version");
     assert!(p.b.trash_contents().contains(&changed));
+    p.assert_same();
+}
+
+/// An OpenSSH that denies `copy-data` (`sftp-server -P copy-data`): the uploads go whole and
+/// exact. Where it still offers the extension, the first refusal turns it off for the
+/// session, so it is refused at most once.
+fn delta_upload_with_copy_data_denied_sends_the_whole_file(p: &mut Pair) {
+    let olds = [start(p, "d1.bin", 40), start(p, "d2.bin", 41)];
+    p.sshd_mut().restart_sftp_flags("-P copy-data");
+    let news = [
+        edited(&olds[0], 1 << 20, 4096, 42),
+        edited(&olds[1], 2 << 20, 4096, 43),
+    ];
+    for (name, new) in ["d1.bin", "d2.bin"].iter().zip(&news) {
+        p.a.write(name, new);
+        p.a.set_mtime_offset(name, -9);
+    }
+    let r = p
+        .sync_cmd()
+        .env(
+            "RUST_LOG",
+            "warn,filesync::sync::delta=debug,filesync::store=info",
+        )
+        .output();
+    assert!(r.status.success(), "sync failed: {r}");
+    assert!(!r.stderr.contains("fetched by delta"), "a delta went: {r}");
+    let refused = r.stderr.matches("refuses copy-data").count();
+    assert!(
+        refused <= 1,
+        "copy-data asked for again after a refusal: {r}"
+    );
+    for ((name, new), old) in ["d1.bin", "d2.bin"].iter().zip(&news).zip(&olds) {
+        assert!(p.b.read(name) == *new, "{name} is not byte-exact");
+        assert!(p.b.trash_contents().contains(old));
+    }
+    p.assert_same();
+}
+
+/// The names in `.sync-chunks/` of a folder.
+fn chunk_names(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join(".sync-chunks"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A big file replaced by unrelated content: after the sync each side's `.sync-chunks/`
+/// holds the new version's list only; a temp left there (a writer killed) is gone too.
+fn delta_lists_of_content_gone_are_pruned(p: &mut Pair) {
+    let old = start(p, "gone.bin", 50);
+    let hex = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    for root in [p.a.p(""), p.b.p("")] {
+        assert!(
+            chunk_names(&root).contains(&hex(&old)),
+            "no list of the old version"
+        );
+        std::fs::write(
+            root.join(".sync-chunks/.0123.sync-tmp.0123456789abcdef"),
+            b"half",
+        )
+        .expect("plant a temp");
+    }
+    let new = pattern(SIZE, 51);
+    p.a.write("gone.bin", &new);
+    p.sync();
+    assert!(p.b.read("gone.bin") == new);
+    for root in [p.a.p(""), p.b.p("")] {
+        assert_eq!(chunk_names(&root), vec![hex(&new)], "in {}", root.display());
+    }
     p.assert_same();
 }
 

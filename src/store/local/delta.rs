@@ -28,6 +28,15 @@ impl LocalStore {
         .await;
     }
 
+    pub(super) async fn prune_chunks_async(&self, keep: &HashSet<ContentHash>) {
+        let (root, keep) = (self.root.clone(), keep.clone());
+        let _ = blocking(move || {
+            chunks::prune(&root, &keep);
+            Ok(())
+        })
+        .await;
+    }
+
     pub(super) async fn read_ranges_async(
         &self,
         p: &RelPath,

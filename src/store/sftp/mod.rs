@@ -289,6 +289,15 @@ impl Store for SftpStore {
             .await;
     }
 
+    async fn prune_chunks(&self, keep: &std::collections::HashSet<ContentHash>) {
+        let _ = self
+            .guard(async {
+                self.prune_chunks_async(keep).await;
+                Ok(())
+            })
+            .await;
+    }
+
     async fn read_ranges(&self, p: &RelPath, ranges: &[(u64, u64)]) -> Result<Vec<u8>, StoreError> {
         self.guard(self.read_ranges_async(p, ranges)).await
     }

@@ -43,7 +43,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         hardlink: ext(ext::HARDLINK),
         fsync: ext(ext::FSYNC),
         index_refresh: ext(ext::INDEX_REFRESH),
-        copy_data: ext(ext::COPY_DATA),
+        copy_data: std::sync::atomic::AtomicBool::new(ext(ext::COPY_DATA)),
         blake3: ext(ext::BLAKE3),
         batch: ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
         read_len,
@@ -52,7 +52,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     };
     tracing::debug!(
         root = %s.root, read_len, write_len, posix_rename = s.posix_rename,
-        index_refresh = s.index_refresh, copy_data = s.copy_data, channels = s.sessions.len(), "SFTP session open"
+        index_refresh = s.index_refresh, copy_data = ext(ext::COPY_DATA), channels = s.sessions.len(), "SFTP session open"
     );
     Ok(SftpStore {
         s: Arc::new(s),

@@ -30,7 +30,9 @@ pub(crate) struct Sftp {
     pub(super) fsync: bool,
     pub(super) index_refresh: bool,
     /// `copy-data`: ranges copied between two open files on the server (delta uploads).
-    pub(super) copy_data: bool,
+    /// Turned off for the session when the server refuses it (OpenSSH advertises it even
+    /// when `sftp-server -P copy-data` denies it).
+    pub(super) copy_data: std::sync::atomic::AtomicBool,
     /// `blake3@filesync` (our server): a file's hash asked of the server.
     pub(super) blake3: bool,
     /// Our own server's batch extensions (`batch`).
@@ -229,6 +231,16 @@ impl Sftp {
 
     /// Reads a whole (small) file, `None` when it does not exist.
     pub(super) async fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_all_at_most(path, u64::MAX).await
+    }
+
+    /// `read_all`, stopping once more than `most` bytes came: a file that big is not what
+    /// the caller reads (which sees it by its length).
+    pub(super) async fn read_all_at_most(
+        &self,
+        path: &str,
+        most: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
         let mut r = match xfer::open_read(self, path, None).await {
             Ok(r) => r,
@@ -237,6 +249,9 @@ impl Sftp {
         };
         while let Some(chunk) = r.next_chunk().await {
             out.extend_from_slice(&chunk.map_err(|e| self.err("cannot read", path, e))?);
+            if out.len() as u64 > most {
+                break;
+            }
         }
         Ok(Some(out))
     }
