@@ -17,6 +17,7 @@ mod restore_tests;
 
 pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
+use crate::index::Index;
 use crate::plan::Side;
 use crate::replica::lock::LockInfo;
 use crate::store::{Archive, Current, Store, StoreError};
@@ -160,6 +161,20 @@ async fn sync_locked<L: Archive, R: Archive>(
     .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
     commit::cleanup(left, right, done, opts.trash_days).await;
+    after_commit(left, right, (&li, &ri), &report, opts, started).await;
+    Ok(report)
+}
+
+/// What follows a committed sync on both sides: each side's changes log and trash cap, and
+/// the chunk lists of content neither side holds any more.
+async fn after_commit<L: Archive, R: Archive>(
+    left: &L,
+    right: &R,
+    (li, ri): (&Index, &Index),
+    report: &SyncReport,
+    opts: &SyncOptions,
+    started: i64,
+) {
     let names = (
         li.name.as_deref().unwrap_or(&opts.left_name),
         ri.name.as_deref().unwrap_or(&opts.right_name),
@@ -169,14 +184,13 @@ async fn sync_locked<L: Archive, R: Archive>(
         done: crate::time::now_secs(),
         id: rand::random(),
     };
-    let ll = changes::lines(&report, Side::Left, names, run);
-    let rl = changes::lines(&report, Side::Right, names, run);
+    let ll = changes::lines(report, Side::Left, names, run);
+    let rl = changes::lines(report, Side::Right, names, run);
     tokio::join!(
-        keep_history(left, &li, &ll, opts),
-        keep_history(right, &ri, &rl, opts)
+        keep_history(left, li, &ll, opts),
+        keep_history(right, ri, &rl, opts)
     );
-    delta::prune(left, right, &li, &ri).await;
-    Ok(report)
+    delta::prune(left, right, li, ri).await;
 }
 
 /// Appends a side's lines to its changes log and, when the sync trashed something there,
