@@ -7,6 +7,7 @@
 use super::code::Code;
 use super::protocol::{
     DeviceRequest, Laptop, Offer, Outcome, SUBSYSTEM, ServeOffer, USER, Welcome, same_key,
+    valid_name,
 };
 use super::wire;
 use crate::config_edit::{ConfigDoc, EditError};
@@ -36,6 +37,8 @@ pub enum PairError {
     NotAHub { host: String },
     #[error("the hub refused: {0}")]
     Refused(String),
+    #[error("the hub's answer is unusable ({0}); nothing was changed here")]
+    BadWelcome(String),
     #[error(
         "refused: the server's host key ({0}) is not one the hub vouches for — someone is in between; nothing was changed"
     )]
@@ -166,6 +169,7 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
             Ok(r) => r?,
             Err(_) => return Err(PairError::Timeout { host: label }),
         };
+    let welcome = checked(welcome)?;
     if new_key {
         write_key(&key_file, &key)?;
     }
@@ -229,7 +233,7 @@ async fn exchange(
         Offer::Offer {
             spake, host_keys, ..
         } => (spake, host_keys),
-        Offer::Refused { reason } => return Err(PairError::Refused(reason)),
+        Offer::Refused { reason } => return Err(refused(&reason)),
     };
     let vouched = host_keys.iter().any(|k| same_key(k, &seen_line));
     let (sent, join) = laptop.join(&spake, &host_keys, &seen_line, device)?;
@@ -241,12 +245,41 @@ async fn exchange(
     }
     let welcome = match outcome? {
         Outcome::Welcome { mac, welcome } => sent.finish(&mac, &welcome)?,
-        Outcome::Refused { reason } => return Err(PairError::Refused(reason)),
+        Outcome::Refused { reason } => return Err(refused(&reason)),
     };
     let _ = handle
         .disconnect(russh::Disconnect::ByApplication, "", "en")
         .await;
     Ok((welcome, host_keys, seen))
+}
+
+/// A refusal as shown on the terminal: the hub's text is not authenticated, so no control
+/// characters (escape sequences) and not more than a few lines' worth.
+fn refused(reason: &str) -> PairError {
+    PairError::Refused(
+        reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(400)
+            .collect(),
+    )
+}
+
+/// The welcome's strings, checked before any goes into a file name, URL, config key or
+/// authorized_keys line; the hub's client key re-rendered from its parse.
+fn checked(mut welcome: Welcome) -> Result<Welcome, PairError> {
+    for (what, name) in [("hub name", &welcome.hub), ("device name", &welcome.device)] {
+        if !valid_name(name) {
+            let shown: String = name.chars().filter(|c| !c.is_control()).take(80).collect();
+            return Err(PairError::BadWelcome(format!("{what} {shown:?}")));
+        }
+    }
+    if let Some(k) = &welcome.client_key {
+        let key = PublicKey::from_openssh(k)
+            .map_err(|e| PairError::BadWelcome(format!("its client key: {e}")))?;
+        welcome.client_key = Some(super::protocol::public_line(&key));
+    }
+    Ok(welcome)
 }
 
 fn write_key(path: &Path, key: &PrivateKey) -> Result<(), PairError> {
@@ -354,4 +387,45 @@ fn add_line(path: &Path, line: &str) -> Result<(), PairError> {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     std::fs::write(path, text).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq";
+
+    fn welcome(device: &str, hub: &str, key: Option<&str>) -> Welcome {
+        Welcome {
+            device: device.into(),
+            hub: hub.into(),
+            client_key: key.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_hubs_strings_are_checked_before_use() {
+        let w = checked(welcome("laptop", "hub", Some(&format!("{ED} hub")))).unwrap();
+        assert_eq!(w.client_key.as_deref(), Some(ED));
+        for (device, hub) in [
+            ("laptop", "hub\nssh-ed25519 AAAA evil"),
+            ("x@evil.example", "hub"),
+            ("a/b", "hub"),
+            ("laptop", ""),
+        ] {
+            let e = checked(welcome(device, hub, None)).unwrap_err().to_string();
+            assert!(e.contains("unusable") && !e.contains('\n'), "{e}");
+        }
+        let forged = format!("{ED}\nssh-rsa AAAA other");
+        assert!(checked(welcome("laptop", "hub", Some(&forged))).is_err());
+        assert!(checked(welcome("laptop", "hub", Some("not a key"))).is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_shown_without_control_characters() {
+        let e = refused("wrong\u{1b}[2J code\r\n\u{7}").to_string();
+        assert_eq!(e, "the hub refused: wrong[2J code");
+        assert!(refused(&"x".repeat(10_000)).to_string().len() < 500);
+    }
 }
