@@ -59,6 +59,8 @@ pub enum PairError {
     },
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error("{0}; nothing was changed")]
+    Clash(String),
 }
 
 /// What `filesync pair HOST CODE` was asked to do.
@@ -153,6 +155,12 @@ pub fn key_path(config: &Path) -> PathBuf {
 
 /// Pairs with the hub; on any refusal nothing was written.
 pub async fn pair(req: Request) -> Result<Paired, PairError> {
+    // What would stop the writing afterwards stops the pairing before it starts.
+    let doc = ConfigDoc::open(&req.config)?;
+    preflight(&req, &doc)?;
+    if let Some(peer) = &req.peer {
+        peer_free(&req, &doc, peer)?;
+    }
     let key_file = key_path(&req.config);
     let (key, new_key) = laptop_key(&key_file)?;
     let device = DeviceRequest {
@@ -165,7 +173,7 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
     };
     let label = format!("{}:{}", req.host, req.port);
     let (welcome, host_keys, seen) =
-        match tokio::time::timeout(TIMEOUT, exchange(&req, &device)).await {
+        match tokio::time::timeout(TIMEOUT, exchange(&req, &doc, &device)).await {
             Ok(r) => r?,
             Err(_) => return Err(PairError::Timeout { host: label }),
         };
@@ -196,6 +204,7 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
 /// key this connection verified.
 async fn exchange(
     req: &Request,
+    doc: &ConfigDoc,
     device: &DeviceRequest,
 ) -> Result<(Welcome, Vec<String>, PublicKey), PairError> {
     let host = format!("{}:{}", req.host, req.port);
@@ -231,8 +240,16 @@ async fn exchange(
     wire::send(&mut stream, &hello).await?;
     let (spake, host_keys) = match wire::recv::<Offer>(&mut stream).await? {
         Offer::Offer {
-            spake, host_keys, ..
-        } => (spake, host_keys),
+            spake,
+            host_keys,
+            hub,
+        } => {
+            // Before the hub enrolls anything: the peer its name would take must be free.
+            if req.peer.is_none() && valid_name(&hub) {
+                peer_free(req, doc, &hub)?;
+            }
+            (spake, host_keys)
+        }
         Offer::Refused { reason } => return Err(refused(&reason)),
     };
     let vouched = host_keys.iter().any(|k| same_key(k, &seen_line));
@@ -251,6 +268,56 @@ async fn exchange(
         .disconnect(russh::Disconnect::ByApplication, "", "en")
         .await;
     Ok((welcome, host_keys, seen))
+}
+
+/// The config's `root` and `[server]` may only be kept or newly set, never changed behind
+/// the person's back.
+fn preflight(req: &Request, doc: &ConfigDoc) -> Result<(), PairError> {
+    let shown = req.config.display();
+    if let (Some(want), Some(have)) = (&req.root, doc.get_str("root")) {
+        let have = crate::config::expand_home(Path::new(&have));
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if abs(want) != abs(&have) {
+            return Err(PairError::Clash(format!(
+                "{shown} syncs root {} already; pass --root {} or change root there first",
+                have.display(),
+                have.display()
+            )));
+        }
+    }
+    if let (Some(want), Some(have)) = (&req.serve, doc.get_in(&["server", "listen"]))
+        && *want != have
+    {
+        return Err(PairError::Clash(format!(
+            "{shown} serves on {have} already ([server] listen); pass --serve {have}"
+        )));
+    }
+    Ok(())
+}
+
+/// `[peers.PEER]` is free, or points at this very hub (a pairing again).
+fn peer_free(req: &Request, doc: &ConfigDoc, peer: &str) -> Result<(), PairError> {
+    if !valid_name(peer) {
+        return Err(PairError::Clash(format!(
+            "{peer:?} is not a peer name: use letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    let Some(url) = doc.get_in(&["peers", peer, "url"]) else {
+        return Ok(());
+    };
+    let host = if req.host.contains(':') {
+        format!("[{}]", req.host)
+    } else {
+        req.host.clone()
+    };
+    let at = format!("@{host}:{}/", req.port);
+    if url.starts_with("sftp://") && url.ends_with(&at) {
+        return Ok(());
+    }
+    Err(PairError::Clash(format!(
+        "{} has [peers.{peer}] for {url} already; pass --peer OTHER_NAME",
+        req.config.display()
+    )))
 }
 
 /// A refusal as shown on the terminal: the hub's text is not authenticated, so no control
@@ -355,11 +422,17 @@ fn write_config(
         t["every"] = value(every.clone());
     }
     if let (Some(listen), Some(client_key)) = (&req.serve, &welcome.client_key) {
-        let ak = req.config.with_file_name("authorized_keys");
+        // The person's own authorized_keys stays theirs: the hub's key is added to it.
+        let ak = doc
+            .get_in(&["server", "authorized_keys"])
+            .map(|p| crate::config::expand_home(Path::new(&p)))
+            .unwrap_or_else(|| req.config.with_file_name("authorized_keys"));
         add_line(&ak, &format!("{client_key} {}", welcome.hub))?;
         let t = doc.table(&["server"])?;
         t["listen"] = value(listen.clone());
-        t["authorized_keys"] = value(ak.display().to_string());
+        if !t.contains_key("authorized_keys") {
+            t["authorized_keys"] = value(ak.display().to_string());
+        }
     }
     doc.save()?;
     Ok((url, root))

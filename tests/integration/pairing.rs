@@ -641,3 +641,38 @@ fn one_connection_gets_one_pairing() {
     );
     hub_untouched(&hub);
 }
+
+#[test]
+fn a_laptop_config_that_differs_is_refused_before_the_code_is_used() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let elsewhere = lap.folder("Elsewhere");
+    let other_hub = "[peers.hub]\nurl = \"sftp://laptop@10.0.0.9:2222/\"\n";
+    std::fs::write(
+        lap.config(),
+        format!("root = {:?}\n{other_hub}", elsewhere.path),
+    )
+    .unwrap();
+    pair(&lap, hub.port, &code, &root).one_line_error(&["--root", "nothing was changed"]);
+    hub_untouched(&hub);
+
+    std::fs::write(lap.config(), format!("root = {:?}\n{other_hub}", root.path)).unwrap();
+    pair(&lap, hub.port, &code, &root).one_line_error(&["[peers.hub]", "--peer"]);
+    hub_untouched(&hub);
+    assert!(!lap.path().join("id_ed25519").exists(), "key written");
+
+    // The same code still pairs, under the name asked for; the other hub's entry stays.
+    let o = lap
+        .filesync()
+        .args(["pair", &format!("127.0.0.1:{}", hub.port), &code])
+        .args(["--as", "laptop", "--peer", "pi"])
+        .output();
+    assert!(o.status.success(), "{o}");
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(config.contains(other_hub), "{config}");
+    assert!(config.contains("[peers.pi]"), "{config}");
+    lap.filesync().args(["sync", "pi"]).ok();
+}
