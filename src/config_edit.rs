@@ -57,6 +57,16 @@ impl ConfigDoc {
         self.doc.get(key)?.as_str().map(str::to_string)
     }
 
+    /// The string at `path` (`["peers", "pi", "url"]`), if set.
+    pub fn get_in(&self, path: &[&str]) -> Option<String> {
+        let (last, tables) = path.split_last()?;
+        let mut t = self.doc.as_table();
+        for key in tables {
+            t = t.get(key)?.as_table()?;
+        }
+        t.get(last)?.as_str().map(str::to_string)
+    }
+
     /// Sets a top-level key (before any table, where TOML needs it).
     pub fn set_str(&mut self, key: &str, v: &str) {
         self.doc[key] = value(v);

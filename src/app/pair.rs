@@ -29,6 +29,9 @@ pub struct PairArgs {
     /// This laptop's name on the hub (default: the host name).
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
+    /// The hub's peer name in this laptop's config (default: the hub's own name).
+    #[arg(long, value_name = "NAME")]
+    pub peer: Option<String>,
     /// The synced folder: on the hub, whose daemon to ask; on a laptop, the folder to sync
     /// (default: `root` from the config, else ~/Sync).
     #[arg(long, value_name = "DIR")]
@@ -83,7 +86,7 @@ pub fn run(cfg: &Config, config: Option<&Path>, args: PairArgs) -> Result<i32> {
         port,
         code,
         name: args.as_name.unwrap_or_else(|| cfg.replica_name()),
-        peer: None,
+        peer: args.peer,
         root: args.root,
         serve: args.serve,
         every: args.every,

@@ -52,6 +52,10 @@ pub enum ControlError {
     NotRunning(String),
     #[error("the daemon's control socket {path} refused this user: run it with sudo")]
     Denied { path: String },
+    #[error(
+        "the control socket {path} belongs to user id {uid}, not root nor the filesync service; not trusting it (remove it, and start the service)"
+    )]
+    Untrusted { path: String, uid: u32 },
     #[error("the daemon did not answer on {path}")]
     Io {
         path: String,
@@ -178,6 +182,56 @@ async fn handle(req: Request, control: &Arc<Control>) -> Response {
     }
 }
 
+/// The user id of the process at the other end of `conn`.
+fn peer_uid(conn: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: both out-pointers are valid.
+        if unsafe { libc::getpeereid(conn.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
+}
+
+/// Root, this user, or the service's user (`filesync`).
+fn trusted_uid(uid: u32) -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    if uid == 0 || uid == unsafe { libc::getuid() } {
+        return true;
+    }
+    // SAFETY: the name is NUL-terminated; the entry is read at once, before any other
+    // passwd call of this (single-threaded at this point) command.
+    let pw = unsafe { libc::getpwnam(c"filesync".as_ptr()) };
+    // SAFETY: a non-null entry is valid until the next passwd call.
+    !pw.is_null() && unsafe { (*pw).pw_uid } == uid
+}
+
 /// Sends `req` to the daemon serving `root` and returns its answer.
 pub fn ask(root: &Path, req: &Request) -> Result<Response, ControlError> {
     let name = socket_name(root);
@@ -200,6 +254,11 @@ pub fn ask(root: &Path, req: &Request) -> Result<Response, ControlError> {
             path: shown.clone(),
             source,
         };
+        // What it answers is trusted (a pairing code it made): only the service's own.
+        let uid = peer_uid(&conn).map_err(io)?;
+        if !trusted_uid(uid) {
+            return Err(ControlError::Untrusted { path: shown, uid });
+        }
         let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
         let body = serde_json::to_vec(req).map_err(|e| io(std::io::Error::other(e)))?;
         conn.write_all(&body).map_err(io)?;
@@ -220,5 +279,32 @@ pub fn ask(root: &Path, req: &Request) -> Result<Response, ControlError> {
             path: p.display().to_string(),
         }),
         None => Err(ControlError::NotRunning(root.display().to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_this_user_or_the_service_is_trusted_to_answer() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let me = unsafe { libc::getuid() };
+        assert_eq!(peer_uid(&a).unwrap(), me);
+        assert!(trusted_uid(0));
+        assert!(trusted_uid(me));
+        // An id no account here has (the test machine has no `filesync` user at that id).
+        assert!(!trusted_uid(4_000_000_000));
+    }
+
+    #[test]
+    fn root_never_looks_for_its_socket_in_tmp() {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let root = unsafe { libc::getuid() } == 0;
+        let in_tmp = crate::daemon::socket_dirs()
+            .iter()
+            .any(|d| d.starts_with(std::env::temp_dir()));
+        assert!(!(root && in_tmp));
     }
 }

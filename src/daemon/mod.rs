@@ -461,6 +461,9 @@ pub fn socket_dirs() -> Vec<PathBuf> {
     v.push(PathBuf::from("/run/filesync"));
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    v.push(std::env::temp_dir().join(format!("filesync-{uid}")));
+    // Anyone may make a folder in /tmp; root always has /run.
+    if uid != 0 {
+        v.push(std::env::temp_dir().join(format!("filesync-{uid}")));
+    }
     v
 }

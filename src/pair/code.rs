@@ -12,7 +12,8 @@ const ID_LEN: usize = 4;
 
 /// How long a code stays usable.
 pub const LIFETIME: Duration = Duration::from_secs(600);
-/// Wrong answers a code survives; the next one burns it.
+/// Tries a code allows: each lookup takes one (so concurrent guesses count too), only a
+/// success gives it back by using the code up.
 pub const MAX_WRONG: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,12 @@ impl Code {
         Ok(Code(out))
     }
 
+    /// Whether `id` could name a code: four Crockford characters as the laptop sends them
+    /// (checked before it is logged or looked up).
+    pub fn valid_id(id: &str) -> bool {
+        id.len() == ID_LEN && id.bytes().all(|b| ALPHABET.contains(&b))
+    }
+
     /// The part that tells the hub which of its codes is meant.
     pub fn id(&self) -> &str {
         &self.0[..ID_LEN]
@@ -85,7 +92,8 @@ pub struct Invitation {
     pub code: Code,
     pub terms: Terms,
     pub expires: Instant,
-    wrong: u32,
+    /// Tries taken so far (lookups not followed by a success).
+    tries: u32,
 }
 
 /// What became of a code someone asked for.
@@ -126,12 +134,23 @@ impl Invitations {
 
     /// A code made elsewhere (the boot partition's); replaces one of the same id.
     pub fn add(&mut self, code: Code, terms: Terms, expires: Instant) -> Invitation {
+        self.add_tried(code, terms, expires, 0)
+    }
+
+    /// `add` for a code that already had `tries` taken (before a restart).
+    pub fn add_tried(
+        &mut self,
+        code: Code,
+        terms: Terms,
+        expires: Instant,
+        tries: u32,
+    ) -> Invitation {
         self.list.retain(|i| i.code.id() != code.id());
         let inv = Invitation {
             code,
             terms,
             expires,
-            wrong: 0,
+            tries,
         };
         self.list.push(inv.clone());
         inv
@@ -142,27 +161,35 @@ impl Invitations {
         self.list.retain(|i| i.expires + LIFETIME > now);
     }
 
+    /// Takes a try at code `id`: a code whose tries are all taken is burnt (gone).
     pub fn lookup(&mut self, id: &str, now: Instant) -> Lookup {
         self.prune(now);
-        match self.list.iter().find(|i| i.code.id() == id) {
-            None => Lookup::Unknown,
-            Some(i) if i.expires <= now => Lookup::Expired,
-            Some(i) => Lookup::Found(i.code.clone(), i.terms.clone()),
+        let Some(pos) = self.list.iter().position(|i| i.code.id() == id) else {
+            return Lookup::Unknown;
+        };
+        let i = &mut self.list[pos];
+        if i.expires <= now {
+            return Lookup::Expired;
         }
+        if i.tries >= MAX_WRONG {
+            self.list.remove(pos);
+            return Lookup::Unknown;
+        }
+        i.tries += 1;
+        Lookup::Found(i.code.clone(), i.terms.clone())
     }
 
-    /// A wrong answer to code `id`: counted, and past `MAX_WRONG` the code is gone.
+    /// A try at code `id` that did not succeed (its try stays taken): what is left of it.
     pub fn wrong(&mut self, id: &str) -> Wrong {
         let Some(pos) = self.list.iter().position(|i| i.code.id() == id) else {
             return Wrong::Gone;
         };
-        self.list[pos].wrong += 1;
-        let wrong = self.list[pos].wrong;
-        if wrong >= MAX_WRONG {
+        let tries = self.list[pos].tries;
+        if tries >= MAX_WRONG {
             self.list.remove(pos);
             Wrong::Burnt
         } else {
-            Wrong::TriesLeft(MAX_WRONG - wrong)
+            Wrong::TriesLeft(MAX_WRONG - tries)
         }
     }
 
@@ -233,11 +260,58 @@ mod tests {
         let mut book = Invitations::default();
         let a = book.issue(Terms::default(), t0, LIFETIME);
         let id = a.code.id().to_string();
-        assert_eq!(book.wrong(&id), Wrong::TriesLeft(MAX_WRONG - 1));
-        assert_eq!(book.wrong(&id), Wrong::TriesLeft(MAX_WRONG - 2));
-        assert_eq!(book.wrong(&id), Wrong::Burnt);
+        for left in (0..MAX_WRONG).rev() {
+            assert!(matches!(book.lookup(&id, t0), Lookup::Found(..)));
+            let want = if left == 0 {
+                Wrong::Burnt
+            } else {
+                Wrong::TriesLeft(left)
+            };
+            assert_eq!(book.wrong(&id), want);
+        }
         assert_eq!(book.lookup(&id, t0), Lookup::Unknown);
         assert_eq!(book.wrong(&id), Wrong::Gone);
         assert!(!book.consume(&id, t0));
+    }
+
+    #[test]
+    fn tries_are_taken_at_lookup_so_concurrent_guesses_count() {
+        let t0 = Instant::now();
+        let mut book = Invitations::default();
+        let a = book.issue(Terms::default(), t0, LIFETIME);
+        let id = a.code.id().to_string();
+        // Guesses in flight at once, none answered yet: only MAX_WRONG get the code.
+        for _ in 0..MAX_WRONG {
+            assert!(matches!(book.lookup(&id, t0), Lookup::Found(..)));
+        }
+        assert_eq!(book.lookup(&id, t0), Lookup::Unknown);
+        assert!(!book.consume(&id, t0));
+
+        // The last try may still be the right one.
+        let b = book.issue(Terms::default(), t0, LIFETIME);
+        let id = b.code.id().to_string();
+        for _ in 0..MAX_WRONG {
+            assert!(matches!(book.lookup(&id, t0), Lookup::Found(..)));
+        }
+        assert!(book.consume(&id, t0));
+        let c = book.add_tried(b.code.clone(), Terms::default(), t0 + LIFETIME, MAX_WRONG);
+        assert_eq!(book.lookup(c.code.id(), t0), Lookup::Unknown);
+    }
+
+    #[test]
+    fn code_ids_are_checked_before_use() {
+        let c = Code::random();
+        assert!(Code::valid_id(c.id()));
+        for bad in [
+            "",
+            "7KQ",
+            "7KQ2M",
+            "7kq2",
+            "7KQU",
+            "7K\nQ",
+            &"A".repeat(70_000),
+        ] {
+            assert!(!Code::valid_id(bad), "{bad:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 use super::code::Code;
 use super::protocol::{
     DeviceRequest, Laptop, Offer, Outcome, SUBSYSTEM, ServeOffer, USER, Welcome, same_key,
+    valid_name,
 };
 use super::wire;
 use crate::config_edit::{ConfigDoc, EditError};
@@ -36,6 +37,8 @@ pub enum PairError {
     NotAHub { host: String },
     #[error("the hub refused: {0}")]
     Refused(String),
+    #[error("the hub's answer is unusable ({0}); nothing was changed here")]
+    BadWelcome(String),
     #[error(
         "refused: the server's host key ({0}) is not one the hub vouches for — someone is in between; nothing was changed"
     )]
@@ -56,6 +59,8 @@ pub enum PairError {
     },
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error("{0}; nothing was changed")]
+    Clash(String),
 }
 
 /// What `filesync pair HOST CODE` was asked to do.
@@ -150,6 +155,12 @@ pub fn key_path(config: &Path) -> PathBuf {
 
 /// Pairs with the hub; on any refusal nothing was written.
 pub async fn pair(req: Request) -> Result<Paired, PairError> {
+    // What would stop the writing afterwards stops the pairing before it starts.
+    let doc = ConfigDoc::open(&req.config)?;
+    preflight(&req, &doc)?;
+    if let Some(peer) = &req.peer {
+        peer_free(&req, &doc, peer)?;
+    }
     let key_file = key_path(&req.config);
     let (key, new_key) = laptop_key(&key_file)?;
     let device = DeviceRequest {
@@ -162,10 +173,11 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
     };
     let label = format!("{}:{}", req.host, req.port);
     let (welcome, host_keys, seen) =
-        match tokio::time::timeout(TIMEOUT, exchange(&req, &device)).await {
+        match tokio::time::timeout(TIMEOUT, exchange(&req, &doc, &device)).await {
             Ok(r) => r?,
             Err(_) => return Err(PairError::Timeout { host: label }),
         };
+    let welcome = checked(welcome)?;
     if new_key {
         write_key(&key_file, &key)?;
     }
@@ -192,6 +204,7 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
 /// key this connection verified.
 async fn exchange(
     req: &Request,
+    doc: &ConfigDoc,
     device: &DeviceRequest,
 ) -> Result<(Welcome, Vec<String>, PublicKey), PairError> {
     let host = format!("{}:{}", req.host, req.port);
@@ -227,9 +240,17 @@ async fn exchange(
     wire::send(&mut stream, &hello).await?;
     let (spake, host_keys) = match wire::recv::<Offer>(&mut stream).await? {
         Offer::Offer {
-            spake, host_keys, ..
-        } => (spake, host_keys),
-        Offer::Refused { reason } => return Err(PairError::Refused(reason)),
+            spake,
+            host_keys,
+            hub,
+        } => {
+            // Before the hub enrolls anything: the peer its name would take must be free.
+            if req.peer.is_none() && valid_name(&hub) {
+                peer_free(req, doc, &hub)?;
+            }
+            (spake, host_keys)
+        }
+        Offer::Refused { reason } => return Err(refused(&reason)),
     };
     let vouched = host_keys.iter().any(|k| same_key(k, &seen_line));
     let (sent, join) = laptop.join(&spake, &host_keys, &seen_line, device)?;
@@ -241,12 +262,91 @@ async fn exchange(
     }
     let welcome = match outcome? {
         Outcome::Welcome { mac, welcome } => sent.finish(&mac, &welcome)?,
-        Outcome::Refused { reason } => return Err(PairError::Refused(reason)),
+        Outcome::Refused { reason } => return Err(refused(&reason)),
     };
     let _ = handle
         .disconnect(russh::Disconnect::ByApplication, "", "en")
         .await;
     Ok((welcome, host_keys, seen))
+}
+
+/// The config's `root` and `[server]` may only be kept or newly set, never changed behind
+/// the person's back.
+fn preflight(req: &Request, doc: &ConfigDoc) -> Result<(), PairError> {
+    let shown = req.config.display();
+    if let (Some(want), Some(have)) = (&req.root, doc.get_str("root")) {
+        let have = crate::config::expand_home(Path::new(&have));
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if abs(want) != abs(&have) {
+            return Err(PairError::Clash(format!(
+                "{shown} syncs root {} already; pass --root {} or change root there first",
+                have.display(),
+                have.display()
+            )));
+        }
+    }
+    if let (Some(want), Some(have)) = (&req.serve, doc.get_in(&["server", "listen"]))
+        && *want != have
+    {
+        return Err(PairError::Clash(format!(
+            "{shown} serves on {have} already ([server] listen); pass --serve {have}"
+        )));
+    }
+    Ok(())
+}
+
+/// `[peers.PEER]` is free, or points at this very hub (a pairing again).
+fn peer_free(req: &Request, doc: &ConfigDoc, peer: &str) -> Result<(), PairError> {
+    if !valid_name(peer) {
+        return Err(PairError::Clash(format!(
+            "{peer:?} is not a peer name: use letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    let Some(url) = doc.get_in(&["peers", peer, "url"]) else {
+        return Ok(());
+    };
+    let host = if req.host.contains(':') {
+        format!("[{}]", req.host)
+    } else {
+        req.host.clone()
+    };
+    let at = format!("@{host}:{}/", req.port);
+    if url.starts_with("sftp://") && url.ends_with(&at) {
+        return Ok(());
+    }
+    Err(PairError::Clash(format!(
+        "{} has [peers.{peer}] for {url} already; pass --peer OTHER_NAME",
+        req.config.display()
+    )))
+}
+
+/// A refusal as shown on the terminal: the hub's text is not authenticated, so no control
+/// characters (escape sequences) and not more than a few lines' worth.
+fn refused(reason: &str) -> PairError {
+    PairError::Refused(
+        reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(400)
+            .collect(),
+    )
+}
+
+/// The welcome's strings, checked before any goes into a file name, URL, config key or
+/// authorized_keys line; the hub's client key re-rendered from its parse.
+fn checked(mut welcome: Welcome) -> Result<Welcome, PairError> {
+    for (what, name) in [("hub name", &welcome.hub), ("device name", &welcome.device)] {
+        if !valid_name(name) {
+            let shown: String = name.chars().filter(|c| !c.is_control()).take(80).collect();
+            return Err(PairError::BadWelcome(format!("{what} {shown:?}")));
+        }
+    }
+    if let Some(k) = &welcome.client_key {
+        let key = PublicKey::from_openssh(k)
+            .map_err(|e| PairError::BadWelcome(format!("its client key: {e}")))?;
+        welcome.client_key = Some(super::protocol::public_line(&key));
+    }
+    Ok(welcome)
 }
 
 fn write_key(path: &Path, key: &PrivateKey) -> Result<(), PairError> {
@@ -322,11 +422,17 @@ fn write_config(
         t["every"] = value(every.clone());
     }
     if let (Some(listen), Some(client_key)) = (&req.serve, &welcome.client_key) {
-        let ak = req.config.with_file_name("authorized_keys");
+        // The person's own authorized_keys stays theirs: the hub's key is added to it.
+        let ak = doc
+            .get_in(&["server", "authorized_keys"])
+            .map(|p| crate::config::expand_home(Path::new(&p)))
+            .unwrap_or_else(|| req.config.with_file_name("authorized_keys"));
         add_line(&ak, &format!("{client_key} {}", welcome.hub))?;
         let t = doc.table(&["server"])?;
         t["listen"] = value(listen.clone());
-        t["authorized_keys"] = value(ak.display().to_string());
+        if !t.contains_key("authorized_keys") {
+            t["authorized_keys"] = value(ak.display().to_string());
+        }
     }
     doc.save()?;
     Ok((url, root))
@@ -354,4 +460,45 @@ fn add_line(path: &Path, line: &str) -> Result<(), PairError> {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     std::fs::write(path, text).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq";
+
+    fn welcome(device: &str, hub: &str, key: Option<&str>) -> Welcome {
+        Welcome {
+            device: device.into(),
+            hub: hub.into(),
+            client_key: key.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_hubs_strings_are_checked_before_use() {
+        let w = checked(welcome("laptop", "hub", Some(&format!("{ED} hub")))).unwrap();
+        assert_eq!(w.client_key.as_deref(), Some(ED));
+        for (device, hub) in [
+            ("laptop", "hub\nssh-ed25519 AAAA evil"),
+            ("x@evil.example", "hub"),
+            ("a/b", "hub"),
+            ("laptop", ""),
+        ] {
+            let e = checked(welcome(device, hub, None)).unwrap_err().to_string();
+            assert!(e.contains("unusable") && !e.contains('\n'), "{e}");
+        }
+        let forged = format!("{ED}\nssh-rsa AAAA other");
+        assert!(checked(welcome("laptop", "hub", Some(&forged))).is_err());
+        assert!(checked(welcome("laptop", "hub", Some("not a key"))).is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_shown_without_control_characters() {
+        let e = refused("wrong\u{1b}[2J code\r\n\u{7}").to_string();
+        assert_eq!(e, "the hub refused: wrong[2J code");
+        assert!(refused(&"x".repeat(10_000)).to_string().len() < 500);
+    }
 }

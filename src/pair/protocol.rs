@@ -355,6 +355,17 @@ pub fn public_line(key: &russh::keys::PublicKey) -> String {
     k.to_openssh().unwrap_or_default().trim().to_string()
 }
 
+/// A device or hub name: letters, digits, `-`, `_`, `.`, not starting with `.` or `-`, at
+/// most 64 (it goes into file names, config keys and URL user parts).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with(['.', '-'])
+}
+
 /// Two OpenSSH public key lines name the same key (comments aside).
 pub fn same_key(a: &str, b: &str) -> bool {
     fn core(s: &str) -> Vec<&str> {

@@ -37,6 +37,8 @@ pub struct Connection {
     pub device: Option<String>,
     /// Logged in as the pairing user: it may start the pairing subsystem and nothing else.
     pub pairing: bool,
+    /// This connection started its one pairing (one guess per connection).
+    pub paired: bool,
     pub peer: SocketAddr,
     pub gate: Arc<Gate>,
     pub shared: Arc<Shared>,
@@ -308,7 +310,12 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match (name, self.channels.remove(&channel)) {
+            (pairing::SUBSYSTEM, Some(_)) if self.pairing && self.paired => {
+                tracing::warn!(peer = %self.peer, "second pairing on one connection refused");
+                session.channel_failure(channel)?;
+            }
             (pairing::SUBSYSTEM, Some(ch)) if self.pairing => {
+                self.paired = true;
                 session.channel_success(channel)?;
                 let (gate, peer) = (self.gate.clone(), self.peer);
                 let failed = move || {

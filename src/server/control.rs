@@ -3,7 +3,7 @@
 //! sessions at once. Also what pairing connections need: the codes and the hub's identity.
 
 use super::devices::{Credential, Device, Devices, DevicesError, Pull};
-use crate::pair::code::{Code, Invitations, LIFETIME, Terms};
+use crate::pair::code::{Code, Invitations, LIFETIME, Lookup, MAX_WRONG, Terms, Wrong};
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,13 +44,17 @@ pub struct Control {
     /// Raised when a pairing added a laptop the hub pulls from (the daemon restarts its
     /// schedule).
     pub pulls_changed: tokio::sync::Notify,
-    /// The id of the code taken from `[server] pair_code_file`, remembered once used.
-    file_code: Mutex<Option<String>>,
+    /// The keys of `[server] authorized_keys` (they log in as no device).
+    pub authorized: Vec<PublicKey>,
+    /// The code taken from `[server] pair_code_file`, while it may be used.
+    file_code: Mutex<Option<Code>>,
 }
 
 /// How long after a start the code file's code is taken.
 const FILE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
-/// Tags of file codes already used, so a code left on the boot partition is never taken again.
+/// What became of file codes, one line each, so a code left on the boot partition keeps its
+/// rules across restarts: `TAG` when it is done (used, burnt or expired), `try TAG` per
+/// try, `taken TAG SECS` when it was first taken.
 const USED_CODES: &str = "used-pair-codes";
 
 fn code_tag(code: &Code) -> String {
@@ -68,6 +72,7 @@ impl Control {
         state_dir: &Path,
         host_keys: &[PrivateKey],
         port: u16,
+        authorized: Vec<PublicKey>,
     ) -> Result<Control, DevicesError> {
         Ok(Control {
             devices: Arc::new(Devices::open(state_dir)?),
@@ -82,6 +87,7 @@ impl Control {
             handles: Arc::default(),
             online: Mutex::default(),
             pulls_changed: tokio::sync::Notify::new(),
+            authorized,
             file_code: Mutex::default(),
         })
     }
@@ -113,8 +119,9 @@ impl Control {
         }
     }
 
-    /// Takes the code written down in `path` (the boot partition's) for an hour, unless it
-    /// was used before; a file that is not there is no code.
+    /// Takes the code written down in `path` (the boot partition's) for an hour from when it
+    /// was first taken, while the hub has no devices and no authorized_keys, unless it was
+    /// used, burnt or expired before; a file that is not there is no code.
     pub fn take_code_file(&self, path: &Path) {
         let Ok(text) = std::fs::read_to_string(path) else {
             return;
@@ -130,34 +137,131 @@ impl Control {
                 return;
             }
         };
-        let used = std::fs::read_to_string(self.state_dir.join(USED_CODES)).unwrap_or_default();
-        if used.lines().any(|l| l == code_tag(&code)) {
-            tracing::info!(path = %path.display(), "the pairing code there was used already");
+        if !self.first_pairing() {
+            tracing::info!(path = %path.display(), "the pairing code there is not taken: this hub has devices or authorized_keys already");
             return;
         }
-        *lock(&self.file_code) = Some(code.id().to_string());
-        lock(&self.invitations).add(code, Terms::default(), Instant::now() + FILE_CODE_LIFETIME);
-        tracing::info!(path = %path.display(), "pairing code from the file taken for {} min, until used", FILE_CODE_LIFETIME.as_secs() / 60);
+        let tag = code_tag(&code);
+        let state = std::fs::read_to_string(self.state_dir.join(USED_CODES)).unwrap_or_default();
+        let mut tries = 0;
+        let mut taken = None;
+        for line in state.lines() {
+            let mut words = line.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some(t), None, _) if t == tag => {
+                    tracing::info!(path = %path.display(), "the pairing code there was used, burnt or expired already");
+                    return;
+                }
+                (Some("try"), Some(t), None) if t == tag => tries += 1,
+                (Some("taken"), Some(t), Some(secs)) if t == tag && taken.is_none() => {
+                    taken = secs.parse::<i64>().ok();
+                }
+                _ => {}
+            }
+        }
+        let now = crate::time::now_secs();
+        let Some(taken) = taken.or_else(|| self.note(&format!("taken {tag} {now}")).then_some(now))
+        else {
+            return;
+        };
+        // A clock set back counts as no time gone; the hour is never longer.
+        let gone = Duration::from_secs(now.saturating_sub(taken).max(0) as u64);
+        if gone >= FILE_CODE_LIFETIME || tries >= MAX_WRONG {
+            self.note(&tag);
+            tracing::info!(path = %path.display(), "the pairing code there expired or was burnt by wrong tries");
+            return;
+        }
+        let left = FILE_CODE_LIFETIME - gone;
+        lock(&self.invitations).add_tried(
+            code.clone(),
+            Terms::default(),
+            Instant::now() + left,
+            tries,
+        );
+        *lock(&self.file_code) = Some(code);
+        tracing::info!(path = %path.display(), "pairing code from the file taken for {} min, until used", left.as_secs().div_ceil(60));
     }
 
-    /// Remembers a used code from the file, so it is not taken at the next start.
-    pub fn note_used(&self, code: &Code) {
-        if lock(&self.file_code).as_deref() != Some(code.id()) {
-            return;
+    /// No device and no authorized key yet: the boot partition's code may set up the first.
+    fn first_pairing(&self) -> bool {
+        self.authorized.is_empty() && self.devices.list().is_empty()
+    }
+
+    /// The file code, when `id` names it.
+    fn file_code(&self, id: &str) -> Option<Code> {
+        lock(&self.file_code).clone().filter(|c| c.id() == id)
+    }
+
+    /// Takes a try at code `id` (kept on disk for the file's code, which is dropped once the
+    /// hub has a device).
+    pub fn try_code(&self, id: &str) -> Lookup {
+        let file = self.file_code(id);
+        if let Some(code) = &file
+            && !self.first_pairing()
+        {
+            lock(&self.invitations).consume(id, Instant::now());
+            self.note_done(code);
+            return Lookup::Unknown;
         }
+        let found = lock(&self.invitations).lookup(id, Instant::now());
+        if let Some(code) = &file {
+            match &found {
+                Lookup::Found(..) => {
+                    self.note(&format!("try {}", code_tag(code)));
+                }
+                Lookup::Expired | Lookup::Unknown => self.note_done(code),
+            }
+        }
+        found
+    }
+
+    /// A try at code `id` that failed: what is left of the code.
+    pub fn wrong(&self, id: &str) -> Wrong {
+        let left = lock(&self.invitations).wrong(id);
+        if matches!(left, Wrong::Burnt | Wrong::Gone)
+            && let Some(code) = self.file_code(id)
+        {
+            self.note_done(&code);
+        }
+        left
+    }
+
+    /// Uses code `code` up; false when it went meanwhile (used, burnt or expired).
+    pub fn consume(&self, code: &Code) -> bool {
+        let used = lock(&self.invitations).consume(code.id(), Instant::now());
+        if self.file_code(code.id()).is_some() {
+            self.note_done(code);
+        }
+        used
+    }
+
+    /// Remembers the file code as done, so it is not taken at the next start.
+    fn note_done(&self, code: &Code) {
+        let mut file = lock(&self.file_code);
+        if file.as_ref().is_some_and(|c| c.id() == code.id()) {
+            *file = None;
+            drop(file);
+            self.note(&code_tag(code));
+        }
+    }
+
+    /// Appends `line` to the file codes' record; false (and logged) when it cannot.
+    fn note(&self, line: &str) -> bool {
         use std::io::Write;
         let path = self.state_dir.join(USED_CODES);
         let res = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .and_then(|mut f| writeln!(f, "{}", code_tag(code)).and_then(|()| f.sync_all()));
+            .and_then(|mut f| writeln!(f, "{line}").and_then(|()| f.sync_all()));
         if let Err(e) = res {
             tracing::warn!(
-                "cannot note the used pairing code in {}: {e}",
+                "cannot note the pairing code's use in {}: {e}",
                 path.display()
             );
+            return false;
         }
+        true
     }
 
     pub fn devices(&self) -> Vec<Device> {
@@ -196,17 +300,18 @@ impl Control {
     /// Removes device `name` and ends its open sessions; how many were ended, or `None`
     /// when there is no such device.
     pub async fn revoke(&self, name: &str) -> Result<Option<usize>, DevicesError> {
-        let had_pull = self
-            .devices
-            .list()
-            .iter()
-            .any(|d| d.name == name && d.pull.is_some());
-        if !self.devices.remove(name)? {
+        let pulling: Vec<String> = self.pulls().into_iter().map(|(n, _)| n).collect();
+        let removed = self.devices.remove(name)?;
+        let had_pull = removed.iter().any(|n| pulling.contains(n));
+        if removed.is_empty() {
             return Ok(None);
+        }
+        if removed.len() > 1 {
+            tracing::warn!(device = name, also = %removed.join(", "), "these devices had the same key and are revoked with it");
         }
         let ids: Vec<u64> = lock(&self.online)
             .iter()
-            .filter(|(_, n)| n.as_str() == name)
+            .filter(|(_, n)| removed.contains(n))
             .map(|(id, _)| *id)
             .collect();
         let handles: Vec<_> = {

@@ -73,6 +73,8 @@ pub enum DevicesError {
     },
     #[error("there is already a device named {0:?}; pick another name or revoke it first")]
     Taken(String),
+    #[error("that key is already device {0:?}'s; revoke {0:?} first")]
+    KeyTaken(String),
     #[error("{0:?} is not a device name: use letters, digits, `-`, `_` or `.` (at most 64)")]
     BadName(String),
 }
@@ -91,14 +93,7 @@ pub struct Devices {
     cache: Mutex<Cache>,
 }
 
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with(['.', '-'])
-}
+pub use crate::pair::protocol::valid_name;
 
 fn stamp(path: &Path) -> Option<(i64, i64, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -173,10 +168,21 @@ impl Devices {
         lock(&self.cache).devices.clone()
     }
 
+    /// The cache for a login: none while the file is damaged, so a hand-edited revocation
+    /// that broke the JSON refuses device logins rather than keeping the old list.
+    fn for_login(&self) -> Option<std::sync::MutexGuard<'_, Cache>> {
+        match self.refresh() {
+            Ok(()) => Some(lock(&self.cache)),
+            Err(e) => {
+                tracing::error!("device logins refused: {e}");
+                None
+            }
+        }
+    }
+
     /// The device whose key this is.
     pub fn by_key(&self, key: &PublicKey) -> Option<String> {
-        let _ = self.list();
-        let keys = lock(&self.cache).keys.clone();
+        let keys = self.for_login()?.keys.clone();
         keys.iter()
             .find(|(_, k)| k.key_data() == key.key_data())
             .map(|(n, _)| n.clone())
@@ -184,7 +190,8 @@ impl Devices {
 
     /// The argon2 hash of the password device named `user`.
     pub fn password_hash(&self, user: &str) -> Option<String> {
-        self.list().iter().find_map(|d| match &d.credential {
+        let devices = self.for_login()?.devices.clone();
+        devices.iter().find_map(|d| match &d.credential {
             Credential::Password(h) if d.name == user => Some(h.clone()),
             _ => None,
         })
@@ -236,7 +243,8 @@ impl Devices {
         std::fs::rename(&tmp, &self.path).map_err(err)
     }
 
-    /// Adds a device; its name must be new.
+    /// Adds a device; its name must be new, and so must its key (one key is one device, so
+    /// revoking it ends the key's access).
     pub fn add(&self, device: Device) -> Result<(), DevicesError> {
         if !valid_name(&device.name) {
             return Err(DevicesError::BadName(device.name));
@@ -245,30 +253,55 @@ impl Devices {
             if b.devices.iter().any(|d| d.name == device.name) {
                 return Err(DevicesError::Taken(device.name.clone()));
             }
+            if let Some(d) = b.devices.iter().find(|d| same_key(d, &device)) {
+                return Err(DevicesError::KeyTaken(d.name.clone()));
+            }
             b.devices.push(device);
             Ok(())
         })
     }
 
-    /// A name not yet used: `want`, else `want-2`, `want-3`, …
-    pub fn free_name(&self, want: &str) -> String {
-        let list = self.list();
-        let taken = |n: &str| list.iter().any(|d| d.name == n);
-        if !taken(want) {
-            return want.to_string();
+    /// Adds a paired device named `want` (else `want-2`, …): a device with the same key is
+    /// the same laptop paired again, so its entry is replaced (and its name reused). The
+    /// name given, and the names replaced.
+    pub fn pair(&self, want: &str, device: Device) -> Result<(String, Vec<String>), DevicesError> {
+        if !valid_name(want) {
+            return Err(DevicesError::BadName(want.to_string()));
         }
-        (2..)
-            .map(|i| format!("{want}-{i}"))
-            .find(|n| !taken(n))
-            .unwrap_or_else(|| want.to_string())
+        self.change(|b| {
+            let mut replaced = Vec::new();
+            b.devices.retain(|d| {
+                let same = same_key(d, &device);
+                if same {
+                    replaced.push(d.name.clone());
+                }
+                !same
+            });
+            let name = free_name(&b.devices, want);
+            b.devices.push(Device {
+                name: name.clone(),
+                ..device
+            });
+            Ok((name, replaced))
+        })
     }
 
-    /// Removes device `name`; false when there is none.
-    pub fn remove(&self, name: &str) -> Result<bool, DevicesError> {
+    /// Removes device `name` and any other entry with its key (a revoked key logs in as
+    /// nothing); the names removed, none when there is no such device.
+    pub fn remove(&self, name: &str) -> Result<Vec<String>, DevicesError> {
         self.change(|b| {
-            let before = b.devices.len();
-            b.devices.retain(|d| d.name != name);
-            Ok(b.devices.len() < before)
+            let Some(gone) = b.devices.iter().find(|d| d.name == name).cloned() else {
+                return Ok(Vec::new());
+            };
+            let mut removed = Vec::new();
+            b.devices.retain(|d| {
+                let keep = d.name != name && !same_key(d, &gone);
+                if !keep {
+                    removed.push(d.name.clone());
+                }
+                keep
+            });
+            Ok(removed)
         })
     }
 
@@ -294,6 +327,26 @@ impl Devices {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// Both are key devices with the same key (comments aside).
+fn same_key(a: &Device, b: &Device) -> bool {
+    match (&a.credential, &b.credential) {
+        (Credential::Key(x), Credential::Key(y)) => crate::pair::protocol::same_key(x, y),
+        _ => false,
+    }
+}
+
+/// A name not used in `devices`: `want`, else `want-2`, `want-3`, …
+fn free_name(devices: &[Device], want: &str) -> String {
+    let taken = |n: &str| devices.iter().any(|d| d.name == n);
+    if !taken(want) {
+        return want.to_string();
+    }
+    (2..)
+        .map(|i| format!("{want}-{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| want.to_string())
 }
 
 #[cfg(test)]
@@ -328,15 +381,14 @@ mod tests {
             d.add(key_device("../x")),
             Err(DevicesError::BadName(_))
         ));
-        assert_eq!(d.free_name("laptop"), "laptop-2");
         let key = PublicKey::from_openssh(ED).unwrap();
         assert_eq!(d.by_key(&key).as_deref(), Some("laptop"));
 
         // Another process's view of the same folder sees it, and its removal counts here.
         let other = Devices::open(dir.path()).unwrap();
         assert_eq!(other.list().len(), 1);
-        assert!(other.remove("laptop").unwrap());
-        assert!(!other.remove("laptop").unwrap());
+        assert_eq!(other.remove("laptop").unwrap(), ["laptop"]);
+        assert!(other.remove("laptop").unwrap().is_empty());
         assert_eq!(d.by_key(&key), None);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.path()).unwrap().permissions().mode();
@@ -344,7 +396,47 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_file_is_a_clear_error_and_keeps_the_last_list() {
+    fn one_key_is_one_device_and_revoking_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Devices::open(dir.path()).unwrap();
+        let key = PublicKey::from_openssh(ED).unwrap();
+        d.add(key_device("laptop")).unwrap();
+        assert!(matches!(
+            d.add(key_device("other")),
+            Err(DevicesError::KeyTaken(n)) if n == "laptop"
+        ));
+        // The same laptop paired again keeps its name; its old entry goes.
+        let mut again = key_device("ignored");
+        again.added = 2;
+        assert_eq!(
+            d.pair("laptop", again).unwrap(),
+            ("laptop".to_string(), vec!["laptop".to_string()])
+        );
+        assert_eq!(d.list().len(), 1);
+        assert_eq!(d.list()[0].added, 2);
+        // Asking for a taken name gives the next free one.
+        let mut phone = key_device("phone");
+        phone.credential = Credential::Password("$argon2id$x".into());
+        d.add(phone).unwrap();
+        assert_eq!(
+            d.pair("phone", key_device("x")).unwrap(),
+            ("phone-2".to_string(), vec!["laptop".to_string()])
+        );
+
+        // A file edited by hand with the key twice: revoking one revokes the key.
+        let mut book: Book =
+            serde_json::from_str(&std::fs::read_to_string(d.path()).unwrap()).unwrap();
+        book.devices.push(key_device("copy"));
+        std::fs::write(d.path(), serde_json::to_string(&book).unwrap()).unwrap();
+        assert!(d.by_key(&key).is_some());
+        let mut gone = d.remove("copy").unwrap();
+        gone.sort();
+        assert_eq!(gone, ["copy", "phone-2"]);
+        assert_eq!(d.by_key(&key), None);
+    }
+
+    #[test]
+    fn a_damaged_file_is_a_clear_error_and_refuses_device_logins() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), "{not json").unwrap();
         let e = Devices::open(dir.path()).unwrap_err().to_string();
@@ -352,8 +444,17 @@ mod tests {
         std::fs::remove_file(dir.path().join(FILE)).unwrap();
         let d = Devices::open(dir.path()).unwrap();
         d.add(key_device("a")).unwrap();
+        let mut phone = key_device("phone");
+        phone.credential = Credential::Password("$argon2id$x".into());
+        d.add(phone).unwrap();
+        let key = PublicKey::from_openssh(ED).unwrap();
+        assert!(d.by_key(&key).is_some());
         std::fs::write(dir.path().join(FILE), "{not json").unwrap();
-        assert_eq!(d.list().len(), 1);
+        // Listing keeps the last good list; logins fail closed.
+        assert_eq!(d.list().len(), 2);
+        assert_eq!(d.by_key(&key), None);
+        assert_eq!(d.password_hash("phone"), None);
+        assert!(d.add(key_device("b")).is_err());
     }
 
     #[test]

@@ -192,7 +192,12 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     };
     let listener = TcpListener::bind(&cfg.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let control = Arc::new(Control::new(&state_dir, &host_keys, addr.port())?);
+    let control = Arc::new(Control::new(
+        &state_dir,
+        &host_keys,
+        addr.port(),
+        keys.clone(),
+    )?);
     control.take_code_file(&expand_home(&cfg.pair_code_file));
     tracing::info!(devices = control.devices().len(), file = %control.devices.path().display(), "devices");
     Ok(BoundServer {
@@ -458,6 +463,7 @@ async fn serve_one(
         id: a.id,
         device: None,
         pairing: false,
+        paired: false,
         peer,
         gate,
         shared,

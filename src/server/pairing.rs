@@ -6,7 +6,7 @@
 
 use super::control::{Control, public_line};
 use super::devices::{Credential, Device, Pull, valid_name};
-use crate::pair::code::{Lookup, Wrong};
+use crate::pair::code::{Code, Lookup, Wrong};
 use crate::pair::protocol::{
     DeviceRequest, Hello, Hub, Join, Offer, Outcome, ProtocolError, VERSION, Welcome,
 };
@@ -14,12 +14,16 @@ use crate::pair::wire;
 use russh::keys::PublicKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The whole exchange must fit in this.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the hub pulls from a laptop when the code did not say.
 const DEFAULT_EVERY: &str = "15m";
+
+/// The refusal of an unknown, used or burnt code and of a wrong answer alike: which of them
+/// it was would tell a guesser whether a code is worth more tries.
+const NO_SUCH_CODE: &str = "wrong pairing code, or one that was used or burnt by wrong tries; check it, or make a new one with `sudo filesync pair --new` on the hub";
 
 /// Why a pairing was refused; `guess`: it was a wrong answer (counted against the address).
 struct Refusal {
@@ -77,9 +81,11 @@ where
             false,
         ));
     }
+    if !Code::valid_id(&hello.code_id) {
+        return Err(refuse(NO_SUCH_CODE, true));
+    }
     let id = hello.code_id.clone();
-    let lookup = super::lock(&ctl.invitations).lookup(&id, Instant::now());
-    let (code, terms) = match lookup {
+    let (code, terms) = match ctl.try_code(&id) {
         Lookup::Found(c, t) => (c, t),
         Lookup::Expired => {
             tracing::info!(%peer, code = %id, "pairing refused: the code expired");
@@ -90,44 +96,50 @@ where
         }
         Lookup::Unknown => {
             tracing::warn!(%peer, code = %id, "pairing refused: no such code (used, burnt or mistyped)");
-            return Err(refuse(
-                "the hub has no such pairing code: it was used, burnt by wrong tries, or mistyped; make a new one with `sudo filesync pair --new` on the hub",
-                true,
-            ));
+            return Err(refuse(NO_SUCH_CODE, true));
         }
     };
-    let (hub, spake) =
-        Hub::offer(&code, &hello, &ctl.host_keys).map_err(|e| refuse(e.to_string(), true))?;
+    let (hub, spake) = match Hub::offer(&code, &hello, &ctl.host_keys) {
+        Ok(ok) => ok,
+        Err(e) => return Err(wrong_guess(ctl, &id, peer, &e)),
+    };
     *offered = true;
     let offer = Offer::Offer {
         spake,
         hub: ctl.hub_name(),
         host_keys: ctl.host_keys.clone(),
     };
+    let unanswered = |e: String| {
+        ctl.wrong(&id);
+        refuse(e, false)
+    };
     wire::send(stream, &offer)
         .await
-        .map_err(|e| refuse(e.to_string(), false))?;
+        .map_err(|e| unanswered(e.to_string()))?;
     let join: Join = wire::recv(stream)
         .await
-        .map_err(|e| refuse(e.to_string(), false))?;
+        .map_err(|e| unanswered(e.to_string()))?;
     let (confirmed, request) = match hub.check(&join, &ctl.host_keys) {
         Ok(ok) => ok,
         Err(e) => return Err(wrong_guess(ctl, &id, peer, &e)),
     };
-    if !super::lock(&ctl.invitations).consume(&id, Instant::now()) {
-        return Err(refuse("this pairing code was just used or burnt", false));
+    // What the hub would refuse anyway is refused before the code is used up.
+    let key = vet(ctl, &request, &terms).map_err(unanswered)?;
+    if !ctl.consume(&code) {
+        tracing::warn!(%peer, code = %id, "pairing refused: the code was used or burnt meanwhile");
+        return Err(refuse(NO_SUCH_CODE, false));
     }
-    ctl.note_used(&code);
-    let welcome = enroll(ctl, request, terms, peer).map_err(|e| refuse(e, false))?;
+    let welcome = enroll(ctl, key, request, terms, peer).map_err(|e| refuse(e, false))?;
     wire::send(stream, &confirmed.welcome(&welcome))
         .await
         .map_err(|e| refuse(e.to_string(), false))?;
     Ok(())
 }
 
-/// A confirmation that did not match: the code loses a try (or is burnt), logged.
+/// A confirmation that did not match: the code's try stays taken (it is burnt after the
+/// last), logged.
 fn wrong_guess(ctl: &Control, id: &str, peer: SocketAddr, e: &ProtocolError) -> Refusal {
-    let left = super::lock(&ctl.invitations).wrong(id);
+    let left = ctl.wrong(id);
     let what = match e {
         ProtocolError::HostKey => {
             "through a host key this hub does not hold (a man in the middle?)"
@@ -146,30 +158,43 @@ fn wrong_guess(ctl: &Control, id: &str, peer: SocketAddr, e: &ProtocolError) -> 
     let reason = match e {
         ProtocolError::HostKey => {
             "refused: this connection does not end at the hub's host key (someone is in between)"
-                .to_string()
         }
-        _ => "wrong pairing code (or someone is in between); check it and try again".to_string(),
+        _ => NO_SUCH_CODE,
     };
     refuse(reason, true)
+}
+
+/// The laptop's key and wanted name, checked: a key of `authorized_keys` logs in already
+/// (as no device, so revoking could not end it).
+fn vet(
+    ctl: &Control,
+    req: &DeviceRequest,
+    terms: &crate::pair::code::Terms,
+) -> Result<PublicKey, String> {
+    let key = PublicKey::from_openssh(&req.public_key)
+        .map_err(|e| format!("the laptop's public key is unreadable ({e})"))?;
+    let want = terms.name.as_ref().unwrap_or(&req.name);
+    if !valid_name(want) {
+        return Err(format!(
+            "{want:?} is not a device name: use letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    if super::auth::key_allowed(&ctl.authorized, &key) {
+        return Err("this laptop's key is in the hub's authorized_keys already, so it logs in without pairing; remove it there first to pair it as a device".into());
+    }
+    Ok(key)
 }
 
 /// Adds the device the laptop asked for (and the pull from it): what the hub writes, after
 /// the laptop proved it knows the code.
 fn enroll(
     ctl: &Control,
+    key: PublicKey,
     req: DeviceRequest,
     terms: crate::pair::code::Terms,
     peer: SocketAddr,
 ) -> Result<Welcome, String> {
-    let key = PublicKey::from_openssh(&req.public_key)
-        .map_err(|e| format!("the laptop's public key is unreadable ({e})"))?;
     let want = terms.name.clone().unwrap_or(req.name.clone());
-    if !valid_name(&want) {
-        return Err(format!(
-            "{want:?} is not a device name: use letters, digits, `-`, `_` or `.`"
-        ));
-    }
-    let name = ctl.devices.free_name(&want);
     let (pull, client_key) = match &req.serve {
         Some(offer) => {
             let (pull, key) = pull_from(ctl, offer, &terms, peer)?;
@@ -177,18 +202,25 @@ fn enroll(
         }
         None => (None, None),
     };
-    ctl.devices
-        .add(Device {
-            name: name.clone(),
-            credential: Credential::Key(public_line(&key)),
-            added: crate::time::now_secs(),
-            last_seen: None,
-            from: Some(peer.ip().to_string()),
-            pull: pull.clone(),
-        })
+    let (name, replaced) = ctl
+        .devices
+        .pair(
+            &want,
+            Device {
+                name: want.clone(),
+                credential: Credential::Key(public_line(&key)),
+                added: crate::time::now_secs(),
+                last_seen: None,
+                from: Some(peer.ip().to_string()),
+                pull: pull.clone(),
+            },
+        )
         .map_err(|e| e.to_string())?;
+    if !replaced.is_empty() {
+        tracing::info!(%peer, device = %name, replaced = %replaced.join(", "), "the same key paired again: its old entry is replaced");
+    }
     tracing::info!(%peer, device = %name, key = %key.fingerprint(russh::keys::HashAlg::Sha256), "paired a new device");
-    if pull.is_some() {
+    if pull.is_some() || !replaced.is_empty() {
         ctl.pulls_changed.notify_one();
     }
     Ok(Welcome {

@@ -125,7 +125,7 @@ fn a_laptop_pairs_with_a_code_and_syncs_both_ways_at_once() {
     // The code was used up.
     let lap2 = Sandbox::new();
     let o = pair(&lap2, hub.port, &code, &lap2.folder("Sync"));
-    o.one_line_error(&["no such pairing code"]);
+    o.one_line_error(&["wrong pairing code"]);
     laptop_untouched(&lap2);
 }
 
@@ -137,9 +137,11 @@ fn wrong_codes_are_refused_and_burn_the_code() {
     let lap = Sandbox::new();
     let root = lap.folder("Sync");
     let wrong = changed_secret(&code);
+    let mut wrong_said = String::new();
     for _ in 0..3 {
         let o = pair(&lap, hub.port, &wrong, &root);
         o.one_line_error(&["wrong pairing code"]);
+        wrong_said = o.stderr;
         laptop_untouched(&lap);
         hub_untouched(&hub);
     }
@@ -148,14 +150,16 @@ fn wrong_codes_are_refused_and_burn_the_code() {
         "{}",
         hub.log_text()
     );
-    // Burnt: the right code no longer works either.
+    // Burnt: the right code no longer works either, and is refused as a wrong one is (no
+    // telling a guesser which).
     let o = pair(&lap, hub.port, &code, &root);
-    o.one_line_error(&["no such pairing code"]);
+    o.one_line_error(&["wrong pairing code"]);
+    assert_eq!(o.stderr, wrong_said);
     laptop_untouched(&lap);
     hub_untouched(&hub);
     // A code the hub never made.
     let o = pair(&lap, hub.port, "0000-0000-0000", &root);
-    o.one_line_error(&["no such pairing code"]);
+    o.one_line_error(&["wrong pairing code"]);
     let o = pair(&lap, hub.port, "not-a-code", &root);
     o.one_line_error(&["not a pairing code"]);
     laptop_untouched(&lap);
@@ -436,8 +440,81 @@ fn a_code_from_the_boot_partition_pairs_once() {
     // Left on the partition, it is not taken again after a restart.
     hub.start();
     let lap2 = Sandbox::new();
-    pair(&lap2, hub.port, &code, &lap2.folder("Sync")).one_line_error(&["no such pairing code"]);
+    pair(&lap2, hub.port, &code, &lap2.folder("Sync")).one_line_error(&["wrong pairing code"]);
     laptop_untouched(&lap2);
+}
+
+/// `filesync pair --new --file BOOT` run elsewhere: the code it wrote.
+fn boot_code(boot: &std::path::Path) -> String {
+    let o = Sandbox::new()
+        .filesync()
+        .args(["pair", "--new", "--file"])
+        .arg(boot)
+        .ok();
+    o.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("code: "))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_boot_partition_code_burnt_by_wrong_tries_stays_burnt_after_a_restart() {
+    let hsb = Sandbox::new();
+    let boot = hsb.path().join("boot/filesync/pair-code.txt");
+    let mut hub = Hub::new(&hsb, HubKind::Daemon, &format!("pair_code_file = {boot:?}"));
+    std::fs::remove_file(&hub.authorized_keys).unwrap();
+    let code = boot_code(&boot);
+    hub.start();
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    for _ in 0..3 {
+        pair(&lap, hub.port, &changed_secret(&code), &root).one_line_error(&["wrong pairing code"]);
+    }
+    hub.start();
+    pair(&lap, hub.port, &code, &root).one_line_error(&["wrong pairing code"]);
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+}
+
+#[test]
+fn a_boot_partition_code_is_not_taken_by_a_hub_with_authorized_keys() {
+    let hsb = Sandbox::new();
+    let boot = hsb.path().join("boot/filesync/pair-code.txt");
+    let mut hub = Hub::new(&hsb, HubKind::Daemon, &format!("pair_code_file = {boot:?}"));
+    let code = boot_code(&boot);
+    hub.start();
+    let lap = Sandbox::new();
+    pair(&lap, hub.port, &code, &lap.folder("Sync")).one_line_error(&["wrong pairing code"]);
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+    assert!(
+        hub.log_text().contains("has devices or authorized_keys"),
+        "{}",
+        hub.log_text()
+    );
+}
+
+#[test]
+fn pairing_the_same_laptop_again_replaces_its_entry_and_revoke_ends_it() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let code = new_code(&hsb, &hub, &[]);
+    assert!(pair(&lap, hub.port, &code, &root).status.success());
+    let code = new_code(&hsb, &hub, &[]);
+    let o = pair(&lap, hub.port, &code, &root);
+    assert!(o.status.success(), "{o}");
+    let devices = std::fs::read_to_string(devices_file(&hub)).unwrap();
+    assert_eq!(devices.matches("\"name\"").count(), 1, "{devices}");
+    assert!(!devices.contains("laptop-2"), "{devices}");
+    hsb.filesync_with(&hub.config)
+        .args(["devices", "revoke", "laptop", "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    let o = lap.filesync().args(["sync", "hub"]).fails();
+    assert!(o.stderr.contains("refused"), "{o}");
 }
 
 /// Announces `_sftp-ssh._tcp` for a hub at `ip:port` from inside `ns`, as avahi does on the
@@ -503,4 +580,99 @@ fn pair_without_a_host_finds_the_hub_on_the_network() {
     let (ok, out) = run(&["sync", "hub"]);
     assert!(ok, "{out}");
     assert_eq!(root.read("found.txt"), b"over the cable\n");
+}
+
+/// Accepts any host key: the test is about what the hub grants, not whom it is.
+struct AnyHost;
+
+impl russh::client::Handler for AnyHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// Whether the hub grants each of `n` pairing subsystems asked for on one connection.
+async fn pairings_granted(port: u16, n: usize) -> Vec<bool> {
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, ("127.0.0.1", port), AnyHost)
+        .await
+        .expect("connect to the hub");
+    let auth = h.authenticate_none("filesync-pair").await.expect("auth");
+    assert!(auth.success(), "the pairing user is let in");
+    let mut granted = Vec::new();
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let mut ch = h.channel_open_session().await.expect("a channel");
+        ch.request_subsystem(true, "filesync-pair@filesync")
+            .await
+            .expect("ask for pairing");
+        let answer = loop {
+            match ch.wait().await {
+                Some(russh::ChannelMsg::Success) => break true,
+                Some(russh::ChannelMsg::Failure) | None => break false,
+                Some(_) => {}
+            }
+        };
+        granted.push(answer);
+        // Kept open, so the first pairing is still running when the next is asked for.
+        open.push(ch);
+    }
+    granted
+}
+
+#[test]
+fn one_connection_gets_one_pairing() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let _code = new_code(&hsb, &hub, &[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let granted = rt.block_on(pairings_granted(hub.port, 3));
+    assert_eq!(granted, [true, false, false], "{}", hub.log_text());
+    assert!(
+        hub.log_text()
+            .contains("second pairing on one connection refused"),
+        "{}",
+        hub.log_text()
+    );
+    hub_untouched(&hub);
+}
+
+#[test]
+fn a_laptop_config_that_differs_is_refused_before_the_code_is_used() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let elsewhere = lap.folder("Elsewhere");
+    let other_hub = "[peers.hub]\nurl = \"sftp://laptop@10.0.0.9:2222/\"\n";
+    std::fs::write(
+        lap.config(),
+        format!("root = {:?}\n{other_hub}", elsewhere.path),
+    )
+    .unwrap();
+    pair(&lap, hub.port, &code, &root).one_line_error(&["--root", "nothing was changed"]);
+    hub_untouched(&hub);
+
+    std::fs::write(lap.config(), format!("root = {:?}\n{other_hub}", root.path)).unwrap();
+    pair(&lap, hub.port, &code, &root).one_line_error(&["[peers.hub]", "--peer"]);
+    hub_untouched(&hub);
+    assert!(!lap.path().join("id_ed25519").exists(), "key written");
+
+    // The same code still pairs, under the name asked for; the other hub's entry stays.
+    let o = lap
+        .filesync()
+        .args(["pair", &format!("127.0.0.1:{}", hub.port), &code])
+        .args(["--as", "laptop", "--peer", "pi"])
+        .output();
+    assert!(o.status.success(), "{o}");
+    let config = std::fs::read_to_string(lap.config()).unwrap();
+    assert!(config.contains(other_hub), "{config}");
+    assert!(config.contains("[peers.pi]"), "{config}");
+    lap.filesync().args(["sync", "pi"]).ok();
 }
