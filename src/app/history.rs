@@ -261,12 +261,15 @@ pub async fn trash(cfg: &Config, args: &TrashArgs) -> Result<i32> {
         );
         for (i, k) in chosen[p].iter().enumerate() {
             println!(
-                "  {:>3}  {}  {:>9}  {}  (written {})",
-                i + 1,
-                readable(k.trashed),
-                human_bytes(k.size),
-                describe_kept(k, &log),
-                readable(k.mtime.secs)
+                "{}",
+                printable(format!(
+                    "  {:>3}  {}  {:>9}  {}  (written {})",
+                    i + 1,
+                    readable(k.trashed),
+                    human_bytes(k.size),
+                    describe_kept(k, &log),
+                    readable(k.mtime.secs)
+                ))
             );
         }
         println!("put one back with `filesync restore {p} --version N`");
@@ -276,11 +279,14 @@ pub async fn trash(cfg: &Config, args: &TrashArgs) -> Result<i32> {
     all.sort_by_key(|k| std::cmp::Reverse((k.trashed, k.n)));
     for k in &all {
         println!(
-            "{}  {:>9}  {}  {}",
-            readable(k.trashed),
-            human_bytes(k.size),
-            k.path,
-            describe_kept(k, &log)
+            "{}",
+            printable(format!(
+                "{}  {:>9}  {}  {}",
+                readable(k.trashed),
+                human_bytes(k.size),
+                k.path,
+                describe_kept(k, &log)
+            ))
         );
     }
     let bytes: u64 = all.iter().map(|k| k.size).sum();
@@ -393,12 +399,15 @@ pub async fn conflicts(cfg: &Config, args: &ConflictsArgs) -> Result<i32> {
                 .map_or("gone".to_string(), |e| readable(e.mtime.secs))
         };
         println!(
-            "{}: {winner}'s version ({}); {}: {}'s version ({})",
-            c.original,
-            at(&c.original),
-            c.copy,
-            ops::replica_name(&cur, &c.replica),
-            at(&c.copy)
+            "{}",
+            printable(format!(
+                "{}: {winner}'s version ({}); {}: {}'s version ({})",
+                c.original,
+                at(&c.original),
+                c.copy,
+                ops::replica_name(&cur, &c.replica),
+                at(&c.copy)
+            ))
         );
     }
     println!(
@@ -453,10 +462,21 @@ pub async fn changes(cfg: &Config, args: &ChangesArgs) -> Result<i32> {
         .filter(|c| since.is_none_or(|s| c.done >= s))
         .collect();
     for c in &shown {
-        println!("{}", change_line(c));
+        println!("{}", printable(change_line(c)));
     }
     println!("{} changes on {}", shown.len(), store.describe());
     Ok(0)
+}
+
+/// A line as a terminal shows it: names and messages from disk or a peer may hold control
+/// characters (escape sequences), each shown as `?`.
+fn printable(line: String) -> String {
+    if !line.chars().any(char::is_control) {
+        return line;
+    }
+    line.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn change_line(c: &Change) -> String {
@@ -492,6 +512,27 @@ fn change_line(c: &Change) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_not_printed() {
+        let c = Change {
+            t: 0,
+            done: 0,
+            run: 1,
+            what: What::Error,
+            path: RelPath::parse("a\u{1b}[2Jb").unwrap(),
+            other: None,
+            source: "pi\u{7}".into(),
+            trashed: false,
+            error: Some("bad\r\nthing".into()),
+        };
+        let line = printable(change_line(&c));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("error a?[2Jb from pi?: bad??thing"),
+            "{line:?}"
+        );
+    }
 
     #[test]
     fn typed_paths_stay_inside_the_replica() {
