@@ -17,10 +17,14 @@ on_backends!([local, serve, daemon, sshd](
 
 // What a restore leaves alone, and what it refuses: on a local far side and on the hub.
 mod guarded {
-    use super::{a_file_named_like_the_log_is_kept, conflicts_waits_for_no_lock_it_lacks};
+    use super::{
+        a_brief_lock_is_waited_for, a_file_named_like_the_log_is_kept,
+        conflicts_waits_for_no_lock_it_lacks,
+    };
     on_backends!([local, serve](
         a_file_named_like_the_log_is_kept,
         conflicts_waits_for_no_lock_it_lacks,
+        a_brief_lock_is_waited_for,
     ));
 }
 
@@ -62,6 +66,30 @@ fn conflicts_waits_for_no_lock_it_lacks(t: &mut Pair) {
             .fails()
             .one_line_error(&[typed]);
     }
+}
+
+/// A restore meeting a daemon's index update (a lock held for seconds at most) waits for
+/// it, as a sync does, and goes through once it is released.
+fn a_brief_lock_is_waited_for(t: &mut Pair) {
+    t.a.write("x.txt", "x");
+    t.sync_and_settle();
+    t.a.remove("x.txt");
+    t.sync_and_settle();
+    let info = format!(
+        r#"{{"host":"elsewhere","pid":1,"time":{},"what":"filesync daemon (index update)"}}"#,
+        now_secs()
+    );
+    t.b.write(".sync.lock", info.as_bytes());
+    let lock = t.b.p(".sync.lock");
+    // Stands for the daemon: its update ends by itself a moment later.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::fs::remove_file(lock).expect("rm lock");
+    });
+    let out = on_far(t, &["restore", "x.txt"]).output();
+    release.join().expect("release thread");
+    assert!(out.status.success(), "{out}");
+    assert_eq!(t.b.read("x.txt"), b"x");
 }
 
 /// `filesync SUBCOMMAND ...` on the far replica: its folder, or over SFTP.
