@@ -40,7 +40,8 @@ pub struct TrashArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The file or folder to put back, as a path in the replica.
+    /// The file or folder to put back: a path in the replica, from the current folder when
+    /// that is inside the replica, else from the replica's root (a peer's: from its root).
     pub path: String,
     /// Which kept version of a file: 1 is the newest (`filesync trash PATH` numbers them).
     #[arg(long, value_name = "N", conflicts_with = "at")]
@@ -48,7 +49,8 @@ pub struct RestoreArgs {
     /// As it was at this time: "2026-12-06 13:30", "20261206-133000", or "2h" (ago).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// Put it back under another path instead.
+    /// Put a file back under another path instead (not a folder; with --at, only a version
+    /// the trash keeps).
     #[arg(long = "as", value_name = "NEWPATH")]
     pub as_path: Option<String>,
     /// Restore even over an edit made since the last sync (it goes to the trash).
@@ -100,16 +102,31 @@ async fn open(cfg: &Config, w: &Where, extra_peer: Option<&str>) -> Result<AnySt
     )?))
 }
 
-/// A path as typed: relative to the replica, or absolute inside this machine's replica.
+/// A path as typed. On this machine's replica: absolute, or relative to the current folder
+/// when that is inside the replica, else to the replica's root. On a peer: relative to its
+/// root. A path that leads out of the replica is refused, never folded into it.
 fn rel(store: &AnyStore, typed: &str) -> Result<RelPath> {
     let inside = match store {
-        AnyStore::Local(l) => std::path::Path::new(typed)
-            .strip_prefix(l.root())
-            .ok()
-            .and_then(|p| p.to_str()),
-        AnyStore::Sftp(_) => None,
+        AnyStore::Local(l) => {
+            let cwd = std::env::current_dir().ok();
+            in_replica(l.root(), cwd.as_deref(), std::path::Path::new(typed))
+        }
+        AnyStore::Sftp(_) if typed.starts_with('/') => bail!(
+            "{typed:?}: on a peer give the path from its replica's root, e.g. docs/report.txt"
+        ),
+        AnyStore::Sftp(_) => in_replica(
+            std::path::Path::new("/"),
+            None,
+            &std::path::Path::new("/").join(typed),
+        ),
     };
-    let p = RelPath::normalize_client(inside.unwrap_or(typed))
+    let Some(inside) = inside else {
+        bail!(
+            "{typed:?} is outside the replica {}; give a path inside it, e.g. docs/report.txt",
+            store.describe()
+        );
+    };
+    let p = RelPath::normalize_client(&inside)
         .with_context(|| format!("{typed:?} is not a path in the replica"))?;
     if p.is_root() || crate::replica::layout::is_internal(&p) {
         bail!(
@@ -117,6 +134,43 @@ fn rel(store: &AnyStore, typed: &str) -> Result<RelPath> {
         );
     }
     Ok(p)
+}
+
+/// `typed` as a `/`-separated path below `root` (absolute; else from `cwd` when that is
+/// below `root`, else from `root`), `..` taken lexically; `None` when it leads outside.
+fn in_replica(
+    root: &std::path::Path,
+    cwd: Option<&std::path::Path>,
+    typed: &std::path::Path,
+) -> Option<String> {
+    use std::path::Component;
+    let full = match cwd {
+        _ if typed.is_absolute() => typed.to_path_buf(),
+        Some(c) if c.starts_with(root) => c.join(typed),
+        _ => root.join(typed),
+    };
+    // A link above the replica (e.g. /home being one) shows the root under another name.
+    let below = full
+        .strip_prefix(root)
+        .ok()
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| {
+            let parent = std::fs::canonicalize(full.parent()?).ok()?;
+            let name = full.file_name()?;
+            Some(parent.strip_prefix(root).ok()?.join(name))
+        })?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in below.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// A time as typed: a date and time (UTC), a `YYYYMMDD-HHMMSS` stamp, or a duration ago.
@@ -207,12 +261,15 @@ pub async fn trash(cfg: &Config, args: &TrashArgs) -> Result<i32> {
         );
         for (i, k) in chosen[p].iter().enumerate() {
             println!(
-                "  {:>3}  {}  {:>9}  {}  (written {})",
-                i + 1,
-                readable(k.trashed),
-                human_bytes(k.size),
-                describe_kept(k, &log),
-                readable(k.mtime.secs)
+                "{}",
+                printable(format!(
+                    "  {:>3}  {}  {:>9}  {}  (written {})",
+                    i + 1,
+                    readable(k.trashed),
+                    human_bytes(k.size),
+                    describe_kept(k, &log),
+                    readable(k.mtime.secs)
+                ))
             );
         }
         println!("put one back with `filesync restore {p} --version N`");
@@ -222,11 +279,14 @@ pub async fn trash(cfg: &Config, args: &TrashArgs) -> Result<i32> {
     all.sort_by_key(|k| std::cmp::Reverse((k.trashed, k.n)));
     for k in &all {
         println!(
-            "{}  {:>9}  {}  {}",
-            readable(k.trashed),
-            human_bytes(k.size),
-            k.path,
-            describe_kept(k, &log)
+            "{}",
+            printable(format!(
+                "{}  {:>9}  {}  {}",
+                readable(k.trashed),
+                human_bytes(k.size),
+                k.path,
+                describe_kept(k, &log)
+            ))
         );
     }
     let bytes: u64 = all.iter().map(|k| k.size).sum();
@@ -316,14 +376,13 @@ async fn restore_held(
 /// `filesync conflicts`.
 pub async fn conflicts(cfg: &Config, args: &ConflictsArgs) -> Result<i32> {
     let store = open(cfg, &args.on, None).await?;
-    let cur = store.current_index().await?;
+    // The rescan that brings the index up to date writes (temps, the hub's index): only
+    // under the lock, as a restore takes it.
+    let held = Held::take(&store, "filesync conflicts").await?;
+    let copies = held.conflicts();
+    let cur = held.index.clone();
+    held.release().await?;
     let log = ops::read_log(&store).await.unwrap_or_default();
-    let copies = crate::history::conflicts::find(
-        cur.index
-            .live()
-            .filter(|(_, e)| e.kind == crate::index::Kind::File)
-            .map(|(p, _)| p),
-    );
     if copies.is_empty() {
         println!("no open conflicts on {}", store.describe());
         return Ok(0);
@@ -335,18 +394,20 @@ pub async fn conflicts(cfg: &Config, args: &ConflictsArgs) -> Result<i32> {
             .find(|l| l.what == What::Conflict && l.other.as_ref() == Some(&c.copy))
             .map_or("the other replica", |l| l.source.as_str());
         let at = |p: &RelPath| {
-            cur.index
-                .get(p)
+            cur.get(p)
                 .filter(|e| e.is_live())
                 .map_or("gone".to_string(), |e| readable(e.mtime.secs))
         };
         println!(
-            "{}: {winner}'s version ({}); {}: {}'s version ({})",
-            c.original,
-            at(&c.original),
-            c.copy,
-            ops::replica_name(&cur.index, &c.replica),
-            at(&c.copy)
+            "{}",
+            printable(format!(
+                "{}: {winner}'s version ({}); {}: {}'s version ({})",
+                c.original,
+                at(&c.original),
+                c.copy,
+                ops::replica_name(&cur, &c.replica),
+                at(&c.copy)
+            ))
         );
     }
     println!(
@@ -401,10 +462,21 @@ pub async fn changes(cfg: &Config, args: &ChangesArgs) -> Result<i32> {
         .filter(|c| since.is_none_or(|s| c.done >= s))
         .collect();
     for c in &shown {
-        println!("{}", change_line(c));
+        println!("{}", printable(change_line(c)));
     }
     println!("{} changes on {}", shown.len(), store.describe());
     Ok(0)
+}
+
+/// A line as a terminal shows it: names and messages from disk or a peer may hold control
+/// characters (escape sequences), each shown as `?`.
+fn printable(line: String) -> String {
+    if !line.chars().any(char::is_control) {
+        return line;
+    }
+    line.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn change_line(c: &Change) -> String {
@@ -440,6 +512,53 @@ fn change_line(c: &Change) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_not_printed() {
+        let c = Change {
+            t: 0,
+            done: 0,
+            run: 1,
+            what: What::Error,
+            path: RelPath::parse("a\u{1b}[2Jb").unwrap(),
+            other: None,
+            source: "pi\u{7}".into(),
+            trashed: false,
+            error: Some("bad\r\nthing".into()),
+        };
+        let line = printable(change_line(&c));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("error a?[2Jb from pi?: bad??thing"),
+            "{line:?}"
+        );
+    }
+
+    #[test]
+    fn typed_paths_stay_inside_the_replica() {
+        let root = std::path::Path::new("/r/sync");
+        let at = |cwd: Option<&str>, typed: &str| {
+            in_replica(
+                root,
+                cwd.map(std::path::Path::new),
+                std::path::Path::new(typed),
+            )
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(at(None, "docs/a.txt"), some("docs/a.txt"));
+        assert_eq!(at(Some("/elsewhere"), "docs/a.txt"), some("docs/a.txt"));
+        assert_eq!(at(Some("/r/sync/docs"), "a.txt"), some("docs/a.txt"));
+        assert_eq!(at(Some("/r/sync/docs"), "../b/./c"), some("b/c"));
+        assert_eq!(
+            at(Some("/elsewhere"), "/r/sync/docs/a.txt"),
+            some("docs/a.txt")
+        );
+        assert_eq!(at(None, "/r/other/a.txt"), None);
+        assert_eq!(at(None, "/etc/passwd"), None);
+        assert_eq!(at(None, "../x"), None);
+        assert_eq!(at(Some("/r/sync/docs"), "../../x"), None);
+        assert_eq!(at(None, "docs/../../x"), None);
+    }
 
     #[test]
     fn times_as_people_type_them() {

@@ -42,7 +42,13 @@ impl Cap {
             _ => return Err(format!("{s:?}: unknown unit {unit:?}; use e.g. \"20 GiB\"")),
         };
         match num.parse::<f64>() {
-            Ok(v) if v > 0.0 && v.is_finite() => Ok(Cap::Bytes((v * mult as f64) as u64)),
+            // A cap below one byte would empty the trash after every sync.
+            Ok(v) if v.is_finite() && v * mult as f64 >= 1.0 => {
+                Ok(Cap::Bytes((v * mult as f64) as u64))
+            }
+            Ok(v) if v.is_finite() && v > 0.0 => Err(format!(
+                "{s:?} is less than one byte; use e.g. \"20 GiB\" or \"10%\""
+            )),
             _ => Err(format!(
                 "{s:?} is not a size; use e.g. \"20 GiB\" or \"10%\""
             )),
@@ -142,6 +148,11 @@ mod tests {
         for bad in ["0%", "101%", "lots", "20 GiBs", "-1 GB", "", "%"] {
             assert!(Cap::parse(bad).is_err(), "{bad}");
         }
+        for tiny in ["0.5", "0.9 B", "0.0000001 KB"] {
+            let e = Cap::parse(tiny).unwrap_err();
+            assert!(e.contains("less than one byte") && !e.contains('\n'), "{e}");
+        }
+        assert_eq!(Cap::parse("0.5 KB"), Ok(Cap::Bytes(500)));
         assert_eq!(Cap::Percent(10.0).bytes(Some(1000)), Some(100));
         assert_eq!(Cap::Percent(10.0).bytes(None), None);
     }

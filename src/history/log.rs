@@ -127,6 +127,22 @@ pub fn append(old: &[u8], new: &[Change], max: usize) -> Vec<u8> {
     out
 }
 
+/// Whether `bytes` are a log we wrote: every whole line one change (a torn last line after
+/// them is a write cut short). Anything else at the log's name is a file of the user's
+/// (named so before the name was ours), never to be rewritten.
+pub fn is_log(bytes: &[u8]) -> bool {
+    let parses = |l: &[u8]| serde_json::from_slice::<Change>(l).is_ok();
+    let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (whole, torn) = bytes.split_at(cut);
+    let mut lines = whole.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let mut any = false;
+    let all = lines.all(|l| {
+        any = true;
+        parses(l)
+    });
+    all && (torn.is_empty() || any || parses(torn))
+}
+
 /// The changes in a log, oldest first; lines that do not parse are passed over.
 pub fn read(bytes: &[u8]) -> Vec<Change> {
     bytes
@@ -197,6 +213,21 @@ mod tests {
                 .iter()
                 .all(|c| read_back.contains(c))
         );
+    }
+
+    #[test]
+    fn only_our_lines_are_a_log() {
+        let log = append(&[], &[change(1, What::Added, "a")], 2000);
+        assert!(is_log(&log) && is_log(b"") && is_log(b"\n"));
+        let mut torn = log.clone();
+        torn.extend_from_slice(b"{\"t\":5,\"do");
+        assert!(is_log(&torn));
+        for users in [&b"my notes"[..], b"shopping\nlist\n", b"{\"t\": 1}\n"] {
+            assert!(!is_log(users), "{}", String::from_utf8_lossy(users));
+        }
+        let mut mixed = log.clone();
+        mixed.extend_from_slice(b"a line of mine\n");
+        assert!(!is_log(&mixed));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::log::{self, BY_RESOLVE, BY_RESTORE, Change, LOG_FILE, LOG_MAX, What};
 use super::versions::{self, Live, Pick, RestoreError, Step, Versions};
 use crate::index::{Index, Kind, ReplicaId};
 use crate::relpath::RelPath;
+use crate::replica::layout::TRASH_DIR;
 use crate::replica::lock::LockInfo;
 use crate::store::{Archive, Put, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -251,10 +252,22 @@ pub async fn append_log<S: Archive>(store: &S, changes: &[Change]) -> Result<(),
     if changes.is_empty() {
         return Ok(());
     }
-    let old = store
+    let mut old = store
         .read_own(LOG_FILE, 2 * LOG_MAX)
         .await?
         .unwrap_or_default();
+    if !log::is_log(&old) {
+        // The user's own file: kept whole in the trash, and the log starts anew.
+        store
+            .trash(&RelPath::root().join_unchecked(LOG_FILE))
+            .await?;
+        tracing::warn!(
+            "{LOG_FILE} on {} was not filesync's changes log; it is in {TRASH_DIR}/ now, as \
+             filesync keeps its log under that name",
+            store.describe()
+        );
+        old.clear();
+    }
     store
         .replace_own(LOG_FILE, log::append(&old, changes, LOG_MAX))
         .await

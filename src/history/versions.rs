@@ -176,6 +176,17 @@ pub enum RestoreError {
     },
     #[error("--version picks one file's version; {0} is a folder: use --at TIME")]
     VersionOfFolder(RelPath),
+    #[error("--as puts back one file; {0} is a folder: restore it in place, without --as")]
+    AsOfFolder(RelPath),
+    #[error(
+        "{path} was at {at} as it is now, so nothing kept goes to {to}: copy {path} instead, \
+         or leave out --as"
+    )]
+    AsOfCurrent {
+        path: RelPath,
+        at: String,
+        to: RelPath,
+    },
     #[error(
         "{path} was changed at {edited}, after this replica's last sync ({synced}); a restore \
          would put that edit in the trash: sync first, or pass --force"
@@ -269,6 +280,11 @@ fn one_file(
         },
         Pick::At(t) => match version_at(versions, live.get(target).copied(), t) {
             At::Kept(i) => Ok(put(&versions[i])),
+            At::Current if to != target => Err(RestoreError::AsOfCurrent {
+                path: target.clone(),
+                at: crate::time::readable(t),
+                to: to.clone(),
+            }),
             At::Current => Ok(Vec::new()),
             At::Absent => {
                 expired_at(target, t, versions)?;
@@ -314,14 +330,13 @@ fn folder(
         };
     }
     let below = |p: &RelPath| p.starts_with(target) && p != target;
-    let moved = |p: &RelPath| -> RelPath {
-        p.components()
-            .skip(target.depth())
-            .fold(to.clone(), |d, c| d.join_unchecked(c))
-    };
     let mut paths: Vec<&RelPath> = kept.keys().filter(|p| below(p)).collect();
     if paths.is_empty() {
         return Err(RestoreError::NothingKept(target.clone()));
+    }
+    // Below a folder `--as` would need the files unchanged since (or live now) copied too.
+    if to != target {
+        return Err(RestoreError::AsOfFolder(target.clone()));
     }
     if let Pick::At(_) = pick {
         paths.extend(live.keys().filter(|p| below(p) && !kept.contains_key(*p)));
@@ -330,7 +345,7 @@ fn folder(
     let mut steps = Vec::new();
     for p in paths {
         let versions = kept.get(p).map(Vec::as_slice).unwrap_or_default();
-        let dest = moved(p);
+        let dest = p.clone();
         let here = live.get(p).copied();
         match pick {
             Pick::At(t) => match version_at(versions, here, t) {
@@ -339,7 +354,7 @@ fn folder(
                     to: dest,
                 }),
                 At::Current => {}
-                At::Absent if dest == *p && here.is_some() => steps.push(Step::Trash(dest)),
+                At::Absent if here.is_some() => steps.push(Step::Trash(dest)),
                 At::Absent => {}
             },
             _ if live.contains_key(&dest) => {}

@@ -15,6 +15,83 @@ on_backends!([local, serve, daemon, sshd](
     changes_name_each_change_and_its_source,
 ));
 
+// What a restore leaves alone, and what it refuses: on a local far side and on the hub.
+mod guarded {
+    use super::{
+        a_brief_lock_is_waited_for, a_file_named_like_the_log_is_kept,
+        conflicts_waits_for_no_lock_it_lacks,
+    };
+    on_backends!([local, serve](
+        a_file_named_like_the_log_is_kept,
+        conflicts_waits_for_no_lock_it_lacks,
+        a_brief_lock_is_waited_for,
+    ));
+}
+
+/// A user's own `.sync-log` on either side goes to the trash whole when the log starts there.
+fn a_file_named_like_the_log_is_kept(t: &mut Pair) {
+    t.a.write(".sync-log", "my own notes\n");
+    t.b.write(".sync-log", "the hub's notes\n");
+    t.a.write("x.txt", "x");
+    t.b.write("y.txt", "y");
+    t.sync_and_settle();
+    assert_eq!(t.a.trash_contents(), vec![b"my own notes\n".to_vec()]);
+    assert_eq!(t.b.trash_contents(), vec![b"the hub's notes\n".to_vec()]);
+    let far = on_far(t, &["changes"]).ok().stdout;
+    assert!(far.contains("added x.txt"), "{far}");
+}
+
+/// `conflicts` rescans only under the lock: with a sync holding the far lock it is refused,
+/// and a temp file there (the running sync's) is left alone. Typed paths out of the replica
+/// are refused too.
+fn conflicts_waits_for_no_lock_it_lacks(t: &mut Pair) {
+    t.a.write("x.txt", "x");
+    t.sync_and_settle();
+    let temp = ".x.txt.sync-tmp.0123456789abcdef";
+    t.b.write(temp, "half written");
+    let info = format!(
+        r#"{{"host":"elsewhere","pid":1,"time":{},"what":"filesync sync"}}"#,
+        now_secs()
+    );
+    t.b.write(".sync.lock", info.as_bytes());
+    on_far(t, &["conflicts"])
+        .fails()
+        .one_line_error(&["locked"]);
+    assert!(t.b.exists(temp), "the temp of a running sync was removed");
+    std::fs::remove_file(t.b.p(".sync.lock")).expect("rm lock");
+    let none = on_far(t, &["conflicts"]).ok().stdout;
+    assert!(none.contains("no open conflicts"), "{none}");
+    for typed in ["../x.txt", "/etc/passwd"] {
+        on_far(t, &["restore", typed])
+            .fails()
+            .one_line_error(&[typed]);
+    }
+}
+
+/// A restore meeting a daemon's index update (a lock held for seconds at most) waits for
+/// it, as a sync does, and goes through once it is released.
+fn a_brief_lock_is_waited_for(t: &mut Pair) {
+    t.a.write("x.txt", "x");
+    t.sync_and_settle();
+    t.a.remove("x.txt");
+    t.sync_and_settle();
+    let info = format!(
+        r#"{{"host":"elsewhere","pid":1,"time":{},"what":"filesync daemon (index update)"}}"#,
+        now_secs()
+    );
+    t.b.write(".sync.lock", info.as_bytes());
+    let lock = t.b.p(".sync.lock");
+    // Stands for the daemon: its update ends by itself a moment later.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::fs::remove_file(lock).expect("rm lock");
+    });
+    let out = on_far(t, &["restore", "x.txt"]).output();
+    release.join().expect("release thread");
+    assert!(out.status.success(), "{out}");
+    assert_eq!(t.b.read("x.txt"), b"x");
+}
+
 /// `filesync SUBCOMMAND ...` on the far replica: its folder, or over SFTP.
 fn on_far(t: &Pair, args: &[&str]) -> Run {
     let run = t.sb.filesync().args(args);

@@ -143,8 +143,18 @@ fn restore_steps_and_their_errors() {
         matches!(&s[..], [Step::Put { to, .. }] if to == &f),
         "{s:?}"
     );
-    let s = plan(&rp("d"), &rp("old"), Pick::At(22), &here, None).unwrap();
-    assert_eq!(s.len(), 2, "{s:?}");
+    // `--as` puts back one file, not a folder; nor what is at the path unchanged since.
+    let e = plan(&rp("d"), &rp("old"), Pick::At(22), &here, None).unwrap_err();
+    assert_eq!(e, RestoreError::AsOfFolder(rp("d")));
+    let e = plan(&rp("d"), &rp("old"), Pick::Newest, &here, None).unwrap_err();
+    assert_eq!(e, RestoreError::AsOfFolder(rp("d")));
+    let s = plan(&f, &rp("x"), Pick::At(22), &here, None).unwrap();
+    assert!(matches!(&s[..], [Step::Put { kept, to }] if kept.trashed == 30 && to == &rp("x")));
+    let now = live(&[("d/a", 25)]);
+    let e = plan(&f, &rp("x"), Pick::At(40), &now, None).unwrap_err();
+    assert!(matches!(e, RestoreError::AsOfCurrent { .. }), "{e}");
+    assert!(e.to_string().contains("copy d/a instead"), "{e}");
+    assert!(plan(&f, &f, Pick::At(40), &now, None).unwrap().is_empty());
     let s = plan(&rp("d"), &rp("d"), Pick::At(22), &here, None).unwrap();
     assert!(s.contains(&Step::Trash(rp("d/c"))), "{s:?}");
     // An edit after the last sync is not overwritten unless forced.
@@ -317,8 +327,11 @@ proptest! {
             .filter(|(p, _)| p.starts_with(&rp("d")))
             .map(|(p, b)| (p.clone(), b.clone()))
             .collect();
-        let Ok(steps) = plan_restore(&rp("d"), &rp("d"), Pick::At(t), &m.kept(), &m.live_view(), None, false) else {
-            return Ok(());
+        // Nothing kept below the folder is the one error (a restore then has nothing to use).
+        let steps = match plan_restore(&rp("d"), &rp("d"), Pick::At(t), &m.kept(), &m.live_view(), None, false) {
+            Ok(steps) => steps,
+            Err(RestoreError::NothingKept(_)) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
         };
         m.now += 1;
         m.restore(&steps);

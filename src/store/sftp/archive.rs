@@ -2,7 +2,7 @@
 //! root read and replaced whole, the remote disk's size (`statvfs@openssh.com`). Plain SFTP
 //! requests, so any server (ours, OpenSSH) holds them.
 
-use super::{SftpStore, is_status, observed_of, put_str, walk};
+use super::{SftpStore, is_status, observed_of, put_str, walk, xfer};
 use crate::history::versions::TrashFile;
 use crate::index::Kind;
 use crate::proto::ext;
@@ -75,6 +75,27 @@ impl SftpStore {
         Ok(())
     }
 
+    /// At most `limit` bytes: the reads stop there, so a huge file at our name costs no more.
+    async fn read_own_async(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let s = &self.s;
+        let path = s.join(name);
+        let mut r = match xfer::open_read(s, &path, Some(limit as u64)).await {
+            Ok(r) => r,
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(None),
+            Err(e) => return Err(s.err("cannot read", &path, e)),
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = r.next_chunk().await {
+            out.extend_from_slice(&chunk.map_err(|e| s.err("cannot read", &path, e))?);
+        }
+        out.truncate(limit);
+        Ok(Some(out))
+    }
+
     async fn replace_own_async(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let s = &self.s;
         let path = s.join(name);
@@ -117,12 +138,7 @@ impl Archive for SftpStore {
         name: &'static str,
         limit: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.s.join(name);
-        let got = self.guard(self.s.read_all(&path)).await?;
-        Ok(got.map(|mut b| {
-            b.truncate(limit);
-            b
-        }))
+        self.guard(self.read_own_async(name, limit)).await
     }
 
     async fn replace_own(&self, name: &'static str, bytes: Vec<u8>) -> Result<(), StoreError> {
