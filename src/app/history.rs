@@ -5,11 +5,11 @@ use crate::config::Config;
 use crate::endpoint::Target;
 use crate::history::conflicts::Keep;
 use crate::history::log::{Change, What};
-use crate::history::ops::{self, Held};
 use crate::history::versions::{Kept, Pick, Step, Versions};
 use crate::relpath::RelPath;
 use crate::store::{AnyStore, LocalStore, Store};
 use crate::sync::human_bytes;
+use crate::sync::recover::{self, Held};
 use crate::time::readable;
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
@@ -230,8 +230,8 @@ pub async fn trash(cfg: &Config, args: &TrashArgs) -> Result<i32> {
     let store = open(cfg, &args.at, None).await?;
     let only = args.path.as_deref().map(|p| rel(&store, p)).transpose()?;
     let bar = spinner(format!("listing the trash of {}", store.describe()));
-    let kept = ops::kept(&store).await?;
-    let log = ops::read_log(&store).await.unwrap_or_default();
+    let kept = recover::kept(&store).await?;
+    let log = recover::read_log(&store).await.unwrap_or_default();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -351,8 +351,8 @@ async fn restore_held(
     force: bool,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<Step>> {
-    let kept = ops::kept(held.store).await?;
-    let steps = ops::plan(held, &kept, target, to, pick, force)?;
+    let kept = recover::kept(held.store).await?;
+    let steps = recover::plan(held, &kept, target, to, pick, force)?;
     let total = steps.len();
     let n = std::sync::atomic::AtomicUsize::new(0);
     let done = held
@@ -364,7 +364,7 @@ async fn restore_held(
         })
         .await;
     let done = done?;
-    if let Err(e) = ops::append_log(held.store, &done).await {
+    if let Err(e) = recover::append_log(held.store, &done).await {
         tracing::warn!(
             "cannot append to the changes log: {}",
             crate::store::Chain(&e)
@@ -382,7 +382,7 @@ pub async fn conflicts(cfg: &Config, args: &ConflictsArgs) -> Result<i32> {
     let copies = held.conflicts();
     let cur = held.index.clone();
     held.release().await?;
-    let log = ops::read_log(&store).await.unwrap_or_default();
+    let log = recover::read_log(&store).await.unwrap_or_default();
     if copies.is_empty() {
         println!("no open conflicts on {}", store.describe());
         return Ok(0);
@@ -405,7 +405,7 @@ pub async fn conflicts(cfg: &Config, args: &ConflictsArgs) -> Result<i32> {
                 c.original,
                 at(&c.original),
                 c.copy,
-                ops::replica_name(&cur, &c.replica),
+                recover::replica_name(&cur, &c.replica),
                 at(&c.copy)
             ))
         );
@@ -425,7 +425,7 @@ pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> Result<i32> {
     let held = Held::take(&store, "filesync resolve").await?;
     let res = held.resolve(&path, args.keep).await;
     if let Ok(done) = &res
-        && let Err(e) = ops::append_log(held.store, done).await
+        && let Err(e) = recover::append_log(held.store, done).await
     {
         tracing::warn!(
             "cannot append to the changes log: {}",
@@ -456,7 +456,7 @@ pub async fn changes(cfg: &Config, args: &ChangesArgs) -> Result<i32> {
         .map(|s| parse_time(s, crate::time::now_secs()))
         .transpose()?;
     let store = open(cfg, &args.on, args.target.as_deref()).await?;
-    let log = ops::read_log(&store).await?;
+    let log = recover::read_log(&store).await?;
     let shown: Vec<&Change> = log
         .iter()
         .filter(|c| since.is_none_or(|s| c.done >= s))

@@ -117,9 +117,10 @@ pub fn status(root: &Path, cfg: &Config) -> Result<i32> {
 
 /// The trash's size, the open conflicts and the last sync's errors.
 fn print_history(store: &crate::store::LocalStore) -> Result<()> {
-    use crate::history::{conflicts, log, ops};
-    let (kept, changes) =
-        super::runtime()?.block_on(async { (ops::kept(store).await, ops::read_log(store).await) });
+    use crate::history::{conflicts, log};
+    use crate::sync::recover;
+    let (kept, changes) = super::runtime()?
+        .block_on(async { (recover::kept(store).await, recover::read_log(store).await) });
     let kept = kept?;
     let versions: usize = kept.values().map(Vec::len).sum();
     let bytes: u64 = kept.values().flatten().map(|k| k.size).sum();

@@ -11,6 +11,7 @@ mod commit;
 mod delta;
 mod fold;
 pub mod job;
+pub mod recover;
 mod report;
 #[cfg(test)]
 mod restore_tests;
@@ -201,7 +202,7 @@ async fn keep_history<S: Archive>(
     lines: &[crate::history::log::Change],
     opts: &SyncOptions,
 ) {
-    if let Err(e) = crate::history::ops::append_log(store, lines).await {
+    if let Err(e) = recover::append_log(store, lines).await {
         tracing::warn!(
             "cannot append to the changes log on {}: {}",
             store.describe(),
@@ -212,7 +213,7 @@ async fn keep_history<S: Archive>(
     if !lines.iter().any(|l| l.trashed) {
         return;
     }
-    if let Err(e) = crate::history::ops::hold_to_cap(store, index, cap).await {
+    if let Err(e) = recover::hold_to_cap(store, index, cap).await {
         tracing::warn!(
             "cannot hold the trash to trash_max on {}: {}",
             store.describe(),

@@ -1,11 +1,11 @@
-//! Restores (`history::ops`) on real folders synced by the real engine.
+//! Restores (`sync::recover`) on real folders synced by the real engine.
 
-use crate::history::ops::{Held, kept, plan};
 use crate::history::versions::Pick;
 use crate::relpath::RelPath;
 use crate::replica::layout::{is_reserved_root_name, is_temp_name};
 use crate::store::LocalStore;
 use crate::sync::SyncOptions;
+use crate::sync::recover::{Held, kept, plan};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,9 +3,9 @@
 //! its lock, what they replace kept in the trash), and the changes log read and appended.
 //! The decisions are the pure modules'; this is their I/O.
 
-use super::conflicts::{self, Copy, Keep};
-use super::log::{self, BY_RESOLVE, BY_RESTORE, Change, LOG_FILE, LOG_MAX, What};
-use super::versions::{self, Live, Pick, RestoreError, Step, Versions};
+use crate::history::conflicts::{self, Copy, Keep};
+use crate::history::log::{self, BY_RESOLVE, BY_RESTORE, Change, LOG_FILE, LOG_MAX, What};
+use crate::history::versions::{self, Live, Pick, RestoreError, Step, Versions};
 use crate::index::{Index, Kind, ReplicaId};
 use crate::relpath::RelPath;
 use crate::replica::layout::TRASH_DIR;
@@ -298,12 +298,12 @@ pub fn plan<S: Archive>(
 pub async fn hold_to_cap<S: Archive>(
     store: &S,
     index: &Index,
-    cap: super::evict::Cap,
-) -> Result<super::evict::Sweep, StoreError> {
+    cap: crate::history::evict::Cap,
+) -> Result<crate::history::evict::Sweep, StoreError> {
     let kept = kept(store).await?;
     let disk = match cap {
-        super::evict::Cap::Percent(_) => store.disk_size().await,
-        super::evict::Cap::Bytes(_) => None,
+        crate::history::evict::Cap::Percent(_) => store.disk_size().await,
+        crate::history::evict::Cap::Bytes(_) => None,
     };
     let Some(bytes) = cap.bytes(disk) else {
         tracing::warn!(
@@ -313,7 +313,8 @@ pub async fn hold_to_cap<S: Archive>(
         return Ok(Default::default());
     };
     let live: BTreeSet<RelPath> = live_files(index).into_keys().collect();
-    let sweep = super::evict::sweep(&kept, &live, crate::time::now_secs(), None, Some(bytes));
+    let sweep =
+        crate::history::evict::sweep(&kept, &live, crate::time::now_secs(), None, Some(bytes));
     if !sweep.remove.is_empty() {
         store.remove_kept(sweep.remove.clone()).await?;
     }
