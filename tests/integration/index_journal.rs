@@ -363,3 +363,48 @@ fn a_client_reads_the_hubs_journal_over_sftp() {
     s.sync_and_settle();
     assert_eq!(s.a.tree(), s.b.tree());
 }
+
+/// An older filesync reads the hub's `.sync` alone: a refresh in its form (no data) gets
+/// `.sync` whole, with the journal's changes, deletions included, folded in.
+#[test]
+fn a_refresh_in_the_old_form_gets_a_current_sync_alone() {
+    let s = Pair::hub(HubKind::Daemon);
+    for i in 0..20 {
+        s.b.write(&format!("photos/p{i}.jpg"), format!("photo {i}"));
+    }
+    s.sync_and_settle();
+    s.b.write("photos/p1.jpg", "cropped");
+    s.b.remove("photos/p2.jpg");
+    s.b.write("notes/new.txt", "from the hub");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            load_index(&s.b.path).is_some_and(|i| {
+                i.live().any(|(p, _)| p.as_str() == "notes/new.txt")
+                    && i.entries
+                        .iter()
+                        .any(|(p, e)| p.as_str() == "photos/p2.jpg" && !e.is_live())
+            })
+        }),
+        "the hub's daemon did not record the edits"
+    );
+    assert!(
+        s.b.exists(".sync.journal"),
+        "the edits are not in the journal"
+    );
+    let Remote::Hub(hub) = &s.remote else {
+        unreachable!("a hub pair")
+    };
+    let before = load_index(&s.b.path).unwrap();
+    hub.python_ok("old_refresh.py", &[]);
+    assert!(
+        !s.b.exists(".sync.journal"),
+        "a journal is left beside .sync; hub log:\n{}",
+        hub.log_text()
+    );
+    let alone = filesync::index::from_json_slice(&std::fs::read(s.b.p(".sync")).unwrap()).unwrap();
+    let live = liveness(&alone);
+    assert_eq!(live.get("notes/new.txt"), Some(&true), "{live:?}");
+    assert_eq!(live.get("photos/p2.jpg"), Some(&false), "{live:?}");
+    let p1 = filesync::relpath::RelPath::parse("photos/p1.jpg").unwrap();
+    assert_eq!(alone.entries[&p1], before.entries[&p1]);
+}

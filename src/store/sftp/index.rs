@@ -202,7 +202,9 @@ impl SftpStore {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
-        let res = raw.extended(ext::INDEX_REFRESH, Vec::new()).await;
+        let res = raw
+            .extended(ext::INDEX_REFRESH, ext::REFRESH_READS_JOURNAL.to_vec())
+            .await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
