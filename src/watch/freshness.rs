@@ -158,14 +158,16 @@ pub fn refresh_for_client(
                 paths = dirty.len(),
                 "rescanning what the watcher saw change"
             );
-            let batch = Batch { dirty, full: false };
+            // A damaged journal was set aside: only a full rescan finds what it held.
+            let full = store.take_rescan_due();
+            let batch = Batch { dirty, full };
             // Written as it is applied: a journal batch for what the watcher saw.
             let (stats, moved) = super::apply::apply_recorded(
                 &store,
                 &mut index,
                 &batch,
                 &|p| busy.contains(p),
-                false,
+                full,
             )?;
             if moved {
                 tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");

@@ -244,6 +244,17 @@ fn a_garbled_journal_tail_is_ignored_and_said_once() {
     assert_eq!(b.read("keep.txt"), b"keep");
     assert_eq!(b.read("sub/edit.txt"), b"v2 from the journal");
     assert!(!a.exists(".sync.journal"));
+    // Set aside for a person to look at, never synced.
+    let aside = std::fs::read_dir(&a.path)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".sync.journal.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1);
     assert_eq!(a.tree(), b.tree());
 }
 

@@ -47,7 +47,9 @@ impl SftpStore {
     }
 
     /// The remote `.sync` with its journal applied (see `index::journal`) and its entries
-    /// digest; `None` when there is no `.sync`.
+    /// digest; `None` when there is no `.sync`. After a damaged journal the digest is one no
+    /// index has: what it held past the damage is found only by a walk, and the index is
+    /// then uploaded whole (which removes the journal).
     pub(super) async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
         let path = self.index_path();
         let journal_path = self.s.join(JOURNAL_FILE);
@@ -60,10 +62,15 @@ impl SftpStore {
         // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
         let parsed = tokio::task::spawn_blocking(move || {
             let (idx, replay, _) = journal::load(bytes, &journal)?;
-            if let Some(t) = replay.trouble() {
-                tracing::warn!("{host}:{journal_path}: {t}");
-            }
-            let digest = idx.entries_digest();
+            let digest = match replay.trouble() {
+                Some(t) => {
+                    tracing::warn!(
+                        "{host}:{journal_path}: {t}; the folder is walked and .sync written whole"
+                    );
+                    DAMAGED
+                }
+                None => idx.entries_digest(),
+            };
             Ok::<_, crate::index::FormatError>((idx, digest))
         })
         .await
@@ -145,7 +152,7 @@ impl SftpStore {
                         loaded = t0.elapsed().as_millis() as u64,
                         "remote index current (ms)"
                     );
-                    if let Some((index, loaded)) = loaded {
+                    if let Some((index, loaded)) = loaded.filter(|(_, d)| *d != DAMAGED) {
                         return Ok(Current {
                             index,
                             loaded,
@@ -229,6 +236,10 @@ impl SftpStore {
         })
     }
 }
+
+/// The digest of an index whose journal was damaged: no index has it, so the index is
+/// uploaded whole.
+const DAMAGED: ContentHash = ContentHash([0; 32]);
 
 /// What to do about our server's damaged index, from what it said: its own advice (which
 /// names the folder it serves), else its words as they are.
