@@ -270,6 +270,7 @@ fn a_journal_without_its_snapshot_indexes_the_folder_anew() {
         .args(["sync", "--no-progress", a.s(), b.s()])
         .ok();
     assert!(out.stderr.contains("no .sync"), "{}", out.stderr);
+    assert!(out.stderr.contains("moved aside as"), "{}", out.stderr);
     assert_eq!(b.read("sub/edit.txt"), b"v2 from the journal");
     assert_eq!(a.read("theirs.txt"), b"b");
     assert_eq!(a.tree(), b.tree());
@@ -377,6 +378,34 @@ fn a_client_reads_the_hubs_journal_over_sftp() {
 
 /// An older filesync reads the hub's `.sync` alone: a refresh in its form (no data) gets
 /// `.sync` whole, with the journal's changes, deletions included, folded in.
+/// A user's own file named `.sync.journal`, from before the name was ours, is kept (set
+/// aside under a reserved name, said in one line), never overwritten by a journal.
+#[test]
+fn a_users_file_named_like_the_journal_is_kept() {
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let a = sb.folder("a");
+    a.write("notes.txt", "n")
+        .write(".sync.journal", "my own notes");
+    let b = sb.folder("b");
+    let out = sb
+        .filesync()
+        .args(["sync", "--no-progress", a.s(), b.s()])
+        .ok();
+    assert!(out.stderr.contains("moved aside as"), "{}", out.stderr);
+    let kept: Vec<_> = std::fs::read_dir(&a.path)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".sync.journal.corrupt-")
+        })
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(kept, vec![b"my own notes".to_vec()]);
+    assert_eq!(b.read("notes.txt"), b"n");
+}
+
 #[test]
 fn a_refresh_in_the_old_form_gets_a_current_sync_alone() {
     let s = Pair::hub(HubKind::Daemon);

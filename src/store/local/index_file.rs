@@ -104,11 +104,12 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreEr
     let shown = root.path().join(INDEX_FILE).display().to_string();
     let snap_file = file_id(root, &index_name());
     let Some(bytes) = read_opt(root, &index_name())? else {
+        // Kept, not replaced by the next write: it may be a user's file of that name from
+        // before the name was ours.
         if root.lstat(&journal_name()).is_ok() {
-            say_once(
+            set_aside_journal(
                 root,
-                "there is no .sync for it to follow; the folder is indexed anew and the \
-                 journal is replaced by the next write",
+                "there is no .sync for it to follow; the folder is indexed anew",
             );
         }
         return Ok(None);
@@ -199,22 +200,26 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// The staged temp renamed over `name`, and the rename made durable.
-fn put_in_place(root: &Root, tmp: &RelPath, name: &str) -> Result<(), StoreError> {
+/// The staged temp renamed over `name`, and the rename made durable; whether it is (some
+/// file systems refuse to fsync folders).
+fn put_in_place(root: &Root, tmp: &RelPath, name: &str) -> Result<bool, StoreError> {
     let what = format!("cannot write {}", root.path().join(name).display());
     if let Err(e) = root.rename(tmp, &RelPath::root().join_unchecked(name), true) {
         let _ = root.remove(tmp);
         return Err(Place(root).err(what, e));
     }
-    // Some file systems refuse to fsync folders, which is harmless.
-    let _ = root.sync(&RelPath::root(), false);
-    Ok(())
+    Ok(root.sync(&RelPath::root(), false).is_ok())
 }
 
 /// A staged snapshot put in place as `.sync`, then the journal it holds removed. A crash
-/// between the two leaves a journal that names the old snapshot: stale, so ignored.
+/// between the two leaves a journal that names the old snapshot: stale, so ignored. The
+/// journal stays when the rename is not known durable: a power cut could bring back the
+/// old `.sync`, which needs it.
 pub(super) fn commit(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
-    put_in_place(root, tmp, INDEX_FILE)?;
+    if !put_in_place(root, tmp, INDEX_FILE)? {
+        tracing::debug!("the rename of {INDEX_FILE} is not known durable; {JOURNAL_FILE} kept");
+        return Ok(());
+    }
     match root.remove(&journal_name()) {
         Err(e) if !e.is_not_found() => tracing::debug!("cannot remove {JOURNAL_FILE}: {e}"),
         _ => {}

@@ -122,14 +122,17 @@ impl SftpStore {
             return Err(self.s.err("cannot put in place", &path, e));
         }
         self.s.made.done(&tmp);
-        self.s.make_rename_durable(&path).await;
         // The new `.sync` holds the journal's changes. Left behind (this fails, or we are
-        // cut off first), it names the old `.sync`, and every reader ignores it.
-        let _ = self
-            .s
-            .raw()
-            .remove(self.s.join(JOURNAL_FILE).as_str())
-            .await;
+        // cut off first), it names the old `.sync`, and every reader ignores it. Removed
+        // only once the rename is durable: a power cut could still bring back the old
+        // `.sync`, which needs it.
+        if self.s.make_rename_durable(&path).await {
+            let _ = self
+                .s
+                .raw()
+                .remove(self.s.join(JOURNAL_FILE).as_str())
+                .await;
+        }
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = staged;
