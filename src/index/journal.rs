@@ -213,8 +213,8 @@ impl Replay {
             Replay::Applied {
                 ignored, batches, ..
             } if *ignored > 0 => Some(format!(
-                "its last {ignored} bytes are cut short or damaged and were ignored \
-                 ({batches} complete batches used); the next scan takes in what they held"
+                "its last {ignored} bytes are cut short or damaged \
+                 ({batches} complete batches used)"
             )),
             _ => None,
         }

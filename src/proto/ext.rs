@@ -11,7 +11,13 @@ pub const LIMITS: &str = "limits@openssh.com";
 pub const COPY_DATA: &str = "copy-data";
 
 /// Brings the server's `.sync` up to date in place (its reply lists what it could not read).
+/// A client that reads `.sync.journal` says so with `REFRESH_READS_JOURNAL` as the request's
+/// data; to any other (an older filesync sends nothing) the server hands `.sync` whole, its
+/// journal folded in, since such a client reads `.sync` alone.
 pub const INDEX_REFRESH: &str = "index-refresh@filesync";
+/// The request data of a refresh by a client that reads the journal: the SSH string
+/// "journal".
+pub const REFRESH_READS_JOURNAL: &[u8] = b"\0\0\0\x07journal";
 /// The code of an outcome in that reply for a path the scan left out rather than could not
 /// read (a symlink, a name that is not UTF-8, ...): the reason's keyword as its message, the
 /// path's bytes as its data. Outside SFTP's status codes, so no status is mistaken for it.
@@ -42,7 +48,7 @@ pub const OFFERED: &[(&str, &str)] = &[
     (FSYNC, "1"),
     (LIMITS, "1"),
     (COPY_DATA, "1"),
-    (INDEX_REFRESH, "1"),
+    (INDEX_REFRESH, "2"),
     (WRITE_FILES, "1"),
     (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),

@@ -26,6 +26,8 @@ pub const TMP_MARK: &str = ".sync-tmp.";
 pub const IGNORE_FILE: &str = ".syncignore";
 /// A damaged index set aside by `filesync index`: `.sync.corrupt-YYYYMMDD-HHMMSS`.
 pub const SET_ASIDE_MARK: &str = ".sync.corrupt-";
+/// A damaged journal set aside when it was read: `.sync.journal.corrupt-YYYYMMDD-HHMMSS`.
+pub const JOURNAL_ASIDE_MARK: &str = ".sync.journal.corrupt-";
 /// The watcher's fence files at the root: `.sync-cookie.<16 hex>.<n>`, made and removed
 /// at once.
 pub const FENCE_MARK: &str = ".sync-cookie.";
@@ -42,6 +44,7 @@ pub fn is_reserved_root_name(name: &str) -> bool {
         || name == CHUNKS_DIR
         || name == CHANGES_LOG
         || name.strip_prefix(SET_ASIDE_MARK).is_some_and(is_stamp)
+        || name.strip_prefix(JOURNAL_ASIDE_MARK).is_some_and(is_stamp)
         || name.strip_prefix(FENCE_MARK).is_some_and(is_fence_tail)
 }
 

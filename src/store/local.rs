@@ -42,6 +42,9 @@ pub struct LocalStore {
     made: Arc<Mutex<HashSet<RelPath>>>,
     /// The index files as this store last read or wrote them, for journal appends.
     disk: Arc<Mutex<Option<OnDisk>>>,
+    /// A load found the journal damaged and set it aside: what it held after the damage is
+    /// known only to a full rescan.
+    rescan_due: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for LocalStore {
@@ -111,6 +114,7 @@ impl LocalStore {
             rehomed: Arc::default(),
             made: Arc::default(),
             disk: Arc::default(),
+            rescan_due: Arc::default(),
         })
     }
 
@@ -140,13 +144,30 @@ impl LocalStore {
         let loaded = index_file::load(&self.root)?;
         let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         *disk = None;
-        Ok(loaded.map(|(mut idx, on_disk)| {
-            let must_save = self.settle_home(&mut idx);
+        Ok(loaded.map(|(mut idx, on_disk, damaged)| {
+            if damaged {
+                self.rescan_due
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            // After damage `.sync` is written whole: the journal is gone.
+            let must_save = self.settle_home(&mut idx) || damaged;
             if !must_save {
                 *disk = Some(on_disk);
             }
             (idx, must_save)
         }))
+    }
+
+    /// Whether a load since the last call set a damaged journal aside: the caller then
+    /// rescans the whole folder, since what the journal held past the damage is unknown.
+    pub fn take_rescan_due(&self) -> bool {
+        self.rescan_due
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `take_rescan_due` without taking it.
+    pub fn rescan_due(&self) -> bool {
+        self.rescan_due.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A new, empty index for this folder: a new replica, its home recorded.
@@ -620,6 +641,7 @@ impl Store for LocalStore {
             rehomed: self.rehomed.clone(),
             made: self.made.clone(),
             disk: self.disk.clone(),
+            rescan_due: self.rescan_due.clone(),
         };
         blocking(move || this.current_blocking(locked).map(|(c, _)| c)).await
     }

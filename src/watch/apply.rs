@@ -62,12 +62,24 @@ pub(super) fn apply_locked(
         {
             *index = fresh;
         }
+        // A damaged journal was set aside: only a full rescan finds what it held.
+        let full = Batch {
+            dirty: BTreeSet::new(),
+            full: true,
+        };
+        let due = store.take_rescan_due();
+        let batch = if due { &full } else { batch };
         let busy = store.busy();
         // Until the write lands, memory is ahead of `.sync`: if it fails, the retry must
         // reload and rescan rather than find nothing new and vouch for the old file.
         *disk_id = None;
-        let (stats, changed) =
-            apply_recorded(store, index, batch, &|p| busy.contains(p), now_id.is_none())?;
+        let (stats, changed) = apply_recorded(
+            store,
+            index,
+            batch,
+            &|p| busy.contains(p),
+            now_id.is_none() || due,
+        )?;
         *disk_id = index_file_id(root);
         Ok(Applied::Done { changed, stats })
     })();

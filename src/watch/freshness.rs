@@ -5,7 +5,7 @@
 use super::inbox::{COOKIE_PREFIX, Shared};
 use super::{Batch, WatchError};
 use crate::relpath::RelPath;
-use crate::replica::layout::{INDEX_FILE, is_internal};
+use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE, is_internal};
 use crate::scan::ScanStats;
 use crate::store::LocalStore;
 use std::collections::{BTreeSet, HashSet};
@@ -113,10 +113,12 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 /// left of their quiet time (`Writers::settle`), so an upload closed just before is offered.
 /// With the daemon's watcher at hand only what it saw change is rescanned (usually nothing);
 /// without it, or when it cannot vouch for the index, the whole folder is. Files still open
-/// keep their old entries either way.
+/// keep their old entries either way. Unless the client `reads_journal`, `.sync` is left
+/// whole (the journal folded in), as a client that reads `.sync` alone needs it.
 pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
+    reads_journal: bool,
 ) -> Result<ScanStats, WatchError> {
     let store = LocalStore::open(root, 0)?;
     let writers = crate::replica::writers::of(store.root());
@@ -146,6 +148,9 @@ pub fn refresh_for_client(
     let (changed, stats) = match (freshness, loaded) {
         (Freshness::Current, _) if has_index() => {
             tracing::debug!("index current by the watcher");
+            if !reads_journal {
+                fold_journal(&store)?;
+            }
             return Ok(remembered(Some(&[]), ScanStats::default()));
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
@@ -153,14 +158,16 @@ pub fn refresh_for_client(
                 paths = dirty.len(),
                 "rescanning what the watcher saw change"
             );
-            let batch = Batch { dirty, full: false };
+            // A damaged journal was set aside: only a full rescan finds what it held.
+            let full = store.take_rescan_due();
+            let batch = Batch { dirty, full };
             // Written as it is applied: a journal batch for what the watcher saw.
             let (stats, moved) = super::apply::apply_recorded(
                 &store,
                 &mut index,
                 &batch,
                 &|p| busy.contains(p),
-                false,
+                full,
             )?;
             if moved {
                 tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
@@ -185,11 +192,26 @@ pub fn refresh_for_client(
         store.save_index_blocking(&index)?;
         let root = root.display();
         tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
+    } else if !reads_journal {
+        fold_journal(&store)?;
     }
     crate::sys::release_free_memory();
     let mut stats = stats;
     stats.writing = writers.among(&stats.moving);
     Ok(stats)
+}
+
+/// Writes `.sync` whole when a journal is beside it, for a reader of `.sync` alone.
+fn fold_journal(store: &LocalStore) -> Result<(), WatchError> {
+    let journal = RelPath::root().join_unchecked(JOURNAL_FILE);
+    if store.handle().lstat(&journal).is_err() {
+        return Ok(());
+    }
+    if let Some(index) = store.load_index_blocking()? {
+        store.save_index_blocking(&index)?;
+        tracing::info!(root = %store.handle().path().display(), "journal folded into .sync for a client that reads .sync alone");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -355,6 +355,9 @@ impl Loop {
                 self.index = i;
                 crate::sys::release_free_memory();
                 self.disk_id = index_file_id(self.store.handle());
+                if self.store.rescan_due() {
+                    inbox.mark_full(now);
+                }
                 publish(&self.state, &self.index, inbox, &self.last_error);
             }
         }

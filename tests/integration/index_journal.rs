@@ -244,6 +244,17 @@ fn a_garbled_journal_tail_is_ignored_and_said_once() {
     assert_eq!(b.read("keep.txt"), b"keep");
     assert_eq!(b.read("sub/edit.txt"), b"v2 from the journal");
     assert!(!a.exists(".sync.journal"));
+    // Set aside for a person to look at, never synced.
+    let aside = std::fs::read_dir(&a.path)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".sync.journal.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1);
     assert_eq!(a.tree(), b.tree());
 }
 
@@ -259,6 +270,7 @@ fn a_journal_without_its_snapshot_indexes_the_folder_anew() {
         .args(["sync", "--no-progress", a.s(), b.s()])
         .ok();
     assert!(out.stderr.contains("no .sync"), "{}", out.stderr);
+    assert!(out.stderr.contains("moved aside as"), "{}", out.stderr);
     assert_eq!(b.read("sub/edit.txt"), b"v2 from the journal");
     assert_eq!(a.read("theirs.txt"), b"b");
     assert_eq!(a.tree(), b.tree());
@@ -362,4 +374,77 @@ fn a_client_reads_the_hubs_journal_over_sftp() {
     assert!(!s.a.exists("photos/p2.jpg"));
     s.sync_and_settle();
     assert_eq!(s.a.tree(), s.b.tree());
+}
+
+/// An older filesync reads the hub's `.sync` alone: a refresh in its form (no data) gets
+/// `.sync` whole, with the journal's changes, deletions included, folded in.
+/// A user's own file named `.sync.journal`, from before the name was ours, is kept (set
+/// aside under a reserved name, said in one line), never overwritten by a journal.
+#[test]
+fn a_users_file_named_like_the_journal_is_kept() {
+    let sb = Sandbox::with_config("name = \"a\"\n");
+    let a = sb.folder("a");
+    a.write("notes.txt", "n")
+        .write(".sync.journal", "my own notes");
+    let b = sb.folder("b");
+    let out = sb
+        .filesync()
+        .args(["sync", "--no-progress", a.s(), b.s()])
+        .ok();
+    assert!(out.stderr.contains("moved aside as"), "{}", out.stderr);
+    let kept: Vec<_> = std::fs::read_dir(&a.path)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".sync.journal.corrupt-")
+        })
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(kept, vec![b"my own notes".to_vec()]);
+    assert_eq!(b.read("notes.txt"), b"n");
+}
+
+#[test]
+fn a_refresh_in_the_old_form_gets_a_current_sync_alone() {
+    let s = Pair::hub(HubKind::Daemon);
+    for i in 0..20 {
+        s.b.write(&format!("photos/p{i}.jpg"), format!("photo {i}"));
+    }
+    s.sync_and_settle();
+    s.b.write("photos/p1.jpg", "cropped");
+    s.b.remove("photos/p2.jpg");
+    s.b.write("notes/new.txt", "from the hub");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            load_index(&s.b.path).is_some_and(|i| {
+                i.live().any(|(p, _)| p.as_str() == "notes/new.txt")
+                    && i.entries
+                        .iter()
+                        .any(|(p, e)| p.as_str() == "photos/p2.jpg" && !e.is_live())
+            })
+        }),
+        "the hub's daemon did not record the edits"
+    );
+    assert!(
+        s.b.exists(".sync.journal"),
+        "the edits are not in the journal"
+    );
+    let Remote::Hub(hub) = &s.remote else {
+        unreachable!("a hub pair")
+    };
+    let before = load_index(&s.b.path).unwrap();
+    hub.python_ok("old_refresh.py", &[]);
+    assert!(
+        !s.b.exists(".sync.journal"),
+        "a journal is left beside .sync; hub log:\n{}",
+        hub.log_text()
+    );
+    let alone = filesync::index::from_json_slice(&std::fs::read(s.b.p(".sync")).unwrap()).unwrap();
+    let live = liveness(&alone);
+    assert_eq!(live.get("notes/new.txt"), Some(&true), "{live:?}");
+    assert_eq!(live.get("photos/p2.jpg"), Some(&false), "{live:?}");
+    let p1 = filesync::relpath::RelPath::parse("photos/p1.jpg").unwrap();
+    assert_eq!(alone.entries[&p1], before.entries[&p1]);
 }

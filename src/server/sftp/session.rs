@@ -598,7 +598,7 @@ impl Session {
             ext::INSTALL_FILES => self.batch(name, |f| {
                 batch::install_files(root, id, data, crate::time::now_secs(), f)
             }),
-            ext::INDEX_REFRESH => self.index_refresh(id),
+            ext::INDEX_REFRESH => self.index_refresh(id, data),
             ext::COPY_DATA => return self.copy_data(id, data),
             ext::BLAKE3 => return self.blake3(id, data),
             other => wire::status(
@@ -738,10 +738,12 @@ impl Session {
 
     /// `index-refresh@filesync`: OK, or what the refresh left as it was (files it could not
     /// read, files still being written, what the scan leaves out by nature), for the client
-    /// to report.
-    fn index_refresh(&self, id: u32) -> Bytes {
+    /// to report. A client that does not say it reads the journal gets `.sync` whole.
+    fn index_refresh(&self, id: u32, data: &Bytes) -> Bytes {
         let root = self.root().path();
-        match crate::watch::refresh_for_client(root, self.shared.freshness.as_ref()) {
+        let reads_journal = data.as_ref() == ext::REFRESH_READS_JOURNAL;
+        let probe = self.shared.freshness.as_ref();
+        match crate::watch::refresh_for_client(root, probe, reads_journal) {
             Ok(st) => wire::left_out::reply(
                 id,
                 wire::left_out::Report {

@@ -7,7 +7,7 @@ use crate::index::journal::{self, Change, Replay, SnapshotId};
 use crate::index::{ContentHash, Index, write_json};
 use crate::relpath::RelPath;
 use crate::replica::Root;
-use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE, temp_name};
+use crate::replica::layout::{INDEX_FILE, JOURNAL_ASIDE_MARK, JOURNAL_FILE, temp_name};
 use crate::store::StoreError;
 use rustix::fs::{Mode, OFlags};
 use std::collections::HashSet;
@@ -79,23 +79,49 @@ fn say_once(root: &Root, what: &str) {
     }
 }
 
-/// `.sync` with its journal applied; `None` when there is no `.sync` (a journal without
-/// its snapshot cannot be applied to anything, and the folder is indexed anew).
-pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk)>, StoreError> {
+/// Moves a damaged or unreadable journal aside as `.sync.journal.corrupt-<stamp>`, so no
+/// append cuts off what it holds past the damage and a person can look at it.
+fn set_aside_journal(root: &Root, why: &str) {
+    let stamp = crate::time::stamp(crate::time::now_secs());
+    let aside = RelPath::root().join_unchecked(&format!("{JOURNAL_ASIDE_MARK}{stamp}"));
+    match root.rename(&journal_name(), &aside, true) {
+        Ok(()) => say_once(
+            root,
+            &format!(
+                "{why}; moved aside as {aside}, the whole folder is rescanned and .sync \
+                 written whole"
+            ),
+        ),
+        Err(e) => say_once(root, &format!("{why}; cannot move it aside ({e})")),
+    }
+}
+
+/// `.sync` with its journal applied, and whether the journal was damaged (then set aside:
+/// the caller rescans the whole folder and writes `.sync` whole); `None` when there is no
+/// `.sync` (a journal without its snapshot cannot be applied to anything, and the folder is
+/// indexed anew).
+pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreError> {
     let shown = root.path().join(INDEX_FILE).display().to_string();
     let snap_file = file_id(root, &index_name());
     let Some(bytes) = read_opt(root, &index_name())? else {
+        // Kept, not replaced by the next write: it may be a user's file of that name from
+        // before the name was ours.
         if root.lstat(&journal_name()).is_ok() {
-            say_once(
+            set_aside_journal(
                 root,
-                "there is no .sync for it to follow; the folder is indexed anew and the \
-                 journal is replaced by the next write",
+                "there is no .sync for it to follow; the folder is indexed anew",
             );
         }
         return Ok(None);
     };
     let journal_file = file_id(root, &journal_name());
-    let journal_bytes = read_opt(root, &journal_name())?.unwrap_or_default();
+    let (journal_bytes, unreadable) = match read_opt(root, &journal_name()) {
+        Ok(b) => (b.unwrap_or_default(), false),
+        Err(e) => {
+            set_aside_journal(root, &format!("it cannot be read ({e})"));
+            (Vec::new(), true)
+        }
+    };
     let (index, replay, snap) = journal::load(bytes, &journal_bytes).map_err(|e| {
         StoreError::bad_index(
             shown,
@@ -106,8 +132,9 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk)>, StoreError> {
             ),
         )
     })?;
+    let damaged = unreadable || replay.trouble().is_some();
     if let Some(t) = replay.trouble() {
-        say_once(root, &t);
+        set_aside_journal(root, &t);
     }
     if replay == Replay::Stale {
         tracing::debug!("{JOURNAL_FILE} follows an older .sync; ignored");
@@ -121,7 +148,7 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk)>, StoreError> {
             .append_at()
             .map(|at| (at, journal_file.unwrap_or_default())),
     };
-    Ok(Some((index, on_disk)))
+    Ok(Some((index, on_disk, damaged)))
 }
 
 /// `bytes` in a new temp beside `.sync`, fsynced; its name.
@@ -173,22 +200,26 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// The staged temp renamed over `name`, and the rename made durable.
-fn put_in_place(root: &Root, tmp: &RelPath, name: &str) -> Result<(), StoreError> {
+/// The staged temp renamed over `name`, and the rename made durable; whether it is (some
+/// file systems refuse to fsync folders).
+fn put_in_place(root: &Root, tmp: &RelPath, name: &str) -> Result<bool, StoreError> {
     let what = format!("cannot write {}", root.path().join(name).display());
     if let Err(e) = root.rename(tmp, &RelPath::root().join_unchecked(name), true) {
         let _ = root.remove(tmp);
         return Err(Place(root).err(what, e));
     }
-    // Some file systems refuse to fsync folders, which is harmless.
-    let _ = root.sync(&RelPath::root(), false);
-    Ok(())
+    Ok(root.sync(&RelPath::root(), false).is_ok())
 }
 
 /// A staged snapshot put in place as `.sync`, then the journal it holds removed. A crash
-/// between the two leaves a journal that names the old snapshot: stale, so ignored.
+/// between the two leaves a journal that names the old snapshot: stale, so ignored. The
+/// journal stays when the rename is not known durable: a power cut could bring back the
+/// old `.sync`, which needs it.
 pub(super) fn commit(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
-    put_in_place(root, tmp, INDEX_FILE)?;
+    if !put_in_place(root, tmp, INDEX_FILE)? {
+        tracing::debug!("the rename of {INDEX_FILE} is not known durable; {JOURNAL_FILE} kept");
+        return Ok(());
+    }
     match root.remove(&journal_name()) {
         Err(e) if !e.is_not_found() => tracing::debug!("cannot remove {JOURNAL_FILE}: {e}"),
         _ => {}

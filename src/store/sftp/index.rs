@@ -47,7 +47,9 @@ impl SftpStore {
     }
 
     /// The remote `.sync` with its journal applied (see `index::journal`) and its entries
-    /// digest; `None` when there is no `.sync`.
+    /// digest; `None` when there is no `.sync`. After a damaged journal the digest is one no
+    /// index has: what it held past the damage is found only by a walk, and the index is
+    /// then uploaded whole (which removes the journal).
     pub(super) async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
         let path = self.index_path();
         let journal_path = self.s.join(JOURNAL_FILE);
@@ -60,10 +62,15 @@ impl SftpStore {
         // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
         let parsed = tokio::task::spawn_blocking(move || {
             let (idx, replay, _) = journal::load(bytes, &journal)?;
-            if let Some(t) = replay.trouble() {
-                tracing::warn!("{host}:{journal_path}: {t}");
-            }
-            let digest = idx.entries_digest();
+            let digest = match replay.trouble() {
+                Some(t) => {
+                    tracing::warn!(
+                        "{host}:{journal_path}: {t}; the folder is walked and .sync written whole"
+                    );
+                    DAMAGED
+                }
+                None => idx.entries_digest(),
+            };
             Ok::<_, crate::index::FormatError>((idx, digest))
         })
         .await
@@ -115,14 +122,17 @@ impl SftpStore {
             return Err(self.s.err("cannot put in place", &path, e));
         }
         self.s.made.done(&tmp);
-        self.s.make_rename_durable(&path).await;
         // The new `.sync` holds the journal's changes. Left behind (this fails, or we are
-        // cut off first), it names the old `.sync`, and every reader ignores it.
-        let _ = self
-            .s
-            .raw()
-            .remove(self.s.join(JOURNAL_FILE).as_str())
-            .await;
+        // cut off first), it names the old `.sync`, and every reader ignores it. Removed
+        // only once the rename is durable: a power cut could still bring back the old
+        // `.sync`, which needs it.
+        if self.s.make_rename_durable(&path).await {
+            let _ = self
+                .s
+                .raw()
+                .remove(self.s.join(JOURNAL_FILE).as_str())
+                .await;
+        }
         let staged = self.st.staged.lock().ok().and_then(|mut s| s.take());
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = staged;
@@ -145,7 +155,7 @@ impl SftpStore {
                         loaded = t0.elapsed().as_millis() as u64,
                         "remote index current (ms)"
                     );
-                    if let Some((index, loaded)) = loaded {
+                    if let Some((index, loaded)) = loaded.filter(|(_, d)| *d != DAMAGED) {
                         return Ok(Current {
                             index,
                             loaded,
@@ -202,7 +212,9 @@ impl SftpStore {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
-        let res = raw.extended(ext::INDEX_REFRESH, Vec::new()).await;
+        let res = raw
+            .extended(ext::INDEX_REFRESH, ext::REFRESH_READS_JOURNAL.to_vec())
+            .await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
@@ -227,6 +239,10 @@ impl SftpStore {
         })
     }
 }
+
+/// The digest of an index whose journal was damaged: no index has it, so the index is
+/// uploaded whole.
+const DAMAGED: ContentHash = ContentHash([0; 32]);
 
 /// What to do about our server's damaged index, from what it said: its own advice (which
 /// names the folder it serves), else its words as they are.

@@ -204,9 +204,9 @@ impl Sftp {
     /// handle; OpenSSH's fsyncs only files, so there the renamed file is fsynced, which on a
     /// journalling file system commits the rename with it. Best effort: a server without
     /// `fsync@openssh.com` has no way to ask.
-    pub(super) async fn make_rename_durable(&self, path: &str) {
+    pub(super) async fn make_rename_durable(&self, path: &str) -> bool {
         if !self.fsync {
-            return;
+            return false;
         }
         let raw = self.raw();
         let res = async {
@@ -224,8 +224,12 @@ impl Sftp {
             synced
         }
         .await;
-        if let Err(e) = res {
-            tracing::warn!("cannot make {}:{path} durable: {}", self.host, to_io(e));
+        match res {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("cannot make {}:{path} durable: {}", self.host, to_io(e));
+                false
+            }
         }
     }
 

@@ -56,3 +56,56 @@ fn rescan_path_matches_a_full_scan() {
     assert_eq!(idx.entries[&p("g")].vv.get(ReplicaId(7)), 2);
     assert!(idx.get(&p("x.log")).is_none());
 }
+
+/// A journal damaged in the middle is set aside and the folder rescanned whole: a change
+/// outside the batch's paths, which only the batches past the damage could have held, is
+/// found, and `.sync` alone holds it.
+#[test]
+fn a_journal_damaged_in_the_middle_is_set_aside_and_the_folder_rescanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::write(root.join("x.txt"), b"v1").unwrap();
+    std::fs::write(root.join("y.txt"), b"y").unwrap();
+    let store = LocalStore::open(&root, 0).unwrap();
+    let mut idx = store.new_index();
+    let handle = store.handle().clone();
+    scan::scan(&handle, &mut idx, &RelPath::root(), &scan::nothing_busy).unwrap();
+    store.save_index_blocking(&idx).unwrap();
+
+    let snapshot = std::fs::read(root.join(".sync")).unwrap();
+    let mut j = journal::header(journal::SnapshotId::of(&snapshot));
+    let sound = journal::encode_batch(&[Change::Remove(p("gone-a"))]);
+    j.extend_from_slice(&sound);
+    let mid = j.len() + 14;
+    j.extend_from_slice(&journal::encode_batch(&[Change::Remove(p("gone-b"))]));
+    j.extend_from_slice(&journal::encode_batch(&[Change::Remove(p("gone-c"))]));
+    j[mid] ^= 0x55;
+    std::fs::write(root.join(".sync.journal"), &j).unwrap();
+    std::fs::write(root.join("x.txt"), b"v2 past the damage").unwrap();
+
+    let batch = Batch {
+        dirty: [p("y.txt")].into(),
+        full: false,
+    };
+    let mut id = None;
+    let store = LocalStore::open(&root, 0).unwrap();
+    match apply_locked(&store, &mut idx, &batch, &mut id).unwrap() {
+        Applied::Done { .. } => {}
+        Applied::Locked => panic!("locked"),
+    }
+    assert!(!root.join(".sync.journal").exists());
+    let aside: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".sync.journal.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(crate::replica::layout::is_reserved_root_name(&aside[0]));
+    let alone = crate::index::from_json_vec(std::fs::read(root.join(".sync")).unwrap()).unwrap();
+    assert_eq!(
+        alone.entries[&p("x.txt")].size,
+        18,
+        "the full rescan did not run"
+    );
+    assert!(!store.take_rescan_due());
+}
