@@ -2,6 +2,7 @@
 //! writes would be.
 
 use super::*;
+use crate::index::MTime;
 use crate::replica::layout::{TMP_MARK, TRASH_DIR};
 use rustix::fs::Mode;
 
