@@ -2,7 +2,8 @@
 # Installs what the test suite runs against: OpenSSH (client + server), the SFTP client stacks
 # phone and desktop apps embed (curl/libssh2, rclone/Go, PuTTY, libssh, JSch, Trilead, Ruby
 # net-sftp from Debian; paramiko and asyncssh from PyPI; node's ssh2 from npm), rsync, unison,
-# restic, util-linux's setpriv, iproute2 (network namespaces for the mDNS test),
+# restic, the applications people point at a hub (sshfs, lftp, duplicity, gio/gvfs),
+# util-linux's setpriv, iproute2 (network namespaces for the mDNS test),
 # fusefat/fuse/dosfstools and fusepy (receivers that fold names), and rustfmt/clippy. On
 # Debian/Ubuntu as root (or with sudo) it installs them; elsewhere it says exactly what is
 # missing.
@@ -29,6 +30,17 @@ need psftp putty-tools
 need puttygen putty-tools
 need cc gcc
 need_file /usr/include/libssh/libssh.h libssh-dev
+# Desktop and backup applications pointed at the hub (tests/integration/server_apps.rs).
+need sshfs sshfs
+need lftp lftp
+need duplicity duplicity
+# duplicity's sftp backend runs on Debian's python3 and needs its paramiko.
+/usr/bin/python3 -c 'import paramiko' 2>/dev/null || missing_apt+=(python3-paramiko)
+need gio libglib2.0-bin
+need dbus-run-session dbus-daemon
+need ssh-agent openssh-client
+need_file /usr/libexec/gvfsd-sftp gvfs-backends
+need_file /usr/libexec/gvfsd gvfs-daemons
 need java default-jdk-headless
 need javac default-jdk-headless
 need_file /usr/share/java/jsch.jar libjsch-java

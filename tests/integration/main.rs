@@ -42,6 +42,7 @@ mod index_journal;
 mod pairing;
 mod remote;
 mod server_abuse;
+mod server_apps;
 mod server_auth;
 mod server_clients;
 mod server_openssh;
