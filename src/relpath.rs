@@ -149,7 +149,8 @@ impl RelPath {
     pub fn starts_with(&self, other: &RelPath) -> bool {
         other.0.is_empty()
             || self.0 == other.0
-            || (self.0.starts_with(&*other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
+            || (self.0.starts_with(&*other.0)
+                && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
     }
 
     /// All proper ancestors, nearest first, excluding the root.

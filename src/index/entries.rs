@@ -173,9 +173,12 @@ impl Entries {
 
 /// The entries of two sorted sequences, merged (each path is in one of them only).
 pub struct Iter<'a> {
-    sorted: Peekable<std::iter::FilterMap<std::slice::Iter<'a, (RelPath, Option<Entry>)>, Live>>,
+    sorted: Peekable<SortedIter<'a>>,
     side: Peekable<SideIter<'a>>,
 }
+
+/// The vector's entries, its holes skipped.
+type SortedIter<'a> = std::iter::FilterMap<std::slice::Iter<'a, (RelPath, Option<Entry>)>, Live>;
 
 type Live = for<'b> fn(&'b (RelPath, Option<Entry>)) -> Option<(&'b RelPath, &'b Entry)>;
 

@@ -415,7 +415,7 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
             .iter()
             .filter(|(k, e)| {
                 idx.entries
-                    .get(*k)
+                    .get(k)
                     .map(|x| x.vv != e.vv || x.kind != e.kind || x.mode != e.mode)
                     != Some(false)
             })

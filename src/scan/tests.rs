@@ -242,11 +242,7 @@ proptest::proptest! {
 }
 
 /// Reconciles the whole tree, every path kept, at one fixed "now".
-fn whole(
-    idx: &mut Index,
-    o: &BTreeMap<RelPath, Observed>,
-    h: &Hashes,
-) -> ScanStats {
+fn whole(idx: &mut Index, o: &BTreeMap<RelPath, Observed>, h: &Hashes) -> ScanStats {
     reconcile(idx, &RelPath::root(), o, h, |_| true, MTime::new(99, 0))
 }
 

@@ -13,8 +13,11 @@ enum Op {
 fn path() -> impl Strategy<Value = String> {
     // Few names, nested, so inserts, removals and re-inserts of the same path are common and
     // component order (`a/b` before `a.b`) matters.
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "a.b", "c-d", "z"]), 1..4)
-        .prop_map(|v| v.join("/"))
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "a.b", "c-d", "z"]),
+        1..4,
+    )
+    .prop_map(|v| v.join("/"))
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -97,6 +100,10 @@ fn in_order_inserts_go_straight_onto_the_vector() {
 /// The layout stays small: every one of a million entries pays this.
 #[test]
 fn an_entry_stays_small() {
-    assert!(size_of::<Option<Entry>>() <= 112, "{}", size_of::<Option<Entry>>());
+    assert!(
+        size_of::<Option<Entry>>() <= 112,
+        "{}",
+        size_of::<Option<Entry>>()
+    );
     assert_eq!(size_of::<RelPath>(), 16);
 }
