@@ -8,7 +8,7 @@
 //! concurrent chmods, or modes that differ with no history to tell (an upgraded index), meet
 //! in `mode::merge`, which never makes a file more readable than either side had it.
 
-use crate::index::{Causality, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
+use crate::index::{Causality, Entries, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
 use crate::relpath::fit_name;
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,7 +179,7 @@ impl Target {
     fn entry_for(&self, e: &Entry) -> Entry {
         let mut e = e.clone();
         e.vv = self.vv.clone();
-        e.content_vv = self.content_vv.clone();
+        e.content_vv = self.content_vv.clone().map(Box::new);
         e.disk_mode = None;
         if e.kind.is_live() {
             e.mode = self.mode.or(e.mode);
@@ -193,8 +193,8 @@ impl Target {
 
 /// Every path of either index in order, with its entry on each side (a merge join).
 fn union<'a>(
-    left: &'a BTreeMap<RelPath, Entry>,
-    right: &'a BTreeMap<RelPath, Entry>,
+    left: &'a Entries,
+    right: &'a Entries,
 ) -> impl Iterator<Item = (&'a RelPath, Option<&'a Entry>, Option<&'a Entry>)> {
     let mut l = left.iter().peekable();
     let mut r = right.iter().peekable();
@@ -715,8 +715,8 @@ fn record(side: Side, p: &RelPath, result: Entry) -> Step {
 
 /// Paths a new conflict copy must not use.
 struct Taken<'a> {
-    left: &'a BTreeMap<RelPath, Entry>,
-    right: &'a BTreeMap<RelPath, Entry>,
+    left: &'a Entries,
+    right: &'a Entries,
     chosen: BTreeSet<RelPath>,
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// NUL, no backslash-free tricks needed because we never hand it to a shell. The empty path
 /// is the root itself.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct RelPath(String);
+pub struct RelPath(Box<str>);
 
 /// The longest file name (in bytes) any file system we run on takes.
 pub const NAME_MAX: usize = 255;
@@ -44,7 +44,7 @@ pub enum RelPathError {
 
 impl RelPath {
     pub fn root() -> Self {
-        RelPath(String::new())
+        RelPath(Box::default())
     }
 
     pub fn is_root(&self) -> bool {
@@ -79,7 +79,7 @@ impl RelPath {
         for c in s.split('/') {
             Self::check_name(c)?;
         }
-        Ok(RelPath(s.to_string()))
+        Ok(RelPath(s.into()))
     }
 
     /// Resolves a client-supplied path lexically against the root: leading `/`, `.`, empty
@@ -98,7 +98,7 @@ impl RelPath {
                 c => parts.push(c),
             }
         }
-        Ok(RelPath(parts.join("/")))
+        Ok(RelPath(parts.join("/").into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,9 +113,9 @@ impl RelPath {
     /// Joins a name already known to be valid (it came from a `RelPath` or was checked).
     pub(crate) fn join_unchecked(&self, name: &str) -> Self {
         if self.0.is_empty() {
-            RelPath(name.to_string())
+            RelPath(name.into())
         } else {
-            RelPath(format!("{}/{}", self.0, name))
+            RelPath(format!("{}/{}", self.0, name).into())
         }
     }
 
@@ -124,7 +124,7 @@ impl RelPath {
             return None;
         }
         Some(match self.0.rfind('/') {
-            Some(i) => RelPath(self.0[..i].to_string()),
+            Some(i) => RelPath(self.0[..i].into()),
             None => RelPath::root(),
         })
     }
@@ -149,7 +149,8 @@ impl RelPath {
     pub fn starts_with(&self, other: &RelPath) -> bool {
         other.0.is_empty()
             || self.0 == other.0
-            || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
+            || (self.0.starts_with(&*other.0)
+                && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
     }
 
     /// All proper ancestors, nearest first, excluding the root.
@@ -157,7 +158,7 @@ impl RelPath {
         self.0
             .char_indices()
             .filter(|&(_, c)| c == '/')
-            .map(|(i, _)| RelPath(self.0[..i].to_string()))
+            .map(|(i, _)| RelPath(self.0[..i].into()))
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -189,7 +190,7 @@ impl RelPath {
                 _ => return Err(RelPathError::BadComponent(rel.display().to_string())),
             }
         }
-        Ok(RelPath(parts.join("/")))
+        Ok(RelPath(parts.join("/").into()))
     }
 }
 
@@ -275,7 +276,7 @@ mod tests {
         ) {
             let mk = |v: &Vec<String>| {
                 let parts: Vec<&str> = v.iter().flat_map(|s| s.split('/')).filter(|c| !c.is_empty() && *c != "." && *c != "..").collect();
-                RelPath(parts.join("/"))
+                RelPath(parts.join("/").into())
             };
             let (a, b) = (mk(&a), mk(&b));
             proptest::prop_assert_eq!(a.cmp(&b), a.components().cmp(b.components()));
@@ -287,7 +288,7 @@ mod tests {
         let p = RelPath::parse("a/b/c").unwrap();
         assert_eq!(p.parent().unwrap().as_str(), "a/b");
         assert_eq!(p.name(), "c");
-        let anc: Vec<String> = p.ancestors().map(|a| a.0).collect();
+        let anc: Vec<String> = p.ancestors().map(|a| a.0.into_string()).collect();
         assert_eq!(anc, ["a/b", "a"]);
         assert!(p.starts_with(&RelPath::parse("a").unwrap()));
         assert!(

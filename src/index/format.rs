@@ -65,16 +65,32 @@ pub fn from_json_vec(bytes: Vec<u8>) -> Result<Index, FormatError> {
     Ok(with_entries(idx, flat))
 }
 
+/// `from_json_slice` of a document read from `r` as it is parsed (`len` bytes long, about):
+/// a big index's text is never held whole.
+pub fn from_json_reader(r: impl std::io::Read, len: u64) -> Result<Index, FormatError> {
+    let mut de = serde_json::Deserializer::from_reader(r);
+    let hint = usize::try_from(len).unwrap_or(usize::MAX);
+    let (idx, flat) = parse_from(&mut de, hint)?;
+    Ok(with_entries(idx, flat))
+}
+
 /// The top level of a `.sync` (its entries still empty) and every entry in document order.
 fn parse(bytes: &[u8]) -> Result<(Index, Vec<(RelPath, Entry)>), FormatError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
+    parse_from(&mut de, bytes.len())
+}
+
+fn parse_from<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    len: usize,
+) -> Result<(Index, Vec<(RelPath, Entry)>), FormatError> {
     let newer = std::cell::Cell::new(None);
     let parsed = TopSeed {
         newer: &newer,
         // An entry takes about this many bytes of JSON: room for all of them at once.
-        hint: bytes.len() / 160,
+        hint: len / 160,
     }
-    .deserialize(&mut de)
+    .deserialize(&mut *de)
     .map_err(|e| match newer.get() {
         Some(v) => FormatError::TooNew(v),
         None => FormatError::Bad(e.to_string()),
@@ -83,14 +99,9 @@ fn parse(bytes: &[u8]) -> Result<(Index, Vec<(RelPath, Entry)>), FormatError> {
     Ok(parsed)
 }
 
-/// The entry map built from entries in document order, in one pass with its nodes full
-/// (inserted one by one in order, a map's nodes stay about half full).
-fn with_entries(mut idx: Index, mut flat: Vec<(RelPath, Entry)>) -> Index {
-    // Parents come after their children; a stable sort restores component order and keeps
-    // a name given twice in document order, of which the map keeps the last.
-    if !flat.is_sorted_by(|a, b| a.0 <= b.0) {
-        flat.sort_by(|a, b| a.0.cmp(&b.0));
-    }
+/// The entries in document order become the index's own vector: in component order already
+/// when the document's names are (as this writer leaves them), sorted once otherwise.
+fn with_entries(mut idx: Index, flat: Vec<(RelPath, Entry)>) -> Index {
     idx.entries = flat.into_iter().collect();
     idx
 }
@@ -214,7 +225,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
             replica: replica.unwrap_or_else(ReplicaId::random),
             name,
             root,
-            entries: BTreeMap::new(),
+            entries: super::Entries::new(),
             peers,
             extra,
         };
@@ -321,11 +332,15 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                     let child = self.path.join(name).map_err(|e| {
                         de::Error::custom(format!("bad name in {}: {e}", self.path))
                     })?;
+                    // The folder's slot comes before its children: document order is then
+                    // component order, and the vector needs no sort.
+                    let slot = self.out.len();
+                    self.out.push((child.clone(), MISSING_PARENT.clone()));
                     let entry = map.next_value_seed(EntrySeed {
-                        path: child.clone(),
+                        path: child,
                         out: self.out,
                     })?;
-                    self.out.push((child, entry));
+                    self.out[slot].1 = entry;
                 }
             }
         }
@@ -463,7 +478,7 @@ impl Serialize for EntrySer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.entry;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry(".st", &e.mtime.secs)?;
+        m.serialize_entry(".st", &{ e.mtime.secs })?;
         if e.mtime.nanos != 0 {
             m.serialize_entry(".sn", &e.mtime.nanos)?;
         }

@@ -14,7 +14,7 @@
 //! whole, never read as a deletion.
 
 use super::format::{entry_from_json, entry_to_json};
-use super::{ContentHash, Entry, FormatError, Index, from_json_vec};
+use super::{ContentHash, Entry, FormatError, Index, from_json_reader, from_json_vec};
 use crate::relpath::RelPath;
 use std::collections::BTreeMap;
 
@@ -228,6 +228,75 @@ pub fn load(snapshot: Vec<u8>, journal: &[u8]) -> Result<(Index, Replay, Snapsho
     let mut index = from_json_vec(snapshot)?;
     let r = replay(&mut index, snap, journal);
     Ok((index, r, snap))
+}
+
+/// `load` of a snapshot read from `snapshot` (about `len` bytes) as it is parsed, so its text
+/// is never held whole. A read error is the outer error, told apart from damage (the inner).
+#[allow(clippy::type_complexity)]
+pub fn load_read(
+    snapshot: impl std::io::Read,
+    len: u64,
+    journal: &[u8],
+) -> std::io::Result<Result<(Index, Replay, SnapshotId), FormatError>> {
+    let mut r = std::io::BufReader::with_capacity(1 << 16, SnapshotReader::new(snapshot));
+    let parsed = from_json_reader(&mut r, len);
+    // The snapshot's identity covers all of it, whatever the parser left unread.
+    let drained = std::io::copy(&mut r, &mut std::io::sink());
+    let mut sr = r.into_inner();
+    if let Some(e) = sr.error.take() {
+        return Err(e);
+    }
+    drained?;
+    let snap = sr.id();
+    Ok(parsed.map(|mut index| {
+        let r = replay(&mut index, snap, journal);
+        (index, r, snap)
+    }))
+}
+
+/// Reads a snapshot while taking its identity, keeping the first read error aside so the
+/// parser's "unexpected end" is never taken for damage.
+struct SnapshotReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    len: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<R: std::io::Read> SnapshotReader<R> {
+    fn new(inner: R) -> Self {
+        SnapshotReader {
+            inner,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            error: None,
+        }
+    }
+
+    fn id(&self) -> SnapshotId {
+        SnapshotId {
+            len: self.len,
+            hash: ContentHash(*self.hasher.finalize().as_bytes()),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for SnapshotReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.error.get_or_insert(e);
+                Err(kind.into())
+            }
+        }
+    }
 }
 
 /// Applies the journal `journal` to `index`, parsed from the snapshot `snap`.

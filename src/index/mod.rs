@@ -2,12 +2,16 @@
 //!
 //! Pure data; reading and writing the `.sync` JSON lives in `format`, disk walking in `scan`.
 
+mod entries;
 mod format;
 pub mod journal;
 pub mod mode;
 mod vv;
 
-pub use format::{FormatError, from_json_slice, from_json_vec, to_json_vec, write_json};
+pub use entries::Entries;
+pub use format::{
+    FormatError, from_json_reader, from_json_slice, from_json_vec, to_json_vec, write_json,
+};
 pub use vv::{Causality, ReplicaId, VersionVector};
 
 use crate::relpath::RelPath;
@@ -54,8 +58,10 @@ impl Kind {
     }
 }
 
-/// Modification time as seconds and nanoseconds since the Unix epoch.
+/// Modification time as seconds and nanoseconds since the Unix epoch. Packed to 12 bytes:
+/// every index entry holds one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(C, packed(4))]
 pub struct MTime {
     pub secs: i64,
     pub nanos: u32,
@@ -105,7 +111,7 @@ pub struct Entry {
     pub mode: Option<u32>,
     /// The history of the content alone, where it is shorter than `vv` (the later changes
     /// were to the mode only): how a chmod on one side merges with an edit on the other.
-    pub content_vv: Option<VersionVector>,
+    pub content_vv: Option<Box<VersionVector>>,
     /// What this replica's disk shows where it cannot hold `mode` (a FAT file system): the
     /// scan compares with it, so the disk's own mode is never taken for a chmod. Never synced.
     pub disk_mode: Option<u32>,
@@ -162,12 +168,12 @@ impl Entry {
 
     /// The history of the content: `vv` unless the latest changes were to the mode only.
     pub fn content_history(&self) -> &VersionVector {
-        self.content_vv.as_ref().unwrap_or(&self.vv)
+        self.content_vv.as_deref().unwrap_or(&self.vv)
     }
 
     /// Sets the content history, kept only where it differs from `vv`.
     pub fn set_content_history(&mut self, c: VersionVector) {
-        self.content_vv = (c != self.vv).then_some(c);
+        self.content_vv = (c != self.vv).then(|| Box::new(c));
     }
 
     /// The mode the disk is expected to show: `mode`, or what it showed when it could not hold it.
@@ -229,7 +235,7 @@ pub struct Index {
     pub name: Option<String>,
     /// The root folder's own entry (`"."`).
     pub root: Entry,
-    pub entries: BTreeMap<RelPath, Entry>,
+    pub entries: Entries,
     pub peers: BTreeMap<ReplicaId, PeerRecord>,
     /// Top-level keys we do not know, kept on save.
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -241,7 +247,7 @@ impl Index {
             replica,
             name: None,
             root: Entry::dir(MTime::default(), VersionVector::new()),
-            entries: BTreeMap::new(),
+            entries: Entries::new(),
             peers: BTreeMap::new(),
             extra: serde_json::Map::new(),
         }

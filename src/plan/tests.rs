@@ -5,7 +5,7 @@ use super::*;
 use crate::index::{ContentHash, Index, Kind, MTime, ReplicaId};
 use crate::scan::{Observed, needs_hash, reconcile};
 use proptest::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn p(s: &str) -> RelPath {
     RelPath::parse(s).unwrap()
@@ -91,7 +91,7 @@ impl Replica {
                 (p.clone(), o)
             })
             .collect();
-        let mut hashes = HashMap::new();
+        let mut hashes = crate::scan::Hashes::new();
         for q in needs_hash(&self.index, &observed) {
             if let Some(Node::File { content, .. }) = self.disk.get(&q) {
                 hashes.insert(q, hash_of(*content));
@@ -415,7 +415,7 @@ fn sync_and_check(l: &mut Replica, r: &mut Replica) -> Result<(), String> {
             .iter()
             .filter(|(k, e)| {
                 idx.entries
-                    .get(*k)
+                    .get(k)
                     .map(|x| x.vv != e.vv || x.kind != e.kind || x.mode != e.mode)
                     != Some(false)
             })

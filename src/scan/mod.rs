@@ -17,7 +17,7 @@ pub use walk::{Skip, Skipped};
 use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
 use crate::relpath::RelPath;
 use rustix::fs::FileType;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use walk::Found;
@@ -110,6 +110,47 @@ impl ScanStats {
     }
 }
 
+/// The digests a scan read, by path: a sorted vector (a million of them in a map would cost
+/// the map's buckets on top of the paths).
+#[derive(Debug, Default, Clone)]
+pub struct Hashes(Vec<(RelPath, ContentHash)>);
+
+impl Hashes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, p: &RelPath) -> Option<&ContentHash> {
+        let i = self.0.binary_search_by(|(q, _)| q.cmp(p)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn insert(&mut self, p: RelPath, h: ContentHash) {
+        match self.0.binary_search_by(|(q, _)| q.cmp(&p)) {
+            Ok(i) => self.0[i].1 = h,
+            Err(i) => self.0.insert(i, (p, h)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(RelPath, ContentHash)> for Hashes {
+    /// Of a path given twice, one of its digests is kept.
+    fn from_iter<I: IntoIterator<Item = (RelPath, ContentHash)>>(it: I) -> Self {
+        let mut v: Vec<_> = it.into_iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Hashes(v)
+    }
+}
+
 /// Whether an observed file must be hashed: it is new, or its size or mtime moved.
 fn must_hash(e: Option<&Entry>, o: &Observed) -> bool {
     match e {
@@ -138,7 +179,7 @@ pub fn reconcile(
     index: &mut Index,
     scope: &RelPath,
     observed: &BTreeMap<RelPath, Observed>,
-    hashes: &HashMap<RelPath, ContentHash>,
+    hashes: &Hashes,
     still_ours: impl Fn(&RelPath) -> bool,
     now: MTime,
 ) -> ScanStats {
@@ -417,7 +458,6 @@ pub fn settle(
             o.mode = None;
         }
     }
-    let mut hashes = HashMap::with_capacity(hashed.len());
     let mut unreadable: Vec<(RelPath, String)> = w
         .unreadable
         .iter()
@@ -425,16 +465,23 @@ pub fn settle(
         .collect();
     let mut moving = w.moving;
     let mut hashed_bytes = 0;
-    for (p, h) in hashed {
-        match h {
+    let hashes: Hashes = hashed
+        .into_iter()
+        .filter_map(|(p, h)| match h {
             Hashed::Done(h, n) => {
                 hashed_bytes += n;
-                hashes.insert(p, h);
+                Some((p, h))
             }
-            Hashed::Moving => moving.push(p),
-            Hashed::Failed(m) => unreadable.push((p, m)),
-        }
-    }
+            Hashed::Moving => {
+                moving.push(p);
+                None
+            }
+            Hashed::Failed(m) => {
+                unreadable.push((p, m));
+                None
+            }
+        })
+        .collect();
     for (p, m) in &unreadable {
         // The caller reports these (`index`, a sync's errors, the watcher's log).
         tracing::debug!(path = %p, "cannot read, left as it was: {m}");

@@ -242,11 +242,7 @@ proptest::proptest! {
 }
 
 /// Reconciles the whole tree, every path kept, at one fixed "now".
-fn whole(
-    idx: &mut Index,
-    o: &BTreeMap<RelPath, Observed>,
-    h: &HashMap<RelPath, ContentHash>,
-) -> ScanStats {
+fn whole(idx: &mut Index, o: &BTreeMap<RelPath, Observed>, h: &Hashes) -> ScanStats {
     reconcile(idx, &RelPath::root(), o, h, |_| true, MTime::new(99, 0))
 }
 
@@ -257,7 +253,7 @@ fn reconcile_rules() {
     let mut o = BTreeMap::new();
     o.insert(p("a"), obs(Kind::File, 1, 10));
     o.insert(p("d"), obs(Kind::Dir, 0, 10));
-    let mut h = HashMap::new();
+    let mut h = Hashes::new();
     h.insert(p("a"), ContentHash::of(b"1"));
     let st = whole(&mut idx, &o, &h);
     assert_eq!(st.added, 2);
@@ -265,7 +261,7 @@ fn reconcile_rules() {
 
     // Unchanged stat: nothing to hash, nothing bumped.
     assert!(needs_hash(&idx, &o).is_empty());
-    let st = whole(&mut idx, &o, &HashMap::new());
+    let st = whole(&mut idx, &o, &Hashes::new());
     assert_eq!(st.changes(), 0);
 
     // Touched (mtime moved, same content): no bump. Clock running backwards still counts.
@@ -286,7 +282,7 @@ fn reconcile_rules() {
         &mut idx,
         &RelPath::root(),
         &o,
-        &HashMap::new(),
+        &Hashes::new(),
         |q| q != &p("d"),
         MTime::new(99, 0),
     );

@@ -304,7 +304,7 @@ fn vanish(
         index,
         scope,
         &BTreeMap::new(),
-        &HashMap::new(),
+        &scan::Hashes::new(),
         |q| !rules.leaves_out(q, is_dir),
         MTime::from_system(std::time::SystemTime::now()),
     )

@@ -247,7 +247,7 @@ proptest! {
         let mut journal: Vec<u8> = Vec::new();
         let mut states = vec![saved(&idx)];
         for (edits, compact, touch_root) in batches {
-            let before = idx.entries.clone();
+            let before = region(&idx, &[RelPath::root()]);
             for (path, e) in edits {
                 match e {
                     Some(e) => { idx.entries.insert(path, e); }
@@ -264,7 +264,7 @@ proptest! {
             for a in orphans {
                 idx.entries.insert(a, Entry::dir(MTime::new(1, 0), VersionVector::new()));
             }
-            let mut changes = diff(&before, &idx.entries);
+            let mut changes = diff(&before, &region(&idx, &[RelPath::root()]));
             if touch_root {
                 idx.root.mtime.secs += 1;
                 changes.push(Change::Root(idx.root.clone()));

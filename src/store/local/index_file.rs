@@ -103,7 +103,12 @@ fn set_aside_journal(root: &Root, why: &str) {
 pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreError> {
     let shown = root.path().join(INDEX_FILE).display().to_string();
     let snap_file = file_id(root, &index_name());
-    let Some(bytes) = read_opt(root, &index_name())? else {
+    let snapshot = match root.open_regular(&index_name()) {
+        Ok(f) => Some(f),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(Place(root).err(format!("cannot read {shown}"), e)),
+    };
+    let Some(snapshot) = snapshot else {
         // Kept, not replaced by the next write: it may be a user's file of that name from
         // before the name was ours.
         if root.lstat(&journal_name()).is_ok() {
@@ -122,7 +127,10 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreEr
             (Vec::new(), true)
         }
     };
-    let (index, replay, snap) = journal::load(bytes, &journal_bytes).map_err(|e| {
+    let len = snapshot.metadata().map_or(0, |m| m.len());
+    let loaded = journal::load_read(&snapshot, len, &journal_bytes)
+        .map_err(|e| StoreError::io(format!("cannot read {shown}"), e))?;
+    let (index, replay, snap) = loaded.map_err(|e| {
         StoreError::bad_index(
             shown,
             e,

@@ -269,7 +269,7 @@ proptest! {
         let folding = if fold_right { &r2 } else { &l2 };
         let keys = live_keys(folding, rules);
         let distinct: BTreeSet<_> = keys.iter().collect();
-        prop_assert_eq!(keys.len(), distinct.len(), "two names as one: {:?}", folding.entries.keys());
+        prop_assert_eq!(keys.len(), distinct.len(), "two names as one: {:?}", folding.entries.keys().collect::<Vec<_>>());
         let after: BTreeSet<_> = contents(&l2).union(&contents(&r2)).cloned().collect();
         prop_assert!(before.is_subset(&after), "lost content");
         let (again, _) = settled(&l2, &r2, sides);
