@@ -5,7 +5,7 @@ use super::*;
 use crate::index::ReplicaId;
 use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
 use crate::replica::{Follow, Root};
-use rustix::fs::Mode;
+use rustix::fs::{FileType, Mode};
 use std::path::Path;
 use std::sync::Arc;
 
