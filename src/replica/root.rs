@@ -114,7 +114,7 @@ impl RootError {
     /// Another program holds the file open without letting others in (a Windows sharing or
     /// lock violation): it is changing, and the next sync tries again.
     pub fn is_busy(&self) -> bool {
-        self.errno() == Some(libc::EBUSY)
+        cfg!(windows) && self.errno() == Some(libc::EBUSY)
     }
 
     /// As an `io::Error`, for callers that speak only that.

@@ -168,7 +168,8 @@ fn read_at(dir: &Folder, name: &str) -> Option<Vec<u8>> {
 pub fn hash(root: &Root, p: &RelPath, seen: Observed) -> Hashed {
     let f = match root.open_regular(p) {
         Ok(f) => f,
-        Err(e) if e.is_not_found() => return Hashed::Moving,
+        // Gone, or held open by a program that lets no one read it (Windows): changing.
+        Err(e) if e.is_not_found() || e.is_busy() => return Hashed::Moving,
         Err(e) => return Hashed::Failed(e.into_io().to_string()),
     };
     // The chunk list of a big file comes with its hash, from the same read.

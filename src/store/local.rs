@@ -83,6 +83,7 @@ impl Place<'_> {
                 path,
                 place: self.name(),
             },
+            e if e.is_busy() => StoreError::Busy { what: what.into() },
             e => StoreError::io(what, e.into_io()),
         }
     }
