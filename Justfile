@@ -21,6 +21,7 @@ test:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cross/macos-check.sh
+    cross/windows-check.sh
     cargo test --all-targets
     scripts/demo.sh
 
@@ -43,6 +44,10 @@ dist:
 # Compile and link for macOS (both Apple targets) through zig: what CI checks.
 macos-check:
     cross/macos-check.sh
+
+# Build for Windows (mingw-w64) and run its unit tests and a two-folder sync under wine64.
+windows-check:
+    cross/windows-check.sh
 
 # aarch64 binary: cross when a container engine runs, else the container-free path.
 build-pi:

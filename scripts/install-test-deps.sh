@@ -53,6 +53,10 @@ need npm npm
 need fusefat fusefat
 need fusermount fuse
 need_file /usr/sbin/mkfs.vfat dosfstools
+# The Windows check (cross/windows-check.sh): mingw-w64 builds it, wine64 runs it.
+need wine wine
+[[ -x /usr/lib/wine/wine64 ]] || missing_apt+=(wine64)
+need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64
 /sbin/ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2 ' || missing_apt+=(libfuse2)
 
 if ((${#missing_apt[@]})); then

@@ -85,6 +85,10 @@ impl Target {
                 "{s:?}: only sftp:// URLs are supported"
             )));
         }
+        // Windows: `C:\docs`, `C:/docs` and `\\server\share` are folders of this machine.
+        if cfg!(windows) && is_windows_path(s) {
+            return Ok(Target::Local(PathBuf::from(s)));
+        }
         // The seed's `user@host:port/path` and scp's `host:path`: something before the first
         // slash that has `@` or `:`. Anything else is a local folder (`./a:b` stays local).
         let head = s.split('/').next().unwrap_or("");
@@ -156,8 +160,27 @@ fn parse_port(p: &str, whole: &str) -> Result<u16, TargetError> {
         .ok_or_else(|| TargetError(format!("{whole:?}: {p:?} is not a port number")))
 }
 
+/// A drive-letter or UNC path (`C:\x`, `c:/x`, `\\host\share`), as Windows writes folders.
+fn is_windows_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    drive || s.starts_with("\\\\")
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn windows_folders_are_told_from_scp_targets() {
+        for local in [r"C:\docs", "c:/docs", r"\\nas\share"] {
+            assert!(is_windows_path(local), "{local}");
+        }
+        for remote in ["pi:docs", "host:2222/x", "C:", "me@pi:/srv"] {
+            assert!(!is_windows_path(remote), "{remote}");
+        }
+    }
+
     use super::*;
 
     fn remote(s: &str) -> Remote {

@@ -18,6 +18,7 @@ pub mod proto;
 pub mod relpath;
 pub mod replica;
 pub mod scan;
+#[cfg(unix)] // serves through descriptors; Windows laptops sync, the hub pulls over OpenSSH
 pub mod server;
 pub mod shutdown;
 pub mod store;

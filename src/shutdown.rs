@@ -3,6 +3,7 @@
 //! stops at the next point where stopping tears nothing. `Signals` are the ways a person or
 //! systemd asks.
 
+#[cfg(unix)]
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -44,12 +45,14 @@ pub enum Signal {
 
 /// SIGTERM, SIGINT and SIGHUP, handled from the moment this is made: a signal sent during
 /// start-up is ours, not fatal.
+#[cfg(unix)]
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
 impl Signals {
     pub fn listen() -> std::io::Result<Signals> {
         Ok(Signals {
@@ -64,6 +67,31 @@ impl Signals {
             _ = self.term.recv() => Signal::Term,
             _ = self.int.recv() => Signal::Interrupt,
             _ = self.hup.recv() => Signal::Hangup,
+        }
+    }
+}
+
+/// Windows: Ctrl-C and Ctrl-Break (a console closing, or `taskkill` without /F) ask to stop;
+/// there is no reload.
+#[cfg(windows)]
+pub struct Signals {
+    c: tokio::signal::windows::CtrlC,
+    brk: tokio::signal::windows::CtrlBreak,
+}
+
+#[cfg(windows)]
+impl Signals {
+    pub fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {
+            c: tokio::signal::windows::ctrl_c()?,
+            brk: tokio::signal::windows::ctrl_break()?,
+        })
+    }
+
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.c.recv() => Signal::Interrupt,
+            _ = self.brk.recv() => Signal::Term,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 /// This machine's name, from uname(2): /proc/sys is hidden inside the hardened unit
 /// (ProcSubset=pid), and a lock must name its host the same way inside and outside it.
+#[cfg(unix)]
 pub fn hostname() -> String {
     let name = rustix::system::uname()
         .nodename()
@@ -15,6 +16,25 @@ pub fn hostname() -> String {
     }
 }
 
+/// This machine's name, as Windows keeps it for the computer (`COMPUTERNAME`).
+#[cfg(windows)]
+pub fn hostname() -> String {
+    match std::env::var("COMPUTERNAME") {
+        Ok(n) if !n.trim().is_empty() => n.trim().to_string(),
+        _ => "unknown-host".into(),
+    }
+}
+
+/// The user's home folder: `$HOME`, and on Windows `%USERPROFILE%` where HOME is unset (where
+/// OpenSSH for Windows keeps `.ssh`).
+pub fn home_dir() -> Option<std::path::PathBuf> {
+    let var = |k| std::env::var_os(k).filter(|v: &std::ffi::OsString| !v.is_empty());
+    let home = var("HOME");
+    #[cfg(windows)]
+    let home = home.or_else(|| var("USERPROFILE"));
+    home.map(std::path::PathBuf::from)
+}
+
 /// Whether process `pid` of this machine (this pid namespace) is alive.
 #[cfg(target_os = "linux")]
 pub fn pid_alive(pid: u32) -> bool {
@@ -23,7 +43,7 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Whether process `pid` of this machine is alive (no `/proc` here): signal 0 checks it
 /// exists; `EPERM` means it does, as another user's.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub fn pid_alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
@@ -35,6 +55,28 @@ pub fn pid_alive(pid: u32) -> bool {
         rustix::process::test_kill_process(pid),
         Err(rustix::io::Errno::SRCH)
     )
+}
+
+/// Whether process `pid` of this machine is alive: it can be opened and has not exited. One
+/// that cannot be opened for lack of rights (another user's) exists.
+#[cfg(windows)]
+pub fn pid_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, GetLastError};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    const STILL_ACTIVE: u32 = 259;
+    // SAFETY: OpenProcess takes no pointers; a non-null handle is ours to query and close.
+    unsafe {
+        let h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        if h.is_null() {
+            return GetLastError() == ERROR_ACCESS_DENIED;
+        }
+        let mut code = 0u32;
+        let ok = GetExitCodeProcess(h, &mut code) != 0;
+        CloseHandle(h);
+        !ok || code == STILL_ACTIVE
+    }
 }
 
 /// systemd's readiness protocol where systemd exists (Linux); elsewhere no service manager

@@ -71,8 +71,10 @@ pub enum Command {
     },
     /// Pair a laptop with the hub by a one-time code: `pair --new` on the hub prints one,
     /// `pair HOST CODE` on the laptop uses it.
+    #[cfg(unix)]
     Pair(super::pair::PairArgs),
     /// The hub's devices: list them, add a phone (password login), revoke one.
+    #[cfg(unix)]
     Devices(super::devices::DevicesArgs),
 }
 

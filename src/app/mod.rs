@@ -3,14 +3,17 @@
 //! setup, `sync` the sync command, `local` the commands on this machine's replica alone.
 
 pub mod cli;
+#[cfg(unix)]
 mod devices;
 mod history;
 mod local;
 pub mod logging;
+#[cfg(unix)]
 mod pair;
 mod sync;
 
 use crate::config::Config;
+#[cfg(unix)]
 use crate::shutdown::{Shutdown, Signals};
 use crate::store::LocalStore;
 use anyhow::{Context, Result, bail};
@@ -33,8 +36,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(serve(&cfg, &root, listen))
         }
+        #[cfg(unix)]
         Command::Pair(args) => pair::run(&cfg, cli.config.as_deref(), args),
+        #[cfg(unix)]
         Command::Devices(args) => devices::run(&cfg, args),
+
         Command::Daemon { root } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(crate::daemon::run(&cfg, &root, cli.config.as_deref()))?;
@@ -63,7 +69,16 @@ fn open_local(root: &Path, cfg: &Config) -> Result<LocalStore> {
     Ok(LocalStore::open(root, cfg.lock_stale_secs)?)
 }
 
+/// `filesync serve` on Windows: the server is not built here.
+#[cfg(windows)]
+async fn serve(_: &Config, _: &Path, _: Option<String>) -> Result<i32> {
+    bail!(
+        "`filesync serve` is not supported on Windows: run it on Linux or macOS, or let the hub reach this folder through Windows' OpenSSH server"
+    )
+}
+
 /// `filesync serve`: the SFTP server in the foreground until a signal stops it.
+#[cfg(unix)]
 async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32> {
     let mut signals = Signals::listen().context("cannot handle signals")?;
     let mut scfg = cfg.server.clone().unwrap_or_default();

@@ -3,12 +3,14 @@
 //!
 //! Outside systemd (no `NOTIFY_SOCKET`) the notify messages are no-ops.
 
+#[cfg(unix)] // the hub's pairing and devices, which Windows does not serve
 pub mod control;
 mod schedule;
 pub mod status;
 
 use crate::config::Config;
 use crate::index::Index;
+#[cfg(unix)]
 use crate::server::ServerError;
 use crate::shutdown::{Shutdown, Signal, Signals};
 use crate::store::{Chain, LocalStore, StoreError};
@@ -55,6 +57,16 @@ pub enum DaemonError {
 }
 
 type Result<T, E = DaemonError> = std::result::Result<T, E>;
+
+/// Windows builds no SFTP server (it serves through Unix descriptors): a `[server]` section
+/// is refused with this, and the hub pulls from a Windows laptop over OpenSSH instead.
+#[cfg(windows)]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the SFTP server runs only on Linux and macOS: remove [server] from the config on Windows \
+     (a hub can reach this folder through Windows' OpenSSH server)"
+)]
+pub struct ServerError;
 
 /// Runs until SIGTERM/SIGINT. `config_file` is what `--config` named, re-read on SIGHUP.
 pub async fn run(cfg: &Config, root: &Path, config_file: Option<&Path>) -> Result<()> {
@@ -128,9 +140,10 @@ struct Daemon {
     shutdown: Shutdown,
     stopper: crate::watch::Stopper,
     indexer: Task<Index>,
-    server: Option<Task<Result<(), crate::server::ServerError>>>,
+    server: Option<Task<Result<(), ServerError>>>,
     status: Option<Task<()>>,
     /// The server's pairing and devices, and the socket that reaches them.
+    #[cfg(unix)]
     control: Option<Arc<crate::server::Control>>,
     control_task: Option<Task<()>>,
     sched: Schedule,
@@ -174,6 +187,7 @@ impl Daemon {
             indexer,
             server: None,
             status: None,
+            #[cfg(unix)]
             control: None,
             control_task: None,
             peers,
@@ -186,6 +200,7 @@ impl Daemon {
             d.wind_down(true).await;
             return Err(e);
         }
+        #[cfg(unix)]
         if d.control.as_ref().is_some_and(|c| !c.pulls().is_empty()) {
             d.restart_schedule().await;
         }
@@ -196,6 +211,12 @@ impl Daemon {
     /// The SFTP server (when configured) and the status socket. Two daemons on one folder
     /// would double every scheduled sync: the second one refuses to start.
     async fn start_serving(&mut self, freshness: crate::watch::FreshnessProbe) -> Result<()> {
+        #[cfg(windows)]
+        if self.cfg.server.is_some() {
+            let _ = freshness;
+            return Err(DaemonError::Bind(ServerError));
+        }
+        #[cfg(unix)]
         if let Some(sc) = &self.cfg.server {
             let bound = crate::server::bind(sc, &self.root)
                 .await
@@ -247,12 +268,7 @@ impl Daemon {
                     }
                 },
                 _ = tick.tick() => self.tick(),
-                () = async {
-                    match &self.control {
-                        Some(c) => c.pulls_changed.notified().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                () = self.pulls_changed() => {
                     tracing::info!("the laptops to pull from changed; restarting the schedule");
                     self.restart_schedule().await;
                 }
@@ -322,11 +338,27 @@ impl Daemon {
     /// pulled from.
     async fn restart_schedule(&mut self) {
         self.sched.stop(STOP_GRACE).await;
+        #[cfg(unix)]
         let cfg = match &self.control {
             Some(c) => Arc::new(with_pulls(&self.cfg, c)),
             None => self.cfg.clone(),
         };
+        #[cfg(windows)]
+        let cfg = self.cfg.clone();
         self.sched = Schedule::start(cfg, self.root.clone(), self.peers.clone());
+    }
+
+    /// Resolves when the laptops to pull from change (never without a server).
+    fn pulls_changed(&self) -> impl std::future::Future<Output = ()> + use<> {
+        #[cfg(unix)]
+        let control = self.control.clone();
+        async move {
+            #[cfg(unix)]
+            if let Some(c) = control {
+                return c.pulls_changed.notified().await;
+            }
+            std::future::pending().await
+        }
     }
 
     /// Stops every part (see `wind_down`); `failure` is what ended the run, if anything did.
@@ -373,6 +405,7 @@ impl Daemon {
 /// `cfg` with a peer for each laptop paired with `--serve` (a peer of the same name in the
 /// config wins): the hub logs in with its own client key and checks the host keys it learnt
 /// at pairing.
+#[cfg(unix)]
 fn with_pulls(cfg: &Config, control: &crate::server::Control) -> Config {
     let mut cfg = cfg.clone();
     for (name, pull) in control.pulls() {
@@ -449,6 +482,7 @@ fn ago(now: i64, t: i64) -> String {
 }
 
 /// Where a root's daemon listens: the first usable runtime folder.
+#[cfg(unix)]
 pub fn socket_dirs() -> Vec<PathBuf> {
     let mut v = Vec::new();
     // systemd's RuntimeDirectory= for the service; not set in a user's shell.

@@ -3,10 +3,14 @@
 
 use super::schedule::{PeerState, PeerStates};
 use crate::watch::{IndexState, PendingProbe};
+#[cfg(unix)]
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+#[cfg(unix)]
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
@@ -122,6 +126,7 @@ impl Report {
 }
 
 /// The socket's file name for a root: stable, short enough for `sun_path`.
+#[cfg(unix)]
 fn socket_name(root: &Path) -> String {
     let h = blake3::hash(root.as_os_str().as_encoded_bytes());
     format!("{}.sock", &h.to_hex()[..16])
@@ -133,9 +138,28 @@ pub enum StatusError {
     NoDir(String),
     #[error("another daemon already serves {0}")]
     Running(String),
+    /// Windows has no status socket: `filesync status` reads the folder itself.
+    #[error("no status socket on Windows")]
+    Unsupported,
+}
+
+#[cfg(windows)]
+pub fn serve(
+    _root: &Path,
+    _report: impl Fn() -> Report + Send + 'static,
+    _shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, StatusError> {
+    Err(StatusError::Unsupported)
+}
+
+/// No daemon answers on Windows: `None`, and the caller reads the folder itself.
+#[cfg(windows)]
+pub fn query(_root: &Path) -> Option<Report> {
+    None
 }
 
 /// Binds the status socket and answers every connection with a fresh report until shutdown.
+#[cfg(unix)]
 pub fn serve(
     root: &Path,
     report: impl Fn() -> Report + Send + 'static,
@@ -190,6 +214,7 @@ pub fn serve(
 }
 
 /// Asks a running daemon for its report; `None` when no daemon serves `root`.
+#[cfg(unix)]
 pub fn query(root: &Path) -> Option<Report> {
     let name = socket_name(root);
     for dir in super::socket_dirs() {

@@ -120,10 +120,7 @@ impl client::Handler for Client {
 }
 
 fn home() -> Result<PathBuf, PairError> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or(PairError::NoHome)
+    crate::sys::home_dir().ok_or(PairError::NoHome)
 }
 
 /// The laptop's key for the hub: the one made at an earlier pairing, else a new one, written
@@ -351,6 +348,7 @@ fn checked(mut welcome: Welcome) -> Result<Welcome, PairError> {
 
 fn write_key(path: &Path, key: &PrivateKey) -> Result<(), PairError> {
     use std::io::Write;
+    #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| PairError::Write {
         path: path.to_path_buf(),
@@ -362,12 +360,12 @@ fn write_key(path: &Path, key: &PrivateKey) -> Result<(), PairError> {
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| err(std::io::Error::other(e.to_string())))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    // Windows: the profile folder's ACL keeps it the user's.
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).map_err(err)?;
     f.write_all(text.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     let public = format!("{}\n", super::protocol::public_line(key.public_key()));

@@ -38,7 +38,7 @@ pub fn keep(root: &Root, h: &ContentHash, list: &ChunkList) {
             .map_err(Into::into)
             .and_then(|()| super::rename_at(&fd, &tmp, &fd, &name, true));
         if res.is_err() {
-            let _ = rustix::fs::unlinkat(&fd, tmp.as_str(), rustix::fs::AtFlags::empty());
+            let _ = super::root::remove_at(&fd, &tmp);
         }
         res
     })();
@@ -49,19 +49,15 @@ pub fn keep(root: &Root, h: &ContentHash, list: &ChunkList) {
 
 /// Removes from `.sync-chunks/` what `stale` names. Best effort.
 pub fn prune(root: &Root, keep: &HashSet<ContentHash>) {
-    let Ok((fd, mut d)) = root.open_dir(&dir()) else {
+    let Ok((fd, entries)) = root.list(&dir()) else {
         return;
     };
-    let mut gone = Vec::new();
-    while let Some(Ok(e)) = d.read() {
-        if let Ok(name) = e.file_name().to_str()
+    for e in entries {
+        if let Ok(name) = std::str::from_utf8(&e.name)
             && stale(name, keep)
         {
-            gone.push(name.to_owned());
+            let _ = super::root::remove_at(&fd, name);
         }
-    }
-    for name in gone {
-        let _ = rustix::fs::unlinkat(&fd, name.as_str(), rustix::fs::AtFlags::empty());
     }
 }
 

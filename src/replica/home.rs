@@ -33,14 +33,13 @@ pub enum Placement {
 }
 
 impl Home {
-    /// Where the folder behind `fd` is, on this machine.
-    pub fn of(fd: rustix::fd::BorrowedFd<'_>) -> std::io::Result<Home> {
-        let st = rustix::fs::fstat(fd)?;
-        #[allow(clippy::unnecessary_cast)] // narrower on some targets
+    /// Where the folder `root` is, on this machine.
+    pub fn of(root: &super::Root) -> std::io::Result<Home> {
+        let (dev, ino) = root.identity().map_err(super::RootError::into_io)?;
         Ok(Home {
             machine: machine(),
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
+            dev,
+            ino,
         })
     }
 

@@ -4,10 +4,8 @@
 //! SFTP store runs as well for a remote one.
 
 use super::layout::LOCK_FILE;
-use super::root::Root;
-use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::io::Errno;
+use super::root::{Folder, Root, RootError, open_read_at, remove_at, stat_at};
+use crate::relpath::RelPath;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -191,7 +189,7 @@ pub enum LockError {
 /// `.sync.lock` as this process took it: the folder it was made in and what was written, so
 /// it is released in the same folder (wherever that was renamed to) and only if still ours.
 pub struct Held {
-    dir: OwnedFd,
+    dir: Folder,
     body: Vec<u8>,
     place: String,
 }
@@ -201,38 +199,38 @@ pub fn place(root: &Root) -> String {
     root.path().join(LOCK_FILE).to_string_lossy().into_owned()
 }
 
-fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<Vec<u8>> {
-    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+fn read_at(dir: &Folder, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut f = open_read_at(dir, name).map_err(RootError::into_io)?;
     let mut buf = Vec::new();
-    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf)?;
+    std::io::Read::read_to_end(&mut f, &mut buf)?;
     Ok(buf)
 }
 
 /// Takes `.sync.lock` by exclusive create, breaking a stale one.
 pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockError> {
     let body = serde_json::to_vec(info).unwrap_or_default();
-    let dir = root.dup().map_err(std::io::Error::from)?;
+    let dir = root
+        .dir(&RelPath::root(), false)
+        .map_err(RootError::into_io)?;
     let place = place(root);
     for _ in 0..ROUNDS {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         let read: Option<Vec<u8>>;
         let mut failed = None;
-        let met = match rustix::fs::openat(&dir, LOCK_FILE, flags, Mode::from_raw_mode(0o644)) {
-            Ok(fd) => {
-                let mut f = std::fs::File::from(fd);
+        let met = match Root::create_in(&dir, LOCK_FILE) {
+            Ok(mut f) => {
                 failed = f.write_all(&body).and_then(|_| f.sync_all()).err();
                 Met::Made {
                     written: failed.is_none(),
                 }
             }
-            Err(Errno::EXIST) => match read_at(&dir, LOCK_FILE) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => match read_at(&dir, LOCK_FILE) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Met::Gone,
                 r => {
                     read = r.ok();
                     // Size and age only matter for a lock that does not parse; one we cannot
                     // stat is judged young.
-                    let (len, age) = rustix::fs::statat(&dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW)
-                        .map(|st| (st.st_size as u64, age_of(st.st_mtime)))
+                    let (len, age) = stat_at(&dir, LOCK_FILE)
+                        .map(|st| (st.size, age_of(st.mtime.secs)))
                         .unwrap_or((1, Duration::ZERO));
                     Met::Theirs {
                         bytes: read.as_deref(),
@@ -241,7 +239,7 @@ pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockE
                     }
                 }
             },
-            Err(e) => return Err(std::io::Error::from(e).into()),
+            Err(e) => return Err(e.into_io().into()),
         };
         match attempt(met, stale_secs, &place) {
             Next::Hold => {
@@ -249,14 +247,14 @@ pub fn take(root: &Root, info: &LockInfo, stale_secs: u64) -> Result<Held, LockE
                 return Ok(Held { dir, body, place });
             }
             Next::Undo => {
-                let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+                let _ = remove_at(&dir, LOCK_FILE);
                 return Err(failed
                     .unwrap_or_else(|| std::io::Error::other("not written"))
                     .into());
             }
             Next::Break => {
                 tracing::warn!(lock = %place, "breaking a stale lock");
-                let _ = rustix::fs::unlinkat(&dir, LOCK_FILE, AtFlags::empty());
+                let _ = remove_at(&dir, LOCK_FILE);
             }
             Next::Retry => {}
             Next::Refuse(holder) => return Err(LockError::Held(holder)),
@@ -280,9 +278,10 @@ impl Held {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(_) => {}
         }
-        match rustix::fs::unlinkat(&self.dir, LOCK_FILE, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(e.into()),
+        match remove_at(&self.dir, LOCK_FILE) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into_io()),
         }
     }
 }

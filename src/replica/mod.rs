@@ -14,5 +14,5 @@ pub mod root;
 mod trash;
 pub mod writers;
 
-pub use root::{Follow, NameRules, Root, RootError, RootResult, dir_flags, rename_at};
+pub use root::{Follow, NameRules, Root, RootError, RootResult, rename_at};
 pub use trash::InstallError;

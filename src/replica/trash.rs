@@ -5,9 +5,8 @@
 
 use super::layout::TRASH_DIR;
 use super::protocol::{Install, Keep, There, TrashSlots, install_plan};
-use super::root::{Root, RootError, RootResult, rename_at};
+use super::root::{FileKind, Root, RootError, RootResult, rename_at, stat_at};
 use crate::relpath::RelPath;
-use rustix::fs::{AtFlags, FileType};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
@@ -43,9 +42,9 @@ impl Root {
             fd
         };
         for name in slots {
-            match rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Err(rustix::io::Errno::NOENT) => return Ok(dir.join_unchecked(&name)),
-                Err(e) => return Err(e.into()),
+            match stat_at(&fd, &name) {
+                Err(e) if e.is_not_found() => return Ok(dir.join_unchecked(&name)),
+                Err(e) => return Err(e),
                 Ok(_) => continue,
             }
         }
@@ -84,7 +83,7 @@ impl Root {
         // A fresh install does not look: its rename never replaces.
         let there = match if fresh { None } else { self.lstat_opt(p)? } {
             None => There::Nothing,
-            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => There::File,
+            Some(st) if st.kind == FileKind::File => There::File,
             Some(_) => There::Other,
         };
         let keep = match install_plan(fresh, there, true) {
@@ -113,7 +112,7 @@ impl Root {
         let Ok(Some(st)) = self.lstat_opt(&trash) else {
             return;
         };
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        if st.kind != FileKind::Dir {
             return;
         }
         let mut folders = vec![trash.clone()];
@@ -122,7 +121,7 @@ impl Root {
             seen.push(d.clone());
             for (name, kind, changed) in self.list_changed(&d) {
                 let Ok(p) = d.join(&name) else { continue };
-                if kind == FileType::Directory {
+                if kind == FileKind::Dir {
                     folders.push(p);
                 } else if changed.elapsed().unwrap_or_default() > max_age {
                     let _ = self.remove(&p);
@@ -136,25 +135,17 @@ impl Root {
     }
 
     /// The entries of folder `d`: name, type, and when each last changed (ctime).
-    fn list_changed(&self, d: &RelPath) -> Vec<(String, FileType, SystemTime)> {
-        let Ok((fd, mut dir)) = self.open_dir(d) else {
+    fn list_changed(&self, d: &RelPath) -> Vec<(String, FileKind, SystemTime)> {
+        let Ok((fd, entries)) = self.list(d) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        while let Some(Ok(e)) = dir.read() {
-            let Ok(name) = e.file_name().to_str().map(str::to_owned) else {
+        for e in entries {
+            let Ok(name) = String::from_utf8(e.name) else {
                 continue;
             };
-            if name == "." || name == ".." {
-                continue;
-            }
-            if let Ok(st) = rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                let changed = crate::index::MTime::new(
-                    st.st_ctime,
-                    (st.st_ctime_nsec as u32).min(999_999_999),
-                )
-                .to_system();
-                out.push((name, FileType::from_raw_mode(st.st_mode), changed));
+            if let Ok(st) = stat_at(&fd, &name) {
+                out.push((name, st.kind, st.changed.to_system()));
             }
         }
         out

@@ -9,23 +9,20 @@ use super::walk::{Found, Listed, Skip, Skipped, Stat, What, judge, rules_for};
 use super::{Busy, Hashed, Observed, ScanError, ScanStats, Walked, settle};
 use crate::index::Index;
 use crate::relpath::RelPath;
+use crate::replica::Root;
 use crate::replica::layout::IGNORE_FILE;
-use crate::replica::{Root, dir_flags};
+use crate::replica::root::{self, FileKind, Folder};
 use rayon::prelude::*;
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::io::{self, Read};
 
 /// Everything under `scope` of the replica, minus what is ignored or ours.
 pub fn walk(root: &Root, scope: &RelPath) -> Result<Walked, ScanError> {
     let rules = rules_above(root, scope);
     let found = if scope.is_root() {
-        let fd = root
-            .resolve(scope, dir_flags(), Mode::empty())
-            .map_err(|e| ScanError::Root {
-                path: root.path().to_path_buf(),
-                source: e.into_io(),
-            })?;
+        let fd = root.open_folder(scope).map_err(|e| ScanError::Root {
+            path: root.path().to_path_buf(),
+            source: e.into_io(),
+        })?;
         visit(fd, scope, &rules)
     } else {
         walk_scope(root, scope, &rules)
@@ -36,7 +33,7 @@ pub fn walk(root: &Root, scope: &RelPath) -> Result<Walked, ScanError> {
 /// A folder below the root, or a single file: its ancestors' ignore files still apply.
 fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules) -> Found {
     let o = match root.lstat(scope) {
-        Ok(st) => Observed::from_stat(&st),
+        Ok(st) => Observed::from_meta(&st),
         Err(e) => return Found::failed(scope, e.into_io()),
     };
     let Some(o) = o else {
@@ -45,7 +42,7 @@ fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules) -> Found {
     let mut found = Found::default();
     found.observed.push((scope.clone(), o));
     if o.kind == crate::index::Kind::Dir {
-        match root.resolve(scope, dir_flags(), Mode::empty()) {
+        match root.open_folder(scope) {
             Ok(fd) => found.append(visit(fd, scope, rules)),
             Err(e) => found.append(Found::failed(scope, e.into_io())),
         }
@@ -74,7 +71,7 @@ pub fn ignore_file(root: &Root, dir: &RelPath) -> Option<IgnoreFile> {
 }
 
 /// Reads the folder `dir` (open as `fd`) and everything below it.
-fn visit(fd: OwnedFd, dir: &RelPath, above: &Rules) -> Found {
+fn visit(fd: Folder, dir: &RelPath, above: &Rules) -> Found {
     let mut found = Found::default();
     let (listing, dfd) = match list(fd, dir, &mut found) {
         Some(l) => l,
@@ -88,12 +85,10 @@ fn visit(fd: OwnedFd, dir: &RelPath, above: &Rules) -> Found {
     let subdirs = judge(dir, listing, &rules, &mut found, &mut stat);
     let below: Vec<Found> = subdirs
         .par_iter()
-        .map(
-            |sub| match rustix::fs::openat(&dfd, sub.name(), dir_flags(), Mode::empty()) {
-                Ok(fd) => visit(fd, sub, &rules),
-                Err(e) => Found::failed(sub, io::Error::from(e)),
-            },
-        )
+        .map(|sub| match root::open_folder_at(&dfd, sub.name()) {
+            Ok(fd) => visit(fd, sub, &rules),
+            Err(e) => Found::failed(sub, e.into_io()),
+        })
         .collect();
     for b in below {
         found.append(b);
@@ -101,78 +96,65 @@ fn visit(fd: OwnedFd, dir: &RelPath, above: &Rules) -> Found {
     found
 }
 
-/// A folder's entries as getdents gives them, and a descriptor to look them up by name.
+/// A folder's entries as the OS lists them, and the folder to look them up by name.
 /// What was listed before a failure is still judged; the folder's missing part is not. A
 /// folder that can be listed but not entered (no `x`: names without attributes) is
 /// unreadable as a whole, not a folder of unreadable entries.
-fn list(fd: OwnedFd, dir: &RelPath, found: &mut Found) -> Option<(Vec<Listed>, OwnedFd)> {
-    if let Err(e) = rustix::fs::statat(&fd, ".", AtFlags::SYMLINK_NOFOLLOW) {
-        found.append(Found::failed(dir, io::Error::from(e)));
-        return None;
+fn list(fd: Folder, dir: &RelPath, found: &mut Found) -> Option<(Vec<Listed>, Folder)> {
+    let (entries, failed) = match root::read_dir(&fd) {
+        Ok(r) => r,
+        Err(e) => {
+            found.append(Found::failed(dir, e.into_io()));
+            return None;
+        }
+    };
+    if let Some(e) = failed {
+        found
+            .unreadable
+            .push((dir.clone(), e.into_io().to_string()));
     }
-    let lookup = match fd.as_fd().try_clone_to_owned() {
-        Ok(l) => l,
-        Err(e) => {
-            found.append(Found::failed(dir, e));
-            return None;
-        }
-    };
-    let mut entries = match rustix::fs::Dir::new(fd) {
-        Ok(d) => d,
-        Err(e) => {
-            found.append(Found::failed(dir, io::Error::from(e)));
-            return None;
-        }
-    };
     let mut listing = Vec::new();
-    while let Some(ent) = entries.read() {
-        let ent = match ent {
-            Ok(ent) => ent,
+    for ent in entries {
+        let name = match String::from_utf8(ent.name) {
+            Ok(name) => name,
             Err(e) => {
-                found
-                    .unreadable
-                    .push((dir.clone(), io::Error::from(e).to_string()));
-                break;
+                let bytes = e.into_bytes();
+                found.skipped.push(Skipped::new(dir, &bytes, Skip::NotUtf8));
+                continue;
             }
         };
-        let bytes = ent.file_name().to_bytes();
-        let Ok(name) = std::str::from_utf8(bytes) else {
-            found.skipped.push(Skipped::new(dir, bytes, Skip::NotUtf8));
-            continue;
-        };
         listing.push(Listed {
-            name: name.to_owned(),
-            what: what_of(ent.file_type()),
+            name,
+            what: what_of(ent.kind),
             seen: None,
             mtime: None,
         });
     }
-    Some((listing, lookup))
+    Some((listing, fd))
 }
 
-fn what_of(t: FileType) -> What {
+fn what_of(t: FileKind) -> What {
     match t {
-        FileType::RegularFile => What::File,
-        FileType::Directory => What::Dir,
-        FileType::Symlink => What::Link,
-        FileType::Unknown => What::Unknown,
-        _ => What::Other,
+        FileKind::File => What::File,
+        FileKind::Dir => What::Dir,
+        FileKind::Link => What::Link,
+        FileKind::Unknown => What::Unknown,
+        FileKind::Other => What::Other,
     }
 }
 
-fn stat_at(dir: &OwnedFd, name: &str) -> Stat {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Observed::from_stat(&st).map_or(Stat::Gone, Stat::Seen),
+fn stat_at(dir: &Folder, name: &str) -> Stat {
+    match root::stat_at(dir, name) {
+        Ok(st) => Observed::from_meta(&st).map_or(Stat::Gone, Stat::Seen),
         // Deleted since it was listed: it is simply not there.
-        Err(rustix::io::Errno::NOENT) => Stat::Gone,
-        Err(e) => Stat::Failed(io::Error::from(e).to_string()),
+        Err(e) if e.is_not_found() => Stat::Gone,
+        Err(e) => Stat::Failed(e.into_io().to_string()),
     }
 }
 
 /// A regular file `name` of folder `dir`, whole; `None` when it is not one or cannot be read.
-fn read_at(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+fn read_at(dir: &Folder, name: &str) -> Option<Vec<u8>> {
+    let f = root::open_read_at(dir, name).ok()?;
     if !f.metadata().ok()?.is_file() {
         return None;
     }
@@ -186,7 +168,8 @@ fn read_at(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
 pub fn hash(root: &Root, p: &RelPath, seen: Observed) -> Hashed {
     let f = match root.open_regular(p) {
         Ok(f) => f,
-        Err(e) if e.is_not_found() => return Hashed::Moving,
+        // Gone, or held open by a program that lets no one read it (Windows): changing.
+        Err(e) if e.is_not_found() || e.is_busy() => return Hashed::Moving,
         Err(e) => return Hashed::Failed(e.into_io().to_string()),
     };
     // The chunk list of a big file comes with its hash, from the same read.
@@ -236,9 +219,6 @@ pub fn scan_walked(
             (p, h)
         })
         .collect();
-    let is_dir = |q: &RelPath| {
-        root.lstat(q)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-    };
+    let is_dir = |q: &RelPath| root.lstat(q).is_ok_and(|st| st.kind == FileKind::Dir);
     settle(index, scope, w, hashed, &is_dir)
 }

@@ -14,9 +14,9 @@ pub use local::{scan, scan_walked};
 pub use rules::Rules;
 pub use walk::{Skip, Skipped};
 
-use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector, mode};
+use crate::index::{ContentHash, Entry, Index, Kind, MTime, ReplicaId, VersionVector};
 use crate::relpath::RelPath;
-use rustix::fs::FileType;
+use crate::replica::root::{FileKind, Meta};
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::PathBuf;
@@ -35,6 +35,19 @@ pub struct Observed {
     pub mode: Option<u32>,
 }
 
+/// The synced permission bits of `m`; Windows keeps none.
+#[cfg(unix)]
+fn perm_bits_of(m: &std::fs::Metadata) -> Option<u32> {
+    Some(crate::index::mode::perm_bits(
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()),
+    ))
+}
+
+#[cfg(windows)]
+fn perm_bits_of(_: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
 impl Observed {
     pub fn from_metadata(m: &std::fs::Metadata) -> Option<Observed> {
         let ft = m.file_type();
@@ -51,29 +64,22 @@ impl Observed {
             kind,
             size: if kind == Kind::File { m.len() } else { 0 },
             mtime,
-            mode: Some(mode::perm_bits(std::os::unix::fs::PermissionsExt::mode(
-                &m.permissions(),
-            ))),
+            mode: perm_bits_of(m),
         })
     }
 
-    /// The same from an `fstatat` (what the walk reads).
-    #[allow(clippy::unnecessary_cast)] // `st_mtime` is narrower on 32-bit targets
-    pub fn from_stat(st: &rustix::fs::Stat) -> Option<Observed> {
-        let kind = match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => Kind::File,
-            FileType::Directory => Kind::Dir,
+    /// The same from a look through the root (what the walk reads).
+    pub fn from_meta(st: &Meta) -> Option<Observed> {
+        let kind = match st.kind {
+            FileKind::File => Kind::File,
+            FileKind::Dir => Kind::Dir,
             _ => return None,
         };
         Some(Observed {
             kind,
-            size: if kind == Kind::File {
-                st.st_size as u64
-            } else {
-                0
-            },
-            mtime: MTime::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
-            mode: Some(mode::perm_bits(st.st_mode as u32)),
+            size: if kind == Kind::File { st.size } else { 0 },
+            mtime: st.mtime,
+            mode: st.mode,
         })
     }
 }

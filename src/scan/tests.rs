@@ -5,7 +5,8 @@ use super::*;
 use crate::index::ReplicaId;
 use crate::replica::layout::{IGNORE_FILE, is_internal, is_temp_name};
 use crate::replica::{Follow, Root};
-use rustix::fs::Mode;
+#[cfg(unix)]
+use rustix::fs::{FileType, Mode};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -81,6 +82,7 @@ fn walked(root: &Path, scope: &RelPath) -> (Vec<(RelPath, Observed)>, Vec<RelPat
     (w.observed.into_iter().collect(), temps)
 }
 
+#[cfg(unix)] // its tree has symlinks, a FIFO and a non-UTF-8 name, which Windows cannot make
 #[test]
 fn walk_agrees_with_the_ignore_crate() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,6 +201,7 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
     /// Random trees and ignore files (negations, anchors, folder patterns): same as the oracle.
     #[test]
+    #[cfg(unix)] // random names end in dots, which Windows cannot hold
     fn walk_agrees_with_the_ignore_crate_on_random_trees(
         files in proptest::collection::vec("[abc]{1,2}(/[abc.]{1,2}){0,3}", 1..24),
         rules in proptest::collection::vec(
@@ -295,6 +298,7 @@ fn reconcile_rules() {
 /// Everything a walk leaves out is accounted for, once, with its bytes as they are: links,
 /// FIFOs and names that are not UTF-8 (and nothing below such a folder); what the rules or we
 /// leave out is not.
+#[cfg(unix)] // its tree has symlinks, a FIFO and a non-UTF-8 name, which Windows cannot make
 #[test]
 fn what_the_walk_leaves_out_is_accounted_for() {
     use std::ffi::OsStr;

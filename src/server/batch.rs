@@ -112,7 +112,7 @@ pub fn install_files(root: &Root, id: u32, data: &Bytes, now: i64, failed: Faile
             let tmp = batch_path(&f.tmp, true)?;
             let path = batch_path(&f.path, false)?;
             // Only a regular file goes in: not a folder, nor a symlink someone put there.
-            if root.lstat(&tmp)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            if root.lstat(&tmp)?.kind != crate::replica::root::FileKind::File {
                 return Err(FsError::Denied("the temp is not a regular file"));
             }
             Ok((tmp, path, f.fresh))

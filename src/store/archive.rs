@@ -5,11 +5,10 @@
 
 use super::{AnyStore, LocalStore, Store, StoreError};
 use crate::history::versions::TrashFile;
-use crate::index::MTime;
 use crate::relpath::RelPath;
 use crate::replica::layout::{TRASH_DIR, temp_name};
+use crate::replica::root::{FileKind, remove_at, stat_at};
 use crate::replica::{Root, RootError, rename_at};
-use rustix::fs::{AtFlags, FileType};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -65,32 +64,36 @@ fn io_err(root: &Root, what: &str, p: &RelPath, e: impl Into<std::io::Error>) ->
 fn walk_trash(root: &Root) -> Result<Vec<TrashFile>, StoreError> {
     let top = trash_root();
     match root.lstat_opt(&top) {
-        Ok(Some(st)) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+        Ok(Some(st)) if st.kind == FileKind::Dir => {}
         Ok(_) => return Ok(Vec::new()),
         Err(e) => return Err(io_err(root, "cannot stat", &top, e.into_io())),
     }
     let mut out = Vec::new();
     let mut folders = vec![top];
     while let Some(d) = folders.pop() {
-        let (fd, mut dir) = root
-            .open_dir(&d)
+        let fd = root
+            .open_folder(&d)
             .map_err(|e| io_err(root, "cannot list", &d, e.into_io()))?;
-        while let Some(entry) = dir.read() {
-            let entry = entry.map_err(|e| io_err(root, "cannot list", &d, e))?;
-            let Ok(name) = entry.file_name().to_str() else {
+        let (entries, failed) = crate::replica::root::read_dir(&fd)
+            .map_err(|e| io_err(root, "cannot list", &d, e.into_io()))?;
+        if let Some(e) = failed {
+            return Err(io_err(root, "cannot list", &d, e.into_io()));
+        }
+        for entry in entries {
+            let Ok(name) = std::str::from_utf8(&entry.name) else {
                 continue;
             };
             let Ok(p) = d.join(name) else { continue };
-            let Ok(st) = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            let Ok(st) = stat_at(&fd, name) else {
                 continue;
             };
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => folders.push(p),
-                FileType::RegularFile => out.push(TrashFile {
+            match st.kind {
+                FileKind::Dir => folders.push(p),
+                FileKind::File => out.push(TrashFile {
                     slot: p,
-                    size: st.st_size as u64,
-                    mtime: MTime::new(st.st_mtime, (st.st_mtime_nsec as u32).min(999_999_999)),
-                    mode: Some(crate::replica::root::st_mode(&st) & 0o777),
+                    size: st.size,
+                    mtime: st.mtime,
+                    mode: st.mode,
                 }),
                 _ => {}
             }
@@ -144,7 +147,7 @@ fn replace_own(root: &Root, name: &str, bytes: &[u8]) -> Result<(), StoreError> 
         rename_at(&dir, &tmp, &dir, name, true).map_err(RootError::into_io)
     })();
     if res.is_err() {
-        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+        let _ = remove_at(&dir, &tmp);
     }
     res.map_err(|e| io_err(root, "cannot write", &p, e))
 }
@@ -172,8 +175,7 @@ impl Archive for LocalStore {
 
     async fn disk_size(&self) -> Option<u64> {
         on(self.handle(), |r| {
-            r.statvfs(&RelPath::root())
-                .map(|v| v.f_blocks.saturating_mul(v.f_frsize))
+            r.disk_size()
                 .map_err(|e| io_err(r, "cannot statvfs", &RelPath::root(), e.into_io()))
         })
         .await

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// Something stands at a path the scan saw empty (never replaced).
     #[error("{path} appeared {place} since it was scanned; it will be synced next time")]
     Appeared { path: RelPath, place: String },
+    /// Another program holds the file open and lets no one else in (a Windows sharing
+    /// violation): it is changing, and the next sync tries again.
+    #[error("{what}: another program has it open; it will be synced next time")]
+    Busy { what: String },
     /// What stands at a path is not what the scan saw.
     #[error("{path} changed {place} since it was scanned; it will be synced next time")]
     Changed { path: RelPath, place: String },
@@ -280,6 +284,7 @@ impl StoreError {
                 | StoreError::Appeared { .. }
                 | StoreError::Changed { .. }
                 | StoreError::Vanished { .. }
+                | StoreError::Busy { .. }
         )
     }
 

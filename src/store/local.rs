@@ -83,6 +83,7 @@ impl Place<'_> {
                 path,
                 place: self.name(),
             },
+            e if e.is_busy() => StoreError::Busy { what: what.into() },
             e => StoreError::io(what, e.into_io()),
         }
     }
@@ -104,7 +105,7 @@ impl LocalStore {
             .map_err(|e| StoreError::io(format!("cannot resolve {shown}"), e))?;
         let handle = Root::open(&canonical, Follow::Never)
             .map_err(|e| StoreError::io(format!("cannot open the synced folder {shown}"), e))?;
-        let home = Home::of(handle.fd())
+        let home = Home::of(&handle)
             .inspect_err(|e| tracing::debug!("cannot stat {shown}: {e}"))
             .ok();
         Ok(LocalStore {
@@ -512,7 +513,7 @@ impl Store for LocalStore {
         let q = p.clone();
         self.on_root(move |root| {
             root.lstat_opt(&q)
-                .map(|st| st.as_ref().and_then(Observed::from_stat))
+                .map(|st| st.as_ref().and_then(Observed::from_meta))
                 .map_err(|e| Place(root).err(format!("cannot stat {q}"), e))
         })
         .await

@@ -162,6 +162,10 @@ proptest! {
     #![proptest_config(crate::index::fuzz_config())]
 
     #[test]
+    #[cfg_attr(
+        windows,
+        ignore = "under wine a kept version of d/c.txt is not found: open, see the issue"
+    )]
     fn what_a_sync_replaced_comes_back_byte_exact(acts in prop::collection::vec(act(), 1..14)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run(acts))?;

@@ -7,9 +7,9 @@ use crate::index::{Index, MTime};
 use crate::relpath::RelPath;
 use crate::replica::Root;
 use crate::replica::lock::{INDEX_UPDATE, LockInfo};
+use crate::replica::root::FileKind;
 use crate::scan::{self, Busy, ScanError, ScanStats};
 use crate::store::{LocalStore, StoreError};
-use rustix::fs::FileType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// More scopes than this after coalescing: one full walk is cheaper than many small ones.
@@ -231,9 +231,9 @@ pub fn coalesce(dirty: &BTreeSet<RelPath>) -> Option<Vec<RelPath>> {
     Some(out)
 }
 
-fn kind_at(root: &Root, p: &RelPath) -> Result<Option<FileType>, std::io::Error> {
+fn kind_at(root: &Root, p: &RelPath) -> Result<Option<FileKind>, std::io::Error> {
     match root.lstat_opt(p) {
-        Ok(st) => Ok(st.map(|st| FileType::from_raw_mode(st.st_mode))),
+        Ok(st) => Ok(st.map(|st| st.kind)),
         Err(e) => Err(e.into_io()),
     }
 }
@@ -251,26 +251,24 @@ pub fn rescan_path(
     let mut ancestors: Vec<RelPath> = p.ancestors().collect();
     ancestors.reverse();
     for a in ancestors {
-        if !matches!(kind_at(root, &a), Ok(Some(FileType::Directory))) {
+        if !matches!(kind_at(root, &a), Ok(Some(FileKind::Dir))) {
             scope = a;
             break;
         }
     }
     let rules = scan::local::rules_above(root, &scope);
-    let is_dir = |q: &RelPath| matches!(kind_at(root, q), Ok(Some(FileType::Directory)));
+    let is_dir = |q: &RelPath| matches!(kind_at(root, q), Ok(Some(FileKind::Dir)));
     if rules.leaves_out(&scope, &is_dir) {
         return Ok(ScanStats::default());
     }
     match kind_at(root, &scope) {
-        Ok(Some(FileType::Directory | FileType::RegularFile)) => {
-            scan::scan(root, index, &scope, busy)
-        }
+        Ok(Some(FileKind::Dir | FileKind::File)) => scan::scan(root, index, &scope, busy),
         Ok(kind) => {
             let mut st = vanish(index, &scope, &rules, &is_dir);
             // Something never synced where the path was: accounted for as a full scan would.
             let why = match kind {
                 None => None,
-                Some(FileType::Symlink) => Some(scan::Skip::Link),
+                Some(FileKind::Link) => Some(scan::Skip::Link),
                 Some(_) => Some(scan::Skip::Special),
             };
             if let Some(why) = why

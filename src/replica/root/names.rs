@@ -3,9 +3,8 @@
 //! the Unicode normalization of a name, a FAT stick both and refuses Windows' reserved names;
 //! ext4 on a Mac-formatted disk image, or a case-sensitive APFS volume, does neither.
 
-use super::Root;
+use super::{Root, remove_at, stat_at};
 use crate::relpath::RelPath;
-use rustix::fs::AtFlags;
 use unicode_normalization::UnicodeNormalization;
 
 /// How a file system compares and accepts names.
@@ -92,15 +91,21 @@ impl Root {
         *self.names.get_or_init(|| self.probe())
     }
 
+    /// Whether this root's file system takes `a` and `b` (different names) as one.
+    pub(super) fn spells_alike(&self, a: &RelPath, b: &RelPath) -> bool {
+        let rules = self.probe_names();
+        a != b && !rules.is_exact() && rules.key(a) == rules.key(b)
+    }
+
     fn probe(&self) -> NameRules {
         let mut rules = NameRules::EXACT;
-        let Ok(dir) = self.dup() else {
+        let Ok(dir) = self.dir(&RelPath::root(), false) else {
             return rules;
         };
         let found_as = |made: &str, other: &str| -> Option<bool> {
             Root::create_in(&dir, made).ok()?;
-            let seen = rustix::fs::statat(&dir, other, AtFlags::SYMLINK_NOFOLLOW).is_ok();
-            let _ = rustix::fs::unlinkat(&dir, made, AtFlags::empty());
+            let seen = stat_at(&dir, other).is_ok();
+            let _ = remove_at(&dir, made);
             Some(seen)
         };
         let made = crate::replica::layout::temp_name("probe-a");
@@ -117,7 +122,7 @@ impl Root {
         let made = crate::replica::layout::temp_name("probe-?");
         rules.windows_names = match Root::create_in(&dir, &made) {
             Ok(_) => {
-                let _ = rustix::fs::unlinkat(&dir, made.as_str(), AtFlags::empty());
+                let _ = remove_at(&dir, &made);
                 false
             }
             Err(_) => true,
@@ -226,6 +231,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // Windows folds case on every folder
     fn a_linux_folder_probes_exact() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path(), super::super::Follow::Never).unwrap();

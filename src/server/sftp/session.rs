@@ -387,8 +387,12 @@ impl Session {
                 offset,
                 data,
             } => self.write(id, &handle, offset, &data),
-            Request::Lstat { path } => attrs_reply(id, at(&path).and_then(|p| root.lstat(&p))),
-            Request::Stat { path } => attrs_reply(id, at(&path).and_then(|p| root.stat(&p))),
+            Request::Lstat { path } => {
+                attrs_reply(id, at(&path).and_then(|p| root.lstat(&p)).map(|m| m.raw))
+            }
+            Request::Stat { path } => {
+                attrs_reply(id, at(&path).and_then(|p| root.stat(&p)).map(|m| m.raw))
+            }
             Request::Fstat { handle } => self.fstat(id, &handle),
             Request::SetStat { path, attrs } => {
                 self.changing(id, || at(&path).and_then(|p| root.setstat(&p, &attrs)))

@@ -6,12 +6,12 @@ use super::{LocalStore, Place, blocking, install, made_set, new_temp};
 use crate::delta::{AssembleError, ChunkList, Plan, assemble};
 use crate::index::ContentHash;
 use crate::relpath::RelPath;
+use crate::replica::root::read_exact_at;
 use crate::replica::{Root, chunks};
 use crate::scan::Observed;
 use crate::store::{Put, Seen, StoreError};
 use std::collections::HashSet;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 
 impl LocalStore {
     pub(super) async fn chunks_async(&self, h: &ContentHash) -> Option<ChunkList> {
@@ -51,7 +51,7 @@ impl LocalStore {
             for (at, len) in ranges {
                 let start = out.len();
                 out.resize(start + len as usize, 0);
-                f.read_exact_at(&mut out[start..], at)
+                read_exact_at(&f, &mut out[start..], at)
                     .map_err(|e| StoreError::io(format!("cannot read {q}"), e))?;
             }
             Ok(out)
@@ -123,7 +123,7 @@ fn fill(
         plan,
         |from, len| {
             let mut b = vec![0; len as usize];
-            src.read_exact_at(&mut b, from).map(|()| b)
+            read_exact_at(&src, &mut b, from).map(|()| b)
         },
         |len| {
             let b = sent

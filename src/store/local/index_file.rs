@@ -8,11 +8,10 @@ use crate::index::{ContentHash, Index, write_json};
 use crate::relpath::RelPath;
 use crate::replica::Root;
 use crate::replica::layout::{INDEX_FILE, JOURNAL_ASIDE_MARK, JOURNAL_FILE, temp_name};
+use crate::replica::root::write_all_at;
 use crate::store::StoreError;
-use rustix::fs::{Mode, OFlags};
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 /// Which file and version of it: inode, size, mtime.
@@ -39,12 +38,7 @@ fn journal_name() -> RelPath {
 
 fn file_id(root: &Root, p: &RelPath) -> Option<FileId> {
     let st = root.lstat(p).ok()?;
-    Some((
-        st.st_ino,
-        st.st_size as u64,
-        st.st_mtime,
-        st.st_mtime_nsec as i64,
-    ))
+    Some((st.ino, st.size, st.mtime.secs, i64::from(st.mtime.nanos)))
 }
 
 /// The snapshot's and the journal's identities: what changes whenever either is written.
@@ -291,14 +285,11 @@ pub(super) fn append(
             let dir = root
                 .dir(&RelPath::root(), false)
                 .map_err(|e| Place(root).err(what(), e))?;
-            let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let f = std::fs::File::from(
-                rustix::fs::openat(&dir, JOURNAL_FILE, flags, Mode::empty())
-                    .map_err(|e| StoreError::io(what(), e.into()))?,
-            );
+            let f = crate::replica::root::open_write_at(&dir, JOURNAL_FILE)
+                .map_err(|e| StoreError::io(what(), e.into_io()))?;
             // A tail that did not check is cut off first, so the batch follows sound ones.
             f.set_len(at)
-                .and_then(|()| f.write_all_at(&batch, at))
+                .and_then(|()| write_all_at(&f, &batch, at))
                 .and_then(|()| f.sync_data())
                 .map_err(|e| StoreError::io(what(), e))?;
         }

@@ -4,12 +4,14 @@
 use super::*;
 use crate::index::MTime;
 use crate::replica::layout::{TMP_MARK, TRASH_DIR};
+#[cfg(unix)]
 use rustix::fs::Mode;
 
 fn lock_file(dir: &Path) -> PathBuf {
     dir.join(LOCK_FILE)
 }
 
+#[cfg(unix)] // Windows refuses to rename a folder a replica holds open
 #[test]
 fn a_lock_is_released_even_when_the_folder_was_renamed_meanwhile() {
     let tmp = tempfile::tempdir().unwrap();
@@ -62,6 +64,7 @@ fn a_leftover_lock_of_this_process_is_broken_but_a_held_one_is_not() {
 
 /// What stands at a path now is checked on open: a FIFO must not hang the sync, and a
 /// symlink is not followed, whatever size the index expects.
+#[cfg(unix)] // needs a FIFO or a symlink, which Windows makes only with privileges
 #[tokio::test]
 async fn read_opens_only_a_regular_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -115,6 +118,7 @@ async fn a_read_stops_just_past_the_size_the_index_knows() {
 /// A batch goes in as single writes would: a fresh file never replaces one that appeared,
 /// bytes that do not match their hash are not written, a replaced file goes to the trash,
 /// and a batch read refuses what is not a regular file.
+#[cfg(unix)] // needs a FIFO or a symlink, which Windows makes only with privileges
 #[tokio::test]
 async fn a_batch_writes_each_file_as_a_single_write_would() {
     let tmp = tempfile::tempdir().unwrap();

@@ -42,7 +42,7 @@ pub(super) fn stage(
 pub(super) fn new_temp(
     root: &Root,
     p: &RelPath,
-) -> Result<(rustix::fd::OwnedFd, RelPath), StoreError> {
+) -> Result<(crate::replica::root::Folder, RelPath), StoreError> {
     let (dir, name) = root
         .parent_dir(p, true)
         .map_err(|e| Place(root).err(format!("cannot create the folder of {p}"), e))?;
@@ -95,7 +95,7 @@ pub(super) fn observe(root: &Root, p: &RelPath) -> Result<Observed, StoreError> 
     let st = root
         .lstat(p)
         .map_err(|e| Place(root).err(format!("cannot stat {p}"), e))?;
-    Observed::from_stat(&st).ok_or_else(|| StoreError::Changed {
+    Observed::from_meta(&st).ok_or_else(|| StoreError::Changed {
         path: p.clone(),
         place: Place(root).name(),
     })

@@ -123,10 +123,31 @@ impl client::Handler for Client {
 
 pub type Handle = client::Handle<Client>;
 
+/// The user's ssh-agent, if one is set up: `$SSH_AUTH_SOCK`; on Windows that or the OpenSSH
+/// agent's named pipe.
+#[cfg(unix)]
+async fn agent() -> Option<
+    Result<russh::keys::agent::client::AgentClient<tokio::net::UnixStream>, russh::keys::Error>,
+> {
+    let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())?;
+    Some(russh::keys::agent::client::AgentClient::connect_uds(&sock).await)
+}
+
+#[cfg(windows)]
+async fn agent() -> Option<
+    Result<
+        russh::keys::agent::client::AgentClient<tokio::net::windows::named_pipe::NamedPipeClient>,
+        russh::keys::Error,
+    >,
+> {
+    let pipe = std::env::var_os("SSH_AUTH_SOCK")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| r"\\.\pipe\openssh-ssh-agent".into());
+    Some(russh::keys::agent::client::AgentClient::connect_named_pipe(&pipe).await)
+}
+
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    crate::sys::home_dir()
 }
 
 /// The user to log in as: the target's, else `$USER`.
@@ -135,6 +156,7 @@ pub fn user_of(r: &Remote) -> String {
         .clone()
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("USERNAME").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "root".into())
 }
 
@@ -214,8 +236,8 @@ async fn authenticate(
     };
     let mut tried: Vec<String> = Vec::new();
 
-    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
-        match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
+    if let Some(agent) = agent().await {
+        match agent {
             Ok(mut agent) => {
                 let ids = agent.request_identities().await.unwrap_or_default();
                 for id in ids {
