@@ -119,8 +119,8 @@ impl Control {
         }
     }
 
-    /// Takes the code written down in `path` (the boot partition's) for an hour from when it
-    /// was first taken, while the hub has no devices and no authorized_keys, unless it was
+    /// Takes the code written down in `path` (the boot partition's, moved to the state
+    /// folder) for an hour from when it was first taken, while no device is paired, unless it was
     /// used, burnt or expired before; a file that is not there is no code.
     pub fn take_code_file(&self, path: &Path) {
         let Ok(text) = std::fs::read_to_string(path) else {
@@ -138,7 +138,7 @@ impl Control {
             }
         };
         if !self.first_pairing() {
-            tracing::info!(path = %path.display(), "the pairing code there is not taken: this hub has devices or authorized_keys already");
+            tracing::info!(path = %path.display(), "the pairing code there is not taken: this hub has paired devices already (make a code with `sudo filesync pair --new`)");
             return;
         }
         let tag = code_tag(&code);
@@ -182,9 +182,11 @@ impl Control {
         tracing::info!(path = %path.display(), "pairing code from the file taken for {} min, until used", left.as_secs().div_ceil(60));
     }
 
-    /// No device and no authorized key yet: the boot partition's code may set up the first.
+    /// No device paired yet: the boot partition's code may pair the first. Keys of
+    /// `authorized_keys` do not count: Raspberry Pi Imager's first boot puts the
+    /// administrator's SSH keys there, and whoever wrote the card wrote the code too.
     fn first_pairing(&self) -> bool {
-        self.authorized.is_empty() && self.devices.list().is_empty()
+        self.devices.list().is_empty()
     }
 
     /// The file code, when `id` names it.
