@@ -75,6 +75,7 @@ pub fn run(cfg: &Config, config: Option<&Path>, args: PairArgs) -> Result<i32> {
     };
     let host_keys = match &args.serve {
         Some(listen) => {
+            laptop::check_serve(listen)?;
             let mut sc = cfg.server.clone().unwrap_or_default();
             sc.listen = listen.clone();
             crate::server::host_public_keys(&sc)?

@@ -483,6 +483,7 @@ async fn serve_one(
         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
     }
     let client = ClientId::default();
+    let control = gate.control.clone();
     let (logged_in, mut login) = watch::channel(None);
     let handler = Connection {
         id: a.id,
@@ -537,6 +538,7 @@ async fn serve_one(
     if let Ok(mut h) = a.handles.lock() {
         h.remove(&a.id);
     }
+    control.sessions_ended.notify_waiters();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
