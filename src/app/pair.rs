@@ -179,7 +179,7 @@ fn new_code(cfg: &Config, args: PairArgs) -> Result<i32> {
             .with_context(|| format!("cannot write {}", file.display()))?;
         println!("code: {code}");
         println!(
-            "written to {}; the hub takes it for an hour after it starts, once",
+            "written to {}; the hub takes it once, for an hour from its first start, while it has no paired device",
             file.display()
         );
         return Ok(0);

@@ -34,10 +34,12 @@ pub fn host_field(host: &str, port: u16) -> String {
 
 /// True when the host list of a known_hosts line names `name` exactly (or by its hash).
 fn names(hosts: &str, name: &str) -> bool {
-    hosts.split(',').any(|entry| match entry.strip_prefix("|1|") {
-        Some(hashed) => hashed_is(hashed, name),
-        None => entry.eq_ignore_ascii_case(name),
-    })
+    hosts
+        .split(',')
+        .any(|entry| match entry.strip_prefix("|1|") {
+            Some(hashed) => hashed_is(hashed, name),
+            None => entry.eq_ignore_ascii_case(name),
+        })
 }
 
 /// `SALT|HASH` (base64) of a hashed entry: HMAC-SHA1 of the name under the salt.
@@ -166,7 +168,8 @@ fn write_atomic(
 mod tests {
     use super::*;
 
-    const OLD: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq";
+    const OLD: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq9Y3DmOZFBFYQnW5pwXlBLbEKBuGv2NFAaH9Uq3/Kq";
     const NEW: &str = "ssh-ed25519 NEW";
 
     fn random_key() -> PublicKey {

@@ -304,9 +304,9 @@ fn preflight(req: &Request, doc: &ConfigDoc) -> Result<(), PairError> {
 /// from the address this laptop pairs from): the hub would pull from it. An address is
 /// this machine's when a socket can be bound to it.
 pub fn check_serve(listen: &str) -> Result<(), PairError> {
-    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
-        PairError::Serve(format!("{listen:?} is not an address like 0.0.0.0:2222"))
-    })?;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| PairError::Serve(format!("{listen:?} is not an address like 0.0.0.0:2222")))?;
     if addr.ip().is_unspecified() {
         return Ok(());
     }

@@ -319,7 +319,9 @@ impl Control {
         if removed.len() > 1 {
             tracing::warn!(device = name, also = %removed.join(", "), "these devices had the same key and are revoked with it");
         }
-        let ended = self.end_sessions(&sessions, "this device was revoked").await;
+        let ended = self
+            .end_sessions(&sessions, "this device was revoked")
+            .await;
         tracing::info!(device = name, sessions = ended, "device revoked");
         if removed.iter().any(|n| pulling.contains(n)) {
             self.pulls_changed.notify_one();

@@ -130,11 +130,13 @@ where
         tracing::warn!(%peer, code = %id, "pairing refused: the code was used or burnt meanwhile");
         return Err(refuse(NO_SUCH_CODE, false));
     }
-    let (welcome, replaced) = enroll(ctl, key, request, terms, peer).map_err(|e| refuse(e, false))?;
+    let (welcome, replaced) =
+        enroll(ctl, key, request, terms, peer).map_err(|e| refuse(e, false))?;
     let sent = wire::send(stream, &confirmed.welcome(&welcome)).await;
     // The entry this pairing replaced keeps no session (it could not be revoked any more).
     if !replaced.is_empty() {
-        ctl.end_sessions(&replaced, "this device was paired again").await;
+        ctl.end_sessions(&replaced, "this device was paired again")
+            .await;
     }
     sent.map_err(|e| refuse(e.to_string(), false))
 }

@@ -486,14 +486,21 @@ fn a_boot_partition_code_is_not_taken_once_a_device_is_paired() {
     hub.start();
     let first = Sandbox::new();
     let code = new_code(&hsb, &hub, &[]);
-    assert!(pair(&first, hub.port, &code, &first.folder("Sync")).status.success());
+    assert!(
+        pair(&first, hub.port, &code, &first.folder("Sync"))
+            .status
+            .success()
+    );
     let devices = std::fs::read_to_string(devices_file(&hub)).unwrap();
     let code = boot_code(&boot);
     hub.start();
     let lap = Sandbox::new();
     pair(&lap, hub.port, &code, &lap.folder("Sync")).one_line_error(&["wrong pairing code"]);
     laptop_untouched(&lap);
-    assert_eq!(std::fs::read_to_string(devices_file(&hub)).unwrap(), devices);
+    assert_eq!(
+        std::fs::read_to_string(devices_file(&hub)).unwrap(),
+        devices
+    );
     assert!(
         hub.log_text().contains("has paired devices already"),
         "{}",
@@ -689,7 +696,11 @@ fn pairing_with_a_reimaged_hub_replaces_its_old_known_hosts_lines() {
     let mut hub = bare_hub(&hsb);
     let lap = Sandbox::new();
     let root = lap.folder("Sync");
-    assert!(pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root).status.success());
+    assert!(
+        pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root)
+            .status
+            .success()
+    );
     let known = lap.home().join(".ssh/known_hosts");
     let mine = "# my own hosts\ngithub.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
     let before = std::fs::read_to_string(&known).unwrap();
@@ -713,7 +724,10 @@ fn pairing_with_a_reimaged_hub_replaces_its_old_known_hosts_lines() {
     assert_eq!(ours.len(), want.lines().count(), "{after}");
     for l in want.lines() {
         let key = l.split_whitespace().nth(2).unwrap();
-        assert!(ours.iter().any(|o| o.contains(key)), "{l} missing:\n{after}");
+        assert!(
+            ours.iter().any(|o| o.contains(key)),
+            "{l} missing:\n{after}"
+        );
     }
     let mode = std::fs::metadata(&known).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
@@ -751,7 +765,11 @@ fn pairing_the_same_key_again_ends_the_old_entrys_sessions() {
     let hub = bare_hub(&hsb);
     let lap = Sandbox::new();
     let root = lap.folder("Sync");
-    assert!(pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root).status.success());
+    assert!(
+        pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root)
+            .status
+            .success()
+    );
     crate::harness::require("sftp");
     let mut open = std::process::Command::new("sftp")
         .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
@@ -770,10 +788,9 @@ fn pairing_the_same_key_again_ends_the_old_entrys_sessions() {
     let mut stdin = open.stdin.take().unwrap();
     stdin.write_all(b"pwd\n").unwrap();
     assert!(
-        wait_until(Duration::from_secs(20), || hub
-            .log_text()
-            .lines()
-            .any(|l| l.contains("client logged in") && l.contains("device=laptop"))),
+        wait_until(Duration::from_secs(20), || hub.log_text().lines().any(
+            |l| l.contains("client logged in") && l.contains("device=laptop")
+        )),
         "{}",
         hub.log_text()
     );
@@ -841,7 +858,11 @@ fn the_state_folder_is_the_configs_not_the_host_keys() {
     hub.start();
     let lap = Sandbox::new();
     let code = new_code(&hsb, &hub, &[]);
-    assert!(pair(&lap, hub.port, &code, &lap.folder("Sync")).status.success());
+    assert!(
+        pair(&lap, hub.port, &code, &lap.folder("Sync"))
+            .status
+            .success()
+    );
     assert!(state.join("devices.json").exists());
     assert!(!keys.join("devices.json").exists());
     assert!(hub.host_key.exists());
