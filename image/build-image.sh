@@ -17,7 +17,7 @@
 # Environment: MIRROR (default http://deb.debian.org/debian), IMAGE_KEEP=1 keeps
 # the intermediate files in dist/image-build/, IMAGE_REUSE=1 reuses a kept
 # dist/image-build/rootfs.tar and boot/ (skips mmdebstrap, the slow part) and lays the
-# current .deb's files over it.
+# current .deb's files and image/'s own files over it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -120,7 +120,8 @@ rm -rf "$W/rootfs"; mkdir "$W/rootfs"
 # A reused root file system gets the current package's files laid over it (same version: the
 # dpkg database stays right), so a rebuild with a new binary takes minutes, not an hour.
 refresh=""
-[ "$reuse" = 1 ] && refresh="dpkg-deb -x $DEB $W/rootfs && "
+# Our own files (first boot, network, kernel hook) are laid over it too.
+[ "$reuse" = 1 ] && refresh="dpkg-deb -x $DEB $W/rootfs && cp -a $W/overlay/. $W/rootfs/ && rm -f $W/rootfs/tmp/filesync.deb && "
 mkfs_root="tar -xpf $W/rootfs.tar -C $W/rootfs --numeric-owner && $refresh mke2fs -q -t ext4 -L RASPIROOT -m 1 -d $W/rootfs $W/root.ext4 ${ROOT_MB}M"
 if [ "$(id -u)" -eq 0 ]; then sh -c "$mkfs_root"; else fakeroot sh -c "$mkfs_root"; fi
 rm -rf "$W/rootfs"

@@ -4,6 +4,8 @@
 set -eu
 B=${FIRSTBOOT_BOOT:-/boot/firmware}
 NOCLOUD=${FIRSTBOOT_NOCLOUD:-/usr/lib/filesync/nocloud}
+# The hub's state folder (filesync.service's StateDirectory, `[server] state_dir`).
+STATE=${FIRSTBOOT_STATE:-/var/lib/filesync}
 say() { echo "filesync-firstboot: $*"; }
 applied() { mv -f "$1" "$1.applied"; }
 
@@ -193,7 +195,12 @@ if [ -f "$B/wpa_supplicant.conf" ]; then
     say "Wi-Fi configured (wpa_supplicant@wlan0)"
 fi
 
+# A pairing code: into the hub's state folder (only the service reads it there), and off the
+# FAT, which every local user can read and which outlives the code.
 if [ -f "$B/filesync/pair-code.txt" ]; then
-    say "filesync takes the pairing code of filesync/pair-code.txt for an hour after each start, until used"
+    install -d -m 0700 -o filesync -g filesync "$STATE"
+    install -m 0600 -o filesync -g filesync "$B/filesync/pair-code.txt" "$STATE/pair-code.txt"
+    rm -f "$B/filesync/pair-code.txt"
+    say "pairing code moved to $STATE/pair-code.txt: taken for an hour from the hub's start, until a laptop pairs with it"
 fi
 say "filesync starts after this; add a laptop with \`filesync pair $(hostname).local CODE\`"

@@ -146,10 +146,16 @@ printf ' cfg80211.ieee80211_regdom=DE ds=nocloud;i=rpi-imager-1' >> "$T/cmdline.
 for f in user-data network-config meta-data cmdline.txt; do mcopy -o -i "$FAT" "$T/$f" "::/$f"; done
 mmd -D s -i "$FAT" ::/ssh 2>/dev/null || true
 mcopy -o -i "$FAT" "$T/id_ed25519.pub" ::/ssh/authorized_keys
-# A pairing code on the boot partition, as `filesync pair --new --file` writes it (Crockford
-# base32: no I, L, O, U): a laptop pairs with it after boot, with nothing else set up.
-PAIR_CODE=$(LC_ALL=C tr -dc '0-9A-HJKMNP-TV-Z' < /dev/urandom | head -c 12)
-printf '%s\n' "$PAIR_CODE" > "$T/pair-code.txt"
+# A pairing code on the boot partition, written by `filesync pair --new --file` on the host (as
+# a laptop does to a card): a laptop pairs with it after boot, with nothing else set up.
+BIN_HOST=${IMAGE_TEST_BIN_HOST:-$TARGET_DIR/release/filesync}
+if [ -z "${IMAGE_TEST_BIN_HOST:-}" ]; then
+    log "cargo build --release (the host side of filesync pair and sync)"; cargo build --release --locked >&2
+fi
+[ -x "$BIN_HOST" ] || die "no host binary $BIN_HOST (cargo build --release)"
+: > "$T/empty.toml"
+PAIR_CODE=$("$BIN_HOST" --config "$T/empty.toml" pair --new --file "$T/pair-code.txt" | sed -n 's/^code: //p')
+[ -n "$PAIR_CODE" ] || die "filesync pair --new --file printed no code"
 mmd -D s -i "$FAT" ::/filesync 2>/dev/null || true
 mcopy -o -i "$FAT" "$T/pair-code.txt" ::/filesync/pair-code.txt
 if [ -n "${IMAGE_TEST_BIN_ARM:-}" ]; then
@@ -279,10 +285,6 @@ else
     fail_soft "OpenSSH sftp session (see $T/sftp.out)"
 fi
 
-BIN_HOST=${IMAGE_TEST_BIN_HOST:-$TARGET_DIR/release/filesync}
-if [ -z "${IMAGE_TEST_BIN_HOST:-}" ]; then
-    log "cargo build --release (the host side of filesync sync)"; cargo build --release --locked >&2
-fi
 if [ -x "$BIN_HOST" ]; then
     L="$T/laptop"; mkdir -p "$L/root"
     echo "from the laptop" > "$L/root/from-laptop.txt"
@@ -302,8 +304,11 @@ TOML
     else
         fail_soft "filesync sync pi (see $T/sync.out)"
     fi
+    # First boot moved the code off the FAT into the state folder, for the service alone.
+    [ "$("${SSH[@]}" "test ! -e /boot/firmware/filesync/pair-code.txt && stat -c '%a %U' /var/lib/filesync/pair-code.txt" 2>/dev/null)" = "600 filesync" ] ||
+        fail_soft "first boot did not move filesync/pair-code.txt to /var/lib/filesync (0600, filesync)"
     # A second laptop pairs by the boot partition's code and syncs without --accept-new.
-    P="$T/paired"; mkdir -p "$P/home/.ssh" "$P/root"
+    P="$T/paired"; mkdir -p "$P/home" "$P/root"
     echo "from the paired laptop" > "$P/root/from-paired.txt"
     : > "$P/config.toml"
     if HOME="$PWD/$P/home" "$BIN_HOST" --config "$P/config.toml" pair "127.0.0.1:$PORT" "$PAIR_CODE" \

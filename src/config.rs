@@ -134,14 +134,18 @@ pub struct ServerConfig {
     /// service cannot write avahi's folder.
     #[serde(default = "default_true")]
     pub announce: bool,
+    /// The server's own files: host keys (unless `host_key` says otherwise), devices, the
+    /// hub's client key and the known_hosts of laptops it pulls from, used pairing codes.
+    /// Default: systemd's `$STATE_DIRECTORY` (the hub unit's `StateDirectory`,
+    /// /var/lib/filesync), else `$XDG_STATE_HOME/filesync` (~/.local/state/filesync).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// A pairing code written down beforehand (for a hub without a screen): taken for an
-    /// hour after each start until it is used. Default: on the Pi's boot partition.
-    #[serde(default = "default_pair_code_file")]
-    pub pair_code_file: PathBuf,
-}
-
-fn default_pair_code_file() -> PathBuf {
-    PathBuf::from("/boot/firmware/filesync/pair-code.txt")
+    /// hour from when it is first taken, while no device is paired. Default:
+    /// `pair-code.txt` in the state folder (where the image's first boot moves the boot
+    /// partition's `filesync/pair-code.txt`).
+    #[serde(default)]
+    pub pair_code_file: Option<PathBuf>,
 }
 
 /// `[server] host_key`: one path or a list of paths.
@@ -196,7 +200,8 @@ impl Default for ServerConfig {
             trusted: Vec::new(),
             legacy_algorithms: false,
             announce: true,
-            pair_code_file: default_pair_code_file(),
+            state_dir: None,
+            pair_code_file: None,
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn run(cfg: &Config, config: Option<&Path>, args: PairArgs) -> Result<i32> {
     };
     let host_keys = match &args.serve {
         Some(listen) => {
+            laptop::check_serve(listen)?;
             let mut sc = cfg.server.clone().unwrap_or_default();
             sc.listen = listen.clone();
             crate::server::host_public_keys(&sc)?
@@ -178,7 +179,7 @@ fn new_code(cfg: &Config, args: PairArgs) -> Result<i32> {
             .with_context(|| format!("cannot write {}", file.display()))?;
         println!("code: {code}");
         println!(
-            "written to {}; the hub takes it for an hour after it starts, once",
+            "written to {}; the hub takes it once, for an hour from its first start, while it has no paired device",
             file.display()
         );
         return Ok(0);

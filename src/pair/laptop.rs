@@ -59,8 +59,12 @@ pub enum PairError {
     },
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error(transparent)]
+    KnownHosts(#[from] super::known_hosts::KnownHostsError),
     #[error("{0}; nothing was changed")]
     Clash(String),
+    #[error("--serve {0}; nothing was changed")]
+    Serve(String),
 }
 
 /// What `filesync pair HOST CODE` was asked to do.
@@ -179,11 +183,12 @@ pub async fn pair(req: Request) -> Result<Paired, PairError> {
         write_key(&key_file, &key)?;
     }
     let known_hosts = home()?.join(".ssh").join("known_hosts");
-    for line in &host_keys {
-        if let Ok(k) = PublicKey::from_openssh(line) {
-            learn(&req.host, req.port, &k, &known_hosts)?;
-        }
-    }
+    // The code proved these keys: a re-imaged hub's old lines go.
+    let keys: Vec<PublicKey> = host_keys
+        .iter()
+        .filter_map(|l| PublicKey::from_openssh(l).ok())
+        .collect();
+    super::known_hosts::replace(&known_hosts, &req.host, req.port, &keys)?;
     let peer = req.peer.clone().unwrap_or_else(|| welcome.hub.clone());
     let (url, root) = write_config(&req, &welcome, &peer, &key_file)?;
     Ok(Paired {
@@ -292,6 +297,27 @@ fn preflight(req: &Request, doc: &ConfigDoc) -> Result<(), PairError> {
     Ok(())
 }
 
+/// `--serve LISTEN` names an address of this machine, or a wildcard (the hub then pulls
+/// from the address this laptop pairs from): the hub would pull from it. An address is
+/// this machine's when a socket can be bound to it.
+pub fn check_serve(listen: &str) -> Result<(), PairError> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| PairError::Serve(format!("{listen:?} is not an address like 0.0.0.0:2222")))?;
+    if addr.ip().is_unspecified() {
+        return Ok(());
+    }
+    std::net::TcpListener::bind((addr.ip(), 0))
+        .map(drop)
+        .map_err(|_| {
+            PairError::Serve(format!(
+                "{listen}: {} is not an address of this machine; give one of its own, or 0.0.0.0:{}",
+                addr.ip(),
+                addr.port()
+            ))
+        })
+}
+
 /// `[peers.PEER]` is free, or points at this very hub (a pairing again).
 fn peer_free(req: &Request, doc: &ConfigDoc, peer: &str) -> Result<(), PairError> {
     if !valid_name(peer) {
@@ -370,21 +396,6 @@ fn write_key(path: &Path, key: &PrivateKey) -> Result<(), PairError> {
     f.sync_all().map_err(err)?;
     let public = format!("{}\n", super::protocol::public_line(key.public_key()));
     std::fs::write(path.with_extension("pub"), public).map_err(err)
-}
-
-/// Adds `key` for `host:port` to known_hosts unless it is there.
-fn learn(host: &str, port: u16, key: &PublicKey, known_hosts: &Path) -> Result<(), PairError> {
-    let known =
-        russh::keys::known_hosts::known_host_keys_path(host, port, known_hosts).unwrap_or_default();
-    if known.iter().any(|(_, k)| k.key_data() == key.key_data()) {
-        return Ok(());
-    }
-    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, known_hosts).map_err(|e| {
-        PairError::Write {
-            path: known_hosts.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        }
-    })
 }
 
 /// `[peers.PEER]`, `root` (and with `--serve`, `[server]`) in the user's config.

@@ -7,6 +7,7 @@ use super::admission::{Admission, Ticket};
 use super::auth;
 use super::client_id::ClientId;
 use super::control::Control;
+use super::devices::Devices;
 use super::sftp::{self, Shared};
 use crate::pair::protocol as pairing;
 use russh::keys::PublicKey;
@@ -129,8 +130,23 @@ impl Connection {
     }
 
     /// A login that succeeded: it takes a session slot, or the connection ends here when
-    /// every slot is in use.
-    fn accept(&mut self, user: &str, how: &str) -> Result<Auth, russh::Error> {
+    /// every slot is in use. A device's login is admitted only if `still` holds under the
+    /// revocation lock (the device was not revoked or replaced since its credential was
+    /// checked).
+    fn accept(
+        &mut self,
+        user: &str,
+        how: &str,
+        still: impl FnOnce(&Devices, &str) -> bool,
+    ) -> Result<Auth, russh::Error> {
+        if let Some(d) = self.device.clone() {
+            let devices = &self.gate.control.devices;
+            if !self.gate.control.admit(self.id, &d, || still(devices, &d)) {
+                tracing::info!(peer = %self.peer, device = %d, "login refused: the device was revoked or replaced while it logged in");
+                self.device = None;
+                return Ok(self.failed(user, format!("device {d:?} was revoked as it logged in")));
+            }
+        }
         if let Err(full) = self.ticket.promote() {
             tracing::warn!(peer = %self.peer, user, "connection refused after login: {full}");
             self.tried.clear();
@@ -139,7 +155,6 @@ impl Connection {
         tracing::info!(peer = %self.peer, client = %self.client.get(), user, device = %self.device.as_deref().unwrap_or("-"), "client logged in {how}");
         self.user = user.to_string();
         if let Some(d) = &self.device {
-            super::lock(&self.gate.control.online).insert(self.id, d.clone());
             self.gate
                 .control
                 .devices
@@ -192,7 +207,10 @@ impl russh::server::Handler for Connection {
         let fp = key.public_key.fingerprint(russh::keys::HashAlg::Sha256);
         if let Some(device) = self.key_known(key.public_key) {
             self.device = device;
-            self.accept(user, &format!("with {} key {fp}", key.algorithm))
+            let how = format!("with {} key {fp}", key.algorithm);
+            let key = key.public_key.clone();
+            let still = move |d: &Devices, name: &str| d.by_key(&key).as_deref() == Some(name);
+            self.accept(user, &how, still)
         } else {
             Ok(self.failed(user, format!("key {fp} is not in authorized_keys")))
         }
@@ -211,13 +229,16 @@ impl russh::server::Handler for Connection {
             return Ok(self.failed(user, why));
         };
         let password = password.to_string();
+        let used = hash.clone();
         // argon2 is deliberately slow: keep it off the async workers.
         let good = tokio::task::spawn_blocking(move || auth::password_ok(&hash, &password))
             .await
             .unwrap_or(false);
         if good {
             self.device = device;
-            return self.accept(user, "with a password");
+            let still =
+                move |d: &Devices, name: &str| d.password_hash(name).as_deref() == Some(&*used);
+            return self.accept(user, "with a password", still);
         }
         // Each wrong password counts: passwords, unlike keys, can be guessed.
         self.count_failure();

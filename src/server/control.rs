@@ -41,6 +41,8 @@ pub struct Control {
     pub handles: Handles,
     /// Connection id → the device logged in on it.
     pub online: Mutex<HashMap<u64, String>>,
+    /// Raised whenever a connection is over (its handle gone from `handles`).
+    pub sessions_ended: tokio::sync::Notify,
     /// Raised when a pairing added a laptop the hub pulls from (the daemon restarts its
     /// schedule).
     pub pulls_changed: tokio::sync::Notify,
@@ -50,6 +52,8 @@ pub struct Control {
     file_code: Mutex<Option<Code>>,
 }
 
+/// How long ending a device's sessions waits for them to close.
+const SESSION_END_WAIT: Duration = Duration::from_secs(5);
 /// How long after a start the code file's code is taken.
 const FILE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
 /// What became of file codes, one line each, so a code left on the boot partition keeps its
@@ -86,6 +90,7 @@ impl Control {
             port,
             handles: Arc::default(),
             online: Mutex::default(),
+            sessions_ended: tokio::sync::Notify::new(),
             pulls_changed: tokio::sync::Notify::new(),
             authorized,
             file_code: Mutex::default(),
@@ -119,8 +124,8 @@ impl Control {
         }
     }
 
-    /// Takes the code written down in `path` (the boot partition's) for an hour from when it
-    /// was first taken, while the hub has no devices and no authorized_keys, unless it was
+    /// Takes the code written down in `path` (the boot partition's, moved to the state
+    /// folder) for an hour from when it was first taken, while no device is paired, unless it was
     /// used, burnt or expired before; a file that is not there is no code.
     pub fn take_code_file(&self, path: &Path) {
         let Ok(text) = std::fs::read_to_string(path) else {
@@ -138,7 +143,7 @@ impl Control {
             }
         };
         if !self.first_pairing() {
-            tracing::info!(path = %path.display(), "the pairing code there is not taken: this hub has devices or authorized_keys already");
+            tracing::info!(path = %path.display(), "the pairing code there is not taken: this hub has paired devices already (make a code with `sudo filesync pair --new`)");
             return;
         }
         let tag = code_tag(&code);
@@ -182,9 +187,11 @@ impl Control {
         tracing::info!(path = %path.display(), "pairing code from the file taken for {} min, until used", left.as_secs().div_ceil(60));
     }
 
-    /// No device and no authorized key yet: the boot partition's code may set up the first.
+    /// No device paired yet: the boot partition's code may pair the first. Keys of
+    /// `authorized_keys` do not count: Raspberry Pi Imager's first boot puts the
+    /// administrator's SSH keys there, and whoever wrote the card wrote the code too.
     fn first_pairing(&self) -> bool {
-        self.authorized.is_empty() && self.devices.list().is_empty()
+        self.devices.list().is_empty()
     }
 
     /// The file code, when `id` names it.
@@ -298,40 +305,85 @@ impl Control {
     }
 
     /// Removes device `name` and ends its open sessions; how many were ended, or `None`
-    /// when there is no such device.
+    /// when there is no such device. A login of that device that was checked just before is
+    /// either among the sessions ended or refused (`admit`).
     pub async fn revoke(&self, name: &str) -> Result<Option<usize>, DevicesError> {
         let pulling: Vec<String> = self.pulls().into_iter().map(|(n, _)| n).collect();
-        let removed = self.devices.remove(name)?;
-        let had_pull = removed.iter().any(|n| pulling.contains(n));
+        let (removed, sessions) = self.change_ending(|d| {
+            let removed = d.remove(name)?;
+            Ok((removed.clone(), removed))
+        })?;
         if removed.is_empty() {
             return Ok(None);
         }
         if removed.len() > 1 {
             tracing::warn!(device = name, also = %removed.join(", "), "these devices had the same key and are revoked with it");
         }
-        let ids: Vec<u64> = lock(&self.online)
+        let ended = self
+            .end_sessions(&sessions, "this device was revoked")
+            .await;
+        tracing::info!(device = name, sessions = ended, "device revoked");
+        if removed.iter().any(|n| pulling.contains(n)) {
+            self.pulls_changed.notify_one();
+        }
+        Ok(Some(ended))
+    }
+
+    /// Changes the devices while no login is admitted (`admit` takes the same lock), and
+    /// the connections of the devices `f` names, which the change ended.
+    pub fn change_ending<T>(
+        &self,
+        f: impl FnOnce(&Devices) -> Result<(T, Vec<String>), DevicesError>,
+    ) -> Result<(T, Vec<u64>), DevicesError> {
+        let online = lock(&self.online);
+        let (out, names) = f(&self.devices)?;
+        let ids = online
             .iter()
-            .filter(|(_, n)| removed.contains(n))
+            .filter(|(_, n)| names.contains(n))
             .map(|(id, _)| *id)
             .collect();
+        Ok((out, ids))
+    }
+
+    /// Notes connection `id` as device `name`'s, unless `still` (asked under the lock that
+    /// `change_ending` holds) says the device was revoked or replaced since its login was
+    /// checked.
+    pub fn admit(&self, id: u64, name: &str, still: impl FnOnce() -> bool) -> bool {
+        let mut online = lock(&self.online);
+        if !still() {
+            return false;
+        }
+        online.insert(id, name.to_string());
+        true
+    }
+
+    /// Disconnects connections `ids` and waits (a few seconds at most) until they are over;
+    /// how many there were.
+    pub async fn end_sessions(&self, ids: &[u64], why: &str) -> usize {
         let handles: Vec<_> = {
             let h = lock(&self.handles);
             ids.iter().filter_map(|id| h.get(id).cloned()).collect()
         };
         for h in &handles {
             let _ = h
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "this device was revoked".into(),
-                    "en".into(),
-                )
+                .disconnect(russh::Disconnect::ByApplication, why.into(), "en".into())
                 .await;
         }
-        tracing::info!(device = name, sessions = handles.len(), "device revoked");
-        if had_pull {
-            self.pulls_changed.notify_one();
+        let over = async {
+            loop {
+                let ended = self.sessions_ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if !ids.iter().any(|id| lock(&self.handles).contains_key(id)) {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        if tokio::time::timeout(SESSION_END_WAIT, over).await.is_err() {
+            tracing::warn!("some ended sessions are still closing");
         }
-        Ok(Some(handles.len()))
+        handles.len()
     }
 
     /// The laptops the hub pulls from, as peers of its config.
@@ -355,4 +407,79 @@ fn random_password() -> String {
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_laptop(dir: &Path) -> (Control, PublicKey) {
+        use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
+        let ctl = Control::new(dir, &[], 2222, Vec::new()).unwrap();
+        let pair = Ed25519Keypair::random(&mut rand::rng());
+        let key = PrivateKey::new(KeypairData::from(pair), "")
+            .unwrap()
+            .public_key()
+            .clone();
+        ctl.devices
+            .add(Device {
+                name: "laptop".into(),
+                credential: Credential::Key(public_line(&key)),
+                added: 0,
+                last_seen: None,
+                from: None,
+                pull: None,
+            })
+            .unwrap();
+        (ctl, key)
+    }
+
+    fn revoke_now(ctl: &Control) -> Vec<u64> {
+        let (_, ended) = ctl
+            .change_ending(|d| {
+                let gone = d.remove("laptop")?;
+                Ok(((), gone))
+            })
+            .unwrap();
+        ended
+    }
+
+    #[test]
+    fn a_login_checked_before_a_revocation_is_ended_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, key) = with_laptop(dir.path());
+        let still = || ctl.devices.by_key(&key).as_deref() == Some("laptop");
+        // Both logins found the key; one is admitted before the revocation, one after.
+        assert!(still());
+        assert!(ctl.admit(1, "laptop", still));
+        assert_eq!(revoke_now(&ctl), vec![1]);
+        assert!(!ctl.admit(2, "laptop", still));
+        assert!(!lock(&ctl.online).contains_key(&2));
+    }
+
+    #[test]
+    fn logins_racing_a_revocation_are_all_ended_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, key) = with_laptop(dir.path());
+        let ended = std::thread::scope(|s| {
+            for id in 0..64u64 {
+                let (ctl, key) = (&ctl, &key);
+                s.spawn(move || {
+                    // The credential check, then (later) the admission.
+                    if ctl.devices.by_key(key).as_deref() == Some("laptop") {
+                        std::thread::yield_now();
+                        ctl.admit(id, "laptop", || {
+                            ctl.devices.by_key(key).as_deref() == Some("laptop")
+                        });
+                    }
+                });
+            }
+            revoke_now(&ctl)
+        });
+        let online: Vec<u64> = lock(&ctl.online).keys().copied().collect();
+        assert!(
+            online.iter().all(|id| ended.contains(id)),
+            "admitted {online:?}, ended {ended:?}"
+        );
+    }
 }

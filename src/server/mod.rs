@@ -84,19 +84,39 @@ pub struct BoundServer {
     alive_bound: Duration,
 }
 
-/// Where the host keys live when `[server] host_key` is unset: systemd's state folder, else
-/// the user's XDG state folder (never inside the synced folder, which is shared).
-pub fn default_host_key_path() -> Option<PathBuf> {
+/// The state folder when `[server] state_dir` is unset: systemd's (the hub unit's
+/// `StateDirectory`), else the user's XDG state folder (never inside the synced folder,
+/// which is shared).
+pub fn default_state_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
         // systemd may pass several folders separated by `:`; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().map(PathBuf::from)?;
-        return Some(first.join("host_key"));
+        return dir.to_string_lossy().split(':').next().map(PathBuf::from);
     }
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
-    Some(base.join("filesync").join("host_key"))
+    Some(base.join("filesync"))
+}
+
+/// The server's state folder (`[server] state_dir`, else `default_state_dir`): devices, the
+/// default host keys, the hub's client key, used pairing codes.
+pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
+    let dir = match &cfg.state_dir {
+        Some(d) => expand_home(d),
+        None => default_state_dir().ok_or_else(|| {
+            ServerError::Setup(
+                "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
+            )
+        })?,
+    };
+    if !dir.is_absolute() {
+        return Err(ServerError::Setup(format!(
+            "[server] state_dir {} is not an absolute path; give the full path",
+            dir.display()
+        )));
+    }
+    Ok(dir)
 }
 
 fn default_authorized_keys() -> Option<PathBuf> {
@@ -174,7 +194,9 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     let root_fd =
         crate::replica::Root::open(&canonical, crate::replica::Follow::InRoot).map_err(root_err)?;
     let limits = limits(cfg)?;
-    let (host_keys, state_dir) = load_host_keys(cfg)?;
+    let state_dir = state_dir(cfg)?;
+    make_state_dir(&state_dir)?;
+    let host_keys = load_host_keys(cfg, &state_dir)?;
     let keys = authorized_keys(cfg)?;
     if let Some(h) = &cfg.password_hash {
         argon2::password_hash::phc::PasswordHash::new(h)
@@ -198,7 +220,11 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
         addr.port(),
         keys.clone(),
     )?);
-    control.take_code_file(&expand_home(&cfg.pair_code_file));
+    let code_file = match &cfg.pair_code_file {
+        Some(p) => expand_home(p),
+        None => state_dir.join("pair-code.txt"),
+    };
+    control.take_code_file(&code_file);
     tracing::info!(devices = control.devices().len(), file = %control.devices.path().display(), "devices");
     Ok(BoundServer {
         addr,
@@ -221,7 +247,7 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
 
 /// The public host keys a server with `cfg` serves with (made when missing), as OpenSSH lines.
 pub fn host_public_keys(cfg: &ServerConfig) -> Result<Vec<String>, ServerError> {
-    let (keys, _) = load_host_keys(cfg)?;
+    let keys = load_host_keys(cfg, &state_dir(cfg)?)?;
     Ok(keys
         .iter()
         .map(|k| crate::pair::protocol::public_line(k.public_key()))
@@ -257,25 +283,24 @@ fn authorized_keys(cfg: &ServerConfig) -> Result<Vec<PublicKey>, ServerError> {
     }
 }
 
-/// The host keys, and the state folder they live in (where devices are kept too).
-fn load_host_keys(cfg: &ServerConfig) -> Result<(Vec<PrivateKey>, PathBuf), ServerError> {
-    let default = default_host_key_path().ok_or_else(|| {
-        ServerError::Setup(
-            "no place for the host key: set [server] host_key, or HOME or STATE_DIRECTORY".into(),
-        )
-    })?;
-    let first = match &cfg.host_key {
-        Some(crate::config::HostKeys::One(p)) => expand_home(p),
-        Some(crate::config::HostKeys::Many(l)) => {
-            l.first().map(|p| expand_home(p)).unwrap_or(default.clone())
-        }
-        None => default.clone(),
-    };
-    let state_dir = first
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let keys = host_keys::load_all(cfg.host_key.as_ref(), &default)?;
+/// Creates the state folder when missing, readable by this user alone (it holds secrets).
+fn make_state_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            ServerError::Setup(format!(
+                "cannot create the state folder {} ({e}); create it, or set [server] state_dir",
+                dir.display()
+            ))
+        })
+}
+
+/// The host keys (`[server] host_key`, else `host_key` in the state folder).
+fn load_host_keys(cfg: &ServerConfig, state_dir: &Path) -> Result<Vec<PrivateKey>, ServerError> {
+    let keys = host_keys::load_all(cfg.host_key.as_ref(), &state_dir.join("host_key"))?;
     for k in &keys {
         tracing::info!(
             algorithm = %k.algorithm(),
@@ -283,7 +308,7 @@ fn load_host_keys(cfg: &ServerConfig) -> Result<(Vec<PrivateKey>, PathBuf), Serv
             "host key"
         );
     }
-    Ok((keys, state_dir))
+    Ok(keys)
 }
 
 /// One line per state an address (or the server) entered or left.
@@ -458,6 +483,7 @@ async fn serve_one(
         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
     }
     let client = ClientId::default();
+    let control = gate.control.clone();
     let (logged_in, mut login) = watch::channel(None);
     let handler = Connection {
         id: a.id,
@@ -512,6 +538,7 @@ async fn serve_one(
     if let Ok(mut h) = a.handles.lock() {
         h.remove(&a.id);
     }
+    control.sessions_ended.notify_waiters();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -7,6 +7,7 @@
 use super::control::{Control, public_line};
 use super::devices::{Credential, Device, Pull, valid_name};
 use crate::pair::code::{Code, Lookup, Wrong};
+use crate::pair::known_hosts;
 use crate::pair::protocol::{
     DeviceRequest, Hello, Hub, Join, Offer, Outcome, ProtocolError, VERSION, Welcome,
 };
@@ -129,11 +130,15 @@ where
         tracing::warn!(%peer, code = %id, "pairing refused: the code was used or burnt meanwhile");
         return Err(refuse(NO_SUCH_CODE, false));
     }
-    let welcome = enroll(ctl, key, request, terms, peer).map_err(|e| refuse(e, false))?;
-    wire::send(stream, &confirmed.welcome(&welcome))
-        .await
-        .map_err(|e| refuse(e.to_string(), false))?;
-    Ok(())
+    let (welcome, replaced) =
+        enroll(ctl, key, request, terms, peer).map_err(|e| refuse(e, false))?;
+    let sent = wire::send(stream, &confirmed.welcome(&welcome)).await;
+    // The entry this pairing replaced keeps no session (it could not be revoked any more).
+    if !replaced.is_empty() {
+        ctl.end_sessions(&replaced, "this device was paired again")
+            .await;
+    }
+    sent.map_err(|e| refuse(e.to_string(), false))
 }
 
 /// A confirmation that did not match: the code's try stays taken (it is burnt after the
@@ -185,59 +190,91 @@ fn vet(
     Ok(key)
 }
 
+/// One enrollment at a time: the known_hosts change one of them may undo is its own.
+static ENROLLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Adds the device the laptop asked for (and the pull from it): what the hub writes, after
-/// the laptop proved it knows the code.
+/// the laptop proved it knows the code. The device is added last; when that fails, the
+/// laptop's host keys are taken out of the hub's known_hosts again. The open sessions of
+/// an entry it replaced (the same key paired before), for the caller to end.
 fn enroll(
     ctl: &Control,
     key: PublicKey,
     req: DeviceRequest,
     terms: crate::pair::code::Terms,
     peer: SocketAddr,
-) -> Result<Welcome, String> {
+) -> Result<(Welcome, Vec<u64>), String> {
+    let _one = ENROLLING.lock().unwrap_or_else(|p| p.into_inner());
     let want = terms.name.clone().unwrap_or(req.name.clone());
-    let (pull, client_key) = match &req.serve {
-        Some(offer) => {
-            let (pull, key) = pull_from(ctl, offer, &terms, peer)?;
-            (Some(pull), Some(key))
-        }
-        None => (None, None),
+    let serve = match &req.serve {
+        Some(offer) => Some(pull_from(ctl, offer, &terms, peer)?),
+        None => None,
     };
-    let (name, replaced) = ctl
-        .devices
-        .pair(
-            &want,
-            Device {
-                name: want.clone(),
-                credential: Credential::Key(public_line(&key)),
-                added: crate::time::now_secs(),
-                last_seen: None,
-                from: Some(peer.ip().to_string()),
-                pull: pull.clone(),
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    let known = ctl.state_dir.join("known_hosts");
+    let before = match &serve {
+        Some(s) => Some(
+            known_hosts::replace(&known, &s.host, s.port, &s.host_keys)
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let device = Device {
+        name: want.clone(),
+        credential: Credential::Key(public_line(&key)),
+        added: crate::time::now_secs(),
+        last_seen: None,
+        from: Some(peer.ip().to_string()),
+        pull: serve.as_ref().map(|s| s.pull.clone()),
+    };
+    let added = ctl.change_ending(|d| {
+        let (name, replaced) = d.pair(&want, device)?;
+        Ok(((name, replaced.clone()), replaced))
+    });
+    let ((name, replaced), sessions) = match added {
+        Ok(ok) => ok,
+        Err(e) => {
+            if let Some(before) = before
+                && let Err(undo) = known_hosts::put_back(&known, before)
+            {
+                tracing::error!("{undo}");
+            }
+            return Err(e.to_string());
+        }
+    };
     if !replaced.is_empty() {
-        tracing::info!(%peer, device = %name, replaced = %replaced.join(", "), "the same key paired again: its old entry is replaced");
+        tracing::info!(%peer, device = %name, replaced = %replaced.join(", "), sessions = sessions.len(), "the same key paired again: its old entry is replaced and its sessions ended");
     }
     tracing::info!(%peer, device = %name, key = %key.fingerprint(russh::keys::HashAlg::Sha256), "paired a new device");
-    if pull.is_some() || !replaced.is_empty() {
+    if serve.is_some() || !replaced.is_empty() {
         ctl.pulls_changed.notify_one();
     }
-    Ok(Welcome {
+    let welcome = Welcome {
         device: name,
         hub: ctl.hub_name(),
-        client_key,
-    })
+        client_key: serve.map(|s| s.client_key),
+    };
+    Ok((welcome, sessions))
 }
 
-/// The hub's side of `--serve`: the laptop's host keys in the hub's known_hosts, the hub's
-/// own client key (made once), and where and how often to pull.
+/// The hub's side of `--serve`, checked and nothing written but the hub's own client key
+/// (made once, for every laptop it pulls from).
+struct Serve {
+    pull: Pull,
+    client_key: String,
+    /// Where the laptop serves, and its host keys (for the hub's known_hosts).
+    host: String,
+    port: u16,
+    host_keys: Vec<PublicKey>,
+}
+
+/// Where and how often to pull from the laptop, and the keys that will let the hub in and
+/// tell the laptop from another machine.
 fn pull_from(
     ctl: &Control,
     offer: &crate::pair::protocol::ServeOffer,
     terms: &crate::pair::code::Terms,
     peer: SocketAddr,
-) -> Result<(Pull, String), String> {
+) -> Result<Serve, String> {
     let addr: SocketAddr = offer.listen.parse().map_err(|_| {
         format!(
             "--serve {:?} is not an address like 0.0.0.0:2222",
@@ -249,27 +286,31 @@ fn pull_from(
     } else {
         addr.ip()
     };
-    let host = ip.to_string();
-    let known = ctl.state_dir.join("known_hosts");
-    for line in &offer.host_keys {
-        let key = PublicKey::from_openssh(line)
-            .map_err(|e| format!("the laptop's host key is unreadable ({e})"))?;
-        russh::keys::known_hosts::learn_known_hosts_path(&host, addr.port(), &key, &known)
-            .map_err(|e| format!("cannot write {}: {e}", known.display()))?;
-    }
+    let host_keys = offer
+        .host_keys
+        .iter()
+        .map(|line| {
+            PublicKey::from_openssh(line)
+                .map_err(|e| format!("the laptop's host key is unreadable ({e})"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let client = super::host_keys::client_key(&ctl.state_dir.join("client_key"))
         .map_err(|e| e.to_string())?;
+    let host = ip.to_string();
     let url_host = if ip.is_ipv6() {
         format!("[{host}]")
     } else {
-        host
+        host.clone()
     };
     let every = terms.every.clone().unwrap_or_else(|| DEFAULT_EVERY.into());
-    Ok((
-        Pull {
+    Ok(Serve {
+        pull: Pull {
             url: format!("sftp://filesync@{url_host}:{}/", addr.port()),
             every,
         },
-        public_line(client.public_key()),
-    ))
+        client_key: public_line(client.public_key()),
+        host,
+        port: addr.port(),
+        host_keys,
+    })
 }

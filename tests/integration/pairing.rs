@@ -417,8 +417,9 @@ fn with_serve_the_hub_pulls_from_the_laptop_on_its_schedule() {
 fn a_code_from_the_boot_partition_pairs_once() {
     let hsb = Sandbox::new();
     let boot = hsb.path().join("boot/filesync/pair-code.txt");
+    // authorized_keys stays, as Raspberry Pi Imager's first boot fills it with the
+    // administrator's keys: the code is still taken.
     let mut hub = Hub::new(&hsb, HubKind::Daemon, &format!("pair_code_file = {boot:?}"));
-    std::fs::remove_file(&hub.authorized_keys).unwrap();
     // Written on another machine, before the hub ever started.
     let o = Sandbox::new()
         .filesync()
@@ -478,18 +479,30 @@ fn a_boot_partition_code_burnt_by_wrong_tries_stays_burnt_after_a_restart() {
 }
 
 #[test]
-fn a_boot_partition_code_is_not_taken_by_a_hub_with_authorized_keys() {
+fn a_boot_partition_code_is_not_taken_once_a_device_is_paired() {
     let hsb = Sandbox::new();
     let boot = hsb.path().join("boot/filesync/pair-code.txt");
     let mut hub = Hub::new(&hsb, HubKind::Daemon, &format!("pair_code_file = {boot:?}"));
+    hub.start();
+    let first = Sandbox::new();
+    let code = new_code(&hsb, &hub, &[]);
+    assert!(
+        pair(&first, hub.port, &code, &first.folder("Sync"))
+            .status
+            .success()
+    );
+    let devices = std::fs::read_to_string(devices_file(&hub)).unwrap();
     let code = boot_code(&boot);
     hub.start();
     let lap = Sandbox::new();
     pair(&lap, hub.port, &code, &lap.folder("Sync")).one_line_error(&["wrong pairing code"]);
     laptop_untouched(&lap);
-    hub_untouched(&hub);
+    assert_eq!(
+        std::fs::read_to_string(devices_file(&hub)).unwrap(),
+        devices
+    );
     assert!(
-        hub.log_text().contains("has devices or authorized_keys"),
+        hub.log_text().contains("has paired devices already"),
         "{}",
         hub.log_text()
     );
@@ -675,4 +688,185 @@ fn a_laptop_config_that_differs_is_refused_before_the_code_is_used() {
     assert!(config.contains(other_hub), "{config}");
     assert!(config.contains("[peers.pi]"), "{config}");
     lap.filesync().args(["sync", "pi"]).ok();
+}
+
+#[test]
+fn pairing_with_a_reimaged_hub_replaces_its_old_known_hosts_lines() {
+    let hsb = Sandbox::new();
+    let mut hub = bare_hub(&hsb);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    assert!(
+        pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root)
+            .status
+            .success()
+    );
+    let known = lap.home().join(".ssh/known_hosts");
+    let mine = "# my own hosts\ngithub.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
+    let before = std::fs::read_to_string(&known).unwrap();
+    std::fs::write(&known, format!("{mine}{before}")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // Re-imaged: a fresh state folder, so new host keys and no devices, on the same port.
+    assert!(hub.terminate(Duration::from_secs(10)));
+    std::fs::remove_dir_all(hub.host_key.parent().unwrap()).unwrap();
+    hub.start();
+    let o = pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root);
+    assert!(o.status.success(), "{o}");
+    let after = std::fs::read_to_string(&known).unwrap();
+    assert!(after.starts_with(mine), "{after}");
+    let ours: Vec<&str> = after
+        .lines()
+        .filter(|l| l.starts_with(&format!("[127.0.0.1]:{} ", hub.port)))
+        .collect();
+    let want = hub.known_hosts();
+    assert_eq!(ours.len(), want.lines().count(), "{after}");
+    for l in want.lines() {
+        let key = l.split_whitespace().nth(2).unwrap();
+        assert!(
+            ours.iter().any(|o| o.contains(key)),
+            "{l} missing:\n{after}"
+        );
+    }
+    let mode = std::fs::metadata(&known).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    root.write("after-reimage.txt", "still syncing\n");
+    lap.filesync().args(["sync", "hub"]).ok();
+    assert_eq!(hub.root.read("after-reimage.txt"), b"still syncing\n");
+}
+
+#[test]
+fn serve_on_an_address_that_is_not_this_machines_is_refused() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    // 192.0.2.0/24 is for documentation: never an address of this machine.
+    let o = lap
+        .filesync()
+        .args(["pair", &format!("127.0.0.1:{}", hub.port), &code])
+        .args(["--serve", "192.0.2.7:2222", "--root"])
+        .arg(&root.path)
+        .output();
+    o.one_line_error(&["--serve", "192.0.2.7", "not an address of this machine"]);
+    laptop_untouched(&lap);
+    hub_untouched(&hub);
+    // The code was not used.
+    assert!(pair(&lap, hub.port, &code, &root).status.success());
+}
+
+#[test]
+fn pairing_the_same_key_again_ends_the_old_entrys_sessions() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    assert!(
+        pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root)
+            .status
+            .success()
+    );
+    crate::harness::require("sftp");
+    let mut open = std::process::Command::new("sftp")
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            lap.home().join(".ssh/known_hosts").display()
+        ))
+        .args(["-P", &hub.port.to_string(), "-i"])
+        .arg(lap.path().join("id_ed25519"))
+        .arg("laptop@127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = open.stdin.take().unwrap();
+    stdin.write_all(b"pwd\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || hub.log_text().lines().any(
+            |l| l.contains("client logged in") && l.contains("device=laptop")
+        )),
+        "{}",
+        hub.log_text()
+    );
+    let o = pair(&lap, hub.port, &new_code(&hsb, &hub, &[]), &root);
+    assert!(o.status.success(), "{o}");
+    // OpenSSH sftp notices a closed connection at its next command.
+    let _ = stdin.write_all(b"ls\n");
+    assert!(
+        wait_until(Duration::from_secs(10), || open
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the old entry's session outlived the pairing again; hub log:\n{}",
+        hub.log_text()
+    );
+    assert!(!open.wait().unwrap().success());
+    drop(stdin);
+    assert!(
+        hub.log_text().contains("its sessions ended"),
+        "{}",
+        hub.log_text()
+    );
+}
+
+#[test]
+fn a_device_that_cannot_be_added_leaves_the_hubs_known_hosts_as_it_was() {
+    let hsb = Sandbox::new();
+    let hub = bare_hub(&hsb);
+    let code = new_code(&hsb, &hub, &[]);
+    let state = hub.host_key.parent().unwrap().to_path_buf();
+    let known = state.join("known_hosts");
+    std::fs::write(&known, "# the hub's pulls\n").unwrap();
+    // A devices file broken by hand: the device cannot be added.
+    std::fs::write(state.join("devices.json"), "{ not json").unwrap();
+    let lap = Sandbox::new();
+    let root = lap.folder("Sync");
+    let lport = crate::harness::free_port();
+    let o = lap
+        .filesync()
+        .args(["pair", &format!("127.0.0.1:{}", hub.port), &code])
+        .args(["--serve", &format!("127.0.0.1:{lport}"), "--root"])
+        .arg(&root.path)
+        .output();
+    o.one_line_error(&["devices file", "damaged"]);
+    laptop_untouched(&lap);
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        "# the hub's pulls\n"
+    );
+}
+
+#[test]
+fn the_state_folder_is_the_configs_not_the_host_keys() {
+    let hsb = Sandbox::new();
+    let mut hub = Hub::new(&hsb, HubKind::Daemon, "");
+    std::fs::remove_file(&hub.authorized_keys).unwrap();
+    let keys = hub.host_key.parent().unwrap().to_path_buf();
+    let state = hsb.path().join("hub/var");
+    let config = std::fs::read_to_string(&hub.config).unwrap();
+    let config = config.replace(
+        &format!("state_dir = {keys:?}"),
+        &format!("state_dir = {state:?}"),
+    );
+    std::fs::write(&hub.config, config).unwrap();
+    hub.start();
+    let lap = Sandbox::new();
+    let code = new_code(&hsb, &hub, &[]);
+    assert!(
+        pair(&lap, hub.port, &code, &lap.folder("Sync"))
+            .status
+            .success()
+    );
+    assert!(state.join("devices.json").exists());
+    assert!(!keys.join("devices.json").exists());
+    assert!(hub.host_key.exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
 }

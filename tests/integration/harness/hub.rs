@@ -58,7 +58,9 @@ impl Hub {
             "hub/config.toml",
             &format!(
                 "name = \"hub\"\n[server]\nlisten = \"127.0.0.1:{port}\"\nhost_key = {host_key:?}\n\
-                 authorized_keys = {authorized_keys:?}\n{server}\n"
+                 state_dir = {:?}\n\
+                 authorized_keys = {authorized_keys:?}\n{server}\n",
+                dir.join("state")
             ),
         );
         Hub {
