@@ -59,6 +59,13 @@ pub enum StoreError {
         place: String,
         why: String,
     },
+    /// The index files changed since this process read them (another writer got there
+    /// first): nothing was written over them; a caller that can reads them again and
+    /// re-applies its change.
+    #[error(
+        "{path} was changed by another writer meanwhile; nothing was written over it, try again"
+    )]
+    IndexMoved { path: String },
     /// Something stands at a path the scan saw empty (never replaced).
     #[error("{path} appeared {place} since it was scanned; it will be synced next time")]
     Appeared { path: RelPath, place: String },

@@ -208,17 +208,21 @@ impl LocalStore {
         }
     }
 
-    /// Writes `index` whole: a new `.sync`, its journal reset.
+    /// Writes `index` whole: a new `.sync`, its journal reset. Refused (`IndexMoved`) when
+    /// the files are no longer as this store last read or wrote them: `index` would hide
+    /// what another writer put there.
     pub fn save_index_blocking(&self, index: &Index) -> Result<(), StoreError> {
+        let lock = index_file::write_lock(&self.root)?;
         let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
-        *disk = None;
-        *disk = Some(index_file::save(&self.root, index)?);
+        let was = disk.take();
+        *disk = Some(index_file::save(&self.root, &lock, was.as_ref(), index)?);
         Ok(())
     }
 
     /// Records `changes`, which took the index this store last loaded or saved to `index`:
     /// one durable batch appended to `.sync.journal`, or `index` written whole when a new
-    /// snapshot is due (see `index::journal::should_compact`) or the files changed meanwhile.
+    /// snapshot is due (see `index::journal::should_compact`). Refused (`IndexMoved`) when
+    /// the files changed since this store read them: the caller reads them again.
     pub fn record_index_blocking(
         &self,
         index: &Index,
@@ -227,14 +231,16 @@ impl LocalStore {
         if changes.is_empty() {
             return Ok(());
         }
+        let lock = index_file::write_lock(&self.root)?;
         let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = disk.take()
-            && let Some(next) = index_file::append(&self.root, &d, changes)?
+        let was = disk.take();
+        if let Some(d) = &was
+            && let Some(next) = index_file::append(&self.root, &lock, d, changes)?
         {
             *disk = Some(next);
             return Ok(());
         }
-        *disk = Some(index_file::save(&self.root, index)?);
+        *disk = Some(index_file::save(&self.root, &lock, was.as_ref(), index)?);
         Ok(())
     }
 
@@ -499,8 +505,11 @@ impl Store for LocalStore {
     async fn commit_index(&self, staged: StagedIndex) -> Result<(), StoreError> {
         let tmp = staged_rel(&staged)?;
         *self.disk.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.on_root(move |root| index_file::commit(root, &tmp))
-            .await
+        self.on_root(move |root| {
+            let lock = index_file::write_lock(root)?;
+            index_file::commit(root, &lock, &tmp)
+        })
+        .await
     }
 
     async fn discard_index(&self, staged: StagedIndex) {

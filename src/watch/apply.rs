@@ -73,7 +73,7 @@ pub(super) fn apply_locked(
         // Until the write lands, memory is ahead of `.sync`: if it fails, the retry must
         // reload and rescan rather than find nothing new and vouch for the old file.
         *disk_id = None;
-        let (stats, changed) = apply_recorded(
+        let (stats, changed) = apply_recorded_fresh(
             store,
             index,
             batch,
@@ -139,6 +139,46 @@ pub fn scopes_of(batch: &Batch) -> Option<Vec<RelPath>> {
     } else {
         coalesce(&batch.dirty)
     }
+}
+
+/// How often a write that found the index files changed under it reads them again and
+/// re-applies its batch before the error goes up (each time, another writer got there first).
+const STALE_TRIES: usize = 3;
+
+/// `apply_recorded`, with `index` read again and the batch re-applied whenever another
+/// writer changed the index files since `index` was read (`IndexMoved`): what memory holds
+/// is never written over what the other wrote.
+pub(crate) fn apply_recorded_fresh(
+    store: &LocalStore,
+    index: &mut Index,
+    batch: &Batch,
+    busy: Busy,
+    whole: bool,
+) -> Result<(ScanStats, bool), WatchError> {
+    let full = Batch {
+        dirty: BTreeSet::new(),
+        full: true,
+    };
+    let (mut batch, mut whole) = (batch, whole);
+    for _ in 1..STALE_TRIES {
+        match apply_recorded(store, index, batch, busy, whole) {
+            Err(WatchError::Store(StoreError::IndexMoved { .. })) => {}
+            r => return r,
+        }
+        tracing::debug!("the index changed under this write; reading it again");
+        *index = match store.load_index_blocking()? {
+            Some(i) => i,
+            None => {
+                // Gone meanwhile: only a walk of the whole folder makes a new one.
+                (batch, whole) = (&full, true);
+                store.new_index()
+            }
+        };
+        if store.take_rescan_due() {
+            (batch, whole) = (&full, true);
+        }
+    }
+    apply_recorded(store, index, batch, busy, whole)
 }
 
 /// `apply`, with what moved written: a rescan of some paths as one journal batch, a full

@@ -7,7 +7,7 @@ use super::{Batch, WatchError};
 use crate::relpath::RelPath;
 use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE, is_internal};
 use crate::scan::ScanStats;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, StoreError};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,7 +115,32 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 /// without it, or when it cannot vouch for the index, the whole folder is. Files still open
 /// keep their old entries either way. Unless the client `reads_journal`, `.sync` is left
 /// whole (the journal folded in), as a client that reads `.sync` alone needs it.
+///
+/// No lock of its own: every write of the index files checks, under the folder's write
+/// lock, that they are as this refresh read them, so a daemon (or a client that asks
+/// without its `.sync.lock`) writing meanwhile is never overwritten; the refresh then reads
+/// them again and starts over.
 pub fn refresh_for_client(
+    root: &Path,
+    watch: Option<&FreshnessProbe>,
+    reads_journal: bool,
+) -> Result<ScanStats, WatchError> {
+    let mut tries = 1;
+    loop {
+        match refresh_once(root, watch, reads_journal) {
+            Err(WatchError::Store(StoreError::IndexMoved { .. })) if tries < REFRESH_TRIES => {
+                tries += 1;
+                tracing::debug!("the index changed under the refresh; starting over");
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How often a refresh overtaken by another writer starts over before it fails.
+const REFRESH_TRIES: usize = 3;
+
+fn refresh_once(
     root: &Path,
     watch: Option<&FreshnessProbe>,
     reads_journal: bool,
@@ -162,7 +187,7 @@ pub fn refresh_for_client(
             let full = store.take_rescan_due();
             let batch = Batch { dirty, full };
             // Written as it is applied: a journal batch for what the watcher saw.
-            let (stats, moved) = super::apply::apply_recorded(
+            let (stats, moved) = super::apply::apply_recorded_fresh(
                 &store,
                 &mut index,
                 &batch,

@@ -89,100 +89,120 @@ fn daemon_edits_go_to_the_journal_and_a_sync_folds_it_in() {
 }
 
 /// xorshift, so a failing round can be replayed.
-fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
-    let mut s = seed;
-    move |n| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s % n
+/// The steps of a journal append and of a compaction after which a test may have
+/// `filesync` die (`TEST_FILESYNC_CRASH_AT=<point>#<n>`, see `store::local::index_file`).
+const CRASH_POINTS: [&str; 9] = [
+    "append: new journal staged",
+    "append: new journal in place",
+    "append: opened",
+    "append: tail cut",
+    "append: half written",
+    "append: synced",
+    "compact: staged",
+    "compact: in place",
+    "compact: journal removed",
+];
+
+/// One edit of the folder, the `k`-th: a new file, a deletion or a rewrite (of a file
+/// `confirmed` live); its path and what the index shows once it holds it.
+fn edit(root: &Path, k: usize, confirmed: &BTreeMap<String, bool>) -> (String, Option<u64>) {
+    let live: Vec<&String> = confirmed
+        .iter()
+        .filter(|(p, l)| **l && p.ends_with(".txt"))
+        .map(|(p, _)| p)
+        .collect();
+    let pick = live.get(k * 7 % live.len().max(1)).map(|p| p.to_string());
+    match (k % 3, pick) {
+        (1, Some(p)) => {
+            std::fs::remove_file(root.join(&p)).unwrap();
+            (p, None)
+        }
+        (2, Some(p)) => {
+            let body = format!("rewrite {k} ").repeat(1 + k % 5);
+            write(root, &p, &body);
+            (p, Some(body.len() as u64))
+        }
+        _ => {
+            let p = format!("d{}/n{k}.txt", k % 4);
+            write(root, &p, "new");
+            (p, Some(3))
+        }
     }
 }
 
-/// Rounds of edits with the daemon killed (SIGKILL) at a random moment while it appends to
-/// the journal or compacts it into a new `.sync` (a small folder compacts every few
-/// batches), or `filesync index` killed while it writes a new snapshot. After each kill the
-/// index loads, keeps every entry it had before the round, and no deletion it had recorded
-/// comes back as a live file; the daemon restarted makes it match the folder again.
+/// The daemon killed (SIGKILL) after each step of a journal append and of a compaction, the
+/// first and the second time it gets there, each run starting on what the last kill left.
+/// Before each kill every edit is confirmed on disk before the next is made; after it the
+/// index loads and holds every entry of the last confirmed state with the same liveness
+/// (nothing lost, no deletion undone), but for the one edit under way. A run whose daemon
+/// never reaches its point fails. Then a daemon without a crash point catches up.
 #[test]
-fn sigkill_during_appends_and_compaction_never_loses_nor_resurrects() {
+fn sigkill_after_each_step_of_appends_and_compaction_loses_nothing() {
     let sb = Sandbox::with_config("name = \"a\"\n");
     let root = sb.folder("a").path;
     for i in 0..40 {
         write(&root, &format!("d{}/f{i}.txt", i % 4), &format!("file {i}"));
     }
-    let mut rnd = rng(0x9e37_79b9_7f4a_7c15);
-    let mut next = 1000;
-    let mut with_journal = 0;
-    for round in 0..24u32 {
-        let d = started(&sb, &root);
-        wait_index_matches(&sb, &root, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let confirmed = liveness(&load_index(&root).unwrap());
-        // Edits: new files, rewrites, deletions of files never made again.
-        for _ in 0..(3 + rnd(12)) {
-            next += 1;
-            match rnd(3) {
-                0 => write(&root, &format!("d{}/n{next}.txt", rnd(5)), "new"),
-                1 => {
-                    let live: Vec<_> = confirmed
-                        .iter()
-                        .filter(|(p, l)| **l && p.contains('/'))
-                        .collect();
-                    if let Some((p, _)) = live.get(rnd(live.len().max(1) as u64) as usize) {
-                        write(&root, p, &format!("round {round}"));
+    sb.filesync().args(["index", "--root"]).arg(&root).ok();
+    let mut k = 0;
+    for point in CRASH_POINTS {
+        for n in [1, 2] {
+            let at = format!("{point}#{n}");
+            let env = [("TEST_FILESYNC_CRASH_AT", at.as_str())];
+            let mut d = sb.daemon_with(&root, &sb.config(), &env);
+            let mut confirmed = liveness(&load_index(&root).expect("the index loads"));
+            let mut under_way = None;
+            for _ in 0..120 {
+                k += 1;
+                let (path, want) = edit(&root, k, &confirmed);
+                let holds = |i: &Index| {
+                    let e = filesync::relpath::RelPath::parse(&path)
+                        .ok()
+                        .and_then(|p| i.entries.get(&p).cloned());
+                    match want {
+                        Some(size) => e.is_some_and(|e| e.is_live() && e.size == size),
+                        None => e.is_some_and(|e| !e.is_live()),
+                    }
+                };
+                let mut seen = None;
+                wait_until(Duration::from_secs(20), || {
+                    seen = load_index(&root).filter(holds).map(|i| liveness(&i));
+                    seen.is_some() || matches!(d.child.try_wait(), Ok(Some(_)))
+                });
+                match seen {
+                    Some(state) => confirmed = state,
+                    None => {
+                        under_way = Some(path);
+                        break;
                     }
                 }
-                _ => {
-                    let live: Vec<_> = confirmed
-                        .iter()
-                        .filter(|(p, l)| **l && p.ends_with(".txt"))
-                        .collect();
-                    if let Some((p, _)) = live.get(rnd(live.len().max(1) as u64) as usize) {
-                        let _ = std::fs::remove_file(root.join(p));
-                    }
+                if matches!(d.child.try_wait(), Ok(Some(_))) {
+                    break;
                 }
             }
-            std::thread::sleep(Duration::from_millis(rnd(40)));
-        }
-        std::thread::sleep(Duration::from_millis(rnd(1500)));
-        let mut d = d;
-        if round % 4 == 3 {
-            assert!(d.stop().success());
-            let mut child = sb
-                .filesync()
-                .args(["index", "--root"])
-                .arg(&root)
-                .command()
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(rnd(120)));
-            let _ = child.kill();
-            let _ = child.wait();
-        } else {
-            let _ = d.child.kill();
-            let _ = d.child.wait();
-            with_journal += usize::from(root.join(".sync.journal").exists());
-        }
-        let _ = std::fs::remove_file(root.join(".sync.lock"));
-
-        let after = load_index(&root)
-            .map(|i| liveness(&i))
-            .unwrap_or_else(|| panic!("round {round}: the index does not load"));
-        for (p, live) in &confirmed {
-            let now = after.get(p);
-            assert!(now.is_some(), "round {round}: {p} lost from the index");
-            if !live {
-                assert_eq!(now, Some(&false), "round {round}: deleted {p} came back");
+            let died = wait_until(Duration::from_secs(10), || {
+                matches!(d.child.try_wait(), Ok(Some(_)))
+            });
+            if !died {
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+                panic!("{at}: the daemon never got there; {}", d.log());
+            }
+            let status = d.child.wait().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(9), "{at}: {status}; {}", d.log());
+            let _ = std::fs::remove_file(root.join(".sync.lock"));
+            let after = load_index(&root)
+                .map(|i| liveness(&i))
+                .unwrap_or_else(|| panic!("{at}: the index does not load"));
+            for (p, live) in &confirmed {
+                if under_way.as_ref() == Some(p) {
+                    continue;
+                }
+                assert_eq!(after.get(p), Some(live), "{at}: {p} as confirmed");
             }
         }
     }
-    assert!(
-        with_journal > 0,
-        "no kill landed while a journal was in use"
-    );
     let d = started(&sb, &root);
     wait_index_matches(&sb, &root, Duration::from_secs(30)).unwrap();
     assert!(d.stop().success());

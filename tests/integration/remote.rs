@@ -20,6 +20,7 @@ on_backends!([serve, daemon, sshd](
     a_remote_symlink_is_never_written_through,
     a_file_appended_to_during_a_sync_is_left_for_the_next,
     a_big_tree_of_small_files_goes_up_in_one_sync,
+    a_failure_in_a_batch_holds_back_only_its_files,
 ));
 
 fn propagation_both_ways_and_noop(t: &mut Pair) {
@@ -344,6 +345,52 @@ fn a_big_tree_of_small_files_goes_up_in_one_sync(t: &mut Pair) {
     }
     let out = t.sync();
     assert!(out.contains("sent 1600 files"), "{out}");
+    t.assert_same();
+}
+
+/// One far folder turns read-only for the far side's user between syncs: the next sync,
+/// whose small files travel in batches (all under way at once on a plain server), names each
+/// file of that folder, installs every other one whole, and leaves no temp file and nothing
+/// under a final name that is not the new file; once the folder is writable the rest arrives.
+fn a_failure_in_a_batch_holds_back_only_its_files(t: &mut Pair) {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    t.a.write("shut/old.txt", "old");
+    t.sync_and_settle();
+    t.as_nobody();
+    let name = |i: u64| match i % 100 {
+        42 => format!("shut/f{i:03}.txt"),
+        _ => format!("open{}/f{i:03}.txt", i % 4),
+    };
+    // More than one batch's bytes: the refused files sit in the middle of the first.
+    for i in 0..600 {
+        t.a.write(&name(i), pattern(5 << 10, i));
+    }
+    chmod(&t.b.p("shut"), 0o555);
+    let out = t.sync_fails();
+    let shut: Vec<u64> = (0..600).filter(|i| i % 100 == 42).collect();
+    for i in &shut {
+        assert!(
+            out.stderr.contains(&name(*i)),
+            "{} not named: {out}",
+            name(*i)
+        );
+    }
+    assert!(out.stdout.contains("sent 594 files"), "{out}");
+    let far = t.b.tree();
+    for i in (0..600).filter(|i| !shut.contains(i)) {
+        assert_eq!(t.b.read(&name(i)), pattern(5 << 10, i), "{}", name(i));
+    }
+    let near = t.a.tree();
+    for (rel, content) in &far {
+        assert_eq!(near.get(rel), Some(content), "{rel} is not what was sent");
+    }
+    assert_eq!(t.b.temp_files(), Vec::<String>::new());
+    chmod(&t.b.p("shut"), 0o755);
+    let out = t.sync();
+    assert!(out.contains("sent 6 files"), "{out}");
     t.assert_same();
 }
 

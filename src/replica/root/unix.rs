@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// A folder held open: what `*at` calls start from.
 pub type Folder = OwnedFd;
 
+/// An exclusive `flock` on a folder, held until dropped.
+#[must_use]
+pub struct FolderLock(#[allow(dead_code)] OwnedFd);
+
 /// Opens a handle that names a file or folder (`O_PATH` where it exists).
 pub const PATH: OFlags = os::PATH;
 
@@ -428,6 +432,16 @@ impl Root {
     pub fn identity(&self) -> RootResult<(u64, u64)> {
         let m = Meta::from_stat(&rustix::fs::fstat(&self.fd)?);
         Ok((m.dev, m.ino))
+    }
+
+    /// Waits for an exclusive lock on folder `p` (`flock`, which a path-only handle cannot
+    /// take, so the folder is opened for reading).
+    pub fn lock_folder(&self, p: &RelPath) -> RootResult<FolderLock> {
+        let dir = self.dir(p, false)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, ".", flags, Mode::empty())?;
+        rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(FolderLock(fd))
     }
 
     /// The folder `p` opened for listing (`read_dir`) and for looking up names in it.

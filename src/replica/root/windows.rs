@@ -33,6 +33,10 @@ struct Held {
     _up: Option<Arc<Held>>,
 }
 
+/// A folder held while its index files are written (see `Root::lock_folder`).
+#[must_use]
+pub struct FolderLock(#[allow(dead_code)] Folder);
+
 /// The root folder, held open so it cannot be renamed or replaced while it is in use.
 pub struct Root {
     top: Folder,
@@ -405,6 +409,12 @@ impl Root {
     pub fn identity(&self) -> RootResult<(u64, u64)> {
         let m = meta_of(&self.top._held._handle)?;
         Ok((m.dev, m.ino))
+    }
+
+    /// The folder `p`, held. Windows cannot lock a folder; the replica's `.sync.lock`
+    /// already keeps a second writer out there, and no hub runs on Windows to refresh its index.
+    pub fn lock_folder(&self, p: &RelPath) -> RootResult<FolderLock> {
+        Ok(FolderLock(self.dir(p, false)?))
     }
 
     /// The folder `p`, held, for listing (`read_dir`) and looking up names in it.

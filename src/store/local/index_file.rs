@@ -18,14 +18,44 @@ use std::sync::Mutex;
 pub type FileId = (u64, u64, i64, i64);
 
 /// What this process last read or wrote of a folder's index files: what a journal batch
-/// can be appended to without reading them again.
+/// can be appended to without reading them again, and what tells that another writer has
+/// been there since.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct OnDisk {
     snap: SnapshotId,
     snap_file: FileId,
-    /// Where the next batch goes and the journal file as we left it; `None`: there is no
-    /// journal for this snapshot yet.
-    journal: Option<(u64, FileId)>,
+    /// The journal file as last seen, whatever it held; `None`: there was none.
+    journal_file: Option<FileId>,
+    /// Where the next batch goes; `None`: no journal follows this snapshot yet (one that is
+    /// there names an older snapshot, and a new one replaces it).
+    append_at: Option<u64>,
+}
+
+/// Held while a process checks and writes a folder's index files: another writer (the
+/// daemon's loop, a refresh a client asked for, a sync) waits, so none writes between
+/// another's check that the files are as it left them and its write.
+#[must_use]
+pub(super) struct WriteLock(#[allow(dead_code)] crate::replica::root::FolderLock);
+
+/// Takes the folder's `WriteLock` (an exclusive `flock` on the folder itself), waiting for it.
+pub(super) fn write_lock(root: &Root) -> Result<WriteLock, StoreError> {
+    let what = || format!("cannot lock the index in {}", root.path().display());
+    root.lock_folder(&RelPath::root())
+        .map(WriteLock)
+        .map_err(|e| Place(root).err(what(), e))
+}
+
+/// Whether the index files are still as `disk` says this process left them.
+fn unchanged(root: &Root, disk: &OnDisk) -> bool {
+    file_id(root, &index_name()) == Some(disk.snap_file)
+        && file_id(root, &journal_name()) == disk.journal_file
+}
+
+/// `IndexMoved` for this folder's index.
+fn moved(root: &Root) -> StoreError {
+    StoreError::IndexMoved {
+        path: root.path().join(INDEX_FILE).display().to_string(),
+    }
 }
 
 pub(super) fn index_name() -> RelPath {
@@ -141,16 +171,47 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreEr
     if replay == Replay::Stale {
         tracing::debug!("{JOURNAL_FILE} follows an older .sync; ignored");
     }
+    // Ids taken before the reads: a write between the two shows as a change at the next
+    // write, which then reads again rather than trust what this read.
     let on_disk = OnDisk {
         snap,
         snap_file: snap_file.unwrap_or_default(),
-        // Gone since it was read: the next write is a whole snapshot, never a new journal
-        // that would drop the batches just read.
-        journal: replay
-            .append_at()
-            .map(|at| (at, journal_file.unwrap_or_default())),
+        journal_file: if unreadable { None } else { journal_file },
+        append_at: replay.append_at(),
     };
     Ok(Some((index, on_disk, damaged)))
+}
+
+/// Where a test may have the process die (`TEST_FILESYNC_CRASH_AT=<point>#<n>`: SIGKILL the
+/// n-th time it passes `point`), to see what each step of a write leaves behind. Unset, as
+/// in every real run, it does nothing.
+fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<(String, usize)>> = std::sync::OnceLock::new();
+    static PASSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let at = AT.get_or_init(|| {
+        let v = std::env::var("TEST_FILESYNC_CRASH_AT").ok()?;
+        let (p, n) = v.rsplit_once('#')?;
+        Some((p.to_string(), n.parse().ok()?))
+    });
+    if let Some((p, n)) = at
+        && p == point
+        && PASSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *n
+    {
+        #[cfg(unix)]
+        let _ = rustix::process::kill_process(
+            rustix::process::getpid(),
+            rustix::process::Signal::KILL,
+        );
+        std::process::abort();
+    }
+}
+
+/// `batch` written at `at` in two halves, with a crash point between: a torn batch.
+fn write_torn(f: &std::fs::File, batch: &[u8], at: u64) -> std::io::Result<()> {
+    let (first, rest) = batch.split_at(batch.len() / 2);
+    write_all_at(f, first, at)?;
+    crash_point("append: half written");
+    write_all_at(f, rest, at + first.len() as u64)
 }
 
 /// `bytes` in a new temp beside `.sync`, fsynced; its name.
@@ -217,20 +278,31 @@ fn put_in_place(root: &Root, tmp: &RelPath, name: &str) -> Result<bool, StoreErr
 /// between the two leaves a journal that names the old snapshot: stale, so ignored. The
 /// journal stays when the rename is not known durable: a power cut could bring back the
 /// old `.sync`, which needs it.
-pub(super) fn commit(root: &Root, tmp: &RelPath) -> Result<(), StoreError> {
+pub(super) fn commit(root: &Root, _lock: &WriteLock, tmp: &RelPath) -> Result<(), StoreError> {
     if !put_in_place(root, tmp, INDEX_FILE)? {
         tracing::debug!("the rename of {INDEX_FILE} is not known durable; {JOURNAL_FILE} kept");
         return Ok(());
     }
+    crash_point("compact: in place");
     match root.remove(&journal_name()) {
         Err(e) if !e.is_not_found() => tracing::debug!("cannot remove {JOURNAL_FILE}: {e}"),
         _ => {}
     }
+    crash_point("compact: journal removed");
     Ok(())
 }
 
-/// Writes `index` whole as the new snapshot (a compaction); what is on disk after.
-pub(super) fn save(root: &Root, index: &Index) -> Result<OnDisk, StoreError> {
+/// Writes `index` whole as the new snapshot (a compaction); what is on disk after. With
+/// `was`, only over the files as it says this process left them (else `IndexMoved`).
+pub(super) fn save(
+    root: &Root,
+    lock: &WriteLock,
+    was: Option<&OnDisk>,
+    index: &Index,
+) -> Result<OnDisk, StoreError> {
+    if was.is_some_and(|d| !unchanged(root, d)) {
+        return Err(moved(root));
+    }
     let mut snap = None;
     let tmp = stage_with(root, INDEX_FILE, |f| {
         let mut w = std::io::BufWriter::with_capacity(
@@ -249,60 +321,66 @@ pub(super) fn save(root: &Root, index: &Index) -> Result<OnDisk, StoreError> {
         });
         Ok(())
     })?;
-    commit(root, &tmp)?;
+    crash_point("compact: staged");
+    commit(root, lock, &tmp)?;
     let Some(snap) = snap else {
         unreachable!("a staged snapshot was rendered");
     };
     Ok(OnDisk {
         snap,
         snap_file: file_id(root, &index_name()).unwrap_or_default(),
-        journal: None,
+        // Kept when the rename is not known durable: it names the old snapshot.
+        journal_file: file_id(root, &journal_name()),
+        append_at: None,
     })
 }
 
 /// Appends `changes` as one durable journal batch after what `disk` says is there. `None`
-/// when a new snapshot is due instead: the journal would pass its share of the snapshot, or
-/// the files are not as this process left them.
+/// when a new snapshot is due instead (the journal would pass its share of the snapshot);
+/// `IndexMoved` when the files are not as this process left them.
 pub(super) fn append(
     root: &Root,
+    _lock: &WriteLock,
     disk: &OnDisk,
     changes: &[Change],
 ) -> Result<Option<OnDisk>, StoreError> {
+    if !unchanged(root, disk) {
+        return Err(moved(root));
+    }
     let batch = journal::encode_batch(changes);
-    let at = disk.journal.map_or(0, |(at, _)| at);
+    let at = disk.append_at.unwrap_or(0);
     let after = at.max(journal::HEADER_LEN as u64) + batch.len() as u64;
-    if journal::should_compact(disk.snap.len, after)
-        || file_id(root, &index_name()) != Some(disk.snap_file)
-    {
+    if journal::should_compact(disk.snap.len, after) {
         return Ok(None);
     }
     let what = || format!("cannot write {}", root.path().join(JOURNAL_FILE).display());
-    match disk.journal {
-        Some((at, id)) => {
-            if file_id(root, &journal_name()) != Some(id) {
-                return Ok(None);
-            }
+    match disk.append_at {
+        Some(at) => {
             let dir = root
                 .dir(&RelPath::root(), false)
                 .map_err(|e| Place(root).err(what(), e))?;
             let f = crate::replica::root::open_write_at(&dir, JOURNAL_FILE)
                 .map_err(|e| StoreError::io(what(), e.into_io()))?;
+            crash_point("append: opened");
             // A tail that did not check is cut off first, so the batch follows sound ones.
-            f.set_len(at)
-                .and_then(|()| write_all_at(&f, &batch, at))
-                .and_then(|()| f.sync_data())
-                .map_err(|e| StoreError::io(what(), e))?;
+            f.set_len(at).map_err(|e| StoreError::io(what(), e))?;
+            crash_point("append: tail cut");
+            write_torn(&f, &batch, at).map_err(|e| StoreError::io(what(), e))?;
+            f.sync_data().map_err(|e| StoreError::io(what(), e))?;
+            crash_point("append: synced");
         }
         None => {
             let mut bytes = journal::header(disk.snap);
             bytes.extend_from_slice(&batch);
             let tmp = stage(root, JOURNAL_FILE, &bytes)?;
+            crash_point("append: new journal staged");
             put_in_place(root, &tmp, JOURNAL_FILE)?;
+            crash_point("append: new journal in place");
         }
     }
-    let id = file_id(root, &journal_name()).unwrap_or_default();
     Ok(Some(OnDisk {
-        journal: Some((after, id)),
+        journal_file: file_id(root, &journal_name()),
+        append_at: Some(after),
         ..*disk
     }))
 }

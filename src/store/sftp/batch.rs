@@ -1,6 +1,7 @@
 //! Batches of small files over SFTP: against our own server, many files per request
 //! (`read-files@filesync`; `write-files@filesync`, then one `install-files@filesync` with one
-//! durability barrier); from any other server, several files at once.
+//! durability barrier); from any other server, several files at once (writes to one: see
+//! `SftpStore::write_batch`).
 
 use super::{Sftp, SftpStore, sftp_time, to_io};
 use crate::index::Kind;
@@ -213,8 +214,7 @@ impl SftpStore {
         Ok(v)
     }
 
-    /// Against our server: all temps in a few requests, then one install. Elsewhere: `write`
-    /// per file (the engine only batches where `batches()` says so).
+    /// Against our server: all temps in a few requests, then one install.
     pub(super) async fn write_batch_async(
         &self,
         files: Vec<BatchFile>,

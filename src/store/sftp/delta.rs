@@ -167,7 +167,7 @@ impl SftpStore {
             return Err(self.no_delta(p, "there is no hash to check the result against"));
         };
         self.still(p, raw, src, old).await?;
-        let created = xfer::create_on(raw.clone(), tmp, put.mode)
+        let created = xfer::create_on(s, raw, tmp, put.mode)
             .await
             .map_err(|e| s.err("cannot create a temp file", tmp, e))?;
         let shown = self
@@ -242,7 +242,7 @@ impl SftpStore {
     }
 
     /// Sends the plan: `copy-data` for each run of copied chunks, WRITEs for the new bytes,
-    /// all pipelined; then the temp's tail as any upload's (fsync, mtime, mode, close). The
+    /// all pipelined; then the temp's tail as any upload's (times and mode, fsync, close). The
     /// temp's handle is closed whatever fails.
     #[allow(clippy::too_many_arguments)]
     async fn assemble(

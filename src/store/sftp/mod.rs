@@ -1,11 +1,12 @@
 //! `SftpStore`: a replica folder behind SFTP (russh client), reached without any remote shell.
 //!
-//! Uploads go to a temp name beside the target, are fsynced (`fsync@openssh.com`) and get their
-//! mtime before `posix-rename@openssh.com` puts them in place; what they replace is kept in the
-//! remote `.sync-trash/`. Transfers keep many READ/WRITE requests in flight (`xfer`) and are
-//! spread over several SFTP channels of one connection, so a server that handles each
-//! channel's requests in turn (fsyncs included) works on several files at once. Against our
-//! own server small files go many per request (`batch`).
+//! Uploads go to a temp name beside the target, get their mtime and are fsynced
+//! (`fsync@openssh.com`) before `posix-rename@openssh.com` puts them in place; what they
+//! replace is kept in the remote `.sync-trash/`. Transfers keep many READ/WRITE requests in
+//! flight (`xfer`) and are spread over several SFTP channels of one connection, so a server
+//! that handles each channel's requests in turn (fsyncs included) works on several files at
+//! once. Against our own server small files go many per request (`batch`); against any other,
+//! a batch's files are all under way at once, within a window of open files per channel.
 
 mod archive;
 mod batch;
@@ -45,10 +46,13 @@ use wire::{is_status, observed_of, put_str, sftp_time, status_ok};
 /// before the connection counts as lost.
 const REQUEST_TIMEOUT_SECS: u64 = 60;
 
-/// SFTP channels opened on one SSH connection. A server runs each channel's requests one
-/// after another (OpenSSH's sftp-server is one process per channel), so several channels let
-/// its fsyncs and file system calls overlap; transfers are spread over them.
+/// SFTP channels opened on one SSH connection to our server. A server runs each channel's
+/// requests one after another (OpenSSH's sftp-server is one process per channel), so several
+/// channels let its fsyncs and file system calls overlap; transfers are spread over them.
 const CHANNELS: usize = 4;
+/// The same for any other server, where every small file has its own fsync: more of them
+/// overlap, and the disk commits them together. Within OpenSSH's default `MaxSessions` (10).
+const PLAIN_CHANNELS: usize = 8;
 
 pub struct SftpStore {
     s: Arc<Sftp>,
@@ -142,8 +146,10 @@ impl Store for SftpStore {
         self.describe.clone()
     }
 
+    /// Our server takes a batch in a few requests; any other takes its files all under way
+    /// at once, which beats one engine step per file.
     fn batches(&self) -> bool {
-        self.s.batch
+        true
     }
 
     async fn lock(&self, info: &LockInfo) -> Result<(), StoreError> {
@@ -214,17 +220,15 @@ impl Store for SftpStore {
         if self.s.batch {
             return self.guard_all(n, self.write_batch_async(files)).await;
         }
-        // Not our server: one write per file, a few at a time, as the engine would.
+        // Any other server: every file under way at once, as far as the sessions' windows of
+        // files open for writing let them (`xfer::create` waits for room); each file's
+        // requests go out together, and each file is durable before its rename.
         let each = files.into_iter().map(|f| async move {
             self.not_through_link_or_trash(&f.path).await?;
             let data: Reader = Box::pin(io::Cursor::new(f.bytes));
             self.write_async(&f.path, data, f.put).await
         });
-        let all = futures::StreamExt::collect(futures::StreamExt::buffered(
-            futures::stream::iter(each),
-            8,
-        ));
-        self.guard_all(n, all).await
+        self.guard_all(n, futures::future::join_all(each)).await
     }
 
     async fn set_mode(&self, p: &RelPath, mode: u32) -> Result<Option<u32>, StoreError> {

@@ -2,7 +2,9 @@
 //! and the synced folder checked to be one.
 
 use super::wire::to_io;
-use super::{CHANNELS, REQUEST_TIMEOUT_SECS, Sftp, SftpStore, State, connect, made};
+use super::{
+    CHANNELS, PLAIN_CHANNELS, REQUEST_TIMEOUT_SECS, Sftp, SftpStore, State, connect, made,
+};
 use crate::config::Config;
 use crate::endpoint::Remote;
 use crate::proto::ext;
@@ -31,10 +33,21 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
     let ext = |n: &str| version.extensions.contains_key(n);
     let (read_len, write_len) = io_lengths(&raw, ext(ext::LIMITS)).await;
     let root = synced_folder(&raw, &host, r, ext(ext::INDEX_REFRESH)).await?;
+    let batch = ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES);
+    let channels = if batch { CHANNELS } else { PLAIN_CHANNELS };
     let mut sessions = vec![Arc::new(raw)];
-    sessions.extend(more_sessions(&ssh, &host, &sftp_cfg, CHANNELS - 1).await);
+    sessions.extend(more_sessions(&ssh, &host, &sftp_cfg, channels - 1).await);
+    let writing = sessions
+        .iter()
+        .map(|_| {
+            Arc::new(tokio::sync::Semaphore::new(
+                super::session::OPEN_FOR_WRITING,
+            ))
+        })
+        .collect();
     let s = Sftp {
         sessions,
+        writing,
         ssh: Arc::new(ssh),
         next: std::sync::atomic::AtomicUsize::new(0),
         host,
@@ -45,7 +58,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         index_refresh: ext(ext::INDEX_REFRESH),
         copy_data: std::sync::atomic::AtomicBool::new(ext(ext::COPY_DATA)),
         blake3: ext(ext::BLAKE3),
-        batch: ext(ext::WRITE_FILES_WITH_MODE) && ext(ext::INSTALL_FILES) && ext(ext::READ_FILES),
+        batch,
         read_len,
         write_len,
         made: made::Made::default(),

@@ -13,6 +13,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::io;
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The SFTP sessions on one connection and what the server said it can do.
 pub(crate) struct Sftp {
@@ -41,6 +42,21 @@ pub(crate) struct Sftp {
     pub(super) write_len: u32,
     /// Temps made and not yet put in place nor removed.
     pub(super) made: made::Made,
+    /// One window of files open for writing per session (see `OPEN_FOR_WRITING`).
+    pub(super) writing: Vec<Arc<Semaphore>>,
+}
+
+/// Files open for writing at once on one session. Enough that a batch of small files keeps
+/// the server busy while replies travel; few enough that, with the reads and single
+/// transfers of the same sync, a session stays below 128 open handles: past that an OpenSSH
+/// server's handle ids get a byte over 0x7f, which russh-sftp mangles (see
+/// `xfer::ChunkStream::wait_for_close`).
+pub(super) const OPEN_FOR_WRITING: usize = 48;
+
+/// A session's place for one more file open for writing, given back when dropped.
+pub(crate) struct WriteSlot {
+    pub(super) raw: Arc<RawSftpSession>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Sftp {
@@ -54,6 +70,30 @@ impl Sftp {
     pub(super) fn raw(&self) -> &Arc<RawSftpSession> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &self.sessions[i % self.sessions.len()]
+    }
+
+    /// The next session in turn, once it has room for one more file open for writing.
+    pub(super) async fn write_slot(&self) -> WriteSlot {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.sessions.len();
+        self.write_slot_on(&self.sessions[i]).await
+    }
+
+    /// `write_slot` on session `raw` (a file worked on together with another handle there).
+    pub(super) async fn write_slot_on(&self, raw: &Arc<RawSftpSession>) -> WriteSlot {
+        let window = self
+            .sessions
+            .iter()
+            .position(|r| Arc::ptr_eq(r, raw))
+            .and_then(|i| self.writing.get(i));
+        // The semaphores are never closed: a failed acquire only means no window to keep.
+        let permit = match window {
+            Some(w) => w.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        WriteSlot {
+            raw: raw.clone(),
+            _permit: permit,
+        }
     }
 
     /// The remote path of `p`.

@@ -1,6 +1,7 @@
 //! Pipelined file transfers: many SFTP READ/WRITE requests in flight per file, as OpenSSH's
 //! sftp does, instead of one request per round trip.
 
+use super::session::WriteSlot;
 use super::{Sftp, SftpError, sftp_time, to_io};
 use crate::delta::{ChunkList, Chunker};
 use crate::index::{ContentHash, MTime};
@@ -237,34 +238,47 @@ impl AsyncRead for ChunkReader {
     }
 }
 
-/// A file created for writing: its handle and the session it belongs to.
+/// A file created for writing: its handle and the session it belongs to, holding a place in
+/// that session's window of files open for writing until it is dropped.
 pub(crate) struct Created {
     raw: Arc<RawSftpSession>,
     handle: String,
     /// The permission bits it was created with, set exactly again when it is finished (the
     /// server's umask may have narrowed them).
     mode: Option<u32>,
+    _slot: WriteSlot,
 }
 
 /// With `mode`, the file is created with those permission bits (as the server's umask
-/// narrows them), never wider.
+/// narrows them), never wider. Waits for room in the window of files open for writing.
 pub(crate) async fn create(s: &Sftp, path: &str, mode: Option<u32>) -> Result<Created, SftpError> {
-    create_on(s.raw().clone(), path, mode).await
+    create_in(s.write_slot().await, path, mode).await
 }
 
 /// `create` on session `raw` (a file worked on together with another handle there).
 pub(crate) async fn create_on(
-    raw: Arc<RawSftpSession>,
+    s: &Sftp,
+    raw: &Arc<RawSftpSession>,
     path: &str,
     mode: Option<u32>,
 ) -> Result<Created, SftpError> {
+    create_in(s.write_slot_on(raw).await, path, mode).await
+}
+
+async fn create_in(slot: WriteSlot, path: &str, mode: Option<u32>) -> Result<Created, SftpError> {
     let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE | OpenFlags::TRUNCATE;
     let attrs = FileAttributes {
         permissions: mode.map(crate::index::mode::perm_bits),
         ..FileAttributes::empty()
     };
+    let raw = slot.raw.clone();
     let handle = raw.open(path, flags, attrs).await?.handle;
-    Ok(Created { raw, handle, mode })
+    Ok(Created {
+        raw,
+        handle,
+        mode,
+        _slot: slot,
+    })
 }
 
 /// Streams `data` into the open remote file `handle` (at `path`), then fsyncs it, sets its
@@ -363,9 +377,11 @@ async fn send_all<'a>(
     Ok((ContentHash(*hasher.finalize().as_bytes()), off))
 }
 
-/// The tail of an upload. The server handles requests in order, so the last writes, the
-/// fsync, the new mtime and the close go out together: one round trip for the tail of the
-/// file. Every write was sent when it was made (`started`), and these go out in this order.
+/// The tail of an upload: the last writes, the times and mode in one request, a look at
+/// what the file shows, the fsync, the close. The server handles a session's requests in
+/// order, so all but the last two go out together; the fsync comes after the attributes, so
+/// they are durable with the data, and waits only for the answer that says whether the
+/// times must be set again (a disk that refuses the mode may skip them).
 pub(crate) async fn finish(
     s: &Sftp,
     path: &str,
@@ -373,13 +389,50 @@ pub(crate) async fn finish(
     mtime: Option<MTime>,
     mut inflight: Writes<'_>,
 ) -> Result<Option<u32>, StoreError> {
-    let Created { raw, handle, mode } = created;
+    let Created {
+        raw, handle, mode, ..
+    } = created;
     let drain = async {
         while let Some(r) = inflight.next().await {
             r.map_err(|e| write_err(s, path, e))?;
         }
         Ok::<(), StoreError>(())
     };
+    let times = mtime.map(|t| (sftp_time(t), sftp_time(t)));
+    let attrs = FileAttributes {
+        permissions: mode.map(crate::index::mode::perm_bits),
+        atime: times.map(|t| t.0),
+        mtime: times.map(|t| t.1),
+        ..FileAttributes::empty()
+    };
+    let set = async {
+        if attrs.permissions.is_none() && attrs.mtime.is_none() {
+            return Ok(());
+        }
+        raw.fsetstat(handle.as_str(), attrs).await.map(|_| ())
+    };
+    // What the file shows after the set: a disk that cannot hold modes refuses the mode,
+    // which is no error (see `Store::set_mode`).
+    let shown = async {
+        (*mode)?;
+        raw.fstat(handle.as_str()).await.ok().map(|a| a.attrs)
+    };
+    let (set, shown) = (started(set).await, started(shown).await);
+    let (d, set, shown) = futures::join!(drain, set, shown);
+    let ready = match (d, set, times) {
+        (Err(e), _, _) => Err(e),
+        (Ok(()), Err(e), Some(t)) if shown.as_ref().and_then(|a| a.mtime) != Some(t.1) => {
+            times_again(raw, handle, t)
+                .await
+                .map_err(|_| s.err("cannot set the time of", path, e))
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = ready {
+        // Closed here, once: a second close could hit a handle id the server gave out again.
+        let _ = raw.close(handle.as_str()).await;
+        return Err(e);
+    }
     let fsync = async {
         if !s.fsync {
             return Ok(());
@@ -390,51 +443,34 @@ pub(crate) async fn finish(
         r.and_then(super::status_ok)
             .map_err(|e| s.err("cannot fsync", path, e))
     };
-    let times = async {
-        let Some(t) = mtime else { return Ok(()) };
-        let attrs = FileAttributes {
-            atime: Some(sftp_time(t)),
-            mtime: Some(sftp_time(t)),
-            ..FileAttributes::empty()
-        };
-        raw.fsetstat(handle.as_str(), attrs)
-            .await
-            .map(|_| ())
-            .map_err(|e| s.err("cannot set the time of", path, e))
-    };
-    // The mode again, exactly (the server's umask may have narrowed it), then what the file
-    // shows: a disk that cannot hold modes refuses the first, which is no error. Both go on
-    // the wire before the close, the look after the set (a look after the close fails, and
-    // the disk's own mode would go unseen).
-    let set_mode = async {
-        if let Some(m) = *mode {
-            let attrs = FileAttributes {
-                permissions: Some(crate::index::mode::perm_bits(m)),
-                ..FileAttributes::empty()
-            };
-            let _ = raw.fsetstat(handle.as_str(), attrs).await;
-        }
-    };
-    let shown_mode = async {
-        (*mode)?;
-        let shown = raw.fstat(handle.as_str()).await.ok()?;
-        shown.attrs.permissions.map(crate::index::mode::perm_bits)
-    };
     let close = async {
         raw.close(handle.as_str())
             .await
             .map(|_| ())
             .map_err(|e| s.err("cannot finish writing", path, e))
     };
-    let (fsync, times, set_mode, shown_mode, close) = (
-        started(fsync).await,
-        started(times).await,
-        started(set_mode).await,
-        started(shown_mode).await,
-        started(close).await,
-    );
-    let (d, f, t, (), shown, c) = futures::join!(drain, fsync, times, set_mode, shown_mode, close);
-    d.and(f).and(t).and(c).map(|()| shown)
+    let (fsync, close) = (started(fsync).await, started(close).await);
+    let (f, c) = futures::join!(fsync, close);
+    f.and(c).map(|()| {
+        shown
+            .and_then(|a| a.permissions)
+            .map(crate::index::mode::perm_bits)
+    })
+}
+
+/// The times alone, after a set of times and mode together was refused (a server may stop
+/// at the mode).
+async fn times_again(
+    raw: &RawSftpSession,
+    handle: &str,
+    (atime, mtime): (u32, u32),
+) -> Result<(), SftpError> {
+    let attrs = FileAttributes {
+        atime: Some(atime),
+        mtime: Some(mtime),
+        ..FileAttributes::empty()
+    };
+    raw.fsetstat(handle, attrs).await.map(|_| ())
 }
 
 /// A request future already polled once, so its request is on the wire.

@@ -109,3 +109,61 @@ fn a_journal_damaged_in_the_middle_is_set_aside_and_the_folder_rescanned() {
     );
     assert!(!store.take_rescan_due());
 }
+
+/// Another writer appends to the journal after this process read the index (a refresh a
+/// client asked for, beside the daemon): this process's next write finds the files changed
+/// under it, reads them again and re-applies its own batch, so the index on disk holds both
+/// changes and the other writer's is never written over.
+#[test]
+fn a_write_overtaken_by_another_writer_reads_again_and_keeps_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::write(root.join("a.txt"), b"a").unwrap();
+    std::fs::write(root.join("b.txt"), b"b").unwrap();
+    // Enough other files that one change goes to the journal, not into a new snapshot.
+    for i in 0..60 {
+        std::fs::write(root.join(format!("other{i}.txt")), b"o").unwrap();
+    }
+    let daemon = LocalStore::open(&root, 0).unwrap();
+    let mut idx = daemon.new_index();
+    let none = &scan::nothing_busy;
+    scan::scan(daemon.handle(), &mut idx, &RelPath::root(), none).unwrap();
+    daemon.save_index_blocking(&idx).unwrap();
+
+    // The other writer: its own store, its own read, one journal batch.
+    std::fs::write(root.join("b.txt"), b"b, edited by the other writer").unwrap();
+    let other = LocalStore::open(&root, 0).unwrap();
+    let mut theirs = other.load_index_blocking().unwrap().unwrap();
+    let b = Batch {
+        dirty: [p("b.txt")].into(),
+        full: false,
+    };
+    apply_recorded_fresh(&other, &mut theirs, &b, none, false).unwrap();
+    assert!(root.join(".sync.journal").exists());
+
+    // This process, with memory from before the other's write, records its own change.
+    std::fs::write(root.join("a.txt"), b"a, edited here").unwrap();
+    let a = Batch {
+        dirty: [p("a.txt")].into(),
+        full: false,
+    };
+    apply_recorded_fresh(&daemon, &mut idx, &a, none, false).unwrap();
+    for (name, size) in [("a.txt", 14), ("b.txt", 29)] {
+        assert_eq!(idx.entries[&p(name)].size, size, "{name} in memory");
+    }
+    let reader = LocalStore::open(&root, 0).unwrap();
+    let on_disk = reader.load_index_blocking().unwrap().unwrap();
+    for (name, size) in [("a.txt", 14), ("b.txt", 29)] {
+        assert_eq!(on_disk.entries[&p(name)].size, size, "{name} on disk");
+    }
+    // A whole save from stale memory is refused as well.
+    let stale = idx.clone();
+    std::fs::write(root.join("b.txt"), b"b3").unwrap();
+    apply_recorded_fresh(&other, &mut theirs, &b, none, false).unwrap();
+    assert!(matches!(
+        daemon.save_index_blocking(&stale),
+        Err(StoreError::IndexMoved { .. })
+    ));
+    let on_disk = reader.load_index_blocking().unwrap().unwrap();
+    assert_eq!(on_disk.entries[&p("b.txt")].size, 2);
+}
