@@ -198,10 +198,8 @@ fn crash_point(point: &str) {
         && PASSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *n
     {
         #[cfg(unix)]
-        let _ = rustix::process::kill_process(
-            rustix::process::getpid(),
-            rustix::process::Signal::KILL,
-        );
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();
     }
 }
