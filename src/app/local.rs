@@ -13,45 +13,63 @@ use std::path::Path;
 pub fn index(root: &Path, cfg: &Config) -> Result<i32> {
     let store = open_local(root, cfg)?;
     store.lock_blocking(&LockInfo::here("filesync index"))?;
-    let res = (|| -> Result<i32> {
-        let mut idx = match store.load_index_blocking() {
-            Ok(Some(i)) => i,
-            Ok(None) => store.new_index(),
-            Err(StoreError::CorruptIndex { source, .. }) => {
-                let aside = store.set_aside_index()?;
-                tracing::warn!(
-                    "the index was corrupt ({source}); kept it as {} and rebuilding",
-                    aside.display()
-                );
-                store.new_index()
+    // The hub's own refresh may write the index meanwhile: read it again and rescan.
+    let mut tries = 0;
+    let res = loop {
+        match index_locked(&store, cfg) {
+            Err(e)
+                if tries < 3
+                    && matches!(
+                        e.downcast_ref::<StoreError>(),
+                        Some(StoreError::IndexMoved { .. })
+                    ) =>
+            {
+                tries += 1
             }
-            Err(e) => return Err(e.into()),
-        };
-        idx.name = Some(cfg.replica_name());
-        let busy = store.busy();
-        let root = RelPath::root();
-        let st = crate::scan::scan(store.handle(), &mut idx, &root, &|p| busy.contains(p))
-            .with_context(|| format!("cannot scan {}", store.root().display()))?;
-        crate::store::local::remove_leftover_temps(store.handle(), &st.temps, true);
-        store.save_index_blocking(&idx)?;
-        let (files, dirs, tombs) = idx.counts();
-        println!(
-            "indexed {}: {files} files, {dirs} folders, {} ({tombs} deletions remembered); \
-             {} added, {} modified, {} deleted, {} hashed",
-            store.root().display(),
-            human_bytes(idx.live_bytes()),
-            st.added,
-            st.modified,
-            st.deleted,
-            st.hashed
-        );
-        for (p, why) in &st.unreadable {
-            eprintln!("filesync: warning: could not read {p}: {why}");
+            other => break other,
         }
-        Ok(if st.unreadable.is_empty() { 0 } else { 1 })
-    })();
+    };
     store.unlock_blocking()?;
     res
+}
+
+/// One `filesync index` pass under the lock: load (or rebuild), scan, save, report.
+fn index_locked(store: &crate::store::local::LocalStore, cfg: &Config) -> Result<i32> {
+    let mut idx = match store.load_index_blocking() {
+        Ok(Some(i)) => i,
+        Ok(None) => store.new_index(),
+        Err(StoreError::CorruptIndex { source, .. }) => {
+            let aside = store.set_aside_index()?;
+            tracing::warn!(
+                "the index was corrupt ({source}); kept it as {} and rebuilding",
+                aside.display()
+            );
+            store.new_index()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    idx.name = Some(cfg.replica_name());
+    let busy = store.busy();
+    let root = RelPath::root();
+    let st = crate::scan::scan(store.handle(), &mut idx, &root, &|p| busy.contains(p))
+        .with_context(|| format!("cannot scan {}", store.root().display()))?;
+    crate::store::local::remove_leftover_temps(store.handle(), &st.temps, true);
+    store.save_index_blocking(&idx)?;
+    let (files, dirs, tombs) = idx.counts();
+    println!(
+        "indexed {}: {files} files, {dirs} folders, {} ({tombs} deletions remembered); \
+         {} added, {} modified, {} deleted, {} hashed",
+        store.root().display(),
+        human_bytes(idx.live_bytes()),
+        st.added,
+        st.modified,
+        st.deleted,
+        st.hashed
+    );
+    for (p, why) in &st.unreadable {
+        eprintln!("filesync: warning: could not read {p}: {why}");
+    }
+    Ok(if st.unreadable.is_empty() { 0 } else { 1 })
 }
 
 pub fn status(root: &Path, cfg: &Config) -> Result<i32> {

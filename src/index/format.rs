@@ -310,19 +310,9 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                     })?);
                 }
                 ".sv" => vv = parse_vv(map.next_value()?).map_err(de::Error::custom)?,
-                ".sm" => {
-                    let n: u64 = map.next_value()?;
-                    mode = Some(mode::from_digits(n).ok_or_else(|| {
-                        de::Error::custom(format!("bad mode {n} at {}", self.path))
-                    })?);
-                }
+                ".sm" => mode = Some(mode_of(map.next_value()?, &self.path)?),
                 ".sc" => content_vv = Some(parse_vv(map.next_value()?).map_err(de::Error::custom)?),
-                ".so" => {
-                    let n: u64 = map.next_value()?;
-                    disk_mode = Some(mode::from_digits(n).ok_or_else(|| {
-                        de::Error::custom(format!("bad mode {n} at {}", self.path))
-                    })?);
-                }
+                ".so" => disk_mode = Some(mode_of(map.next_value()?, &self.path)?),
                 k if is_meta_key(k) => {
                     let v: Value = map.next_value()?;
                     extra.get_or_insert_default().insert(key, v);
@@ -344,31 +334,8 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                 }
             }
         }
-        let kind = match sd {
-            Some(Some(1)) => Kind::File,
-            Some(Some(0)) => Kind::Dir,
-            Some(None) => Kind::Deleted,
-            Some(Some(n)) => {
-                return Err(de::Error::custom(format!(
-                    "\".sd\" is {n} at {}; expected 1, 0 or null",
-                    self.path
-                )));
-            }
-            None => {
-                return Err(de::Error::custom(format!(
-                    "\".sd\" missing at {}",
-                    self.path
-                )));
-            }
-        };
-        let mtime = match (secs_int, secs) {
-            (Some(s), _) => MTime::new(s, nanos.unwrap_or(0).min(999_999_999)),
-            (None, Some(f)) if f.is_finite() => {
-                let s = f.floor();
-                MTime::new(s as i64, ((f - s) * 1e9) as u32)
-            }
-            _ => MTime::default(),
-        };
+        let kind = kind_of(sd, &self.path).map_err(de::Error::custom)?;
+        let mtime = mtime_of(secs_int, secs, nanos);
         let mut e = Entry {
             kind,
             mtime,
@@ -385,6 +352,34 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         }
         Ok(e)
     }
+}
+
+/// `".sd"` as a kind: 1 file, 0 folder, null deleted.
+fn kind_of(sd: Option<Option<u64>>, path: &RelPath) -> Result<Kind, String> {
+    match sd {
+        Some(Some(1)) => Ok(Kind::File),
+        Some(Some(0)) => Ok(Kind::Dir),
+        Some(None) => Ok(Kind::Deleted),
+        Some(Some(n)) => Err(format!("\".sd\" is {n} at {path}; expected 1, 0 or null")),
+        None => Err(format!("\".sd\" missing at {path}")),
+    }
+}
+
+/// The mtime from `".st"` (whole seconds, or the seed's float) and `".sn"` (nanoseconds).
+fn mtime_of(secs_int: Option<i64>, secs: Option<f64>, nanos: Option<u32>) -> MTime {
+    match (secs_int, secs) {
+        (Some(s), _) => MTime::new(s, nanos.unwrap_or(0).min(999_999_999)),
+        (None, Some(f)) if f.is_finite() => {
+            let s = f.floor();
+            MTime::new(s as i64, ((f - s) * 1e9) as u32)
+        }
+        _ => MTime::default(),
+    }
+}
+
+/// A mode written as octal digits (`".sm"`, `".so"`).
+fn mode_of<E: de::Error>(n: u64, path: &RelPath) -> Result<u32, E> {
+    mode::from_digits(n).ok_or_else(|| E::custom(format!("bad mode {n} at {path}")))
 }
 
 fn parse_vv(m: BTreeMap<String, u64>) -> Result<VersionVector, String> {

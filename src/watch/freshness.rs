@@ -179,25 +179,7 @@ fn refresh_once(
             return Ok(remembered(Some(&[]), ScanStats::default()));
         }
         (Freshness::Dirty(dirty), Some(mut index)) => {
-            tracing::debug!(
-                paths = dirty.len(),
-                "rescanning what the watcher saw change"
-            );
-            // A damaged journal was set aside: only a full rescan finds what it held.
-            let full = store.take_rescan_due();
-            let batch = Batch { dirty, full };
-            // Written as it is applied: a journal batch for what the watcher saw.
-            let (stats, moved) = super::apply::apply_recorded_fresh(
-                &store,
-                &mut index,
-                &batch,
-                &|p| busy.contains(p),
-                full,
-            )?;
-            if moved {
-                tracing::info!(root = %root.display(), changes = stats.changes(), "index refreshed for a client");
-            }
-            let scopes = super::apply::scopes_of(&batch);
+            let (stats, scopes) = rescan_dirty(&store, &mut index, dirty, &busy)?;
             (None, remembered(scopes.as_deref(), stats))
         }
         _ => {
@@ -224,6 +206,30 @@ fn refresh_once(
     let mut stats = stats;
     stats.writing = writers.among(&stats.moving);
     Ok(stats)
+}
+
+/// Rescans what the watcher saw change (all of it when a damaged journal was set aside),
+/// written as it is applied: a journal batch. Returns what the scan met and its scopes.
+fn rescan_dirty(
+    store: &LocalStore,
+    index: &mut crate::index::Index,
+    dirty: BTreeSet<RelPath>,
+    busy: &HashSet<RelPath>,
+) -> Result<(ScanStats, Option<Vec<RelPath>>), WatchError> {
+    tracing::debug!(
+        paths = dirty.len(),
+        "rescanning what the watcher saw change"
+    );
+    // A damaged journal was set aside: only a full rescan finds what it held.
+    let full = store.take_rescan_due();
+    let batch = Batch { dirty, full };
+    let (stats, moved) =
+        super::apply::apply_recorded_fresh(store, index, &batch, &|p| busy.contains(p), full)?;
+    if moved {
+        let root = store.root().display();
+        tracing::info!(root = %root, changes = stats.changes(), "index refreshed for a client");
+    }
+    Ok((stats, super::apply::scopes_of(&batch)))
 }
 
 /// Writes `.sync` whole when a journal is beside it, for a reader of `.sync` alone.

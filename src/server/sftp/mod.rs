@@ -5,6 +5,7 @@
 //! Replies leave in request order (paramiko needs that), small ones coalesced into one SSH
 //! packet.
 
+mod handles;
 mod session;
 
 use super::fs::Root;

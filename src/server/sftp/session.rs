@@ -6,6 +6,7 @@
 
 use super::super::batch;
 use super::super::fs::{self, ClientOps, FsError, FsResult, Root};
+use super::handles::{handle_key, handle_name};
 use super::{Client, MAX_HANDLES, READDIR_BATCH, Shared};
 use crate::proto::{self as wire, Request, ext};
 use crate::relpath::RelPath;
@@ -155,19 +156,6 @@ fn statvfs_reply(id: u32, v: &rustix::fs::StatVfs) -> Bytes {
         .u64(v.f_flag.bits())
         .u64(v.f_namemax)
         .finish()
-}
-
-/// A handle's name on the wire: hex text, because some clients keep handles as UTF-8 strings
-/// (russh-sftp decodes them lossily) and raw bytes past 0x7f came back mangled.
-fn handle_name(key: u32) -> String {
-    format!("{key:x}")
-}
-
-fn handle_key(h: &[u8]) -> Option<u32> {
-    if h.is_empty() || h.len() > 8 || !h.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
 }
 
 fn malformed(id: u32) -> Bytes {
@@ -780,29 +768,4 @@ fn name_reply(id: u32, name: &[u8]) -> Bytes {
         .string(name)
         .attrs(&wire::Attrs::default())
         .finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{handle_key, handle_name};
-
-    #[test]
-    fn handle_names_are_ascii_and_round_trip() {
-        for key in [1u32, 0x7f, 0x80, 0xff, 0x100, 0x8080, u32::MAX] {
-            let name = handle_name(key);
-            assert!(name.is_ascii(), "{name:?}");
-            assert_eq!(handle_key(name.as_bytes()), Some(key));
-        }
-        for bad in [
-            &b""[..],
-            b"+1",
-            b"-1",
-            b"1 ",
-            b"123456789",
-            b"\x00\x00\x00\x80",
-            b"zz",
-        ] {
-            assert_eq!(handle_key(bad), None, "{bad:?}");
-        }
-    }
 }
