@@ -59,7 +59,7 @@ const FILE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
 /// What became of file codes, one line each, so a code left on the boot partition keeps its
 /// rules across restarts: `TAG` when it is done (used, burnt or expired), `try TAG` per
 /// try, `taken TAG SECS` when it was first taken.
-const USED_CODES: &str = "used-pair-codes";
+pub(super) const USED_CODES: &str = "used-pair-codes";
 
 fn code_tag(code: &Code) -> String {
     blake3::hash(code.secret()).to_hex()[..32].to_string()

@@ -19,7 +19,7 @@ mod sftp;
 
 pub use control::Control;
 
-use crate::config::{ServerConfig, expand_home};
+use crate::config::{HostKeys, ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;
 use admission::{Admission, Change, Limits, Net, Startups, Ticket};
 use client_id::{ClientId, Noting};
@@ -104,11 +104,25 @@ pub fn default_state_dir() -> Option<PathBuf> {
 pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
     let dir = match &cfg.state_dir {
         Some(d) => expand_home(d),
-        None => default_state_dir().ok_or_else(|| {
-            ServerError::Setup(
-                "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
-            )
-        })?,
+        None => {
+            let default = default_state_dir().ok_or_else(|| {
+                ServerError::Setup(
+                    "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
+                )
+            })?;
+            match beside_host_key(cfg, &default) {
+                Some(old) => {
+                    tracing::warn!(
+                        "using the state in {} (beside [server] host_key), not {}: set [server] state_dir = \"{}\" to keep it there",
+                        old.display(),
+                        default.display(),
+                        old.display()
+                    );
+                    old
+                }
+                None => default,
+            }
+        }
     };
     if !dir.is_absolute() {
         return Err(ServerError::Setup(format!(
@@ -117,6 +131,22 @@ pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
         )));
     }
     Ok(dir)
+}
+
+/// Files that show a folder holds a hub's state.
+const STATE_FILES: [&str; 3] = [devices::FILE, "client_key", control::USED_CODES];
+
+/// The folder of the first `[server] host_key` when it holds a hub's state and `default`
+/// does not: where that state was kept before `state_dir` existed, so an upgraded hub keeps
+/// its devices and client key.
+fn beside_host_key(cfg: &ServerConfig, default: &Path) -> Option<PathBuf> {
+    let first = match cfg.host_key.as_ref()? {
+        HostKeys::One(p) => p,
+        HostKeys::Many(list) => list.first()?,
+    };
+    let old = expand_home(first).parent()?.to_path_buf();
+    let holds = |dir: &Path| STATE_FILES.iter().any(|f| dir.join(f).exists());
+    (old.is_absolute() && old != default && holds(&old) && !holds(default)).then_some(old)
 }
 
 fn default_authorized_keys() -> Option<PathBuf> {
@@ -196,6 +226,7 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     let limits = limits(cfg)?;
     let state_dir = state_dir(cfg)?;
     make_state_dir(&state_dir)?;
+    outside_root(&state_dir, &canonical)?;
     let host_keys = load_host_keys(cfg, &state_dir)?;
     let keys = authorized_keys(cfg)?;
     if let Some(h) = &cfg.password_hash {
@@ -296,6 +327,25 @@ fn make_state_dir(dir: &Path) -> Result<(), ServerError> {
                 dir.display()
             ))
         })
+}
+
+/// Refuses a state folder inside the served folder `root` (canonical): every device could
+/// download the keys and devices it holds.
+fn outside_root(state_dir: &Path, root: &Path) -> Result<(), ServerError> {
+    let state = std::fs::canonicalize(state_dir).map_err(|e| {
+        ServerError::Setup(format!(
+            "cannot open the state folder {} ({e}); fix it, or set [server] state_dir",
+            state_dir.display()
+        ))
+    })?;
+    if state.starts_with(root) {
+        return Err(ServerError::Setup(format!(
+            "the state folder {} is inside the served folder {} (devices could download its keys); set [server] state_dir to a folder outside it",
+            state.display(),
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The host keys (`[server] host_key`, else `host_key` in the state folder).
@@ -580,4 +630,50 @@ where
             let _ = done_tx.send(());
         })?;
     Ok(done_rx)
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn an_upgraded_hub_keeps_the_state_beside_its_host_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("keys");
+        let default = dir.path().join("xdg/filesync");
+        std::fs::create_dir_all(&old).unwrap();
+        let cfg = ServerConfig {
+            host_key: Some(HostKeys::Many(vec![old.join("host_key")])),
+            ..ServerConfig::default()
+        };
+        assert_eq!(beside_host_key(&cfg, &default), None, "no state there yet");
+        std::fs::write(old.join(devices::FILE), "{}").unwrap();
+        assert_eq!(beside_host_key(&cfg, &default), Some(old.clone()));
+        std::fs::create_dir_all(&default).unwrap();
+        std::fs::write(default.join("client_key"), "").unwrap();
+        assert_eq!(
+            beside_host_key(&cfg, &default),
+            None,
+            "the default has state"
+        );
+        let unset = ServerConfig::default();
+        assert_eq!(beside_host_key(&unset, &default), None);
+    }
+
+    #[test]
+    fn a_state_folder_inside_the_served_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap().join("root");
+        let inside = root.join(".local/state/filesync");
+        std::fs::create_dir_all(&inside).unwrap();
+        let e = outside_root(&inside, &root).unwrap_err().to_string();
+        assert!(e.contains(&*inside.to_string_lossy()), "{e}");
+        assert!(
+            e.contains(&*root.to_string_lossy()) && !e.contains('\n'),
+            "{e}"
+        );
+        let beside = dir.path().join("state");
+        std::fs::create_dir_all(&beside).unwrap();
+        outside_root(&beside, &root).unwrap();
+    }
 }
