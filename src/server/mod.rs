@@ -278,7 +278,9 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
 
 /// The public host keys a server with `cfg` serves with (made when missing), as OpenSSH lines.
 pub fn host_public_keys(cfg: &ServerConfig) -> Result<Vec<String>, ServerError> {
-    let keys = load_host_keys(cfg, &state_dir(cfg)?)?;
+    let state_dir = state_dir(cfg)?;
+    make_state_dir(&state_dir)?;
+    let keys = load_host_keys(cfg, &state_dir)?;
     Ok(keys
         .iter()
         .map(|k| crate::pair::protocol::public_line(k.public_key()))
@@ -314,19 +316,37 @@ fn authorized_keys(cfg: &ServerConfig) -> Result<Vec<PublicKey>, ServerError> {
     }
 }
 
-/// Creates the state folder when missing, readable by this user alone (it holds secrets).
+/// Creates the state folder when missing, or narrows it: readable by this user alone (it
+/// holds secrets).
 fn make_state_dir(dir: &Path) -> Result<(), ServerError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e: std::io::Error| {
+        ServerError::Setup(format!(
+            "cannot create the state folder {} ({e}); create it, or set [server] state_dir",
+            dir.display()
+        ))
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| {
+        .map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
             ServerError::Setup(format!(
-                "cannot create the state folder {} ({e}); create it, or set [server] state_dir",
-                dir.display()
+                "the state folder {} is open to other users (mode {:o}) and cannot be made 0700 ({e}); chmod 700 it",
+                dir.display(),
+                mode & 0o777
             ))
-        })
+        })?;
+        tracing::warn!(
+            "the state folder {} was open to other users (mode {:o}); made it 0700",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a state folder inside the served folder `root` (canonical): every device could
@@ -658,6 +678,18 @@ mod state_tests {
         );
         let unset = ServerConfig::default();
         assert_eq!(beside_host_key(&unset, &default), None);
+    }
+
+    #[test]
+    fn an_open_state_folder_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_state_dir(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]
