@@ -92,8 +92,9 @@ pub fn default_state_dir() -> Option<PathBuf> {
         // systemd may pass several folders separated by `:`; the first is ours.
         return dir.to_string_lossy().split(':').next().map(PathBuf::from);
     }
+    // A relative XDG_STATE_HOME is invalid per the XDG spec and is ignored.
     let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
+        .filter(|v| Path::new(v).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
     Some(base.join("filesync"))

@@ -217,7 +217,7 @@ fn enroll(
     let before = match &serve {
         Some(s) => Some(
             known_hosts::replace(&known, &s.host, s.port, &s.host_keys)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| hub_side(&e))?,
         ),
         None => None,
     };
@@ -257,6 +257,19 @@ fn enroll(
         client_key: serve.map(|s| s.client_key),
     };
     Ok((welcome, sessions))
+}
+
+/// A failure with the hub's own files: logged with its causes, told to the laptop as the
+/// hub's (not something to fix on the laptop).
+fn hub_side(e: &dyn std::error::Error) -> String {
+    let mut full = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        full.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    tracing::error!("pairing failed on the hub: {full}");
+    format!("the hub failed: {e}; the hub's log says why")
 }
 
 /// The hub's side of `--serve`, checked and nothing written but the hub's own client key
@@ -308,7 +321,7 @@ fn pull_from(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let client = super::host_keys::client_key(&ctl.state_dir.join("client_key"))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| hub_side(&e))?;
     let host = ip.to_string();
     let url_host = if ip.is_ipv6() {
         format!("[{host}]")
