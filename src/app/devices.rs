@@ -54,12 +54,18 @@ pub fn run(cfg: &Config, args: DevicesArgs) -> Result<i32> {
             print!("{}", qr(&url));
         }
         Some(Action::Revoke { name }) => {
-            let Response::Revoked { sessions } =
+            let Response::Revoked { sessions, closing } =
                 ask(&root, &Request::Revoke { name: name.clone() })?
             else {
                 bail!("the daemon gave an unexpected answer");
             };
-            println!("revoked {name:?}; {sessions} open sessions ended");
+            if closing == 0 {
+                println!("revoked {name:?}; {sessions} open sessions ended");
+            } else {
+                println!(
+                    "revoked {name:?}; {sessions} open sessions told to end, {closing} still closing (they can log in no more)"
+                );
+            }
         }
     }
     Ok(0)

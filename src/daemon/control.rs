@@ -40,7 +40,12 @@ pub enum Response {
     Code(NewCode),
     Devices(Vec<DeviceView>),
     Phone(PhoneLogin),
-    Revoked { sessions: usize },
+    Revoked {
+        sessions: usize,
+        /// Of `sessions`, those still closing when the hub stopped waiting.
+        #[serde(default)]
+        closing: usize,
+    },
     Error(String),
 }
 
@@ -173,7 +178,10 @@ async fn handle(req: Request, control: &Arc<Control>) -> Response {
             }
         }
         Request::Revoke { name } => match control.revoke(&name).await {
-            Ok(Some(sessions)) => Response::Revoked { sessions },
+            Ok(Some(e)) => Response::Revoked {
+                sessions: e.sessions,
+                closing: e.closing,
+            },
             Ok(None) => Response::Error(format!(
                 "no device named {name:?}; `filesync devices` lists them"
             )),

@@ -32,18 +32,34 @@ pub fn host_field(host: &str, port: u16) -> String {
     }
 }
 
-/// True when the host list of a known_hosts line names `name` exactly (or by its hash).
-fn names(hosts: &str, name: &str) -> bool {
-    hosts
-        .split(',')
-        .any(|entry| match entry.strip_prefix("|1|") {
-            Some(hashed) => hashed_is(hashed, name),
-            None => entry.eq_ignore_ascii_case(name),
-        })
+/// `line` without `name` in its host list: `None` when no name is left or a hashed entry
+/// matched (it stands for that one name), the line as it was when it does not name `name`.
+/// Markers such as `@revoked` and comments are kept.
+fn without(line: &str, name: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    let hosts = trimmed.split_whitespace().next().unwrap_or("");
+    if hosts.starts_with('#') || hosts.starts_with('@') {
+        return Some(line.to_string());
+    }
+    let mut kept = Vec::new();
+    for entry in hosts.split(',') {
+        match entry.strip_prefix("|1|") {
+            Some(hashed) if hashed_is(hashed, name) => return None,
+            None if entry.eq_ignore_ascii_case(name) => {}
+            _ => kept.push(entry),
+        }
+    }
+    if kept.len() == hosts.split(',').count() {
+        Some(line.to_string())
+    } else if kept.is_empty() {
+        None
+    } else {
+        Some(format!("{}{}", kept.join(","), &trimmed[hosts.len()..]))
+    }
 }
 
 /// `SALT|HASH` (base64) of a hashed entry: HMAC-SHA1 of the name under the salt.
-fn hashed_is(hashed: &str, name: &str) -> bool {
+fn hash_matches(hashed: &str, name: &str) -> bool {
     let b64 = data_encoding::BASE64;
     let mut parts = hashed.split('|');
     let (Some(Ok(salt)), Some(Ok(hash))) = (
@@ -57,17 +73,19 @@ fn hashed_is(hashed: &str, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// OpenSSH hashes the lowercased name; a name typed otherwise is tried as typed too.
+fn hashed_is(hashed: &str, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    hash_matches(hashed, &lower) || (lower != name && hash_matches(hashed, name))
+}
+
 /// `text` without the lines for `field` (markers such as `@revoked` and comments are kept),
 /// then one line per key.
 pub fn replaced(text: &str, field: &str, keys: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + keys.len() * 100);
-    for line in text.lines() {
-        let hosts = line.split_whitespace().next().unwrap_or("");
-        let ours = !hosts.starts_with('#') && !hosts.starts_with('@') && names(hosts, field);
-        if !ours {
-            out.push_str(line);
-            out.push('\n');
-        }
+    for line in text.lines().filter_map(|l| without(l, field)) {
+        out.push_str(&line);
+        out.push('\n');
     }
     for k in keys {
         out.push_str(&format!("{field} {k}\n"));
@@ -199,6 +217,7 @@ mod tests {
              pi.local {OLD}\n\
              [pi.local]:2223 {OLD}\n\
              other,[PI.local]:2222 {OLD}\n\
+             [pi.local]:2222,pi.local {OLD}\n\
              {} {OLD}\n\
              {} {OLD}\n\
              @revoked [pi.local]:2222 {OLD}\n\
@@ -207,16 +226,18 @@ mod tests {
             hashed("[pi.local]:2222"),
             hashed("pi.local"),
         );
-        let out = replaced(&text, "[pi.local]:2222", &[NEW.to_string()]);
+        let out = replaced(&text, "[Pi.local]:2222", &[NEW.to_string()]);
         let want = format!(
             "# my hosts\n\
              pi.local {OLD}\n\
              [pi.local]:2223 {OLD}\n\
+             other {OLD}\n\
+             pi.local {OLD}\n\
              {} {OLD}\n\
              @revoked [pi.local]:2222 {OLD}\n\
              \n\
              github.com {OLD}\n\
-             [pi.local]:2222 {NEW}\n",
+             [Pi.local]:2222 {NEW}\n",
             hashed("pi.local"),
         );
         assert_eq!(out, want);

@@ -59,7 +59,7 @@ const FILE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
 /// What became of file codes, one line each, so a code left on the boot partition keeps its
 /// rules across restarts: `TAG` when it is done (used, burnt or expired), `try TAG` per
 /// try, `taken TAG SECS` when it was first taken.
-const USED_CODES: &str = "used-pair-codes";
+pub(super) const USED_CODES: &str = "used-pair-codes";
 
 fn code_tag(code: &Code) -> String {
     blake3::hash(code.secret()).to_hex()[..32].to_string()
@@ -128,15 +128,22 @@ impl Control {
     /// folder) for an hour from when it was first taken, while no device is paired, unless it was
     /// used, burnt or expired before; a file that is not there is no code.
     pub fn take_code_file(&self, path: &Path) {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the pairing code file {} ({e}); make it readable by the hub's user, or remove it",
+                    path.display()
+                );
+                return;
+            }
         };
         let code = match Code::parse(text.trim()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(
-                    "{}: {e}; make one with `filesync pair --new --file {}`",
-                    path.display(),
+                    "{}: {e}; write a code from `filesync pair --new --file FILE` there (on the image: the boot partition's filesync/pair-code.txt)",
                     path.display()
                 );
                 return;
@@ -304,10 +311,10 @@ impl Control {
         })
     }
 
-    /// Removes device `name` and ends its open sessions; how many were ended, or `None`
-    /// when there is no such device. A login of that device that was checked just before is
+    /// Removes device `name` and ends its open sessions; how many, or `None` when there is
+    /// no such device. A login of that device that was checked just before is
     /// either among the sessions ended or refused (`admit`).
-    pub async fn revoke(&self, name: &str) -> Result<Option<usize>, DevicesError> {
+    pub async fn revoke(&self, name: &str) -> Result<Option<Ended>, DevicesError> {
         let pulling: Vec<String> = self.pulls().into_iter().map(|(n, _)| n).collect();
         let (removed, sessions) = self.change_ending(|d| {
             let removed = d.remove(name)?;
@@ -322,7 +329,7 @@ impl Control {
         let ended = self
             .end_sessions(&sessions, "this device was revoked")
             .await;
-        tracing::info!(device = name, sessions = ended, "device revoked");
+        tracing::info!(device = name, sessions = ended.sessions, "device revoked");
         if removed.iter().any(|n| pulling.contains(n)) {
             self.pulls_changed.notify_one();
         }
@@ -357,9 +364,8 @@ impl Control {
         true
     }
 
-    /// Disconnects connections `ids` and waits (a few seconds at most) until they are over;
-    /// how many there were.
-    pub async fn end_sessions(&self, ids: &[u64], why: &str) -> usize {
+    /// Disconnects connections `ids` and waits (a few seconds at most) until they are over.
+    pub async fn end_sessions(&self, ids: &[u64], why: &str) -> Ended {
         let handles: Vec<_> = {
             let h = lock(&self.handles);
             ids.iter().filter_map(|id| h.get(id).cloned()).collect()
@@ -380,10 +386,20 @@ impl Control {
                 ended.await;
             }
         };
-        if tokio::time::timeout(SESSION_END_WAIT, over).await.is_err() {
-            tracing::warn!("some ended sessions are still closing");
+        let closing = match tokio::time::timeout(SESSION_END_WAIT, over).await {
+            Ok(()) => 0,
+            Err(_) => {
+                let h = lock(&self.handles);
+                ids.iter().filter(|id| h.contains_key(id)).count()
+            }
+        };
+        if closing > 0 {
+            tracing::warn!(closing, "some ended sessions are still closing");
         }
-        handles.len()
+        Ended {
+            sessions: handles.len(),
+            closing,
+        }
     }
 
     /// The laptops the hub pulls from, as peers of its config.
@@ -394,6 +410,13 @@ impl Control {
             .filter_map(|d| d.pull.clone().map(|p| (d.name.clone(), p)))
             .collect()
     }
+}
+
+/// Sessions told to end, and how many of them were still closing when the wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ended {
+    pub sessions: usize,
+    pub closing: usize,
 }
 
 /// 20 characters of Crockford base32 (100 bits), in groups of five for typing on a phone.

@@ -19,7 +19,7 @@ mod sftp;
 
 pub use control::Control;
 
-use crate::config::{ServerConfig, expand_home};
+use crate::config::{HostKeys, ServerConfig, expand_home};
 use crate::watch::FreshnessProbe;
 use admission::{Admission, Change, Limits, Net, Startups, Ticket};
 use client_id::{ClientId, Noting};
@@ -92,8 +92,9 @@ pub fn default_state_dir() -> Option<PathBuf> {
         // systemd may pass several folders separated by `:`; the first is ours.
         return dir.to_string_lossy().split(':').next().map(PathBuf::from);
     }
+    // A relative XDG_STATE_HOME is invalid per the XDG spec and is ignored.
     let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
+        .filter(|v| Path::new(v).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
     Some(base.join("filesync"))
@@ -104,11 +105,25 @@ pub fn default_state_dir() -> Option<PathBuf> {
 pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
     let dir = match &cfg.state_dir {
         Some(d) => expand_home(d),
-        None => default_state_dir().ok_or_else(|| {
-            ServerError::Setup(
-                "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
-            )
-        })?,
+        None => {
+            let default = default_state_dir().ok_or_else(|| {
+                ServerError::Setup(
+                    "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
+                )
+            })?;
+            match beside_host_key(cfg, &default) {
+                Some(old) => {
+                    tracing::warn!(
+                        "using the state in {} (beside [server] host_key), not {}: set [server] state_dir = \"{}\" to keep it there",
+                        old.display(),
+                        default.display(),
+                        old.display()
+                    );
+                    old
+                }
+                None => default,
+            }
+        }
     };
     if !dir.is_absolute() {
         return Err(ServerError::Setup(format!(
@@ -117,6 +132,22 @@ pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
         )));
     }
     Ok(dir)
+}
+
+/// Files that show a folder holds a hub's state.
+const STATE_FILES: [&str; 3] = [devices::FILE, "client_key", control::USED_CODES];
+
+/// The folder of the first `[server] host_key` when it holds a hub's state and `default`
+/// does not: where that state was kept before `state_dir` existed, so an upgraded hub keeps
+/// its devices and client key.
+fn beside_host_key(cfg: &ServerConfig, default: &Path) -> Option<PathBuf> {
+    let first = match cfg.host_key.as_ref()? {
+        HostKeys::One(p) => p,
+        HostKeys::Many(list) => list.first()?,
+    };
+    let old = expand_home(first).parent()?.to_path_buf();
+    let holds = |dir: &Path| STATE_FILES.iter().any(|f| dir.join(f).exists());
+    (old.is_absolute() && old != default && holds(&old) && !holds(default)).then_some(old)
 }
 
 fn default_authorized_keys() -> Option<PathBuf> {
@@ -196,6 +227,7 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
     let limits = limits(cfg)?;
     let state_dir = state_dir(cfg)?;
     make_state_dir(&state_dir)?;
+    outside_root(&state_dir, &canonical)?;
     let host_keys = load_host_keys(cfg, &state_dir)?;
     let keys = authorized_keys(cfg)?;
     if let Some(h) = &cfg.password_hash {
@@ -247,7 +279,9 @@ pub async fn bind(cfg: &ServerConfig, root: &Path) -> Result<BoundServer, Server
 
 /// The public host keys a server with `cfg` serves with (made when missing), as OpenSSH lines.
 pub fn host_public_keys(cfg: &ServerConfig) -> Result<Vec<String>, ServerError> {
-    let keys = load_host_keys(cfg, &state_dir(cfg)?)?;
+    let state_dir = state_dir(cfg)?;
+    make_state_dir(&state_dir)?;
+    let keys = load_host_keys(cfg, &state_dir)?;
     Ok(keys
         .iter()
         .map(|k| crate::pair::protocol::public_line(k.public_key()))
@@ -283,19 +317,56 @@ fn authorized_keys(cfg: &ServerConfig) -> Result<Vec<PublicKey>, ServerError> {
     }
 }
 
-/// Creates the state folder when missing, readable by this user alone (it holds secrets).
+/// Creates the state folder when missing, or narrows it: readable by this user alone (it
+/// holds secrets).
 fn make_state_dir(dir: &Path) -> Result<(), ServerError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e: std::io::Error| {
+        ServerError::Setup(format!(
+            "cannot create the state folder {} ({e}); create it, or set [server] state_dir",
+            dir.display()
+        ))
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| {
+        .map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
             ServerError::Setup(format!(
-                "cannot create the state folder {} ({e}); create it, or set [server] state_dir",
-                dir.display()
+                "the state folder {} is open to other users (mode {:o}) and cannot be made 0700 ({e}); chmod 700 it",
+                dir.display(),
+                mode & 0o777
             ))
-        })
+        })?;
+        tracing::warn!(
+            "the state folder {} was open to other users (mode {:o}); made it 0700",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a state folder inside the served folder `root` (canonical): every device could
+/// download the keys and devices it holds.
+fn outside_root(state_dir: &Path, root: &Path) -> Result<(), ServerError> {
+    let state = std::fs::canonicalize(state_dir).map_err(|e| {
+        ServerError::Setup(format!(
+            "cannot open the state folder {} ({e}); fix it, or set [server] state_dir",
+            state_dir.display()
+        ))
+    })?;
+    if state.starts_with(root) {
+        return Err(ServerError::Setup(format!(
+            "the state folder {} is inside the served folder {} (devices could download its keys); set [server] state_dir to a folder outside it",
+            state.display(),
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The host keys (`[server] host_key`, else `host_key` in the state folder).
@@ -580,4 +651,62 @@ where
             let _ = done_tx.send(());
         })?;
     Ok(done_rx)
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn an_upgraded_hub_keeps_the_state_beside_its_host_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("keys");
+        let default = dir.path().join("xdg/filesync");
+        std::fs::create_dir_all(&old).unwrap();
+        let cfg = ServerConfig {
+            host_key: Some(HostKeys::Many(vec![old.join("host_key")])),
+            ..ServerConfig::default()
+        };
+        assert_eq!(beside_host_key(&cfg, &default), None, "no state there yet");
+        std::fs::write(old.join(devices::FILE), "{}").unwrap();
+        assert_eq!(beside_host_key(&cfg, &default), Some(old.clone()));
+        std::fs::create_dir_all(&default).unwrap();
+        std::fs::write(default.join("client_key"), "").unwrap();
+        assert_eq!(
+            beside_host_key(&cfg, &default),
+            None,
+            "the default has state"
+        );
+        let unset = ServerConfig::default();
+        assert_eq!(beside_host_key(&unset, &default), None);
+    }
+
+    #[test]
+    fn an_open_state_folder_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_state_dir(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_state_folder_inside_the_served_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap().join("root");
+        let inside = root.join(".local/state/filesync");
+        std::fs::create_dir_all(&inside).unwrap();
+        let e = outside_root(&inside, &root).unwrap_err().to_string();
+        assert!(e.contains(&*inside.to_string_lossy()), "{e}");
+        assert!(
+            e.contains(&*root.to_string_lossy()) && !e.contains('\n'),
+            "{e}"
+        );
+        let beside = dir.path().join("state");
+        std::fs::create_dir_all(&beside).unwrap();
+        outside_root(&beside, &root).unwrap();
+    }
 }

@@ -126,6 +126,9 @@ where
     };
     // What the hub would refuse anyway is refused before the code is used up.
     let key = vet(ctl, &request, &terms).map_err(unanswered)?;
+    if let Some(offer) = &request.serve {
+        serve_addr(&offer.listen, peer.ip()).map_err(unanswered)?;
+    }
     if !ctl.consume(&code) {
         tracing::warn!(%peer, code = %id, "pairing refused: the code was used or burnt meanwhile");
         return Err(refuse(NO_SUCH_CODE, false));
@@ -214,7 +217,7 @@ fn enroll(
     let before = match &serve {
         Some(s) => Some(
             known_hosts::replace(&known, &s.host, s.port, &s.host_keys)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| hub_side(&e))?,
         ),
         None => None,
     };
@@ -256,6 +259,19 @@ fn enroll(
     Ok((welcome, sessions))
 }
 
+/// A failure with the hub's own files: logged with its causes, told to the laptop as the
+/// hub's (not something to fix on the laptop).
+fn hub_side(e: &dyn std::error::Error) -> String {
+    let mut full = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        full.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    tracing::error!("pairing failed on the hub: {full}");
+    format!("the hub failed: {e}; the hub's log says why")
+}
+
 /// The hub's side of `--serve`, checked and nothing written but the hub's own client key
 /// (made once, for every laptop it pulls from).
 struct Serve {
@@ -267,6 +283,25 @@ struct Serve {
     host_keys: Vec<PublicKey>,
 }
 
+/// Where the hub pulls from for a laptop that offered `listen` and connected from `peer`:
+/// only the laptop's own address (a wildcard means it), so a code cannot point the hub, and
+/// its known_hosts line, at another machine.
+fn serve_addr(listen: &str, peer: std::net::IpAddr) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--serve {listen:?} is not an address like 0.0.0.0:2222"))?;
+    let peer = peer.to_canonical();
+    if addr.ip().is_unspecified() {
+        return Ok(SocketAddr::new(peer, addr.port()));
+    }
+    if addr.ip().to_canonical() != peer {
+        return Err(format!(
+            "--serve {listen} is not the address this laptop reaches the hub from ({peer}); serve on {peer} or 0.0.0.0"
+        ));
+    }
+    Ok(SocketAddr::new(peer, addr.port()))
+}
+
 /// Where and how often to pull from the laptop, and the keys that will let the hub in and
 /// tell the laptop from another machine.
 fn pull_from(
@@ -275,17 +310,8 @@ fn pull_from(
     terms: &crate::pair::code::Terms,
     peer: SocketAddr,
 ) -> Result<Serve, String> {
-    let addr: SocketAddr = offer.listen.parse().map_err(|_| {
-        format!(
-            "--serve {:?} is not an address like 0.0.0.0:2222",
-            offer.listen
-        )
-    })?;
-    let ip = if addr.ip().is_unspecified() {
-        peer.ip()
-    } else {
-        addr.ip()
-    };
+    let addr = serve_addr(&offer.listen, peer.ip())?;
+    let ip = addr.ip();
     let host_keys = offer
         .host_keys
         .iter()
@@ -295,7 +321,7 @@ fn pull_from(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let client = super::host_keys::client_key(&ctl.state_dir.join("client_key"))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| hub_side(&e))?;
     let host = ip.to_string();
     let url_host = if ip.is_ipv6() {
         format!("[{host}]")
@@ -313,4 +339,32 @@ fn pull_from(
         port: addr.port(),
         host_keys,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_addr;
+    use std::net::IpAddr;
+
+    #[test]
+    fn the_hub_pulls_only_from_the_laptops_own_address() {
+        let peer: IpAddr = "192.168.1.20".parse().unwrap();
+        assert_eq!(
+            serve_addr("0.0.0.0:2222", peer).unwrap().to_string(),
+            "192.168.1.20:2222"
+        );
+        assert_eq!(
+            serve_addr("192.168.1.20:2223", peer).unwrap().to_string(),
+            "192.168.1.20:2223"
+        );
+        let mapped: IpAddr = "::ffff:192.168.1.20".parse().unwrap();
+        assert!(serve_addr("192.168.1.20:2222", mapped).is_ok());
+        let e = serve_addr("192.168.1.30:2222", peer).unwrap_err();
+        assert!(
+            e.contains("192.168.1.30") && e.contains("192.168.1.20"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        assert!(serve_addr("nonsense", peer).is_err());
+    }
 }

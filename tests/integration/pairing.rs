@@ -870,3 +870,34 @@ fn the_state_folder_is_the_configs_not_the_host_keys() {
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+#[test]
+fn an_upgraded_hub_keeps_the_state_beside_its_host_key() {
+    let hsb = Sandbox::new();
+    let mut hub = Hub::started(&hsb, HubKind::Daemon, "");
+    let lap = Sandbox::new();
+    let code = new_code(&hsb, &hub, &[]);
+    assert!(
+        pair(&lap, hub.port, &code, &lap.folder("Sync"))
+            .status
+            .success()
+    );
+    // The config of a hub from before `state_dir`: its state sits beside the host key.
+    let keys = hub.host_key.parent().unwrap().to_path_buf();
+    let config = std::fs::read_to_string(&hub.config).unwrap();
+    let config = config.replace(&format!("state_dir = {keys:?}\n"), "");
+    assert!(!config.contains("state_dir"), "{config}");
+    std::fs::write(&hub.config, config).unwrap();
+    hub.start();
+    let log = hub.log_text();
+    assert!(
+        log.contains("set [server] state_dir") && log.contains(&*keys.to_string_lossy()),
+        "{log}"
+    );
+    let listed = hsb
+        .filesync_with(&hub.config)
+        .args(["devices", "--root"])
+        .arg(&hub.root.path)
+        .ok();
+    assert!(listed.stdout.starts_with("laptop  key"), "{listed}");
+}
