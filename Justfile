@@ -37,7 +37,7 @@ bench:
 check-scripts:
     scripts/check-scripts.sh
 
-# Release binaries into dist/: this machine's, and macOS (aarch64, x86_64) through zig.
+# Release binaries into dist/: this machine's, macOS (aarch64, x86_64) through zig, Windows.
 dist:
     scripts/dist.sh
 

@@ -80,4 +80,10 @@ for side in "$a" "$b"; do
 done
 find "$b/.sync-trash" -name 'x.txt*' | grep -q . || die "the deleted file is not in b's trash"
 log "two-folder sync under wine: copy, conflict, delete and trash as on Linux"
+run daemon --install --root "$(win "$a")" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; die "daemon --install failed"; }
+startup=$(find "$WINEPREFIX/drive_c/users" -ipath '*/startup/filesync.cmd' | head -n1)
+[ -n "$startup" ] && grep -q 'daemon.*--root' "$startup" ||
+    { cat "$work/install.log"; die "daemon --install wrote no Startup-folder filesync.cmd"; }
+log "daemon --install under wine: $(basename "$startup") in the Startup folder"
 log "Windows check took $(( $(date +%s) - start )) s"

@@ -68,6 +68,9 @@ pub enum Command {
         /// The synced folder (default: `root` from the config).
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+        /// Start the daemon at each login (systemd user unit, launchd agent, Windows Startup).
+        #[arg(long)]
+        install: bool,
     },
     /// Pair a laptop with the hub by a one-time code: `pair --new` on the hub prints one,
     /// `pair HOST CODE` on the laptop uses it.

@@ -6,6 +6,7 @@ pub mod cli;
 #[cfg(unix)]
 mod devices;
 mod history;
+mod install;
 mod local;
 pub mod logging;
 #[cfg(unix)]
@@ -41,7 +42,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         #[cfg(unix)]
         Command::Devices(args) => devices::run(&cfg, args),
 
-        Command::Daemon { root } => {
+        Command::Daemon {
+            root,
+            install: true,
+        } => install::run(cli.config.as_deref(), root.as_deref()),
+        Command::Daemon { root, .. } => {
             let root = root_of(root, &cfg)?;
             runtime()?.block_on(crate::daemon::run(&cfg, &root, cli.config.as_deref()))?;
             Ok(0)

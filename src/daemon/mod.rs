@@ -5,6 +5,7 @@
 
 #[cfg(unix)] // the hub's pairing and devices, which Windows does not serve
 pub mod control;
+pub mod install;
 mod schedule;
 pub mod status;
 

@@ -49,8 +49,14 @@ fn tree(root: &Path, dir: &Path, out: &mut Tree) {
         if p.is_dir() {
             tree(root, &p, out);
         } else if let Ok(b) = std::fs::read(&p) {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, b);
+            // Joined with `/` as a RelPath is, whatever the OS separator.
+            let rel: Vec<String> = p
+                .strip_prefix(root)
+                .unwrap()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.insert(rel.join("/"), b);
         }
     }
 }
@@ -162,10 +168,6 @@ proptest! {
     #![proptest_config(crate::index::fuzz_config())]
 
     #[test]
-    #[cfg_attr(
-        windows,
-        ignore = "under wine a kept version of d/c.txt is not found: open, see the issue"
-    )]
     fn what_a_sync_replaced_comes_back_byte_exact(acts in prop::collection::vec(act(), 1..14)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run(acts))?;

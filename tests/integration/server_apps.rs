@@ -244,10 +244,13 @@ fn duplicity_backs_up_to_the_hub_and_restores_byte_exact() {
             .expect("run duplicity");
         ok(&format!("duplicity {args:?}"), o, hub)
     };
-    run(&["full", data.s(), &url]);
+    // duplicity names backup sets by the second: a full and an incremental backup in the
+    // same second would share a name, so each gets its own time.
+    let (full_at, incr_at) = ((now_secs() - 60).to_string(), (now_secs() - 30).to_string());
+    run(&["full", "--current-time", &full_at, data.s(), &url]);
     data.write("notes.txt", "changed after the full backup\n");
     data.write("photos/b.jpg", pattern(300_000, 2));
-    run(&["incr", data.s(), &url]);
+    run(&["incr", "--current-time", &incr_at, data.s(), &url]);
     let out = p.sb.path().join("restored");
     run(&["restore", &url, out.to_str().expect("utf-8")]);
     assert_eq!(Folder::at(out).tree(), data.tree());
