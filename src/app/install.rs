@@ -4,6 +4,7 @@
 use crate::daemon::install::{self, Launch};
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
 
 fn utf8(p: &Path, what: &str) -> Result<String> {
@@ -45,6 +46,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Runs a service manager command; false when the tool is not installed.
+#[cfg(unix)]
 fn try_run(cmd: &str, args: &[&str]) -> Result<bool> {
     match Command::new(cmd).args(args).status() {
         Ok(s) if s.success() => Ok(true),

@@ -249,6 +249,7 @@ mod tests {
         assert_eq!(host_field("::1", 2222), "[::1]:2222");
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_file_keeps_its_mode_and_a_new_one_is_private() {
         use std::os::unix::fs::PermissionsExt;
