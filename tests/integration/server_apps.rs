@@ -247,6 +247,11 @@ fn duplicity_backs_up_to_the_hub_and_restores_byte_exact() {
     // duplicity names backup sets by the second: a full and an incremental backup in the
     // same second would share a name, so each gets its own time.
     let (full_at, incr_at) = ((now_secs() - 60).to_string(), (now_secs() - 30).to_string());
+    // It also tells a changed file by its mtime in whole seconds: the files backed up first
+    // are a minute old, so the edits below are seen whatever second they land in.
+    for f in ["photos/a.jpg", "notes.txt"] {
+        data.set_mtime_offset(f, -60);
+    }
     run(&["full", "--current-time", &full_at, data.s(), &url]);
     data.write("notes.txt", "changed after the full backup\n");
     data.write("photos/b.jpg", pattern(300_000, 2));
