@@ -8,12 +8,14 @@
 # the ratio. Trees: 100k = `make-tree.py many` (100,000 files in 2,000 folders); 1m = 10,000
 # folders of 100 files of 0-1 KiB (~5 GB of disk). Cached in $BENCH_DIR between runs.
 # usage: benches/scale.sh   (BENCH_SCALE="100k 1m", BENCH_BIN, BENCH_PREV_BIN, BENCH_DIR,
-#                            BENCH_EDITS=10, BENCH_PEERS=the folder of make-tree.py)
+#                            BENCH_EDITS=10, BENCH_PEERS=the folder of make-tree.py,
+#                            BENCH_PARTS="index daemon noop": which figures to take)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers=${BENCH_PEERS:-$repo/../shared/peers}
 scales=${BENCH_SCALE:-100k}
 edits=${BENCH_EDITS:-10}
+parts=${BENCH_PARTS:-index daemon noop}
 dir=${BENCH_DIR:-${TMPDIR:-/tmp}/filesync-bench-scale}
 bin=${BENCH_BIN:-$(cd "$repo" && . scripts/lib.sh && target_dir)/release/filesync}
 if [ -z "${BENCH_BIN:-}" ]; then
@@ -158,9 +160,9 @@ for scale in $scales; do
     tree=$(make_tree "$scale")
     for nb in "${bins[@]}"; do
         name=${nb%%=*} b=${nb#*=}
-        bench_index "$name" "$b" "$tree" "$scale"
-        bench_daemon "$name" "$b" "$tree" "$scale"
-        bench_noop "$name" "$b" "$tree" "$scale"
+        for part in $parts; do
+            "bench_$part" "$name" "$b" "$tree" "$scale"
+        done
         echo "bench: $scale done for $name ($b)" >&2
     done
 done
@@ -172,6 +174,7 @@ for scale in $scales; do
         "edit_kib:written per single-file edit (KiB)" "noop_s:no-op sync laptop <-> hub (s)" \
         "change_s:sync of 1 % changed, laptop -> hub (s)"; do
         key=${k%%:*} what="${k#*:}"
+        [ -n "${F[$scale,$key,now]:-}" ] || continue
         now=${F[$scale,$key,now]} prev=${F[$scale,$key,prev]:-}
         printf '%-44s %10s %10s' "$scale: $what" "${prev:--}" "$now"
         awk -v a="$now" -v b="${prev:-0}" 'BEGIN { if (b > 0) printf " %7.3fx\n", a / b; else print "       -" }'
