@@ -2,8 +2,9 @@
 # Scale figures on big trees: the first `filesync index` (seconds, peak RSS), the daemon's
 # resident memory idle and at peak (its first scan included), the bytes the daemon writes per
 # single-file edit once idle (from /proc/PID/io), and a no-op `filesync sync` laptop <-> hub
-# (our daemon serving SFTP on loopback; the median of three runs) and one after 1 % of the
-# laptop's files changed (`make-tree.py mutate 1`). With BENCH_PREV_BIN (a build of the
+# (our daemon serving SFTP on loopback, the laptop's own daemon watching its copy, as each
+# machine runs them; the median of three runs) and one after 1 % of the laptop's files
+# changed (`make-tree.py mutate 1`). With BENCH_PREV_BIN (a build of the
 # previous main) every figure is measured for it too, on the same tree in the same run, with
 # the ratio. Trees: 100k = `make-tree.py many` (100,000 files in 2,000 folders); 1m = 10,000
 # folders of 100 files of 0-1 KiB (~5 GB of disk). Cached in $BENCH_DIR between runs.
@@ -25,9 +26,10 @@ bins=("now=$bin")
 [ -n "${BENCH_PREV_BIN:-}" ] && bins=("prev=$BENCH_PREV_BIN" "${bins[@]}")
 
 work=$(mktemp -d)
-pid=
+pid= lpid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    [ -n "$lpid" ] && kill "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,7 +71,11 @@ idle() { # pid: until its CPU time stops growing for 2 s
     while now=$(ticks "$1"); [ "$now" != "$prev" ]; do prev=$now; sleep 2; done
 }
 forget() { rm -f "$1/.sync" "$1/.sync.journal" "$1/.sync.lock"; }
-stop() { [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }; pid=; }
+stop() {
+    local p
+    for p in $pid $lpid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+    pid= lpid=
+}
 
 declare -A F
 # First index of the folder: seconds and peak RSS. One untimed run first: whichever build
@@ -136,6 +142,14 @@ CFG
     local run=(env -u FILESYNC_CONFIG HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
         SSH_AUTH_SOCK= "$2" --config "$work/laptop.toml" sync --no-progress --quiet
         "sftp://127.0.0.1:$port/" "$laptop")
+    # The laptop's daemon, once its first scan is done and it is idle.
+    RUST_LOG=info "$2" --config "$work/laptop.toml" daemon --root "$laptop" 2>"$work/laptop.log" &
+    lpid=$!
+    until grep -qs "index loaded" "$work/laptop.log"; do
+        kill -0 "$lpid" 2>/dev/null || { cat "$work/laptop.log" >&2; exit 1; }
+        sleep 0.5
+    done
+    idle "$lpid"
     "${run[@]}" >/dev/null
     local times=() s
     for _ in 1 2 3; do

@@ -1,4 +1,10 @@
-//! What this machine is: its name, and whether a process of it is alive.
+//! What this machine is: its name, whether a process of it is alive, where this program keeps
+//! its state, and where its daemons listen.
+
+#[cfg(unix)]
+pub mod socket;
+
+use std::path::{Path, PathBuf};
 
 /// This machine's name, from uname(2): /proc/sys is hidden inside the hardened unit
 /// (ProcSubset=pid), and a lock must name its host the same way inside and outside it.
@@ -23,6 +29,22 @@ pub fn hostname() -> String {
         Ok(n) if !n.trim().is_empty() => n.trim().to_string(),
         _ => "unknown-host".into(),
     }
+}
+
+/// This program's state folder: systemd's (the hub unit's `StateDirectory`), else the user's
+/// XDG state folder (never inside a synced folder, which is shared). The server's default
+/// (`[server] state_dir`), and where syncs keep the pairs they left settled.
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        // systemd may pass several folders separated by `:`; the first is ours.
+        return dir.to_string_lossy().split(':').next().map(PathBuf::from);
+    }
+    // A relative XDG_STATE_HOME is invalid per the XDG spec and is ignored.
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| Path::new(v).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("filesync"))
 }
 
 /// The user's home folder: `$HOME`, and on Windows `%USERPROFILE%` where HOME is unset (where

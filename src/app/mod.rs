@@ -96,7 +96,12 @@ async fn serve(cfg: &Config, root: &Path, listen: Option<String>) -> Result<i32>
     // One machine-readable line so scripts (and tests) can use port 0.
     println!("listening on {}", bound.local_addr());
     let shutdown = Shutdown::default();
-    let _control = crate::daemon::control::serve(root, bound.control(), shutdown.listener());
+    let answering = crate::daemon::control::Answering {
+        root: root.to_path_buf(),
+        freshness: None,
+        control: Some(bound.control()),
+    };
+    let _control = crate::daemon::control::serve(root, answering, shutdown.listener());
     let server = tokio::spawn(bound.run(shutdown.listener()));
     signals.next().await;
     shutdown.raise();

@@ -1,12 +1,16 @@
-//! The hub's control socket: `filesync pair --new` and `filesync devices …` ask the running
-//! server for a pairing code, the devices, a phone's password, a revocation. One JSON request
-//! per connection, one JSON answer. Only root and the daemon's own user are answered (the
-//! socket is theirs alone too: the unit's umask makes it 0600).
+//! The daemon's control socket: `filesync pair --new` and `filesync devices …` ask a hub's
+//! server for a pairing code, the devices, a phone's password, a revocation; a sync on this
+//! machine asks any daemon to vouch for its folder's index (`store::local::vouch`). One JSON
+//! request per connection, one JSON answer. Only root and the daemon's own user are answered
+//! (the socket is theirs alone too: it is made 0600).
 
 use crate::pair::code::Terms;
 use crate::server::Control;
 use crate::server::control::{NewCode, PhoneLogin};
-use std::io::{Read, Write};
+use crate::store::local::vouch;
+use crate::sys::socket;
+pub use crate::sys::socket::ControlError;
+use crate::watch::FreshnessProbe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +20,18 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    NewCode { terms: Terms },
+    NewCode {
+        terms: Terms,
+    },
     Devices,
-    AddPhone { name: String },
-    Revoke { name: String },
+    AddPhone {
+        name: String,
+    },
+    Revoke {
+        name: String,
+    },
+    /// Bring the index up to date and say its state (`store::local::vouch`).
+    Refresh,
 }
 
 /// A device as `filesync devices` shows it (no key or hash).
@@ -49,41 +61,24 @@ pub enum Response {
     Error(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error(
-        "no running filesync daemon serves {0} (start it: `sudo systemctl start filesync`, or `filesync daemon`); run this on the hub, with sudo if the service runs it"
-    )]
-    NotRunning(String),
-    #[error("the daemon's control socket {path} refused this user: run it with sudo")]
-    Denied { path: String },
-    #[error(
-        "the control socket {path} belongs to user id {uid}, not root nor the filesync service; not trusting it (remove it, and start the service)"
-    )]
-    Untrusted { path: String, uid: u32 },
-    #[error("the daemon did not answer on {path}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Refused(String),
-}
-
-fn socket_name(root: &Path) -> String {
-    let h = blake3::hash(root.as_os_str().as_encoded_bytes());
-    format!("{}.ctl", &h.to_hex()[..16])
+/// What the socket answers for: the folder (every daemon) and the hub's pairing and devices
+/// (a daemon that serves SFTP).
+#[derive(Clone)]
+pub struct Answering {
+    pub root: PathBuf,
+    /// The watcher's probe; `None` (`filesync serve`): a sync here scans for itself.
+    pub freshness: Option<FreshnessProbe>,
+    pub control: Option<Arc<Control>>,
 }
 
 /// Binds the control socket beside the status socket and answers until shutdown.
 pub fn serve(
     root: &Path,
-    control: Arc<Control>,
+    answering: Answering,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let name = socket_name(root);
-    let (listener, path) = super::socket_dirs().into_iter().find_map(|dir| {
+    let name = socket::control_name(root);
+    let (listener, path) = socket::dirs().into_iter().find_map(|dir| {
         std::fs::create_dir_all(&dir).ok()?;
         let path = dir.join(&name);
         let _ = std::fs::remove_file(&path);
@@ -98,7 +93,7 @@ pub fn serve(
             tokio::select! {
                 _ = crate::shutdown::raised(&mut shutdown) => break,
                 res = listener.accept() => match res {
-                    Ok((conn, _)) => { tokio::spawn(answer(conn, control.clone())); }
+                    Ok((conn, _)) => { tokio::spawn(answer(conn, answering.clone())); }
                     Err(e) => {
                         tracing::debug!("control socket accept: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -117,7 +112,7 @@ fn allowed(conn: &tokio::net::UnixStream) -> bool {
         .is_ok_and(|c| c.uid() == 0 || c.uid() == me)
 }
 
-async fn answer(mut conn: tokio::net::UnixStream, control: Arc<Control>) {
+async fn answer(mut conn: tokio::net::UnixStream, answering: Answering) {
     if !allowed(&conn) {
         let _ = conn.shutdown().await;
         return;
@@ -128,11 +123,18 @@ async fn answer(mut conn: tokio::net::UnixStream, control: Arc<Control>) {
         (&mut conn).take(64 * 1024).read_to_end(&mut buf),
     )
     .await;
-    let response = match (read, serde_json::from_slice::<Request>(&buf)) {
-        (Ok(Ok(_)), Ok(req)) => handle(req, &control).await,
-        _ => Response::Error("unreadable request".into()),
-    };
-    let body = serde_json::to_vec(&response).unwrap_or_default();
+    let body = match (read, serde_json::from_slice::<Request>(&buf)) {
+        (Ok(Ok(_)), Ok(Request::Refresh)) => serde_json::to_vec(&refresh(&answering).await),
+        (Ok(Ok(_)), Ok(req)) => match &answering.control {
+            Some(control) => serde_json::to_vec(&handle(req, control).await),
+            None => serde_json::to_vec(&Response::Error(
+                "this daemon serves no SFTP (no [server] in its config): nothing to pair or list"
+                    .into(),
+            )),
+        },
+        _ => serde_json::to_vec(&Response::Error("unreadable request".into())),
+    }
+    .unwrap_or_default();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = conn.write_all(&body).await;
         let _ = conn.shutdown().await;
@@ -140,8 +142,26 @@ async fn answer(mut conn: tokio::net::UnixStream, control: Arc<Control>) {
     .await;
 }
 
+/// The folder's index brought up to date as for a client of the SFTP server, and its state.
+async fn refresh(a: &Answering) -> vouch::Reply {
+    let root = a.root.clone();
+    let Some(probe) = a.freshness.clone() else {
+        return vouch::Reply::Error("no watcher here to vouch for the index".into());
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        crate::watch::refresh_for_client(&root, Some(&probe), true)
+    })
+    .await;
+    match done {
+        Ok(Ok((stats, token))) => vouch::Reply::Refreshed(vouch::Answer::of(&stats, token)),
+        Ok(Err(e)) => vouch::Reply::Error(crate::store::Chain(&e).to_string()),
+        Err(e) => vouch::Reply::Error(e.to_string()),
+    }
+}
+
 async fn handle(req: Request, control: &Arc<Control>) -> Response {
     match req {
+        Request::Refresh => Response::Error("a refresh is answered apart".into()),
         Request::NewCode { terms } => Response::Code(control.new_code(terms)),
         Request::Devices => {
             let online: Vec<String> = control
@@ -190,129 +210,19 @@ async fn handle(req: Request, control: &Arc<Control>) -> Response {
     }
 }
 
-/// The user id of the process at the other end of `conn`.
-fn peer_uid(conn: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-        let rc = unsafe {
-            libc::getsockopt(
-                conn.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(cred.uid)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let (mut uid, mut gid) = (0, 0);
-        // SAFETY: both out-pointers are valid.
-        if unsafe { libc::getpeereid(conn.as_raw_fd(), &mut uid, &mut gid) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(uid)
-    }
-}
-
-/// Root, this user, or the service's user (`filesync`).
-fn trusted_uid(uid: u32) -> bool {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    if uid == 0 || uid == unsafe { libc::getuid() } {
-        return true;
-    }
-    // SAFETY: the name is NUL-terminated; the entry is read at once, before any other
-    // passwd call of this (single-threaded at this point) command.
-    let pw = unsafe { libc::getpwnam(c"filesync".as_ptr()) };
-    // SAFETY: a non-null entry is valid until the next passwd call.
-    !pw.is_null() && unsafe { (*pw).pw_uid } == uid
-}
-
 /// Sends `req` to the daemon serving `root` and returns its answer.
 pub fn ask(root: &Path, req: &Request) -> Result<Response, ControlError> {
-    let name = socket_name(root);
-    let paths: Vec<PathBuf> = super::socket_dirs()
-        .into_iter()
-        .map(|d| d.join(&name))
-        .collect();
-    let mut denied = None;
-    for path in paths {
-        let mut conn = match std::os::unix::net::UnixStream::connect(&path) {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                denied = Some(path);
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let shown = path.display().to_string();
-        let io = |source| ControlError::Io {
-            path: shown.clone(),
-            source,
-        };
-        // What it answers is trusted (a pairing code it made): only the service's own.
-        let uid = peer_uid(&conn).map_err(io)?;
-        if !trusted_uid(uid) {
-            return Err(ControlError::Untrusted { path: shown, uid });
-        }
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-        let body = serde_json::to_vec(req).map_err(|e| io(std::io::Error::other(e)))?;
-        conn.write_all(&body).map_err(io)?;
-        conn.shutdown(std::net::Shutdown::Write).map_err(io)?;
-        let mut out = Vec::new();
-        conn.read_to_end(&mut out).map_err(io)?;
-        if out.is_empty() {
-            return Err(ControlError::Denied { path: shown });
-        }
-        return match serde_json::from_slice(&out) {
-            Ok(Response::Error(e)) => Err(ControlError::Refused(e)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(io(std::io::Error::other(e))),
-        };
-    }
-    match denied {
-        Some(p) => Err(ControlError::Denied {
-            path: p.display().to_string(),
+    let body = serde_json::to_vec(req).map_err(|e| ControlError::Io {
+        path: root.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    let (out, shown) = socket::ask(root, &body, Duration::from_secs(30))?;
+    match serde_json::from_slice(&out) {
+        Ok(Response::Error(e)) => Err(ControlError::Refused(e)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(ControlError::Io {
+            path: shown,
+            source: std::io::Error::other(e),
         }),
-        None => Err(ControlError::NotRunning(root.display().to_string())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_root_this_user_or_the_service_is_trusted_to_answer() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let me = unsafe { libc::getuid() };
-        assert_eq!(peer_uid(&a).unwrap(), me);
-        assert!(trusted_uid(0));
-        assert!(trusted_uid(me));
-        // An id no account here has (the test machine has no `filesync` user at that id).
-        assert!(!trusted_uid(4_000_000_000));
-    }
-
-    #[test]
-    fn root_never_looks_for_its_socket_in_tmp() {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let root = unsafe { libc::getuid() } == 0;
-        let in_tmp = crate::daemon::socket_dirs()
-            .iter()
-            .any(|d| d.starts_with(std::env::temp_dir()));
-        assert!(!(root && in_tmp));
     }
 }

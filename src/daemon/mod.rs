@@ -209,8 +209,9 @@ impl Daemon {
         Ok(d)
     }
 
-    /// The SFTP server (when configured) and the status socket. Two daemons on one folder
-    /// would double every scheduled sync: the second one refuses to start.
+    /// The SFTP server (when configured), the status socket and the control socket. Two
+    /// daemons on one folder would double every scheduled sync: the second one refuses to
+    /// start (before it binds the control socket, which it would take from the first).
     async fn start_serving(&mut self, freshness: crate::watch::FreshnessProbe) -> Result<()> {
         #[cfg(windows)]
         if self.cfg.server.is_some() {
@@ -222,17 +223,9 @@ impl Daemon {
             let bound = crate::server::bind(sc, &self.root)
                 .await
                 .map_err(DaemonError::Bind)?
-                .with_freshness(freshness)
+                .with_freshness(freshness.clone())
                 .named(&self.cfg.replica_name());
-            let control = bound.control();
-            self.control_task =
-                control::serve(&self.root, control.clone(), self.shutdown.listener());
-            if self.control_task.is_none() {
-                tracing::warn!(
-                    "`filesync pair --new` and `filesync devices` cannot reach this daemon: no usable runtime folder"
-                );
-            }
-            self.control = Some(control);
+            self.control = Some(bound.control());
             tracing::info!(addr = %bound.local_addr(), "serving SFTP");
             self.server = Some(tokio::spawn(bound.run(self.shutdown.listener())));
         }
@@ -242,7 +235,26 @@ impl Daemon {
             Err(e @ status::StatusError::Running(_)) => return Err(e.into()),
             Err(e) => tracing::warn!("`filesync status` cannot reach this daemon: {e}"),
         }
+        #[cfg(unix)]
+        self.serve_control(freshness);
         Ok(())
+    }
+
+    /// The control socket: a sync here asks it to vouch for the index, and on a hub
+    /// `filesync pair --new` and `filesync devices` reach the server through it.
+    #[cfg(unix)]
+    fn serve_control(&mut self, freshness: crate::watch::FreshnessProbe) {
+        let answering = control::Answering {
+            root: self.root.clone(),
+            freshness: Some(freshness),
+            control: self.control.clone(),
+        };
+        self.control_task = control::serve(&self.root, answering, self.shutdown.listener());
+        if self.control_task.is_none() {
+            tracing::warn!(
+                "no usable runtime folder for the control socket: syncs here scan the folder themselves, and `filesync pair --new` and `filesync devices` cannot reach this daemon"
+            );
+        }
     }
 
     /// Until a signal asks to stop, or a part fails (the failure is returned).
@@ -484,21 +496,4 @@ fn ago(now: i64, t: i64) -> String {
 
 /// Where a root's daemon listens: the first usable runtime folder.
 #[cfg(unix)]
-pub fn socket_dirs() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    // systemd's RuntimeDirectory= for the service; not set in a user's shell.
-    if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
-        v.push(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        v.push(PathBuf::from(d).join("filesync"));
-    }
-    v.push(PathBuf::from("/run/filesync"));
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    // Anyone may make a folder in /tmp; root always has /run.
-    if uid != 0 {
-        v.push(std::env::temp_dir().join(format!("filesync-{uid}")));
-    }
-    v
-}
+pub use crate::sys::socket::dirs as socket_dirs;

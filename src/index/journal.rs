@@ -72,6 +72,48 @@ impl SnapshotId {
     }
 }
 
+/// One state of a folder's index files: the snapshot's identity and the journal batches
+/// that apply to it. Equal tokens, equal indexes: two syncs that see the same pair of tokens
+/// would plan the same, so a pair recorded as settled lets a sync stop before loading either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(pub ContentHash);
+
+impl Token {
+    /// The token of `snap` with `journal` replayed as `replay` found it; `None` when the
+    /// journal was damaged (its state is known only to a rescan). A stale journal adds
+    /// nothing, as a load ignores it.
+    pub fn of(snap: SnapshotId, journal: &[u8], replay: &Replay) -> Option<Token> {
+        let applied = match replay {
+            Replay::Absent | Replay::Stale => &[][..],
+            Replay::Applied { valid, ignored, .. } if *ignored == 0 => {
+                journal.get(..usize::try_from(*valid).ok()?)?
+            }
+            Replay::Applied { .. } | Replay::BadHeader => return None,
+        };
+        Some(Token::hash(snap, applied))
+    }
+
+    /// The token of a snapshot with no journal after it.
+    pub fn of_snapshot(snap: SnapshotId) -> Token {
+        Token::hash(snap, &[])
+    }
+
+    fn hash(snap: SnapshotId, applied: &[u8]) -> Token {
+        let mut h = blake3::Hasher::new();
+        h.update(b"filesync index token 1\0");
+        h.update(&snap.len.to_le_bytes());
+        h.update(&snap.hash.0);
+        h.update(applied);
+        Token(ContentHash(*h.finalize().as_bytes()))
+    }
+}
+
+/// What `journal` holds for the snapshot `snap`, found by replaying it into a scratch index
+/// (a journal is a fraction of its snapshot): for a token of index files read from disk.
+pub fn survey(snap: SnapshotId, journal: &[u8]) -> Replay {
+    replay(&mut Index::new(super::ReplicaId(0)), snap, journal)
+}
+
 fn check(bytes: &[u8]) -> [u8; 8] {
     let h = blake3::hash(bytes);
     let mut c = [0u8; 8];

@@ -18,6 +18,13 @@ pub const INDEX_REFRESH: &str = "index-refresh@filesync";
 /// The request data of a refresh by a client that reads the journal: the SSH string
 /// "journal".
 pub const REFRESH_READS_JOURNAL: &[u8] = b"\0\0\0\x07journal";
+/// The request data of a refresh by a client that also wants the state of the index files
+/// after it (`index::journal::Token`), to stop before loading an index it already settled
+/// with: the SSH string "journal,token". Servers from version 3 answer it.
+pub const REFRESH_WITH_TOKEN: &[u8] = b"\0\0\0\x0djournal,token";
+/// The code of the outcome in that reply that carries the token: "token" as its message, the
+/// 32 bytes as its data.
+pub const REFRESH_TOKEN: u32 = 0x5346_0003;
 /// The code of an outcome in that reply for a path the scan left out rather than could not
 /// read (a symlink, a name that is not UTF-8, ...): the reason's keyword as its message, the
 /// path's bytes as its data. Outside SFTP's status codes, so no status is mistaken for it.
@@ -48,7 +55,7 @@ pub const OFFERED: &[(&str, &str)] = &[
     (FSYNC, "1"),
     (LIMITS, "1"),
     (COPY_DATA, "1"),
-    (INDEX_REFRESH, "2"),
+    (INDEX_REFRESH, "3"),
     (WRITE_FILES, "1"),
     (WRITE_FILES_WITH_MODE, "1"),
     (INSTALL_FILES, "1"),

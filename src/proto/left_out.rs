@@ -3,7 +3,7 @@
 //! and what the scan leaves out by nature (the first `ext::REFRESH_SKIPPED_NAMED` by name,
 //! then a count per reason). Encoded by the server, decoded by the client store; nothing else.
 
-use super::ext::{REFRESH_SKIPPED, REFRESH_SKIPPED_MORE, REFRESH_SKIPPED_NAMED};
+use super::ext::{REFRESH_SKIPPED, REFRESH_SKIPPED_MORE, REFRESH_SKIPPED_NAMED, REFRESH_TOKEN};
 use super::{FX_FAILURE, FX_OK, Malformed, Outcome};
 use crate::relpath::RelPath;
 use crate::scan::{Skip, Skipped};
@@ -23,13 +23,25 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// …and past what a reply names, a count per reason.
     pub skipped_more: Vec<(Skip, u64)>,
+    /// The state of the index files after the refresh, for a client that asked for it.
+    pub token: Option<[u8; 32]>,
 }
 
-/// The reply: OK when nothing was left out, else one batch-reply outcome per path.
+/// The reply: OK when nothing was left out and no token is given, else one batch-reply
+/// outcome per path (and one for the token).
 pub fn reply(id: u32, left: Report) -> Bytes {
-    if left.unreadable.is_empty() && left.writing.is_empty() && left.skipped.is_empty() {
+    if left.unreadable.is_empty()
+        && left.writing.is_empty()
+        && left.skipped.is_empty()
+        && left.token.is_none()
+    {
         return super::status(id, FX_OK, "OK");
     }
+    let token = left.token.map(|t| Outcome {
+        code: REFRESH_TOKEN,
+        msg: "token".into(),
+        data: Bytes::copy_from_slice(&t),
+    });
     let unreadable = left.unreadable.into_iter().map(|(p, why)| Outcome {
         code: FX_FAILURE,
         msg: why,
@@ -43,6 +55,7 @@ pub fn reply(id: u32, left: Report) -> Bytes {
     let outcomes: Vec<Outcome> = unreadable
         .chain(writing)
         .chain(encode(left.skipped))
+        .chain(token)
         .collect();
     super::batch_reply(id, &outcomes)
 }
@@ -54,6 +67,10 @@ pub fn decode_reply(data: &Bytes) -> Result<Report, Malformed> {
     let mut left = Report::default();
     let mut skips = Vec::new();
     for o in super::decode_batch_reply(data)? {
+        if o.code == REFRESH_TOKEN {
+            left.token = Some(<[u8; 32]>::try_from(o.data.as_ref()).map_err(|_| Malformed)?);
+            continue;
+        }
         if matches!(o.code, REFRESH_SKIPPED | REFRESH_SKIPPED_MORE) {
             skips.push(o);
             continue;
@@ -159,9 +176,25 @@ mod tests {
                 why: Skip::NotUtf8,
             }],
             skipped_more: vec![],
+            token: None,
         };
         let bytes = reply(3, left.clone());
         assert_eq!(bytes[4], super::super::FXP_EXTENDED_REPLY);
         assert_eq!(decode_reply(&bytes.slice(9..)).unwrap(), left);
+        // A token comes back, with the paths or alone.
+        for left in [
+            Report {
+                token: Some([7; 32]),
+                ..left
+            },
+            Report {
+                token: Some([9; 32]),
+                ..Report::default()
+            },
+        ] {
+            let bytes = reply(3, left.clone());
+            assert_eq!(bytes[4], super::super::FXP_EXTENDED_REPLY);
+            assert_eq!(decode_reply(&bytes.slice(9..)).unwrap(), left);
+        }
     }
 }

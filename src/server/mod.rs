@@ -84,29 +84,13 @@ pub struct BoundServer {
     alive_bound: Duration,
 }
 
-/// The state folder when `[server] state_dir` is unset: systemd's (the hub unit's
-/// `StateDirectory`), else the user's XDG state folder (never inside the synced folder,
-/// which is shared).
-pub fn default_state_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
-        // systemd may pass several folders separated by `:`; the first is ours.
-        return dir.to_string_lossy().split(':').next().map(PathBuf::from);
-    }
-    // A relative XDG_STATE_HOME is invalid per the XDG spec and is ignored.
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| Path::new(v).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
-    Some(base.join("filesync"))
-}
-
-/// The server's state folder (`[server] state_dir`, else `default_state_dir`): devices, the
+/// The server's state folder (`[server] state_dir`, else `sys::state_dir`): devices, the
 /// default host keys, the hub's client key, used pairing codes.
 pub fn state_dir(cfg: &ServerConfig) -> Result<PathBuf, ServerError> {
     let dir = match &cfg.state_dir {
         Some(d) => expand_home(d),
         None => {
-            let default = default_state_dir().ok_or_else(|| {
+            let default = crate::sys::state_dir().ok_or_else(|| {
                 ServerError::Setup(
                     "no state folder: set [server] state_dir, or HOME or STATE_DIRECTORY".into(),
                 )

@@ -4,9 +4,11 @@
 //! durable (fsync, or one syncfs for a batch), get their mtime and are put in place with the
 //! old version kept in the trash (`Root::install`).
 
-use super::{BatchFile, Current, Put, Reader, SMALL_FILE, Seen, StagedIndex, Store, StoreError};
+use super::{
+    BatchFile, Current, Put, Reader, SMALL_FILE, Seen, StagedIndex, Store, StoreError, Vouched,
+};
 use crate::delta::{ChunkList, Plan};
-use crate::index::journal::Change;
+use crate::index::journal::{Change, SnapshotId, Token};
 use crate::index::{ContentHash, Index, ReplicaId, to_json_vec};
 use crate::relpath::RelPath;
 use crate::replica::home::{self, Home, Placement};
@@ -15,7 +17,7 @@ use crate::replica::lock::{self, LockInfo};
 use crate::replica::protocol::is_leftover_temp;
 use crate::replica::writers::Writers;
 use crate::replica::{Follow, Root, RootError};
-use crate::scan::Observed;
+use crate::scan::{Observed, ScanStats};
 use index_file::{OnDisk, index_name};
 use std::collections::HashSet;
 use std::fs::File;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod index_file;
+pub mod vouch;
 mod write;
 pub use index_file::{FileId, files_id as index_files_id};
 use write::{install, new_temp, observe, read_whole, write_batch_blocking, write_small};
@@ -47,6 +50,9 @@ pub struct LocalStore {
     /// A load found the journal damaged and set it aside: what it held after the damage is
     /// known only to a full rescan.
     rescan_due: Arc<std::sync::atomic::AtomicBool>,
+    /// What the daemon's refresh left as it was, when it vouched for the index: the next
+    /// `current_index` loads it without walking the folder.
+    vouched: Arc<Mutex<Option<ScanStats>>>,
 }
 
 impl Drop for LocalStore {
@@ -118,6 +124,7 @@ impl LocalStore {
             made: Arc::default(),
             disk: Arc::default(),
             rescan_due: Arc::default(),
+            vouched: Arc::default(),
         })
     }
 
@@ -144,6 +151,13 @@ impl LocalStore {
     /// `.sync` and its journal, its home settled, and whether it must be written whole for
     /// that (a journal records entries only).
     fn load_index(&self) -> Result<Option<(Index, bool)>, StoreError> {
+        Ok(self
+            .load_index_token()?
+            .map(|(idx, must_save, _)| (idx, must_save)))
+    }
+
+    /// `load_index`, with the state of the files loaded (`None` when it must be written).
+    fn load_index_token(&self) -> Result<Option<(Index, bool, Option<Token>)>, StoreError> {
         let loaded = index_file::load(&self.root)?;
         let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         *disk = None;
@@ -154,10 +168,11 @@ impl LocalStore {
             }
             // After damage `.sync` is written whole: the journal is gone.
             let must_save = self.settle_home(&mut idx) || damaged;
+            let token = (!must_save).then_some(on_disk.token).flatten();
             if !must_save {
                 *disk = Some(on_disk);
             }
-            (idx, must_save)
+            (idx, must_save, token)
         }))
     }
 
@@ -311,18 +326,12 @@ impl LocalStore {
         // Parsing `.sync` and walking the folder do not depend on each other.
         let scope = RelPath::root();
         let (loaded, walked) = rayon::join(
-            || self.load_index(),
+            || self.load_index_token(),
             || crate::scan::local::walk(&self.root, &scope),
         );
         let loaded = loaded?;
         let existed = loaded.is_some();
-        let (mut index, must_save) = loaded.unwrap_or_else(|| (self.new_index(), true));
-        // A digest no index has: the commit then writes the index, with its home.
-        let digest = if must_save {
-            ContentHash([0; 32])
-        } else {
-            index.entries_digest()
-        };
+        let (mut index, digest, token) = self.or_new(loaded);
         let walked = walked?;
         let busy = self.busy();
         let mut stats = crate::scan::scan_walked(&self.root, &mut index, &scope, walked, &|p| {
@@ -334,8 +343,42 @@ impl LocalStore {
             index,
             loaded: digest,
             stats,
+            token,
         };
         Ok((current, existed))
+    }
+
+    /// The index as loaded, with no walk: the daemon's refresh (`stats`, what it left as it
+    /// was) made it current just before.
+    fn vouched_blocking(&self, stats: ScanStats) -> Result<Current, StoreError> {
+        let (index, loaded, token) = self.or_new(self.load_index_token()?);
+        Ok(Current {
+            index,
+            loaded,
+            stats,
+            token,
+        })
+    }
+
+    /// A loaded index (a new one when there was none), its entries digest and token.
+    fn or_new(
+        &self,
+        loaded: Option<(Index, bool, Option<Token>)>,
+    ) -> (Index, ContentHash, Option<Token>) {
+        match loaded {
+            Some((index, false, token)) => {
+                let digest = index.entries_digest();
+                (index, digest, token)
+            }
+            // A digest no index has: the commit then writes the index, with its home.
+            Some((index, true, _)) => (index, ContentHash([0; 32]), None),
+            None => (self.new_index(), ContentHash([0; 32]), None),
+        }
+    }
+
+    /// The state of the index files on disk now (see `index_file::token`).
+    pub fn index_token(&self) -> Result<Option<Token>, StoreError> {
+        index_file::token(&self.root)
     }
 
     /// The files one of this process's SFTP clients is writing in this folder now: scans
@@ -488,17 +531,37 @@ impl Store for LocalStore {
             made: self.made.clone(),
             disk: self.disk.clone(),
             rescan_due: self.rescan_due.clone(),
+            vouched: Arc::default(),
         };
-        blocking(move || this.current_blocking(locked).map(|(c, _)| c)).await
+        let vouched = self.vouched.lock().ok().and_then(|mut v| v.take());
+        blocking(move || match vouched {
+            Some(stats) => this.vouched_blocking(stats),
+            None => this.current_blocking(locked).map(|(c, _)| c),
+        })
+        .await
+    }
+
+    async fn vouch(&self) -> Option<Vouched> {
+        let root = self.root.path().to_path_buf();
+        let v = tokio::task::spawn_blocking(move || vouch::ask(&root))
+            .await
+            .ok()
+            .flatten()?;
+        if let Ok(mut slot) = self.vouched.lock() {
+            *slot = Some(v.stats.clone());
+        }
+        Some(v)
     }
 
     async fn stage_index(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {
         let bytes = to_json_vec(index);
+        let token = Token::of_snapshot(SnapshotId::of(&bytes));
         let tmp = self
             .on_root(move |root| index_file::stage(root, INDEX_FILE, &bytes))
             .await?;
         Ok(Some(StagedIndex {
             tmp: tmp.as_str().into(),
+            token,
         }))
     }
 

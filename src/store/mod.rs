@@ -14,6 +14,7 @@ pub use local::LocalStore;
 pub use sftp::SftpStore;
 
 use crate::delta::{ChunkList, Plan};
+use crate::index::journal::Token;
 use crate::index::{ContentHash, Index, MTime};
 use crate::relpath::RelPath;
 use crate::replica::lock::LockInfo;
@@ -67,12 +68,25 @@ pub struct Current {
     /// a sync that leaves the digest alone need not rewrite it.
     pub loaded: ContentHash,
     pub stats: ScanStats,
+    /// The state of the index files as loaded (`journal::Token`); `None` when there were
+    /// none, or their journal was damaged.
+    pub token: Option<Token>,
+}
+
+/// A replica's index vouched current by the program that keeps it (our daemon, our hub):
+/// its state on disk and what the refresh left as it was. Nothing is loaded yet.
+#[derive(Debug, Clone)]
+pub struct Vouched {
+    pub token: Token,
+    pub stats: ScanStats,
 }
 
 /// An index written under a temp name (a local path or a remote one), not yet in place.
 #[derive(Debug)]
 pub struct StagedIndex {
     pub(crate) tmp: std::ffi::OsString,
+    /// The state the index files are in once it is committed.
+    pub(crate) token: Token,
 }
 
 /// A replica's folder. All paths are `RelPath`s below the replica root. Every future is
@@ -87,7 +101,14 @@ pub trait Store: Send + Sync {
 
     /// `.sync` brought up to date with the folder (rescan: stat, hash what changed); a new
     /// index when there is no `.sync` yet. One call, so a store can overlap the two halves.
+    /// After a `vouch`, only loaded: the refresh it asked for made it current.
     fn current_index(&self) -> impl Future<Output = Result<Current, StoreError>> + Send;
+    /// Asks the program that keeps this replica's index (our daemon on this machine, our
+    /// server at the other end) to bring it up to date, and for its state, without loading
+    /// it; `None` where no such program answers. Called before `current_index`.
+    fn vouch(&self) -> impl Future<Output = Option<Vouched>> + Send {
+        async { None }
+    }
     /// Writes `index` durably under a temp name, to be put in place by `commit_index`; `None`
     /// when the stored `.sync` already says the same. Two replicas stage at once while their
     /// commits keep a fixed order.
@@ -244,6 +265,10 @@ impl Store for AnyStore {
     async fn unlock(&self) -> Result<(), StoreError> {
         each!(self, s => s.unlock().await)
     }
+    async fn vouch(&self) -> Option<Vouched> {
+        each!(self, s => s.vouch().await)
+    }
+
     async fn current_index(&self) -> Result<Current, StoreError> {
         each!(self, s => s.current_index().await)
     }

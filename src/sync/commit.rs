@@ -1,6 +1,7 @@
 //! The end of a sync: each side's record of the other, both indexes written (staged at once,
 //! put in place left first), and the trash swept when due.
 
+use crate::index::journal::Token;
 use crate::index::{ContentHash, Index, PeerRecord, ReplicaId};
 use crate::store::{Store, StoreError};
 
@@ -13,14 +14,17 @@ pub(super) struct Side<'a, S> {
     pub store: &'a S,
     pub index: &'a mut Index,
     pub loaded: ContentHash,
+    /// The state of its index files as loaded.
+    pub token: Option<Token>,
     /// The name this side records the other by.
     pub peer_name: &'a str,
 }
 
-/// What both sides recorded, for `cleanup`.
+/// What both sides recorded, for `cleanup`, and the state of both sides' index files after.
 pub(super) struct Committed {
     sweep_left: bool,
     sweep_right: bool,
+    pub tokens: (Option<Token>, Option<Token>),
 }
 
 /// Records the sync in both indexes and writes those that changed. Both are written at once
@@ -60,6 +64,12 @@ pub(super) async fn commit<L: Store, R: Store>(
         stage(left.store, left.index, save_l || sweep_left),
         stage(right.store, right.index, save_r || sweep_right),
     );
+    let after =
+        |staged: &Result<Option<crate::store::StagedIndex>, StoreError>, loaded| match staged {
+            Ok(Some(s)) => Some(s.token),
+            _ => loaded,
+        };
+    let tokens = (after(&sl, left.token), after(&sr, right.token));
     let committed_l = match sl {
         Ok(Some(s)) => left.store.commit_index(s).await,
         Ok(None) => Ok(()),
@@ -78,6 +88,7 @@ pub(super) async fn commit<L: Store, R: Store>(
     Ok(Committed {
         sweep_left,
         sweep_right,
+        tokens,
     })
 }
 

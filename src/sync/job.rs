@@ -72,8 +72,6 @@ impl Job {
             cfg.concurrency
         };
         Ok(Job {
-            left: l,
-            right: r,
             opts: SyncOptions {
                 concurrency,
                 trash_days: cfg.trash_days,
@@ -82,7 +80,10 @@ impl Job {
                 right_name: right.name,
                 dry_run: false,
                 trash_max: cfg.trash_cap(),
+                settled: settled_path(&l, &r),
             },
+            left: l,
+            right: r,
         })
     }
 
@@ -114,6 +115,18 @@ impl Job {
             }
         }
     }
+}
+
+/// Where this machine keeps the pair `left`–`right` when a sync leaves it settled (see
+/// `sync::settled`): one file per pair in the state folder.
+fn settled_path(left: &AnyStore, right: &AnyStore) -> Option<PathBuf> {
+    let pair = format!("{}\0{}", left.describe(), right.describe());
+    let name = blake3::hash(pair.as_bytes()).to_hex();
+    Some(
+        crate::sys::state_dir()?
+            .join("settled")
+            .join(format!("{}.json", &name[..32])),
+    )
 }
 
 /// Opens a sync target: a local folder, or a replica over SFTP.

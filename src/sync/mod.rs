@@ -15,10 +15,12 @@ pub mod recover;
 mod report;
 #[cfg(test)]
 mod restore_tests;
+pub mod settled;
 
 pub use report::{StepError, StepFailure, SyncReport, human_bytes};
 
 use crate::index::Index;
+use crate::index::journal::Token;
 use crate::plan::Side;
 use crate::replica::lock::LockInfo;
 use crate::store::{Archive, Current, Store, StoreError};
@@ -39,6 +41,9 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// The trash's size cap (`trash_max`), kept after each sync that trashed something.
     pub trash_max: Option<crate::history::evict::Cap>,
+    /// Where this pair of replicas is kept when a sync leaves it settled (`settled`); `None`:
+    /// every sync loads both indexes.
+    pub settled: Option<std::path::PathBuf>,
 }
 
 impl Default for SyncOptions {
@@ -51,6 +56,7 @@ impl Default for SyncOptions {
             right_name: "right".into(),
             dry_run: false,
             trash_max: None,
+            settled: None,
         }
     }
 }
@@ -100,6 +106,13 @@ async fn sync_locked<L: Archive, R: Archive>(
 ) -> Result<SyncReport, StoreError> {
     let t0 = Instant::now();
     let started = crate::time::now_secs();
+    if let Some(report) = stop_if_settled(left, right, opts, started).await {
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "both sides as last settled"
+        );
+        return Ok(report);
+    }
     let (cl, cr) = refresh(left, right).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
     let (mut li, mut ri) = (cl.index, cr.index);
@@ -147,12 +160,14 @@ async fn sync_locked<L: Archive, R: Archive>(
             store: left,
             index: &mut li,
             loaded: cl.loaded,
+            token: cl.token,
             peer_name: &opts.right_name,
         },
         commit::Side {
             store: right,
             index: &mut ri,
             loaded: cr.loaded,
+            token: cr.token,
             peer_name: &opts.left_name,
         },
         crate::time::now_secs(),
@@ -161,9 +176,66 @@ async fn sync_locked<L: Archive, R: Archive>(
     )
     .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes saved");
+    keep_settled(opts, &report, (&li, &ri), done.tokens);
     commit::cleanup(left, right, done, opts.trash_days).await;
     after_commit(left, right, (&li, &ri), &report, opts, started).await;
     Ok(report)
+}
+
+/// Asks both sides to vouch for their indexes; when they are the pair this machine last left
+/// settled, the sync is done: the report of a sync that found nothing to do.
+async fn stop_if_settled<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    opts: &SyncOptions,
+    now: i64,
+) -> Option<SyncReport> {
+    let (vl, vr) = tokio::join!(left.vouch(), right.vouch());
+    let path = opts.settled.as_deref()?;
+    let (vl, vr) = (vl?, vr?);
+    if !settled::holds(settled::load(path).as_ref(), &vl, &vr, now) {
+        return None;
+    }
+    Some(SyncReport {
+        scan_left: vl.stats,
+        scan_right: vr.stats,
+        ..Default::default()
+    })
+}
+
+/// Keeps the pair as settled when the sync left nothing to do: no step failed or was left
+/// for later, neither side left anything as it was, and a plan of the indexes as committed
+/// is empty. Otherwise forgets it.
+fn keep_settled(
+    opts: &SyncOptions,
+    report: &SyncReport,
+    (li, ri): (&Index, &Index),
+    tokens: (Option<Token>, Option<Token>),
+) {
+    let Some(path) = opts.settled.as_deref() else {
+        return;
+    };
+    let clean = report.errors.is_empty()
+        && report.changing.is_empty()
+        && !settled::left_something(&report.scan_left)
+        && !settled::left_something(&report.scan_right);
+    // A plan that had steps is planned again: settled means nothing would be left to do.
+    let done = clean
+        && (report.plan.steps.is_empty() && report.conflicts.is_empty() || {
+            let again = crate::plan::plan(li, ri);
+            again.steps.is_empty() && again.conflicts.is_empty()
+        });
+    match tokens {
+        (Some(l), Some(r)) if done => settled::save(
+            path,
+            &settled::Settled {
+                left: settled::side(l, &report.scan_left),
+                right: settled::side(r, &report.scan_right),
+                at: crate::time::now_secs(),
+            },
+        ),
+        _ => settled::forget(path),
+    }
 }
 
 /// What follows a committed sync on both sides: each side's changes log and trash cap, and

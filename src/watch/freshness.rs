@@ -4,6 +4,7 @@
 
 use super::inbox::{COOKIE_PREFIX, Shared};
 use super::{Batch, WatchError};
+use crate::index::journal::Token;
 use crate::relpath::RelPath;
 use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE, is_internal};
 use crate::scan::ScanStats;
@@ -104,10 +105,11 @@ impl Freshness {
 /// How long an index refresh waits for the watcher's answer before rescanning everything.
 const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 
-/// Brings the root's `.sync` up to date for a client of our SFTP server. No `.sync.lock`: the
-/// client asking holds it. Returns what the scan met, for the client to report: the paths it
-/// could not read and the files still being written (left as they were), and those it left
-/// out (`skipped`).
+/// Brings the root's `.sync` up to date for a client of our SFTP server (or a sync on this
+/// machine asking the daemon). No `.sync.lock`: the client asking holds it. Returns what the
+/// scan met, for the client to report: the paths it could not read and the files still being
+/// written (left as they were), and those it left out (`skipped`); and the state of the index
+/// files after it.
 ///
 /// Files our clients closed a moment ago are finished: the refresh first waits out what is
 /// left of their quiet time (`Writers::settle`), so an upload closed just before is offered.
@@ -124,17 +126,20 @@ pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
     reads_journal: bool,
-) -> Result<ScanStats, WatchError> {
+) -> Result<(ScanStats, Option<Token>), WatchError> {
     let mut tries = 1;
-    loop {
+    let stats = loop {
         match refresh_once(root, watch, reads_journal) {
             Err(WatchError::Store(StoreError::IndexMoved { .. })) if tries < REFRESH_TRIES => {
                 tries += 1;
                 tracing::debug!("the index changed under the refresh; starting over");
             }
-            r => return r,
+            r => break r?,
         }
-    }
+    };
+    // The state the client compares with the one it last settled (`journal::Token`).
+    let token = LocalStore::open(root, 0)?.index_token()?;
+    Ok((stats, token))
 }
 
 /// How often a refresh overtaken by another writer starts over before it fails.

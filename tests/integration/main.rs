@@ -55,3 +55,4 @@ mod sync_fold;
 mod sync_local;
 mod sync_modes;
 mod sync_names;
+mod sync_settled;

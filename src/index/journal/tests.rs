@@ -182,6 +182,34 @@ fn records_that_check_but_make_no_sense_end_the_replay() {
     assert!(idx.entries.contains_key(&p("d/a")));
 }
 
+/// Tokens tell index states apart by what loads: every whole batch makes a new one, a torn or
+/// garbled tail has none, and a stale journal adds nothing to its snapshot's.
+#[test]
+fn a_token_names_exactly_what_a_load_gives() {
+    let (snap, journal, states, ends) = three_batches();
+    let id = SnapshotId::of(&snap);
+    let mut seen = std::collections::HashMap::new();
+    for (i, &end) in ends.iter().enumerate() {
+        let part = &journal[..end];
+        let r = survey(id, part);
+        assert_eq!(r, load(&snap, part).1);
+        let t = Token::of(id, part, &r).unwrap();
+        assert_eq!(seen.insert(t, i), None, "batch {i} repeats a token");
+        assert_eq!(to_json_vec(&load(&snap, part).0), states[i]);
+    }
+    // One byte into the next batch: damage, so no token (a rescan decides).
+    let torn = &journal[..ends[1] + 1];
+    assert_eq!(Token::of(id, torn, &survey(id, torn)), None);
+    let mut garbled = journal.clone();
+    garbled[HEADER_LEN + 20] ^= 1;
+    assert_eq!(Token::of(id, &garbled, &survey(id, &garbled)), None);
+    // A journal of another snapshot is ignored by a load, and by the token.
+    let other = SnapshotId::of(b"{}");
+    let stale = Token::of(other, &journal, &survey(other, &journal)).unwrap();
+    assert_eq!(stale, Token::of_snapshot(other));
+    assert_ne!(Token::of_snapshot(id), Token::of_snapshot(other));
+}
+
 #[test]
 fn compaction_once_the_journal_passes_a_quarter_of_the_snapshot() {
     assert!(!should_compact(1000, 0));

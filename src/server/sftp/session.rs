@@ -733,16 +733,18 @@ impl Session {
     /// to report. A client that does not say it reads the journal gets `.sync` whole.
     fn index_refresh(&self, id: u32, data: &Bytes) -> Bytes {
         let root = self.root().path();
-        let reads_journal = data.as_ref() == ext::REFRESH_READS_JOURNAL;
+        let with_token = data.as_ref() == ext::REFRESH_WITH_TOKEN;
+        let reads_journal = with_token || data.as_ref() == ext::REFRESH_READS_JOURNAL;
         let probe = self.shared.freshness.as_ref();
         match crate::watch::refresh_for_client(root, probe, reads_journal) {
-            Ok(st) => wire::left_out::reply(
+            Ok((st, token)) => wire::left_out::reply(
                 id,
                 wire::left_out::Report {
                     unreadable: st.unreadable,
                     writing: st.writing,
                     skipped: st.skipped,
                     skipped_more: Vec::new(),
+                    token: token.filter(|_| with_token).map(|t| t.0.0),
                 },
             ),
             Err(e) => {

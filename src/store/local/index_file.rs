@@ -3,7 +3,7 @@
 //! and rename with the journal reset after it. The format and replay are `index::journal`.
 
 use super::Place;
-use crate::index::journal::{self, Change, Replay, SnapshotId};
+use crate::index::journal::{self, Change, Replay, SnapshotId, Token};
 use crate::index::{ContentHash, Index, write_json};
 use crate::relpath::RelPath;
 use crate::replica::Root;
@@ -29,6 +29,9 @@ pub(super) struct OnDisk {
     /// Where the next batch goes; `None`: no journal follows this snapshot yet (one that is
     /// there names an older snapshot, and a new one replaces it).
     append_at: Option<u64>,
+    /// The state of both files together, as a sync records it; `None` after damage, or
+    /// after an append (not needed then: see `token`).
+    pub(super) token: Option<Token>,
 }
 
 /// Held while a process checks and writes a folder's index files: another writer (the
@@ -178,8 +181,91 @@ pub(super) fn load(root: &Root) -> Result<Option<(Index, OnDisk, bool)>, StoreEr
         snap_file: snap_file.unwrap_or_default(),
         journal_file: if unreadable { None } else { journal_file },
         append_at: replay.append_at(),
+        token: (!unreadable)
+            .then(|| Token::of(snap, &journal_bytes, &replay))
+            .flatten(),
     };
     Ok(Some((index, on_disk, damaged)))
+}
+
+/// The token of the index files on disk now (see `journal::Token`): what a sync compares
+/// with the pair it last settled before it loads anything. `None` with no `.sync`, or a
+/// damaged journal. The journal is read first: a compaction between the two reads then
+/// shows as a newer snapshot that holds the journal, never as a snapshot without it.
+pub fn token(root: &Root) -> Result<Option<Token>, StoreError> {
+    let journal = read_opt(root, &journal_name())?.unwrap_or_default();
+    let Some(snap) = snapshot_id(root)? else {
+        return Ok(None);
+    };
+    Ok(Token::of(snap, &journal, &journal::survey(snap, &journal)))
+}
+
+/// A version of a file: device, inode, size, mtime and ctime (any write changes the ctime).
+type Version = (u64, u64, u64, (i64, u32), (i64, u32));
+
+/// The identity of `.sync` now. Hashing a big snapshot takes a while, so the last identity
+/// per folder is kept with the file version it was taken of, and hashed again only after
+/// `.sync` is written.
+fn snapshot_id(root: &Root) -> Result<Option<SnapshotId>, StoreError> {
+    static KNOWN: Mutex<
+        Option<std::collections::HashMap<std::path::PathBuf, (Version, SnapshotId)>>,
+    > = Mutex::new(None);
+    let shown = || root.path().join(INDEX_FILE).display().to_string();
+    let version = |m: &crate::replica::root::Meta| -> Version {
+        let t = |t: crate::index::MTime| (t.secs, t.nanos);
+        (m.dev, m.ino, m.size, t(m.mtime), t(m.changed))
+    };
+    let before = match root.lstat(&index_name()) {
+        Ok(m) => version(&m),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(Place(root).err(format!("cannot read {}", shown()), e)),
+    };
+    let known = |k: &mut Option<std::collections::HashMap<_, _>>| {
+        k.get_or_insert_default().get(root.path()).copied()
+    };
+    if let Some((v, id)) = known(&mut KNOWN.lock().unwrap_or_else(|e| e.into_inner()))
+        && v == before
+    {
+        return Ok(Some(id));
+    }
+    let f = match root.open_regular(&index_name()) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(Place(root).err(format!("cannot read {}", shown()), e)),
+    };
+    let mut h = blake3::Hasher::new();
+    let len = std::io::copy(&mut &f, &mut HashInto(&mut h))
+        .map_err(|e| StoreError::io(format!("cannot read {}", shown()), e))?;
+    let id = SnapshotId {
+        len,
+        hash: ContentHash(*h.finalize().as_bytes()),
+    };
+    // Kept only when nothing wrote the file meanwhile.
+    if root
+        .lstat(&index_name())
+        .is_ok_and(|m| version(&m) == before)
+    {
+        KNOWN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_default()
+            .insert(root.path().to_path_buf(), (before, id));
+    }
+    Ok(Some(id))
+}
+
+/// A writer that only hashes.
+struct HashInto<'a>(&'a mut blake3::Hasher);
+
+impl Write for HashInto<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a test may have the process die (`TEST_FILESYNC_CRASH_AT=<point>#<n>`: SIGKILL the
@@ -330,6 +416,7 @@ pub(super) fn save(
         // Kept when the rename is not known durable: it names the old snapshot.
         journal_file: file_id(root, &journal_name()),
         append_at: None,
+        token: Some(Token::of_snapshot(snap)),
     })
 }
 
@@ -379,6 +466,9 @@ pub(super) fn append(
     Ok(Some(OnDisk {
         journal_file: file_id(root, &journal_name()),
         append_at: Some(after),
+        // Known again at the next load or `token`; an append is the daemon's, which never
+        // asks.
+        token: None,
         ..*disk
     }))
 }

@@ -4,12 +4,13 @@
 
 use super::wire::status_ok;
 use super::{Links, REQUEST_TIMEOUT_SECS, SftpStore, walk};
-use crate::index::{ContentHash, Index, ReplicaId, journal, to_json_vec};
+use crate::index::journal::{self, Token};
+use crate::index::{ContentHash, Index, ReplicaId, to_json_vec};
 use crate::proto::ext;
 use crate::relpath::RelPath;
 use crate::replica::layout::{INDEX_FILE, JOURNAL_FILE};
 use crate::scan::ScanStats;
-use crate::store::{Current, StagedIndex, StoreError};
+use crate::store::{Current, StagedIndex, StoreError, Vouched};
 use russh_sftp::protocol::Packet;
 use std::collections::HashSet;
 use std::io;
@@ -50,7 +51,9 @@ impl SftpStore {
     /// digest; `None` when there is no `.sync`. After a damaged journal the digest is one no
     /// index has: what it held past the damage is found only by a walk, and the index is
     /// then uploaded whole (which removes the journal).
-    pub(super) async fn load_digested(&self) -> Result<Option<(Index, ContentHash)>, StoreError> {
+    pub(super) async fn load_digested(
+        &self,
+    ) -> Result<Option<(Index, ContentHash, Option<Token>)>, StoreError> {
         let path = self.index_path();
         let journal_path = self.s.join(JOURNAL_FILE);
         let (bytes, journal) = tokio::join!(self.s.read_all(&path), self.s.read_all(&journal_path));
@@ -61,7 +64,7 @@ impl SftpStore {
         let host = self.s.host.clone();
         // Parsing a big index takes milliseconds: off the runtime, beside the other side's.
         let parsed = tokio::task::spawn_blocking(move || {
-            let (idx, replay, _) = journal::load(bytes, &journal)?;
+            let (idx, replay, snap) = journal::load(bytes, &journal)?;
             let digest = match replay.trouble() {
                 Some(t) => {
                     tracing::warn!(
@@ -71,11 +74,12 @@ impl SftpStore {
                 }
                 None => idx.entries_digest(),
             };
-            Ok::<_, crate::index::FormatError>((idx, digest))
+            let token = Token::of(snap, &journal, &replay);
+            Ok::<_, crate::index::FormatError>((idx, digest, token))
         })
         .await
         .map_err(|e| StoreError::io("the index parse task failed", io::Error::other(e)))?;
-        let (idx, digest) = parsed.map_err(|e| {
+        let (idx, digest, token) = parsed.map_err(|e| {
             StoreError::bad_index(
                 format!("{}:{path}", self.s.host),
                 e,
@@ -88,7 +92,7 @@ impl SftpStore {
         if let Ok(mut l) = self.st.loaded.lock() {
             *l = Some(Fingerprint::of(&idx, digest));
         }
-        Ok(Some((idx, digest)))
+        Ok(Some((idx, digest, token)))
     }
 
     pub(super) async fn stage_index_async(
@@ -107,11 +111,16 @@ impl SftpStore {
             return Ok(None);
         }
         let tmp = self.s.temp_for(&RelPath::root().join_unchecked(INDEX_FILE));
-        self.s.write_temp(&tmp, to_json_vec(index)).await?;
+        let bytes = to_json_vec(index);
+        let token = Token::of_snapshot(journal::SnapshotId::of(&bytes));
+        self.s.write_temp(&tmp, bytes).await?;
         if let Ok(mut st) = self.st.staged.lock() {
             *st = Some(norm);
         }
-        Ok(Some(StagedIndex { tmp: tmp.into() }))
+        Ok(Some(StagedIndex {
+            tmp: tmp.into(),
+            token,
+        }))
     }
 
     pub(super) async fn commit_index_async(&self, staged: StagedIndex) -> Result<(), StoreError> {
@@ -140,13 +149,51 @@ impl SftpStore {
         Ok(())
     }
 
+    /// Asks our server to bring its index up to date and for its state (`Store::vouch`);
+    /// `None` from a server that cannot say it, or whose refresh failed. Either way the
+    /// outcome is kept for `current_async`, which does not ask again.
+    pub(super) async fn vouch_async(&self) -> Option<Vouched> {
+        if !self.s.index_refresh {
+            return None;
+        }
+        let (vouched, kept) = match self.refresh_logged().await {
+            Ok((stats, token)) => (
+                token.map(|token| Vouched {
+                    token,
+                    stats: stats.clone(),
+                }),
+                Ok(stats),
+            ),
+            Err(failed) => (None, Err(failed)),
+        };
+        if let Ok(mut r) = self.st.refreshed.lock() {
+            *r = Some(kept);
+        }
+        vouched
+    }
+
+    /// `server_refresh`, a failure said once with the server's own words kept.
+    async fn refresh_logged(&self) -> Result<(ScanStats, Option<Token>), RefreshFailed> {
+        self.server_refresh().await.map_err(|e| {
+            tracing::warn!("the server could not refresh its index ({e}); scanning");
+            RefreshFailed {
+                said: std::error::Error::source(&e).map(|c| c.to_string()),
+            }
+        })
+    }
+
     pub(super) async fn current_async(&self) -> Result<Current, StoreError> {
         // Why our server could not refresh its index: when its `.sync` is damaged, the
         // server's words name the folder it serves, which the path we see (`/`) does not.
         let mut hub_said = None;
         if self.s.index_refresh {
             let t0 = std::time::Instant::now();
-            match self.server_refresh().await {
+            let asked = self.st.refreshed.lock().ok().and_then(|mut r| r.take());
+            let refreshed = match asked {
+                Some(r) => r,
+                None => self.refresh_logged().await.map(|(stats, _)| stats),
+            };
+            match refreshed {
                 Ok(stats) => {
                     let refreshed = t0.elapsed().as_millis() as u64;
                     let loaded = self.load_digested().await?;
@@ -155,18 +202,16 @@ impl SftpStore {
                         loaded = t0.elapsed().as_millis() as u64,
                         "remote index current (ms)"
                     );
-                    if let Some((index, loaded)) = loaded.filter(|(_, d)| *d != DAMAGED) {
+                    if let Some((index, loaded, token)) = loaded.filter(|(_, d, _)| *d != DAMAGED) {
                         return Ok(Current {
                             index,
                             loaded,
                             stats,
+                            token,
                         });
                     }
                 }
-                Err(e) => {
-                    tracing::warn!("the server could not refresh its index ({e}); scanning");
-                    hub_said = std::error::Error::source(&e).map(|c| c.to_string());
-                }
+                Err(failed) => hub_said = failed.said,
             }
         }
         // The listing does not need the index: walk the folder while `.sync` downloads.
@@ -188,12 +233,12 @@ impl SftpStore {
             }
             (e, _) => e,
         });
-        let (mut index, loaded) = match loaded? {
+        let (mut index, loaded, token) = match loaded? {
             Some(x) => x,
             None => {
                 let i = Index::new(ReplicaId::random());
                 let d = i.entries_digest();
-                (i, d)
+                (i, d, None)
             }
         };
         let locked = self.st.locked.load(std::sync::atomic::Ordering::Relaxed);
@@ -202,24 +247,28 @@ impl SftpStore {
             index,
             loaded,
             stats,
+            token,
         })
     }
 
     /// Asks our own server to bring its `.sync` up to date; returns what it left as it was:
     /// the paths its scan could not read, the files its clients are still writing (also
     /// "moving": left for the next sync) and what it leaves out by nature.
-    pub(super) async fn server_refresh(&self) -> Result<ScanStats, StoreError> {
+    pub(super) async fn server_refresh(&self) -> Result<(ScanStats, Option<Token>), StoreError> {
         let s = &self.s;
         let raw = s.raw();
         raw.set_timeout(3600);
-        let res = raw
-            .extended(ext::INDEX_REFRESH, ext::REFRESH_READS_JOURNAL.to_vec())
-            .await;
+        let asked = if s.refresh_token {
+            ext::REFRESH_WITH_TOKEN
+        } else {
+            ext::REFRESH_READS_JOURNAL
+        };
+        let res = raw.extended(ext::INDEX_REFRESH, asked.to_vec()).await;
         raw.set_timeout(REQUEST_TIMEOUT_SECS);
         let reply = res.map_err(|e| s.err("index refresh", &s.root, e))?;
         let Packet::ExtendedReply(r) = reply else {
             return status_ok(reply)
-                .map(|()| Default::default())
+                .map(|()| (ScanStats::default(), None))
                 .map_err(|e| s.err("index refresh", &s.root, e));
         };
         let left =
@@ -229,15 +278,23 @@ impl SftpStore {
                     io::Error::new(io::ErrorKind::InvalidData, "malformed"),
                 )
             })?;
-        Ok(ScanStats {
+        let token = left.token.map(|t| Token(ContentHash(t)));
+        let stats = ScanStats {
             unreadable: left.unreadable,
             moving: left.writing.clone(),
             writing: left.writing,
             skipped: left.skipped,
             skipped_more: left.skipped_more,
             ..ScanStats::default()
-        })
+        };
+        Ok((stats, token))
     }
+}
+
+/// Why our server's refresh failed, in its own words where it gave them.
+#[derive(Debug)]
+pub(super) struct RefreshFailed {
+    said: Option<String>,
 }
 
 /// The digest of an index whose journal was damaged: no index has it, so the index is

@@ -27,13 +27,13 @@ pub use open::open;
 pub(crate) use session::Sftp;
 pub(crate) use wire::to_io;
 
-use super::{BatchFile, Current, Put, Reader, Seen, StagedIndex, Store, StoreError};
+use super::{BatchFile, Current, Put, Reader, Seen, StagedIndex, Store, StoreError, Vouched};
 use crate::delta::{ChunkList, Plan};
 use crate::index::{ContentHash, Index};
 use crate::relpath::RelPath;
 use crate::replica::layout::TRASH_DIR;
 use crate::replica::lock::{self, LockInfo};
-use crate::scan::Observed;
+use crate::scan::{Observed, ScanStats};
 use index::Fingerprint;
 use links::Links;
 use russh_sftp::client::error::Error as SftpError;
@@ -82,6 +82,9 @@ struct State {
     locked: std::sync::atomic::AtomicBool,
     /// What the last walk of the remote folder learnt of links: nothing is written through one.
     links: Mutex<Links>,
+    /// The outcome of the server's index refresh `vouch` asked for, for `current_index` to
+    /// build on rather than ask again: what it left as it was, or why it failed.
+    refreshed: Mutex<Option<Result<ScanStats, index::RefreshFailed>>>,
 }
 
 impl SftpStore {
@@ -162,6 +165,13 @@ impl Store for SftpStore {
 
     async fn current_index(&self) -> Result<Current, StoreError> {
         self.guard(self.current_async()).await
+    }
+
+    async fn vouch(&self) -> Option<Vouched> {
+        self.guard(async { Ok(self.vouch_async().await) })
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn stage_index(&self, index: &Index) -> Result<Option<StagedIndex>, StoreError> {

@@ -56,6 +56,9 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
         hardlink: ext(ext::HARDLINK),
         fsync: ext(ext::FSYNC),
         index_refresh: ext(ext::INDEX_REFRESH),
+        refresh_token: (version.extensions.get(ext::INDEX_REFRESH))
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v >= 3),
         copy_data: std::sync::atomic::AtomicBool::new(ext(ext::COPY_DATA)),
         blake3: ext(ext::BLAKE3),
         batch,
@@ -76,6 +79,7 @@ pub async fn open(r: &Remote, cfg: &Config, accept_new: bool) -> Result<SftpStor
             staged: Mutex::new(None),
             locked: std::sync::atomic::AtomicBool::new(false),
             links: Mutex::new(Default::default()),
+            refreshed: Mutex::new(None),
         }),
     })
 }

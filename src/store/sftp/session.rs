@@ -30,6 +30,8 @@ pub(crate) struct Sftp {
     pub(super) hardlink: bool,
     pub(super) fsync: bool,
     pub(super) index_refresh: bool,
+    /// Our server from the version that says the state of its index after a refresh.
+    pub(super) refresh_token: bool,
     /// `copy-data`: ranges copied between two open files on the server (delta uploads).
     /// Turned off for the session when the server refuses it (OpenSSH advertises it even
     /// when `sftp-server -P copy-data` denies it).
