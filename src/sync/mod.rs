@@ -8,6 +8,7 @@ mod apply;
 mod changes;
 mod clash;
 mod commit;
+mod current;
 mod delta;
 mod fold;
 pub mod job;
@@ -23,7 +24,7 @@ use crate::index::Index;
 use crate::index::journal::Token;
 use crate::plan::Side;
 use crate::replica::lock::LockInfo;
-use crate::store::{Archive, Current, Store, StoreError};
+use crate::store::{Archive, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 
@@ -106,14 +107,14 @@ async fn sync_locked<L: Archive, R: Archive>(
 ) -> Result<SyncReport, StoreError> {
     let t0 = Instant::now();
     let started = crate::time::now_secs();
-    if let Some(report) = stop_if_settled(left, right, opts, started).await {
-        tracing::debug!(
-            ms = t0.elapsed().as_millis() as u64,
-            "both sides as last settled"
-        );
-        return Ok(report);
-    }
-    let (cl, cr) = refresh(left, right).await?;
+    let (cl, cr) = match current::start(left, right, opts, started).await? {
+        current::Start::Loaded(cl, cr) => (cl, cr),
+        current::Start::Settled(report) => {
+            let ms = t0.elapsed().as_millis() as u64;
+            tracing::debug!(ms, "both sides as last settled");
+            return Ok(report);
+        }
+    };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "indexes current");
     let (mut li, mut ri) = (cl.index, cr.index);
     li.name.get_or_insert_with(|| opts.left_name.clone());
@@ -180,27 +181,6 @@ async fn sync_locked<L: Archive, R: Archive>(
     commit::cleanup(left, right, done, opts.trash_days).await;
     after_commit(left, right, (&li, &ri), &report, opts, started).await;
     Ok(report)
-}
-
-/// Asks both sides to vouch for their indexes; when they are the pair this machine last left
-/// settled, the sync is done: the report of a sync that found nothing to do.
-async fn stop_if_settled<L: Store, R: Store>(
-    left: &L,
-    right: &R,
-    opts: &SyncOptions,
-    now: i64,
-) -> Option<SyncReport> {
-    let (vl, vr) = tokio::join!(left.vouch(), right.vouch());
-    let path = opts.settled.as_deref()?;
-    let (vl, vr) = (vl?, vr?);
-    if !settled::holds(settled::load(path).as_ref(), &vl, &vr, now) {
-        return None;
-    }
-    Some(SyncReport {
-        scan_left: vl.stats,
-        scan_right: vr.stats,
-        ..Default::default()
-    })
 }
 
 /// Keeps the pair as settled when the sync left nothing to do: no step failed or was left
@@ -292,24 +272,6 @@ async fn keep_history<S: Archive>(
             crate::store::Chain(&e)
         );
     }
-}
-
-/// Both indexes brought up to date with their folders, at once. Two folders with one
-/// replica id (a folder copied with its `.sync`) are refused: their histories would merge.
-async fn refresh<L: Store, R: Store>(
-    left: &L,
-    right: &R,
-) -> Result<(Current, Current), StoreError> {
-    let (cl, cr) = tokio::join!(left.current_index(), right.current_index());
-    let (cl, cr) = (cl?, cr?);
-    if cl.index.replica == cr.index.replica {
-        return Err(StoreError::SameReplica {
-            left: left.describe(),
-            right: right.describe(),
-            replica: cl.index.replica,
-        });
-    }
-    Ok((cl, cr))
 }
 
 /// What a side could not read is left as it was there, unsynced: the sync did not finish.

@@ -48,14 +48,22 @@ pub fn left_something(stats: &ScanStats) -> bool {
 /// and together they are the pair settled less than `TRUSTED_FOR_SECS` ago (a clock that went
 /// back trusts nothing).
 pub fn holds(kept: Option<&Settled>, left: &Vouched, right: &Vouched, now: i64) -> bool {
-    let Some(k) = kept else {
-        return false;
-    };
-    !left_something(&left.stats)
-        && !left_something(&right.stats)
-        && (0..TRUSTED_FOR_SECS).contains(&(now - k.at))
-        && k.left == side(left.token, &left.stats)
-        && k.right == side(right.token, &right.stats)
+    kept.is_some_and(|k| {
+        recent(k, now)
+            && side_holds(&k.left, left.token, &left.stats)
+            && side_holds(&k.right, right.token, &right.stats)
+    })
+}
+
+/// Whether the pair was settled less than `TRUSTED_FOR_SECS` before `now`.
+pub fn recent(kept: &Settled, now: i64) -> bool {
+    (0..TRUSTED_FOR_SECS).contains(&(now - kept.at))
+}
+
+/// Whether one side, in state `token` and having left out `stats`, is as `kept` (that side of
+/// a settled pair) names it, with nothing left as it was.
+pub fn side_holds(kept: &str, token: Token, stats: &ScanStats) -> bool {
+    !left_something(stats) && kept == side(token, stats)
 }
 
 /// The settled pair kept at `path`; `None` when there is none or it cannot be read (a full
