@@ -78,6 +78,19 @@ stop() {
 }
 
 declare -A F
+# The median of three runs of a command, in seconds: the cores are shared, so one run alone
+# says little.
+median3() {
+    local times=() s
+    for _ in 1 2 3; do
+        sync
+        sleep 1
+        s=$(date +%s.%N)
+        "$@" >/dev/null
+        times+=("$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')")
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n 2p
+}
 # First index of the folder: seconds and peak RSS. One untimed run first: whichever build
 # runs first after the tree is touched would otherwise pay for a cold page cache.
 bench_index() { # name bin tree scale
@@ -142,6 +155,9 @@ CFG
     local run=(env -u FILESYNC_CONFIG HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
         SSH_AUTH_SOCK= "$2" --config "$work/laptop.toml" sync --no-progress --quiet
         "sftp://127.0.0.1:$port/" "$laptop")
+    "${run[@]}" >/dev/null
+    # Without a daemon on the laptop: each sync walks it.
+    F[$4,bare_s,$1]=$(median3 "${run[@]}")
     # The laptop's daemon, once its first scan is done and it is idle.
     RUST_LOG=info "$2" --config "$work/laptop.toml" daemon --root "$laptop" 2>"$work/laptop.log" &
     lpid=$!
@@ -151,16 +167,8 @@ CFG
     done
     idle "$lpid"
     "${run[@]}" >/dev/null
-    local times=() s
-    for _ in 1 2 3; do
-        sync
-        sleep 1
-        s=$(date +%s.%N)
-        "${run[@]}" >/dev/null
-        times+=("$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')")
-    done
-    # The median of three: the cores are shared, so one run alone says little.
-    F[$4,noop_s,$1]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+    F[$4,noop_s,$1]=$(median3 "${run[@]}")
+    local s
     python3 "$peers/make-tree.py" "$laptop" mutate 1 --seed "$(date +%s%N)" >/dev/null
     sync
     sleep 1
@@ -185,7 +193,8 @@ printf '%-44s %10s %10s %8s\n' figure prev now now/prev
 for scale in $scales; do
     for k in "index_s:first filesync index (s)" "index_mib:filesync index peak RSS (MiB)" \
         "idle_mib:daemon idle RSS (MiB)" "peak_mib:daemon peak RSS, first scan in (MiB)" \
-        "edit_kib:written per single-file edit (KiB)" "noop_s:no-op sync laptop <-> hub (s)" \
+        "edit_kib:written per single-file edit (KiB)" "bare_s:no-op sync laptop <-> hub, no laptop daemon (s)" \
+        "noop_s:no-op sync laptop <-> hub, laptop daemon (s)" \
         "change_s:sync of 1 % changed, laptop -> hub (s)"; do
         key=${k%%:*} what="${k#*:}"
         [ -n "${F[$scale,$key,now]:-}" ] || continue

@@ -8,6 +8,8 @@ use crate::store::{Current, Store, StoreError, Vouched};
 use std::future::Future;
 
 /// How a sync starts.
+// One value per sync, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Start {
     /// Both sides are as the last sync left them: nothing to do.
     Settled(SyncReport),

@@ -126,20 +126,7 @@ async fn sync_locked<L: Archive, R: Archive>(
     };
     note_unreadable(&mut report, &left.describe(), &right.describe());
 
-    let mut plan = crate::plan::plan(&li, &ri);
-    let clashes = clash::find(
-        &li,
-        &ri,
-        &report.scan_left.skipped,
-        &report.scan_right.skipped,
-    );
-    clash::hold_back(&mut plan, &clashes);
-    note_clashes(&mut report, &clashes, &left.describe(), &right.describe());
-    let (rl, rr) = tokio::join!(left.name_rules(), right.name_rules());
-    let held = fold::settle(&mut plan, &li, &ri, [rl, rr]);
-    note_held(&mut report, &held, &left.describe(), &right.describe());
-    tracing::debug!(steps = plan.steps.len(), "planned");
-    report.conflicts = plan.conflicts.clone();
+    let plan = plan_held(left, right, (&li, &ri), &mut report).await;
     if opts.dry_run {
         report.plan = plan;
         return Ok(report);
@@ -181,6 +168,31 @@ async fn sync_locked<L: Archive, R: Archive>(
     commit::cleanup(left, right, done, opts.trash_days).await;
     after_commit(left, right, (&li, &ri), &report, opts, started).await;
     Ok(report)
+}
+
+/// The plan, less what a side cannot take yet: paths that clash with what a scan left out,
+/// and names a side cannot hold (each noted in the report).
+async fn plan_held<L: Store, R: Store>(
+    left: &L,
+    right: &R,
+    (li, ri): (&Index, &Index),
+    report: &mut SyncReport,
+) -> crate::plan::Plan {
+    let mut plan = crate::plan::plan(li, ri);
+    let clashes = clash::find(
+        li,
+        ri,
+        &report.scan_left.skipped,
+        &report.scan_right.skipped,
+    );
+    clash::hold_back(&mut plan, &clashes);
+    note_clashes(report, &clashes, &left.describe(), &right.describe());
+    let (rl, rr) = tokio::join!(left.name_rules(), right.name_rules());
+    let held = fold::settle(&mut plan, li, ri, [rl, rr]);
+    note_held(report, &held, &left.describe(), &right.describe());
+    tracing::debug!(steps = plan.steps.len(), "planned");
+    report.conflicts = plan.conflicts.clone();
+    plan
 }
 
 /// Keeps the pair as settled when the sync left nothing to do: no step failed or was left

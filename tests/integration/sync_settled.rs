@@ -27,6 +27,9 @@ fn daemon_on(t: &Pair, f: &Folder) -> Daemon {
     d
 }
 
+/// A change made to one side or the other, named for messages.
+type Change<'a> = (&'a str, &'a dyn Fn(&Pair));
+
 /// `daemons` keep the near side's index (and the far one's, for two local folders).
 fn every_change_is_still_synced(t: &mut Pair, mut daemons: Vec<Daemon>) {
     t.a.write("x.txt", "one");
@@ -45,7 +48,7 @@ fn every_change_is_still_synced(t: &mut Pair, mut daemons: Vec<Daemon>) {
     );
 
     // Each change the instant before a sync: never missed, then settled again.
-    let changes: [(&str, &dyn Fn(&Pair)); 4] = [
+    let changes: [Change; 4] = [
         ("an edit here", &|t| {
             t.a.write("x.txt", "edited here");
         }),
@@ -82,7 +85,10 @@ fn every_change_is_still_synced(t: &mut Pair, mut daemons: Vec<Daemon>) {
     assert!(!stopped, "{out}");
     assert_eq!(t.b.read("w.txt"), b"while no daemon ran");
     let (out, stopped) = sync(t);
-    assert!(stopped, "a scan that found nothing new did not stop the sync\n{out}");
+    assert!(
+        stopped,
+        "a scan that found nothing new did not stop the sync\n{out}"
+    );
     t.b.write("y.txt", "edited there again");
     let (out, stopped) = sync(t);
     assert!(!stopped, "{out}");
