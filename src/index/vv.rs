@@ -74,8 +74,11 @@ pub struct VersionVector(Pairs);
 enum Pairs {
     One(NonZeroU64, u64),
     /// No pair, or several (or one of the zero replica, which an index may name).
-    Other(Option<Box<Box<[(ReplicaId, u64)]>>>),
+    Other(Option<Box<Several>>),
 }
+
+/// Two pairs or more, behind one more pointer: a thin one fits beside the inline pair.
+type Several = Box<[(ReplicaId, u64)]>;
 
 impl Default for Pairs {
     fn default() -> Self {
