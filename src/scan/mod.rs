@@ -474,6 +474,31 @@ impl Walked {
     }
 }
 
+/// Folders whose subtrees a settling leaves as they are: sorted, none below another, so the
+/// one that could hold a path is the last at or before it (a folder's descendants sort right
+/// after it). A part of a big scan leaves thousands of folders to other parts, and every
+/// entry below them is asked about.
+struct Subtrees(Vec<RelPath>);
+
+impl Subtrees {
+    fn new(mut v: Vec<RelPath>) -> Self {
+        v.sort();
+        let mut outer: Vec<RelPath> = Vec::with_capacity(v.len());
+        for p in v {
+            if !outer.last().is_some_and(|o| p.starts_with(o)) {
+                outer.push(p);
+            }
+        }
+        Subtrees(outer)
+    }
+
+    /// Whether `p` is one of the folders or lies below one.
+    fn hold(&self, p: &RelPath) -> bool {
+        let i = self.0.partition_point(|b| b <= p);
+        i > 0 && p.starts_with(&self.0[i - 1])
+    }
+}
+
 /// The end of every scan, local or remote: the hashes folded into `index` by `reconcile`.
 /// What the walk could not read, what was moving and what the rules leave out keep their
 /// entries (`is_dir` tells whether a path not walked is a folder, for the rules).
@@ -519,12 +544,14 @@ pub fn settle(
         // The caller reports these (`index`, a sync's errors, the watcher's log).
         tracing::debug!(path = %p, "cannot read, left as it was: {m}");
     }
-    let bad: Vec<&RelPath> = w
-        .unreadable
-        .keys()
-        .chain(&w.refused_ways)
-        .chain(&w.deferred)
-        .collect();
+    let bad = Subtrees::new(
+        w.unreadable
+            .keys()
+            .chain(&w.refused_ways)
+            .chain(&w.deferred)
+            .cloned()
+            .collect(),
+    );
     // A file of our temp shape that the index names is the user's (an index the original
     // tool wrote names everything): it keeps its entry and is never removed.
     let (named, temps): (Vec<_>, Vec<_>) = w
@@ -539,11 +566,7 @@ pub fn settle(
         scope,
         &w.observed,
         &hashes,
-        |p| {
-            !bad.iter().any(|b| p.starts_with(b))
-                && !held.contains(p)
-                && !w.rules.leaves_out(p, is_dir)
-        },
+        |p| !bad.hold(p) && !held.contains(p) && !w.rules.leaves_out(p, is_dir),
         MTime::from_system(std::time::SystemTime::now()),
     );
     st.hashed = hashes.len() as u64;

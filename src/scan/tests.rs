@@ -513,3 +513,18 @@ fn a_big_tree_is_scanned_in_parts() {
     assert_eq!((st.added, st.hashed), (96, 72));
     assert_eq!(idx.counts(), (72, 24, 0));
 }
+
+proptest::proptest! {
+    /// The folders a settling leaves alone hold exactly the paths some one of them holds.
+    #[test]
+    fn subtrees_hold_what_one_of_them_holds(
+        folders in proptest::collection::vec("[ab]{1,2}(/[ab ]{1,2}){0,2}", 0..8),
+        paths in proptest::collection::vec("[ab]{1,2}(/[ab ]{1,2}){0,3}", 1..16),
+    ) {
+        let folders: Vec<RelPath> = folders.iter().filter_map(|f| RelPath::parse(f).ok()).collect();
+        let held = Subtrees::new(folders.clone());
+        for q in paths.iter().filter_map(|q| RelPath::parse(q).ok()) {
+            proptest::prop_assert_eq!(held.hold(&q), folders.iter().any(|f| q.starts_with(f)), "{}", q);
+        }
+    }
+}
