@@ -10,7 +10,102 @@ use std::path::{Path, PathBuf};
 /// NUL, no backslash-free tricks needed because we never hand it to a shell. The empty path
 /// is the root itself.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct RelPath(Box<str>);
+pub struct RelPath(Text);
+
+/// Paths up to this many bytes are kept inline.
+const INLINE: usize = 22;
+
+/// A path's text: a short one inline, a longer one in a heap block of its own. An index
+/// holds a million paths, and a heap block costs its size rounded up plus a header (a
+/// 20-byte path takes 32 bytes of heap beside its 16-byte pointer).
+#[derive(Clone)]
+enum Text {
+    /// The length and the bytes of a whole `str` of at most `INLINE` bytes.
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<str>),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: `Inline` is made only by `From<&str>` (the bytes of a whole `str`) and
+            // `joined` (two whole `str`s around an ASCII `/`), with their length, and never
+            // changed after: the bytes up to the length are valid UTF-8.
+            Text::Inline(n, b) => unsafe { std::str::from_utf8_unchecked(&b[..usize::from(*n)]) },
+            Text::Heap(s) => s,
+        }
+    }
+}
+
+impl Text {
+    /// `dir/name`, with no heap block in between when it is short.
+    fn joined(dir: &str, name: &str) -> Self {
+        let n = dir.len() + 1 + name.len();
+        if n > INLINE {
+            return Text::Heap(format!("{dir}/{name}").into_boxed_str());
+        }
+        let mut b = [0; INLINE];
+        b[..dir.len()].copy_from_slice(dir.as_bytes());
+        b[dir.len()] = b'/';
+        b[dir.len() + 1..n].copy_from_slice(name.as_bytes());
+        Text::Inline(n as u8, b)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        if s.len() <= INLINE {
+            let mut b = [0; INLINE];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            Text::Inline(s.len() as u8, b)
+        } else {
+            Text::Heap(s.into())
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE {
+            Text::from(s.as_str())
+        } else {
+            Text::Heap(s.into_boxed_str())
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::from("")
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// The longest file name (in bytes) any file system we run on takes.
 pub const NAME_MAX: usize = 255;
@@ -44,7 +139,7 @@ pub enum RelPathError {
 
 impl RelPath {
     pub fn root() -> Self {
-        RelPath(Box::default())
+        RelPath(Text::default())
     }
 
     pub fn is_root(&self) -> bool {
@@ -115,7 +210,7 @@ impl RelPath {
         if self.0.is_empty() {
             RelPath(name.into())
         } else {
-            RelPath(format!("{}/{}", self.0, name).into())
+            RelPath(Text::joined(&self.0, name))
         }
     }
 
@@ -283,12 +378,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Paths kept inline and on the heap, however they were made, are the same paths.
+        #[test]
+        fn short_and_long_paths_are_alike(
+            names in proptest::collection::vec("[aé/]{0,3}[bü]{1,12}", 1..5),
+        ) {
+            let names: Vec<String> = names.iter().map(|n| n.replace('/', "")).collect();
+            let joined = names
+                .iter()
+                .try_fold(RelPath::root(), |p, n| p.join(n))
+                .unwrap();
+            let text = names.join("/");
+            let parsed = RelPath::parse(&text).unwrap();
+            proptest::prop_assert_eq!(joined.as_str(), text.as_str());
+            proptest::prop_assert_eq!(&joined, &parsed);
+            let hash = |p: &RelPath| {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                    .hash_one(p)
+            };
+            proptest::prop_assert_eq!(hash(&joined), hash(&parsed));
+            proptest::prop_assert_eq!(joined.parent().map(|p| p.as_str().to_string()),
+                text.rfind('/').map(|i| text[..i].to_string()).or(Some(String::new())));
+        }
+    }
+
+    #[test]
+    fn a_path_stays_small() {
+        assert_eq!(size_of::<RelPath>(), 24);
+        assert_eq!(size_of::<Option<RelPath>>(), 24);
+    }
+
     #[test]
     fn parent_name_ancestors() {
         let p = RelPath::parse("a/b/c").unwrap();
         assert_eq!(p.parent().unwrap().as_str(), "a/b");
         assert_eq!(p.name(), "c");
-        let anc: Vec<String> = p.ancestors().map(|a| a.0.into_string()).collect();
+        let anc: Vec<String> = p.ancestors().map(|a| a.as_str().to_string()).collect();
         assert_eq!(anc, ["a/b", "a"]);
         assert!(p.starts_with(&RelPath::parse("a").unwrap()));
         assert!(

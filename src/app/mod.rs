@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => install::run(cli.config.as_deref(), root.as_deref()),
         Command::Daemon { root, .. } => {
             let root = root_of(root, &cfg)?;
+            crate::sys::limit_allocator_arenas(); // before the runtime's threads allocate
             runtime()?.block_on(crate::daemon::run(&cfg, &root, cli.config.as_deref()))?;
             Ok(0)
         }

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 
 /// A replica's random, stable id (64 bits, written as 16 hex digits).
@@ -65,47 +66,65 @@ pub enum Causality {
 pub struct VersionVector(Pairs);
 
 /// The pairs of a vector, laid out for size: most entries were only ever changed by one
-/// replica, and a million of them each with a heap block of their own add up.
-/// Canonical (`One` for exactly one pair, `Many` for more), so derived equality holds.
-#[derive(Clone, PartialEq, Eq, Default, Hash)]
+/// replica, and a million of them each with a heap block of their own add up; a pair kept
+/// inline and a thin pointer share 16 bytes (the zero replica id marks the pointer).
+/// Canonical (`One` for exactly one pair of a replica other than zero, `Other` for the rest),
+/// so derived equality holds.
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Pairs {
-    #[default]
-    None,
-    One((ReplicaId, u64)),
-    Many(Box<[(ReplicaId, u64)]>),
+    One(NonZeroU64, u64),
+    /// No pair, or several (or one of the zero replica, which an index may name).
+    Other(Option<Box<Several>>),
+}
+
+/// Two pairs or more, behind one more pointer: a thin one fits beside the inline pair.
+type Several = Box<[(ReplicaId, u64)]>;
+
+impl Default for Pairs {
+    fn default() -> Self {
+        Pairs::Other(None)
+    }
 }
 
 impl Pairs {
-    fn as_slice(&self) -> &[(ReplicaId, u64)] {
+    /// The pairs, in order; `one` holds a lone pair kept inline.
+    fn as_slice<'a>(&'a self, one: &'a mut [(ReplicaId, u64); 1]) -> &'a [(ReplicaId, u64)] {
         match self {
-            Pairs::None => &[],
-            Pairs::One(p) => std::slice::from_ref(p),
-            Pairs::Many(v) => v,
+            Pairs::One(r, n) => {
+                *one = [(ReplicaId(r.get()), *n)];
+                one
+            }
+            Pairs::Other(None) => &[],
+            Pairs::Other(Some(v)) => v,
         }
     }
 
     fn from_vec(v: Vec<(ReplicaId, u64)>) -> Self {
         match v.as_slice() {
-            [] => Pairs::None,
-            [p] => Pairs::One(*p),
-            _ => Pairs::Many(v.into_boxed_slice()),
+            [] => Pairs::Other(None),
+            [(r, n)] if r.0 != 0 => match NonZeroU64::new(r.0) {
+                Some(r) => Pairs::One(r, *n),
+                None => unreachable!("a replica id other than zero is not zero"),
+            },
+            _ => Pairs::Other(Some(Box::new(v.into_boxed_slice()))),
         }
     }
 }
 
 impl VersionVector {
-    pub const EMPTY: VersionVector = VersionVector(Pairs::None);
+    pub const EMPTY: VersionVector = VersionVector(Pairs::Other(None));
 
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.as_slice().is_empty()
+        matches!(self.0, Pairs::Other(None))
     }
 
     pub fn get(&self, r: ReplicaId) -> u64 {
-        let v = self.0.as_slice();
+        let mut one = [Default::default()];
+        let v = self.0.as_slice(&mut one);
         match v.binary_search_by_key(&r, |&(k, _)| k) {
             Ok(i) => v[i].1,
             Err(_) => 0,
@@ -113,7 +132,7 @@ impl VersionVector {
     }
 
     pub fn set(&mut self, r: ReplicaId, n: u64) {
-        let mut v = self.0.as_slice().to_vec();
+        let mut v = self.0.as_slice(&mut [Default::default()]).to_vec();
         match v.binary_search_by_key(&r, |&(k, _)| k) {
             Ok(i) if n == 0 => {
                 v.remove(i);
@@ -139,7 +158,8 @@ impl VersionVector {
 
     /// Pointwise maximum: a history that includes both.
     pub fn merged(&self, other: &Self) -> Self {
-        let (l, r) = (self.0.as_slice(), other.0.as_slice());
+        let (mut a, mut b) = ([Default::default()], [Default::default()]);
+        let (l, r) = (self.0.as_slice(&mut a), other.0.as_slice(&mut b));
         let mut out = Vec::with_capacity(l.len().max(r.len()));
         let (mut i, mut j) = (0, 0);
         while i < l.len() || j < r.len() {
@@ -174,7 +194,8 @@ impl VersionVector {
     }
 
     pub fn compare(&self, other: &Self) -> Causality {
-        let (l, r) = (self.0.as_slice(), other.0.as_slice());
+        let (mut a, mut b) = ([Default::default()], [Default::default()]);
+        let (l, r) = (self.0.as_slice(&mut a), other.0.as_slice(&mut b));
         let (mut greater, mut less) = (false, false);
         let (mut i, mut j) = (0, 0);
         while i < l.len() || j < r.len() {
@@ -215,7 +236,12 @@ impl VersionVector {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ReplicaId, u64)> + '_ {
-        self.0.as_slice().iter().copied()
+        let (one, many): (_, &[_]) = match &self.0 {
+            Pairs::One(r, n) => (Some((ReplicaId(r.get()), *n)), &[]),
+            Pairs::Other(None) => (None, &[]),
+            Pairs::Other(Some(v)) => (None, v),
+        };
+        one.into_iter().chain(many.iter().copied())
     }
 
     /// The vector of `pairs`; a replica named twice keeps its larger counter.
@@ -233,7 +259,7 @@ impl VersionVector {
 impl fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.0.as_slice().iter().map(|(r, n)| (r.short(), n)))
+            .entries(self.iter().map(|(r, n)| (r.short(), n)))
             .finish()
     }
 }
@@ -269,11 +295,39 @@ mod tests {
     }
 
     fn arb_vv() -> impl Strategy<Value = VersionVector> {
-        proptest::collection::vec((1u64..5, 0u64..4), 0..5)
+        // Replica zero too: an index may name it, and it is kept apart from the inline pair.
+        proptest::collection::vec((0u64..5, 0u64..4), 0..5)
             .prop_map(|p| VersionVector::from_pairs(p.into_iter().map(|(r, n)| (ReplicaId(r), n))))
     }
 
+    #[test]
+    fn a_vector_stays_small() {
+        assert_eq!(size_of::<VersionVector>(), 16);
+    }
+
     proptest! {
+        /// Whatever the layout holds, the pairs read back as given.
+        #[test]
+        fn pairs_read_back(p in proptest::collection::vec((0u64..5, 1u64..4), 0..5)) {
+            let a = VersionVector::from_pairs(p.iter().map(|&(r, n)| (ReplicaId(r), n)));
+            let mut want: std::collections::BTreeMap<u64, u64> = Default::default();
+            for &(r, n) in &p {
+                let m = want.entry(r).or_default();
+                *m = (*m).max(n);
+            }
+            let got: Vec<(u64, u64)> = a.iter().map(|(r, n)| (r.0, n)).collect();
+            prop_assert_eq!(got, want.iter().map(|(&r, &n)| (r, n)).collect::<Vec<_>>());
+            for (&r, &n) in &want {
+                prop_assert_eq!(a.get(ReplicaId(r)), n);
+            }
+            prop_assert_eq!(a.is_empty(), want.is_empty());
+            let mut b = VersionVector::new();
+            for (&r, &n) in &want {
+                b.set(ReplicaId(r), n);
+            }
+            prop_assert_eq!(b, a);
+        }
+
         #[test]
         fn merge_dominates_both(a in arb_vv(), b in arb_vv()) {
             let m = a.merged(&b);

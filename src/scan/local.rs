@@ -14,24 +14,61 @@ use crate::replica::layout::IGNORE_FILE;
 use crate::replica::root::{self, FileKind, Folder};
 use rayon::prelude::*;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Everything under `scope` of the replica, minus what is ignored or ours.
 pub fn walk(root: &Root, scope: &RelPath) -> Result<Walked, ScanError> {
+    walk_within(root, scope, &Budget::unlimited())
+}
+
+/// How many paths one walk may gather before it leaves the folders it has not yet entered
+/// to walks of their own (`Found::deferred`); shared by the walk's threads.
+pub(super) struct Budget(AtomicUsize);
+
+impl Budget {
+    pub(super) fn new(paths: usize) -> Self {
+        Budget(AtomicUsize::new(paths))
+    }
+
+    fn unlimited() -> Self {
+        Budget::new(usize::MAX)
+    }
+
+    fn spend(&self, n: usize) {
+        // Saturating: `fetch_update` only fails when the closure returns `None`, and it never does.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            });
+    }
+
+    fn spent(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// `walk`, entering folders only while `budget` lasts.
+pub(super) fn walk_within(
+    root: &Root,
+    scope: &RelPath,
+    budget: &Budget,
+) -> Result<Walked, ScanError> {
     let rules = rules_above(root, scope);
     let found = if scope.is_root() {
         let fd = root.open_folder(scope).map_err(|e| ScanError::Root {
             path: root.path().to_path_buf(),
             source: e.into_io(),
         })?;
-        visit(fd, scope, &rules)
+        visit(fd, scope, &rules, budget)
     } else {
-        walk_scope(root, scope, &rules)
+        walk_scope(root, scope, &rules, budget)
     };
     Ok(Walked::new(found, rules))
 }
 
 /// A folder below the root, or a single file: its ancestors' ignore files still apply.
-fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules) -> Found {
+fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules, budget: &Budget) -> Found {
     let o = match root.lstat(scope) {
         Ok(st) => Observed::from_meta(&st),
         Err(e) => return Found::failed(scope, e.into_io()),
@@ -43,7 +80,7 @@ fn walk_scope(root: &Root, scope: &RelPath, rules: &Rules) -> Found {
     found.observed.push((scope.clone(), o));
     if o.kind == crate::index::Kind::Dir {
         match root.open_folder(scope) {
-            Ok(fd) => found.append(visit(fd, scope, rules)),
+            Ok(fd) => found.append(visit(fd, scope, rules, budget)),
             Err(e) => found.append(Found::failed(scope, e.into_io())),
         }
     }
@@ -70,8 +107,9 @@ pub fn ignore_file(root: &Root, dir: &RelPath) -> Option<IgnoreFile> {
     Some(IgnoreFile::parse(dir, &bytes))
 }
 
-/// Reads the folder `dir` (open as `fd`) and everything below it.
-fn visit(fd: Folder, dir: &RelPath, above: &Rules) -> Found {
+/// Reads the folder `dir` (open as `fd`) and everything below it that `budget` allows; the
+/// subfolders it does not enter are `deferred`.
+fn visit(fd: Folder, dir: &RelPath, above: &Rules, budget: &Budget) -> Found {
     let mut found = Found::default();
     let (listing, dfd) = match list(fd, dir, &mut found) {
         Some(l) => l,
@@ -82,12 +120,21 @@ fn visit(fd: Folder, dir: &RelPath, above: &Rules) -> Found {
         read_at(&dfd, IGNORE_FILE)
     });
     let mut stat = |name: &str| stat_at(&dfd, name);
+    budget.spend(listing.len());
     let subdirs = judge(dir, listing, &rules, &mut found, &mut stat);
     let below: Vec<Found> = subdirs
         .par_iter()
-        .map(|sub| match root::open_folder_at(&dfd, sub.name()) {
-            Ok(fd) => visit(fd, sub, &rules),
-            Err(e) => Found::failed(sub, e.into_io()),
+        .map(|sub| {
+            if budget.spent() {
+                return Found {
+                    deferred: vec![sub.clone()],
+                    ..Found::default()
+                };
+            }
+            match root::open_folder_at(&dfd, sub.name()) {
+                Ok(fd) => visit(fd, sub, &rules, budget),
+                Err(e) => Found::failed(sub, e.into_io()),
+            }
         })
         .collect();
     for b in below {
@@ -190,16 +237,33 @@ pub fn hash(root: &Root, p: &RelPath, seen: Observed) -> Hashed {
     }
 }
 
+/// Paths one part of a scan gathers before the folders it has not entered are scanned as
+/// parts of their own: a part's walk, digests and path copies cost a few hundred bytes a
+/// path beside the index, so a big tree is taken a bounded part at a time.
+const PART_PATHS: usize = if cfg!(test) { 8 } else { 32 * 1024 };
+
 /// Rescans `scope` of the replica into `index`: the one entry point for a local scan. Paths
 /// `busy` names (open for writing by one of our own SFTP clients) keep their old entries.
+///
+/// A big tree is scanned in parts, each a folder with what is below it up to `PART_PATHS`
+/// paths, and the folders it did not enter left to parts of their own (in path order, depth
+/// first); each part settles its own subtree only, so the whole is judged as one walk would.
 pub fn scan(
     root: &Root,
     index: &mut Index,
     scope: &RelPath,
     busy: Busy,
 ) -> Result<ScanStats, ScanError> {
-    let w = walk(root, scope)?;
-    Ok(scan_walked(root, index, scope, w, busy))
+    let mut total = ScanStats::default();
+    let mut parts = vec![scope.clone()];
+    while let Some(part) = parts.pop() {
+        let w = walk_within(root, &part, &Budget::new(PART_PATHS))?;
+        let mut deferred = w.deferred.clone();
+        deferred.sort();
+        parts.extend(deferred.into_iter().rev());
+        total.absorb(scan_walked(root, index, &part, w, busy));
+    }
+    Ok(total)
 }
 
 /// The rest of `scan` after its walk: hash what changed (in parallel) and fold it in.

@@ -114,6 +114,29 @@ impl ScanStats {
     pub fn changes(&self) -> u64 {
         self.added + self.modified + self.deleted + self.chmodded
     }
+
+    /// Adds the figures of a scan of another part of the folder.
+    pub fn absorb(&mut self, other: ScanStats) {
+        self.added += other.added;
+        self.modified += other.modified;
+        self.deleted += other.deleted;
+        self.chmodded += other.chmodded;
+        self.hashed += other.hashed;
+        self.hashed_bytes += other.hashed_bytes;
+        self.unreadable.extend(other.unreadable);
+        self.moving.extend(other.moving);
+        self.writing.extend(other.writing);
+        self.temps.extend(other.temps);
+        self.skipped.extend(other.skipped);
+        self.skipped.sort();
+        self.skipped.dedup();
+        for (why, n) in other.skipped_more {
+            match self.skipped_more.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, m)) => *m += n,
+                None => self.skipped_more.push((why, n)),
+            }
+        }
+    }
 }
 
 /// The digests a scan read, by path: a sorted vector (a million of them in a map would cost
@@ -365,6 +388,9 @@ pub struct Walked {
     /// Folders that hold nothing but the way to a path too deep to sync: not synced (the
     /// other side would get an empty chain of folders), and their entries kept as they are.
     pub refused_ways: Vec<RelPath>,
+    /// Folders observed here whose contents are left for walks of their own (see
+    /// `local::scan`): what is below them keeps its entries in this walk's settling.
+    pub deferred: Vec<RelPath>,
 }
 
 /// The folders among `observed` that hold nothing but the way to one of `refused`: every
@@ -413,6 +439,7 @@ impl Walked {
             links: found.links,
             unwalked: found.unwalked,
             rules: above.with_files(found.ignore_files),
+            deferred: found.deferred,
             moving: Vec::new(),
             skipped: {
                 let mut s = found.skipped;
@@ -444,6 +471,31 @@ impl Walked {
             .into_iter()
             .filter_map(|p| self.observed.get(&p).map(|o| (p, *o)))
             .collect()
+    }
+}
+
+/// Folders whose subtrees a settling leaves as they are: sorted, none below another, so the
+/// one that could hold a path is the last at or before it (a folder's descendants sort right
+/// after it). A part of a big scan leaves thousands of folders to other parts, and every
+/// entry below them is asked about.
+struct Subtrees(Vec<RelPath>);
+
+impl Subtrees {
+    fn new(mut v: Vec<RelPath>) -> Self {
+        v.sort();
+        let mut outer: Vec<RelPath> = Vec::with_capacity(v.len());
+        for p in v {
+            if !outer.last().is_some_and(|o| p.starts_with(o)) {
+                outer.push(p);
+            }
+        }
+        Subtrees(outer)
+    }
+
+    /// Whether `p` is one of the folders or lies below one.
+    fn hold(&self, p: &RelPath) -> bool {
+        let i = self.0.partition_point(|b| b <= p);
+        i > 0 && p.starts_with(&self.0[i - 1])
     }
 }
 
@@ -492,7 +544,14 @@ pub fn settle(
         // The caller reports these (`index`, a sync's errors, the watcher's log).
         tracing::debug!(path = %p, "cannot read, left as it was: {m}");
     }
-    let bad: Vec<&RelPath> = w.unreadable.keys().chain(&w.refused_ways).collect();
+    let bad = Subtrees::new(
+        w.unreadable
+            .keys()
+            .chain(&w.refused_ways)
+            .chain(&w.deferred)
+            .cloned()
+            .collect(),
+    );
     // A file of our temp shape that the index names is the user's (an index the original
     // tool wrote names everything): it keeps its entry and is never removed.
     let (named, temps): (Vec<_>, Vec<_>) = w
@@ -507,11 +566,7 @@ pub fn settle(
         scope,
         &w.observed,
         &hashes,
-        |p| {
-            !bad.iter().any(|b| p.starts_with(b))
-                && !held.contains(p)
-                && !w.rules.leaves_out(p, is_dir)
-        },
+        |p| !bad.hold(p) && !held.contains(p) && !w.rules.leaves_out(p, is_dir),
         MTime::from_system(std::time::SystemTime::now()),
     );
     st.hashed = hashes.len() as u64;

@@ -401,3 +401,130 @@ fn a_temp_the_index_names_is_the_users_and_stays() {
     assert_eq!(index.get(&named), Some(&kept));
     assert_eq!(st.deleted, 0);
 }
+
+/// The index with every tombstone's time set to one value: a tombstone's time is the moment
+/// of the scan that made it, which two scans cannot share.
+fn timeless(idx: &Index) -> Vec<(RelPath, Entry)> {
+    idx.entries
+        .iter()
+        .map(|(q, e)| {
+            let mut e = e.clone();
+            if !e.is_live() {
+                e.mtime = MTime::default();
+            }
+            (q.clone(), e)
+        })
+        .collect()
+}
+
+/// A scan in parts (`local::scan`, a few paths a part under test) and one walk of the whole
+/// tree (`scan_walked` of `walk`) to the same index and the same figures.
+fn both_scans(root: &Path, parts: &mut Index, whole: &mut Index) -> (ScanStats, ScanStats) {
+    let r = open(root);
+    let top = RelPath::root();
+    let a = local::scan(&r, parts, &top, &nothing_busy).unwrap();
+    let w = local::walk(&r, &top).unwrap();
+    let b = local::scan_walked(&r, whole, &top, w, &nothing_busy);
+    (a, b)
+}
+
+fn figures(s: &ScanStats) -> (u64, u64, u64, u64, u64, usize, usize) {
+    (
+        s.added,
+        s.modified,
+        s.deleted,
+        s.chmodded,
+        s.hashed,
+        s.unreadable.len(),
+        s.skipped.len(),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Random trees with ignore files, scanned, changed (files and whole folders removed,
+    /// others added or rewritten) and scanned again: a scan taken in parts judges every path
+    /// as one walk of the whole tree does.
+    #[test]
+    fn a_scan_in_parts_is_one_scan(
+        files in proptest::collection::vec("[abc]{1,2}(/[abc]{1,2}){0,3}", 1..40),
+        rules in proptest::collection::vec(
+            (0usize..3, proptest::collection::vec("!?/?[abc*]{1,2}/?", 1..3)),
+            0..3,
+        ),
+        gone in proptest::collection::vec("[abc]{1,2}(/[abc]{1,2}){0,2}", 0..6),
+        added in proptest::collection::vec("[abc]{1,2}(/[abc]{1,2}){0,3}", 0..12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let write_all = |names: &[String], tag: &str| {
+            for f in names {
+                let q = root.join(f);
+                if std::fs::create_dir_all(q.parent().unwrap()).is_ok() && !q.is_dir() {
+                    let _ = std::fs::write(&q, format!("{f}{tag}"));
+                }
+            }
+        };
+        write_all(&files, "");
+        let dirs = ["", "a", "a/b"];
+        for (d, lines) in &rules {
+            let d = root.join(dirs[*d]);
+            if std::fs::create_dir_all(&d).is_ok() {
+                std::fs::write(d.join(IGNORE_FILE), lines.join("\n")).unwrap();
+            }
+        }
+        let (mut parts, mut whole) = (Index::new(ReplicaId(1)), Index::new(ReplicaId(1)));
+        let (a, b) = both_scans(&root, &mut parts, &mut whole);
+        proptest::prop_assert_eq!(figures(&a), figures(&b));
+        proptest::prop_assert_eq!(timeless(&parts), timeless(&whole));
+
+        for g in &gone {
+            let q = root.join(g);
+            let _ = std::fs::remove_dir_all(&q).or_else(|_| std::fs::remove_file(&q));
+        }
+        write_all(&added, "+");
+        let (a, b) = both_scans(&root, &mut parts, &mut whole);
+        proptest::prop_assert_eq!(figures(&a), figures(&b));
+        proptest::prop_assert_eq!(timeless(&parts), timeless(&whole));
+    }
+}
+
+/// A tree bigger than a part: the folders a part does not enter are scanned as parts of
+/// their own, and every path still reaches the index once.
+#[test]
+fn a_big_tree_is_scanned_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    for d in 0..6 {
+        for e in 0..3 {
+            let sub = root.join(format!("d{d}/e{e}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..4 {
+                std::fs::write(sub.join(format!("f{f}")), format!("{d}{e}{f}")).unwrap();
+            }
+        }
+    }
+    let r = open(&root);
+    let w = local::walk_within(&r, &RelPath::root(), &local::Budget::new(8)).unwrap();
+    assert!(!w.deferred.is_empty(), "one part took the whole tree");
+    let mut idx = Index::new(ReplicaId(1));
+    let st = local::scan(&r, &mut idx, &RelPath::root(), &nothing_busy).unwrap();
+    // 6 + 18 folders, 72 files.
+    assert_eq!((st.added, st.hashed), (96, 72));
+    assert_eq!(idx.counts(), (72, 24, 0));
+}
+
+proptest::proptest! {
+    /// The folders a settling leaves alone hold exactly the paths some one of them holds.
+    #[test]
+    fn subtrees_hold_what_one_of_them_holds(
+        folders in proptest::collection::vec("[ab]{1,2}(/[ab ]{1,2}){0,2}", 0..8),
+        paths in proptest::collection::vec("[ab]{1,2}(/[ab ]{1,2}){0,3}", 1..16),
+    ) {
+        let folders: Vec<RelPath> = folders.iter().filter_map(|f| RelPath::parse(f).ok()).collect();
+        let held = Subtrees::new(folders.clone());
+        for q in paths.iter().filter_map(|q| RelPath::parse(q).ok()) {
+            proptest::prop_assert_eq!(held.hold(&q), folders.iter().any(|f| q.starts_with(f)), "{}", q);
+        }
+    }
+}

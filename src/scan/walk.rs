@@ -166,6 +166,9 @@ pub struct Found {
     /// Paths refused for being deeper than `MAX_DEPTH`: the folders on the way to them hold
     /// nothing else are not synced either (see `Walked::new`).
     pub too_deep: Vec<RelPath>,
+    /// Folders found (and observed) but left for a walk of their own: a walk that holds the
+    /// whole of a big tree at once costs more memory than the index of it.
+    pub deferred: Vec<RelPath>,
 }
 
 impl Found {
@@ -178,6 +181,7 @@ impl Found {
         self.ignore_files.append(&mut other.ignore_files);
         self.skipped.append(&mut other.skipped);
         self.too_deep.append(&mut other.too_deep);
+        self.deferred.append(&mut other.deferred);
     }
 
     pub fn failed(dir: &RelPath, why: impl ToString) -> Found {

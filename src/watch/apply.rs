@@ -119,15 +119,7 @@ pub fn apply(
     };
     let mut total = ScanStats::default();
     for s in &scopes {
-        let st = rescan_path(root, index, s, busy)?;
-        total.added += st.added;
-        total.modified += st.modified;
-        total.deleted += st.deleted;
-        total.hashed += st.hashed;
-        total.hashed_bytes += st.hashed_bytes;
-        total.unreadable.extend(st.unreadable);
-        total.moving.extend(st.moving);
-        total.skipped.extend(st.skipped);
+        total.absorb(rescan_path(root, index, s, busy)?);
     }
     Ok(total)
 }
