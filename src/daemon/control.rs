@@ -81,6 +81,12 @@ pub fn serve(
     let (listener, path) = socket::dirs().into_iter().find_map(|dir| {
         std::fs::create_dir_all(&dir).ok()?;
         let path = dir.join(&name);
+        // Another of our processes on this folder (`filesync serve` beside a daemon) keeps
+        // its socket; one nobody answers is left over from a killed process.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            tracing::warn!(socket = %path.display(), "another filesync process answers on this folder's control socket; leaving it to that one");
+            return None;
+        }
         let _ = std::fs::remove_file(&path);
         let l = tokio::net::UnixListener::bind(&path).ok()?;
         use std::os::unix::fs::PermissionsExt;
@@ -149,7 +155,7 @@ async fn refresh(a: &Answering) -> vouch::Reply {
         return vouch::Reply::Error("no watcher here to vouch for the index".into());
     };
     let done = tokio::task::spawn_blocking(move || {
-        crate::watch::refresh_for_client(&root, Some(&probe), true)
+        crate::watch::refresh_for_client(&root, Some(&probe), true, true)
     })
     .await;
     match done {
@@ -224,5 +230,23 @@ pub fn ask(root: &Path, req: &Request) -> Result<Response, ControlError> {
             path: shown,
             source: std::io::Error::other(e),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store asks with its own bytes (it cannot see this enum): they must be this request.
+    #[test]
+    fn the_stores_refresh_request_is_ours() {
+        assert_eq!(
+            serde_json::to_vec(&Request::Refresh).unwrap(),
+            vouch::REQUEST
+        );
+        assert!(matches!(
+            serde_json::from_slice::<Request>(vouch::REQUEST).unwrap(),
+            Request::Refresh
+        ));
     }
 }

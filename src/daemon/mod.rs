@@ -3,7 +3,7 @@
 //!
 //! Outside systemd (no `NOTIFY_SOCKET`) the notify messages are no-ops.
 
-#[cfg(unix)] // the hub's pairing and devices, which Windows does not serve
+#[cfg(unix)] // a unix socket: the hub's pairing and devices, and vouching for the index
 pub mod control;
 pub mod install;
 mod schedule;

@@ -349,9 +349,14 @@ impl LocalStore {
     }
 
     /// The index as loaded, with no walk: the daemon's refresh (`stats`, what it left as it
-    /// was) made it current just before.
-    fn vouched_blocking(&self, stats: ScanStats) -> Result<Current, StoreError> {
-        let (index, loaded, token) = self.or_new(self.load_index_token()?);
+    /// was) made it current just before. A load that found no index, or its journal damaged
+    /// (what that held is known only to a walk), walks after all.
+    fn vouched_blocking(&self, stats: ScanStats, under_lock: bool) -> Result<Current, StoreError> {
+        let loaded = self.load_index_token()?;
+        if loaded.is_none() || self.take_rescan_due() {
+            return self.current_blocking(under_lock).map(|(c, _)| c);
+        }
+        let (index, loaded, token) = self.or_new(loaded);
         Ok(Current {
             index,
             loaded,
@@ -535,7 +540,7 @@ impl Store for LocalStore {
         };
         let vouched = self.vouched.lock().ok().and_then(|mut v| v.take());
         blocking(move || match vouched {
-            Some(stats) => this.vouched_blocking(stats),
+            Some(stats) => this.vouched_blocking(stats, locked),
             None => this.current_blocking(locked).map(|(c, _)| c),
         })
         .await

@@ -18,9 +18,10 @@ pub(super) enum Start {
 }
 
 /// Asks both sides to vouch, then stops at a settled pair or loads both indexes. When one
-/// side vouched for the state it was settled in, the other's scan runs first (the vouched
-/// one loads meanwhile) and, when it changed nothing, the vouched side's load is dropped
-/// unfinished: a big index is never downloaded to find nothing to do.
+/// side vouched for the state it was settled in, the other is scanned while the vouched one
+/// loads; when the scan changed nothing, the sync stops without waiting for that load (a
+/// download stops there; a local read runs on to its end): a slow link never carries a big
+/// index to find nothing to do.
 pub(super) async fn start<L: Store, R: Store>(
     left: &L,
     right: &R,
@@ -58,17 +59,16 @@ pub(super) async fn start<L: Store, R: Store>(
     }
 }
 
-/// `scanned` and `other` at once; when `scanned` is done first and stands as `kept` (that
-/// side of the settled pair) says, with no change found, `other` is dropped unfinished.
+/// `scanned` and `other` at once; when `scanned` stands as `kept` (that side of the settled
+/// pair) says, with no change found, `other` is not waited for (unless it already failed).
 async fn unless_settled(
     scanned: impl Future<Output = Result<Current, StoreError>>,
     other: impl Future<Output = Result<Current, StoreError>>,
     kept: &str,
 ) -> Result<(Current, Option<Current>), StoreError> {
     tokio::pin!(other);
-    let mut done = None;
-    let scanned = scanned;
     tokio::pin!(scanned);
+    let mut done = None;
     let c = loop {
         tokio::select! {
             c = &mut scanned => break c?,

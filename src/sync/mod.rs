@@ -108,7 +108,13 @@ async fn sync_locked<L: Archive, R: Archive>(
     let t0 = Instant::now();
     let started = crate::time::now_secs();
     let (cl, cr) = match current::start(left, right, opts, started).await? {
-        current::Start::Loaded(cl, cr) => (cl, cr),
+        // Kept again only if this sync ends with nothing left to do.
+        current::Start::Loaded(cl, cr) => {
+            if let Some(p) = opts.settled.as_deref() {
+                settled::forget(p);
+            }
+            (cl, cr)
+        }
         current::Start::Settled(report) => {
             let ms = t0.elapsed().as_millis() as u64;
             tracing::debug!(ms, "both sides as last settled");

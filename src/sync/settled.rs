@@ -5,7 +5,6 @@
 
 use crate::index::journal::Token;
 use crate::scan::ScanStats;
-use crate::store::Vouched;
 use std::path::Path;
 
 /// How long a settled pair is trusted: a full sync at least this often refreshes each side's
@@ -42,17 +41,6 @@ pub fn side(token: Token, stats: &ScanStats) -> String {
 /// the next sync must look at it again.
 pub fn left_something(stats: &ScanStats) -> bool {
     !stats.unreadable.is_empty() || !stats.moving.is_empty() || !stats.writing.is_empty()
-}
-
-/// Whether a sync may stop at once: both sides vouched for, neither left anything as it was,
-/// and together they are the pair settled less than `TRUSTED_FOR_SECS` ago (a clock that went
-/// back trusts nothing).
-pub fn holds(kept: Option<&Settled>, left: &Vouched, right: &Vouched, now: i64) -> bool {
-    kept.is_some_and(|k| {
-        recent(k, now)
-            && side_holds(&k.left, left.token, &left.stats)
-            && side_holds(&k.right, right.token, &right.stats)
-    })
 }
 
 /// Whether the pair was settled less than `TRUSTED_FOR_SECS` before `now`.
@@ -102,6 +90,7 @@ mod tests {
     use crate::index::ContentHash;
     use crate::relpath::RelPath;
     use crate::scan::{Skip, Skipped};
+    use crate::store::Vouched;
 
     fn vouched(t: &[u8]) -> Vouched {
         Vouched {
@@ -118,20 +107,26 @@ mod tests {
         }
     }
 
+    /// How `current::start` judges a pair: recent, and each side as kept.
+    fn holds(k: &Settled, l: &Vouched, r: &Vouched, now: i64) -> bool {
+        recent(k, now)
+            && side_holds(&k.left, l.token, &l.stats)
+            && side_holds(&k.right, r.token, &r.stats)
+    }
+
     #[test]
     fn only_the_same_pair_vouched_clean_and_recent_holds() {
         let (l, r) = (vouched(b"l"), vouched(b"r"));
         let k = settled(&l, &r, 1000);
-        assert!(holds(Some(&k), &l, &r, 1000));
-        assert!(holds(Some(&k), &l, &r, 1000 + TRUSTED_FOR_SECS - 1));
-        // Nothing kept, too old, a clock that went back.
-        assert!(!holds(None, &l, &r, 1000));
-        assert!(!holds(Some(&k), &l, &r, 1000 + TRUSTED_FOR_SECS));
-        assert!(!holds(Some(&k), &l, &r, 999));
+        assert!(holds(&k, &l, &r, 1000));
+        assert!(holds(&k, &l, &r, 1000 + TRUSTED_FOR_SECS - 1));
+        // Too old, a clock that went back.
+        assert!(!holds(&k, &l, &r, 1000 + TRUSTED_FOR_SECS));
+        assert!(!holds(&k, &l, &r, 999));
         // Either side in another state, or the sides swapped.
-        assert!(!holds(Some(&k), &vouched(b"l2"), &r, 1000));
-        assert!(!holds(Some(&k), &l, &vouched(b"r2"), 1000));
-        assert!(!holds(Some(&k), &r, &l, 1000));
+        assert!(!holds(&k, &vouched(b"l2"), &r, 1000));
+        assert!(!holds(&k, &l, &vouched(b"r2"), 1000));
+        assert!(!holds(&k, &r, &l, 1000));
     }
 
     #[test]
@@ -157,11 +152,11 @@ mod tests {
             &|s| s.skipped_more.push((Skip::Special, 3)),
         ];
         for (i, f) in cases.iter().enumerate() {
-            assert!(!holds(Some(&k), &with(*f), &r, 0), "case {i}");
+            assert!(!holds(&k, &with(*f), &r, 0), "case {i}");
         }
         // A pair settled with a link left out holds while the link is still all there is.
         let linked = with(cases[3]);
-        assert!(holds(Some(&settled(&linked, &r, 0)), &linked, &r, 0));
+        assert!(holds(&settled(&linked, &r, 0), &linked, &r, 0));
     }
 
     #[test]

@@ -109,7 +109,7 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
 /// machine asking the daemon). No `.sync.lock`: the client asking holds it. Returns what the
 /// scan met, for the client to report: the paths it could not read and the files still being
 /// written (left as they were), and those it left out (`skipped`); and the state of the index
-/// files after it.
+/// files after it when `with_token`.
 ///
 /// Files our clients closed a moment ago are finished: the refresh first waits out what is
 /// left of their quiet time (`Writers::settle`), so an upload closed just before is offered.
@@ -126,6 +126,7 @@ pub fn refresh_for_client(
     root: &Path,
     watch: Option<&FreshnessProbe>,
     reads_journal: bool,
+    with_token: bool,
 ) -> Result<(ScanStats, Option<Token>), WatchError> {
     let mut tries = 1;
     let stats = loop {
@@ -137,8 +138,16 @@ pub fn refresh_for_client(
             r => break r?,
         }
     };
-    // The state the client compares with the one it last settled (`journal::Token`).
-    let token = LocalStore::open(root, 0)?.index_token()?;
+    if !with_token {
+        return Ok((stats, None));
+    }
+    // The state the client compares with the one it last settled (`journal::Token`); without
+    // it the client loads the index, as it would from an older server.
+    let token = LocalStore::open(root, 0)
+        .and_then(|s| s.index_token())
+        .inspect_err(|e| tracing::debug!("no index token: {}", crate::store::Chain(e)))
+        .ok()
+        .flatten();
     Ok((stats, token))
 }
 

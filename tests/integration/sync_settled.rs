@@ -134,3 +134,22 @@ fn a_plain_server_is_walked_every_time() {
     assert_eq!(t.a.read("x.txt"), b"edited on the server");
     t.assert_same();
 }
+
+/// A sync that left something for a person (here a link on the hub where the laptop has a
+/// file: a clash) keeps no settled pair: every next sync looks again and says it again.
+#[test]
+fn a_sync_that_left_something_settles_nothing() {
+    let t = Pair::hub(HubKind::Daemon);
+    let _d = daemon_on(&t, &t.a);
+    t.a.write("c", "a file here");
+    std::os::unix::fs::symlink("elsewhere", t.b.p("c")).expect("symlink");
+    for _ in 0..2 {
+        let r = t.sync_cmd().env("RUST_LOG", "filesync=debug").output();
+        assert!(!r.stderr.contains(STOPPED), "{r}");
+        assert!(
+            r.stderr.contains("symbolic link"),
+            "the clash was not said again\n{r}"
+        );
+    }
+    assert_eq!(t.a.read("c"), b"a file here");
+}

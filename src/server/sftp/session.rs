@@ -736,7 +736,7 @@ impl Session {
         let with_token = data.as_ref() == ext::REFRESH_WITH_TOKEN;
         let reads_journal = with_token || data.as_ref() == ext::REFRESH_READS_JOURNAL;
         let probe = self.shared.freshness.as_ref();
-        match crate::watch::refresh_for_client(root, probe, reads_journal) {
+        match crate::watch::refresh_for_client(root, probe, reads_journal, with_token) {
             Ok((st, token)) => wire::left_out::reply(
                 id,
                 wire::left_out::Report {
@@ -744,7 +744,7 @@ impl Session {
                     writing: st.writing,
                     skipped: st.skipped,
                     skipped_more: Vec::new(),
-                    token: token.filter(|_| with_token).map(|t| t.0.0),
+                    token: token.map(|t| t.0.0),
                 },
             ),
             Err(e) => {

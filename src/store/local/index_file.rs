@@ -29,8 +29,8 @@ pub(super) struct OnDisk {
     /// Where the next batch goes; `None`: no journal follows this snapshot yet (one that is
     /// there names an older snapshot, and a new one replaces it).
     append_at: Option<u64>,
-    /// The state of both files together, as a sync records it; `None` after damage, or
-    /// after an append (not needed then: see `token`).
+    /// The state of both files together as loaded, for a sync to record; `None` after
+    /// damage. Only a load's is read (a writer asks `token`).
     pub(super) token: Option<Token>,
 }
 
@@ -203,6 +203,10 @@ pub fn token(root: &Root) -> Result<Option<Token>, StoreError> {
 /// A version of a file: device, inode, size, mtime and ctime (any write changes the ctime).
 type Version = (u64, u64, u64, (i64, u32), (i64, u32));
 
+/// A file changed less than this long ago may change again within its time stamp's
+/// granularity (two seconds on FAT): its identity is not kept.
+const RACY_SECS: i64 = 2;
+
 /// The identity of `.sync` now. Hashing a big snapshot takes a while, so the last identity
 /// per folder is kept with the file version it was taken of, and hashed again only after
 /// `.sync` is written.
@@ -240,10 +244,13 @@ fn snapshot_id(root: &Root) -> Result<Option<SnapshotId>, StoreError> {
         len,
         hash: ContentHash(*h.finalize().as_bytes()),
     };
-    // Kept only when nothing wrote the file meanwhile.
-    if root
-        .lstat(&index_name())
-        .is_ok_and(|m| version(&m) == before)
+    // Kept only when nothing wrote the file meanwhile, and its times are old enough that a
+    // later write must change them (file systems with coarse times; git's racy-entry rule).
+    let old_enough = crate::time::now_secs() - before.4.0 > RACY_SECS;
+    if old_enough
+        && root
+            .lstat(&index_name())
+            .is_ok_and(|m| version(&m) == before)
     {
         KNOWN
             .lock()

@@ -82,12 +82,22 @@ impl Answer {
 /// cannot: its answer says why, at debug level), and the sync loads and scans as usual.
 #[cfg(unix)]
 pub fn ask(root: &Path) -> Option<Vouched> {
-    // A refresh the watcher cannot vouch for rescans the whole folder: that may take long.
-    let wait = std::time::Duration::from_secs(3600);
+    use crate::sys::socket::ControlError;
+    // Long enough for a rescan of what the watcher saw change; a daemon that takes longer
+    // is doing a whole rescan, and the sync's own scan is as quick.
+    let wait = std::time::Duration::from_secs(60);
     let out = match crate::sys::socket::ask(root, REQUEST, wait) {
         Ok((out, _)) => out,
-        Err(e) => {
+        Err(e @ ControlError::NotRunning(_)) => {
             tracing::debug!("no daemon vouches for {}: {e}", root.display());
+            return None;
+        }
+        Err(e) => {
+            let e = crate::store::Chain(&e);
+            tracing::warn!(
+                "the daemon of {} did not vouch ({e}); scanning here",
+                root.display()
+            );
             return None;
         }
     };
