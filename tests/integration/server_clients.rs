@@ -25,15 +25,6 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
     std::fs::read(a).expect("read a") == std::fs::read(b).expect("read b")
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "{:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Uploads a big file to `up/big.bin` with `upload(local source)`, downloads it back with
 /// `download(local target)`, and checks both copies byte for byte.
 fn round_trip(
