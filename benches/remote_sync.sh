@@ -7,6 +7,7 @@
 #   filesync       against that same sshd with nothing installed there (remote stat walk)
 #   fs-serve       against `filesync daemon` on loopback (its SFTP server and watcher): our
 #                  program at the far end, as on the hub
+# And what an fsync per file costs on the disk under the remote folders (fsync_floor.py).
 # usage: benches/remote_sync.sh   (BENCH_PROFILES="small mixed", BENCH_TOOLS, BENCH_BIN,
 #                                  BENCH_ROUNDS=2)
 set -euo pipefail
@@ -85,6 +86,16 @@ run_tool() { # tool local remote
 settle() { sync; sleep 1; }
 timed() { local s; s=$(now); "$@"; awk -v a="$s" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
+# What the server's disk charges for one fsync per file, with no SSH at all: a first sync to
+# plain sshd cannot be faster than rsync (which makes none) plus this, as long as every file
+# is durable before it is renamed into place. As many writers as the SFTP channels a sync
+# opens there (`PLAIN_CHANNELS` in src/store/sftp/mod.rs);
+# measured first, before this run's deletions slow the disk's next creations.
+floor=
+if [[ " $tools " == *" filesync "* ]]; then
+    floor=$(python3 "$repo/benches/fsync_floor.py" "$work" 10000 8)
+fi
+
 declare -A T
 keep_best() { # key seconds
     if [ -z "${T[$1]:-}" ] || awk -v a="$2" -v b="${T[$1]}" 'BEGIN{exit !(a<b)}'; then T[$1]=$2; fi
@@ -138,3 +149,5 @@ for p in $profiles; do
         echo
     done
 done
+
+if [ -n "$floor" ]; then echo "durability floor on this disk: $floor"; fi
