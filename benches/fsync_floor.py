@@ -34,11 +34,11 @@ def timed(base, files, writers, durable, turn):
     folder = os.path.join(base, f"floor-{turn}-{int(durable)}")
     os.makedirs(folder)
     os.sync()
-    start = time.monotonic()
     each = files // writers
     with mp.Pool(writers) as pool:
+        start = time.monotonic()
         pool.map(write_some, [(folder, k * each, each, durable) for k in range(writers)])
-    return time.monotonic() - start
+        return time.monotonic() - start
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
         plain = min(plain, timed(base, files, writers, False, turn))
         durable = min(durable, timed(base, files, writers, True, turn))
     print(f"{files} files of 8 KiB by {writers} writers: {plain:.2f} s, "
-          f"with an fsync each {durable:.2f} s (+{durable - plain:.2f} s)")
+          f"with an fsync each {durable:.2f} s ({durable - plain:+.2f} s)")
 
 
 if __name__ == "__main__":
